@@ -1,0 +1,26 @@
+//! prober's engine: hping3-compatible TCP and ICMP probing with probes sent through an
+//! AF_PACKET TX ring and replies matched, with kernel timestamps, by an XDP program.
+//!
+//! The binary (`main.rs`) parses the command line and prints; everything else lives here so
+//! that tests can drive it directly.
+
+pub mod output;
+pub mod privilege;
+pub mod probe;
+pub mod route;
+pub mod session;
+pub mod stats;
+pub mod transmit;
+pub mod tx_ring;
+pub mod xdp;
+
+/// Nanoseconds on CLOCK_MONOTONIC, the clock `bpf_ktime_get_ns()` reads in the kernel.
+pub fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}

@@ -1,0 +1,138 @@
+//! TCP probes with any combination of hping3's flags (-S -A -F -R -P -U -X -Y); SYN is the
+//! common case: SYN-ACK means open, RST-ACK closed.
+use std::fmt::Write as _;
+
+use etherparse::{IpNumber, TcpHeader};
+use prober_common::{ProbeFilter, ReplyRecord, IPPROTO_TCP};
+
+use super::{ipv4_header, write_headers, Endpoints, Probe, MAX_PROBE_LEN};
+
+/// TCP flag bits as they sit in the header's flags byte.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const ACK: u8 = 0x10;
+    pub const URG: u8 = 0x20;
+    /// hping3's X and Y: the two high bits (ECE and CWR today).
+    pub const X: u8 = 0x40;
+    pub const Y: u8 = 0x80;
+
+    /// Letters in hping3's order, e.g. `SA`, `RA`; empty for no flags.
+    pub fn letters(self) -> String {
+        const ORDER: [(u8, char); 8] = [
+            (TcpFlags::RST, 'R'),
+            (TcpFlags::SYN, 'S'),
+            (TcpFlags::ACK, 'A'),
+            (TcpFlags::FIN, 'F'),
+            (TcpFlags::PSH, 'P'),
+            (TcpFlags::URG, 'U'),
+            (TcpFlags::X, 'X'),
+            (TcpFlags::Y, 'Y'),
+        ];
+        ORDER
+            .iter()
+            .filter(|(bit, _)| self.0 & bit != 0)
+            .map(|&(_, letter)| letter)
+            .collect()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct TcpProbe {
+    pub endpoints: Endpoints,
+    pub flags: TcpFlags,
+    pub target_port: u16,
+    /// Source port of probe 0; probe n uses `base_port + n` unless `keep_port`.
+    pub base_port: u16,
+    pub keep_port: bool,
+    pub window: u16,
+    /// Sequence and acknowledgement numbers carried by every probe (random per run).
+    pub seq: u32,
+    pub ack: u32,
+}
+
+const TCP_HEADER_LEN: u16 = 20;
+
+impl TcpProbe {
+    fn source_port(&self, n: u64) -> u16 {
+        if self.keep_port {
+            self.base_port
+        } else {
+            self.base_port.wrapping_add(n as u16)
+        }
+    }
+}
+
+impl Probe for TcpProbe {
+    fn mode(&self) -> String {
+        let letters = self.flags.letters();
+        let flags = if letters.is_empty() {
+            "NO FLAGS are".to_string()
+        } else {
+            letters
+        };
+        format!("{flags} set, 40 headers + 0 data bytes")
+    }
+
+    fn build(&self, n: u64, buf: &mut [u8; MAX_PROBE_LEN]) -> usize {
+        let ip = ipv4_header(&self.endpoints, n, IpNumber::TCP, TCP_HEADER_LEN);
+        let mut tcp = TcpHeader::new(self.source_port(n), self.target_port, self.seq, self.window);
+        let bits = self.flags.0;
+        tcp.fin = bits & TcpFlags::FIN != 0;
+        tcp.syn = bits & TcpFlags::SYN != 0;
+        tcp.rst = bits & TcpFlags::RST != 0;
+        tcp.psh = bits & TcpFlags::PSH != 0;
+        tcp.ack = bits & TcpFlags::ACK != 0;
+        tcp.urg = bits & TcpFlags::URG != 0;
+        tcp.ece = bits & TcpFlags::X != 0;
+        tcp.cwr = bits & TcpFlags::Y != 0;
+        tcp.acknowledgment_number = self.ack;
+        tcp.checksum = tcp
+            .calc_checksum_ipv4(&ip, &[])
+            .expect("an empty payload fits");
+        write_headers(buf, &[&ip, &tcp])
+    }
+
+    fn filter(&self) -> ProbeFilter {
+        ProbeFilter {
+            protocol: IPPROTO_TCP,
+            target_port: self.target_port,
+            sport_base: self.base_port,
+            // With -k every probe leaves from one port; otherwise from a window of ports that
+            // wraps around, as hping3's do.
+            sport_span: if self.keep_port { 1 } else { u16::MAX },
+            tcp_seq: self.seq,
+            tcp_ack: self.ack,
+            ..ProbeFilter::default()
+        }
+    }
+
+    fn sequence(&self, reply: &ReplyRecord) -> u16 {
+        reply.dst_port.wrapping_sub(self.base_port)
+    }
+
+    fn write_fields(&self, reply: &ReplyRecord, seq: u16, line: &mut String) {
+        let letters = TcpFlags(reply.tcp_flags).letters();
+        let _ = write!(
+            line,
+            "sport={} flags={} seq={} win={}",
+            reply.src_port,
+            if letters.is_empty() { "none" } else { &letters },
+            seq,
+            reply.tcp_window,
+        );
+    }
+
+    fn write_verbose_trailer(&self, reply: &ReplyRecord, line: &mut String) {
+        let _ = write!(
+            line,
+            "\nseq={} ack={} sum={:x} urp={}\n",
+            reply.tcp_seq, reply.tcp_ack, reply.l4_checksum, reply.tcp_urgent
+        );
+    }
+}

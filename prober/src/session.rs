@@ -1,0 +1,354 @@
+//! One probing run: set up the route, the XDP reply matcher and the transmit path, then send
+//! probes on a paced thread while the async side drains replies, until the count is reached
+//! (plus hping3's one second for late replies), or Ctrl-C / SIGTERM.
+use std::{
+    io::{self, Write},
+    mem::size_of,
+    net::Ipv4Addr,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        mpsc, Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result};
+use aya::maps::{MapData, RingBuf};
+use prober_common::{Counter, ReplyRecord};
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{signal, SignalKind},
+    sync::oneshot,
+};
+
+use crate::{
+    monotonic_ns, output,
+    probe::{Endpoints, IcmpEcho, Probe, TcpFlags, TcpProbe, MAX_PROBE_LEN},
+    route::{self, Interface, Route},
+    stats::Summary,
+    transmit::{self, Transmit},
+    xdp::{AttachMode, ReplyChannel, ReplyMatcher},
+};
+
+/// How long hping3 waits for replies after the last probe.
+const LINGER: Duration = Duration::from_secs(1);
+/// Probes queued per kick of the transmit path in flood mode.
+const FLOOD_BATCH: u64 = 64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pacing {
+    Interval(Duration),
+    /// As fast as the transmit path takes them.
+    Flood,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeKind {
+    Tcp {
+        flags: TcpFlags,
+        port: u16,
+        /// None picks a random base source port, as hping3 does.
+        base_port: Option<u16>,
+        keep_port: bool,
+        window: u16,
+    },
+    IcmpEcho,
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The target as the user typed it, for the header and footer.
+    pub target_name: String,
+    pub target: Ipv4Addr,
+    pub kind: ProbeKind,
+    /// None: until interrupted.
+    pub count: Option<u64>,
+    pub pacing: Pacing,
+    pub ttl: u8,
+    pub interface: Option<Interface>,
+    pub quiet: bool,
+    pub verbose: bool,
+}
+
+/// A run that is set up: route known, reply matcher attached, transmit path open.
+pub struct Session {
+    options: Options,
+    route: Route,
+    probe: Arc<dyn Probe>,
+    transmit: Box<dyn Transmit>,
+    /// Dropping it detaches the XDP program.
+    matcher: ReplyMatcher,
+    channel: ReplyChannel,
+}
+
+impl Session {
+    pub fn prepare(options: Options) -> Result<Session> {
+        let route = route::lookup(options.target, options.interface.as_ref())?;
+        let endpoints = Endpoints {
+            source: route.source,
+            target: options.target,
+            ttl: options.ttl,
+            first_ip_id: random()? as u16,
+        };
+        let probe: Arc<dyn Probe> = match options.kind {
+            ProbeKind::Tcp {
+                flags,
+                port,
+                base_port,
+                keep_port,
+                window,
+            } => Arc::new(TcpProbe {
+                endpoints,
+                flags,
+                target_port: port,
+                base_port: match base_port {
+                    Some(port) => port,
+                    None => 1024 + (random()? % (65536 - 1024)) as u16,
+                },
+                keep_port,
+                window,
+                seq: random()? as u32,
+                ack: random()? as u32,
+            }),
+            ProbeKind::IcmpEcho => Arc::new(IcmpEcho {
+                endpoints,
+                id: random()? as u16,
+            }),
+        };
+        let filter = prober_common::ProbeFilter {
+            target_addr: options.target.octets(),
+            local_addr: route.source.octets(),
+            ..probe.filter()
+        };
+        let (matcher, channel) = ReplyMatcher::attach(&route.interface, &filter)?;
+        let transmit = transmit::open(&route, options.target)?;
+        Ok(Session {
+            options,
+            route,
+            probe,
+            transmit,
+            matcher,
+            channel,
+        })
+    }
+
+    /// The lines printed before the first probe (hping3's, plus `-V` details).
+    pub fn header(&self) -> Result<Vec<String>> {
+        let interface = &self.route.interface;
+        let mut lines = Vec::new();
+        if self.options.verbose {
+            lines.push(output::verbose_header(
+                &interface.name,
+                self.route.source,
+                interface.mtu()?,
+            ));
+            lines.push(format!(
+                "sending through {}, XDP reply matcher attached in {} mode",
+                self.transmit.describe(),
+                self.matcher.mode,
+            ));
+        }
+        lines.push(output::header(
+            &self.options.target_name,
+            &interface.name,
+            self.options.target,
+            self.probe.as_ref(),
+        ));
+        Ok(lines)
+    }
+
+    pub fn attach_mode(&self) -> AttachMode {
+        self.matcher.mode
+    }
+
+    /// Sends the probes and prints a line per reply to `out`; returns the totals.
+    pub fn run(self, out: &mut dyn Write) -> Result<Summary> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        runtime.block_on(self.run_async(out))
+    }
+
+    async fn run_async(self, out: &mut dyn Write) -> Result<Summary> {
+        let Session {
+            options,
+            probe,
+            transmit,
+            matcher,
+            channel,
+            ..
+        } = self;
+        let mut interrupt = signal(SignalKind::interrupt()).context("catching SIGINT")?;
+        let mut terminate = signal(SignalKind::terminate()).context("catching SIGTERM")?;
+        let ReplyChannel { replies, counters } = channel;
+        // SAFETY: the ring buffer owns its map fd; it stays open and the same for as long as
+        // the AsyncFd owns the ring buffer.
+        let mut replies = unsafe { AsyncFd::register(replies) }
+            .map_err(io::Error::from)
+            .context("watching the reply ring buffer")?;
+
+        let log = Arc::new(SendLog::new());
+        let (stop, stopped) = mpsc::channel::<()>();
+        let (done, mut sender_done) = oneshot::channel();
+        let sender = {
+            let (log, probe, options) = (log.clone(), probe.clone(), options.clone());
+            std::thread::Builder::new()
+                .name("prober-send".into())
+                .spawn(move || {
+                    let result = send_probes(&options, probe.as_ref(), transmit, &log, &stopped);
+                    let _ = done.send(result);
+                })
+                .context("starting the send thread")?
+        };
+
+        let mut summary = Summary::default();
+        let mut linger_until: Option<tokio::time::Instant> = None;
+        let mut send_error = None;
+        loop {
+            let linger = async {
+                match linger_until {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                ready = replies.readable_mut() => {
+                    let mut ready = ready.context("waiting for replies")?;
+                    drain(ready.get_inner_mut(), probe.as_ref(), &log, &options, &mut summary, out)?;
+                    ready.clear_ready();
+                }
+                result = &mut sender_done, if linger_until.is_none() => {
+                    if let Ok(Err(error)) = result {
+                        send_error = Some(error);
+                        break;
+                    }
+                    linger_until = Some(tokio::time::Instant::now() + LINGER);
+                }
+                _ = interrupt.recv() => break,
+                _ = terminate.recv() => break,
+                _ = linger => break,
+            }
+            let all_answered = options.count.is_some_and(|count| summary.received >= count);
+            if linger_until.is_some() && all_answered {
+                break;
+            }
+        }
+        let _ = stop.send(());
+        let _ = sender.join();
+        out.flush().context("writing replies")?;
+        if let Some(error) = send_error {
+            return Err(error).context("sending probes");
+        }
+
+        summary.transmitted = log.sent.load(Ordering::Acquire);
+        summary.ring_full = counters.get(Counter::RingFull);
+        summary.unmatched = counters.get(Counter::Unmatched);
+        drop(matcher);
+        Ok(summary)
+    }
+}
+
+/// Send time and answered flag per hping3 sequence number (probe number mod 2^16).
+struct SendLog {
+    sent_ns: Box<[AtomicU64]>,
+    answered: Box<[AtomicBool]>,
+    sent: AtomicU64,
+}
+
+impl SendLog {
+    fn new() -> SendLog {
+        SendLog {
+            sent_ns: (0..=u16::MAX).map(|_| AtomicU64::new(0)).collect(),
+            answered: (0..=u16::MAX).map(|_| AtomicBool::new(false)).collect(),
+            sent: AtomicU64::new(0),
+        }
+    }
+
+    fn sending(&self, n: u64) {
+        let slot = usize::from(n as u16);
+        self.answered[slot].store(false, Ordering::Relaxed);
+        self.sent_ns[slot].store(monotonic_ns(), Ordering::Release);
+    }
+
+    /// The send time of probe `seq` and whether it was answered before.
+    fn answer(&self, seq: u16) -> (u64, bool) {
+        let slot = usize::from(seq);
+        let duplicate = self.answered[slot].swap(true, Ordering::Relaxed);
+        (self.sent_ns[slot].load(Ordering::Acquire), duplicate)
+    }
+}
+
+fn send_probes(
+    options: &Options,
+    probe: &dyn Probe,
+    mut transmit: Box<dyn Transmit>,
+    log: &SendLog,
+    stop: &mpsc::Receiver<()>,
+) -> io::Result<()> {
+    let start = Instant::now();
+    let mut packet = [0u8; MAX_PROBE_LEN];
+    let mut n = 0u64;
+    while options.count.is_none_or(|count| n < count) {
+        match options.pacing {
+            Pacing::Interval(interval) => {
+                let due = start + interval * n as u32;
+                // Waiting on the stop channel makes the pause end early on Ctrl-C.
+                let wait = due.saturating_duration_since(Instant::now());
+                if n > 0 && stop.recv_timeout(wait) != Err(mpsc::RecvTimeoutError::Timeout) {
+                    break;
+                }
+            }
+            Pacing::Flood => {
+                if n % FLOOD_BATCH == 0 {
+                    transmit.flush()?;
+                    if stop.try_recv() != Err(mpsc::TryRecvError::Empty) {
+                        break;
+                    }
+                }
+            }
+        }
+        let length = probe.build(n, &mut packet);
+        log.sending(n);
+        transmit.send(&packet[..length])?;
+        if options.pacing != Pacing::Flood {
+            transmit.flush()?;
+        }
+        n += 1;
+        log.sent.store(n, Ordering::Release);
+    }
+    transmit.flush()
+}
+
+fn drain(
+    replies: &mut RingBuf<MapData>,
+    probe: &dyn Probe,
+    log: &SendLog,
+    options: &Options,
+    summary: &mut Summary,
+    out: &mut dyn Write,
+) -> Result<()> {
+    while let Some(item) = replies.next() {
+        let Some(bytes) = item.get(..size_of::<ReplyRecord>()) else {
+            continue;
+        };
+        let reply: ReplyRecord = bytemuck::pod_read_unaligned(bytes);
+        let seq = probe.sequence(&reply);
+        let (sent_ns, duplicate) = log.answer(seq);
+        let rtt_ms = reply.kernel_ns.saturating_sub(sent_ns) as f64 / 1e6;
+        summary.received += 1;
+        summary.duplicates += u64::from(duplicate);
+        summary.rtt.add(rtt_ms);
+        if !options.quiet {
+            let line = output::reply_line(probe, &reply, seq, rtt_ms, duplicate, options.verbose);
+            writeln!(out, "{line}").context("writing replies")?;
+        }
+    }
+    out.flush().context("writing replies")
+}
+
+fn random() -> Result<u64> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|error| anyhow::anyhow!("no randomness: {error}"))?;
+    Ok(u64::from_ne_bytes(bytes))
+}

@@ -1,0 +1,252 @@
+//! AF_PACKET socket with a PACKET_TX_RING (TPACKET_V2): probes are written straight into
+//! memory shared with the kernel and sent with one `send()` per batch.
+use std::{
+    io,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    ptr::{self, NonNull},
+    sync::atomic::{fence, Ordering},
+};
+
+use anyhow::{Context as _, Result};
+
+use crate::route::Interface;
+
+const FRAME_SIZE: usize = 2048;
+const BLOCK_SIZE: usize = 1 << 16;
+const BLOCK_COUNT: usize = 8;
+const FRAME_COUNT: usize = BLOCK_SIZE / FRAME_SIZE * BLOCK_COUNT;
+/// Without PACKET_TX_HAS_OFF, TX data starts here in each frame.
+const DATA_OFFSET: usize = libc::TPACKET2_HDRLEN - std::mem::size_of::<libc::sockaddr_ll>();
+const ETH_HEADER_LEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+
+pub struct TxRing {
+    fd: OwnedFd,
+    ring: NonNull<u8>,
+    /// Destination MAC, source MAC and EtherType, copied in front of every packet.
+    ethernet_header: [u8; ETH_HEADER_LEN],
+    next_frame: usize,
+    queued: usize,
+}
+
+// SAFETY: the mapping belongs to this value alone; it moves between threads with it.
+unsafe impl Send for TxRing {}
+
+impl TxRing {
+    pub fn open(
+        interface: &Interface,
+        source_mac: [u8; 6],
+        next_hop_mac: [u8; 6],
+    ) -> Result<TxRing> {
+        // Protocol 0: this socket only sends, so the kernel queues nothing to it.
+        // SAFETY: plain socket(2) call; the result is checked before use.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error()).context("opening an AF_PACKET socket");
+        }
+        // SAFETY: fd is a freshly opened descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+
+        set_option(
+            &fd,
+            libc::PACKET_VERSION,
+            &(libc::tpacket_versions::TPACKET_V2 as libc::c_int),
+        )
+        .context("selecting TPACKET_V2")?;
+        let request = libc::tpacket_req {
+            tp_block_size: BLOCK_SIZE as u32,
+            tp_block_nr: BLOCK_COUNT as u32,
+            tp_frame_size: FRAME_SIZE as u32,
+            tp_frame_nr: FRAME_COUNT as u32,
+        };
+        set_option(&fd, libc::PACKET_TX_RING, &request).context("setting up PACKET_TX_RING")?;
+
+        let length = BLOCK_SIZE * BLOCK_COUNT;
+        // SAFETY: maps the ring the kernel just allocated for this socket.
+        let ring = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                length,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ring == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error()).context("mapping the TX ring");
+        }
+        let ring = NonNull::new(ring.cast::<u8>()).expect("mmap succeeded");
+
+        let address = libc::sockaddr_ll {
+            sll_family: libc::AF_PACKET as u16,
+            sll_protocol: 0,
+            sll_ifindex: interface.index as i32,
+            sll_hatype: 0,
+            sll_pkttype: 0,
+            sll_halen: 0,
+            sll_addr: [0; 8],
+        };
+        // SAFETY: address is a valid sockaddr_ll of the size passed.
+        let bound = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&address as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        let ring = TxRing {
+            fd,
+            ring,
+            ethernet_header: ethernet_header(next_hop_mac, source_mac),
+            next_frame: 0,
+            queued: 0,
+        };
+        if bound < 0 {
+            return Err(io::Error::last_os_error())
+                .with_context(|| format!("binding to {}", interface.name));
+        }
+        Ok(ring)
+    }
+
+    fn frame_header(&self, frame: usize) -> *mut libc::tpacket2_hdr {
+        // SAFETY: frame < FRAME_COUNT, so the offset stays inside the mapping.
+        unsafe { self.ring.as_ptr().add(frame * FRAME_SIZE).cast() }
+    }
+
+    fn status(&self, frame: usize) -> u32 {
+        // SAFETY: the header is inside the mapping; the kernel updates it concurrently.
+        unsafe { ptr::read_volatile(ptr::addr_of!((*self.frame_header(frame)).tp_status)) }
+    }
+
+    /// Waits until the kernel has finished with `frame`, kicking out what is queued.
+    fn wait_available(&mut self, frame: usize) -> io::Result<()> {
+        loop {
+            match self.status(frame) {
+                libc::TP_STATUS_AVAILABLE => return Ok(()),
+                libc::TP_STATUS_WRONG_FORMAT => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "kernel rejected a TX frame",
+                    ))
+                }
+                _ => {
+                    self.kick()?;
+                    let mut poll = libc::pollfd {
+                        fd: self.fd.as_raw_fd(),
+                        events: libc::POLLOUT,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd.
+                    unsafe { libc::poll(&mut poll, 1, 10) };
+                }
+            }
+        }
+    }
+
+    fn kick(&mut self) -> io::Result<()> {
+        self.queued = 0;
+        // SAFETY: a zero-length send() only asks the kernel to transmit queued frames.
+        let sent = unsafe { libc::send(self.fd.as_raw_fd(), ptr::null(), 0, 0) };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl crate::transmit::Transmit for TxRing {
+    fn send(&mut self, ip_packet: &[u8]) -> io::Result<()> {
+        let frame = self.next_frame;
+        self.wait_available(frame)?;
+        let length = ETH_HEADER_LEN + ip_packet.len();
+        assert!(
+            DATA_OFFSET + length <= FRAME_SIZE,
+            "probe larger than a ring frame"
+        );
+        let header = self.frame_header(frame);
+        // SAFETY: the frame is ours (status AVAILABLE) and the copy stays inside it.
+        unsafe {
+            let data = header.cast::<u8>().add(DATA_OFFSET);
+            ptr::copy_nonoverlapping(self.ethernet_header.as_ptr(), data, ETH_HEADER_LEN);
+            ptr::copy_nonoverlapping(
+                ip_packet.as_ptr(),
+                data.add(ETH_HEADER_LEN),
+                ip_packet.len(),
+            );
+            (*header).tp_len = length as u32;
+            // The frame's contents must be visible before the kernel sees the request.
+            fence(Ordering::Release);
+            ptr::write_volatile(
+                ptr::addr_of_mut!((*header).tp_status),
+                libc::TP_STATUS_SEND_REQUEST,
+            );
+        }
+        self.next_frame = (frame + 1) % FRAME_COUNT;
+        self.queued += 1;
+        if self.queued == FRAME_COUNT / 2 {
+            self.kick()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.queued > 0 {
+            self.kick()?;
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> &'static str {
+        "AF_PACKET TX ring"
+    }
+}
+
+impl Drop for TxRing {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in open(); the fd closes after this.
+        unsafe { libc::munmap(self.ring.as_ptr().cast(), BLOCK_SIZE * BLOCK_COUNT) };
+    }
+}
+
+fn ethernet_header(destination: [u8; 6], source: [u8; 6]) -> [u8; ETH_HEADER_LEN] {
+    let mut header = [0u8; ETH_HEADER_LEN];
+    header[..6].copy_from_slice(&destination);
+    header[6..12].copy_from_slice(&source);
+    header[12..].copy_from_slice(&ETH_P_IP.to_be_bytes());
+    header
+}
+
+fn set_option<T>(fd: &OwnedFd, option: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: value points to a T of the size passed.
+    let result = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            option,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if result < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ethernet_header_is_destination_source_ipv4() {
+        let header = ethernet_header([1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12]);
+        assert_eq!(header, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x08, 0x00]);
+    }
+
+    #[test]
+    fn ring_geometry_is_consistent() {
+        assert_eq!(DATA_OFFSET, 32);
+        assert_eq!(FRAME_COUNT * FRAME_SIZE, BLOCK_SIZE * BLOCK_COUNT);
+    }
+}

@@ -1,0 +1,141 @@
+//! The XDP reply matcher: loads the eBPF object, attaches it to the interface replies arrive
+//! on, and owns the maps. The attachment is a BPF link held by this process, so the kernel
+//! detaches it whenever the process ends, however it ends.
+use std::io;
+
+use anyhow::{anyhow, Context as _, Result};
+use aya::{
+    maps::{Array, MapData, PerCpuArray, RingBuf},
+    programs::{ProgramError, Xdp, XdpMode},
+    Ebpf,
+};
+use prober_common::{Counter, ProbeFilter, COUNTERS_MAP, FILTER_MAP, REPLIES_MAP, XDP_PROGRAM};
+
+use crate::route::Interface;
+
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/prober"));
+
+/// Loaded and attached; dropping it detaches the program and frees the maps.
+pub struct ReplyMatcher {
+    /// Owns the program and its link: only held, so that dropping the matcher detaches.
+    _program: Ebpf,
+    pub mode: AttachMode,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// Native XDP in the driver.
+    Driver,
+    /// Generic XDP in the network stack (e.g. `lo`, or drivers without XDP).
+    Generic,
+}
+
+impl std::fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AttachMode::Driver => "driver (native)",
+            AttachMode::Generic => "generic (skb)",
+        })
+    }
+}
+
+/// Replies from the XDP program and what it counted.
+pub struct ReplyChannel {
+    pub replies: RingBuf<MapData>,
+    pub counters: Counters,
+}
+
+/// The XDP program's per-CPU counters.
+pub struct Counters(PerCpuArray<MapData, u64>);
+
+impl ReplyMatcher {
+    /// Loads the program, sets its filter and attaches it to `interface`, in driver mode
+    /// where the driver has it and generic mode otherwise.
+    pub fn attach(
+        interface: &Interface,
+        filter: &ProbeFilter,
+    ) -> Result<(ReplyMatcher, ReplyChannel)> {
+        let mut ebpf = Ebpf::load(OBJECT).context("loading the XDP program")?;
+        let mut filters: Array<_, ProbeFilter> = Array::try_from(
+            ebpf.take_map(FILTER_MAP)
+                .ok_or_else(|| anyhow!("no {FILTER_MAP} map"))?,
+        )?;
+        filters
+            .set(0, filter, 0)
+            .context("setting the reply filter")?;
+        let replies = RingBuf::try_from(
+            ebpf.take_map(REPLIES_MAP)
+                .ok_or_else(|| anyhow!("no {REPLIES_MAP} map"))?,
+        )?;
+        let counters = PerCpuArray::try_from(
+            ebpf.take_map(COUNTERS_MAP)
+                .ok_or_else(|| anyhow!("no {COUNTERS_MAP} map"))?,
+        )?;
+
+        let program: &mut Xdp = ebpf
+            .program_mut(XDP_PROGRAM)
+            .ok_or_else(|| anyhow!("no {XDP_PROGRAM} program in the object"))?
+            .try_into()?;
+        program
+            .load()
+            .context("loading the XDP program into the kernel")?;
+        let mode = match program.attach_to_if_index(interface.index, XdpMode::Driver) {
+            Ok(_) => AttachMode::Driver,
+            Err(driver_error) if !is_busy(&driver_error) => {
+                program
+                    .attach_to_if_index(interface.index, XdpMode::Skb)
+                    .map_err(|error| attach_error(interface, error))?;
+                AttachMode::Generic
+            }
+            Err(error) => return Err(attach_error(interface, error)),
+        };
+        Ok((
+            ReplyMatcher {
+                _program: ebpf,
+                mode,
+            },
+            ReplyChannel {
+                replies,
+                counters: Counters(counters),
+            },
+        ))
+    }
+}
+
+impl Counters {
+    /// A counter summed over all CPUs.
+    pub fn get(&self, counter: Counter) -> u64 {
+        self.0
+            .get(&(counter as u32), 0)
+            .map(|values| values.iter().sum())
+            .unwrap_or(0)
+    }
+}
+
+fn io_error(error: &ProgramError) -> Option<&io::Error> {
+    match error {
+        ProgramError::SyscallError(syscall) => Some(&syscall.io_error),
+        _ => None,
+    }
+}
+
+fn is_busy(error: &ProgramError) -> bool {
+    io_error(error).and_then(io::Error::raw_os_error) == Some(libc::EBUSY)
+}
+
+fn attach_error(interface: &Interface, error: ProgramError) -> anyhow::Error {
+    let name = &interface.name;
+    match io_error(&error).and_then(io::Error::raw_os_error) {
+        Some(libc::EBUSY) | Some(libc::EEXIST) => anyhow!(
+            "cannot attach the XDP program to {name}: another XDP program is already attached \
+             (another prober running on {name}?)"
+        ),
+        Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) => {
+            anyhow!("cannot attach the XDP program to {name}: the kernel has no XDP support on it")
+        }
+        Some(libc::EPERM) => anyhow!(
+            "cannot attach the XDP program to {name}: permission denied (needs CAP_NET_ADMIN and CAP_BPF)"
+        ),
+        _ => anyhow!("cannot attach the XDP program to {name}: {error}"),
+    }
+}
