@@ -1,0 +1,548 @@
+//! Testbed for prober's end-to-end tests (and for `cargo xtask demo`).
+//!
+//! A [`TestHost`] is a network namespace joined to the host by a veth pair, addressed with a /30 inside
+//! 198.18.4.0 – 198.19.255.255 (the benchmarking range 198.18.0.0/15, minus 198.18.0.0/22 which is
+//! left to people). Everything a `TestHost` creates is removed when it is dropped, also when a test
+//! panics. Namespaces left behind by a test process that was killed (named `prb-<pid>-<n>` with no
+//! such process alive any more) are removed the next time a `TestHost` is created.
+//!
+//! [`proc`] runs programs with timeouts and reads their output line by line while they run;
+//! [`output`] parses and checks hping3-style output.
+
+use anyhow::{anyhow, bail, Context, Result};
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::net::{Ipv4Addr, TcpListener};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub mod output;
+pub mod proc;
+
+/// Port with a real listener in [`TestHost::standard`].
+pub const OPEN_PORT: u16 = 80;
+/// Port with nothing listening (the namespace's kernel answers RST-ACK) in [`TestHost::standard`].
+pub const CLOSED_PORT: u16 = 81;
+/// Port whose incoming TCP is dropped by nftables in [`TestHost::standard`].
+pub const FILTERED_PORT: u16 = 23;
+
+/// First and one-past-last /30 index (counted from 198.18.0.0) that test hosts may use:
+/// 198.18.4.0/30 .. 198.19.255.252/30.
+const SUBNET_FIRST: u32 = 256;
+const SUBNET_END: u32 = 1 << 15;
+const RANGE_BASE: u32 = u32::from_be_bytes([198, 18, 0, 0]);
+
+const ALLOC_LOCK: &str = "/tmp/prober-tests-alloc.lock";
+const LOOPBACK_LOCK: &str = "/tmp/prober-tests-loopback.lock";
+const NFT_TABLE: &str = "prober_tests";
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A network namespace reachable from the host through a veth pair.
+///
+/// `host_addr` (the .1 of the /30) sits on `host_if` in the host's namespace; `addr` (the .2) sits on
+/// `peer_if` inside `ns`. Probe `addr`.
+pub struct TestHost {
+    /// Namespace name (`/var/run/netns/<ns>`).
+    pub ns: String,
+    /// The veth end in the host's (the caller's) namespace.
+    pub host_if: String,
+    /// The veth end inside `ns`.
+    pub peer_if: String,
+    /// Address of `host_if`.
+    pub host_addr: Ipv4Addr,
+    /// Address of `peer_if` inside the namespace: the target to probe.
+    pub addr: Ipv4Addr,
+    listeners: Vec<TcpListener>,
+    etc_dir: PathBuf,
+}
+
+impl TestHost {
+    /// Creates a uniquely named netns + veth pair, a /30 inside 198.18.0.0/15 (host side .1,
+    /// namespace side .2 of that /30), brings both ends and the namespace's `lo` up, and writes
+    /// `/etc/netns/<ns>/resolv.conf` (`nameserver 127.0.0.1`) so that name lookups by commands from
+    /// [`TestHost::command_in_ns`] never leave the namespace.
+    pub fn new() -> Result<TestHost> {
+        let pid = std::process::id();
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let ns = format!("prb-{pid}-{n}");
+        let host_if = format!("prbh{pid:x}x{n:x}");
+        let peer_if = format!("prbn{pid:x}x{n:x}");
+        if host_if.len() > 15 {
+            bail!("interface name {host_if} longer than IFNAMSIZ-1 (too many test hosts in one process?)");
+        }
+
+        // Serialise the choice of subnet (and creation of the address) across threads and processes.
+        let _alloc = FileLock::acquire(ALLOC_LOCK, Duration::from_secs(60))?;
+        remove_stale_namespaces();
+        let used = used_prefixes()?;
+        let span = SUBNET_END - SUBNET_FIRST;
+        let start = (pid.wrapping_mul(131).wrapping_add(n)) % span;
+        let index = (0..span)
+            .map(|i| SUBNET_FIRST + (start + i) % span)
+            .find(|&k| {
+                let net = RANGE_BASE + 4 * k;
+                !used.iter().any(|&(a, len)| overlaps((net, 30), (a, len)))
+            })
+            .ok_or_else(|| anyhow!("no free /30 left in 198.18.4.0-198.19.255.255"))?;
+        let net = RANGE_BASE + 4 * index;
+        let host_addr = Ipv4Addr::from(net + 1);
+        let addr = Ipv4Addr::from(net + 2);
+
+        // From here on, Drop cleans up whatever part was created.
+        let host = TestHost {
+            etc_dir: Path::new("/etc/netns").join(&ns),
+            ns,
+            host_if,
+            peer_if,
+            host_addr,
+            addr,
+            listeners: Vec::new(),
+        };
+        let (ns, h, p) = (
+            host.ns.as_str(),
+            host.host_if.as_str(),
+            host.peer_if.as_str(),
+        );
+        run_ip(&["netns", "add", ns])?;
+        run_ip(&[
+            "link", "add", h, "type", "veth", "peer", "name", p, "netns", ns,
+        ])?;
+        run_ip(&["addr", "add", &format!("{host_addr}/30"), "dev", h])?;
+        run_ip(&["link", "set", "dev", h, "up"])?;
+        run_ip(&["-n", ns, "addr", "add", &format!("{addr}/30"), "dev", p])?;
+        run_ip(&["-n", ns, "link", "set", "dev", p, "up"])?;
+        run_ip(&["-n", ns, "link", "set", "dev", "lo", "up"])?;
+        host.write_etc()?;
+        Ok(host)
+    }
+
+    /// [`TestHost::new`] plus a listener on [`OPEN_PORT`] (80) and an nftables drop of
+    /// [`FILTERED_PORT`] (23); [`CLOSED_PORT`] (81) has nothing.
+    pub fn standard() -> Result<TestHost> {
+        let mut host = TestHost::new()?;
+        host.listen_tcp(OPEN_PORT)?;
+        host.drop_tcp_port(FILTERED_PORT)?;
+        Ok(host)
+    }
+
+    /// A real TCP listener bound inside the namespace on `port` (0.0.0.0:port), so the namespace's
+    /// kernel answers SYN with SYN-ACK. It lives as long as the `TestHost`.
+    pub fn listen_tcp(&mut self, port: u16) -> Result<()> {
+        let listener = self
+            .in_ns(move || TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)))?
+            .with_context(|| format!("binding TCP port {port} in namespace {}", self.ns))?;
+        self.listeners.push(listener);
+        Ok(())
+    }
+
+    /// An nftables rule inside the namespace that drops incoming TCP to `port` (a "filtered" port).
+    /// The rule counts what it drops: see [`TestHost::dropped_packets`].
+    pub fn drop_tcp_port(&self, port: u16) -> Result<()> {
+        let script = format!(
+            "add table inet {NFT_TABLE}\n\
+             add chain inet {NFT_TABLE} input {{ type filter hook input priority 0; policy accept; }}\n\
+             add counter inet {NFT_TABLE} drop_{port}\n\
+             add rule inet {NFT_TABLE} input tcp dport {port} counter name drop_{port} drop\n"
+        );
+        let mut cmd = self.command_in_ns("nft");
+        cmd.args(["-f", "-"]);
+        run_with_stdin(&mut cmd, &script)?;
+        Ok(())
+    }
+
+    /// Adds a named nftables counter inside the namespace, counting incoming packets that match
+    /// the nft expression `matches` (e.g. `"tcp dport 80 tcp sport 40000"`). Rules added by
+    /// [`TestHost::drop_tcp_port`] before it see the packets first (dropped ones are not counted).
+    pub fn add_counter(&self, name: &str, matches: &str) -> Result<()> {
+        let script = format!(
+            "add table inet {NFT_TABLE}\n\
+             add chain inet {NFT_TABLE} input {{ type filter hook input priority 0; policy accept; }}\n\
+             add counter inet {NFT_TABLE} {name}\n\
+             add rule inet {NFT_TABLE} input {matches} counter name {name}\n"
+        );
+        let mut cmd = self.command_in_ns("nft");
+        cmd.args(["-f", "-"]);
+        run_with_stdin(&mut cmd, &script)?;
+        Ok(())
+    }
+
+    /// Packets dropped so far by the rule of [`TestHost::drop_tcp_port`] for `port`.
+    pub fn dropped_packets(&self, port: u16) -> Result<u64> {
+        self.counter_packets(&format!("drop_{port}"))
+    }
+
+    /// Packets counted so far by the counter `name` from [`TestHost::add_counter`].
+    pub fn counter_packets(&self, name: &str) -> Result<u64> {
+        let mut cmd = self.command_in_ns("nft");
+        cmd.args(["list", "counter", "inet", NFT_TABLE, name]);
+        let out = run_checked(&mut cmd)?;
+        let mut toks = out.split_whitespace();
+        while let Some(t) = toks.next() {
+            if t == "packets" {
+                if let Some(n) = toks.next().and_then(|n| n.parse().ok()) {
+                    return Ok(n);
+                }
+            }
+        }
+        bail!("no packet count in `nft list counter` output:\n{out}")
+    }
+
+    /// `ip netns exec <ns> <program>`: runs `program` inside the namespace, with
+    /// `/etc/netns/<ns>/resolv.conf` (`nameserver 127.0.0.1`, the namespace's own loopback, where
+    /// nothing answers) bind-mounted over `/etc/resolv.conf`, and an `nsswitch.conf` whose `hosts:`
+    /// line is `files dns`. `ip netns exec` execs the program, so the child's PID is the program's.
+    pub fn command_in_ns<S: AsRef<OsStr>>(&self, program: S) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns]).arg(program);
+        cmd
+    }
+
+    /// Runs `f` on a fresh thread that has entered the namespace (sockets created there stay in it).
+    pub fn in_ns<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+        let path = PathBuf::from("/var/run/netns").join(&self.ns);
+        std::thread::spawn(move || -> Result<T> {
+            let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+            // SAFETY: plain syscall on a valid fd; it only changes this (short-lived) thread's netns.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error())
+                    .with_context(|| format!("setns({})", path.display()));
+            }
+            Ok(f())
+        })
+        .join()
+        .map_err(|_| anyhow!("thread inside namespace panicked"))?
+    }
+
+    fn write_etc(&self) -> Result<()> {
+        fs::create_dir_all(&self.etc_dir)
+            .with_context(|| format!("creating {}", self.etc_dir.display()))?;
+        fs::write(self.etc_dir.join("resolv.conf"), "nameserver 127.0.0.1\n")
+            .context("writing resolv.conf for the namespace")?;
+        // Make sure no NSS module that talks to a daemon outside the namespace (resolve, mdns, ...)
+        // is asked about host names: only /etc/hosts and DNS (to 127.0.0.1 in the namespace).
+        if let Ok(orig) = fs::read_to_string("/etc/nsswitch.conf") {
+            let mut out = String::new();
+            for line in orig.lines() {
+                if line.trim_start().starts_with("hosts:") {
+                    out.push_str("hosts: files dns\n");
+                } else {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+            if !out.lines().any(|l| l.starts_with("hosts:")) {
+                out.push_str("hosts: files dns\n");
+            }
+            fs::write(self.etc_dir.join("nsswitch.conf"), out)
+                .context("writing nsswitch.conf for the namespace")?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        // Sockets keep their namespace alive; close them first so the namespace really goes away.
+        self.listeners.clear();
+        // Deleting the host end deletes both ends at once (deleting the namespace alone would remove
+        // the veth only once the kernel's asynchronous namespace cleanup ran).
+        let _ = quiet_ip(&["link", "del", "dev", &self.host_if]);
+        let _ = quiet_ip(&["netns", "del", &self.ns]);
+        let _ = fs::remove_dir_all(&self.etc_dir);
+    }
+}
+
+/// Panics with a loud, clear message unless the effective uid is 0: privileged tests must fail,
+/// never skip.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
+        panic!(
+            "\n\n*** prober's end-to-end tests need root (effective uid 0; running as uid {euid}). ***\n\
+             They create network namespaces and veth pairs and load XDP programs. This is a test \
+             FAILURE, not a skip: run them as root (e.g. `sudo -E cargo test -p prober-tests`).\n\n"
+        );
+    }
+}
+
+/// The prober binary: `$PROBER_BIN` if set, else `<target>/<profile>/prober` next to the `deps`
+/// directory that holds the running test executable. Panics loudly if it does not exist.
+pub fn prober_bin() -> PathBuf {
+    let path = match std::env::var_os("PROBER_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => {
+            let exe = std::env::current_exe().expect("current_exe");
+            let mut dir = exe
+                .parent()
+                .expect("test executable has a directory")
+                .to_path_buf();
+            if dir.file_name() == Some(OsStr::new("deps")) {
+                dir.pop();
+            }
+            dir.join("prober")
+        }
+    };
+    if !path.is_file() {
+        panic!(
+            "\n\n*** prober binary not found at {} ***\n\
+             Build it first (`cargo build -p prober`, or `--release` to match the test profile), or set \
+             PROBER_BIN to its path (xtask sets it).\n\n",
+            path.display()
+        );
+    }
+    path
+}
+
+/// `prober <args>` (the binary from [`prober_bin`]).
+pub fn prober_command<S: AsRef<OsStr>>(args: &[S]) -> Command {
+    let mut cmd = Command::new(prober_bin());
+    cmd.args(args);
+    cmd
+}
+
+/// `hping3 <args>` (see [`hping3_bin`]).
+pub fn hping3_command<S: AsRef<OsStr>>(args: &[S]) -> Command {
+    let mut cmd = Command::new(hping3_bin());
+    cmd.args(args);
+    cmd
+}
+
+/// Output of `ip [-d] link show dev <dev>`.
+pub fn ip_link_show(dev: &str, detailed: bool) -> Result<String> {
+    let mut cmd = Command::new("ip");
+    if detailed {
+        cmd.arg("-d");
+    }
+    cmd.args(["link", "show", "dev", dev]);
+    run_checked(&mut cmd)
+}
+
+/// The path of hping3, panicking with a clear message if it is missing.
+pub fn hping3_bin() -> PathBuf {
+    let path = PathBuf::from("/usr/sbin/hping3");
+    if !path.is_file() {
+        panic!(
+            "\n\n*** hping3 not found at /usr/sbin/hping3 ***\n\
+             The compatibility tests compare prober's output with hping3's. Install it \
+             (`apt-get install hping3`; the xtask set-up installs it).\n\n"
+        );
+    }
+    path
+}
+
+/// Serialises everything that attaches XDP to `lo` (only one program fits): an exclusive `flock` on
+/// a file in /tmp, held until the returned value is dropped. Works across threads and processes.
+/// Panics if the lock cannot be had within 10 minutes.
+pub fn loopback_lock() -> impl Drop {
+    FileLock::acquire(LOOPBACK_LOCK, Duration::from_secs(600))
+        .unwrap_or_else(|e| panic!("loopback lock {LOOPBACK_LOCK}: {e:#}"))
+}
+
+/// An exclusive flock on a file; released when dropped (the fd is closed).
+pub struct FileLock {
+    _file: File,
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        // Closing the fd (dropping the File) releases the flock.
+    }
+}
+
+impl FileLock {
+    pub fn acquire(path: &str, timeout: Duration) -> Result<FileLock> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("opening lock file {path}"))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            // SAFETY: valid fd.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return Ok(FileLock { _file: file });
+            }
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EWOULDBLOCK)
+                && err.raw_os_error() != Some(libc::EINTR)
+            {
+                return Err(err).with_context(|| format!("flock {path}"));
+            }
+            if Instant::now() >= deadline {
+                bail!("timed out after {timeout:?} waiting for lock {path}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn run_ip(args: &[&str]) -> Result<String> {
+    let mut cmd = Command::new("ip");
+    cmd.args(args);
+    run_checked(&mut cmd)
+}
+
+fn quiet_ip(args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Runs `cmd` to completion; Ok(stdout) on success, else an error carrying the command and stderr.
+pub fn run_checked(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim_end(),
+            String::from_utf8_lossy(&out.stdout).trim_end()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn run_with_stdin(cmd: &mut Command, input: &str) -> Result<String> {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {cmd:?}"))?;
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(input.as_bytes())
+        .with_context(|| format!("writing to {cmd:?}"))?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}) on input:\n{input}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// IPv4 prefixes inside 198.18.0.0/15 that are in use in the caller's namespace (addresses and
+/// routes in any table).
+fn used_prefixes() -> Result<Vec<(u32, u8)>> {
+    let mut out = Vec::new();
+    for line in run_ip(&["-4", "-o", "addr", "show"])?.lines() {
+        let mut toks = line.split_whitespace();
+        while let Some(t) = toks.next() {
+            if t == "inet" {
+                if let Some(p) = toks.next().and_then(parse_prefix) {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    const TYPES: &[&str] = &[
+        "unicast",
+        "local",
+        "broadcast",
+        "multicast",
+        "anycast",
+        "blackhole",
+        "unreachable",
+        "prohibit",
+        "throw",
+        "nat",
+    ];
+    for line in run_ip(&["-4", "route", "show", "table", "all"])?.lines() {
+        let mut toks = line.split_whitespace();
+        let mut first = toks.next().unwrap_or("");
+        if TYPES.contains(&first) {
+            first = toks.next().unwrap_or("");
+        }
+        if let Some(p) = parse_prefix(first) {
+            out.push(p);
+        }
+    }
+    // Only what lies inside 198.18.0.0/15 matters (a default route overlaps everything).
+    out.retain(|&(a, len)| len >= 15 && overlaps((a, len), (RANGE_BASE, 15)));
+    Ok(out)
+}
+
+fn parse_prefix(s: &str) -> Option<(u32, u8)> {
+    let (a, len) = match s.split_once('/') {
+        Some((a, l)) => (a, l.parse::<u8>().ok()?),
+        None => (s, 32),
+    };
+    let a: Ipv4Addr = a.parse().ok()?;
+    (len <= 32).then_some((u32::from(a), len))
+}
+
+fn overlaps(a: (u32, u8), b: (u32, u8)) -> bool {
+    let len = a.1.min(b.1);
+    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+    a.0 & mask == b.0 & mask
+}
+
+/// Removes namespaces named `prb-<pid>-<n>` whose creating process no longer exists (a test process
+/// that was killed before its `TestHost`s were dropped), with their /etc/netns directories.
+fn remove_stale_namespaces() {
+    let Ok(dir) = fs::read_dir("/var/run/netns") else {
+        return;
+    };
+    let me = std::process::id();
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("prb-") else {
+            continue;
+        };
+        let Some((pid, n)) = rest.split_once('-') else {
+            continue;
+        };
+        let (Ok(pid), Ok(_)) = (pid.parse::<u32>(), n.parse::<u32>()) else {
+            continue;
+        };
+        if pid == me || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let _ = quiet_ip(&["netns", "del", &name]);
+        let _ = fs::remove_dir_all(Path::new("/etc/netns").join(&name));
+    }
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn prefix_overlap() {
+        let p = |s| parse_prefix(s).unwrap();
+        assert!(overlaps(p("198.18.4.0/30"), p("198.18.4.2")));
+        assert!(overlaps(p("198.18.4.0/30"), p("198.18.0.0/15")));
+        assert!(!overlaps(p("198.18.4.0/30"), p("198.18.4.4/30")));
+        assert!(!overlaps(p("198.18.4.0/30"), p("198.18.0.0/22")));
+        assert!(overlaps(p("198.18.3.0/24"), p("198.18.0.0/22")));
+        assert_eq!(
+            Ipv4Addr::from(RANGE_BASE + 4 * SUBNET_FIRST),
+            Ipv4Addr::new(198, 18, 4, 0)
+        );
+        assert_eq!(
+            Ipv4Addr::from(RANGE_BASE + 4 * (SUBNET_END - 1)),
+            Ipv4Addr::new(198, 19, 255, 252)
+        );
+    }
+}

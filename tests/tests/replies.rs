@@ -1,0 +1,157 @@
+//! (a) prober against a namespace host over veth: open, closed, filtered and ICMP, every field of
+//! every line, the header, the footer and the exit status.
+//!
+//! rtt: on a veth a real round trip can take less than 50 µs, which `%.1f` prints as `0.0`, so a
+//! printed rtt of 0.0 is correct output and positivity cannot be asserted honestly. What is
+//! asserted: each rtt is printed with exactly one decimal, parses, is >= 0 and is no longer than the
+//! whole run took; the footer's min/max are the smallest/largest printed rtt and its avg lies between
+//! them within 0.1 ms of the printed values' mean.
+
+use prober_tests::output::{
+    check_run, icmp_header, icmp_reply, tcp_reply, tcp_syn_header, Expected,
+};
+use prober_tests::proc::{run, Finished};
+use prober_tests::{prober_command, require_root, TestHost, CLOSED_PORT, FILTERED_PORT, OPEN_PORT};
+use std::time::Duration;
+
+/// Linux's SYN-ACK window for a 1500-byte-MTU veth (MSS 1460) with default buffer sizes, as hping3
+/// shows it on this kind of machine.
+const VETH_SYNACK_WIN: u32 = 64240;
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn probe(host: &TestHost, mode: &[&str]) -> Finished {
+    let target = host.addr.to_string();
+    let mut args = vec!["-c", "4", "-i", "u200000"];
+    args.extend_from_slice(mode);
+    args.push(&target);
+    run(prober_command(&args), TIMEOUT)
+}
+
+fn tcp_expected(host: &TestHost, replies: Vec<String>) -> Expected {
+    let a = host.addr.to_string();
+    Expected {
+        header: tcp_syn_header(&a, &host.host_if, &a),
+        target: a,
+        replies,
+        mask_id: false,
+        transmitted: 4,
+    }
+}
+
+#[test]
+fn open_port_answers_syn_ack() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let port = OPEN_PORT.to_string();
+    let run = probe(&host, &["-S", "-p", &port]);
+    let replies = (0..4)
+        .map(|seq| tcp_reply(44, host.addr, OPEN_PORT, "SA", seq, VETH_SYNACK_WIN))
+        .collect();
+    check_run(&run, &tcp_expected(&host, replies));
+}
+
+#[test]
+fn closed_port_answers_rst_ack() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let port = CLOSED_PORT.to_string();
+    let run = probe(&host, &["-S", "-p", &port]);
+    let replies = (0..4)
+        .map(|seq| tcp_reply(40, host.addr, CLOSED_PORT, "RA", seq, 0))
+        .collect();
+    check_run(&run, &tcp_expected(&host, replies));
+}
+
+#[test]
+fn filtered_port_gets_no_reply_and_exit_1() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let port = FILTERED_PORT.to_string();
+    let run = probe(&host, &["-S", "-p", &port]);
+    // Header only, footer `4 packets transmitted, 0 packets received, 100% packet loss`,
+    // round-trip 0.0/0.0/0.0, exit 1.
+    check_run(&run, &tcp_expected(&host, Vec::new()));
+    // ... and the 4 probes were really sent: the namespace's drop rule counted them.
+    let dropped = host.dropped_packets(FILTERED_PORT).expect("nft counter");
+    assert_eq!(
+        dropped, 4,
+        "the namespace dropped {dropped} packets to port {port}, want the 4 probes\n{run}"
+    );
+}
+
+#[test]
+fn icmp_echo_replies() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let run = probe(&host, &["-1"]);
+    let a = host.addr.to_string();
+    let exp = Expected {
+        header: icmp_header(&a, &host.host_if, &a),
+        target: a,
+        replies: (0..4).map(|seq| icmp_reply(host.addr, seq)).collect(),
+        mask_id: true,
+        transmitted: 4,
+    };
+    check_run(&run, &exp);
+}
+
+/// The probes really reach the host: 4 SYNs to port 80 counted by nftables inside the namespace,
+/// and with `-s 40000` they come from source ports 40000, 40001, 40002, 40003 (hping3 increments the
+/// source port per probe; `seq` is reply dport minus the base port).
+#[test]
+fn base_source_port_sets_probe_source_ports() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let src = host.host_addr;
+    host.add_counter("from_base", &format!("ip saddr {src} tcp dport 80 tcp sport 40000-40003 tcp flags & (fin|syn|rst|ack) == syn"))
+        .expect("nft counter");
+    host.add_counter(
+        "to_80",
+        &format!("ip saddr {src} tcp dport 80 tcp flags & (fin|syn|rst|ack) == syn"),
+    )
+    .expect("nft counter");
+    let port = OPEN_PORT.to_string();
+    let run = probe(&host, &["-S", "-p", &port, "-s", "40000"]);
+    let replies = (0..4)
+        .map(|seq| tcp_reply(44, host.addr, OPEN_PORT, "SA", seq, VETH_SYNACK_WIN))
+        .collect();
+    check_run(&run, &tcp_expected(&host, replies));
+    let syns = host.counter_packets("to_80").expect("counter");
+    let from_base = host.counter_packets("from_base").expect("counter");
+    assert_eq!(
+        syns, 4,
+        "namespace saw {syns} SYNs to port 80 from {src}, want 4\n{run}"
+    );
+    assert_eq!(
+        from_base, 4,
+        "only {from_base} of the SYNs came from ports 40000-40003\n{run}"
+    );
+}
+
+/// `-q`: the header and the footer, no reply lines; replies still counted.
+#[test]
+fn quiet_prints_no_reply_lines() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let port = OPEN_PORT.to_string();
+    let run = probe(&host, &["-q", "-S", "-p", &port]);
+    let a = host.addr.to_string();
+    let header = tcp_syn_header(&a, &host.host_if, &a);
+    assert_eq!(
+        run.stdout_lines(),
+        vec![header.as_str()],
+        "-q stdout should be the header only\n{run}"
+    );
+    let f =
+        prober_tests::output::parse_footer(&run.stderr).unwrap_or_else(|e| panic!("{e}\n{run}"));
+    assert_eq!(
+        (f.transmitted, f.received, f.loss_percent),
+        (4, 4, 0),
+        "footer\n{run}"
+    );
+    assert!(
+        f.min <= f.avg && f.avg <= f.max,
+        "footer rtts out of order\n{run}"
+    );
+    assert_eq!(run.code(), Some(0), "exit status\n{run}");
+}
