@@ -1,0 +1,54 @@
+//! Project tasks, run as `cargo xtask <task>` (see README.md).
+
+mod bootstrap;
+mod demo;
+mod env;
+mod test;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "prober's project tasks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what the build and the tests need (apt packages, eBPF toolchain, bpf-linker).
+    Bootstrap,
+    /// Bootstrap, then build prober.
+    Build {
+        /// Build with the release profile.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Bootstrap, build, run the whole suite as root (privileged tests included), check leftovers.
+    Test,
+    /// Bootstrap, build (release), and probe a throwaway namespace host.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().task {
+        Task::Bootstrap => bootstrap::run(),
+        Task::Build { release } => bootstrap::run().and_then(|()| env::build_prober(release)),
+        Task::Test => test::run(),
+        Task::Demo => demo::run(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One line: the context chain joined by ": ".
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! `cargo xtask test`: the whole suite as root, then a check that it left nothing behind.
+
+use anyhow::{bail, Result};
+
+use crate::{bootstrap, env};
+
+pub fn run() -> Result<()> {
+    // Privileged tests must fail, not skip: refuse to run them half.
+    env::require_root("cargo xtask test")?;
+    bootstrap::run()?;
+    // Ctrl-C stops the suite (cargo and the tests get it from the terminal) but not the
+    // leftover check below.
+    env::catch_sigint()?;
+    env::build_prober(false)?;
+    let prober = env::prober_bin(false)?;
+
+    // prober-ebpf only builds for bpfel-unknown-none (prober's build.rs builds it); on the host
+    // it fails, so --workspace leaves it out. --no-fail-fast: every failure in one CI log.
+    let mut cmd = env::cargo([
+        "test",
+        "--workspace",
+        "--exclude",
+        "prober-ebpf",
+        "--no-fail-fast",
+    ])?;
+    cmd.env("PROBER_BIN", &prober);
+    let suite = env::run(&mut cmd);
+
+    let leftovers = leftovers()?;
+    if !leftovers.is_empty() {
+        eprintln!("xtask: the suite left these behind:");
+        for item in &leftovers {
+            eprintln!("xtask:   {item}");
+        }
+    }
+    match (suite, leftovers.len()) {
+        (Err(err), 0) => Err(err),
+        (Err(err), n) => bail!("{err:#}; and {n} leftover(s), listed above"),
+        (Ok(()), 0) if env::interrupted() => bail!("interrupted"),
+        (Ok(()), 0) => Ok(()),
+        (Ok(()), n) => bail!("the suite passed but left {n} leftover(s), listed above"),
+    }
+}
+
+/// Namespaces named `prb-*` and `prb*` interfaces with an XDP program, in the root namespace.
+fn leftovers() -> Result<Vec<String>> {
+    let netns = env::output(env::command("ip")?.args(["netns", "list"]))?;
+    let links = env::output(env::command("ip")?.args(["-o", "link"]))?;
+    Ok(test_namespaces(&netns)
+        .into_iter()
+        .map(|ns| format!("network namespace {ns}"))
+        .chain(
+            xdp_links(&links)
+                .into_iter()
+                .map(|l| format!("XDP program on interface {l}")),
+        )
+        .collect())
+}
+
+/// Names in `ip netns list` output (`name` or `name (id: N)`) that start with `prb-`.
+fn test_namespaces(listing: &str) -> Vec<&str> {
+    listing
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| name.starts_with("prb-"))
+        .collect()
+}
+
+/// Interfaces in `ip -o link` output whose name starts with `prb` and that show an XDP
+/// program (`xdp`, `xdpgeneric`, `xdpoffload` or `xdpmulti`; `prog/xdp` with -details).
+fn xdp_links(listing: &str) -> Vec<&str> {
+    listing
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace().skip(1); // "N:"
+            let name = words.next()?.trim_end_matches(':');
+            let name = name.split_once('@').map_or(name, |(name, _peer)| name);
+            let xdp = words.any(|w| w.starts_with("xdp") || w.starts_with("prog/xdp"));
+            (name.starts_with("prb") && xdp).then_some(name)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_test_namespaces() {
+        let listing = "prb-1234-0 (id: 3)\nprbt0 (id: 0)\nother\nprb-x\n";
+        assert_eq!(test_namespaces(listing), ["prb-1234-0", "prb-x"]);
+    }
+
+    #[test]
+    fn finds_prb_links_with_xdp() {
+        // As printed by iproute2 on Debian 12 (driver and generic mode), and one without XDP.
+        let listing = "\
+1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 xdpgeneric qdisc noqueue state UNKNOWN mode DEFAULT\\    link/loopback 00:00:00:00:00:00
+2: prbxdp1@prbxdp0: <BROADCAST,MULTICAST> mtu 1500 xdp qdisc noop state DOWN mode DEFAULT group default qlen 1000\\    link/ether 82:15:29:ce:00:01
+3: prbxdp0@prbxdp1: <NO-CARRIER,BROADCAST,MULTICAST,UP,M-DOWN> mtu 1500 xdpgeneric qdisc noqueue state LOWERLAYERDOWN\\    link/ether 82:15:29:ce:00:02
+6: prbt0h@if5: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP mode DEFAULT\\    link/ether 3e:f3:b7:44:63:dd
+";
+        assert_eq!(xdp_links(listing), ["prbxdp1", "prbxdp0"]);
+    }
+}
