@@ -121,3 +121,173 @@ pub fn write_ip_fields(reply: &ReplyRecord, verbose: bool, line: &mut String) {
         line.push(' ');
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 1071 ones'-complement sum, written out here independently of etherparse: a
+    /// correctly checksummed region sums to 0xffff.
+    fn ones_complement_sum(chunks: &[&[u8]]) -> u16 {
+        let bytes: Vec<u8> = chunks.concat();
+        let mut sum: u32 = bytes
+            .chunks(2)
+            .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        sum as u16
+    }
+
+    fn endpoints() -> Endpoints {
+        Endpoints {
+            source: Ipv4Addr::new(198, 18, 0, 1),
+            target: Ipv4Addr::new(198, 18, 0, 2),
+            ttl: 63,
+            first_ip_id: 0xfffe,
+        }
+    }
+
+    fn syn(keep_port: bool) -> TcpProbe {
+        TcpProbe {
+            endpoints: endpoints(),
+            flags: TcpFlags(TcpFlags::SYN),
+            target_port: 443,
+            base_port: 65534,
+            keep_port,
+            window: 512,
+            seq: 0x0102_0304,
+            ack: 0x0a0b_0c0d,
+        }
+    }
+
+    fn build(probe: &dyn Probe, n: u64) -> Vec<u8> {
+        let mut buf = [0u8; MAX_PROBE_LEN];
+        let length = probe.build(n, &mut buf);
+        buf[..length].to_vec()
+    }
+
+    fn assert_ipv4_header(packet: &[u8], protocol: u8, n: u16) {
+        assert_eq!(packet[0], 0x45, "IPv4, 20-byte header");
+        assert_eq!(
+            u16::from_be_bytes([packet[2], packet[3]]) as usize,
+            packet.len()
+        );
+        assert_eq!(
+            u16::from_be_bytes([packet[4], packet[5]]),
+            0xfffe_u16.wrapping_add(n)
+        );
+        assert_eq!(packet[8], 63, "ttl");
+        assert_eq!(packet[9], protocol);
+        assert_eq!(&packet[12..16], &[198, 18, 0, 1]);
+        assert_eq!(&packet[16..20], &[198, 18, 0, 2]);
+        assert_eq!(
+            ones_complement_sum(&[&packet[..20]]),
+            0xffff,
+            "IP header checksum"
+        );
+    }
+
+    #[test]
+    fn tcp_syn_probe_is_well_formed() {
+        let probe = syn(false);
+        for n in [0u64, 1, 2, 70_000] {
+            let packet = build(&probe, n);
+            assert_eq!(packet.len(), 40);
+            assert_ipv4_header(&packet, 6, n as u16);
+            let tcp = &packet[20..];
+            let source_port = u16::from_be_bytes([tcp[0], tcp[1]]);
+            assert_eq!(
+                source_port,
+                65534_u16.wrapping_add(n as u16),
+                "source port counts up and wraps"
+            );
+            assert_eq!(u16::from_be_bytes([tcp[2], tcp[3]]), 443);
+            assert_eq!(
+                u32::from_be_bytes(tcp[4..8].try_into().unwrap()),
+                0x0102_0304
+            );
+            assert_eq!(
+                u32::from_be_bytes(tcp[8..12].try_into().unwrap()),
+                0x0a0b_0c0d
+            );
+            assert_eq!(tcp[12] >> 4, 5, "no options");
+            assert_eq!(tcp[13], TcpFlags::SYN);
+            assert_eq!(u16::from_be_bytes([tcp[14], tcp[15]]), 512);
+            let pseudo_header = [
+                &packet[12..20],
+                &[0, 6],
+                &20u16.to_be_bytes()[..],
+            ]
+            .concat();
+            assert_eq!(
+                ones_complement_sum(&[&pseudo_header, tcp]),
+                0xffff,
+                "TCP checksum"
+            );
+        }
+    }
+
+    #[test]
+    fn keep_port_holds_the_source_port() {
+        let probe = syn(true);
+        for n in 0..3 {
+            let packet = build(&probe, n);
+            assert_eq!(u16::from_be_bytes([packet[20], packet[21]]), 65534);
+        }
+        assert_eq!(probe.filter().sport_span, 1);
+    }
+
+    #[test]
+    fn all_tcp_flags_land_in_the_flags_byte() {
+        let probe = TcpProbe {
+            flags: TcpFlags(0xff),
+            ..syn(false)
+        };
+        assert_eq!(build(&probe, 0)[33], 0xff);
+    }
+
+    #[test]
+    fn icmp_echo_probe_is_well_formed() {
+        let probe = IcmpEcho {
+            endpoints: endpoints(),
+            id: 0xbeef,
+        };
+        let packet = build(&probe, 65537);
+        assert_eq!(packet.len(), 28);
+        assert_ipv4_header(&packet, 1, 1);
+        let icmp = &packet[20..];
+        assert_eq!((icmp[0], icmp[1]), (8, 0), "echo request");
+        assert_eq!(u16::from_be_bytes([icmp[4], icmp[5]]), 0xbeef);
+        assert_eq!(
+            u16::from_be_bytes([icmp[6], icmp[7]]),
+            1,
+            "sequence wraps at 2^16"
+        );
+        assert_eq!(ones_complement_sum(&[icmp]), 0xffff, "ICMP checksum");
+    }
+
+    #[test]
+    fn replies_map_back_to_hping3_sequence_numbers() {
+        let tcp = syn(false);
+        let reply = ReplyRecord {
+            dst_port: 1,
+            ..ReplyRecord::default()
+        };
+        assert_eq!(
+            tcp.sequence(&reply),
+            3,
+            "65534, 65535, 0, 1: the fourth probe"
+        );
+        let icmp = IcmpEcho {
+            endpoints: endpoints(),
+            id: 1,
+        };
+        let reply = ReplyRecord {
+            icmp_seq: 9,
+            ..ReplyRecord::default()
+        };
+        assert_eq!(icmp.sequence(&reply), 9);
+    }
+}
