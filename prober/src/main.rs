@@ -6,7 +6,10 @@ use std::{
 };
 
 use anyhow::{bail, Result};
-use clap::{error::ErrorKind, ArgAction, Parser};
+use clap::{
+    error::{ContextKind, ErrorKind},
+    ArgAction, Parser,
+};
 use prober::{
     output, privilege,
     probe::TcpFlags,
@@ -219,12 +222,7 @@ fn main() -> ExitCode {
         }
         Err(error) => {
             // One line, not clap's usage block: scripts read the first line of stderr.
-            let text = error.to_string();
-            let first = text.lines().next().unwrap_or_default();
-            eprintln!(
-                "prober: {} (see --help)",
-                first.trim_start_matches("error: ")
-            );
+            eprintln!("prober: {}", one_line(&error));
             return ExitCode::from(EXIT_ERROR);
         }
     };
@@ -233,6 +231,25 @@ fn main() -> ExitCode {
         Err(error) => {
             eprintln!("prober: {error:#}");
             ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// clap's error as one line, not its usage block: scripts read the first line of stderr.
+fn one_line(error: &clap::Error) -> String {
+    let option = error.get(ContextKind::InvalidArg);
+    match (error.kind(), std::error::Error::source(error), option) {
+        // Our own parsers already say what is wrong with the value.
+        (ErrorKind::ValueValidation, Some(reason), Some(option)) => format!("{reason} ({option})"),
+        _ => {
+            let text = error.to_string();
+            let message: Vec<&str> = text
+                .lines()
+                .take_while(|line| !line.is_empty())
+                .map(str::trim)
+                .collect();
+            let message = message.join(" ");
+            format!("{} (see --help)", message.trim_start_matches("error: "))
         }
     }
 }
@@ -287,6 +304,20 @@ mod tests {
         assert_eq!(parse_interval("u100"), Ok(Duration::from_micros(100)));
         assert!(parse_interval("abc").unwrap_err().contains("interval"));
         assert!(parse_interval("u").is_err());
+    }
+
+    #[test]
+    fn parse_errors_are_one_line() {
+        let error = Cli::try_parse_from(["prober", "-p", "99999", "h"]).unwrap_err();
+        assert_eq!(
+            one_line(&error),
+            "invalid port '99999': expected a number from 1 to 65535 (--destport <PORT>)"
+        );
+        let error = Cli::try_parse_from(["prober"]).unwrap_err();
+        assert_eq!(
+            one_line(&error),
+            "the following required arguments were not provided: <HOST> (see --help)"
+        );
     }
 
     #[test]

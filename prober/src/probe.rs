@@ -215,12 +215,7 @@ mod tests {
             assert_eq!(tcp[12] >> 4, 5, "no options");
             assert_eq!(tcp[13], TcpFlags::SYN);
             assert_eq!(u16::from_be_bytes([tcp[14], tcp[15]]), 512);
-            let pseudo_header = [
-                &packet[12..20],
-                &[0, 6],
-                &20u16.to_be_bytes()[..],
-            ]
-            .concat();
+            let pseudo_header = [&packet[12..20], &[0, 6], &20u16.to_be_bytes()[..]].concat();
             assert_eq!(
                 ones_complement_sum(&[&pseudo_header, tcp]),
                 0xffff,
