@@ -116,7 +116,7 @@ pub fn write_ip_fields(reply: &ReplyRecord, verbose: bool, line: &mut String) {
         reply.ip_id,
     );
     if verbose {
-        let _ = write!(line, " tos={:x} iplen={}\n", reply.tos, reply.ip_len);
+        let _ = writeln!(line, " tos={:x} iplen={}", reply.tos, reply.ip_len);
     } else {
         line.push(' ');
     }

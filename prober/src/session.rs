@@ -27,7 +27,7 @@ use crate::{
     route::{self, Interface, Route},
     stats::Summary,
     transmit::{self, Transmit},
-    xdp::{AttachMode, ReplyChannel, ReplyMatcher},
+    xdp::{ReplyChannel, ReplyMatcher},
 };
 
 /// How long hping3 waits for replies after the last probe.
@@ -155,10 +155,6 @@ impl Session {
             self.probe.as_ref(),
         ));
         Ok(lines)
-    }
-
-    pub fn attach_mode(&self) -> AttachMode {
-        self.matcher.mode
     }
 
     /// Sends the probes and prints a line per reply to `out`; returns the totals.
@@ -300,7 +296,7 @@ fn send_probes(
                 }
             }
             Pacing::Flood => {
-                if n % FLOOD_BATCH == 0 {
+                if n.is_multiple_of(FLOOD_BATCH) {
                     transmit.flush()?;
                     if stop.try_recv() != Err(mpsc::TryRecvError::Empty) {
                         break;
