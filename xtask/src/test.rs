@@ -1,6 +1,11 @@
 //! `cargo xtask test`: the whole suite as root, then a check that it left nothing behind.
 
-use anyhow::{bail, Result};
+use std::{
+    io::{BufRead as _, BufReader},
+    process::{Command, Stdio},
+};
+
+use anyhow::{bail, Context as _, Result};
 
 use crate::{bootstrap, env};
 
@@ -24,7 +29,7 @@ pub fn run() -> Result<()> {
         "--no-fail-fast",
     ])?;
     cmd.env("PROBER_BIN", &prober);
-    let suite = env::run(&mut cmd);
+    let suite = run_counting(&mut cmd);
 
     let leftovers = leftovers()?;
     if !leftovers.is_empty() {
@@ -40,6 +45,43 @@ pub fn run() -> Result<()> {
         (Ok(()), 0) => Ok(()),
         (Ok(()), n) => bail!("the suite passed but left {n} leftover(s), listed above"),
     }
+}
+
+/// Runs `cargo test`, passing its output through, and ends with one total over every test
+/// binary: cargo's own last line is often a doc-test run of 0 tests, which says nothing.
+fn run_counting(cmd: &mut Command) -> Result<()> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run `{}`", env::display(cmd)))?;
+    let stdout = child.stdout.take().context("cargo test's stdout")?;
+    let (mut passed, mut failed) = (0, 0);
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading cargo test's output")?;
+        println!("{line}");
+        if let Some((p, f)) = result_counts(&line) {
+            passed += p;
+            failed += f;
+        }
+    }
+    let status = child.wait().context("waiting for cargo test")?;
+    println!("tests: {passed} passed, {failed} failed");
+    if !status.success() {
+        bail!("`{}` failed ({status})", env::display(cmd));
+    }
+    Ok(())
+}
+
+/// The passed and failed counts of a libtest summary line
+/// (`test result: ok. 3 passed; 0 failed; 0 ignored; ...`).
+fn result_counts(line: &str) -> Option<(u64, u64)> {
+    let counts = line.strip_prefix("test result: ")?.split_once(". ")?.1;
+    let count = |word: &str| {
+        counts
+            .split("; ")
+            .find_map(|part| part.strip_suffix(word)?.trim().parse::<u64>().ok())
+    };
+    Some((count(" passed")?, count(" failed")?))
 }
 
 /// Namespaces named `prb-*` and `prb*` interfaces with an XDP program, in the root namespace.
@@ -84,6 +126,13 @@ fn xdp_links(listing: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_libtest_summaries() {
+        let line = "test result: FAILED. 9 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.48s";
+        assert_eq!(result_counts(line), Some((9, 2)));
+        assert_eq!(result_counts("running 3 tests"), None);
+    }
 
     #[test]
     fn finds_test_namespaces() {
