@@ -70,7 +70,8 @@ pub enum Counter {
     Matched = 0,
     /// Replies matched but lost because the ring buffer was full.
     RingFull = 1,
-    /// TCP or ICMP packets from the target that answer none of our probes.
+    /// Replies from the probed port to our ports (or echo replies) that answer none of our
+    /// probes: forged, stale, or from another run.
     Unmatched = 2,
 }
 

@@ -28,7 +28,6 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS,
 const ETH_P_IP: u16 = 0x0800;
 const ICMP_ECHO_REPLY: u8 = 0;
 const TCP_FLAG_RST: u8 = 0x04;
-const TCP_FLAG_SYN: u8 = 0x02;
 const TCP_FLAG_ACK: u8 = 0x10;
 /// Offset of the flags byte in the TCP header.
 const TCP_FLAGS_OFFSET: usize = 13;
@@ -105,7 +104,8 @@ fn record_reply(ctx: &XdpContext) -> Option<()> {
     Some(())
 }
 
-/// Fills the TCP fields; `Some(true)` when the segment answers one of our probes.
+/// Fills the TCP fields; `Some(true)` when the segment answers one of our probes,
+/// `Some(false)` when it looks like a reply but answers none (forged or stale).
 #[inline(always)]
 fn read_tcp(
     ctx: &XdpContext,
@@ -125,8 +125,13 @@ fn read_tcp(
     record.tcp_urgent = u16::from_be_bytes(tcp.urg_ptr);
     record.tcp_flags = flags;
 
-    let from_probed_port = record.src_port == filter.target_port
-        && record.dst_port.wrapping_sub(filter.sport_base) < filter.sport_span;
+    // Only segments from the probed port to one of our ports can be replies; anything else
+    // (on `lo`, our own probes and the host's RSTs too) is none of our business.
+    if record.src_port != filter.target_port
+        || record.dst_port.wrapping_sub(filter.sport_base) >= filter.sport_span
+    {
+        return None;
+    }
     // A reply with ACK acknowledges our sequence number plus at most SYN and FIN; a RST
     // without ACK (the answer to a probe that carried ACK) echoes our ack as its sequence.
     let acknowledges = if flags & TCP_FLAG_ACK != 0 {
@@ -134,12 +139,11 @@ fn read_tcp(
     } else {
         flags & TCP_FLAG_RST != 0 && record.tcp_seq == filter.tcp_ack
     };
-    // Our own probes (SYN without ACK) cross this hook on loopback: they are not replies.
-    let is_probe = flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN;
-    Some(from_probed_port && acknowledges && !is_probe)
+    Some(acknowledges)
 }
 
-/// Fills the ICMP fields; `Some(true)` for an echo reply carrying our identifier.
+/// Fills the ICMP fields; `Some(true)` for an echo reply carrying our identifier,
+/// `Some(false)` for another echo reply from the target.
 #[inline(always)]
 fn read_icmp(
     ctx: &XdpContext,
@@ -152,7 +156,10 @@ fn read_icmp(
     record.icmp_id = u16::from_be_bytes([icmp.data[0], icmp.data[1]]);
     record.icmp_seq = u16::from_be_bytes([icmp.data[2], icmp.data[3]]);
     record.l4_checksum = u16::from_be_bytes(icmp.check);
-    Some(icmp.type_ == ICMP_ECHO_REPLY && record.icmp_id == filter.icmp_id)
+    if icmp.type_ != ICMP_ECHO_REPLY {
+        return None;
+    }
+    Some(record.icmp_id == filter.icmp_id)
 }
 
 #[cfg(not(test))]

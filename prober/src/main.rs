@@ -281,7 +281,7 @@ fn run(cli: &Cli) -> Result<bool> {
     if cli.verbose {
         eprintln!(
             "xdp: {} replies matched, {} unmatched packets from the target, {} lost to a full ring buffer",
-            summary.received, summary.unmatched, summary.ring_full
+            summary.matched, summary.unmatched, summary.ring_full
         );
     }
     Ok(summary.received > 0)

@@ -238,6 +238,7 @@ impl Session {
         }
 
         summary.transmitted = log.sent.load(Ordering::Acquire);
+        summary.matched = counters.get(Counter::Matched);
         summary.ring_full = counters.get(Counter::RingFull);
         summary.unmatched = counters.get(Counter::Unmatched);
         drop(matcher);

@@ -37,6 +37,9 @@ pub struct Summary {
     pub received: u64,
     pub duplicates: u64,
     pub rtt: RttStats,
+    /// Replies the XDP program matched and queued (equals `received` unless the run ended
+    /// with replies still queued).
+    pub matched: u64,
     /// Replies the XDP program matched but could not hand over: the ring buffer was full.
     pub ring_full: u64,
     /// Packets from the target that answered none of our probes.
