@@ -71,7 +71,11 @@ fn record_reply(ctx: &XdpContext) -> Option<()> {
     {
         return None;
     }
-    let l4 = EthHdr::LEN + usize::from(ip.vihl & 0x0f) * 4;
+    let header_words = usize::from(ip.vihl & 0x0f);
+    if header_words < 5 {
+        return None; // malformed: shorter than the fixed IPv4 header
+    }
+    let l4 = EthHdr::LEN + header_words * 4;
     let mut record = ReplyRecord {
         src_addr: ip.src_addr,
         dst_addr: ip.dst_addr,
