@@ -19,9 +19,9 @@ pub struct ProbeFilter {
     pub tcp_ack: u32,
     /// The probed TCP port: replies come from it.
     pub target_port: u16,
-    /// Our source ports are `sport_base .. sport_base + sport_span` (wrapping).
+    /// Our source ports are `sport_base ..= sport_base + sport_max_offset` (wrapping).
     pub sport_base: u16,
-    pub sport_span: u16,
+    pub sport_max_offset: u16,
     /// ICMP echo identifier of our probes.
     pub icmp_id: u16,
     /// IP protocol of the probes: [`IPPROTO_TCP`] or [`IPPROTO_ICMP`].

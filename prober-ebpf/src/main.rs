@@ -18,7 +18,7 @@ use prober_common::{Counter, ProbeFilter, ReplyRecord, COUNTER_SLOTS, IPPROTO_IC
 #[map]
 static FILTER: Array<ProbeFilter> = Array::with_max_entries(1, 0);
 
-/// Userspace may resize it before loading; 4 MiB holds ~75 000 records.
+/// 4 MiB: each record takes 56 bytes, so ~75 000 replies can wait for userspace.
 #[map]
 static REPLIES: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 
@@ -132,7 +132,7 @@ fn read_tcp(
     // Only segments from the probed port to one of our ports can be replies; anything else
     // (on `lo`, our own probes and the host's RSTs too) is none of our business.
     if record.src_port != filter.target_port
-        || record.dst_port.wrapping_sub(filter.sport_base) >= filter.sport_span
+        || record.dst_port.wrapping_sub(filter.sport_base) > filter.sport_max_offset
     {
         return None;
     }

@@ -133,13 +133,18 @@ fn parse_port(text: &str) -> Result<u16, String> {
 }
 
 fn parse_interval(text: &str) -> Result<Duration, String> {
+    // A day is far beyond any useful probe interval and keeps deadline arithmetic in range.
+    const LONGEST: Duration = Duration::from_secs(24 * 3600);
     let parsed = match text.strip_prefix('u') {
         Some(micros) => micros.parse().map(Duration::from_micros),
         None => text.parse().map(Duration::from_secs),
     };
-    parsed.map_err(|_| {
-        format!("invalid interval '{text}': expected seconds, or uX for X microseconds")
-    })
+    match parsed {
+        Ok(interval) if interval <= LONGEST => Ok(interval),
+        _ => Err(format!(
+            "invalid interval '{text}': expected seconds, or uX for X microseconds, at most a day"
+        )),
+    }
 }
 
 impl Cli {
@@ -229,7 +234,13 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(any_reply) => ExitCode::from(if any_reply { 0 } else { 1 }),
         Err(error) => {
-            eprintln!("prober: {error:#}");
+            // Errors are one line whatever a lower layer put in its message.
+            let message = format!("{error:#}");
+            let message: Vec<&str> = message
+                .lines()
+                .filter(|line| !line.trim().is_empty())
+                .collect();
+            eprintln!("prober: {}", message.join("; "));
             ExitCode::from(EXIT_ERROR)
         }
     }
@@ -304,6 +315,7 @@ mod tests {
         assert_eq!(parse_interval("u100"), Ok(Duration::from_micros(100)));
         assert!(parse_interval("abc").unwrap_err().contains("interval"));
         assert!(parse_interval("u").is_err());
+        assert!(parse_interval("99999999999").is_err());
     }
 
     #[test]

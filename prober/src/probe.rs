@@ -231,7 +231,7 @@ mod tests {
             let packet = build(&probe, n);
             assert_eq!(u16::from_be_bytes([packet[20], packet[21]]), 65534);
         }
-        assert_eq!(probe.filter().sport_span, 1);
+        assert_eq!(probe.filter().sport_max_offset, 0);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::{
     ffi::CString,
     net::{IpAddr, Ipv4Addr, ToSocketAddrs, UdpSocket},
+    os::fd::AsRawFd,
     time::{Duration, Instant},
 };
 
@@ -94,15 +95,44 @@ impl Interface {
             .context("parsing the interface MTU")
     }
 
-    /// The interface's MAC address, or None when it has no Ethernet header (e.g. a tunnel).
+    /// The interface's MAC address, or None when it is not an Ethernet interface.
     pub fn ethernet_address(&self) -> Result<Option<[u8; 6]>> {
-        const ARPHRD_ETHER: &str = "1";
         if self.sysfs("type")? != ARPHRD_ETHER {
             return Ok(None);
         }
         parse_mac(&self.sysfs("address")?).map(Some)
     }
+
+    /// Whether frames on this interface start with an Ethernet header, as the XDP program
+    /// expects: Ethernet interfaces and `lo`, not tunnels (wireguard, tun, gre, ...).
+    pub fn carries_ethernet_frames(&self) -> Result<bool> {
+        let kind = self.sysfs("type")?;
+        Ok(kind == ARPHRD_ETHER || kind == ARPHRD_LOOPBACK)
+    }
+
+    /// Makes `socket` send only through this interface (SO_BINDTODEVICE).
+    pub fn bind_socket(&self, socket: &impl AsRawFd) -> Result<()> {
+        // SAFETY: the name's bytes and length are passed together; the fd is open.
+        let result = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_BINDTODEVICE,
+                self.name.as_ptr().cast(),
+                self.name.len() as libc::socklen_t,
+            )
+        };
+        if result < 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("binding a socket to {}", self.name));
+        }
+        Ok(())
+    }
 }
+
+/// Link types from /sys/class/net/*/type (linux/if_arp.h).
+const ARPHRD_ETHER: &str = "1";
+const ARPHRD_LOOPBACK: &str = "772";
 
 fn parse_mac(text: &str) -> Result<[u8; 6]> {
     let mut mac = [0u8; 6];
@@ -181,6 +211,7 @@ pub fn next_hop_mac(route: &Route) -> Result<Option<[u8; 6]>> {
     // A datagram to the discard port makes the kernel resolve the next hop, as hping3's
     // first packet would; the neighbour entry is what we wait for.
     let socket = UdpSocket::bind((route.source, 0)).context("binding a UDP socket")?;
+    route.interface.bind_socket(&socket)?;
     let _ = socket.send_to(&[], (route.next_hop, 9));
     let deadline = Instant::now() + Duration::from_secs(1);
     while Instant::now() < deadline {

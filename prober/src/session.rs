@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 use aya::maps::{MapData, RingBuf};
 use prober_common::{Counter, ReplyRecord};
 use tokio::{
@@ -32,6 +32,8 @@ use crate::{
 
 /// How long hping3 waits for replies after the last probe.
 const LINGER: Duration = Duration::from_secs(1);
+/// How long a stopped send thread may take to finish its current probe.
+const SENDER_STOP_WAIT: Duration = Duration::from_secs(1);
 /// Probes queued per kick of the transmit path in flood mode.
 const FLOOD_BATCH: u64 = 64;
 
@@ -84,6 +86,12 @@ pub struct Session {
 impl Session {
     pub fn prepare(options: Options) -> Result<Session> {
         let route = route::lookup(options.target, options.interface.as_ref())?;
+        if !route.interface.carries_ethernet_frames()? {
+            bail!(
+                "{} is not an Ethernet interface: prober cannot match replies on it yet",
+                route.interface.name
+            );
+        }
         let endpoints = Endpoints {
             source: route.source,
             target: options.target,
@@ -120,8 +128,10 @@ impl Session {
             local_addr: route.source.octets(),
             ..probe.filter()
         };
+        // The transmit path first: it may wait up to a second for the next hop's MAC, and
+        // nothing should be attached to the interface during that wait.
+        let transmit = transmit::open(&route, options.target, options.interface.as_ref())?;
         let (matcher, channel) = ReplyMatcher::attach(&route.interface, &filter)?;
-        let transmit = transmit::open(&route, options.target)?;
         Ok(Session {
             options,
             route,
@@ -200,6 +210,7 @@ impl Session {
 
         let mut summary = Summary::default();
         let mut linger_until: Option<tokio::time::Instant> = None;
+        let mut sender_finished = false;
         let mut send_error = None;
         loop {
             let linger = async {
@@ -214,7 +225,8 @@ impl Session {
                     drain(ready.get_inner_mut(), probe.as_ref(), &log, &options, &mut summary, out)?;
                     ready.clear_ready();
                 }
-                result = &mut sender_done, if linger_until.is_none() => {
+                result = &mut sender_done, if !sender_finished => {
+                    sender_finished = true;
                     if let Ok(Err(error)) = result {
                         send_error = Some(error);
                         break;
@@ -231,8 +243,25 @@ impl Session {
             }
         }
         let _ = stop.send(());
-        let _ = sender.join();
-        out.flush().context("writing replies")?;
+        // The send thread stops at its next probe; a send blocked in the kernel (a driver
+        // holding frames) must not hold up the footer, so it gets a bounded wait, not a join.
+        if !sender_finished {
+            if let Ok(Ok(Err(error))) =
+                tokio::time::timeout(SENDER_STOP_WAIT, &mut sender_done).await
+            {
+                send_error.get_or_insert(error);
+            }
+        }
+        drop(sender);
+        // Replies already matched in the kernel are shown and counted, not lost.
+        drain(
+            replies.get_mut(),
+            probe.as_ref(),
+            &log,
+            &options,
+            &mut summary,
+            out,
+        )?;
         if let Some(error) = send_error {
             return Err(error).context("sending probes");
         }
@@ -283,18 +312,19 @@ fn send_probes(
     log: &SendLog,
     stop: &mpsc::Receiver<()>,
 ) -> io::Result<()> {
-    let start = Instant::now();
+    let mut due = Instant::now();
     let mut packet = [0u8; MAX_PROBE_LEN];
     let mut n = 0u64;
     while options.count.is_none_or(|count| n < count) {
         match options.pacing {
             Pacing::Interval(interval) => {
-                let due = start + interval * n as u32;
                 // Waiting on the stop channel makes the pause end early on Ctrl-C.
                 let wait = due.saturating_duration_since(Instant::now());
                 if n > 0 && stop.recv_timeout(wait) != Err(mpsc::RecvTimeoutError::Timeout) {
                     break;
                 }
+                // Deadlines advance from the schedule, not from when we woke, so the rate holds.
+                due += interval;
             }
             Pacing::Flood => {
                 if n.is_multiple_of(FLOOD_BATCH) {
@@ -334,7 +364,6 @@ fn drain(
         let (sent_ns, duplicate) = log.answer(seq);
         let rtt_ms = reply.kernel_ns.saturating_sub(sent_ns) as f64 / 1e6;
         summary.received += 1;
-        summary.duplicates += u64::from(duplicate);
         summary.rtt.add(rtt_ms);
         if !options.quiet {
             let line = output::reply_line(probe, &reply, seq, rtt_ms, duplicate, options.verbose);

@@ -35,7 +35,6 @@ pub struct Summary {
     pub transmitted: u64,
     /// Every reply, duplicates included (as hping3 counts them).
     pub received: u64,
-    pub duplicates: u64,
     pub rtt: RttStats,
     /// Replies the XDP program matched and queued (equals `received` unless the run ended
     /// with replies still queued).

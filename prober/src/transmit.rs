@@ -9,7 +9,10 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
-use crate::{route::Route, tx_ring::TxRing};
+use crate::{
+    route::{Interface, Route},
+    tx_ring::TxRing,
+};
 
 pub trait Transmit: Send {
     /// Queues one IPv4 packet; it may leave only on the next `flush`.
@@ -23,7 +26,12 @@ pub trait Transmit: Send {
 /// Picks the TX ring when the route leaves through an Ethernet interface whose next hop
 /// resolves, and the raw socket otherwise (local targets, tunnels, unresolvable next hops:
 /// there the kernel's own routing and neighbour handling do the job, as for hping3).
-pub fn open(route: &Route, target: Ipv4Addr) -> Result<Box<dyn Transmit>> {
+/// `interface` is the one the user named with -I, if any: the raw socket is held to it.
+pub fn open(
+    route: &Route,
+    target: Ipv4Addr,
+    interface: Option<&Interface>,
+) -> Result<Box<dyn Transmit>> {
     if !route.local {
         if let Some(source_mac) = route.interface.ethernet_address()? {
             if let Some(next_hop_mac) = crate::route::next_hop_mac(route)? {
@@ -33,7 +41,11 @@ pub fn open(route: &Route, target: Ipv4Addr) -> Result<Box<dyn Transmit>> {
             }
         }
     }
-    Ok(Box::new(RawIpSocket::open(target)?))
+    let socket = RawIpSocket::open(target)?;
+    if let Some(interface) = interface {
+        interface.bind_socket(&socket.fd)?;
+    }
+    Ok(Box::new(socket))
 }
 
 /// A raw IPv4 socket with our own IP header (IPPROTO_RAW implies IP_HDRINCL).

@@ -122,25 +122,23 @@ impl TxRing {
     /// Waits until the kernel has finished with `frame`, kicking out what is queued.
     fn wait_available(&mut self, frame: usize) -> io::Result<()> {
         loop {
-            match self.status(frame) {
-                libc::TP_STATUS_AVAILABLE => return Ok(()),
-                libc::TP_STATUS_WRONG_FORMAT => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "kernel rejected a TX frame",
-                    ))
-                }
-                _ => {
-                    self.kick()?;
-                    let mut poll = libc::pollfd {
-                        fd: self.fd.as_raw_fd(),
-                        events: libc::POLLOUT,
-                        revents: 0,
-                    };
-                    // SAFETY: one valid pollfd.
-                    unsafe { libc::poll(&mut poll, 1, 10) };
-                }
+            let status = self.status(frame);
+            if status & libc::TP_STATUS_WRONG_FORMAT != 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "kernel rejected a TX frame",
+                ));
             }
+            // The kernel may OR other bits (timestamp sources) into a finished frame's status.
+            if status & (libc::TP_STATUS_SEND_REQUEST | libc::TP_STATUS_SENDING) == 0 {
+                // Order the kernel's last use of the frame before our writes to it.
+                fence(Ordering::Acquire);
+                return Ok(());
+            }
+            // The kick blocks until queued frames are handed to the driver; a frame still
+            // SENDING after it waits for the driver to free its buffer.
+            self.kick()?;
+            std::thread::sleep(std::time::Duration::from_micros(50));
         }
     }
 

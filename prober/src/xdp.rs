@@ -76,9 +76,7 @@ impl ReplyMatcher {
             .program_mut(XDP_PROGRAM)
             .ok_or_else(|| anyhow!("no {XDP_PROGRAM} program in the object"))?
             .try_into()?;
-        program
-            .load()
-            .context("loading the XDP program into the kernel")?;
+        program.load().map_err(load_error)?;
         let mode = match program.attach_to_if_index(interface.index, XdpMode::Driver) {
             Ok(_) => AttachMode::Driver,
             Err(driver_error) if !is_busy(&driver_error) => {
@@ -109,6 +107,25 @@ impl Counters {
             .get(&(counter as u32), 0)
             .map(|values| values.iter().sum())
             .unwrap_or(0)
+    }
+}
+
+/// A verifier rejection as one line: the verifier's verdict is its log's last line.
+fn load_error(error: ProgramError) -> anyhow::Error {
+    match error {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            let verdict = log
+                .lines()
+                .rev()
+                .find(|line| !line.trim().is_empty())
+                .unwrap_or("");
+            anyhow!("the kernel rejected the XDP program ({io_error}): {verdict}")
+        }
+        other => anyhow::Error::new(other).context("loading the XDP program into the kernel"),
     }
 }
 

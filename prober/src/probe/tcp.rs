@@ -105,7 +105,7 @@ impl Probe for TcpProbe {
             sport_base: self.base_port,
             // With -k every probe leaves from one port; otherwise from a window of ports that
             // wraps around, as hping3's do.
-            sport_span: if self.keep_port { 1 } else { u16::MAX },
+            sport_max_offset: if self.keep_port { 0 } else { u16::MAX },
             tcp_seq: self.seq,
             tcp_ack: self.ack,
             ..ProbeFilter::default()
