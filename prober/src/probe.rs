@@ -124,21 +124,9 @@ pub fn write_ip_fields(reply: &ReplyRecord, verbose: bool, line: &mut String) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use prober_tests::internet_checksum;
 
-    /// RFC 1071 ones'-complement sum, written out here independently of etherparse: a
-    /// correctly checksummed region sums to 0xffff.
-    fn ones_complement_sum(chunks: &[&[u8]]) -> u16 {
-        let bytes: Vec<u8> = chunks.concat();
-        let mut sum: u32 = bytes
-            .chunks(2)
-            .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
-            .sum();
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        sum as u16
-    }
+    use super::*;
 
     fn endpoints() -> Endpoints {
         Endpoints {
@@ -182,11 +170,7 @@ mod tests {
         assert_eq!(packet[9], protocol);
         assert_eq!(&packet[12..16], &[198, 18, 0, 1]);
         assert_eq!(&packet[16..20], &[198, 18, 0, 2]);
-        assert_eq!(
-            ones_complement_sum(&[&packet[..20]]),
-            0xffff,
-            "IP header checksum"
-        );
+        assert_eq!(internet_checksum(&packet[..20]), 0, "IP header checksum");
     }
 
     #[test]
@@ -217,8 +201,8 @@ mod tests {
             assert_eq!(u16::from_be_bytes([tcp[14], tcp[15]]), 512);
             let pseudo_header = [&packet[12..20], &[0, 6], &20u16.to_be_bytes()[..]].concat();
             assert_eq!(
-                ones_complement_sum(&[&pseudo_header, tcp]),
-                0xffff,
+                internet_checksum(&[&pseudo_header[..], tcp].concat()),
+                0,
                 "TCP checksum"
             );
         }
@@ -260,7 +244,7 @@ mod tests {
             1,
             "sequence wraps at 2^16"
         );
-        assert_eq!(ones_complement_sum(&[icmp]), 0xffff, "ICMP checksum");
+        assert_eq!(internet_checksum(icmp), 0, "ICMP checksum");
     }
 
     #[test]

@@ -258,6 +258,19 @@ impl Drop for TestHost {
 
 /// Panics with a loud, clear message unless the effective uid is 0: privileged tests must fail,
 /// never skip.
+/// The Internet checksum (RFC 1071) of `bytes`, written independently of the crates prober
+/// builds packets with: a region that carries a correct checksum sums to 0.
+pub fn internet_checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };

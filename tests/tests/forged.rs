@@ -4,22 +4,12 @@
 
 use std::{net::Ipv4Addr, time::Duration};
 
-use prober_tests::{prober_command, proc::Proc, require_root, TestHost, CLOSED_PORT};
+use prober_tests::{
+    internet_checksum, prober_command, proc::Proc, require_root, TestHost, CLOSED_PORT,
+};
 
 const FORGED: usize = 5;
 const BASE_PORT: u16 = 40000;
-
-/// RFC 1071 checksum of `bytes`.
-fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
 
 /// A SYN-ACK from `from:sport` to `to:dport` acknowledging `ack`, checksums filled in.
 fn syn_ack(from: Ipv4Addr, to: Ipv4Addr, sport: u16, dport: u16, ack: u32) -> Vec<u8> {
@@ -30,7 +20,7 @@ fn syn_ack(from: Ipv4Addr, to: Ipv4Addr, sport: u16, dport: u16, ack: u32) -> Ve
     packet[9] = 6;
     packet[12..16].copy_from_slice(&from.octets());
     packet[16..20].copy_from_slice(&to.octets());
-    let ip_sum = checksum(&packet[..20]);
+    let ip_sum = internet_checksum(&packet[..20]);
     packet[10..12].copy_from_slice(&ip_sum.to_be_bytes());
     let tcp = &mut packet[20..];
     tcp[0..2].copy_from_slice(&sport.to_be_bytes());
@@ -48,7 +38,7 @@ fn syn_ack(from: Ipv4Addr, to: Ipv4Addr, sport: u16, dport: u16, ack: u32) -> Ve
         &packet[20..],
     ]
     .concat();
-    let tcp_sum = checksum(&pseudo);
+    let tcp_sum = internet_checksum(&pseudo);
     packet[36..38].copy_from_slice(&tcp_sum.to_be_bytes());
     packet
 }
