@@ -1,5 +1,5 @@
 //! hping3's text: the header, one line per reply, and the statistic footer.
-use std::net::Ipv4Addr;
+use std::{fmt::Write as _, net::Ipv4Addr};
 
 use prober_common::ReplyRecord;
 
@@ -36,7 +36,7 @@ pub fn reply_line(
     }
     write_ip_fields(reply, verbose, &mut line);
     probe.write_fields(reply, seq, &mut line);
-    line.push_str(&format!(" rtt={rtt_ms:.1} ms"));
+    let _ = write!(line, " rtt={rtt_ms:.1} ms");
     if verbose {
         probe.write_verbose_trailer(reply, &mut line);
     }

@@ -238,7 +238,7 @@ impl Session {
                 _ = linger => break,
             }
             let all_answered = options.count.is_some_and(|count| summary.received >= count);
-            if linger_until.is_some() && all_answered {
+            if sender_finished && all_answered {
                 break;
             }
         }
