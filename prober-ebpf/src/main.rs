@@ -1,5 +1,7 @@
 //! XDP reply matcher: records SYN-ACKs, RSTs and ICMP echo replies that answer prober's
-//! probes, with a kernel timestamp, into a ring buffer. Every packet passes on untouched.
+//! probes, with a kernel timestamp, into a ring buffer. For one target every packet passes on
+//! untouched; in a sweep, replies are dropped after recording (a SYN-ACK goes back to its
+//! sender as a RST instead), so the host's stack never spends time on them.
 #![no_std]
 #![no_main]
 
@@ -7,13 +9,16 @@ use core::mem::size_of;
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::bpf_ktime_get_ns,
+    helpers::{bpf_ktime_get_ns, bpf_xdp_adjust_tail},
     macros::{map, xdp},
     maps::{Array, PerCpuArray, RingBuf},
     programs::XdpContext,
 };
 use network_types::{eth::EthHdr, icmp::Icmpv4Hdr, ip::Ipv4Hdr, tcp::TcpHdr};
-use prober_common::{Counter, ProbeFilter, ReplyRecord, COUNTER_SLOTS, IPPROTO_ICMP, IPPROTO_TCP};
+use prober_common::{
+    syn_cookie, Counter, ProbeFilter, ReplyRecord, COUNTER_SLOTS, IPPROTO_ICMP, IPPROTO_TCP,
+    MODE_SWEEP,
+};
 
 #[map]
 static FILTER: Array<ProbeFilter> = Array::with_max_entries(1, 0);
@@ -27,25 +32,63 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS,
 
 const ETH_P_IP: u16 = 0x0800;
 const ICMP_ECHO_REPLY: u8 = 0;
+const TCP_FLAG_SYN: u8 = 0x02;
 const TCP_FLAG_RST: u8 = 0x04;
 const TCP_FLAG_ACK: u8 = 0x10;
 /// Offset of the flags byte in the TCP header.
 const TCP_FLAGS_OFFSET: usize = 13;
+/// An Ethernet frame holding a bare IPv4 header and a bare TCP header: the bounced RST.
+const RST_FRAME_LEN: usize = EthHdr::LEN + Ipv4Hdr::LEN + TcpHdr::LEN;
+
+/// What a packet is to us.
+enum Verdict {
+    /// Not a reply to prober at all.
+    Foreign,
+    /// Shaped like a reply to our probes but answering none of them: forged or stale.
+    Unmatched,
+    /// A reply to one of our probes.
+    Reply(ReplyRecord),
+}
 
 #[xdp]
 pub fn prober(ctx: XdpContext) -> u32 {
-    record_reply(&ctx);
-    xdp_action::XDP_PASS
+    let Some(filter) = FILTER.get(0) else {
+        return xdp_action::XDP_PASS;
+    };
+    let sweep = filter.mode == MODE_SWEEP;
+    match classify(&ctx, filter, sweep) {
+        Verdict::Foreign => xdp_action::XDP_PASS,
+        Verdict::Unmatched => {
+            count(Counter::Unmatched);
+            if sweep {
+                xdp_action::XDP_DROP
+            } else {
+                xdp_action::XDP_PASS
+            }
+        }
+        Verdict::Reply(record) => {
+            submit(&record);
+            if !sweep {
+                xdp_action::XDP_PASS
+            } else if record.tcp_flags & TCP_FLAG_SYN != 0 && bounce_as_rst(&ctx, &record).is_some()
+            {
+                count(Counter::Bounced);
+                xdp_action::XDP_TX
+            } else {
+                xdp_action::XDP_DROP
+            }
+        }
+    }
 }
 
 /// Returns a bounds-checked pointer to a `T` at `offset` into the packet.
 #[inline(always)]
-fn header<T>(ctx: &XdpContext, offset: usize) -> Option<*const T> {
+fn header<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
     let start = ctx.data() + offset;
     if start + size_of::<T>() > ctx.data_end() {
         return None;
     }
-    Some(start as *const T)
+    Some(start as *mut T)
 }
 
 #[inline(always)]
@@ -57,15 +100,40 @@ fn count(counter: Counter) {
 }
 
 #[inline(always)]
-fn record_reply(ctx: &XdpContext) -> Option<()> {
-    let filter = FILTER.get(0)?;
+fn submit(record: &ReplyRecord) {
+    match REPLIES.reserve::<ReplyRecord>(0) {
+        Some(mut entry) => {
+            entry.write(*record);
+            entry.submit(0);
+            count(Counter::Matched);
+        }
+        None => count(Counter::RingFull),
+    }
+}
+
+#[inline(always)]
+fn classify(ctx: &XdpContext, filter: &ProbeFilter, sweep: bool) -> Verdict {
+    match read_reply(ctx, filter, sweep) {
+        None => Verdict::Foreign,
+        Some((_, false)) => Verdict::Unmatched,
+        Some((mut record, true)) => {
+            record.kernel_ns = unsafe { bpf_ktime_get_ns() };
+            Verdict::Reply(record)
+        }
+    }
+}
+
+/// The reply's fields, and whether it answers one of our probes; None for foreign packets.
+#[inline(always)]
+fn read_reply(ctx: &XdpContext, filter: &ProbeFilter, sweep: bool) -> Option<(ReplyRecord, bool)> {
     let eth: *const EthHdr = header(ctx, 0)?;
     if u16::from_be(unsafe { (*eth).ether_type }) != ETH_P_IP {
         return None;
     }
     let ip: *const Ipv4Hdr = header(ctx, EthHdr::LEN)?;
     let ip = unsafe { &*ip };
-    if ip.src_addr != filter.target_addr
+    // A sweep's replies come from many targets; the SYN cookie vouches for the source.
+    if (!sweep && ip.src_addr != filter.target_addr)
         || ip.dst_addr != filter.local_addr
         || ip.proto as u8 != filter.protocol
     {
@@ -88,24 +156,11 @@ fn record_reply(ctx: &XdpContext) -> Option<()> {
         ..ReplyRecord::default()
     };
     let answers = match filter.protocol {
-        IPPROTO_TCP => read_tcp(ctx, l4, filter, &mut record)?,
+        IPPROTO_TCP => read_tcp(ctx, l4, filter, sweep, &mut record)?,
         IPPROTO_ICMP => read_icmp(ctx, l4, filter, &mut record)?,
         _ => return None,
     };
-    if !answers {
-        count(Counter::Unmatched);
-        return None;
-    }
-    record.kernel_ns = unsafe { bpf_ktime_get_ns() };
-    match REPLIES.reserve::<ReplyRecord>(0) {
-        Some(mut entry) => {
-            entry.write(record);
-            entry.submit(0);
-            count(Counter::Matched);
-        }
-        None => count(Counter::RingFull),
-    }
-    Some(())
+    Some((record, answers))
 }
 
 /// Fills the TCP fields; `Some(true)` when the segment answers one of our probes,
@@ -115,6 +170,7 @@ fn read_tcp(
     ctx: &XdpContext,
     offset: usize,
     filter: &ProbeFilter,
+    sweep: bool,
     record: &mut ReplyRecord,
 ) -> Option<bool> {
     let tcp: *const TcpHdr = header(ctx, offset)?;
@@ -129,11 +185,26 @@ fn read_tcp(
     record.tcp_urgent = u16::from_be_bytes(tcp.urg_ptr);
     record.tcp_flags = flags;
 
-    // Only segments from the probed port to one of our ports can be replies; anything else
-    // (on `lo`, our own probes and the host's RSTs too) is none of our business.
-    if record.src_port != filter.target_port
-        || record.dst_port.wrapping_sub(filter.sport_base) > filter.sport_max_offset
-    {
+    // Only segments to one of our ports can be replies; anything else (on `lo`, our own
+    // probes and the host's RSTs too) is none of our business.
+    if record.dst_port.wrapping_sub(filter.sport_base) > filter.sport_max_offset {
+        return None;
+    }
+    if sweep {
+        // A sweep's SYNs carry cookies and no ACK, so every answer (SYN-ACK, RST-ACK) has ACK.
+        if flags & TCP_FLAG_ACK == 0 {
+            return None;
+        }
+        let cookie = syn_cookie(
+            filter.cookie_key,
+            record.src_addr,
+            record.src_port,
+            record.dst_addr,
+            record.dst_port,
+        );
+        return Some(record.tcp_ack.wrapping_sub(1) == cookie);
+    }
+    if record.src_port != filter.target_port {
         return None;
     }
     // A reply with ACK acknowledges our sequence number plus at most SYN and FIN; a RST
@@ -164,6 +235,101 @@ fn read_icmp(
         return None;
     }
     Some(record.icmp_id == filter.icmp_id)
+}
+
+/// Rewrites the SYN-ACK in place into the RST that tells its sender to forget the half-open
+/// connection: addresses and ports swapped, sequence = the SYN-ACK's ack, no options.
+/// None when the packet cannot be rewritten (IP options); it is then just dropped.
+#[inline(always)]
+fn bounce_as_rst(ctx: &XdpContext, reply: &ReplyRecord) -> Option<()> {
+    let ip: *const Ipv4Hdr = header(ctx, EthHdr::LEN)?;
+    if unsafe { (*ip).vihl } != 0x45 {
+        return None;
+    }
+    let surplus = (ctx.data_end() - ctx.data()).saturating_sub(RST_FRAME_LEN);
+    if surplus > 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, -(surplus as i32)) } != 0 {
+        return None;
+    }
+    // The tail moved: every pointer is checked anew.
+    let eth: *mut EthHdr = header(ctx, 0)?;
+    let ip: *mut Ipv4Hdr = header(ctx, EthHdr::LEN)?;
+    let tcp: *mut TcpHdr = header(ctx, EthHdr::LEN + Ipv4Hdr::LEN)?;
+    // SAFETY: all three headers were bounds-checked just above.
+    unsafe {
+        let eth = &mut *eth;
+        core::mem::swap(&mut eth.src_addr, &mut eth.dst_addr);
+
+        let ip = &mut *ip;
+        ip.tos = 0;
+        ip.tot_len = ((Ipv4Hdr::LEN + TcpHdr::LEN) as u16).to_be_bytes();
+        ip.id = [0, 0];
+        ip.frags = 0x4000u16.to_be_bytes(); // DF, as the kernel's own RSTs
+        ip.ttl = 64;
+        ip.src_addr = reply.dst_addr;
+        ip.dst_addr = reply.src_addr;
+        ip.check = [0, 0];
+        let ip_sum = ones_complement_sum(&[
+            0x4500,
+            (Ipv4Hdr::LEN + TcpHdr::LEN) as u32,
+            0x4000,
+            (64 << 8) | u32::from(IPPROTO_TCP),
+        ]) + address_sum(reply);
+        ip.check = fold(ip_sum).to_be_bytes();
+
+        let tcp = &mut *tcp;
+        let seq = reply.tcp_ack;
+        tcp.source = reply.dst_port.to_be_bytes();
+        tcp.dest = reply.src_port.to_be_bytes();
+        tcp.seq = seq.to_be_bytes();
+        tcp.ack_seq = [0; 4];
+        let flag_bytes = tcp as *mut TcpHdr as *mut u8;
+        *flag_bytes.add(TCP_FLAGS_OFFSET - 1) = 5 << 4; // 20-byte header, no options
+        *flag_bytes.add(TCP_FLAGS_OFFSET) = TCP_FLAG_RST;
+        tcp.window = [0, 0];
+        tcp.urg_ptr = [0, 0];
+        tcp.check = [0, 0];
+        let tcp_sum = ones_complement_sum(&[
+            u32::from(IPPROTO_TCP),
+            TcpHdr::LEN as u32,
+            u32::from(reply.dst_port),
+            u32::from(reply.src_port),
+            seq >> 16,
+            seq & 0xffff,
+            (5 << 12) | u32::from(TCP_FLAG_RST),
+        ]) + address_sum(reply);
+        tcp.check = fold(tcp_sum).to_be_bytes();
+    }
+    Some(())
+}
+
+/// The 16-bit words of both addresses, summed (they appear in both checksums).
+#[inline(always)]
+fn address_sum(reply: &ReplyRecord) -> u32 {
+    let [a, b, c, d] = reply.src_addr;
+    let [e, f, g, h] = reply.dst_addr;
+    ones_complement_sum(&[
+        u32::from(u16::from_be_bytes([a, b])),
+        u32::from(u16::from_be_bytes([c, d])),
+        u32::from(u16::from_be_bytes([e, f])),
+        u32::from(u16::from_be_bytes([g, h])),
+    ])
+}
+
+#[inline(always)]
+fn ones_complement_sum(words: &[u32]) -> u32 {
+    let mut sum = 0;
+    for word in words {
+        sum += word;
+    }
+    sum
+}
+
+/// Folds a sum of 16-bit words into the Internet checksum.
+#[inline(always)]
+fn fold(sum: u32) -> u16 {
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
 }
 
 #[cfg(not(test))]

@@ -4,12 +4,20 @@
 //! The binary (`main.rs`) parses the command line and prints; everything else lives here so
 //! that tests can drive it directly.
 
+pub mod driver;
 pub mod output;
+pub mod pacer;
+pub mod permutation;
+pub mod ports;
 pub mod privilege;
 pub mod probe;
+pub mod results;
 pub mod route;
 pub mod session;
 pub mod stats;
+pub mod status;
+pub mod sweep;
+pub mod targets;
 pub mod transmit;
 pub mod tx_ring;
 pub mod xdp;

@@ -1,20 +1,27 @@
 //! The `prober` command: hping3's options in, hping3's output out.
 use std::{
-    io::{self, BufWriter, Write},
+    fs::File,
+    io::{self, BufWriter, IsTerminal as _, Write},
+    path::PathBuf,
     process::ExitCode,
     time::Duration,
 };
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 use clap::{
     error::{ContextKind, ErrorKind},
     ArgAction, Parser,
 };
 use prober::{
-    output, privilege,
+    output,
+    ports::PortList,
+    privilege,
     probe::TcpFlags,
+    results::{self, Format, ResultWriter},
     route::{self, Interface},
     session::{Options, Pacing, ProbeKind, Session},
+    sweep::{self, Shard, Sweep, SweepOptions},
+    targets::{self, TargetSet},
 };
 
 /// Exit status for errors; 0 and 1 mean "a reply came" and "none came", as in hping3.
@@ -26,11 +33,12 @@ const EXIT_ERROR: u8 = 2;
     version,
     about = "hping3-compatible TCP and ICMP prober with kernel (XDP) reply timestamps",
     disable_version_flag = true,
-    override_usage = "prober host [options]"
+    override_usage = "prober host [options]\n       prober -p PORTS|--scan PORTS target... [sweep options]"
 )]
 struct Cli {
-    /// Target host name or IPv4 address
-    host: String,
+    /// Target host name or IPv4 address; sweeps take several, and CIDR blocks
+    #[arg(required = true, value_name = "TARGET")]
+    targets: Vec<String>,
 
     /// Stop after sending (and receiving) COUNT packets
     #[arg(short = 'c', long = "count", value_parser = parse_count, allow_negative_numbers = true, help_heading = "Base options")]
@@ -76,9 +84,9 @@ struct Cli {
     #[arg(short = 't', long, default_value_t = 64, help_heading = "IP")]
     ttl: u8,
 
-    /// Destination port
-    #[arg(short = 'p', long = "destport", value_parser = parse_port, help_heading = "TCP")]
-    port: Option<u16>,
+    /// Destination port; a list or range (22,80,8000-8100, all, known) sweeps them
+    #[arg(short = 'p', long = "destport", value_name = "PORTS", value_parser = PortList::parse, help_heading = "TCP")]
+    port: Option<PortList>,
     /// Base source port (default random)
     #[arg(short = 's', long = "baseport", value_parser = parse_port, help_heading = "TCP")]
     base_port: Option<u16>,
@@ -112,14 +120,66 @@ struct Cli {
     /// Set the Y unused flag (0x80)
     #[arg(short = 'Y', long = "ymas", help_heading = "TCP")]
     ymas: bool,
+
+    /// Sweep these ports with SYN probes (hping3's scan mode): 1-1024,8080 | all | known
+    #[arg(
+        short = '8',
+        long = "scan",
+        value_name = "PORTS",
+        help_heading = "Sweep"
+    )]
+    scan: Option<String>,
+    /// Probes per second [default: 10000]
+    #[arg(long, value_name = "PPS", value_parser = parse_rate, help_heading = "Sweep")]
+    rate: Option<u64>,
+    /// Extra passes that re-probe what has not answered
+    #[arg(long, default_value_t = 0, value_name = "N", help_heading = "Sweep")]
+    retries: u32,
+    /// Seconds to wait for late replies after the last probe (and between passes)
+    #[arg(long, value_name = "SECONDS", value_parser = parse_wait, help_heading = "Sweep")]
+    wait: Option<Duration>,
+    /// Seed of the probe order, for a reproducible sweep
+    #[arg(long, value_name = "N", help_heading = "Sweep")]
+    seed: Option<u64>,
+    /// This machine's share of the sweep: shard I of N (needs --seed)
+    #[arg(long, value_name = "I/N", value_parser = parse_shard, help_heading = "Sweep")]
+    shard: Option<Shard>,
+    /// Never probe these addresses or CIDR blocks
+    #[arg(
+        long,
+        value_name = "CIDR,...",
+        value_delimiter = ',',
+        help_heading = "Sweep"
+    )]
+    exclude: Vec<String>,
+    /// Never probe the addresses or CIDR blocks listed in FILE (one a line, # comments)
+    #[arg(long, value_name = "FILE", help_heading = "Sweep")]
+    exclude_file: Option<PathBuf>,
+    /// Result format [default: table for one host, list for several]
+    #[arg(
+        short = 'o',
+        long = "output-format",
+        value_name = "FORMAT",
+        help_heading = "Sweep"
+    )]
+    output_format: Option<Format>,
+    /// Write results to FILE instead of standard output
+    #[arg(long = "output", value_name = "FILE", help_heading = "Sweep")]
+    output: Option<PathBuf>,
 }
 
 fn parse_count(text: &str) -> Result<u64, String> {
+    parse_positive(text, "count", "a positive number")
+}
+
+fn parse_rate(text: &str) -> Result<u64, String> {
+    parse_positive(text, "rate", "a positive number of probes per second")
+}
+
+fn parse_positive(text: &str, what: &str, expected: &str) -> Result<u64, String> {
     match text.parse::<u64>() {
-        Ok(count) if count > 0 => Ok(count),
-        _ => Err(format!(
-            "invalid count '{text}': expected a positive number"
-        )),
+        Ok(value) if value > 0 => Ok(value),
+        _ => Err(format!("invalid {what} '{text}': expected {expected}")),
     }
 }
 
@@ -129,6 +189,27 @@ fn parse_port(text: &str) -> Result<u16, String> {
         _ => Err(format!(
             "invalid port '{text}': expected a number from 1 to 65535"
         )),
+    }
+}
+
+fn parse_wait(text: &str) -> Result<Duration, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if (0.0..=86_400.0).contains(&seconds) => Ok(Duration::from_secs_f64(seconds)),
+        _ => Err(format!(
+            "invalid wait '{text}': expected seconds from 0 to 86400"
+        )),
+    }
+}
+
+fn parse_shard(text: &str) -> Result<Shard, String> {
+    let invalid = || format!("invalid shard '{text}': expected I/N with 1 <= I <= N");
+    let (index, count) = text.split_once('/').ok_or_else(invalid)?;
+    match (index.parse::<u64>(), count.parse::<u64>()) {
+        (Ok(index), Ok(count)) if (1..=count).contains(&index) => Ok(Shard {
+            index: index - 1,
+            count,
+        }),
+        _ => Err(invalid()),
     }
 }
 
@@ -180,11 +261,35 @@ impl Cli {
         }
     }
 
+    /// Whether this is a sweep rather than hping3's one-target ping: several ports or
+    /// targets, or any option that only sweeps have.
+    fn is_sweep(&self) -> bool {
+        self.scan.is_some()
+            || self
+                .port
+                .as_ref()
+                .is_some_and(|ports| ports.single().is_none())
+            || self.targets.len() > 1
+            || self.targets.iter().any(|target| target.contains('/'))
+            || self.rate.is_some()
+            || self.retries > 0
+            || self.wait.is_some()
+            || self.seed.is_some()
+            || self.shard.is_some()
+            || !self.exclude.is_empty()
+            || self.exclude_file.is_some()
+            || self.output_format.is_some()
+            || self.output.is_some()
+    }
+
     fn options(&self) -> Result<Options> {
+        let [target] = &self.targets[..] else {
+            unreachable!("several targets make a sweep");
+        };
         let kind = if self.icmp {
             ProbeKind::IcmpEcho
         } else {
-            let Some(port) = self.port else {
+            let Some(port) = self.port.as_ref().and_then(PortList::single) else {
                 bail!("TCP mode needs a destination port: -p PORT (or -1 for ICMP)");
             };
             ProbeKind::Tcp {
@@ -196,22 +301,82 @@ impl Cli {
             }
         };
         Ok(Options {
-            target_name: self.host.clone(),
-            target: route::resolve(&self.host)?,
+            target_name: target.clone(),
+            target: route::resolve(target)?,
             kind,
             count: self.count,
             pacing: self.pacing(),
             ttl: self.ttl,
-            interface: self
-                .interface
-                .as_deref()
-                .map(Interface::by_name)
-                .transpose()?,
+            interface: self.interface()?,
             quiet: self.quiet,
             verbose: self.verbose,
         })
     }
+
+    fn interface(&self) -> Result<Option<Interface>> {
+        self.interface
+            .as_deref()
+            .map(Interface::by_name)
+            .transpose()
+    }
+
+    fn sweep_options(&self) -> Result<SweepOptions> {
+        let single_target_options = [
+            (self.icmp, "-1"),
+            (self.count.is_some(), "-c"),
+            (self.interval.is_some(), "-i"),
+            (self.fast, "--fast"),
+            (self.faster, "--faster"),
+            (self.keep, "-k"),
+        ];
+        if let Some((_, option)) = single_target_options.iter().find(|(given, _)| *given) {
+            bail!("{option} has no meaning in a sweep (sweeps send one TCP SYN per port and host; see --rate and --retries)");
+        }
+        let flags = self.tcp_flags();
+        if flags.0 & !TcpFlags::SYN != 0 {
+            bail!(
+                "sweeps send SYN probes only: drop -{}",
+                TcpFlags(flags.0 & !TcpFlags::SYN).letters()
+            );
+        }
+        let ports = match (&self.scan, &self.port) {
+            (Some(_), Some(_)) => bail!("give the ports once: --scan PORTS or -p PORTS"),
+            (Some(spec), None) => PortList::parse(spec)?,
+            (None, Some(ports)) => ports.clone(),
+            (None, None) => bail!("a sweep needs ports: -p PORTS or --scan PORTS"),
+        };
+        if self.shard.is_some_and(|shard| shard.count > 1) && self.seed.is_none() {
+            bail!("--shard needs --seed: every shard must walk the same order");
+        }
+        let mut excluded = self.exclude.clone();
+        if let Some(path) = &self.exclude_file {
+            excluded.extend(targets::read_exclude_file(path)?);
+        }
+        Ok(SweepOptions {
+            targets: TargetSet::new(&self.targets, &excluded)?,
+            ports,
+            rate: if self.flood {
+                None
+            } else {
+                Some(self.rate.unwrap_or(DEFAULT_RATE))
+            },
+            retries: self.retries,
+            wait: self.wait.unwrap_or(DEFAULT_WAIT),
+            seed: self.seed,
+            shard: self.shard.unwrap_or(Shard { index: 0, count: 1 }),
+            base_port: self.base_port.unwrap_or(sweep::DEFAULT_BASE_PORT),
+            ttl: self.ttl,
+            window: self.window,
+            interface: self.interface()?,
+            status_line: !self.quiet && io::stderr().is_terminal(),
+        })
+    }
 }
+
+/// zmap's default: polite enough for shared networks, fast enough for a /24.
+const DEFAULT_RATE: u64 = 10_000;
+/// Late replies on a LAN come within milliseconds; across the Internet, raise it.
+const DEFAULT_WAIT: Duration = Duration::from_secs(1);
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -267,6 +432,9 @@ fn one_line(error: &clap::Error) -> String {
 
 /// Runs the probes; Ok(true) when any reply came.
 fn run(cli: &Cli) -> Result<bool> {
+    if cli.is_sweep() {
+        return run_sweep(cli);
+    }
     let options = cli.options()?;
     privilege::check()?;
     let session = Session::prepare(options)?;
@@ -285,7 +453,8 @@ fn run(cli: &Cli) -> Result<bool> {
         eprintln!("prober in flood mode, {shown}");
     }
     let summary = session.run(&mut out)?;
-    eprintln!("{}", output::footer(&cli.host, &summary));
+    let target = &cli.targets[0];
+    eprintln!("{}", output::footer(target, &summary));
     if let Some(losses) = output::losses(&summary) {
         eprintln!("{losses}");
     }
@@ -296,6 +465,47 @@ fn run(cli: &Cli) -> Result<bool> {
         );
     }
     Ok(summary.received > 0)
+}
+
+fn run_sweep(cli: &Cli) -> Result<bool> {
+    let options = cli.sweep_options()?;
+    let one_host = options.targets.len() == 1;
+    let format = cli.output_format.unwrap_or(if one_host {
+        Format::Table
+    } else {
+        Format::List
+    });
+    if format == Format::Table && !one_host {
+        bail!("-o table shows one host; for several use -o list, json or csv");
+    }
+    privilege::check()?;
+    let (port_spec, port_count) = (options.ports.spec().to_string(), options.ports.len());
+    let first_target = options.targets.get(0);
+    let sweep = Sweep::prepare(options)?;
+    let out: Box<dyn Write> = match &cli.output {
+        Some(path) => {
+            Box::new(BufWriter::new(File::create(path).with_context(|| {
+                format!("creating the output file {}", path.display())
+            })?))
+        }
+        None => Box::new(BufWriter::with_capacity(1 << 16, io::stdout())),
+    };
+    let mut results = ResultWriter::new(format, cli.verbose, out)?;
+    if cli.verbose {
+        eprintln!("{}", sweep.describe());
+    }
+    if format == Format::Table {
+        eprintln!(
+            "{}",
+            results::table_header(&cli.targets[0], first_target, &port_spec, port_count)
+        );
+    }
+    let summary = sweep.run(&mut results)?;
+    if format == Format::Table && !summary.interrupted {
+        eprintln!("All replies received. Done.");
+    }
+    eprintln!("{}", output::sweep_footer(&summary));
+    Ok(summary.answered() > 0)
 }
 
 #[cfg(test)]
@@ -323,12 +533,12 @@ mod tests {
         let error = Cli::try_parse_from(["prober", "-p", "99999", "h"]).unwrap_err();
         assert_eq!(
             one_line(&error),
-            "invalid port '99999': expected a number from 1 to 65535 (--destport <PORT>)"
+            "invalid port '99999': expected ports from 1 to 65535 as in 80, 1-1024,8080, all or known (--destport <PORTS>)"
         );
         let error = Cli::try_parse_from(["prober"]).unwrap_err();
         assert_eq!(
             one_line(&error),
-            "the following required arguments were not provided: <HOST> (see --help)"
+            "the following required arguments were not provided: <TARGET>... (see --help)"
         );
     }
 

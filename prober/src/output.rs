@@ -5,7 +5,7 @@ use prober_common::ReplyRecord;
 
 use crate::{
     probe::{write_ip_fields, Probe},
-    stats::Summary,
+    stats::{Summary, SweepSummary},
 };
 
 /// `HPING <target> (<ifname> <ip>): <mode>`
@@ -66,6 +66,34 @@ pub fn losses(summary: &Summary) -> Option<String> {
             summary.ring_full
         )
     })
+}
+
+/// A sweep's statistic footer (stderr), in the spirit of hping3's.
+pub fn sweep_footer(summary: &SweepSummary) -> String {
+    let seconds = summary.elapsed.as_secs_f64();
+    format!(
+        "\n--- prober sweep statistic ---\n\
+         {} probes sent to {} hosts x {} ports in {seconds:.2} s ({:.0} pps){}\n\
+         {} open, {} closed, {} filtered, {} duplicate replies\n\
+         xdp: {} replies matched, {} unmatched or forged dropped, {} RSTs bounced, {} lost to a full ring buffer\n\
+         tx: {} waits for a full TX ring; kernel drops: {} tx, {} rx",
+        summary.sent,
+        summary.hosts,
+        summary.ports,
+        summary.sent as f64 / seconds.max(1e-9),
+        if summary.interrupted { ", interrupted" } else { "" },
+        summary.open,
+        summary.closed,
+        summary.filtered,
+        summary.duplicates,
+        summary.matched,
+        summary.unmatched,
+        summary.bounced,
+        summary.ring_full,
+        summary.tx_full_waits,
+        summary.kernel_tx_dropped,
+        summary.kernel_rx_dropped,
+    )
 }
 
 #[cfg(test)]

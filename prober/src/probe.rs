@@ -8,7 +8,7 @@ use std::{fmt::Write as _, net::Ipv4Addr};
 
 pub use icmp::IcmpEcho;
 use prober_common::{ProbeFilter, ReplyRecord};
-pub use tcp::{TcpFlags, TcpProbe};
+pub use tcp::{TcpFlags, TcpProbe, TcpSegment};
 
 /// Longest probe any kind builds (IPv4 + TCP, no payload).
 pub const MAX_PROBE_LEN: usize = 40;
@@ -45,23 +45,27 @@ pub trait Probe: Send + Sync {
 
 /// IPv4 header for a probe with `payload_len` bytes after it, checksum filled in.
 fn ipv4_header(
-    endpoints: &Endpoints,
-    n: u64,
+    source: Ipv4Addr,
+    target: Ipv4Addr,
+    ttl: u8,
+    ip_id: u16,
     protocol: etherparse::IpNumber,
     payload_len: u16,
 ) -> etherparse::Ipv4Header {
-    let mut header = etherparse::Ipv4Header::new(
-        payload_len,
-        endpoints.ttl,
-        protocol,
-        endpoints.source.octets(),
-        endpoints.target.octets(),
-    )
-    .expect("probe payloads are far below the IPv4 size limit");
-    header.identification = endpoints.first_ip_id.wrapping_add(n as u16);
+    let mut header =
+        etherparse::Ipv4Header::new(payload_len, ttl, protocol, source.octets(), target.octets())
+            .expect("probe payloads are far below the IPv4 size limit");
+    header.identification = ip_id;
     header.dont_fragment = false;
     header.header_checksum = header.calc_header_checksum();
     header
+}
+
+impl Endpoints {
+    /// IP identification of probe `n`.
+    fn ip_id(&self, n: u64) -> u16 {
+        self.first_ip_id.wrapping_add(n as u16)
+    }
 }
 
 /// Serialises `headers` back to back at the start of `buf`; returns the bytes written.

@@ -12,6 +12,7 @@ use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
 };
 use netlink_packet_route::{
+    link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage},
     neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState},
     route::{RouteAddress, RouteAttribute, RouteMessage, RouteType},
     AddressFamily, RouteNetlinkMessage,
@@ -93,6 +94,32 @@ impl Interface {
         self.sysfs("mtu")?
             .parse()
             .context("parsing the interface MTU")
+    }
+
+    /// A veth end: native XDP there can only send back out (XDP_TX) when the peer has
+    /// NAPI on (an XDP program or GRO of its own), which prober cannot rely on.
+    pub fn is_veth(&self) -> Result<bool> {
+        let mut request = LinkMessage::default();
+        request.header.index = self.index;
+        let replies = netlink_request(RouteNetlinkMessage::GetLink(request), NLM_F_REQUEST)
+            .with_context(|| format!("asking the kernel about {}", self.name))?;
+        Ok(replies.iter().any(|message| match message {
+            RouteNetlinkMessage::NewLink(link) => link.attributes.iter().any(|attribute| {
+                matches!(attribute, LinkAttribute::LinkInfo(infos)
+                    if infos.contains(&LinkInfo::Kind(InfoKind::Veth)))
+            }),
+            _ => false,
+        }))
+    }
+
+    /// Packets the kernel dropped on this interface so far: (transmit, receive).
+    pub fn dropped_packets(&self) -> Result<(u64, u64)> {
+        let read = |counter: &str| -> Result<u64> {
+            self.sysfs(&format!("statistics/{counter}"))?
+                .parse()
+                .with_context(|| format!("parsing {counter} of {}", self.name))
+        };
+        Ok((read("tx_dropped")?, read("rx_dropped")?))
     }
 
     /// The interface's MAC address, or None when it is not an Ethernet interface.

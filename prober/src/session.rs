@@ -1,27 +1,21 @@
-//! One probing run: set up the route, the XDP reply matcher and the transmit path, then send
-//! probes on a paced thread while the async side drains replies, until the count is reached
-//! (plus hping3's one second for late replies), or Ctrl-C / SIGTERM.
+//! One probing run against one target, as hping3 does it: set up the route, the XDP reply
+//! matcher and the transmit path, then send probes at an interval (or flood) until the count
+//! is reached (plus hping3's one second for late replies), or Ctrl-C / SIGTERM.
 use std::{
     io::{self, Write},
-    mem::size_of,
     net::Ipv4Addr,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        mpsc, Arc,
+        Arc,
     },
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context as _, Result};
-use aya::maps::{MapData, RingBuf};
 use prober_common::{Counter, ReplyRecord};
-use tokio::{
-    io::unix::AsyncFd,
-    signal::unix::{signal, SignalKind},
-    sync::oneshot,
-};
 
 use crate::{
+    driver::{self, ReplyHandler, StopSignal},
     monotonic_ns, output,
     probe::{Endpoints, IcmpEcho, Probe, TcpFlags, TcpProbe, MAX_PROBE_LEN},
     route::{self, Interface, Route},
@@ -32,8 +26,6 @@ use crate::{
 
 /// How long hping3 waits for replies after the last probe.
 const LINGER: Duration = Duration::from_secs(1);
-/// How long a stopped send thread may take to finish its current probe.
-const SENDER_STOP_WAIT: Duration = Duration::from_secs(1);
 /// Probes queued per kick of the transmit path in flood mode.
 const FLOOD_BATCH: u64 = 64;
 
@@ -130,8 +122,8 @@ impl Session {
         };
         // The transmit path first: it may wait up to a second for the next hop's MAC, and
         // nothing should be attached to the interface during that wait.
-        let transmit = transmit::open(&route, options.target, options.interface.as_ref())?;
-        let (matcher, channel) = ReplyMatcher::attach(&route.interface, &filter)?;
+        let transmit = transmit::open(&route, options.interface.as_ref(), true)?;
+        let (matcher, channel) = ReplyMatcher::attach(&route.interface, &filter, true)?;
         Ok(Session {
             options,
             route,
@@ -169,14 +161,6 @@ impl Session {
 
     /// Sends the probes and prints a line per reply to `out`; returns the totals.
     pub fn run(self, out: &mut dyn Write) -> Result<Summary> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
-        runtime.block_on(self.run_async(out))
-    }
-
-    async fn run_async(self, out: &mut dyn Write) -> Result<Summary> {
         let Session {
             options,
             probe,
@@ -185,93 +169,68 @@ impl Session {
             channel,
             ..
         } = self;
-        let mut interrupt = signal(SignalKind::interrupt()).context("catching SIGINT")?;
-        let mut terminate = signal(SignalKind::terminate()).context("catching SIGTERM")?;
         let ReplyChannel { replies, counters } = channel;
-        // SAFETY: the ring buffer owns its map fd; it stays open and the same for as long as
-        // the AsyncFd owns the ring buffer.
-        let mut replies = unsafe { AsyncFd::register(replies) }
-            .map_err(io::Error::from)
-            .context("watching the reply ring buffer")?;
-
         let log = Arc::new(SendLog::new());
-        let (stop, stopped) = mpsc::channel::<()>();
-        let (done, mut sender_done) = oneshot::channel();
-        let sender = {
+        let send = {
             let (log, probe, options) = (log.clone(), probe.clone(), options.clone());
-            std::thread::Builder::new()
-                .name("prober-send".into())
-                .spawn(move || {
-                    let result = send_probes(&options, probe.as_ref(), transmit, &log, &stopped);
-                    let _ = done.send(result);
-                })
-                .context("starting the send thread")?
+            move |stop: &StopSignal| send_probes(&options, probe.as_ref(), transmit, &log, stop)
         };
-
-        let mut summary = Summary::default();
-        let mut linger_until: Option<tokio::time::Instant> = None;
-        let mut sender_finished = false;
-        let mut send_error = None;
-        loop {
-            let linger = async {
-                match linger_until {
-                    Some(deadline) => tokio::time::sleep_until(deadline).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                ready = replies.readable_mut() => {
-                    let mut ready = ready.context("waiting for replies")?;
-                    drain(ready.get_inner_mut(), probe.as_ref(), &log, &options, &mut summary, out)?;
-                    ready.clear_ready();
-                }
-                result = &mut sender_done, if !sender_finished => {
-                    sender_finished = true;
-                    if let Ok(Err(error)) = result {
-                        send_error = Some(error);
-                        break;
-                    }
-                    linger_until = Some(tokio::time::Instant::now() + LINGER);
-                }
-                _ = interrupt.recv() => break,
-                _ = terminate.recv() => break,
-                _ = linger => break,
-            }
-            let all_answered = options.count.is_some_and(|count| summary.received >= count);
-            if sender_finished && all_answered {
-                break;
-            }
-        }
-        let _ = stop.send(());
-        // The send thread stops at its next probe; a send blocked in the kernel (a driver
-        // holding frames) must not hold up the footer, so it gets a bounded wait, not a join.
-        if !sender_finished {
-            if let Ok(Ok(Err(error))) =
-                tokio::time::timeout(SENDER_STOP_WAIT, &mut sender_done).await
-            {
-                send_error.get_or_insert(error);
-            }
-        }
-        drop(sender);
-        // Replies already matched in the kernel are shown and counted, not lost.
-        drain(
-            replies.get_mut(),
-            probe.as_ref(),
-            &log,
-            &options,
-            &mut summary,
+        let mut printer = ReplyPrinter {
+            options: &options,
+            probe: probe.as_ref(),
+            log: &log,
+            summary: Summary::default(),
             out,
-        )?;
-        if let Some(error) = send_error {
-            return Err(error).context("sending probes");
-        }
-
+        };
+        driver::drive(replies, send, &mut printer, LINGER)?;
+        let mut summary = printer.summary;
         summary.transmitted = log.sent.load(Ordering::Acquire);
         summary.matched = counters.get(Counter::Matched);
         summary.ring_full = counters.get(Counter::RingFull);
         summary.unmatched = counters.get(Counter::Unmatched);
         drop(matcher);
         Ok(summary)
+    }
+}
+
+/// Shows each reply as hping3 does and keeps the totals.
+struct ReplyPrinter<'a> {
+    options: &'a Options,
+    probe: &'a dyn Probe,
+    log: &'a SendLog,
+    summary: Summary,
+    out: &'a mut dyn Write,
+}
+
+impl ReplyHandler for ReplyPrinter<'_> {
+    fn reply(&mut self, reply: &ReplyRecord) -> Result<()> {
+        let seq = self.probe.sequence(reply);
+        let (sent_ns, duplicate) = self.log.answer(seq);
+        let rtt_ms = reply.kernel_ns.saturating_sub(sent_ns) as f64 / 1e6;
+        self.summary.received += 1;
+        self.summary.rtt.add(rtt_ms);
+        if !self.options.quiet {
+            let line = output::reply_line(
+                self.probe,
+                reply,
+                seq,
+                rtt_ms,
+                duplicate,
+                self.options.verbose,
+            );
+            writeln!(self.out, "{line}").context("writing replies")?;
+        }
+        Ok(())
+    }
+
+    fn complete(&self) -> bool {
+        self.options
+            .count
+            .is_some_and(|count| self.summary.received >= count)
+    }
+
+    fn drained(&mut self) -> Result<()> {
+        self.out.flush().context("writing replies")
     }
 }
 
@@ -310,7 +269,7 @@ fn send_probes(
     probe: &dyn Probe,
     mut transmit: Box<dyn Transmit>,
     log: &SendLog,
-    stop: &mpsc::Receiver<()>,
+    stop: &StopSignal,
 ) -> io::Result<()> {
     let mut due = Instant::now();
     let mut packet = [0u8; MAX_PROBE_LEN];
@@ -318,9 +277,8 @@ fn send_probes(
     while options.count.is_none_or(|count| n < count) {
         match options.pacing {
             Pacing::Interval(interval) => {
-                // Waiting on the stop channel makes the pause end early on Ctrl-C.
-                let wait = due.saturating_duration_since(Instant::now());
-                if n > 0 && stop.recv_timeout(wait) != Err(mpsc::RecvTimeoutError::Timeout) {
+                // Waiting on the stop signal makes the pause end early on Ctrl-C.
+                if n > 0 && stop.sleep(due.saturating_duration_since(Instant::now())) {
                     break;
                 }
                 // Deadlines advance from the schedule, not from when we woke, so the rate holds.
@@ -329,7 +287,7 @@ fn send_probes(
             Pacing::Flood => {
                 if n.is_multiple_of(FLOOD_BATCH) {
                     transmit.flush()?;
-                    if stop.try_recv() != Err(mpsc::TryRecvError::Empty) {
+                    if stop.requested() {
                         break;
                     }
                 }
@@ -347,33 +305,7 @@ fn send_probes(
     transmit.flush()
 }
 
-fn drain(
-    replies: &mut RingBuf<MapData>,
-    probe: &dyn Probe,
-    log: &SendLog,
-    options: &Options,
-    summary: &mut Summary,
-    out: &mut dyn Write,
-) -> Result<()> {
-    while let Some(item) = replies.next() {
-        let Some(bytes) = item.get(..size_of::<ReplyRecord>()) else {
-            continue;
-        };
-        let reply: ReplyRecord = bytemuck::pod_read_unaligned(bytes);
-        let seq = probe.sequence(&reply);
-        let (sent_ns, duplicate) = log.answer(seq);
-        let rtt_ms = reply.kernel_ns.saturating_sub(sent_ns) as f64 / 1e6;
-        summary.received += 1;
-        summary.rtt.add(rtt_ms);
-        if !options.quiet {
-            let line = output::reply_line(probe, &reply, seq, rtt_ms, duplicate, options.verbose);
-            writeln!(out, "{line}").context("writing replies")?;
-        }
-    }
-    out.flush().context("writing replies")
-}
-
-fn random() -> Result<u64> {
+pub(crate) fn random() -> Result<u64> {
     let mut bytes = [0u8; 8];
     getrandom::fill(&mut bytes).map_err(|error| anyhow::anyhow!("no randomness: {error}"))?;
     Ok(u64::from_ne_bytes(bytes))

@@ -89,3 +89,34 @@ mod tests {
         assert!((rtt.avg_ms() - 0.6).abs() < 1e-9);
     }
 }
+
+/// The totals of a sweep, for its footer.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SweepSummary {
+    pub hosts: u64,
+    pub ports: u64,
+    pub sent: u64,
+    pub elapsed: std::time::Duration,
+    pub open: u64,
+    pub closed: u64,
+    pub filtered: u64,
+    /// Replies to (host, port) pairs that had answered already (retries, retransmissions).
+    pub duplicates: u64,
+    pub interrupted: bool,
+    /// From the XDP program's counters.
+    pub matched: u64,
+    pub unmatched: u64,
+    pub bounced: u64,
+    pub ring_full: u64,
+    /// Times a probe waited for room in the TX ring.
+    pub tx_full_waits: u64,
+    /// The interface's drop counters over the run.
+    pub kernel_tx_dropped: u64,
+    pub kernel_rx_dropped: u64,
+}
+
+impl SweepSummary {
+    pub fn answered(&self) -> u64 {
+        self.open + self.closed
+    }
+}

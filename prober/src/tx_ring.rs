@@ -27,6 +27,7 @@ pub struct TxRing {
     ethernet_header: [u8; ETH_HEADER_LEN],
     next_frame: usize,
     queued: usize,
+    full_waits: u64,
 }
 
 // SAFETY: the mapping belongs to this value alone; it moves between threads with it.
@@ -101,6 +102,7 @@ impl TxRing {
             ethernet_header: ethernet_header(next_hop_mac, source_mac),
             next_frame: 0,
             queued: 0,
+            full_waits: 0,
         };
         if bound < 0 {
             return Err(io::Error::last_os_error())
@@ -121,6 +123,7 @@ impl TxRing {
 
     /// Waits until the kernel has finished with `frame`, kicking out what is queued.
     fn wait_available(&mut self, frame: usize) -> io::Result<()> {
+        let mut waited = false;
         loop {
             let status = self.status(frame);
             if status & libc::TP_STATUS_WRONG_FORMAT != 0 {
@@ -137,6 +140,10 @@ impl TxRing {
             }
             // The kick blocks until queued frames are handed to the driver; a frame still
             // SENDING after it waits for the driver to free its buffer.
+            if !waited {
+                waited = true;
+                self.full_waits += 1;
+            }
             self.kick()?;
             std::thread::sleep(std::time::Duration::from_micros(50));
         }
@@ -197,6 +204,10 @@ impl crate::transmit::Transmit for TxRing {
 
     fn describe(&self) -> &'static str {
         "AF_PACKET TX ring"
+    }
+
+    fn full_waits(&self) -> u64 {
+        self.full_waits
     }
 }
 

@@ -50,10 +50,11 @@ pub struct Counters(PerCpuArray<MapData, u64>);
 
 impl ReplyMatcher {
     /// Loads the program, sets its filter and attaches it to `interface`, in driver mode
-    /// where the driver has it and generic mode otherwise.
+    /// where the driver has it (and `driver_mode` allows) and generic mode otherwise.
     pub fn attach(
         interface: &Interface,
         filter: &ProbeFilter,
+        driver_mode: bool,
     ) -> Result<(ReplyMatcher, ReplyChannel)> {
         let mut ebpf = Ebpf::load(OBJECT).context("loading the XDP program")?;
         let mut filters: Array<_, ProbeFilter> = Array::try_from(
@@ -77,15 +78,19 @@ impl ReplyMatcher {
             .ok_or_else(|| anyhow!("no {XDP_PROGRAM} program in the object"))?
             .try_into()?;
         program.load().map_err(load_error)?;
-        let mode = match program.attach_to_if_index(interface.index, XdpMode::Driver) {
-            Ok(_) => AttachMode::Driver,
-            Err(driver_error) if !is_busy(&driver_error) => {
-                program
-                    .attach_to_if_index(interface.index, XdpMode::Skb)
-                    .map_err(|error| attach_error(interface, error))?;
-                AttachMode::Generic
-            }
-            Err(error) => return Err(attach_error(interface, error)),
+        let driver_refused = driver_mode
+            && match program.attach_to_if_index(interface.index, XdpMode::Driver) {
+                Ok(_) => false,
+                Err(error) if is_busy(&error) => return Err(attach_error(interface, error)),
+                Err(_) => true,
+            };
+        let mode = if driver_mode && !driver_refused {
+            AttachMode::Driver
+        } else {
+            program
+                .attach_to_if_index(interface.index, XdpMode::Skb)
+                .map_err(|error| attach_error(interface, error))?;
+            AttachMode::Generic
         };
         Ok((
             ReplyMatcher {

@@ -21,7 +21,14 @@ impl Probe for IcmpEcho {
     }
 
     fn build(&self, n: u64, buf: &mut [u8; MAX_PROBE_LEN]) -> usize {
-        let ip = ipv4_header(&self.endpoints, n, IpNumber::ICMP, ICMP_HEADER_LEN);
+        let Endpoints {
+            source,
+            target,
+            ttl,
+            ..
+        } = self.endpoints;
+        let ip_id = self.endpoints.ip_id(n);
+        let ip = ipv4_header(source, target, ttl, ip_id, IpNumber::ICMP, ICMP_HEADER_LEN);
         let echo = IcmpEchoHeader {
             id: self.id,
             seq: n as u16,

@@ -1,6 +1,6 @@
 //! TCP probes with any combination of hping3's flags (-S -A -F -R -P -U -X -Y); SYN is the
 //! common case: SYN-ACK means open, RST-ACK closed.
-use std::fmt::Write as _;
+use std::{fmt::Write as _, net::Ipv4Addr};
 
 use etherparse::{IpNumber, TcpHeader};
 use prober_common::{ProbeFilter, ReplyRecord, IPPROTO_TCP};
@@ -22,22 +22,34 @@ impl TcpFlags {
     pub const X: u8 = 0x40;
     pub const Y: u8 = 0x80;
 
-    /// Letters in hping3's order, e.g. `SA`, `RA`; empty for no flags.
+    /// The flags in hping3's scan-table order, F S R P A U X Y.
+    const NAMED: [(u8, char); 8] = [
+        (TcpFlags::FIN, 'F'),
+        (TcpFlags::SYN, 'S'),
+        (TcpFlags::RST, 'R'),
+        (TcpFlags::PSH, 'P'),
+        (TcpFlags::ACK, 'A'),
+        (TcpFlags::URG, 'U'),
+        (TcpFlags::X, 'X'),
+        (TcpFlags::Y, 'Y'),
+    ];
+
+    /// Letters in hping3's reply-line order R S A F P U X Y, e.g. `SA`, `RA`; empty for none.
     pub fn letters(self) -> String {
-        const ORDER: [(u8, char); 8] = [
-            (TcpFlags::RST, 'R'),
-            (TcpFlags::SYN, 'S'),
-            (TcpFlags::ACK, 'A'),
-            (TcpFlags::FIN, 'F'),
-            (TcpFlags::PSH, 'P'),
-            (TcpFlags::URG, 'U'),
-            (TcpFlags::X, 'X'),
-            (TcpFlags::Y, 'Y'),
-        ];
-        ORDER
+        const LINE_ORDER: [usize; 8] = [2, 1, 4, 0, 3, 5, 6, 7];
+        LINE_ORDER
             .iter()
+            .map(|&index| TcpFlags::NAMED[index])
             .filter(|(bit, _)| self.0 & bit != 0)
-            .map(|&(_, letter)| letter)
+            .map(|(_, letter)| letter)
+            .collect()
+    }
+
+    /// hping3's scan-table flags: eight columns, `.` when unset, e.g. `.S..A...`.
+    pub fn dotted(self) -> String {
+        TcpFlags::NAMED
+            .iter()
+            .map(|&(bit, letter)| if self.0 & bit != 0 { letter } else { '.' })
             .collect()
     }
 }
@@ -57,6 +69,51 @@ pub struct TcpProbe {
 }
 
 const TCP_HEADER_LEN: u16 = 20;
+
+/// One TCP segment without options or payload, in its IPv4 packet: what every TCP probe
+/// (one target or a sweep) sends.
+#[derive(Clone, Copy, Debug)]
+pub struct TcpSegment {
+    pub source: Ipv4Addr,
+    pub target: Ipv4Addr,
+    pub ttl: u8,
+    pub ip_id: u16,
+    pub source_port: u16,
+    pub target_port: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: TcpFlags,
+    pub window: u16,
+}
+
+impl TcpSegment {
+    /// Writes the packet into `buf` with both checksums; returns its length.
+    pub fn write(&self, buf: &mut [u8; MAX_PROBE_LEN]) -> usize {
+        let ip = ipv4_header(
+            self.source,
+            self.target,
+            self.ttl,
+            self.ip_id,
+            IpNumber::TCP,
+            TCP_HEADER_LEN,
+        );
+        let mut tcp = TcpHeader::new(self.source_port, self.target_port, self.seq, self.window);
+        let bits = self.flags.0;
+        tcp.fin = bits & TcpFlags::FIN != 0;
+        tcp.syn = bits & TcpFlags::SYN != 0;
+        tcp.rst = bits & TcpFlags::RST != 0;
+        tcp.psh = bits & TcpFlags::PSH != 0;
+        tcp.ack = bits & TcpFlags::ACK != 0;
+        tcp.urg = bits & TcpFlags::URG != 0;
+        tcp.ece = bits & TcpFlags::X != 0;
+        tcp.cwr = bits & TcpFlags::Y != 0;
+        tcp.acknowledgment_number = self.ack;
+        tcp.checksum = tcp
+            .calc_checksum_ipv4(&ip, &[])
+            .expect("an empty payload fits");
+        write_headers(buf, &[&ip, &tcp])
+    }
+}
 
 impl TcpProbe {
     fn source_port(&self, n: u64) -> u16 {
@@ -80,22 +137,25 @@ impl Probe for TcpProbe {
     }
 
     fn build(&self, n: u64, buf: &mut [u8; MAX_PROBE_LEN]) -> usize {
-        let ip = ipv4_header(&self.endpoints, n, IpNumber::TCP, TCP_HEADER_LEN);
-        let mut tcp = TcpHeader::new(self.source_port(n), self.target_port, self.seq, self.window);
-        let bits = self.flags.0;
-        tcp.fin = bits & TcpFlags::FIN != 0;
-        tcp.syn = bits & TcpFlags::SYN != 0;
-        tcp.rst = bits & TcpFlags::RST != 0;
-        tcp.psh = bits & TcpFlags::PSH != 0;
-        tcp.ack = bits & TcpFlags::ACK != 0;
-        tcp.urg = bits & TcpFlags::URG != 0;
-        tcp.ece = bits & TcpFlags::X != 0;
-        tcp.cwr = bits & TcpFlags::Y != 0;
-        tcp.acknowledgment_number = self.ack;
-        tcp.checksum = tcp
-            .calc_checksum_ipv4(&ip, &[])
-            .expect("an empty payload fits");
-        write_headers(buf, &[&ip, &tcp])
+        let Endpoints {
+            source,
+            target,
+            ttl,
+            ..
+        } = self.endpoints;
+        TcpSegment {
+            source,
+            target,
+            ttl,
+            ip_id: self.endpoints.ip_id(n),
+            source_port: self.source_port(n),
+            target_port: self.target_port,
+            seq: self.seq,
+            ack: self.ack,
+            flags: self.flags,
+            window: self.window,
+        }
+        .write(buf)
     }
 
     fn filter(&self) -> ProbeFilter {

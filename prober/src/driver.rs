@@ -1,0 +1,145 @@
+//! What every run does the same way: probes go out on a send thread while the async side
+//! drains the XDP program's ring buffer, until the sender is done and the late replies are in
+//! (or no more can come), or Ctrl-C / SIGTERM.
+use std::{io, mem::size_of, sync::mpsc, time::Duration};
+
+use anyhow::{Context as _, Result};
+use aya::maps::{MapData, RingBuf};
+use prober_common::ReplyRecord;
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{signal, SignalKind},
+    sync::oneshot,
+};
+
+/// How long a stopped send thread may take to finish its current batch.
+const SENDER_STOP_WAIT: Duration = Duration::from_secs(1);
+
+/// What the run does with replies.
+pub trait ReplyHandler {
+    fn reply(&mut self, reply: &ReplyRecord) -> Result<()>;
+    /// Every reply the run waits for has come: the wait for late ones can end now.
+    fn complete(&self) -> bool;
+    /// Once a second while the run lasts.
+    fn tick(&mut self) {}
+    /// After each batch of replies (e.g. to flush output).
+    fn drained(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The send thread's view of a request to stop (Ctrl-C, or the run ended).
+pub struct StopSignal(mpsc::Receiver<()>);
+
+impl StopSignal {
+    pub fn requested(&self) -> bool {
+        self.0.try_recv() != Err(mpsc::TryRecvError::Empty)
+    }
+
+    /// Sleeps for `duration` unless a stop comes first; true when it did.
+    pub fn sleep(&self, duration: Duration) -> bool {
+        self.0.recv_timeout(duration) != Err(mpsc::RecvTimeoutError::Timeout)
+    }
+}
+
+/// How a run ended.
+pub struct Outcome<T> {
+    /// What the sender returned; None if it was still busy when the run ended.
+    pub sent: Option<T>,
+    pub interrupted: bool,
+}
+
+/// Runs `send` on its own thread and feeds replies to `handler` until the sender has
+/// finished and `linger` has passed (or the handler is complete), or a signal arrives.
+pub fn drive<T: Send + 'static>(
+    replies: RingBuf<MapData>,
+    send: impl FnOnce(&StopSignal) -> io::Result<T> + Send + 'static,
+    handler: &mut dyn ReplyHandler,
+    linger: Duration,
+) -> Result<Outcome<T>> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(drive_async(replies, send, handler, linger))
+}
+
+async fn drive_async<T: Send + 'static>(
+    replies: RingBuf<MapData>,
+    send: impl FnOnce(&StopSignal) -> io::Result<T> + Send + 'static,
+    handler: &mut dyn ReplyHandler,
+    linger: Duration,
+) -> Result<Outcome<T>> {
+    let mut interrupt = signal(SignalKind::interrupt()).context("catching SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("catching SIGTERM")?;
+    // SAFETY: the ring buffer owns its map fd; it stays open and the same for as long as
+    // the AsyncFd owns the ring buffer.
+    let mut replies = unsafe { AsyncFd::register(replies) }
+        .map_err(io::Error::from)
+        .context("watching the reply ring buffer")?;
+
+    let (stop, stopped) = mpsc::channel::<()>();
+    let (done, mut sender_done) = oneshot::channel();
+    let sender = std::thread::Builder::new()
+        .name("prober-send".into())
+        .spawn(move || {
+            let _ = done.send(send(&StopSignal(stopped)));
+        })
+        .context("starting the send thread")?;
+
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    let mut linger_until: Option<tokio::time::Instant> = None;
+    let mut sent = None;
+    let mut interrupted = false;
+    loop {
+        let lingering = async {
+            match linger_until {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            ready = replies.readable_mut() => {
+                let mut ready = ready.context("waiting for replies")?;
+                drain(ready.get_inner_mut(), handler)?;
+                ready.clear_ready();
+            }
+            result = &mut sender_done, if sent.is_none() => {
+                sent = Some(
+                    result
+                        .context("the send thread ended without a result")?
+                        .context("sending probes")?,
+                );
+                linger_until = Some(tokio::time::Instant::now() + linger);
+            }
+            _ = ticks.tick() => handler.tick(),
+            _ = interrupt.recv() => { interrupted = true; break }
+            _ = terminate.recv() => { interrupted = true; break }
+            _ = lingering => break,
+        }
+        if sent.is_some() && handler.complete() {
+            break;
+        }
+    }
+    let _ = stop.send(());
+    // The send thread stops at its next batch; a send blocked in the kernel (a driver
+    // holding frames) must not hold up the footer, so it gets a bounded wait, not a join.
+    if sent.is_none() {
+        if let Ok(Ok(result)) = tokio::time::timeout(SENDER_STOP_WAIT, &mut sender_done).await {
+            sent = Some(result.context("sending probes")?);
+        }
+    }
+    drop(sender);
+    // Replies already matched in the kernel are shown and counted, not lost.
+    drain(replies.get_mut(), handler)?;
+    Ok(Outcome { sent, interrupted })
+}
+
+fn drain(replies: &mut RingBuf<MapData>, handler: &mut dyn ReplyHandler) -> Result<()> {
+    while let Some(item) = replies.next() {
+        if let Some(bytes) = item.get(..size_of::<ReplyRecord>()) {
+            handler.reply(&bytemuck::pod_read_unaligned(bytes))?;
+        }
+    }
+    handler.drained()
+}

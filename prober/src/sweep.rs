@@ -1,0 +1,471 @@
+//! A sweep: SYN probes to every (host, port) of a target set at a set rate, in a keyed
+//! random order, matched statelessly in the kernel by SYN cookies. Userspace keeps one bit
+//! per (host, port) (answered or not, for duplicates and the filtered list) and the send
+//! times of the last few thousand probes (for RTTs): nothing per probe in flight.
+use std::{
+    net::Ipv4Addr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Result};
+use prober_common::{syn_cookie, Counter, ProbeFilter, ReplyRecord, IPPROTO_TCP, MODE_SWEEP};
+
+use crate::{
+    driver::{self, ReplyHandler, StopSignal},
+    monotonic_ns,
+    pacer::{Grant, Pacer},
+    permutation::Permutation,
+    ports::PortList,
+    probe::{TcpFlags, TcpSegment, MAX_PROBE_LEN},
+    results::{PortResult, ReplyFields, ResultWriter, Status},
+    route::{self, Interface, Route},
+    session::random,
+    stats::SweepSummary,
+    status::StatusLine,
+    targets::TargetSet,
+    transmit::{self, Transmit},
+    xdp::{ReplyChannel, ReplyMatcher},
+};
+
+/// Source ports a sweep uses: `base_port .. base_port + SOURCE_PORTS`. The port a probe
+/// leaves from is its send number modulo this, which maps a reply to its send time.
+pub const SOURCE_PORTS: u16 = 4096;
+/// Above Linux's default ephemeral range (32768–60999), so the host's own connections
+/// never share a port with the sweep.
+pub const DEFAULT_BASE_PORT: u16 = 61440;
+
+/// This machine's part of a sweep split over `count` machines (zmap's and masscan's shards).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// 0-based.
+    pub index: u64,
+    pub count: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct SweepOptions {
+    pub targets: TargetSet,
+    pub ports: PortList,
+    /// Probes per second; None floods.
+    pub rate: Option<u64>,
+    pub retries: u32,
+    /// How long to wait for late replies after the last probe (and between passes).
+    pub wait: Duration,
+    /// Picks the probe order; random when None.
+    pub seed: Option<u64>,
+    pub shard: Shard,
+    pub base_port: u16,
+    pub ttl: u8,
+    pub window: u16,
+    pub interface: Option<Interface>,
+    /// Show the live status line (stderr is a terminal and not -q).
+    pub status_line: bool,
+}
+
+/// Set up: route, reply matcher attached, transmit path open.
+pub struct Sweep {
+    options: SweepOptions,
+    pub route: Route,
+    transmit: Box<dyn Transmit>,
+    matcher: ReplyMatcher,
+    channel: ReplyChannel,
+    cookie_key: [u64; 2],
+}
+
+impl Sweep {
+    pub fn prepare(options: SweepOptions) -> Result<Sweep> {
+        if options.targets.is_empty() {
+            bail!("no targets left to probe after the exclusions");
+        }
+        if options.base_port > u16::MAX - (SOURCE_PORTS - 1) {
+            bail!(
+                "base source port {} too high: a sweep uses {SOURCE_PORTS} source ports from it (at most {})",
+                options.base_port,
+                u16::MAX - (SOURCE_PORTS - 1)
+            );
+        }
+        let route = shared_route(&options.targets, options.interface.as_ref())?;
+        if !route.interface.carries_ethernet_frames()? {
+            bail!(
+                "{} is not an Ethernet interface: prober cannot match replies on it yet",
+                route.interface.name
+            );
+        }
+        // Several hosts on a directly connected network each have their own MAC: the kernel's
+        // neighbour handling (the raw socket) has to address them.
+        let first = options.targets.get(0);
+        let one_next_hop = route.next_hop != first || options.targets.len() == 1;
+        let transmit = transmit::open(&route, options.interface.as_ref(), one_next_hop)?;
+        let cookie_key = [random()?, random()?];
+        let filter = ProbeFilter {
+            local_addr: route.source.octets(),
+            sport_base: options.base_port,
+            sport_max_offset: SOURCE_PORTS - 1,
+            protocol: IPPROTO_TCP,
+            mode: MODE_SWEEP,
+            cookie_key,
+            ..ProbeFilter::default()
+        };
+        // A sweep bounces SYN-ACKs as RSTs with XDP_TX, which native XDP on veth drops.
+        let driver_mode = !route.interface.is_veth()?;
+        let (matcher, channel) = ReplyMatcher::attach(&route.interface, &filter, driver_mode)?;
+        Ok(Sweep {
+            options,
+            route,
+            transmit,
+            matcher,
+            channel,
+            cookie_key,
+        })
+    }
+
+    /// For `-V`: the paths probes and replies take.
+    pub fn describe(&self) -> String {
+        format!(
+            "sending through {} on {} from {}, XDP reply matcher attached in {} mode",
+            self.transmit.describe(),
+            self.route.interface.name,
+            self.route.source,
+            self.matcher.mode,
+        )
+    }
+
+    /// Sends every probe, writes each result as it is known, then the filtered ones.
+    pub fn run(self, results: &mut ResultWriter) -> Result<SweepSummary> {
+        let Sweep {
+            options,
+            route,
+            transmit,
+            matcher,
+            channel,
+            cookie_key,
+        } = self;
+        let ReplyChannel { replies, counters } = channel;
+        let plan = Arc::new(Plan::new(&options, route.source, cookie_key)?);
+        let dropped_before = route.interface.dropped_packets()?;
+        let started = Instant::now();
+
+        let send = {
+            let (plan, options) = (plan.clone(), options.clone());
+            move |stop: &StopSignal| plan.send_all(&options, transmit, stop)
+        };
+        let mut collector = Collector {
+            plan: &plan,
+            results,
+            summary: SweepSummary::default(),
+            status: StatusLine::new(options.status_line, plan.probes_in_first_pass()),
+            started,
+        };
+        let outcome = driver::drive(replies, send, &mut collector, options.wait)?;
+        let mut summary = collector.summary;
+        collector.status.finish();
+
+        // Filtered: probed, never answered. Ports a Ctrl-C kept from being probed are not.
+        let reached = plan.first_pass_reached.load(Ordering::Acquire);
+        let every_position = options.shard.count == 1 && reached >= plan.permutation.len();
+        for target in 0..plan.permutation.len() {
+            if plan.answered.contains(target) {
+                continue;
+            }
+            let probed = every_position || {
+                let position = plan.permutation.position(target);
+                position % options.shard.count == options.shard.index && position < reached
+            };
+            if probed {
+                summary.filtered += 1;
+                let (ip, port) = plan.endpoint(target);
+                results.write(&PortResult {
+                    ip,
+                    port,
+                    status: Status::Filtered,
+                    reply: None,
+                })?;
+            }
+        }
+        results.finish()?;
+
+        let dropped_after = route.interface.dropped_packets()?;
+        summary.hosts = options.targets.len();
+        summary.ports = options.ports.len();
+        summary.sent = plan.sent.load(Ordering::Acquire);
+        summary.elapsed = started.elapsed();
+        summary.interrupted = outcome.interrupted;
+        summary.tx_full_waits = outcome.sent.unwrap_or(0);
+        summary.kernel_tx_dropped = dropped_after.0.saturating_sub(dropped_before.0);
+        summary.kernel_rx_dropped = dropped_after.1.saturating_sub(dropped_before.1);
+        summary.matched = counters.get(Counter::Matched);
+        summary.unmatched = counters.get(Counter::Unmatched);
+        summary.bounced = counters.get(Counter::Bounced);
+        summary.ring_full = counters.get(Counter::RingFull);
+        drop(matcher);
+        Ok(summary)
+    }
+}
+
+/// The route every target shares; sweeps over targets routed differently are refused
+/// rather than sent out of the wrong interface.
+fn shared_route(targets: &TargetSet, interface: Option<&Interface>) -> Result<Route> {
+    let mut starts = targets.range_starts();
+    let first = starts.next().expect("targets are not empty");
+    let route = route::lookup(first, interface)?;
+    for start in starts {
+        let other = route::lookup(start, interface)?;
+        if other.interface != route.interface || other.source != route.source {
+            bail!(
+                "{first} and {start} are reached through different interfaces or source addresses \
+                 ({} from {}, {} from {}): sweep them separately",
+                route.interface.name,
+                route.source,
+                other.interface.name,
+                other.source
+            );
+        }
+    }
+    Ok(route)
+}
+
+/// Everything the send thread and the reply side share: what to probe, in which order, and
+/// what has been answered.
+struct Plan {
+    targets: TargetSet,
+    ports: PortList,
+    permutation: Permutation,
+    source: Ipv4Addr,
+    cookie_key: [u64; 2],
+    base_port: u16,
+    ttl: u8,
+    window: u16,
+    shard: Shard,
+    answered: BitSet,
+    /// Probes sent, all passes.
+    sent: AtomicU64,
+    /// Positions of the permutation the first pass has covered.
+    first_pass_reached: AtomicU64,
+    /// Per source port: the target (+1; 0 = none) of the last probe sent from it, and when.
+    recent: Box<[(AtomicU64, AtomicU64)]>,
+}
+
+impl Plan {
+    fn new(options: &SweepOptions, source: Ipv4Addr, cookie_key: [u64; 2]) -> Result<Plan> {
+        let Some(total) = options.targets.len().checked_mul(options.ports.len()) else {
+            bail!("too many probes in one sweep");
+        };
+        let order_key = match options.seed {
+            Some(seed) => [seed, seed.rotate_left(32) ^ 0x5eed],
+            None => [random()?, random()?],
+        };
+        Ok(Plan {
+            targets: options.targets.clone(),
+            ports: options.ports.clone(),
+            permutation: Permutation::new(total, order_key),
+            source,
+            cookie_key,
+            base_port: options.base_port,
+            ttl: options.ttl,
+            window: options.window,
+            shard: options.shard,
+            answered: BitSet::new(total),
+            sent: AtomicU64::new(0),
+            first_pass_reached: AtomicU64::new(0),
+            recent: (0..SOURCE_PORTS)
+                .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
+                .collect(),
+        })
+    }
+
+    /// Probes in one full pass of this shard.
+    fn probes_in_first_pass(&self) -> u64 {
+        let total = self.permutation.len();
+        total
+            .saturating_sub(self.shard.index)
+            .div_ceil(self.shard.count)
+    }
+
+    /// The (host, port) of target number `target` (hosts major, ports minor).
+    fn endpoint(&self, target: u64) -> (Ipv4Addr, u16) {
+        let ports = self.ports.len();
+        (
+            self.targets.get(target / ports),
+            self.ports.get(target % ports),
+        )
+    }
+
+    fn target_of(&self, ip: Ipv4Addr, port: u16) -> Option<u64> {
+        Some(self.targets.index(ip)? * self.ports.len() + self.ports.index(port)?)
+    }
+
+    /// The send thread: every pass over this shard's positions, paced; returns how often
+    /// the transmit path was full.
+    fn send_all(
+        &self,
+        options: &SweepOptions,
+        mut transmit: Box<dyn Transmit>,
+        stop: &StopSignal,
+    ) -> std::io::Result<u64> {
+        let mut pacer = Pacer::new(options.rate);
+        let mut packet = [0u8; MAX_PROBE_LEN];
+        let total = self.permutation.len();
+        'passes: for pass in 0..=options.retries {
+            if pass > 0 && stop.sleep(options.wait) {
+                break;
+            }
+            let mut position = self.shard.index;
+            while position < total {
+                let batch = match pacer.grant(u64::MAX) {
+                    Grant::Send(batch) => batch,
+                    Grant::Wait(wait) => {
+                        if stop.sleep(wait) {
+                            break 'passes;
+                        }
+                        continue;
+                    }
+                };
+                for _ in 0..batch {
+                    if position >= total {
+                        break;
+                    }
+                    let target = self.permutation.get(position);
+                    position += self.shard.count;
+                    // Later passes re-probe only what has not answered.
+                    if pass == 0 || !self.answered.contains(target) {
+                        let length = self.build(target, &mut packet);
+                        transmit.send(&packet[..length])?;
+                    }
+                }
+                transmit.flush()?;
+                if pass == 0 {
+                    self.first_pass_reached.store(position, Ordering::Release);
+                }
+                if stop.requested() {
+                    break 'passes;
+                }
+            }
+        }
+        transmit.flush()?;
+        Ok(transmit.full_waits())
+    }
+
+    /// Writes the SYN for `target` and notes its send time against its source port.
+    fn build(&self, target: u64, packet: &mut [u8; MAX_PROBE_LEN]) -> usize {
+        let (ip, port) = self.endpoint(target);
+        let n = self.sent.load(Ordering::Relaxed);
+        let slot = (n % u64::from(SOURCE_PORTS)) as u16;
+        let source_port = self.base_port + slot;
+        let (sent_target, sent_ns) = &self.recent[usize::from(slot)];
+        sent_target.store(target + 1, Ordering::Relaxed);
+        sent_ns.store(monotonic_ns(), Ordering::Release);
+        self.sent.store(n + 1, Ordering::Release);
+        TcpSegment {
+            source: self.source,
+            target: ip,
+            ttl: self.ttl,
+            ip_id: n as u16,
+            source_port,
+            target_port: port,
+            seq: syn_cookie(
+                self.cookie_key,
+                ip.octets(),
+                port,
+                self.source.octets(),
+                source_port,
+            ),
+            ack: 0,
+            flags: TcpFlags(TcpFlags::SYN),
+            window: self.window,
+        }
+        .write(packet)
+    }
+
+    /// Microseconds from the probe `reply` answers to the reply, if the probe's source port
+    /// has not been reused since.
+    fn rtt_us(&self, target: u64, reply: &ReplyRecord) -> Option<u64> {
+        let slot = reply.dst_port.wrapping_sub(self.base_port);
+        let (sent_target, sent_ns) = self.recent.get(usize::from(slot))?;
+        let sent_ns = sent_ns.load(Ordering::Acquire);
+        (sent_target.load(Ordering::Relaxed) == target + 1)
+            .then(|| reply.kernel_ns.saturating_sub(sent_ns) / 1000)
+    }
+}
+
+/// Classifies replies, writes results, keeps the totals and the status line.
+struct Collector<'a> {
+    plan: &'a Plan,
+    results: &'a mut ResultWriter,
+    summary: SweepSummary,
+    status: StatusLine,
+    started: Instant,
+}
+
+impl ReplyHandler for Collector<'_> {
+    fn reply(&mut self, reply: &ReplyRecord) -> Result<()> {
+        let ip = Ipv4Addr::from(reply.src_addr);
+        let Some(target) = self.plan.target_of(ip, reply.src_port) else {
+            return Ok(()); // a valid cookie for a target not in this sweep: a stale reply
+        };
+        if !self.plan.answered.insert(target) {
+            self.summary.duplicates += 1;
+            return Ok(());
+        }
+        let status = if reply.tcp_flags & TcpFlags::RST != 0 {
+            self.summary.closed += 1;
+            Status::Closed
+        } else {
+            self.summary.open += 1;
+            Status::Open
+        };
+        self.results.write(&PortResult {
+            ip,
+            port: reply.src_port,
+            status,
+            reply: Some(ReplyFields {
+                ttl: reply.ttl,
+                ip_id: reply.ip_id,
+                window: reply.tcp_window,
+                ip_len: reply.ip_len,
+                tcp_flags: reply.tcp_flags,
+                rtt_us: self.plan.rtt_us(target, reply),
+                kernel_ns: reply.kernel_ns,
+            }),
+        })
+    }
+
+    fn complete(&self) -> bool {
+        self.summary.open + self.summary.closed >= self.plan.probes_in_first_pass()
+    }
+
+    fn tick(&mut self) {
+        self.status.update(
+            self.started.elapsed(),
+            self.plan.sent.load(Ordering::Relaxed),
+            self.summary.open + self.summary.closed,
+            self.summary.open,
+        );
+    }
+
+    fn drained(&mut self) -> Result<()> {
+        self.results.flush()
+    }
+}
+
+/// One bit per (host, port), set from the reply side and read by the send thread.
+struct BitSet(Box<[AtomicU64]>);
+
+impl BitSet {
+    fn new(len: u64) -> BitSet {
+        BitSet((0..len.div_ceil(64)).map(|_| AtomicU64::new(0)).collect())
+    }
+
+    fn contains(&self, index: u64) -> bool {
+        self.0[(index / 64) as usize].load(Ordering::Relaxed) & (1 << (index % 64)) != 0
+    }
+
+    /// Sets the bit; false when it was set already.
+    fn insert(&self, index: u64) -> bool {
+        let bit = 1 << (index % 64);
+        self.0[(index / 64) as usize].fetch_or(bit, Ordering::Relaxed) & bit == 0
+    }
+}
