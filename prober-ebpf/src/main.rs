@@ -8,7 +8,7 @@
 use core::mem::size_of;
 
 use aya_ebpf::{
-    bindings::xdp_action,
+    bindings::{xdp_action, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_ktime_get_ns, bpf_xdp_adjust_tail},
     macros::{map, xdp},
     maps::{Array, PerCpuArray, RingBuf},
@@ -67,7 +67,7 @@ pub fn prober(ctx: XdpContext) -> u32 {
             }
         }
         Verdict::Reply(record) => {
-            submit(&record);
+            submit(&record, sweep);
             if !sweep {
                 xdp_action::XDP_PASS
             } else if record.tcp_flags & TCP_FLAG_SYN != 0 && bounce_as_rst(&ctx, &record).is_some()
@@ -99,12 +99,26 @@ fn count(counter: Counter) {
     }
 }
 
+/// Sweep mode: below this much unread data userspace is not woken; it polls on a timer.
+const SWEEP_WAKE_BYTES: u64 = 1 << 20;
+
+/// Queues the record for userspace. One target: wake the reader for every reply (it prints
+/// each as it comes). Sweeps: a wake-up per reply costs an inter-processor interrupt that
+/// would take a tenth of a CPU at a few hundred thousand replies a second, so the reader
+/// polls and is only woken when the ring fills up.
 #[inline(always)]
-fn submit(record: &ReplyRecord) {
+fn submit(record: &ReplyRecord, sweep: bool) {
     match REPLIES.reserve::<ReplyRecord>(0) {
         Some(mut entry) => {
             entry.write(*record);
-            entry.submit(0);
+            let wake = if !sweep {
+                0
+            } else if REPLIES.query(u64::from(BPF_RB_AVAIL_DATA)) >= SWEEP_WAKE_BYTES {
+                u64::from(BPF_RB_FORCE_WAKEUP)
+            } else {
+                u64::from(BPF_RB_NO_WAKEUP)
+            };
+            entry.submit(wake);
             count(Counter::Matched);
         }
         None => count(Counter::RingFull),

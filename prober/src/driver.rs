@@ -49,6 +49,15 @@ pub struct Outcome<T> {
     pub interrupted: bool,
 }
 
+/// How the reply side learns of new replies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wakeup {
+    /// The kernel wakes it for each reply.
+    EachReply,
+    /// It reads the ring buffer this often (the kernel only wakes it when the ring fills).
+    Poll(Duration),
+}
+
 /// Runs `send` on its own thread and feeds replies to `handler` until the sender has
 /// finished and `linger` has passed (or the handler is complete), or a signal arrives.
 pub fn drive<T: Send + 'static>(
@@ -56,12 +65,13 @@ pub fn drive<T: Send + 'static>(
     send: impl FnOnce(&StopSignal) -> io::Result<T> + Send + 'static,
     handler: &mut dyn ReplyHandler,
     linger: Duration,
+    wakeup: Wakeup,
 ) -> Result<Outcome<T>> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?
-        .block_on(drive_async(replies, send, handler, linger))
+        .block_on(drive_async(replies, send, handler, linger, wakeup))
 }
 
 async fn drive_async<T: Send + 'static>(
@@ -69,6 +79,7 @@ async fn drive_async<T: Send + 'static>(
     send: impl FnOnce(&StopSignal) -> io::Result<T> + Send + 'static,
     handler: &mut dyn ReplyHandler,
     linger: Duration,
+    wakeup: Wakeup,
 ) -> Result<Outcome<T>> {
     let mut interrupt = signal(SignalKind::interrupt()).context("catching SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("catching SIGTERM")?;
@@ -88,6 +99,10 @@ async fn drive_async<T: Send + 'static>(
         .context("starting the send thread")?;
 
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    let mut polls = match wakeup {
+        Wakeup::Poll(period) => Some(tokio::time::interval(period)),
+        Wakeup::EachReply => None,
+    };
     let mut linger_until: Option<tokio::time::Instant> = None;
     let mut sent = None;
     let mut interrupted = false;
@@ -111,6 +126,9 @@ async fn drive_async<T: Send + 'static>(
                         .context("sending probes")?,
                 );
                 linger_until = Some(tokio::time::Instant::now() + linger);
+            }
+            _ = async { polls.as_mut()?.tick().await; Some(()) }, if polls.is_some() => {
+                drain(replies.get_mut(), handler)?;
             }
             _ = ticks.tick() => handler.tick(),
             _ = interrupt.recv() => { interrupted = true; break }

@@ -550,4 +550,47 @@ mod tests {
         let cli = Cli::try_parse_from(["prober", "--flood", "-1", "h"]).unwrap();
         assert_eq!(cli.pacing(), Pacing::Flood);
     }
+
+    #[test]
+    fn sweeps_are_told_apart_from_single_probes() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["prober"], args].concat()).unwrap();
+        assert!(!parse(&["-S", "-p", "80", "h"]).is_sweep());
+        assert!(!parse(&["-1", "h"]).is_sweep());
+        assert!(parse(&["--scan", "1-1024", "h"]).is_sweep());
+        assert!(parse(&["-p", "22,80", "h"]).is_sweep());
+        assert!(parse(&["-p", "80", "h1", "h2"]).is_sweep());
+        assert!(parse(&["-p", "80", "198.18.4.0/24"]).is_sweep());
+        assert!(parse(&["-p", "80", "h", "-o", "json"]).is_sweep());
+        assert!(parse(&["-p", "80", "h", "--rate", "5"]).is_sweep());
+    }
+
+    #[test]
+    fn shards_and_waits_parse() {
+        assert_eq!(parse_shard("2/3"), Ok(Shard { index: 1, count: 3 }));
+        for bad in ["0/2", "3/2", "1", "a/b", "1/0"] {
+            assert!(
+                parse_shard(bad).unwrap_err().contains("invalid shard"),
+                "{bad}"
+            );
+        }
+        assert_eq!(parse_wait("0.5"), Ok(Duration::from_millis(500)));
+        assert!(parse_wait("-1").is_err());
+        assert!(parse_rate("0").is_err());
+    }
+
+    #[test]
+    fn sweeps_refuse_single_target_options() {
+        let options = |args: &[&str]| {
+            Cli::try_parse_from([&["prober"], args].concat())
+                .unwrap()
+                .sweep_options()
+                .map(|_| ())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(options(&["-1", "--scan", "80", "198.18.4.2"]).starts_with("-1 has no meaning"));
+        assert!(options(&["-A", "--scan", "80", "198.18.4.2"]).contains("SYN probes only"));
+        assert!(options(&["--shard", "1/2", "--scan", "80", "198.18.4.2"]).contains("needs --seed"));
+        assert!(options(&["-p", "80", "--scan", "80", "198.18.4.2"]).contains("ports once"));
+    }
 }

@@ -15,7 +15,7 @@ use anyhow::{bail, Context as _, Result};
 use prober_common::{Counter, ReplyRecord};
 
 use crate::{
-    driver::{self, ReplyHandler, StopSignal},
+    driver::{self, ReplyHandler, StopSignal, Wakeup},
     monotonic_ns, output,
     probe::{Endpoints, IcmpEcho, Probe, TcpFlags, TcpProbe, MAX_PROBE_LEN},
     route::{self, Interface, Route},
@@ -182,7 +182,7 @@ impl Session {
             summary: Summary::default(),
             out,
         };
-        driver::drive(replies, send, &mut printer, LINGER)?;
+        driver::drive(replies, send, &mut printer, LINGER, Wakeup::EachReply)?;
         let mut summary = printer.summary;
         summary.transmitted = log.sent.load(Ordering::Acquire);
         summary.matched = counters.get(Counter::Matched);

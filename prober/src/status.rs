@@ -21,7 +21,7 @@ impl StatusLine {
             ProgressDrawTarget::hidden()
         };
         let bar = ProgressBar::with_draw_target(Some(probes), target).with_style(
-            ProgressStyle::with_template("{elapsed_precise} {percent:>3}% done; {msg}; ETA {eta}")
+            ProgressStyle::with_template("{elapsed_precise} {percent:>3}% {msg} ETA {eta}")
                 .expect("a valid template"),
         );
         StatusLine {
@@ -33,7 +33,8 @@ impl StatusLine {
     }
 
     /// Called once a second with the running totals.
-    pub fn update(&mut self, elapsed: Duration, sent: u64, answered: u64, open: u64) {
+    /// `dropped`: replies lost so far (the ring buffer was full).
+    pub fn update(&mut self, elapsed: Duration, sent: u64, answered: u64, open: u64, dropped: u64) {
         let seconds = (elapsed - self.last_elapsed).as_secs_f64().max(1e-3);
         let send_rate = (sent - self.last_sent) as f64 / seconds;
         let receive_rate = (answered - self.last_answered) as f64 / seconds;
@@ -44,7 +45,7 @@ impl StatusLine {
         };
         self.bar.set_position(sent);
         self.bar.set_message(format!(
-            "send: {sent} ({}p/s); recv: {answered} ({}p/s); open: {open}; hitrate: {hit_rate:.2}%",
+            "send {sent} {}p/s recv {answered} {}p/s drops {dropped} open {open} hit {hit_rate:.2}%",
             human(send_rate),
             human(receive_rate),
         ));
@@ -56,11 +57,11 @@ impl StatusLine {
     }
 }
 
-/// 1234567.0 → "1.23 M"
+/// 1234567.0 → "1.23M"
 fn human(rate: f64) -> String {
     match rate {
-        r if r >= 1e6 => format!("{:.2} M", r / 1e6),
-        r if r >= 1e3 => format!("{:.2} K", r / 1e3),
-        r => format!("{r:.0} "),
+        r if r >= 1e6 => format!("{:.2}M", r / 1e6),
+        r if r >= 1e3 => format!("{:.1}K", r / 1e3),
+        r => format!("{r:.0}"),
     }
 }
