@@ -163,6 +163,10 @@ struct Cli {
         help_heading = "Sweep"
     )]
     output_format: Option<Format>,
+    /// Skip the interface's queueing discipline (PACKET_QDISC_BYPASS): cheaper per probe,
+    /// but probes are dropped, not queued, when the driver's queue is full
+    #[arg(long, help_heading = "Sweep")]
+    qdisc_bypass: bool,
     /// Write results to FILE instead of standard output
     #[arg(long = "output", value_name = "FILE", help_heading = "Sweep")]
     output: Option<PathBuf>,
@@ -280,6 +284,7 @@ impl Cli {
             || self.exclude_file.is_some()
             || self.output_format.is_some()
             || self.output.is_some()
+            || self.qdisc_bypass
     }
 
     fn options(&self) -> Result<Options> {
@@ -368,6 +373,7 @@ impl Cli {
             ttl: self.ttl,
             window: self.window,
             interface: self.interface()?,
+            qdisc_bypass: self.qdisc_bypass,
             status_line: !self.quiet && io::stderr().is_terminal(),
         })
     }

@@ -122,7 +122,7 @@ impl Session {
         };
         // The transmit path first: it may wait up to a second for the next hop's MAC, and
         // nothing should be attached to the interface during that wait.
-        let transmit = transmit::open(&route, options.interface.as_ref(), true)?;
+        let transmit = transmit::open(&route, options.interface.as_ref(), true, false)?;
         let (matcher, channel) = ReplyMatcher::attach(&route.interface, &filter, true)?;
         Ok(Session {
             options,

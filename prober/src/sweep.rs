@@ -66,6 +66,8 @@ pub struct SweepOptions {
     pub ttl: u8,
     pub window: u16,
     pub interface: Option<Interface>,
+    /// Send with PACKET_QDISC_BYPASS (see [`crate::tx_ring::TxRing::open`]).
+    pub qdisc_bypass: bool,
     /// Show the live status line (stderr is a terminal and not -q).
     pub status_line: bool,
 }
@@ -103,7 +105,12 @@ impl Sweep {
         // neighbour handling (the raw socket) has to address them.
         let first = options.targets.get(0);
         let one_next_hop = route.next_hop != first || options.targets.len() == 1;
-        let transmit = transmit::open(&route, options.interface.as_ref(), one_next_hop)?;
+        let transmit = transmit::open(
+            &route,
+            options.interface.as_ref(),
+            one_next_hop,
+            options.qdisc_bypass,
+        )?;
         let cookie_key = [random()?, random()?];
         let filter = ProbeFilter {
             local_addr: route.source.octets(),

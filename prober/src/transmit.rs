@@ -31,17 +31,21 @@ pub trait Transmit: Send {
 /// there the kernel's own routing and neighbour handling do the job, as for hping3).
 /// `interface` is the one the user named with -I, if any: the raw socket is held to it.
 /// `one_next_hop`: every probe goes to the route's next hop (false when probing several
-/// hosts on a directly connected network, each with its own MAC).
+/// hosts on a directly connected network, each with its own MAC). `qdisc_bypass`: see
+/// [`TxRing::open`].
 pub fn open(
     route: &Route,
     interface: Option<&Interface>,
     one_next_hop: bool,
+    qdisc_bypass: bool,
 ) -> Result<Box<dyn Transmit>> {
     if !route.local && one_next_hop {
         if let Some(source_mac) = route.interface.ethernet_address()? {
             if let Some(next_hop_mac) = crate::route::next_hop_mac(route)? {
-                let ring = TxRing::open(&route.interface, source_mac, next_hop_mac)
-                    .with_context(|| format!("opening a TX ring on {}", route.interface.name))?;
+                let ring = TxRing::open(&route.interface, source_mac, next_hop_mac, qdisc_bypass)
+                    .with_context(|| {
+                    format!("opening a TX ring on {}", route.interface.name)
+                })?;
                 return Ok(Box::new(ring));
             }
         }
