@@ -1,7 +1,15 @@
 //! What every run does the same way: probes go out on a send thread while the async side
 //! drains the XDP program's ring buffer, until the sender is done and the late replies are in
 //! (or no more can come), or Ctrl-C / SIGTERM.
-use std::{io, mem::size_of, sync::mpsc, time::Duration};
+use std::{
+    io,
+    mem::size_of,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Condvar, Mutex,
+    },
+    time::Duration,
+};
 
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, RingBuf};
@@ -28,17 +36,38 @@ pub trait ReplyHandler {
     }
 }
 
-/// The send thread's view of a request to stop (Ctrl-C, or the run ended).
-pub struct StopSignal(mpsc::Receiver<()>);
+/// The send threads' view of a request to stop (Ctrl-C, or the run ended).
+#[derive(Default)]
+pub struct StopSignal {
+    stopped: AtomicBool,
+    lock: Mutex<()>,
+    wake: Condvar,
+}
 
 impl StopSignal {
     pub fn requested(&self) -> bool {
-        self.0.try_recv() != Err(mpsc::TryRecvError::Empty)
+        self.stopped.load(Ordering::Acquire)
     }
 
     /// Sleeps for `duration` unless a stop comes first; true when it did.
     pub fn sleep(&self, duration: Duration) -> bool {
-        self.0.recv_timeout(duration) != Err(mpsc::RecvTimeoutError::Timeout)
+        let guard = self
+            .lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _ = self
+            .wake
+            .wait_timeout_while(guard, duration, |_| !self.requested());
+        self.requested()
+    }
+
+    fn stop(&self) {
+        let _guard = self
+            .lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.stopped.store(true, Ordering::Release);
+        self.wake.notify_all();
     }
 }
 
@@ -89,12 +118,13 @@ async fn drive_async<T: Send + 'static>(
         .map_err(io::Error::from)
         .context("watching the reply ring buffer")?;
 
-    let (stop, stopped) = mpsc::channel::<()>();
+    let stop = Arc::new(StopSignal::default());
     let (done, mut sender_done) = oneshot::channel();
+    let stop_for_sender = stop.clone();
     let sender = std::thread::Builder::new()
         .name("prober-send".into())
         .spawn(move || {
-            let _ = done.send(send(&StopSignal(stopped)));
+            let _ = done.send(send(&stop_for_sender));
         })
         .context("starting the send thread")?;
 
@@ -139,7 +169,7 @@ async fn drive_async<T: Send + 'static>(
             break;
         }
     }
-    let _ = stop.send(());
+    stop.stop();
     // The send thread stops at its next batch; a send blocked in the kernel (a driver
     // holding frames) must not hold up the footer, so it gets a bounded wait, not a join.
     if sent.is_none() {

@@ -70,17 +70,18 @@ pub fn losses(summary: &Summary) -> Option<String> {
 
 /// A sweep's statistic footer (stderr), in the spirit of hping3's.
 pub fn sweep_footer(summary: &SweepSummary) -> String {
-    let seconds = summary.elapsed.as_secs_f64();
+    let sending = summary.sending.as_secs_f64();
     format!(
         "\n--- prober sweep statistic ---\n\
-         {} probes sent to {} hosts x {} ports in {seconds:.2} s ({:.0} pps){}\n\
+         {} probes sent to {} hosts x {} ports in {sending:.2} s ({:.0} pps), {:.2} s in all{}\n\
          {} open, {} closed, {} filtered, {} duplicate replies\n\
          xdp: {} replies matched, {} unmatched or forged dropped, {} RSTs bounced, {} lost to a full ring buffer\n\
          tx: {} waits for a full TX ring; kernel drops: {} tx, {} rx",
         summary.sent,
         summary.hosts,
         summary.ports,
-        summary.sent as f64 / seconds.max(1e-9),
+        summary.sent as f64 / sending.max(1e-9),
+        summary.elapsed.as_secs_f64(),
         if summary.interrupted { ", interrupted" } else { "" },
         summary.open,
         summary.closed,

@@ -96,7 +96,9 @@ pub struct SweepSummary {
     pub hosts: u64,
     pub ports: u64,
     pub sent: u64,
+    /// The whole run, and the part of it spent sending (all passes).
     pub elapsed: std::time::Duration,
+    pub sending: std::time::Duration,
     pub open: u64,
     pub closed: u64,
     pub filtered: u64,

@@ -72,11 +72,16 @@ pub struct SweepOptions {
     pub status_line: bool,
 }
 
-/// Set up: route, reply matcher attached, transmit path open.
+/// Send threads at most: with veth peers the target's and our own softirq work runs on the
+/// sending CPU, so one sender per CPU is what lets a sweep use the machine.
+const MAX_SENDERS: usize = 4;
+
+/// Set up: route, reply matcher attached, transmit paths open.
 pub struct Sweep {
     options: SweepOptions,
-    pub route: Route,
-    transmit: Box<dyn Transmit>,
+    route: Route,
+    /// One per send thread.
+    transmits: Vec<Box<dyn Transmit>>,
     matcher: ReplyMatcher,
     channel: ReplyChannel,
     cookie_key: [u64; 2],
@@ -105,12 +110,19 @@ impl Sweep {
         // neighbour handling (the raw socket) has to address them.
         let first = options.targets.get(0);
         let one_next_hop = route.next_hop != first || options.targets.len() == 1;
-        let transmit = transmit::open(
-            &route,
-            options.interface.as_ref(),
-            one_next_hop,
-            options.qdisc_bypass,
-        )?;
+        let senders = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(MAX_SENDERS);
+        let transmits = (0..senders)
+            .map(|_| {
+                transmit::open(
+                    &route,
+                    options.interface.as_ref(),
+                    one_next_hop,
+                    options.qdisc_bypass,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
         let cookie_key = [random()?, random()?];
         let filter = ProbeFilter {
             local_addr: route.source.octets(),
@@ -127,7 +139,7 @@ impl Sweep {
         Ok(Sweep {
             options,
             route,
-            transmit,
+            transmits,
             matcher,
             channel,
             cookie_key,
@@ -137,8 +149,9 @@ impl Sweep {
     /// For `-V`: the paths probes and replies take.
     pub fn describe(&self) -> String {
         format!(
-            "sending through {} on {} from {}, XDP reply matcher attached in {} mode",
-            self.transmit.describe(),
+            "sending through {} x {} on {} from {}, XDP reply matcher attached in {} mode",
+            self.transmits.len(),
+            self.transmits[0].describe(),
             self.route.interface.name,
             self.route.source,
             self.matcher.mode,
@@ -150,19 +163,24 @@ impl Sweep {
         let Sweep {
             options,
             route,
-            transmit,
+            transmits,
             matcher,
             channel,
             cookie_key,
         } = self;
         let ReplyChannel { replies, counters } = channel;
-        let plan = Arc::new(Plan::new(&options, route.source, cookie_key)?);
+        let plan = Arc::new(Plan::new(
+            &options,
+            route.source,
+            cookie_key,
+            transmits.len() as u64,
+        )?);
         let dropped_before = route.interface.dropped_packets()?;
         let started = Instant::now();
 
         let send = {
             let (plan, options) = (plan.clone(), options.clone());
-            move |stop: &StopSignal| plan.send_all(&options, transmit, stop)
+            move |stop: &StopSignal| plan.send_all(&options, transmits, stop)
         };
         let mut collector = Collector {
             plan: &plan,
@@ -183,17 +201,12 @@ impl Sweep {
         collector.status.finish();
 
         // Filtered: probed, never answered. Ports a Ctrl-C kept from being probed are not.
-        let reached = plan.first_pass_reached.load(Ordering::Acquire);
-        let every_position = options.shard.count == 1 && reached >= plan.permutation.len();
+        let all_probed = options.shard.count == 1 && plan.first_pass_done();
         for target in 0..plan.permutation.len() {
             if plan.answered.contains(target) {
                 continue;
             }
-            let probed = every_position || {
-                let position = plan.permutation.position(target);
-                position % options.shard.count == options.shard.index && position < reached
-            };
-            if probed {
+            if all_probed || plan.probed(plan.permutation.position(target)) {
                 summary.filtered += 1;
                 let (ip, port) = plan.endpoint(target);
                 results.write(&PortResult {
@@ -212,7 +225,9 @@ impl Sweep {
         summary.sent = plan.sent.load(Ordering::Acquire);
         summary.elapsed = started.elapsed();
         summary.interrupted = outcome.interrupted;
-        summary.tx_full_waits = outcome.sent.unwrap_or(0);
+        let report = outcome.sent.unwrap_or_default();
+        summary.tx_full_waits = report.full_waits;
+        summary.sending = report.sending.unwrap_or(summary.elapsed);
         summary.kernel_tx_dropped = dropped_after.0.saturating_sub(dropped_before.0);
         summary.kernel_rx_dropped = dropped_after.1.saturating_sub(dropped_before.1);
         summary.matched = counters.get(Counter::Matched);
@@ -261,14 +276,21 @@ struct Plan {
     answered: BitSet,
     /// Probes sent, all passes.
     sent: AtomicU64,
-    /// Positions of the permutation the first pass has covered.
-    first_pass_reached: AtomicU64,
+    /// Send threads; sender j takes every `senders`-th of this shard's positions from the j-th.
+    senders: u64,
+    /// Per sender: the next position its first pass would probe.
+    first_pass_reached: Box<[AtomicU64]>,
     /// Per source port: the target (+1; 0 = none) of the last probe sent from it, and when.
     recent: Box<[(AtomicU64, AtomicU64)]>,
 }
 
 impl Plan {
-    fn new(options: &SweepOptions, source: Ipv4Addr, cookie_key: [u64; 2]) -> Result<Plan> {
+    fn new(
+        options: &SweepOptions,
+        source: Ipv4Addr,
+        cookie_key: [u64; 2],
+        senders: u64,
+    ) -> Result<Plan> {
         let Some(total) = options.targets.len().checked_mul(options.ports.len()) else {
             bail!("too many probes in one sweep");
         };
@@ -288,7 +310,8 @@ impl Plan {
             shard: options.shard,
             answered: BitSet::new(total),
             sent: AtomicU64::new(0),
-            first_pass_reached: AtomicU64::new(0),
+            senders,
+            first_pass_reached: (0..senders).map(|_| AtomicU64::new(0)).collect(),
             recent: (0..SOURCE_PORTS)
                 .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
                 .collect(),
@@ -316,22 +339,83 @@ impl Plan {
         Some(self.targets.index(ip)? * self.ports.len() + self.ports.index(port)?)
     }
 
-    /// The send thread: every pass over this shard's positions, paced; returns how often
-    /// the transmit path was full.
+    /// The first position of sender `sender`, and the step between its positions.
+    fn walk(&self, sender: u64) -> (u64, u64) {
+        let step = self.shard.count * self.senders;
+        (self.shard.index + sender * self.shard.count, step)
+    }
+
+    /// Whether the first pass has sent the probe at `position` (any shard's).
+    fn probed(&self, position: u64) -> bool {
+        if position % self.shard.count != self.shard.index {
+            return false;
+        }
+        let sender = (position / self.shard.count) % self.senders;
+        position < self.first_pass_reached[sender as usize].load(Ordering::Acquire)
+    }
+
+    fn first_pass_done(&self) -> bool {
+        let total = self.permutation.len();
+        self.first_pass_reached
+            .iter()
+            .all(|reached| reached.load(Ordering::Acquire) >= total)
+    }
+
+    /// The send threads, one per transmit path, each with its share of the rate.
     fn send_all(
         &self,
+        options: &SweepOptions,
+        transmits: Vec<Box<dyn Transmit>>,
+        stop: &StopSignal,
+    ) -> std::io::Result<SendReport> {
+        let started = Instant::now();
+        let senders = transmits.len() as u64;
+        std::thread::scope(|scope| {
+            let threads: Vec<_> = transmits
+                .into_iter()
+                .enumerate()
+                .map(|(sender, transmit)| {
+                    let sender = sender as u64;
+                    // The rate's remainder goes to the first senders, so the shares add up.
+                    let rate = options
+                        .rate
+                        .map(|rate| rate / senders + u64::from(sender < rate % senders));
+                    scope.spawn(move || self.send_part(sender, rate, options, transmit, stop))
+                })
+                .collect();
+            let full_waits = threads.into_iter().try_fold(0, |full_waits, thread| {
+                std::io::Result::Ok(full_waits + thread.join().expect("a send thread panicked")?)
+            })?;
+            Ok(SendReport {
+                full_waits,
+                sending: Some(started.elapsed()),
+            })
+        })
+    }
+
+    /// One send thread: every pass over its positions, paced; returns how often its
+    /// transmit path was full.
+    fn send_part(
+        &self,
+        sender: u64,
+        rate: Option<u64>,
         options: &SweepOptions,
         mut transmit: Box<dyn Transmit>,
         stop: &StopSignal,
     ) -> std::io::Result<u64> {
-        let mut pacer = Pacer::new(options.rate);
+        if rate == Some(0) {
+            return Ok(0); // a rate below the number of senders leaves this one idle
+        }
+        let mut pacer = Pacer::new(rate);
         let mut packet = [0u8; MAX_PROBE_LEN];
         let total = self.permutation.len();
+        let (first, step) = self.walk(sender);
+        let reached = &self.first_pass_reached[sender as usize];
         'passes: for pass in 0..=options.retries {
             if pass > 0 && stop.sleep(options.wait) {
                 break;
             }
-            let mut position = self.shard.index;
+            let mut position = first;
             while position < total {
                 let batch = match pacer.grant(u64::MAX) {
                     Grant::Send(batch) => batch,
@@ -347,7 +431,7 @@ impl Plan {
                         break;
                     }
                     let target = self.permutation.get(position);
-                    position += self.shard.count;
+                    position += step;
                     // Later passes re-probe only what has not answered.
                     if pass == 0 || !self.answered.contains(target) {
                         let length = self.build(target, &mut packet);
@@ -356,7 +440,7 @@ impl Plan {
                 }
                 transmit.flush()?;
                 if pass == 0 {
-                    self.first_pass_reached.store(position, Ordering::Release);
+                    reached.store(position, Ordering::Release);
                 }
                 if stop.requested() {
                     break 'passes;
@@ -370,13 +454,12 @@ impl Plan {
     /// Writes the SYN for `target` and notes its send time against its source port.
     fn build(&self, target: u64, packet: &mut [u8; MAX_PROBE_LEN]) -> usize {
         let (ip, port) = self.endpoint(target);
-        let n = self.sent.load(Ordering::Relaxed);
+        let n = self.sent.fetch_add(1, Ordering::AcqRel);
         let slot = (n % u64::from(SOURCE_PORTS)) as u16;
         let source_port = self.base_port + slot;
         let (sent_target, sent_ns) = &self.recent[usize::from(slot)];
         sent_target.store(target + 1, Ordering::Relaxed);
         sent_ns.store(monotonic_ns(), Ordering::Release);
-        self.sent.store(n + 1, Ordering::Release);
         TcpSegment {
             source: self.source,
             target: ip,
@@ -407,6 +490,15 @@ impl Plan {
         (sent_target.load(Ordering::Relaxed) == target + 1)
             .then(|| reply.kernel_ns.saturating_sub(sent_ns) / 1000)
     }
+}
+
+/// What the send threads report when they are done.
+#[derive(Clone, Copy, Debug, Default)]
+struct SendReport {
+    /// Times a probe waited for room in a TX ring.
+    full_waits: u64,
+    /// From the first probe to the last (None: the senders did not finish in time).
+    sending: Option<Duration>,
 }
 
 /// Classifies replies, writes results, keeps the totals and the status line.
