@@ -2,12 +2,14 @@
 //!
 //! A [`TestHost`] is a network namespace joined to the host by a veth pair, addressed with a /30 inside
 //! 198.18.4.0 – 198.19.255.255 (the benchmarking range 198.18.0.0/15, minus 198.18.0.0/22 which is
-//! left to people). Everything a `TestHost` creates is removed when it is dropped, also when a test
-//! panics. Namespaces left behind by a test process that was killed (named `prb-<pid>-<n>` with no
+//! left to people); [`TestHost::add_routed_addresses`] gives it more addresses, from a block routed to
+//! it out of the same range. Everything a `TestHost` creates is removed when it is dropped, also when
+//! a test panics. Namespaces left behind by a test process that was killed (named `prb-<pid>-<n>` with no
 //! such process alive any more) are removed the next time a `TestHost` is created.
 //!
 //! [`proc`] runs programs with timeouts and reads their output line by line while they run;
-//! [`output`] parses and checks hping3-style output.
+//! [`output`] parses and checks hping3-style output, [`sweep`] the output of sweep mode;
+//! [`packets`] builds forged replies to send with [`TestHost::send_raw_from_namespace`].
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::ffi::OsStr;
@@ -20,7 +22,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub mod output;
+pub mod packets;
 pub mod proc;
+pub mod sweep;
 
 /// Port with a real listener in [`TestHost::standard`].
 pub const OPEN_PORT: u16 = 80;
@@ -29,11 +33,13 @@ pub const CLOSED_PORT: u16 = 81;
 /// Port whose incoming TCP is dropped by nftables in [`TestHost::standard`].
 pub const FILTERED_PORT: u16 = 23;
 
-/// First and one-past-last /30 index (counted from 198.18.0.0) that test hosts may use:
-/// 198.18.4.0/30 .. 198.19.255.252/30.
-const SUBNET_FIRST: u32 = 256;
-const SUBNET_END: u32 = 1 << 15;
+/// 198.18.0.0/15, of which test hosts may use everything from 198.18.4.0 on (first and one-past-last
+/// address as offsets from its base).
 const RANGE_BASE: u32 = u32::from_be_bytes([198, 18, 0, 0]);
+const USABLE_FIRST: u32 = 1 << 10;
+const USABLE_END: u32 = 1 << 17;
+/// Most addresses one [`TestHost::add_routed_addresses`] call hands out.
+const MAX_ROUTED_BLOCK: u32 = 1 << 12;
 
 const ALLOC_LOCK: &str = "/tmp/prober-tests-alloc.lock";
 const LOOPBACK_LOCK: &str = "/tmp/prober-tests-loopback.lock";
@@ -78,17 +84,8 @@ impl TestHost {
         // Serialise the choice of subnet (and creation of the address) across threads and processes.
         let _alloc = FileLock::acquire(ALLOC_LOCK, Duration::from_secs(60))?;
         remove_stale_namespaces();
-        let used = used_prefixes()?;
-        let span = SUBNET_END - SUBNET_FIRST;
-        let start = (pid.wrapping_mul(131).wrapping_add(n)) % span;
-        let index = (0..span)
-            .map(|i| SUBNET_FIRST + (start + i) % span)
-            .find(|&k| {
-                let net = RANGE_BASE + 4 * k;
-                !used.iter().any(|&(a, len)| overlaps((net, 30), (a, len)))
-            })
+        let net = free_block(&used_prefixes()?, 30, pid.wrapping_mul(131).wrapping_add(n))
             .ok_or_else(|| anyhow!("no free /30 left in 198.18.4.0-198.19.255.255"))?;
-        let net = RANGE_BASE + 4 * index;
         let host_addr = Ipv4Addr::from(net + 1);
         let addr = Ipv4Addr::from(net + 2);
 
@@ -139,30 +136,74 @@ impl TestHost {
         Ok(())
     }
 
+    /// Puts `count` more target addresses inside the namespace (as /32s on its `lo`) and routes them
+    /// to it: a host route from the host's namespace via [`TestHost::addr`] on `host_if` covers the
+    /// block they come from. The block is aligned, its size `count` rounded up to a power of two,
+    /// and the addresses are its first `count`, so a power-of-two `count` fills exactly one CIDR
+    /// block. It is unique to this `TestHost` inside 198.18.4.0 – 198.19.255.255, chosen under the
+    /// same lock as the /30s; the route (visible to every later choice, here and in other
+    /// processes) is what marks it used. The route goes with the veth, the addresses with the
+    /// namespace. Every listener from [`TestHost::listen_tcp`] answers on these addresses too.
+    pub fn add_routed_addresses(&mut self, count: u32) -> Result<Vec<Ipv4Addr>> {
+        if count == 0 || count > MAX_ROUTED_BLOCK {
+            bail!("add_routed_addresses: {count} addresses asked for, 1 to {MAX_ROUTED_BLOCK} possible");
+        }
+        let prefix_len = 32 - count.next_power_of_two().trailing_zeros() as u8;
+        let _alloc = FileLock::acquire(ALLOC_LOCK, Duration::from_secs(60))?;
+        let net = free_block(&used_prefixes()?, prefix_len, u32::from(self.addr))
+            .ok_or_else(|| anyhow!("no free /{prefix_len} left in 198.18.4.0-198.19.255.255"))?;
+        let addrs: Vec<Ipv4Addr> = (net..net + count).map(Ipv4Addr::from).collect();
+        let batch: String = addrs
+            .iter()
+            .map(|a| format!("address add {a}/32 dev lo\n"))
+            .collect();
+        let mut cmd = Command::new("ip");
+        cmd.args(["-n", &self.ns, "-batch", "-"]);
+        run_with_stdin(&mut cmd, &batch)?;
+        run_ip(&[
+            "route",
+            "add",
+            &format!("{}/{prefix_len}", Ipv4Addr::from(net)),
+            "via",
+            &self.addr.to_string(),
+            "dev",
+            &self.host_if,
+        ])?;
+        Ok(addrs)
+    }
+
     /// An nftables rule inside the namespace that drops incoming TCP to `port` (a "filtered" port).
     /// The rule counts what it drops: see [`TestHost::dropped_packets`].
     pub fn drop_tcp_port(&self, port: u16) -> Result<()> {
-        let script = format!(
-            "add table inet {NFT_TABLE}\n\
-             add chain inet {NFT_TABLE} input {{ type filter hook input priority 0; policy accept; }}\n\
-             add counter inet {NFT_TABLE} drop_{port}\n\
-             add rule inet {NFT_TABLE} input tcp dport {port} counter name drop_{port} drop\n"
-        );
-        let mut cmd = self.command_in_ns("nft");
-        cmd.args(["-f", "-"]);
-        run_with_stdin(&mut cmd, &script)?;
-        Ok(())
+        self.add_input_rule(
+            &format!("drop_{port}"),
+            &format!("tcp dport {port}"),
+            "drop",
+        )
+    }
+
+    /// An nftables rule inside the namespace that drops every packet addressed to `addr` (one of
+    /// [`TestHost::add_routed_addresses`]): a host that answers nothing. The rule counts what it
+    /// drops: see [`TestHost::dropped_packets_to`].
+    pub fn drop_all_to(&self, addr: Ipv4Addr) -> Result<()> {
+        self.add_input_rule(&drop_all_counter(addr), &format!("ip daddr {addr}"), "drop")
     }
 
     /// Adds a named nftables counter inside the namespace, counting incoming packets that match
     /// the nft expression `matches` (e.g. `"tcp dport 80 tcp sport 40000"`). Rules added by
-    /// [`TestHost::drop_tcp_port`] before it see the packets first (dropped ones are not counted).
+    /// [`TestHost::drop_tcp_port`] or [`TestHost::drop_all_to`] before it see the packets first
+    /// (dropped ones are not counted).
     pub fn add_counter(&self, name: &str, matches: &str) -> Result<()> {
+        self.add_input_rule(name, matches, "")
+    }
+
+    /// Appends `<matches> counter name <counter> <verdict>` to the namespace's input chain.
+    fn add_input_rule(&self, counter: &str, matches: &str, verdict: &str) -> Result<()> {
         let script = format!(
             "add table inet {NFT_TABLE}\n\
              add chain inet {NFT_TABLE} input {{ type filter hook input priority 0; policy accept; }}\n\
-             add counter inet {NFT_TABLE} {name}\n\
-             add rule inet {NFT_TABLE} input {matches} counter name {name}\n"
+             add counter inet {NFT_TABLE} {counter}\n\
+             add rule inet {NFT_TABLE} input {matches} counter name {counter} {verdict}\n"
         );
         let mut cmd = self.command_in_ns("nft");
         cmd.args(["-f", "-"]);
@@ -173,6 +214,11 @@ impl TestHost {
     /// Packets dropped so far by the rule of [`TestHost::drop_tcp_port`] for `port`.
     pub fn dropped_packets(&self, port: u16) -> Result<u64> {
         self.counter_packets(&format!("drop_{port}"))
+    }
+
+    /// Packets dropped so far by the rule of [`TestHost::drop_all_to`] for `addr`.
+    pub fn dropped_packets_to(&self, addr: Ipv4Addr) -> Result<u64> {
+        self.counter_packets(&drop_all_counter(addr))
     }
 
     /// Packets counted so far by the counter `name` from [`TestHost::add_counter`].
@@ -199,6 +245,52 @@ impl TestHost {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.ns]).arg(program);
         cmd
+    }
+
+    /// Sends whole IPv4 packets (e.g. from [`packets`]) from inside the namespace through a raw IP
+    /// socket, each routed by its own destination address: they leave on `peer_if` and cross the
+    /// veth the way the namespace's real replies do.
+    pub fn send_raw_from_namespace(&self, packets: Vec<Vec<u8>>) -> Result<()> {
+        self.in_ns(move || -> Result<()> {
+            // SAFETY: plain socket call; the fd is owned (and closed) by `socket` below.
+            let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error()).context("raw IP socket");
+            }
+            // SAFETY: a fresh fd nobody else owns.
+            let socket =
+                unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            for packet in &packets {
+                let destination: [u8; 4] = packet
+                    .get(16..20)
+                    .and_then(|d| d.try_into().ok())
+                    .context("packet shorter than an IPv4 header")?;
+                let address = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_port: 0,
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(destination),
+                    },
+                    sin_zero: [0; 8],
+                };
+                // SAFETY: the buffer and the address outlive the call.
+                let sent = unsafe {
+                    libc::sendto(
+                        socket.as_raw_fd(),
+                        packet.as_ptr().cast(),
+                        packet.len(),
+                        0,
+                        (&address as *const libc::sockaddr_in).cast(),
+                        std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                    )
+                };
+                if sent != packet.len() as isize {
+                    return Err(std::io::Error::last_os_error())
+                        .context("sendto on the raw socket");
+                }
+            }
+            Ok(())
+        })?
     }
 
     /// Runs `f` on a fresh thread that has entered the namespace (sockets created there stay in it).
@@ -256,8 +348,6 @@ impl Drop for TestHost {
     }
 }
 
-/// Panics with a loud, clear message unless the effective uid is 0: privileged tests must fail,
-/// never skip.
 /// The Internet checksum (RFC 1071) of `bytes`, written independently of the crates prober
 /// builds packets with: a region that carries a correct checksum sums to 0.
 pub fn internet_checksum(bytes: &[u8]) -> u16 {
@@ -271,6 +361,8 @@ pub fn internet_checksum(bytes: &[u8]) -> u16 {
     !(sum as u16)
 }
 
+/// Panics with a loud, clear message unless the effective uid is 0: privileged tests must fail,
+/// never skip.
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
@@ -354,6 +446,32 @@ pub fn hping3_bin() -> PathBuf {
 pub fn loopback_lock() -> impl Drop {
     FileLock::acquire(LOOPBACK_LOCK, Duration::from_secs(600))
         .unwrap_or_else(|e| panic!("loopback lock {LOOPBACK_LOCK}: {e:#}"))
+}
+
+/// A file in /tmp with a name unique to this process, removed when dropped.
+pub struct ScratchFile {
+    pub path: PathBuf,
+}
+
+impl ScratchFile {
+    /// Creates `/tmp/prober-tests-<pid>-<n>-<name>` holding `contents`.
+    pub fn new(name: &str, contents: &str) -> Result<ScratchFile> {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let path =
+            std::env::temp_dir().join(format!("prober-tests-{}-{n}-{name}", std::process::id()));
+        fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
+        Ok(ScratchFile { path })
+    }
+
+    pub fn read(&self) -> Result<String> {
+        fs::read_to_string(&self.path).with_context(|| format!("reading {}", self.path.display()))
+    }
+}
+
+impl Drop for ScratchFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
 }
 
 /// An exclusive flock on a file; released when dropped (the fd is closed).
@@ -496,6 +614,23 @@ fn used_prefixes() -> Result<Vec<(u32, u8)>> {
     Ok(out)
 }
 
+/// The nftables counter of [`TestHost::drop_all_to`]'s rule for `addr`.
+fn drop_all_counter(addr: Ipv4Addr) -> String {
+    format!("drop_all_{}", u32::from(addr))
+}
+
+/// The network address of an aligned /`prefix_len` in 198.18.4.0 – 198.19.255.255 that overlaps none
+/// of `used`, looked for from a place `seed` picks (different callers start apart, so they rarely
+/// need to look far).
+fn free_block(used: &[(u32, u8)], prefix_len: u8, seed: u32) -> Option<u32> {
+    let size = 1u32 << (32 - prefix_len);
+    let first = USABLE_FIRST.div_ceil(size);
+    let span = (USABLE_END / size).checked_sub(first).filter(|&n| n > 0)?;
+    (0..span)
+        .map(|i| RANGE_BASE + (first + (seed % span + i) % span) * size)
+        .find(|&net| !used.iter().any(|&u| overlaps((net, prefix_len), u)))
+}
+
 fn parse_prefix(s: &str) -> Option<(u32, u8)> {
     let (a, len) = match s.split_once('/') {
         Some((a, l)) => (a, l.parse::<u8>().ok()?),
@@ -549,13 +684,42 @@ mod unit {
         assert!(!overlaps(p("198.18.4.0/30"), p("198.18.4.4/30")));
         assert!(!overlaps(p("198.18.4.0/30"), p("198.18.0.0/22")));
         assert!(overlaps(p("198.18.3.0/24"), p("198.18.0.0/22")));
+    }
+
+    #[test]
+    fn free_blocks_stay_in_the_usable_range_and_avoid_used_prefixes() {
+        let p = |s| parse_prefix(s).unwrap();
+        let ip = |net| Ipv4Addr::from(net);
         assert_eq!(
-            Ipv4Addr::from(RANGE_BASE + 4 * SUBNET_FIRST),
+            ip(free_block(&[], 30, 0).unwrap()),
             Ipv4Addr::new(198, 18, 4, 0)
         );
+        let last_30 = free_block(&[], 30, (USABLE_END - USABLE_FIRST) / 4 - 1).unwrap();
+        assert_eq!(ip(last_30), Ipv4Addr::new(198, 19, 255, 252));
+        // The seed only picks where to start: it wraps round to the start of the range.
         assert_eq!(
-            Ipv4Addr::from(RANGE_BASE + 4 * (SUBNET_END - 1)),
-            Ipv4Addr::new(198, 19, 255, 252)
+            free_block(&[], 30, (USABLE_END - USABLE_FIRST) / 4),
+            free_block(&[], 30, 0)
         );
+        // Blocks larger than the reserved /22 start above it, aligned.
+        assert_eq!(
+            ip(free_block(&[], 20, 0).unwrap()),
+            Ipv4Addr::new(198, 18, 16, 0)
+        );
+        let used = [p("198.18.4.0/30"), p("198.18.5.0/24"), p("198.18.4.8/29")];
+        assert_eq!(
+            ip(free_block(&used, 30, 0).unwrap()),
+            Ipv4Addr::new(198, 18, 4, 4)
+        );
+        assert_eq!(
+            ip(free_block(&used, 29, 0).unwrap()),
+            Ipv4Addr::new(198, 18, 4, 16)
+        );
+        assert_eq!(
+            ip(free_block(&used, 24, 0).unwrap()),
+            Ipv4Addr::new(198, 18, 6, 0)
+        );
+        assert_eq!(free_block(&[p("198.18.0.0/15")], 30, 7), None);
+        assert_eq!(free_block(&[], 14, 0), None);
     }
 }

@@ -1,0 +1,831 @@
+//! (g) Sweep mode (`--scan`, port lists and ranges, several targets, CIDR blocks) against namespace
+//! hosts whose answers are known: a real listener is open, a port with nothing listening is closed
+//! (the namespace's kernel answers RST), a port dropped by nftables is filtered, and an address
+//! whose every packet is dropped is a host that answers nothing. Each test checks the exact set of
+//! results (every (host, port) once, with its status) and what nftables counters inside the
+//! namespace saw arrive, so probes that were never sent, sent twice or sent where they must not go
+//! are caught as well as wrong output. The contract is /work/sweep-spec.md.
+
+use prober_tests::output::check_error;
+use prober_tests::packets::syn_ack;
+use prober_tests::proc::{run, Finished, Proc};
+use prober_tests::sweep::{
+    expected_outcome, linux_peer_field_errors, outcome, outcome_diff, parse_csv, parse_list_line,
+    sweep, table_preamble, Outcome, Status, SweepResult, Swept, TableRow,
+};
+use prober_tests::{
+    hping3_bin, prober_command, require_root, ScratchFile, TestHost, FILTERED_PORT,
+};
+use std::collections::BTreeSet;
+use std::io::ErrorKind;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+/// Ports with a real listener on [`scan_host`], from the first port to the last.
+const OPEN_PORTS: [u16; 5] = [1, 22, 80, 8080, 65535];
+
+/// A host with listeners on [`OPEN_PORTS`] (they answer on every address of the namespace) and
+/// TCP to [`FILTERED_PORT`] dropped; every other port is closed.
+fn scan_host() -> TestHost {
+    let mut host = TestHost::new().expect("test host");
+    for port in OPEN_PORTS {
+        host.listen_tcp(port).expect("listener");
+    }
+    host.drop_tcp_port(FILTERED_PORT).expect("nft drop rule");
+    host
+}
+
+/// What [`scan_host`] answers on `port`.
+fn port_status(port: u16) -> Status {
+    if OPEN_PORTS.contains(&port) {
+        Status::Open
+    } else if port == FILTERED_PORT {
+        Status::Filtered
+    } else {
+        Status::Closed
+    }
+}
+
+/// `first/len`: the CIDR block of `count` addresses from [`TestHost::add_routed_addresses`]
+/// (a power of two, so they are exactly one block).
+fn cidr(addrs: &[Ipv4Addr]) -> String {
+    assert!(
+        addrs.len().is_power_of_two(),
+        "not one CIDR block: {addrs:?}"
+    );
+    format!("{}/{}", addrs[0], 32 - addrs.len().trailing_zeros())
+}
+
+fn counter(host: &TestHost, name: &str) -> u64 {
+    host.counter_packets(name).expect("nft counter")
+}
+
+#[test]
+fn testbed_routed_addresses_answer_like_the_host_and_a_dropped_one_answers_nothing() {
+    require_root();
+    let mut host = TestHost::new().expect("test host");
+    host.listen_tcp(80).expect("listener");
+    let first = host.add_routed_addresses(3).expect("routed addresses");
+    let second = host.add_routed_addresses(2).expect("routed addresses");
+    let mut other = TestHost::new().expect("second test host");
+    let others = other.add_routed_addresses(4).expect("routed addresses");
+
+    // Each call's addresses start an aligned block of the next power of two; no block overlaps
+    // another or either host's /30, and all lie in 198.18.4.0 - 198.19.255.255.
+    let blocks = [
+        (u32::from(host.addr) & !3, 4),
+        (u32::from(other.addr) & !3, 4),
+        (u32::from(first[0]), 4),
+        (u32::from(second[0]), 2),
+        (u32::from(others[0]), 4),
+    ];
+    for (i, &(start, size)) in blocks.iter().enumerate() {
+        assert_eq!(start % size, 0, "block {i} not aligned: {blocks:?}");
+        assert!(
+            start >= u32::from(Ipv4Addr::new(198, 18, 4, 0))
+                && start + size <= u32::from(Ipv4Addr::new(198, 20, 0, 0)),
+            "block {i} outside 198.18.4.0-198.19.255.255: {blocks:?}"
+        );
+        for &(other_start, other_size) in &blocks[i + 1..] {
+            assert!(
+                start + size <= other_start || other_start + other_size <= start,
+                "blocks overlap: {blocks:?}"
+            );
+        }
+    }
+    let consecutive = |addrs: &[Ipv4Addr]| {
+        addrs
+            .windows(2)
+            .all(|w| u32::from(w[1]) == u32::from(w[0]) + 1)
+    };
+    assert!(consecutive(&first) && consecutive(&second) && consecutive(&others));
+    let route = format!("{}/30", first[0]);
+    let shown = prober_tests::run_checked(Command::new("ip").args(["route", "show", &route]))
+        .expect("ip route show");
+    assert!(
+        shown.contains(&format!("via {} dev {}", host.addr, host.host_if)),
+        "no route to {route} via the namespace: {shown:?}"
+    );
+
+    // The listener (bound to 0.0.0.0) answers on a routed address, a port with nothing listening
+    // refuses, and an address whose packets are dropped lets a connection time out.
+    let connect = |ip: Ipv4Addr, port: u16, timeout_secs: u64| {
+        TcpStream::connect_timeout(
+            &SocketAddr::from((ip, port)),
+            Duration::from_secs(timeout_secs),
+        )
+    };
+    connect(first[0], 80, 5).expect("connecting to the listener on a routed address");
+    let other_refused =
+        connect(others[3], 80, 5).expect_err("nothing listens in the other namespace");
+    assert_eq!(
+        other_refused.kind(),
+        ErrorKind::ConnectionRefused,
+        "{other_refused}"
+    );
+    let refused = connect(second[1], 81, 5).expect_err("nothing listens on port 81");
+    assert_eq!(refused.kind(), ErrorKind::ConnectionRefused, "{refused}");
+    host.drop_all_to(first[2]).expect("nft drop rule");
+    let silent = connect(first[2], 80, 1).expect_err("every packet to it is dropped");
+    assert_eq!(silent.kind(), ErrorKind::TimedOut, "{silent}");
+    assert!(host.dropped_packets_to(first[2]).expect("nft counter") >= 1);
+
+    drop(host);
+    let shown = prober_tests::run_checked(Command::new("ip").args(["route", "show", &route]))
+        .expect("ip route show");
+    assert_eq!(shown, "", "route to {route} left behind");
+}
+
+#[test]
+fn full_range_sweep_of_one_host_reports_every_port_exactly_once() {
+    require_root();
+    let host = scan_host();
+    let target = host.addr.to_string();
+    let swept = sweep(
+        &["--scan", "all", "--rate", "50000", "-o", "json", &target],
+        TIMEOUT,
+    );
+    let results = swept.json();
+    let want = expected_outcome(&[host.addr], 1..=65535, |_, port| port_status(port));
+    let footer = swept.check_outcome(&results, &want);
+    let wrong = linux_peer_field_errors(&results);
+    assert!(wrong.is_empty(), "{wrong:#?}\n{}", swept.run);
+    assert_eq!(
+        (footer.sent, footer.hosts, footer.ports),
+        (65535, 1, 65535),
+        "{}",
+        swept.run
+    );
+    assert_eq!(
+        host.dropped_packets(FILTERED_PORT).expect("nft counter"),
+        1,
+        "the filtered port should have been probed exactly once\n{}",
+        swept.run
+    );
+}
+
+#[test]
+fn multi_host_sweep_reports_the_exact_set() {
+    require_root();
+    let mut host = scan_host();
+    let routed = host.add_routed_addresses(8).expect("routed addresses");
+    let silent = routed[5];
+    host.drop_all_to(silent).expect("nft drop rule");
+    let hosts: Vec<Ipv4Addr> = [host.addr].into_iter().chain(routed.clone()).collect();
+    let ports: Vec<u16> = (1..=300).chain([8080]).collect();
+
+    let target = host.addr.to_string();
+    let block = cidr(&routed);
+    let swept = sweep(
+        &[
+            "-p",
+            "1-300,8080",
+            "--rate",
+            "20000",
+            "-o",
+            "json",
+            &target,
+            &block,
+        ],
+        TIMEOUT,
+    );
+    let results = swept.json();
+    let want = expected_outcome(&hosts, ports.clone(), |ip, port| {
+        if ip == silent {
+            Status::Filtered
+        } else {
+            port_status(port)
+        }
+    });
+    let footer = swept.check_outcome(&results, &want);
+    let wrong = linux_peer_field_errors(&results);
+    assert!(wrong.is_empty(), "{wrong:#?}\n{}", swept.run);
+    assert_eq!(
+        (footer.sent, footer.hosts, footer.ports),
+        (9 * 301, 9, 301),
+        "{}",
+        swept.run
+    );
+    // Each probe arrived once: the port-23 rule comes first and sees it on all nine hosts.
+    assert_eq!(
+        host.dropped_packets(FILTERED_PORT).expect("nft counter"),
+        9,
+        "{}",
+        swept.run
+    );
+    assert_eq!(
+        host.dropped_packets_to(silent).expect("nft counter"),
+        ports.len() as u64 - 1,
+        "{}",
+        swept.run
+    );
+}
+
+/// Runs hping3 and prober with `--scan 20-25,80` (and `-V` if `verbose`) against a [`scan_host`];
+/// checks hping3 against the expected table first (so a failure says which of the two is off),
+/// then prober against the contract and against hping3.
+fn table_like_hping3(verbose: bool) {
+    require_root();
+    let host = scan_host();
+    let (spec, target) = ("20-25,80", host.addr.to_string());
+    let v: &[&str] = if verbose { &["-V"] } else { &[] };
+    let row = |port: u16, service: &str, open: bool| TableRow {
+        port,
+        service: service.to_string(),
+        flags: (if open { ".S..A..." } else { "..R.A..." }).to_string(),
+        ttl: 64,
+        id: 0,
+        win: if open { 64240 } else { 0 },
+        len: if open { 44 } else { 40 },
+    };
+    let mut want_rows = vec![row(22, "ssh", true), row(80, "http", true)];
+    if verbose {
+        want_rows.extend([
+            row(20, "ftp-data", false),
+            row(21, "ftp", false),
+            row(24, "", false),
+            row(25, "smtp", false),
+        ]);
+    }
+    want_rows.sort();
+    let not_responding = "Not responding ports: (23 telnet) ";
+
+    let mut hping3 = Command::new("timeout");
+    hping3.args(["-k", "2", "30"]).arg(hping3_bin());
+    hping3.args(v).args(["--scan", spec, "-S", &target]);
+    let hping3 = run(hping3, TIMEOUT);
+    let prober_args: Vec<&str> = v.iter().copied().chain(["--scan", spec, &target]).collect();
+    let prober = sweep(&prober_args, TIMEOUT);
+
+    let rows = |run: &Finished| -> (Vec<TableRow>, Vec<String>) {
+        // -V makes hping3 say which interface it uses, among the rows; prober need not.
+        let lines: Vec<&str> = run
+            .stdout_lines()
+            .into_iter()
+            .filter(|l| !l.starts_with("using "))
+            .collect();
+        let (rows, rest) = lines.split_at(lines.len().saturating_sub(1));
+        let mut rows: Vec<TableRow> = rows
+            .iter()
+            .map(|l| TableRow::parse(l).unwrap_or_else(|e| panic!("{e}\n{run}")))
+            .collect();
+        rows.sort();
+        (rows, rest.iter().map(|l| l.to_string()).collect())
+    };
+    let preamble = table_preamble(&target, host.addr, spec, 7);
+    let stderr_start = |run: &Finished| -> Vec<String> {
+        let lines = run.stderr_lines();
+        // With -V, prober first says what it uses (transmit path, XDP mode).
+        let table = if verbose {
+            lines.iter().position(|l| l.starts_with("Scanning "))
+        } else {
+            None
+        };
+        lines[table.unwrap_or(0)..]
+            .iter()
+            .take(preamble.len())
+            .map(|l| l.to_string())
+            .collect()
+    };
+
+    let (hping3_rows, hping3_rest) = rows(&hping3);
+    assert_eq!(hping3_rows, want_rows, "hping3 itself:\n{hping3}");
+    assert_eq!(hping3_rest, [not_responding], "hping3 itself:\n{hping3}");
+    assert_eq!(stderr_start(&hping3), preamble, "hping3 itself:\n{hping3}");
+
+    let (prober_rows, prober_rest) = rows(&prober.run);
+    let both = format!("=== hping3 ===\n{hping3}\n=== prober ===\n{}", prober.run);
+    assert_eq!(prober_rows, hping3_rows, "table rows differ\n{both}");
+    assert_eq!(prober_rest, hping3_rest, "last stdout line differs\n{both}");
+    assert_eq!(
+        stderr_start(&prober.run),
+        stderr_start(&hping3),
+        "stderr starts differently\n{both}"
+    );
+    assert!(
+        prober
+            .run
+            .stderr_lines()
+            .contains(&"All replies received. Done."),
+        "no `All replies received. Done.` on stderr\n{both}"
+    );
+    let footer = prober.footer();
+    assert_eq!(
+        (footer.open, footer.closed, footer.filtered, footer.sent),
+        (2, 4, 1, 7),
+        "{both}"
+    );
+    assert_eq!(prober.run.code(), Some(0), "{both}");
+}
+
+#[test]
+fn table_output_like_hping3_scan() {
+    table_like_hping3(false);
+}
+
+#[test]
+fn verbose_table_output_shows_closed_ports_like_hping3_scan() {
+    table_like_hping3(true);
+}
+
+#[test]
+fn forged_syn_acks_during_a_sweep_are_dropped_and_counted() {
+    const BASE: u16 = 50000;
+    const FORGED: usize = 24;
+    require_root();
+    let host = scan_host();
+    // Counted after the port-23 drop rule, so the filtered port's probes are not among them.
+    host.add_counter("in_window", "tcp flags == syn tcp sport 50000-54095")
+        .expect("nft counter");
+    host.add_counter("outside_window", "tcp sport != 50000-54095")
+        .expect("nft counter");
+    // RSTs from the window: prober's bounces of the real SYN-ACKs, and the host kernel's answers
+    // to any forged SYN-ACK that got past XDP.
+    host.add_counter(
+        "resets_from_window",
+        "tcp flags & rst == rst tcp sport 50000-54095",
+    )
+    .expect("nft counter");
+
+    let target = host.addr.to_string();
+    let base = BASE.to_string();
+    let args = [
+        "-s", &base, "-p", "1-3000", "--rate", "1000", "-o", "json", &target,
+    ];
+    let started = SystemTime::now();
+    let mut prober = Proc::spawn(prober_command(&args));
+    // Results stream as replies arrive, so the first one says the XDP program is attached.
+    prober.expect_line(Duration::from_secs(5), "the first result");
+    // From two closed ports inside the sweep and one outside it, to source ports of the window,
+    // acknowledging nothing the sweep sent (one chance in 2^32 per packet of hitting a cookie).
+    let forged = (0..FORGED)
+        .map(|i| {
+            let from_port = [81, 82, 4000][i % 3];
+            let to_port = BASE + (i as u16 * 211) % 4096;
+            syn_ack(host.addr, host.host_addr, from_port, to_port, 7)
+        })
+        .collect();
+    host.send_raw_from_namespace(forged)
+        .expect("sending forged SYN-ACKs");
+    if !prober.running() {
+        prober
+            .fail("the sweep ended before the forged SYN-ACKs were sent (results did not stream?)");
+    }
+    let swept = Swept::new(prober.wait(TIMEOUT), started);
+
+    let results = swept.json();
+    let want = expected_outcome(&[host.addr], 1..=3000, |_, port| port_status(port));
+    let footer = swept.check_outcome(&results, &want);
+    assert_eq!(
+        footer.unmatched, FORGED as u64,
+        "every forged SYN-ACK must be counted as unmatched\n{}",
+        swept.run
+    );
+    assert_eq!(counter(&host, "in_window"), 2999, "{}", swept.run);
+    let open = OPEN_PORTS.iter().filter(|&&p| p <= 3000).count() as u64;
+    assert_eq!(
+        counter(&host, "resets_from_window"),
+        open,
+        "want one bounced RST per open port and none for the forged SYN-ACKs\n{}",
+        swept.run
+    );
+    assert_eq!(
+        counter(&host, "outside_window"),
+        0,
+        "TCP from outside -s {BASE}..{} reached the host\n{}",
+        BASE + 4095,
+        swept.run
+    );
+}
+
+#[test]
+fn two_shards_with_the_same_seed_make_the_whole_sweep() {
+    require_root();
+    let mut host = scan_host();
+    let routed = host.add_routed_addresses(4).expect("routed addresses");
+    host.add_counter("probes", "tcp flags == syn")
+        .expect("nft counter");
+    let hosts: Vec<Ipv4Addr> = [host.addr].into_iter().chain(routed.clone()).collect();
+    let want = expected_outcome(&hosts, 1..=200, |_, port| port_status(port));
+
+    let (target, block) = (host.addr.to_string(), cidr(&routed));
+    let shards: Vec<(Swept, Outcome)> = ["1/2", "2/2"]
+        .into_iter()
+        .map(|shard| {
+            let swept = sweep(
+                &[
+                    "-p", "1-200", "--seed", "4242", "--shard", shard, "-o", "json", &target,
+                    &block,
+                ],
+                TIMEOUT,
+            );
+            let results = swept.json();
+            let got = outcome(&results).unwrap_or_else(|e| swept.fail(&e));
+            let footer = swept.footer();
+            if footer.sent != results.len() as u64 {
+                swept.fail("a shard should send one probe per result it reports");
+            }
+            (swept, got)
+        })
+        .collect();
+    let runs = format!("{}\n{}", shards[0].0.run, shards[1].0.run);
+    let (first, second) = (&shards[0].1, &shards[1].1);
+
+    let overlap: Vec<_> = first.keys().filter(|k| second.contains_key(k)).collect();
+    assert!(overlap.is_empty(), "both shards probed {overlap:?}\n{runs}");
+    let union: Outcome = first.iter().chain(second).map(|(k, v)| (*k, *v)).collect();
+    if let Some(diff) = outcome_diff(&union, &want) {
+        panic!("the two shards together are not the whole sweep:\n{diff}\n{runs}");
+    }
+    // Each is a share of the work, not all or nothing of it.
+    for got in [first, second] {
+        let share = got.len() as f64 / want.len() as f64;
+        assert!(
+            (0.25..=0.75).contains(&share),
+            "a shard did {share:.2} of the sweep\n{runs}"
+        );
+    }
+    // And no probe went out twice (port 23's are dropped before the counter sees them).
+    assert_eq!(counter(&host, "probes"), 5 * 199, "{runs}");
+}
+
+#[test]
+fn rate_holds_within_ten_percent() {
+    const RATE: u64 = 20000;
+    const WINDOW: Duration = Duration::from_millis(2500);
+    require_root();
+    let mut host = TestHost::new().expect("test host");
+    let silent = host.add_routed_addresses(1).expect("routed address")[0];
+    host.drop_all_to(silent).expect("nft drop rule");
+    let tx_path = format!("/sys/class/net/{}/statistics/tx_packets", host.host_if);
+    let tx = || -> u64 {
+        std::fs::read_to_string(&tx_path)
+            .expect("tx_packets")
+            .trim()
+            .parse()
+            .expect("tx_packets is a number")
+    };
+
+    // 65535 probes at RATE take about 3.3 s; nothing answers, so every frame the host side sends
+    // is a probe.
+    let (rate, target) = (RATE.to_string(), silent.to_string());
+    let started = SystemTime::now();
+    let before = tx();
+    let mut prober = Proc::spawn(prober_command(&[
+        "--scan", "all", "--rate", &rate, "--wait", "0.5", "-o", "list", &target,
+    ]));
+    // Measure from a tenth of a second into the sending, past any start-up burst.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (t0, c0) = loop {
+        let (t, c) = (Instant::now(), tx());
+        if c - before >= RATE / 10 {
+            break (t, c);
+        }
+        if Instant::now() > deadline || !prober.running() {
+            prober.fail("the sweep did not start sending");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    std::thread::sleep(WINDOW);
+    let (t1, c1) = (Instant::now(), tx());
+    let measured = (c1 - c0) as f64 / (t1 - t0).as_secs_f64();
+    let swept = Swept::new(prober.wait(TIMEOUT), started);
+
+    let low_high = (RATE as f64 * 0.9, RATE as f64 * 1.1);
+    assert!(
+        (low_high.0..=low_high.1).contains(&measured),
+        "sent {measured:.0} pps over {WINDOW:?}, want {RATE} ± 10%\n{}",
+        swept.run
+    );
+    assert_eq!(
+        swept.run.stdout, "",
+        "nothing is open: list output must be empty"
+    );
+    assert_eq!(swept.footer().sent, 65535, "{}", swept.run);
+    assert_eq!(
+        host.dropped_packets_to(silent).expect("nft counter"),
+        65535,
+        "{}",
+        swept.run
+    );
+    assert_eq!(swept.run.code(), Some(1), "nothing answered\n{}", swept.run);
+}
+
+#[test]
+fn retries_probe_again_only_what_has_not_answered() {
+    require_root();
+    let host = scan_host();
+    // After the port-23 drop rule: every probe to the other ports.
+    host.add_counter("answered_ports", "tcp flags == syn")
+        .expect("nft counter");
+    let target = host.addr.to_string();
+    let swept = sweep(
+        &[
+            "-p",
+            "20-30",
+            "--retries",
+            "2",
+            "--wait",
+            "0.3",
+            "-o",
+            "json",
+            &target,
+        ],
+        TIMEOUT,
+    );
+    let results = swept.json();
+    let want = expected_outcome(&[host.addr], 20..=30, |_, port| port_status(port));
+    let footer = swept.check_outcome(&results, &want);
+    assert_eq!(footer.sent, 11 + 2, "{}", swept.run);
+    assert_eq!(
+        host.dropped_packets(FILTERED_PORT).expect("nft counter"),
+        3,
+        "{}",
+        swept.run
+    );
+    assert_eq!(counter(&host, "answered_ports"), 10, "{}", swept.run);
+}
+
+#[test]
+fn a_sweep_ends_once_every_port_has_answered() {
+    const WAIT: Duration = Duration::from_secs(5);
+    require_root();
+    let host = scan_host();
+    let (target, wait) = (host.addr.to_string(), WAIT.as_secs().to_string());
+    let swept = sweep(
+        &["-p", "20-22,80", "--wait", &wait, "-o", "json", &target],
+        TIMEOUT,
+    );
+    let results = swept.json();
+    let want = expected_outcome(&[host.addr], [20, 21, 22, 80], |_, port| port_status(port));
+    swept.check_outcome(&results, &want);
+    assert!(
+        swept.run.elapsed < WAIT - Duration::from_secs(2),
+        "took {:?} although every port answered at once\n{}",
+        swept.run.elapsed,
+        swept.run
+    );
+}
+
+/// The distinct TCP ports /etc/services names.
+fn known_tcp_ports() -> BTreeSet<u16> {
+    let services = std::fs::read_to_string("/etc/services").expect("/etc/services");
+    services
+        .lines()
+        .filter_map(|line| line.split('#').next()?.split_whitespace().nth(1))
+        .filter_map(|port_proto| port_proto.strip_suffix("/tcp")?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn known_sweeps_the_tcp_ports_of_etc_services() {
+    require_root();
+    let host = scan_host();
+    let ports = known_tcp_ports();
+    assert!(ports.len() > 50, "/etc/services names only {ports:?}");
+    let target = host.addr.to_string();
+    let swept = sweep(
+        &["--scan", "known", "--rate", "20000", "-o", "json", &target],
+        TIMEOUT,
+    );
+    let results = swept.json();
+    let want = expected_outcome(&[host.addr], ports.iter().copied(), |_, port| {
+        port_status(port)
+    });
+    let footer = swept.check_outcome(&results, &want);
+    assert_eq!(footer.ports, ports.len() as u64, "{}", swept.run);
+}
+
+#[test]
+fn sigint_stops_a_sweep_with_the_footer_and_leaves_no_xdp() {
+    const SENT_BEFORE_SIGINT: u64 = 200;
+    require_root();
+    let mut host = TestHost::new().expect("test host");
+    let silent = host.add_routed_addresses(1).expect("routed address")[0];
+    host.drop_all_to(silent).expect("nft drop rule");
+    let target = silent.to_string();
+    let started = SystemTime::now();
+    // 65535 probes at 2000 pps would take half a minute.
+    let mut prober = Proc::spawn(prober_command(&[
+        "--scan", "all", "--rate", "2000", "-o", "json", &target,
+    ]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while host.dropped_packets_to(silent).expect("nft counter") < SENT_BEFORE_SIGINT {
+        if Instant::now() > deadline || !prober.running() {
+            prober.fail("the sweep did not start sending");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    prober.signal(libc::SIGINT);
+    let swept = Swept::new(prober.wait(Duration::from_secs(10)), started);
+
+    let footer = swept.footer();
+    let arrived = host.dropped_packets_to(silent).expect("nft counter");
+    assert!(
+        (SENT_BEFORE_SIGINT..65535).contains(&footer.sent) && footer.sent == arrived,
+        "the footer says {} probes sent; the host got {arrived}\n{}",
+        footer.sent,
+        swept.run
+    );
+    // Which results are written on Ctrl-C is the program's choice, but each must be valid.
+    let results = swept.json();
+    assert!(
+        results
+            .iter()
+            .all(|r| (r.ip, r.status) == (silent, Status::Filtered)),
+        "{}",
+        swept.run
+    );
+    assert_eq!(swept.run.code(), Some(1), "nothing answered\n{}", swept.run);
+    let link = prober_tests::ip_link_show(&host.host_if, false).expect("ip link show");
+    assert!(!link.contains("xdp"), "XDP left attached:\n{link}");
+}
+
+#[test]
+fn json_csv_and_list_outputs_agree() {
+    require_root();
+    let mut host = scan_host();
+    let other = host.add_routed_addresses(1).expect("routed address")[0];
+    let (spec, target) = ("20-25,80,443", host.addr.to_string());
+    let ports = [20, 21, 22, 23, 24, 25, 80, 443];
+    let want = expected_outcome(&[host.addr], ports, |_, port| port_status(port));
+
+    let json = sweep(&["--scan", spec, "-o", "json", &target], TIMEOUT);
+    let json_results = json.json();
+    json.check_outcome(&json_results, &want);
+    let wrong = linux_peer_field_errors(&json_results);
+    assert!(wrong.is_empty(), "{wrong:#?}\n{}", json.run);
+    // Eight probes: no send time can have been forgotten.
+    assert!(
+        json_results
+            .iter()
+            .all(|r| r.rtt_us.is_some() == (r.status != Status::Filtered)),
+        "every answered result needs an rtt_us\n{}",
+        json.run
+    );
+
+    let file = ScratchFile::new("results.csv", "").expect("scratch file");
+    let path = file.path.to_str().expect("utf-8 path");
+    let csv = sweep(
+        &["--scan", spec, "-o", "csv", "--output", path, &target],
+        TIMEOUT,
+    );
+    assert_eq!(
+        csv.run.stdout, "",
+        "--output FILE: nothing on stdout\n{}",
+        csv.run
+    );
+    let text = file.read().expect("the --output file");
+    let csv_results =
+        parse_csv(&text).unwrap_or_else(|e| csv.fail(&format!("{e}\nthe file:\n{text}")));
+    csv.check_times(&csv_results);
+    csv.check_outcome(&csv_results, &want);
+    let fields = |results: &[SweepResult]| -> BTreeSet<_> {
+        results.iter().map(|r| r.key_fields()).collect()
+    };
+    assert_eq!(
+        fields(&csv_results),
+        fields(&json_results),
+        "CSV rows differ from the JSON lines\n{text}\n{}",
+        json.run
+    );
+
+    // Several hosts: list by default, open ports only.
+    let other_target = other.to_string();
+    let list = sweep(&["--scan", spec, &target, &other_target], TIMEOUT);
+    let secs = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+    let listed: BTreeSet<(Ipv4Addr, u16)> = list
+        .run
+        .stdout_lines()
+        .iter()
+        .map(|line| {
+            let (ip, port, ts) = parse_list_line(line).unwrap_or_else(|e| list.fail(&e));
+            if ts + 1 < secs(list.started) || ts > secs(list.ended) + 1 {
+                list.fail(&format!("{line:?}: time outside the run"));
+            }
+            (ip, port)
+        })
+        .collect();
+    let open: BTreeSet<(Ipv4Addr, u16)> = [host.addr, other]
+        .into_iter()
+        .flat_map(|ip| [(ip, 22), (ip, 80)])
+        .collect();
+    assert_eq!(listed, open, "{}", list.run);
+    assert_eq!(
+        list.run.stdout_lines().len(),
+        open.len(),
+        "each open port listed once\n{}",
+        list.run
+    );
+    assert_eq!(list.footer().filtered, 2, "{}", list.run);
+}
+
+#[test]
+fn excluded_addresses_are_never_probed() {
+    require_root();
+    let mut host = TestHost::new().expect("test host");
+    host.listen_tcp(80).expect("listener");
+    let a = host.add_routed_addresses(8).expect("routed addresses");
+    let excluded = [a[1], a[3], a[4], a[6], a[7]];
+    let included = [a[0], a[2], a[5]];
+    let set = |addrs: &[Ipv4Addr]| {
+        let list: Vec<String> = addrs.iter().map(Ipv4Addr::to_string).collect();
+        format!("ip daddr {{ {} }}", list.join(", "))
+    };
+    host.add_counter("to_excluded", &set(&excluded))
+        .expect("nft counter");
+    host.add_counter(
+        "probes_to_included",
+        &format!("{} tcp flags == syn", set(&included)),
+    )
+    .expect("nft counter");
+    let file = ScratchFile::new("exclude", &format!("# never probe these\n\n{}/31\n", a[6]))
+        .expect("scratch file");
+
+    let (commandline_list, single) = (format!("{},{}/32", a[1], a[3]), a[4].to_string());
+    let block = cidr(&a);
+    let path = file.path.to_str().expect("utf-8 path");
+    let swept = sweep(
+        &[
+            "-p",
+            "20-25,80",
+            "--exclude",
+            &commandline_list,
+            "--exclude",
+            &single,
+            "--exclude-file",
+            path,
+            "-o",
+            "json",
+            &block,
+        ],
+        TIMEOUT,
+    );
+    let results = swept.json();
+    let want = expected_outcome(&included, (20..=25).chain([80]), |_, port| {
+        if port == 80 {
+            Status::Open
+        } else {
+            Status::Closed
+        }
+    });
+    let footer = swept.check_outcome(&results, &want);
+    assert_eq!((footer.hosts, footer.sent), (3, 21), "{}", swept.run);
+    assert_eq!(
+        counter(&host, "to_excluded"),
+        0,
+        "packets reached excluded addresses\n{}",
+        swept.run
+    );
+    assert_eq!(counter(&host, "probes_to_included"), 21, "{}", swept.run);
+}
+
+/// prober with `args`, then a fresh test host's address followed by `suffix`: with a prober that
+/// wrongly goes ahead, probes still only go to the test namespace.
+fn refused(args: &[&str], suffix: &str) -> Finished {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let target = format!("{}{suffix}", host.addr);
+    let all: Vec<&str> = args.iter().copied().chain([target.as_str()]).collect();
+    run(prober_command(&all), TIMEOUT)
+}
+
+#[test]
+fn bad_port_spec_is_an_error() {
+    check_error(&refused(&["--scan", "70000"], ""), &["70000"], &[]);
+}
+
+#[test]
+fn bad_cidr_is_an_error() {
+    check_error(
+        &refused(&["--scan", "80"], "/33"),
+        &[],
+        &["/33", "prefix", "cidr"],
+    );
+}
+
+#[test]
+fn shard_beyond_the_count_is_an_error() {
+    let run = refused(&["--scan", "80", "--seed", "1", "--shard", "3/2"], "");
+    check_error(&run, &["shard"], &[]);
+}
+
+#[test]
+fn shard_without_seed_is_an_error() {
+    check_error(
+        &refused(&["--scan", "80", "--shard", "1/2"], ""),
+        &["seed"],
+        &[],
+    );
+}
+
+#[test]
+fn icmp_sweep_is_an_error() {
+    check_error(
+        &refused(&["-1", "--scan", "80"], ""),
+        &[],
+        &["-1", "icmp", "syn"],
+    );
+}
