@@ -84,8 +84,8 @@ pub struct ResultWriter {
     /// Table: closed ports get rows too (hping3's -V).
     verbose: bool,
     out: Box<dyn Write>,
-    /// Table: the filtered ports, listed at the end as hping3 does.
-    not_responding: String,
+    /// Table: the filtered ports, listed at the end in port order as hping3 does.
+    not_responding: Vec<u16>,
     /// CLOCK_REALTIME minus CLOCK_MONOTONIC, to date kernel timestamps.
     realtime_offset_ns: i128,
 }
@@ -104,7 +104,7 @@ impl ResultWriter {
             format,
             verbose,
             out,
-            not_responding: String::new(),
+            not_responding: Vec::new(),
             realtime_offset_ns: realtime_ns - i128::from(monotonic_ns()),
         })
     }
@@ -162,18 +162,14 @@ impl ResultWriter {
     }
 
     fn write_table_row(&mut self, result: &PortResult) -> Result<()> {
-        let name = service_name(result.port);
         match (result.status, result.reply) {
-            (Status::Filtered, _) => {
-                self.not_responding
-                    .push_str(&format!("({} {name}) ", result.port));
-            }
+            (Status::Filtered, _) => self.not_responding.push(result.port),
             (Status::Closed, _) if !self.verbose => {}
             (_, Some(reply)) => writeln!(
                 self.out,
                 "{:5} {:<11.11}: {} {:3} {:5} {:5} {:5}",
                 result.port,
-                name,
+                service_name(result.port),
                 TcpFlags(reply.tcp_flags).dotted(),
                 reply.ttl,
                 reply.ip_id,
@@ -193,8 +189,13 @@ impl ResultWriter {
     /// Ends the output: the table's list of ports that did not respond.
     pub fn finish(&mut self) -> Result<()> {
         if self.format == Format::Table && !self.not_responding.is_empty() {
-            writeln!(self.out, "Not responding ports: {}", self.not_responding)
-                .context("writing results")?;
+            self.not_responding.sort_unstable();
+            let ports: String = self
+                .not_responding
+                .iter()
+                .map(|&port| format!("({port} {}) ", service_name(port)))
+                .collect();
+            writeln!(self.out, "Not responding ports: {ports}").context("writing results")?;
         }
         self.flush()
     }

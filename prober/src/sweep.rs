@@ -72,6 +72,10 @@ pub struct SweepOptions {
     pub status_line: bool,
 }
 
+/// (host, port) pairs in one sweep at most: the answer map takes a bit per pair (1 GiB here;
+/// a whole /0 on one port fits).
+const MAX_PROBES: u64 = 1 << 33;
+
 /// Send threads at most: with veth peers the target's and our own softirq work runs on the
 /// sending CPU, so one sender per CPU is what lets a sweep use the machine.
 const MAX_SENDERS: usize = 4;
@@ -91,6 +95,13 @@ impl Sweep {
     pub fn prepare(options: SweepOptions) -> Result<Sweep> {
         if options.targets.is_empty() {
             bail!("no targets left to probe after the exclusions");
+        }
+        let pairs = options.targets.len() * options.ports.len();
+        if pairs > MAX_PROBES {
+            bail!(
+                "{pairs} (host, port) pairs in one sweep: at most {MAX_PROBES} (a 1 GiB answer map); \
+                 split the targets"
+            );
         }
         if options.base_port > u16::MAX - (SOURCE_PORTS - 1) {
             bail!(
@@ -200,21 +211,23 @@ impl Sweep {
         let mut summary = collector.summary;
         collector.status.finish();
 
-        // Filtered: probed, never answered. Ports a Ctrl-C kept from being probed are not.
-        let all_probed = options.shard.count == 1 && plan.first_pass_done();
-        for target in 0..plan.permutation.len() {
-            if plan.answered.contains(target) {
-                continue;
-            }
-            if all_probed || plan.probed(plan.permutation.position(target)) {
-                summary.filtered += 1;
-                let (ip, port) = plan.endpoint(target);
-                results.write(&PortResult {
-                    ip,
-                    port,
-                    status: Status::Filtered,
-                    reply: None,
-                })?;
+        // Filtered: probed, never answered. Walking the positions the first pass reached
+        // costs what the sweep sent, and leaves out what a Ctrl-C kept from being probed.
+        for sender in 0..plan.senders {
+            let (first, step) = plan.walk(sender);
+            let reached = plan.first_pass_reached[sender as usize].load(Ordering::Acquire);
+            for position in (first..reached).step_by(step as usize) {
+                let target = plan.permutation.get(position);
+                if !plan.answered.contains(target) {
+                    summary.filtered += 1;
+                    let (ip, port) = plan.endpoint(target);
+                    results.write(&PortResult {
+                        ip,
+                        port,
+                        status: Status::Filtered,
+                        reply: None,
+                    })?;
+                }
             }
         }
         results.finish()?;
@@ -291,9 +304,7 @@ impl Plan {
         cookie_key: [u64; 2],
         senders: u64,
     ) -> Result<Plan> {
-        let Some(total) = options.targets.len().checked_mul(options.ports.len()) else {
-            bail!("too many probes in one sweep");
-        };
+        let total = options.targets.len() * options.ports.len();
         let order_key = match options.seed {
             Some(seed) => [seed, seed.rotate_left(32) ^ 0x5eed],
             None => [random()?, random()?],
@@ -343,22 +354,6 @@ impl Plan {
     fn walk(&self, sender: u64) -> (u64, u64) {
         let step = self.shard.count * self.senders;
         (self.shard.index + sender * self.shard.count, step)
-    }
-
-    /// Whether the first pass has sent the probe at `position` (any shard's).
-    fn probed(&self, position: u64) -> bool {
-        if position % self.shard.count != self.shard.index {
-            return false;
-        }
-        let sender = (position / self.shard.count) % self.senders;
-        position < self.first_pass_reached[sender as usize].load(Ordering::Acquire)
-    }
-
-    fn first_pass_done(&self) -> bool {
-        let total = self.permutation.len();
-        self.first_pass_reached
-            .iter()
-            .all(|reached| reached.load(Ordering::Acquire) >= total)
     }
 
     /// The send threads, one per transmit path, each with its share of the rate.
@@ -563,12 +558,16 @@ impl ReplyHandler for Collector<'_> {
     }
 }
 
-/// One bit per (host, port), set from the reply side and read by the send thread.
+/// One bit per (host, port), set from the reply side and read by the send threads. Its
+/// memory is allocated zeroed and only becomes resident where replies set bits.
 struct BitSet(Box<[AtomicU64]>);
 
 impl BitSet {
     fn new(len: u64) -> BitSet {
-        BitSet((0..len.div_ceil(64)).map(|_| AtomicU64::new(0)).collect())
+        let words = vec![0u64; len.div_ceil(64) as usize].into_boxed_slice();
+        // SAFETY: AtomicU64 has the size, alignment and bit validity of u64, so a boxed slice
+        // of one is a boxed slice of the other; the allocation's layout is unchanged.
+        BitSet(unsafe { Box::from_raw(Box::into_raw(words) as *mut [AtomicU64]) })
     }
 
     fn contains(&self, index: u64) -> bool {
