@@ -1,5 +1,6 @@
 //! Project tasks, run as `cargo xtask <task>` (see README.md).
 
+mod bench;
 mod bootstrap;
 mod demo;
 mod env;
@@ -34,6 +35,22 @@ enum Task {
     Test,
     /// Bootstrap, build (release), and probe a throwaway namespace host.
     Demo,
+    /// Benchmarks against prober's peers, on throwaway namespace hosts (needs root).
+    Bench {
+        #[command(subcommand)]
+        bench: Bench,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Sweep all 65535 TCP ports of one host and of 20 hosts with prober, masscan, nmap and zmap,
+    /// flood with hping3, measure the packet path with trafgen, and print a table.
+    Sweep {
+        /// Run only these tools (repeatable): prober, masscan, nmap, zmap, hping3, trafgen.
+        #[arg(long = "tool", value_name = "NAME")]
+        tools: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -42,6 +59,9 @@ fn main() -> ExitCode {
         Task::Build { release } => bootstrap::run().and_then(|()| env::build_prober(release)),
         Task::Test => test::run(),
         Task::Demo => demo::run(),
+        Task::Bench {
+            bench: Bench::Sweep { tools },
+        } => bench::sweep(&tools),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

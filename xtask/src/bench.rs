@@ -1,0 +1,487 @@
+//! `cargo xtask bench sweep`: prober and its peers (masscan, nmap, zmap, hping3, and trafgen for
+//! the packet path's limit) sweep all 65 535 TCP ports of one namespace host and of 20, one
+//! after the other on the same bed, each measured the same way from outside; then a table.
+//!
+//! Everything is sent to addresses of a throwaway `TestHost` in 198.18.0.0/15, out of its veth,
+//! from its veth address: every tool is told the interface, the source address and (where it
+//! builds frames itself) both MACs, so none of them picks a route, a gateway or a name server.
+
+mod measure;
+mod tools;
+
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use prober_tests::TestHost;
+
+use crate::{bootstrap, env};
+use measure::Measurement;
+use tools::{Covers, Found, Invocation, Program, Tool, SINGLE_PORT, TOOLS};
+
+/// Ports with a real listener on every address of the bed. The ends of the range are among
+/// them, so an off-by-one in a port range shows.
+const OPEN_PORTS: [u16; 5] = [1, 80, 443, 8080, 65535];
+/// Targets of the many-hosts sweep (besides the bed's own address, which is the one-host sweep).
+const MANY_HOSTS: u32 = 20;
+const PORTS_PER_HOST: u64 = 65_535;
+/// The nftables counter of TCP SYNs (without ACK) arriving in the namespace: the probes.
+const SYN_COUNTER: &str = "bench_syns";
+/// Time bound of a sweep: this much, plus one second per BOUND_PPS probes it sends.
+const BOUND_BASE_SECS: u64 = 10;
+const BOUND_PPS: u64 = 20_000;
+/// How long hping3 floods (it never ends by itself; its rate is the result).
+const FLOOD_SECS: u64 = 3;
+/// Between two runs: long enough for the namespace to finish with the last run's half-open
+/// connections and for late replies to land outside the next run's counters.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// The namespace host every tool probes, and what the tools need to build frames for it.
+pub struct Bed {
+    pub host: TestHost,
+    /// MAC of `host.host_if`, the source of every frame.
+    pub host_mac: String,
+    /// MAC of the namespace's veth end, the destination of every frame.
+    pub ns_mac: String,
+}
+
+struct Scenario {
+    title: String,
+    /// For file names.
+    slug: &'static str,
+    targets: Vec<Ipv4Addr>,
+}
+
+struct Row<'a> {
+    tool: &'a Tool,
+    /// Why the row has no numbers, or what went wrong.
+    note: Option<String>,
+    measured: Option<Measurement>,
+    found: Option<Found>,
+}
+
+/// Runs the sweep benchmark with `only` the tools named there, or all when it is empty.
+pub fn sweep(only: &[String]) -> Result<()> {
+    env::require_root("cargo xtask bench sweep")?;
+    if let Some(unknown) = only
+        .iter()
+        .find(|name| !TOOLS.iter().any(|tool| tool.name == name.as_str()))
+    {
+        let known: Vec<&str> = TOOLS.iter().map(|tool| tool.name).collect();
+        bail!(
+            "unknown tool {unknown:?}; the tools are {}",
+            known.join(", ")
+        );
+    }
+    let tools: Vec<&Tool> = TOOLS
+        .iter()
+        .filter(|tool| only.is_empty() || only.iter().any(|name| name == tool.name))
+        .collect();
+    bootstrap::run()?;
+    Program::install_missing_peers(&tools)?;
+    // A prober that does not build yet (or lacks sweep mode) fails its rows, not the peers'.
+    let prober = if tools
+        .iter()
+        .any(|tool| matches!(tool.program, Program::Prober))
+    {
+        env::build_prober(true).and_then(|()| env::prober_bin(true))
+    } else {
+        Err(anyhow!("not selected"))
+    };
+    println!("versions:");
+    for tool in &tools {
+        println!("  {:8} {}", tool.name, tool.program.version(&prober));
+    }
+    env::catch_sigint()?;
+
+    let workdir = env::target_dir()?.join("bench-sweep");
+    // Only this task writes there: each run starts from an empty directory.
+    let _ = std::fs::remove_dir_all(&workdir);
+    std::fs::create_dir_all(&workdir).with_context(|| format!("creating {}", workdir.display()))?;
+
+    // Dropped on every way out of this function, which removes the namespace and its routes.
+    let mut bed = Bed::new()?;
+    let many = bed
+        .host
+        .add_routed_addresses(MANY_HOSTS)
+        .context("adding the many-hosts targets")?;
+    let (ns, host_if) = (bed.host.ns.clone(), bed.host.host_if.clone());
+    let scenarios = [
+        Scenario {
+            title: format!("1 host ({}) x 65535 ports", bed.host.addr),
+            slug: "one",
+            targets: vec![bed.host.addr],
+        },
+        Scenario {
+            title: format!(
+                "{MANY_HOSTS} hosts ({} - {}) x 65535 ports",
+                many[0],
+                many[many.len() - 1]
+            ),
+            slug: "many",
+            targets: many,
+        },
+    ];
+    println!(
+        "\nbed: namespace {ns}, host side {host_if} {} ({}), namespace side {} ({}); open on every address: {}",
+        bed.host.host_addr,
+        bed.host_mac,
+        bed.host.addr,
+        bed.ns_mac,
+        port_list(),
+    );
+    println!("tool outputs: {}", workdir.display());
+
+    let mut report = String::new();
+    for scenario in &scenarios {
+        println!("\n== {} ==", scenario.title);
+        let rows: Vec<Row> = tools
+            .iter()
+            .copied()
+            .filter(|tool| !tool.floods_until_stopped || scenario.targets.len() == 1)
+            .map(|tool| run_tool(&bed, tool, scenario, &workdir, &prober))
+            .collect();
+        write_table(&mut report, scenario, &rows);
+        if env::interrupted() {
+            break;
+        }
+    }
+    drop(bed);
+    println!("{report}");
+    print_legend();
+    check_cleanup(&ns, &host_if)?;
+    if env::interrupted() {
+        bail!("interrupted (the bed is removed)");
+    }
+    Ok(())
+}
+
+impl Bed {
+    fn new() -> Result<Bed> {
+        let mut host = TestHost::new().context("creating the bench host")?;
+        for port in OPEN_PORTS {
+            host.listen_tcp(port)
+                .with_context(|| format!("listening on TCP port {port} in the bench host"))?;
+        }
+        host.add_counter(SYN_COUNTER, "tcp flags & (syn | ack) == syn")
+            .context("counting SYNs in the bench host")?;
+        let host_mac = read_trimmed(&sys_net(&host.host_if, "address"))?;
+        let ns_mac = ns_link(&host)?["address"]
+            .as_str()
+            .context("no address in `ip -j link show` of the namespace's veth")?
+            .to_owned();
+        Ok(Bed {
+            host,
+            host_mac,
+            ns_mac,
+        })
+    }
+
+    /// tx_packets and tx_dropped of the host's veth end.
+    pub fn host_tx_frames(&self) -> Result<(u64, u64)> {
+        let read = |name: &str| -> Result<u64> {
+            let path = sys_net(&self.host.host_if, &format!("statistics/{name}"));
+            read_trimmed(&path)?
+                .parse()
+                .with_context(|| format!("parsing {}", path.display()))
+        };
+        Ok((read("tx_packets")?, read("tx_dropped")?))
+    }
+
+    /// Packets the namespace's veth end transmitted (toward the host).
+    pub fn ns_tx_packets(&self) -> Result<u64> {
+        ns_link(&self.host)?["stats64"]["tx"]["packets"]
+            .as_u64()
+            .context("no stats64.tx.packets in `ip -j -s link show` of the namespace's veth")
+    }
+
+    /// SYNs that arrived in the namespace so far.
+    pub fn syn_count(&self) -> Result<u64> {
+        self.host.counter_packets(SYN_COUNTER)
+    }
+}
+
+/// `ip -n <ns> -j -s link show dev <peer_if>`, the one object in it.
+fn ns_link(host: &TestHost) -> Result<serde_json::Value> {
+    let json = env::output(Command::new("ip").args([
+        "-n",
+        &host.ns,
+        "-j",
+        "-s",
+        "link",
+        "show",
+        "dev",
+        &host.peer_if,
+    ]))?;
+    let mut links: serde_json::Value =
+        serde_json::from_str(&json).context("parsing `ip -j link show`")?;
+    Ok(links[0].take())
+}
+
+fn sys_net(interface: &str, file: &str) -> PathBuf {
+    Path::new("/sys/class/net").join(interface).join(file)
+}
+
+fn read_trimmed(path: &Path) -> Result<String> {
+    Ok(std::fs::read_to_string(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .trim()
+        .to_owned())
+}
+
+fn port_list() -> String {
+    OPEN_PORTS.map(|p| p.to_string()).join(",")
+}
+
+/// Runs one tool on one scenario and reads its results; whatever fails becomes the row's note.
+fn run_tool<'a>(
+    bed: &Bed,
+    tool: &'a Tool,
+    scenario: &Scenario,
+    workdir: &Path,
+    prober: &Result<PathBuf>,
+) -> Row<'a> {
+    let mut row = Row {
+        tool,
+        note: None,
+        measured: None,
+        found: None,
+    };
+    if env::interrupted() {
+        row.note = Some("not run: interrupted".to_owned());
+        return row;
+    }
+    let base = workdir.join(format!("{}-{}", scenario.slug, tool.name));
+    let invocation = Invocation {
+        bed,
+        targets: &scenario.targets,
+        output: base.with_extension("out"),
+        workdir,
+    };
+    let prepared = tool
+        .program
+        .path(prober)
+        .and_then(|program| Ok((program, (tool.args)(&invocation)?)));
+    let (program, args) = match prepared {
+        Ok(prepared) => prepared,
+        Err(err) => {
+            println!("{}: not run: {err:#}", tool.name);
+            row.note = Some(format!("not run: {err:#}"));
+            return row;
+        }
+    };
+    println!("$ {} {}", program.display(), shell_words(&args));
+    let probes = scenario.targets.len() as u64 * PORTS_PER_HOST;
+    let limit = if tool.floods_until_stopped {
+        FLOOD_SECS
+    } else {
+        BOUND_BASE_SECS + probes / BOUND_PPS
+    };
+    let measured = match measure::run(
+        bed,
+        &program,
+        &args,
+        Duration::from_secs(limit),
+        &base.with_extension("stdout"),
+    ) {
+        Ok(measured) => measured,
+        Err(err) => {
+            row.note = Some(format!("measuring failed: {err:#}"));
+            return row;
+        }
+    };
+    // A flood that only ends by the time bound has ended normally.
+    let flood_stopped = tool.floods_until_stopped && measured.timed_out;
+    if let Some(failure) = measured.failure.as_ref().filter(|_| !flood_stopped) {
+        let last_words = measured
+            .stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        row.note = Some(format!("{failure}: {}", last_words.trim()));
+    } else {
+        match tool.results.read(&invocation.output, &measured.stderr) {
+            Ok(found) => row.found = Some(found),
+            Err(err) => row.note = Some(format!("results unreadable: {err:#}")),
+        }
+    }
+    println!(
+        "{}: {} probes, {:.0} pps, {:.2} s{}",
+        tool.name,
+        measured.probes,
+        measured.send_pps,
+        measured.wall_secs,
+        row.note
+            .as_ref()
+            .map(|n| format!("; {n}"))
+            .unwrap_or_default()
+    );
+    row.measured = Some(measured);
+    std::thread::sleep(SETTLE);
+    row
+}
+
+/// `args` as one would type them: words with a space single-quoted (targets and paths have no
+/// quotes of their own).
+fn shell_words(args: &[String]) -> String {
+    let quoted: Vec<String> = args
+        .iter()
+        .map(|a| {
+            if a.contains(' ') {
+                format!("'{a}'")
+            } else {
+                a.clone()
+            }
+        })
+        .collect();
+    quoted.join(" ")
+}
+
+/// Expected (open pairs, answered pairs) of a tool's run on `targets`.
+fn expected(covers: Covers, targets: &[Ipv4Addr]) -> Option<(usize, u64)> {
+    let hosts = targets.len();
+    match covers {
+        Covers::AllPorts => Some((hosts * OPEN_PORTS.len(), hosts as u64 * PORTS_PER_HOST)),
+        Covers::SinglePort => Some((hosts, hosts as u64)),
+        Covers::SendRateOnly => None,
+    }
+}
+
+fn open_cell(covers: Covers, targets: &[Ipv4Addr], found: &Found) -> String {
+    let expected_pair = |(ip, port): &(Ipv4Addr, u16)| {
+        targets.contains(ip)
+            && match covers {
+                Covers::AllPorts => OPEN_PORTS.contains(port),
+                Covers::SinglePort => *port == SINGLE_PORT,
+                Covers::SendRateOnly => false,
+            }
+    };
+    let Some((open_expected, _)) = expected(covers, targets) else {
+        return "-".to_owned();
+    };
+    let right = found.open.iter().filter(|pair| expected_pair(pair)).count();
+    let wrong = found.open.len() - right;
+    if wrong == 0 {
+        format!("{right}/{open_expected}")
+    } else {
+        format!("{right}/{open_expected} +{wrong}")
+    }
+}
+
+fn write_table(out: &mut String, scenario: &Scenario, rows: &[Row]) {
+    let prober = rows
+        .iter()
+        .find(|row| matches!(row.tool.program, Program::Prober) && row.note.is_none())
+        .and_then(|row| row.measured.as_ref());
+    let _ = writeln!(out, "\n== {} ==", scenario.title);
+    let _ = writeln!(
+        out,
+        "{:8} {:>9} {:>9} {:>7} {:>9} {:>7} {:>8} {:>7} {:>10} {:>9} {:>6} {:>7} {:>6} {:>6}",
+        "tool",
+        "probes",
+        "frames",
+        "send s",
+        "send pps",
+        "wall s",
+        "open",
+        "lost",
+        "ns replies",
+        "veth drop",
+        "CPU s",
+        "RSS MiB",
+        "pps x",
+        "time x"
+    );
+    let mut notes = Vec::new();
+    for row in rows {
+        let Some(m) = &row.measured else {
+            let _ = writeln!(out, "{:8} (no run)", row.tool.name);
+            notes.extend(row.note.as_ref().map(|n| format!("{}: {n}", row.tool.name)));
+            continue;
+        };
+        let (open, lost) = match &row.found {
+            Some(found) => (
+                open_cell(row.tool.covers, &scenario.targets, found),
+                match (expected(row.tool.covers, &scenario.targets), found.answered) {
+                    (Some((_, want)), Some(got)) => (want as i64 - got as i64).to_string(),
+                    _ => "-".to_owned(),
+                },
+            ),
+            None => ("-".to_owned(), "-".to_owned()),
+        };
+        let pps_ratio = prober
+            .filter(|_| m.send_pps > 0.0)
+            .map(|p| format!("{:.2}", p.send_pps / m.send_pps));
+        // Only a full sweep does the same work as prober's, so only there is time comparable.
+        let time_ratio = prober
+            .filter(|_| row.tool.covers == Covers::AllPorts && row.found.is_some())
+            .map(|p| format!("{:.2}", m.wall_secs / p.wall_secs));
+        let _ = writeln!(
+            out,
+            "{:8} {:>9} {:>9} {:>7.3} {:>9.0} {:>7.2} {:>8} {:>7} {:>10} {:>9} {:>6.2} {:>7.1} {:>6} {:>6}",
+            row.tool.name,
+            m.probes,
+            m.frames,
+            m.send_secs,
+            m.send_pps,
+            m.wall_secs,
+            open,
+            lost,
+            m.ns_replies,
+            m.veth_dropped,
+            m.cpu_secs,
+            m.max_rss_kib as f64 / 1024.0,
+            pps_ratio.unwrap_or_else(|| "-".to_owned()),
+            time_ratio.unwrap_or_else(|| "-".to_owned()),
+        );
+        notes.extend(row.note.as_ref().map(|n| format!("{}: {n}", row.tool.name)));
+    }
+    for note in notes {
+        let _ = writeln!(out, "  note: {note}");
+    }
+}
+
+fn print_legend() {
+    println!(
+        "\
+columns:
+  probes      TCP SYNs (no ACK) that reached the namespace (an nftables counter in it) + veth drop
+  frames      host veth tx_packets + tx_dropped, delta over the run: the probes, plus one RST
+              from the host kernel per SYN-ACK for tools that leave SYN-ACKs to it (zmap and
+              hping3 flood open port {SINGLE_PORT}: about 2 frames per probe), plus ARP
+  send s      sending time: first to last {ms} ms sample of the frames counter that rose by at
+              least 1% of the busiest sample's rise
+  send pps    probes / send s
+  wall s      spawn to exit: the time to the tool's full result, its own final wait included
+  open        expected (host, port) pairs found open / expected (ports {ports} on every target;
+              zmap probes port {SINGLE_PORT} only); +N: pairs reported open that are not
+  lost        answers expected (every probed pair answers, open or closed) - distinct answers the
+              tool reported; '-' where the tool reports open ports only
+  ns replies  packets the namespace's veth end sent: its SYN-ACKs and RSTs
+  veth drop   of frames, dropped by the veth: the namespace's backlog was full
+  CPU s       user + system CPU time of the tool (wait4's rusage), not the kernel's packet work
+  RSS MiB     peak resident set: wait4's ru_maxrss of the tool (through timeout)
+  pps x       prober's send pps / the tool's      time x  the tool's wall time / prober's (full sweeps)",
+        ms = measure::SAMPLE_EVERY.as_millis(),
+        ports = port_list(),
+    );
+}
+
+/// After the bed is dropped: nothing of it is left in `ip netns list` or `bpftool net`.
+fn check_cleanup(ns: &str, host_if: &str) -> Result<()> {
+    let netns = env::output(Command::new("ip").args(["netns", "list"]))?;
+    let xdp = env::output(Command::new("bpftool").args(["net", "show"]))?;
+    let left: Vec<&str> = [(netns.contains(ns), ns), (xdp.contains(host_if), host_if)]
+        .into_iter()
+        .filter_map(|(left, name)| left.then_some(name))
+        .collect();
+    if !left.is_empty() {
+        bail!("left behind after the bed was removed: {}", left.join(", "));
+    }
+    println!("cleanup: namespace {ns} and veth {host_if} are gone (ip netns list, bpftool net)");
+    Ok(())
+}

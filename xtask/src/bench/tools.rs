@@ -1,0 +1,564 @@
+//! The tools the sweep benchmark runs, described as data: how to invoke each on a set of targets,
+//! what part of the sweep it covers, and how to read what it found.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context as _, Result};
+
+use super::Bed;
+use crate::env;
+
+/// The port zmap (one port per scan in the installed 2.1.x) and hping3 probe; open in the bed.
+pub const SINGLE_PORT: u16 = 80;
+/// Probes hping3 may send before its time bound stops it.
+const HPING3_COUNT: u32 = 1_000_000;
+/// The configuration file masscan reads before its command line.
+const MASSCAN_CONFIG: &str = "/etc/masscan/masscan.conf";
+/// Source port of trafgen's frames (a fixed one: each frame differs by destination port).
+const TRAFGEN_SOURCE_PORT: u16 = 40_000;
+
+pub struct Tool {
+    pub name: &'static str,
+    pub program: Program,
+    /// Which (host, port) pairs the run probes, so which open ports it can find.
+    pub covers: Covers,
+    /// Floods one target until the time bound stops it (hping3): it runs only in the one-host
+    /// sweep, for FLOOD_SECS, and being stopped is its normal end.
+    pub floods_until_stopped: bool,
+    pub args: fn(&Invocation) -> Result<Vec<String>>,
+    pub results: Results,
+}
+
+pub enum Program {
+    /// This workspace's release build of prober.
+    Prober,
+    /// An installed program and the Debian package that has it.
+    Peer {
+        command: &'static str,
+        package: &'static str,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq)]
+pub enum Covers {
+    /// Every port of every target: a full sweep.
+    AllPorts,
+    /// SINGLE_PORT of every target, many probes each: it measures the send rate, and whether
+    /// the open port was seen.
+    SinglePort,
+    /// Nothing is reported: the send rate is the result.
+    SendRateOnly,
+}
+
+/// What one run is told: where to send, from where, and where to write.
+pub struct Invocation<'a> {
+    pub bed: &'a Bed,
+    pub targets: &'a [Ipv4Addr],
+    /// The file the tool writes its results to (stdout goes next to it).
+    pub output: PathBuf,
+    /// For helper files the tool reads (zmap's blocklist, trafgen's frames).
+    pub workdir: &'a Path,
+}
+
+pub enum Results {
+    /// `open tcp <port> <ip> <time>` lines (masscan -oL; prober -o list), plus prober's footer
+    /// on stderr for the closed count when `footer` is set.
+    OpenList { footer: bool },
+    /// nmap -oG.
+    NmapGrepable,
+    /// zmap -O csv with fields saddr,sport,classification.
+    ZmapCsv,
+    /// The tool reports nothing comparable.
+    None,
+}
+
+/// What a tool reported.
+pub struct Found {
+    pub open: BTreeSet<(Ipv4Addr, u16)>,
+    /// Probes it reports answered (open or closed), distinct (host, port) pairs, when it
+    /// reports closed ports at all.
+    pub answered: Option<u64>,
+}
+
+pub const TOOLS: &[Tool] = &[
+    Tool {
+        name: "prober",
+        program: Program::Prober,
+        covers: Covers::AllPorts,
+        floods_until_stopped: false,
+        args: prober_args,
+        results: Results::OpenList { footer: true },
+    },
+    Tool {
+        name: "masscan",
+        program: Program::Peer {
+            command: "masscan",
+            package: "masscan",
+        },
+        covers: Covers::AllPorts,
+        floods_until_stopped: false,
+        args: masscan_args,
+        results: Results::OpenList { footer: false },
+    },
+    Tool {
+        name: "nmap",
+        program: Program::Peer {
+            command: "nmap",
+            package: "nmap",
+        },
+        covers: Covers::AllPorts,
+        floods_until_stopped: false,
+        args: nmap_args,
+        results: Results::NmapGrepable,
+    },
+    Tool {
+        name: "zmap",
+        program: Program::Peer {
+            command: "zmap",
+            package: "zmap",
+        },
+        covers: Covers::SinglePort,
+        floods_until_stopped: false,
+        args: zmap_args,
+        results: Results::ZmapCsv,
+    },
+    Tool {
+        name: "hping3",
+        program: Program::Peer {
+            command: "hping3",
+            package: "hping3",
+        },
+        covers: Covers::SendRateOnly,
+        floods_until_stopped: true,
+        args: hping3_args,
+        results: Results::None,
+    },
+    Tool {
+        name: "trafgen",
+        program: Program::Peer {
+            command: "trafgen",
+            package: "netsniff-ng",
+        },
+        covers: Covers::SendRateOnly,
+        floods_until_stopped: false,
+        args: trafgen_args,
+        results: Results::None,
+    },
+];
+
+fn targets<'a>(inv: &Invocation<'a>) -> impl Iterator<Item = String> + 'a {
+    inv.targets.iter().map(Ipv4Addr::to_string)
+}
+
+fn strings<const N: usize>(words: [&str; N]) -> Vec<String> {
+    words.iter().map(|w| (*w).to_owned()).collect()
+}
+
+fn prober_args(inv: &Invocation) -> Result<Vec<String>> {
+    let mut args = strings([
+        "-p", "1-65535", "--flood", "--wait", "1", "-o", "list", "-q",
+    ]);
+    args.extend(["--output".to_owned(), path_arg(&inv.output)?]);
+    args.extend(["-I".to_owned(), inv.bed.host.host_if.clone()]);
+    args.extend(targets(inv));
+    Ok(args)
+}
+
+fn masscan_args(inv: &Invocation) -> Result<Vec<String>> {
+    // masscan always reads this file when it exists, and it may add targets or ranges.
+    if Path::new(MASSCAN_CONFIG).exists() {
+        bail!("{MASSCAN_CONFIG} exists; masscan would add its settings (targets among them) to the benchmark's");
+    }
+    let bed = inv.bed;
+    // --noreset: with the host's own address as the source, masscan otherwise waits on its
+    // user-space TCP stack and never ends. --router-mac: otherwise it ARPs for the gateway of
+    // the default route, which is not on this veth.
+    let mut args = strings([
+        "-p",
+        "1-65535",
+        "--rate",
+        "10000000",
+        "--noreset",
+        "--wait",
+        "1",
+    ]);
+    args.extend(["-e".to_owned(), bed.host.host_if.clone()]);
+    args.extend(["--adapter-ip".to_owned(), bed.host.host_addr.to_string()]);
+    args.extend(["--adapter-mac".to_owned(), bed.host_mac.clone()]);
+    args.extend(["--router-mac".to_owned(), bed.ns_mac.clone()]);
+    args.extend(["-oL".to_owned(), path_arg(&inv.output)?]);
+    args.extend(targets(inv));
+    Ok(args)
+}
+
+fn nmap_args(inv: &Invocation) -> Result<Vec<String>> {
+    let bed = inv.bed;
+    // -Pn: every target is up; host discovery would only add probes. --min-rate 10000: faster
+    // minimums make nmap report closed ports as filtered on this machine (peers.md).
+    let mut args = strings(["-n", "-sS", "-Pn", "-p-", "-T5", "--min-rate", "10000"]);
+    args.extend(["-e".to_owned(), bed.host.host_if.clone()]);
+    args.extend(["-S".to_owned(), bed.host.host_addr.to_string()]);
+    args.extend(["-oG".to_owned(), path_arg(&inv.output)?]);
+    args.extend(targets(inv));
+    Ok(args)
+}
+
+fn zmap_args(inv: &Invocation) -> Result<Vec<String>> {
+    let bed = inv.bed;
+    // zmap's default blocklist (named in /etc/zmap/zmap.conf) excludes 198.18.0.0/15: an empty
+    // config file and an empty blocklist of our own leave only the explicit targets.
+    let config = write_file(inv.workdir, "zmap.conf", "")?;
+    let blocklist = write_file(inv.workdir, "zmap-blocklist.conf", "")?;
+    // As many probes as a full sweep of each target would send, all to SINGLE_PORT: zmap 2.1
+    // takes one port per scan. It varies the source port per probe, so each is a new SYN.
+    let mut args = strings([
+        "-M",
+        "tcp_synscan",
+        "-T",
+        "2",
+        "-r",
+        "10000000",
+        "-c",
+        "1",
+        "-q",
+        "--disable-syslog",
+    ]);
+    args.extend([
+        "-p".to_owned(),
+        SINGLE_PORT.to_string(),
+        "-P".to_owned(),
+        "65535".to_owned(),
+    ]);
+    args.extend([
+        "-C".to_owned(),
+        path_arg(&config)?,
+        "-b".to_owned(),
+        path_arg(&blocklist)?,
+    ]);
+    args.extend(["-i".to_owned(), bed.host.host_if.clone()]);
+    args.extend(["-S".to_owned(), bed.host.host_addr.to_string()]);
+    args.extend(["--source-mac".to_owned(), bed.host_mac.clone()]);
+    args.extend(["-G".to_owned(), bed.ns_mac.clone()]);
+    // Every first reply per target, SYN-ACK or RST, not only successes.
+    args.extend(strings([
+        "-O",
+        "csv",
+        "-f",
+        "saddr,sport,classification",
+        "--output-filter",
+        "repeat = 0",
+    ]));
+    args.extend(["-o".to_owned(), path_arg(&inv.output)?]);
+    args.extend(targets(inv));
+    Ok(args)
+}
+
+fn hping3_args(inv: &Invocation) -> Result<Vec<String>> {
+    let mut args = strings(["--flood", "-S", "-n"]);
+    args.extend([
+        "-p".to_owned(),
+        SINGLE_PORT.to_string(),
+        "-c".to_owned(),
+        HPING3_COUNT.to_string(),
+    ]);
+    args.extend(["-I".to_owned(), inv.bed.host.host_if.clone()]);
+    args.extend(targets(inv));
+    Ok(args)
+}
+
+fn trafgen_args(inv: &Invocation) -> Result<Vec<String>> {
+    let config = write_file(
+        inv.workdir,
+        "trafgen.cfg",
+        &trafgen_config(inv.bed, inv.targets),
+    )?;
+    let frames = 65_535 * inv.targets.len();
+    // trafgen otherwise retunes the host's socket memory sysctls and the NIC's IRQ affinity,
+    // which are not ours to change. (0.6.8's --help lists -A, but only the long form works.)
+    let mut args = strings([
+        "--no-sock-mem",
+        "--notouch-irq",
+        "--no-cpu-stats",
+        "--cpus",
+        "2",
+    ]);
+    args.extend(["--dev".to_owned(), inv.bed.host.host_if.clone()]);
+    args.extend(["--conf".to_owned(), path_arg(&config)?]);
+    args.extend(["--num".to_owned(), frames.to_string()]);
+    Ok(args)
+}
+
+/// One SYN frame per target, from the host veth's MAC and address to the namespace's MAC and
+/// the target, its destination port counting up from 1. trafgen runs the whole list round robin
+/// in a process per CPU, each with its own counters and an equal share of --num, so with two
+/// CPUs each sweeps the lower half of every target's ports: the same number of SYNs as a sweep,
+/// on the same path. (0.6.8's `cpu(N):` prefix, which would split the ports between the CPUs,
+/// makes a process hang with --num.)
+fn trafgen_config(bed: &Bed, targets: &[Ipv4Addr]) -> String {
+    let mut config = String::new();
+    for target in targets {
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            config,
+            "{{ eth(da={ns_mac}, sa={host_mac}), ipv4(sa={src}, da={target}, ttl=64, df), \
+             tcp(sp={TRAFGEN_SOURCE_PORT}, dp=dinc(1, 65535), seq=1, syn, win=64240) }}",
+            ns_mac = bed.ns_mac,
+            host_mac = bed.host_mac,
+            src = bed.host.host_addr,
+        );
+    }
+    config
+}
+
+fn write_file(dir: &Path, name: &str, contents: &str) -> Result<PathBuf> {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+fn path_arg(path: &Path) -> Result<String> {
+    path.to_str()
+        .map(str::to_owned)
+        .with_context(|| format!("{} is not UTF-8", path.display()))
+}
+
+impl Program {
+    /// Installs the peers that are missing (one apt-get run for all of them).
+    pub fn install_missing_peers(tools: &[&Tool]) -> Result<()> {
+        let missing: Vec<&str> = tools
+            .iter()
+            .filter_map(|tool| match tool.program {
+                Program::Peer {
+                    command, package, ..
+                } if !on_path(command) => Some(package),
+                _ => None,
+            })
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        eprintln!("xtask: bench: installing {}", missing.join(" "));
+        env::run(
+            Command::new("apt-get")
+                .args(["update", "-q"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+        env::run(
+            Command::new("apt-get")
+                .args(["install", "-y", "-q"])
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+    }
+
+    /// The first line the program prints for `--version` (all of them take it).
+    pub fn version(&self, prober: &Result<PathBuf>) -> String {
+        let program = match self.path(prober) {
+            Ok(program) => program,
+            Err(err) => return format!("{err:#}"),
+        };
+        match Command::new(program).arg("--version").output() {
+            // masscan starts with an empty line; some print the version on stderr.
+            Ok(out) => String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .chain(String::from_utf8_lossy(&out.stderr).lines())
+                .map(str::trim)
+                .find(|line| !line.is_empty())
+                .unwrap_or("(no version printed)")
+                .to_owned(),
+            Err(err) => format!("cannot run: {err}"),
+        }
+    }
+
+    /// The executable to run.
+    pub fn path(&self, prober: &Result<PathBuf>) -> Result<PathBuf> {
+        match (self, prober) {
+            (Program::Prober, Ok(path)) => Ok(path.clone()),
+            (Program::Prober, Err(err)) => bail!("prober is not built: {err:#}"),
+            (Program::Peer { command, .. }, _) => {
+                which(command).with_context(|| format!("{command} is not installed"))
+            }
+        }
+    }
+}
+
+fn on_path(command: &str) -> bool {
+    which(command).is_some()
+}
+
+fn which(command: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(command))
+        .find(|path| path.is_file())
+}
+
+impl Results {
+    /// Reads what the tool reported from its output file and stderr.
+    pub fn read(&self, output: &Path, stderr: &str) -> Result<Found> {
+        let text = || {
+            std::fs::read_to_string(output).with_context(|| format!("reading {}", output.display()))
+        };
+        match self {
+            Results::OpenList { footer } => {
+                let open = parse_open_list(&text()?)?;
+                let answered = if *footer {
+                    Some(prober_answered(stderr)?)
+                } else {
+                    None
+                };
+                Ok(Found { open, answered })
+            }
+            Results::NmapGrepable => parse_nmap_grepable(&text()?),
+            Results::ZmapCsv => parse_zmap_csv(&text()?),
+            Results::None => Ok(Found {
+                open: BTreeSet::new(),
+                answered: None,
+            }),
+        }
+    }
+}
+
+/// `open tcp <port> <ip> <time>` lines; `#` comments (masscan's) are skipped.
+fn parse_open_list(text: &str) -> Result<BTreeSet<(Ipv4Addr, u16)>> {
+    let mut open = BTreeSet::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+    {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["open", "tcp", port, ip, ..] => {
+                open.insert((
+                    ip.parse().context("address")?,
+                    port.parse().context("port")?,
+                ));
+            }
+            _ => bail!("unexpected list line {line:?}"),
+        }
+    }
+    Ok(open)
+}
+
+/// open + closed from prober's footer line `<open> open, <closed> closed, <filtered> filtered, ...`.
+fn prober_answered(stderr: &str) -> Result<u64> {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(" open, ") && l.contains(" closed, "))
+        .context("no `<n> open, <n> closed` line in prober's footer")?;
+    let count = |label: &str| -> Result<u64> {
+        line.split(", ")
+            .find_map(|part| part.trim().strip_suffix(label))
+            .and_then(|n| n.trim().parse().ok())
+            .with_context(|| format!("no `<n>{label}` in {line:?}"))
+    };
+    Ok(count(" open")? + count(" closed")?)
+}
+
+/// nmap -oG: `Host: <ip> ()\tPorts: 80/open/tcp//http///, ...\tIgnored State: closed (65530)`.
+fn parse_nmap_grepable(text: &str) -> Result<Found> {
+    let mut open = BTreeSet::new();
+    let mut answered = 0;
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("Host: ") && l.contains("Ports: "))
+    {
+        let ip: Ipv4Addr = line["Host: ".len()..]
+            .split_whitespace()
+            .next()
+            .and_then(|w| w.parse().ok())
+            .with_context(|| format!("no address in {line:?}"))?;
+        for field in line.split('\t') {
+            if let Some(ports) = field.strip_prefix("Ports: ") {
+                for entry in ports.split(", ") {
+                    let mut parts = entry.split('/');
+                    let port: u16 = parts
+                        .next()
+                        .and_then(|p| p.trim().parse().ok())
+                        .context("port")?;
+                    match parts.next() {
+                        Some("open") => {
+                            open.insert((ip, port));
+                            answered += 1;
+                        }
+                        Some("closed") => answered += 1,
+                        _ => {}
+                    }
+                }
+            } else if let Some(ignored) = field.strip_prefix("Ignored State: closed (") {
+                answered += ignored
+                    .trim_end_matches(')')
+                    .parse::<u64>()
+                    .context("ignored count")?;
+            }
+        }
+    }
+    Ok(Found {
+        open,
+        answered: Some(answered),
+    })
+}
+
+/// zmap's csv (header `saddr,sport,classification`): one line per target's first reply.
+fn parse_zmap_csv(text: &str) -> Result<Found> {
+    let mut open = BTreeSet::new();
+    let mut answered = BTreeSet::new();
+    for line in text.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+        let fields: Vec<&str> = line.split(',').collect();
+        let [ip, port, class] = fields.as_slice() else {
+            bail!("unexpected zmap line {line:?}");
+        };
+        let key: (Ipv4Addr, u16) = (
+            ip.parse().context("address")?,
+            port.parse().context("port")?,
+        );
+        answered.insert(key);
+        if *class == "synack" {
+            open.insert(key);
+        }
+    }
+    Ok(Found {
+        open,
+        answered: Some(answered.len() as u64),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_lists_of_masscan_and_prober() {
+        let text = "#masscan\nopen tcp 80 198.18.4.2 1764010000\nopen tcp 65535 198.18.4.2 1764010000\n# end\n";
+        let open = parse_open_list(text).unwrap();
+        assert_eq!(open.len(), 2);
+        assert!(open.contains(&("198.18.4.2".parse().unwrap(), 65535)));
+        assert!(parse_open_list("closed tcp 81 198.18.4.2 1\n").is_err());
+    }
+
+    #[test]
+    fn prober_footer_counts() {
+        let stderr = "\n--- prober sweep statistic ---\n65535 probes sent to 1 hosts x 65535 ports in 0.4 s (160000 pps)\n5 open, 65530 closed, 0 filtered, 0 duplicate replies\n";
+        assert_eq!(prober_answered(stderr).unwrap(), 65535);
+    }
+
+    #[test]
+    fn nmap_grepable_counts_open_and_ignored_closed() {
+        let text = "# Nmap 7.93 scan\nHost: 198.18.4.2 ()\tStatus: Up\nHost: 198.18.4.2 ()\tPorts: 1/open/tcp//tcpmux///, 80/open/tcp//http///, 81/filtered/tcp/////\tIgnored State: closed (65532)\n";
+        let found = parse_nmap_grepable(text).unwrap();
+        assert_eq!(found.open.len(), 2);
+        assert_eq!(found.answered, Some(65534));
+    }
+
+    #[test]
+    fn zmap_csv_first_replies() {
+        let text = "saddr,sport,classification\n198.18.8.1,80,synack\n198.18.8.2,80,rst\n";
+        let found = parse_zmap_csv(text).unwrap();
+        assert_eq!(found.open.len(), 1);
+        assert_eq!(found.answered, Some(2));
+    }
+}
