@@ -380,7 +380,7 @@ fn write_table(out: &mut String, scenario: &Scenario, rows: &[Row]) {
     let _ = writeln!(out, "\n== {} ==", scenario.title);
     let _ = writeln!(
         out,
-        "{:8} {:>9} {:>9} {:>7} {:>9} {:>7} {:>8} {:>7} {:>10} {:>9} {:>6} {:>7} {:>6} {:>6}",
+        "{:9} {:>9} {:>9} {:>7} {:>9} {:>7} {:>8} {:>7} {:>10} {:>9} {:>6} {:>7} {:>6} {:>6}",
         "tool",
         "probes",
         "frames",
@@ -399,7 +399,7 @@ fn write_table(out: &mut String, scenario: &Scenario, rows: &[Row]) {
     let mut notes = Vec::new();
     for row in rows {
         let Some(m) = &row.measured else {
-            let _ = writeln!(out, "{:8} (no run)", row.tool.name);
+            let _ = writeln!(out, "{:9} (no run)", row.tool.name);
             notes.extend(row.note.as_ref().map(|n| format!("{}: {n}", row.tool.name)));
             continue;
         };
@@ -422,7 +422,7 @@ fn write_table(out: &mut String, scenario: &Scenario, rows: &[Row]) {
             .map(|p| format!("{:.2}", m.wall_secs / p.wall_secs));
         let _ = writeln!(
             out,
-            "{:8} {:>9} {:>9} {:>7.3} {:>9.0} {:>7.2} {:>8} {:>7} {:>10} {:>9} {:>6.2} {:>7.1} {:>6} {:>6}",
+            "{:9} {:>9} {:>9} {:>7.3} {:>9.0} {:>7.2} {:>8} {:>7} {:>10} {:>9} {:>6.2} {:>7.1} {:>6} {:>6}",
             row.tool.name,
             m.probes,
             m.frames,
@@ -465,6 +465,7 @@ columns:
   veth drop   of frames, dropped by the veth: the namespace's backlog was full
   CPU s       user + system CPU time of the tool (wait4's rusage), not the kernel's packet work
   RSS MiB     peak resident set: wait4's ru_maxrss of the tool (through timeout)
+  prober-qb   prober with --qdisc-bypass (PACKET_QDISC_BYPASS)
   pps x       prober's send pps / the tool's      time x  the tool's wall time / prober's (full sweeps)",
         ms = measure::SAMPLE_EVERY.as_millis(),
         ports = port_list(),

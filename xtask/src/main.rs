@@ -47,7 +47,7 @@ enum Bench {
     /// Sweep all 65535 TCP ports of one host and of 20 hosts with prober, masscan, nmap and zmap,
     /// flood with hping3, measure the packet path with trafgen, and print a table.
     Sweep {
-        /// Run only these tools (repeatable): prober, masscan, nmap, zmap, hping3, trafgen.
+        /// Run only these tools (repeatable): prober, prober-qb, masscan, nmap, zmap, hping3, trafgen.
         #[arg(long = "tool", value_name = "NAME")]
         tools: Vec<String>,
     },

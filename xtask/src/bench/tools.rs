@@ -93,6 +93,15 @@ pub const TOOLS: &[Tool] = &[
         args: prober_args,
         results: Results::OpenList { footer: true },
     },
+    // The same sweep with PACKET_QDISC_BYPASS, to show whether skipping the qdisc pays here.
+    Tool {
+        name: "prober-qb",
+        program: Program::Prober,
+        covers: Covers::AllPorts,
+        floods_until_stopped: false,
+        args: prober_qdisc_bypass_args,
+        results: Results::OpenList { footer: true },
+    },
     Tool {
         name: "masscan",
         program: Program::Peer {
@@ -165,6 +174,12 @@ fn prober_args(inv: &Invocation) -> Result<Vec<String>> {
     args.extend(["--output".to_owned(), path_arg(&inv.output)?]);
     args.extend(["-I".to_owned(), inv.bed.host.host_if.clone()]);
     args.extend(targets(inv));
+    Ok(args)
+}
+
+fn prober_qdisc_bypass_args(inv: &Invocation) -> Result<Vec<String>> {
+    let mut args = prober_args(inv)?;
+    args.push("--qdisc-bypass".to_owned());
     Ok(args)
 }
 
