@@ -51,6 +51,9 @@ pub const IPPROTO_TCP: u8 = 6;
 pub struct ReplyRecord {
     /// `bpf_ktime_get_ns()` when the reply reached XDP (CLOCK_MONOTONIC).
     pub kernel_ns: u64,
+    /// `bpf_ktime_get_ns()` when the probe it answers left through TC egress; 0 when that
+    /// departure was not seen (egress program not attached, PACKET_QDISC_BYPASS).
+    pub sent_ns: u64,
     pub src_addr: [u8; 4],
     pub dst_addr: [u8; 4],
     pub tcp_seq: u32,
@@ -72,6 +75,25 @@ pub struct ReplyRecord {
     pub protocol: u8,
     pub tcp_flags: u8,
 }
+
+/// A probe leaving the interface, as the TC egress program saw it. Probes are filed by slot:
+/// the source port's offset from the filter's `sport_base` for TCP, the echo sequence number
+/// for ICMP, so that a reply finds its probe's departure without any search.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct Departure {
+    /// `bpf_ktime_get_ns()` at TC egress (CLOCK_MONOTONIC).
+    pub kernel_ns: u64,
+    /// Where the probe went: a reply must come from there to be timed against it.
+    pub target_addr: [u8; 4],
+    /// The probed TCP port (0 for ICMP).
+    pub target_port: u16,
+    pub _pad: u16,
+}
+
+/// One departure slot per possible 16-bit slot number.
+pub const DEPARTURE_SLOTS: u32 = 1 << 16;
 
 /// Slots of the per-CPU counter array the XDP program keeps.
 #[repr(u32)]
@@ -153,7 +175,9 @@ fn sip_round(v: &mut [u64; 4]) {
 pub const FILTER_MAP: &str = "FILTER";
 pub const REPLIES_MAP: &str = "REPLIES";
 pub const COUNTERS_MAP: &str = "COUNTERS";
+pub const DEPARTURES_MAP: &str = "DEPARTURES";
 pub const XDP_PROGRAM: &str = "prober";
+pub const EGRESS_PROGRAM: &str = "prober_egress";
 
 // SAFETY: repr(C), Copy, and free of implicit padding (bytemuck's derive checks that).
 #[cfg(feature = "user")]

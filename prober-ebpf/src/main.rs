@@ -2,6 +2,9 @@
 //! probes, with a kernel timestamp, into a ring buffer. For one target every packet passes on
 //! untouched; in a sweep, replies are dropped after recording (a SYN-ACK goes back to its
 //! sender as a RST instead), so the host's stack never spends time on them.
+//!
+//! A TC egress program notes when each probe leaves the interface, so that a reply's record
+//! carries both ends of the round trip on the kernel's clock.
 #![no_std]
 #![no_main]
 
@@ -10,14 +13,14 @@ use core::mem::size_of;
 use aya_ebpf::{
     bindings::{xdp_action, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_ktime_get_ns, bpf_xdp_adjust_tail},
-    macros::{map, xdp},
+    macros::{classifier, map, xdp},
     maps::{Array, PerCpuArray, RingBuf},
-    programs::XdpContext,
+    programs::{TcContext, XdpContext},
 };
 use network_types::{eth::EthHdr, icmp::Icmpv4Hdr, ip::Ipv4Hdr, tcp::TcpHdr};
 use prober_common::{
-    syn_cookie, Counter, ProbeFilter, ReplyRecord, COUNTER_SLOTS, IPPROTO_ICMP, IPPROTO_TCP,
-    MODE_SWEEP,
+    syn_cookie, Counter, Departure, ProbeFilter, ReplyRecord, COUNTER_SLOTS, DEPARTURE_SLOTS,
+    IPPROTO_ICMP, IPPROTO_TCP, MODE_SWEEP,
 };
 
 #[map]
@@ -30,8 +33,13 @@ static REPLIES: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
 
+#[map]
+static DEPARTURES: Array<Departure> = Array::with_max_entries(DEPARTURE_SLOTS, 0);
+
 const ETH_P_IP: u16 = 0x0800;
 const ICMP_ECHO_REPLY: u8 = 0;
+const ICMP_ECHO_REQUEST: u8 = 8;
+const TC_ACT_OK: i32 = 0;
 const TCP_FLAG_SYN: u8 = 0x02;
 const TCP_FLAG_RST: u8 = 0x04;
 const TCP_FLAG_ACK: u8 = 0x10;
@@ -78,6 +86,90 @@ pub fn prober(ctx: XdpContext) -> u32 {
                 xdp_action::XDP_DROP
             }
         }
+    }
+}
+
+#[classifier]
+pub fn prober_egress(ctx: TcContext) -> i32 {
+    note_departure(&ctx);
+    TC_ACT_OK
+}
+
+/// Files the departure time of one of our probes in its slot. TC sees packets before any
+/// AF_PACKET TX-ring frame is linearised, so headers are copied out with
+/// `bpf_skb_load_bytes` rather than read in place.
+#[inline(always)]
+fn note_departure(ctx: &TcContext) -> Option<()> {
+    let filter = FILTER.get(0)?;
+    let eth: EthHdr = ctx.load(0).ok()?;
+    if u16::from_be(eth.ether_type) != ETH_P_IP {
+        return None;
+    }
+    let ip: Ipv4Hdr = ctx.load(EthHdr::LEN).ok()?;
+    let sweep = filter.mode == MODE_SWEEP;
+    if ip.src_addr != filter.local_addr
+        || ip.proto as u8 != filter.protocol
+        || (!sweep && ip.dst_addr != filter.target_addr)
+    {
+        return None;
+    }
+    let header_words = usize::from(ip.vihl & 0x0f);
+    if header_words < 5 {
+        return None;
+    }
+    let l4 = EthHdr::LEN + header_words * 4;
+    let (slot, target_port) = match filter.protocol {
+        IPPROTO_TCP => {
+            let tcp: TcpHdr = ctx.load(l4).ok()?;
+            let target_port = u16::from_be_bytes(tcp.dest);
+            let offset = u16::from_be_bytes(tcp.source).wrapping_sub(filter.sport_base);
+            if offset > filter.sport_max_offset || (!sweep && target_port != filter.target_port) {
+                return None;
+            }
+            (offset, target_port)
+        }
+        IPPROTO_ICMP => {
+            let icmp: Icmpv4Hdr = ctx.load(l4).ok()?;
+            let id = u16::from_be_bytes([icmp.data[0], icmp.data[1]]);
+            if icmp.type_ != ICMP_ECHO_REQUEST || id != filter.icmp_id {
+                return None;
+            }
+            (u16::from_be_bytes([icmp.data[2], icmp.data[3]]), 0)
+        }
+        _ => return None,
+    };
+    let departure = DEPARTURES.get_ptr_mut(u32::from(slot))?;
+    // SAFETY: an in-bounds array slot; a torn read on the XDP side can only make a reply
+    // miss its departure (both fields are checked there), never read out of bounds.
+    unsafe {
+        *departure = Departure {
+            kernel_ns: bpf_ktime_get_ns(),
+            target_addr: ip.dst_addr,
+            target_port,
+            _pad: 0,
+        };
+    }
+    Some(())
+}
+
+/// The departure time of the probe `record` answers, if TC egress saw it leave.
+#[inline(always)]
+fn departure_of(filter: &ProbeFilter, record: &ReplyRecord) -> u64 {
+    let (slot, target_port) = if record.protocol == IPPROTO_TCP {
+        (
+            record.dst_port.wrapping_sub(filter.sport_base),
+            record.src_port,
+        )
+    } else {
+        (record.icmp_seq, 0)
+    };
+    match DEPARTURES.get(u32::from(slot)) {
+        Some(departure)
+            if departure.target_addr == record.src_addr && departure.target_port == target_port =>
+        {
+            departure.kernel_ns
+        }
+        _ => 0,
     }
 }
 
@@ -132,6 +224,7 @@ fn classify(ctx: &XdpContext, filter: &ProbeFilter, sweep: bool) -> Verdict {
         Some((_, false)) => Verdict::Unmatched,
         Some((mut record, true)) => {
             record.kernel_ns = unsafe { bpf_ktime_get_ns() };
+            record.sent_ns = departure_of(filter, &record);
             Verdict::Reply(record)
         }
     }

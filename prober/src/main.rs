@@ -13,13 +13,14 @@ use clap::{
     ArgAction, Parser,
 };
 use prober::{
-    output,
+    output::{self, RttPrecision},
     ports::PortList,
     privilege,
     probe::TcpFlags,
     results::{self, Format, ResultWriter},
     route::{self, Interface},
     session::{Options, Pacing, ProbeKind, Session},
+    stats::RttStats,
     sweep::{self, Shard, Sweep, SweepOptions},
     targets::{self, TargetSet},
 };
@@ -40,7 +41,7 @@ struct Cli {
     #[arg(required = true, value_name = "TARGET")]
     targets: Vec<String>,
 
-    /// Stop after sending (and receiving) COUNT packets
+    /// Stop after sending (and receiving) COUNT packets; 0: until interrupted
     #[arg(short = 'c', long = "count", value_parser = parse_count, allow_negative_numbers = true, help_heading = "Base options")]
     count: Option<u64>,
     /// Wait between probes: seconds, or uX for X microseconds (-i 2, -i u100)
@@ -61,9 +62,20 @@ struct Cli {
     /// Quiet: only the header and the statistic footer
     #[arg(short = 'q', long, help_heading = "Base options")]
     quiet: bool,
-    /// Verbose: hping3's extra reply fields and set-up details
+    /// Verbose: hping3's extra reply fields, set-up details and RTT percentiles
     #[arg(short = 'V', long, help_heading = "Base options")]
     verbose: bool,
+    /// RTT decimals: hping3 (0.1 ms) or us (0.001 ms)
+    #[arg(
+        long,
+        value_name = "PRECISION",
+        default_value = "hping3",
+        help_heading = "Base options"
+    )]
+    rtt_precision: RttPrecision,
+    /// Draw a histogram of the RTTs at the end
+    #[arg(long, help_heading = "Base options")]
+    histogram: bool,
     /// Interface to send on and receive replies from
     #[arg(
         short = 'I',
@@ -173,7 +185,8 @@ struct Cli {
 }
 
 fn parse_count(text: &str) -> Result<u64, String> {
-    parse_positive(text, "count", "a positive number")
+    text.parse()
+        .map_err(|_| format!("invalid count '{text}': expected a number (0: until interrupted)"))
 }
 
 fn parse_rate(text: &str) -> Result<u64, String> {
@@ -309,12 +322,13 @@ impl Cli {
             target_name: target.clone(),
             target: route::resolve(target)?,
             kind,
-            count: self.count,
+            count: self.count.filter(|&count| count > 0),
             pacing: self.pacing(),
             ttl: self.ttl,
             interface: self.interface()?,
             quiet: self.quiet,
             verbose: self.verbose,
+            rtt_precision: self.rtt_precision,
         })
     }
 
@@ -460,7 +474,7 @@ fn run(cli: &Cli) -> Result<bool> {
     }
     let summary = session.run(&mut out)?;
     let target = &cli.targets[0];
-    eprintln!("{}", output::footer(target, &summary));
+    eprintln!("{}", output::footer(target, &summary, cli.rtt_precision));
     if let Some(losses) = output::losses(&summary) {
         eprintln!("{losses}");
     }
@@ -470,7 +484,18 @@ fn run(cli: &Cli) -> Result<bool> {
             summary.matched, summary.unmatched, summary.ring_full
         );
     }
+    print_rtt_details(cli, &summary.rtt);
     Ok(summary.received > 0)
+}
+
+/// What `-V` and `--histogram` add after the footer.
+fn print_rtt_details(cli: &Cli, rtt: &RttStats) {
+    if cli.verbose && rtt.count() > 0 {
+        eprintln!("{}", output::rtt_percentiles(rtt));
+    }
+    if cli.histogram {
+        eprintln!("{}", output::rtt_histogram(rtt));
+    }
 }
 
 fn run_sweep(cli: &Cli) -> Result<bool> {
@@ -511,6 +536,7 @@ fn run_sweep(cli: &Cli) -> Result<bool> {
         eprintln!("All replies received. Done.");
     }
     eprintln!("{}", output::sweep_footer(&summary));
+    print_rtt_details(cli, &summary.rtt);
     Ok(summary.answered() > 0)
 }
 

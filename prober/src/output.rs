@@ -5,7 +5,7 @@ use prober_common::ReplyRecord;
 
 use crate::{
     probe::{write_ip_fields, Probe},
-    stats::{Summary, SweepSummary},
+    stats::{RttStats, Summary, SweepSummary},
 };
 
 /// `HPING <target> (<ifname> <ip>): <mode>`
@@ -21,12 +21,32 @@ pub fn verbose_header(interface: &str, source: Ipv4Addr, mtu: u32) -> String {
     format!("using {interface}, addr: {source}, MTU: {mtu}")
 }
 
+/// How many decimals of a millisecond RTTs are printed with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum RttPrecision {
+    /// hping3's: tenths of a millisecond (rtt=0.1 ms)
+    #[default]
+    Hping3,
+    /// Microseconds (rtt=0.087 ms)
+    Us,
+}
+
+impl RttPrecision {
+    fn decimals(self) -> usize {
+        match self {
+            RttPrecision::Hping3 => 1,
+            RttPrecision::Us => 3,
+        }
+    }
+}
+
 /// One reply as hping3 prints it, without the trailing newline.
 pub fn reply_line(
     probe: &dyn Probe,
     reply: &ReplyRecord,
     seq: u16,
     rtt_ms: f64,
+    precision: RttPrecision,
     duplicate: bool,
     verbose: bool,
 ) -> String {
@@ -36,7 +56,7 @@ pub fn reply_line(
     }
     write_ip_fields(reply, verbose, &mut line);
     probe.write_fields(reply, seq, &mut line);
-    let _ = write!(line, " rtt={rtt_ms:.1} ms");
+    let _ = write!(line, " rtt={rtt_ms:.*} ms", precision.decimals());
     if verbose {
         probe.write_verbose_trailer(reply, &mut line);
     }
@@ -44,18 +64,49 @@ pub fn reply_line(
 }
 
 /// The statistic footer, starting with hping3's blank line.
-pub fn footer(target_name: &str, summary: &Summary) -> String {
+pub fn footer(target_name: &str, summary: &Summary, precision: RttPrecision) -> String {
+    let decimals = precision.decimals();
     format!(
         "\n--- {target_name} hping statistic ---\n\
          {} packets transmitted, {} packets received, {}% packet loss\n\
-         round-trip min/avg/max = {:.1}/{:.1}/{:.1} ms",
+         round-trip min/avg/max = {:.*}/{:.*}/{:.*} ms",
         summary.transmitted,
         summary.received,
         summary.loss_percent(),
-        summary.rtt.min_ms,
+        decimals,
+        summary.rtt.min_ms(),
+        decimals,
         summary.rtt.avg_ms(),
-        summary.rtt.max_ms,
+        decimals,
+        summary.rtt.max_ms(),
     )
+}
+
+/// `-V`'s RTT distribution, to the microsecond whatever the reply lines' precision.
+pub fn rtt_percentiles(rtt: &RttStats) -> String {
+    format!(
+        "rtt percentiles: p50={:.3} p90={:.3} p99={:.3} max={:.3} ms, stddev={:.3} ms",
+        rtt.percentile_ms(50.0),
+        rtt.percentile_ms(90.0),
+        rtt.percentile_ms(99.0),
+        rtt.max_ms(),
+        rtt.stddev_ms(),
+    )
+}
+
+/// `--histogram`: a text histogram of the RTTs, one row per bin (the last row holds the
+/// slowest 1% when they lie beyond the rest).
+pub fn rtt_histogram(rtt: &RttStats) -> String {
+    const ROWS: usize = 16;
+    const BAR: u64 = 50;
+    let rows = rtt.histogram_rows(ROWS);
+    let tallest = rows.iter().map(|row| row.2).max().unwrap_or(0).max(1);
+    let mut text = format!("rtt histogram ({} replies, ms):", rtt.count());
+    for (from, to, count) in rows {
+        let bar = "#".repeat((count * BAR).div_ceil(tallest) as usize);
+        let _ = write!(text, "\n{from:9.3} - {to:9.3} | {bar:<50} {count}");
+    }
+    text
 }
 
 /// What the XDP program could not deliver; empty when nothing was lost.
@@ -152,7 +203,15 @@ mod tests {
         let reply = syn_ack(2000, 3);
         let seq = probe.sequence(&reply);
         assert_eq!(
-            reply_line(&probe, &reply, seq, 0.44, false, false),
+            reply_line(
+                &probe,
+                &reply,
+                seq,
+                0.44,
+                RttPrecision::Hping3,
+                false,
+                false
+            ),
             "len=44 ip=198.18.0.2 ttl=64 DF id=0 sport=80 flags=SA seq=3 win=64240 rtt=0.4 ms"
         );
     }
@@ -171,7 +230,7 @@ mod tests {
         // The source port wrapped from 65535 to 0: that is hping3's seq 1.
         assert_eq!(probe.sequence(&reply), 1);
         assert_eq!(
-            reply_line(&probe, &reply, 1, 100.44, true, false),
+            reply_line(&probe, &reply, 1, 100.44, RttPrecision::Hping3, true, false),
             "DUP! len=40 ip=198.18.0.2 ttl=64 DF id=0 sport=80 flags=RA seq=1 win=0 rtt=100.4 ms"
         );
     }
@@ -181,7 +240,7 @@ mod tests {
         let probe = syn_probe(2000);
         let reply = syn_ack(2000, 0);
         assert_eq!(
-            reply_line(&probe, &reply, 0, 0.8, false, true),
+            reply_line(&probe, &reply, 0, 0.8, RttPrecision::Hping3, false, true),
             "len=44 ip=198.18.0.2 ttl=64 DF id=0 tos=0 iplen=44\n\
              sport=80 flags=SA seq=0 win=64240 rtt=0.8 ms\n\
              seq=3218665143 ack=1001 sum=468c urp=0\n"
@@ -205,11 +264,11 @@ mod tests {
         };
         let seq = probe.sequence(&reply);
         assert_eq!(
-            reply_line(&probe, &reply, seq, 0.61, false, false),
-            "len=28 ip=198.18.0.2 ttl=64 id=403 icmp_seq=2 rtt=0.6 ms"
+            reply_line(&probe, &reply, seq, 0.61, RttPrecision::Us, false, false),
+            "len=28 ip=198.18.0.2 ttl=64 id=403 icmp_seq=2 rtt=0.610 ms"
         );
         assert_eq!(
-            reply_line(&probe, &reply, seq, 0.9, false, true),
+            reply_line(&probe, &reply, seq, 0.9, RttPrecision::Hping3, false, true),
             "len=28 ip=198.18.0.2 ttl=64 id=403 tos=0 iplen=28\nicmp_seq=2 rtt=0.9 ms"
         );
     }
@@ -251,8 +310,8 @@ mod tests {
     #[test]
     fn footer_matches_hping3() {
         let mut rtt = RttStats::default();
-        for ms in [0.4, 0.9, 0.6] {
-            rtt.add(ms);
+        for micros in [400, 900, 600] {
+            rtt.add(micros * 1000);
         }
         let summary = Summary {
             transmitted: 3,
@@ -261,7 +320,7 @@ mod tests {
             ..Summary::default()
         };
         assert_eq!(
-            footer("localhost", &summary),
+            footer("localhost", &summary, RttPrecision::Hping3),
             "\n--- localhost hping statistic ---\n\
              3 packets transmitted, 3 packets received, 0% packet loss\n\
              round-trip min/avg/max = 0.4/0.6/0.9 ms"
@@ -270,9 +329,23 @@ mod tests {
             transmitted: 2,
             ..Summary::default()
         };
-        assert!(footer("h", &silent).ends_with(
+        assert!(footer("h", &silent, RttPrecision::Us).ends_with(
             "2 packets transmitted, 0 packets received, 100% packet loss\n\
-             round-trip min/avg/max = 0.0/0.0/0.0 ms"
+             round-trip min/avg/max = 0.000/0.000/0.000 ms"
         ));
+        assert_eq!(
+            rtt_percentiles(&summary.rtt),
+            "rtt percentiles: p50=0.600 p90=0.900 p99=0.900 max=0.900 ms, stddev=0.205 ms"
+        );
+        let histogram = rtt_histogram(&summary.rtt);
+        assert!(
+            histogram.starts_with("rtt histogram (3 replies, ms):\n    0.400 -"),
+            "{histogram}"
+        );
+        assert_eq!(
+            histogram.lines().count(),
+            17,
+            "16 rows of 31.25 us: {histogram}"
+        );
     }
 }

@@ -38,8 +38,9 @@ pub struct ReplyFields {
     pub window: u16,
     pub ip_len: u16,
     pub tcp_flags: u8,
-    /// None when the probe's send time was already forgotten.
-    pub rtt_us: Option<u64>,
+    /// None when the probe's send time is unknown (not seen by TC egress, and forgotten by
+    /// userspace).
+    pub rtt_ns: Option<u64>,
     /// When the reply reached XDP (CLOCK_MONOTONIC).
     pub kernel_ns: u64,
 }
@@ -76,6 +77,7 @@ struct JsonLine {
     ipid: Option<u16>,
     win: Option<u16>,
     rtt_us: Option<u64>,
+    rtt_ns: Option<u64>,
     ts: f64,
 }
 
@@ -90,7 +92,7 @@ pub struct ResultWriter {
     realtime_offset_ns: i128,
 }
 
-const CSV_HEADER: &str = "ip,port,proto,status,reason,ttl,ipid,win,rtt_us,ts";
+const CSV_HEADER: &str = "ip,port,proto,status,reason,ttl,ipid,win,rtt_us,rtt_ns,ts";
 
 impl ResultWriter {
     pub fn new(format: Format, verbose: bool, mut out: Box<dyn Write>) -> Result<ResultWriter> {
@@ -124,7 +126,8 @@ impl ResultWriter {
                     ttl: reply.map(|r| r.ttl),
                     ipid: reply.map(|r| r.ip_id),
                     win: reply.map(|r| r.window),
-                    rtt_us: reply.and_then(|r| r.rtt_us),
+                    rtt_us: reply.and_then(|r| r.rtt_ns).map(|ns| ns / 1000),
+                    rtt_ns: reply.and_then(|r| r.rtt_ns),
                     ts,
                 };
                 serde_json::to_writer(&mut self.out, &line).context("writing results")?;
@@ -135,7 +138,7 @@ impl ResultWriter {
                 let reply = result.reply;
                 writeln!(
                     self.out,
-                    "{},{},tcp,{},{},{},{},{},{},{ts:.6}",
+                    "{},{},tcp,{},{},{},{},{},{},{},{ts:.6}",
                     result.ip,
                     result.port,
                     status_word(result.status),
@@ -143,7 +146,8 @@ impl ResultWriter {
                     field(reply.map(|r| u64::from(r.ttl))),
                     field(reply.map(|r| u64::from(r.ip_id))),
                     field(reply.map(|r| u64::from(r.window))),
-                    field(reply.and_then(|r| r.rtt_us)),
+                    field(reply.and_then(|r| r.rtt_ns).map(|ns| ns / 1000)),
+                    field(reply.and_then(|r| r.rtt_ns)),
                 )
                 .context("writing results")?;
             }
@@ -250,7 +254,7 @@ mod tests {
             window,
             ip_len,
             tcp_flags: flags,
-            rtt_us: Some(87),
+            rtt_ns: Some(87_654),
             kernel_ns: monotonic_ns(),
         };
         let ip = Ipv4Addr::new(198, 18, 4, 2);
@@ -322,9 +326,11 @@ mod tests {
         assert_eq!(lines[0]["status"], "open");
         assert_eq!(lines[0]["reason"], "syn-ack");
         assert_eq!(lines[0]["rtt_us"], 87);
+        assert_eq!(lines[0]["rtt_ns"], 87_654);
         assert_eq!(lines[1]["reason"], "rst");
         assert_eq!(lines[2]["status"], "filtered");
         assert!(lines[2]["ttl"].is_null() && lines[2]["rtt_us"].is_null());
+        assert!(lines[2]["rtt_ns"].is_null());
         assert!(json.starts_with(r#"{"ip":"198.18.4.2","port":22,"proto":"tcp","status":"open""#));
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -339,11 +345,11 @@ mod tests {
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines[0], CSV_HEADER);
         assert!(
-            lines[1].starts_with("198.18.4.2,22,tcp,open,syn-ack,64,0,64240,87,"),
+            lines[1].starts_with("198.18.4.2,22,tcp,open,syn-ack,64,0,64240,87,87654,"),
             "{csv}"
         );
         assert!(
-            lines[3].starts_with("198.18.4.2,23,tcp,filtered,timeout,,,,,"),
+            lines[3].starts_with("198.18.4.2,23,tcp,filtered,timeout,,,,,,"),
             "{csv}"
         );
         let list = render(Format::List, false);

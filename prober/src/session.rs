@@ -16,7 +16,8 @@ use prober_common::{Counter, ReplyRecord};
 
 use crate::{
     driver::{self, ReplyHandler, StopSignal, Wakeup},
-    monotonic_ns, output,
+    monotonic_ns,
+    output::{self, RttPrecision},
     probe::{Endpoints, IcmpEcho, Probe, TcpFlags, TcpProbe, MAX_PROBE_LEN},
     route::{self, Interface, Route},
     stats::Summary,
@@ -62,6 +63,7 @@ pub struct Options {
     pub interface: Option<Interface>,
     pub quiet: bool,
     pub verbose: bool,
+    pub rtt_precision: RttPrecision,
 }
 
 /// A run that is set up: route known, reply matcher attached, transmit path open.
@@ -145,9 +147,10 @@ impl Session {
                 interface.mtu()?,
             ));
             lines.push(format!(
-                "sending through {}, XDP reply matcher attached in {} mode",
+                "sending through {}, XDP reply matcher attached in {} mode, send times from {}",
                 self.transmit.describe(),
                 self.matcher.mode,
+                self.matcher.departures,
             ));
         }
         lines.push(output::header(
@@ -205,16 +208,22 @@ struct ReplyPrinter<'a> {
 impl ReplyHandler for ReplyPrinter<'_> {
     fn reply(&mut self, reply: &ReplyRecord) -> Result<()> {
         let seq = self.probe.sequence(reply);
-        let (sent_ns, duplicate) = self.log.answer(seq);
-        let rtt_ms = reply.kernel_ns.saturating_sub(sent_ns) as f64 / 1e6;
+        let (userspace_sent_ns, duplicate) = self.log.answer(seq);
+        // The departure TC egress saw beats the send thread's clock read before the syscall.
+        let sent_ns = match reply.sent_ns {
+            0 => userspace_sent_ns,
+            kernel => kernel,
+        };
+        let rtt_ns = reply.kernel_ns.saturating_sub(sent_ns);
         self.summary.received += 1;
-        self.summary.rtt.add(rtt_ms);
+        self.summary.rtt.add(rtt_ns);
         if !self.options.quiet {
             let line = output::reply_line(
                 self.probe,
                 reply,
                 seq,
-                rtt_ms,
+                rtt_ns as f64 / 1e6,
+                self.options.rtt_precision,
                 duplicate,
                 self.options.verbose,
             );

@@ -160,12 +160,13 @@ impl Sweep {
     /// For `-V`: the paths probes and replies take.
     pub fn describe(&self) -> String {
         format!(
-            "sending through {} x {} on {} from {}, XDP reply matcher attached in {} mode",
+            "sending through {} x {} on {} from {}, XDP reply matcher attached in {} mode, send times from {}",
             self.transmits.len(),
             self.transmits[0].describe(),
             self.route.interface.name,
             self.route.source,
             self.matcher.mode,
+            self.matcher.departures,
         )
     }
 
@@ -476,14 +477,19 @@ impl Plan {
         .write(packet)
     }
 
-    /// Microseconds from the probe `reply` answers to the reply, if the probe's source port
-    /// has not been reused since.
-    fn rtt_us(&self, target: u64, reply: &ReplyRecord) -> Option<u64> {
-        let slot = reply.dst_port.wrapping_sub(self.base_port);
-        let (sent_target, sent_ns) = self.recent.get(usize::from(slot))?;
-        let sent_ns = sent_ns.load(Ordering::Acquire);
-        (sent_target.load(Ordering::Relaxed) == target + 1)
-            .then(|| reply.kernel_ns.saturating_sub(sent_ns) / 1000)
+    /// Nanoseconds from the probe `reply` answers to the reply: from its departure at TC
+    /// egress, or else from its send time here, if its source port has not been reused since.
+    fn rtt_ns(&self, target: u64, reply: &ReplyRecord) -> Option<u64> {
+        let sent_ns = match reply.sent_ns {
+            0 => {
+                let slot = reply.dst_port.wrapping_sub(self.base_port);
+                let (sent_target, sent_ns) = self.recent.get(usize::from(slot))?;
+                let sent_ns = sent_ns.load(Ordering::Acquire);
+                (sent_target.load(Ordering::Relaxed) == target + 1).then_some(sent_ns)?
+            }
+            kernel => kernel,
+        };
+        Some(reply.kernel_ns.saturating_sub(sent_ns))
     }
 }
 
@@ -523,6 +529,10 @@ impl ReplyHandler for Collector<'_> {
             self.summary.open += 1;
             Status::Open
         };
+        let rtt_ns = self.plan.rtt_ns(target, reply);
+        if let Some(rtt_ns) = rtt_ns {
+            self.summary.rtt.add(rtt_ns);
+        }
         self.results.write(&PortResult {
             ip,
             port: reply.src_port,
@@ -533,7 +543,7 @@ impl ReplyHandler for Collector<'_> {
                 window: reply.tcp_window,
                 ip_len: reply.ip_len,
                 tcp_flags: reply.tcp_flags,
-                rtt_us: self.plan.rtt_us(target, reply),
+                rtt_ns,
                 kernel_ns: reply.kernel_ns,
             }),
         })

@@ -6,20 +6,44 @@ use std::io;
 use anyhow::{anyhow, Context as _, Result};
 use aya::{
     maps::{Array, MapData, PerCpuArray, RingBuf},
-    programs::{ProgramError, Xdp, XdpMode},
+    programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode},
+    util::KernelVersion,
     Ebpf,
 };
-use prober_common::{Counter, ProbeFilter, COUNTERS_MAP, FILTER_MAP, REPLIES_MAP, XDP_PROGRAM};
+use prober_common::{
+    Counter, ProbeFilter, COUNTERS_MAP, EGRESS_PROGRAM, FILTER_MAP, REPLIES_MAP, XDP_PROGRAM,
+};
 
 use crate::route::Interface;
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/prober"));
 
-/// Loaded and attached; dropping it detaches the program and frees the maps.
+/// Loaded and attached; dropping it detaches the programs and frees the maps.
 pub struct ReplyMatcher {
-    /// Owns the program and its link: only held, so that dropping the matcher detaches.
+    /// Owns the programs and their links: only held, so that dropping the matcher detaches.
     _program: Ebpf,
     pub mode: AttachMode,
+    /// Where probes' send times come from.
+    pub departures: Departures,
+}
+
+/// Where probes' send times come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Departures {
+    /// The TC egress program, as each probe leaves the interface.
+    TcEgress,
+    /// The send thread, just before the probe is handed to the kernel: the egress program
+    /// could not be attached (the reason is kept for -V).
+    Userspace(String),
+}
+
+impl std::fmt::Display for Departures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Departures::TcEgress => f.write_str("TC egress (kernel)"),
+            Departures::Userspace(reason) => write!(f, "userspace ({reason})"),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,16 +116,43 @@ impl ReplyMatcher {
                 .map_err(|error| attach_error(interface, error))?;
             AttachMode::Generic
         };
+        let departures = attach_egress(&mut ebpf, interface);
         Ok((
             ReplyMatcher {
                 _program: ebpf,
                 mode,
+                departures,
             },
             ReplyChannel {
                 replies,
                 counters: Counters(counters),
             },
         ))
+    }
+}
+
+/// Attaches the departure-timing program to `interface`'s egress as a TCX link, which, like
+/// the XDP link, the kernel removes when prober exits. Without TCX (kernels before 6.6) aya
+/// would need a clsact qdisc, which outlives the process; prober then makes do with
+/// userspace send times rather than leave a qdisc behind.
+fn attach_egress(ebpf: &mut Ebpf, interface: &Interface) -> Departures {
+    let has_tcx =
+        KernelVersion::current().is_ok_and(|kernel| kernel >= KernelVersion::new(6, 6, 0));
+    if !has_tcx {
+        return Departures::Userspace("the kernel has no TCX links".into());
+    }
+    let attached = (|| -> Result<()> {
+        let program: &mut SchedClassifier = ebpf
+            .program_mut(EGRESS_PROGRAM)
+            .ok_or_else(|| anyhow!("no {EGRESS_PROGRAM} program in the object"))?
+            .try_into()?;
+        program.load().map_err(load_error)?;
+        program.attach(&interface.name, TcAttachType::Egress)?;
+        Ok(())
+    })();
+    match attached {
+        Ok(()) => Departures::TcEgress,
+        Err(error) => Departures::Userspace(format!("TC egress not attached: {error:#}")),
     }
 }
 

@@ -14,8 +14,8 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The keys of a JSON result and the columns of a CSV row, in their order.
-pub const FIELDS: [&str; 10] = [
-    "ip", "port", "proto", "status", "reason", "ttl", "ipid", "win", "rtt_us", "ts",
+pub const FIELDS: [&str; 11] = [
+    "ip", "port", "proto", "status", "reason", "ttl", "ipid", "win", "rtt_us", "rtt_ns", "ts",
 ];
 
 /// What a sweep found out about one (host, port).
@@ -52,6 +52,8 @@ pub struct SweepResult {
     pub ipid: Option<u16>,
     pub win: Option<u16>,
     pub rtt_us: Option<u64>,
+    /// The same RTT to the nanosecond (`rtt_us` is it truncated to microseconds).
+    pub rtt_ns: Option<u64>,
     /// Unix time, seconds.
     pub ts: f64,
 }
@@ -233,7 +235,7 @@ pub struct SweepFooter {
 }
 
 /// Finds the footer in `stderr`: a blank line, the title, then exactly the four lines of the
-/// contract, which must be the last lines of stderr.
+/// contract (`-V` and `--histogram` may add RTT lines after them).
 pub fn parse_sweep_footer(stderr: &str) -> Result<SweepFooter, String> {
     const TITLE: &str = "--- prober sweep statistic ---";
     const TEMPLATES: [&str; 4] = [
@@ -251,9 +253,9 @@ pub fn parse_sweep_footer(stderr: &str) -> Result<SweepFooter, String> {
         return Err(format!("no blank line before {TITLE:?}"));
     }
     let body = &lines[title + 1..];
-    if body.len() != TEMPLATES.len() {
+    if body.len() < TEMPLATES.len() {
         return Err(format!(
-            "{} lines after {TITLE:?}, want exactly {}: {body:?}",
+            "{} lines after {TITLE:?}, want at least {}: {body:?}",
             body.len(),
             TEMPLATES.len()
         ));
@@ -549,7 +551,13 @@ fn result_from_fields(fields: Vec<(String, Value)>) -> Result<SweepResult, Strin
     let ipid = integer::<u16>(v[6], "ipid")?;
     let win = integer::<u16>(v[7], "win")?;
     let rtt_us = integer::<u64>(v[8], "rtt_us")?;
-    let ts = v[9].as_f64().ok_or("ts is not a number")?;
+    let rtt_ns = integer::<u64>(v[9], "rtt_ns")?;
+    if rtt_us != rtt_ns.map(|ns| ns / 1000) {
+        return Err(format!(
+            "rtt_us {rtt_us:?} is not rtt_ns {rtt_ns:?} in microseconds"
+        ));
+    }
+    let ts = v[10].as_f64().ok_or("ts is not a number")?;
     let header_fields = [ttl.is_some(), ipid.is_some(), win.is_some()];
     match status {
         Status::Filtered if header_fields.contains(&true) || rtt_us.is_some() => {
@@ -568,6 +576,7 @@ fn result_from_fields(fields: Vec<(String, Value)>) -> Result<SweepResult, Strin
         ipid,
         win,
         rtt_us,
+        rtt_ns,
         ts,
     })
 }
@@ -610,8 +619,8 @@ fn fill<'a>(template: &str, line: &'a str) -> Option<Vec<&'a str>> {
 mod unit {
     use super::*;
 
-    const OPEN: &str = r#"{"ip":"198.18.4.2","port":80,"proto":"tcp","status":"open","reason":"syn-ack","ttl":64,"ipid":0,"win":64240,"rtt_us":87,"ts":1764010000.123456}"#;
-    const FILTERED: &str = r#"{"ip":"198.18.4.2","port":23,"proto":"tcp","status":"filtered","reason":"timeout","ttl":null,"ipid":null,"win":null,"rtt_us":null,"ts":1764010001.5}"#;
+    const OPEN: &str = r#"{"ip":"198.18.4.2","port":80,"proto":"tcp","status":"open","reason":"syn-ack","ttl":64,"ipid":0,"win":64240,"rtt_us":87,"rtt_ns":87654,"ts":1764010000.123456}"#;
+    const FILTERED: &str = r#"{"ip":"198.18.4.2","port":23,"proto":"tcp","status":"filtered","reason":"timeout","ttl":null,"ipid":null,"win":null,"rtt_us":null,"rtt_ns":null,"ts":1764010001.5}"#;
 
     #[test]
     fn json_lines_parse_strictly() {
@@ -644,14 +653,15 @@ mod unit {
             assert!(parse_json_line(&OPEN.replace(from, to)).is_err(), "{to}");
         }
         assert!(parse_json_line(&FILTERED.replace(r#""rtt_us":null"#, r#""rtt_us":5"#)).is_err());
+        assert!(parse_json_line(&OPEN.replace(r#""rtt_ns":87654"#, r#""rtt_ns":88000"#)).is_err());
         assert!(parse_json_line(&format!("{OPEN},")).is_err());
     }
 
     #[test]
     fn csv_rows_match_json_lines() {
-        let csv = "ip,port,proto,status,reason,ttl,ipid,win,rtt_us,ts\n\
-                   198.18.4.2,80,tcp,open,syn-ack,64,0,64240,87,1764010000.123456\n\
-                   198.18.4.2,23,tcp,filtered,timeout,,,,,1764010001.5\n";
+        let csv = "ip,port,proto,status,reason,ttl,ipid,win,rtt_us,rtt_ns,ts\n\
+                   198.18.4.2,80,tcp,open,syn-ack,64,0,64240,87,87654,1764010000.123456\n\
+                   198.18.4.2,23,tcp,filtered,timeout,,,,,,1764010001.5\n";
         let rows = parse_csv(csv).unwrap();
         assert_eq!(
             rows,
@@ -710,7 +720,10 @@ mod unit {
             ),
             (5, 65529, 1, 65534, 3, 12)
         );
-        assert!(parse_sweep_footer(&format!("{stderr}extra\n")).is_err());
+        let with_rtt_lines = format!("{stderr}rtt percentiles: p50=0.087 p90=0.095 p99=0.110 max=0.120 ms, stddev=0.006 ms\n");
+        assert_eq!(parse_sweep_footer(&with_rtt_lines), Ok(f));
+        let cut_short = stderr.replacen("\ntx: ", "\n", 1);
+        assert!(parse_sweep_footer(&cut_short).is_err());
         assert!(parse_sweep_footer(&stderr.replace("1 filtered", "one filtered")).is_err());
         assert!(parse_sweep_footer(&stderr.replace("\n\n", "\n")).is_err());
     }
@@ -726,6 +739,7 @@ mod unit {
             ipid: None,
             win: None,
             rtt_us: None,
+            rtt_ns: None,
             ts: 0.0,
         };
         assert!(outcome(&[r(80, Status::Open), r(80, Status::Open)]).is_err());

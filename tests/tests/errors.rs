@@ -67,12 +67,6 @@ fn bad_interval() {
 }
 
 #[test]
-fn count_zero() {
-    let run = against_test_host(&["-c", "0", "-S", "-p", "80"]);
-    check_error(&run, &["count"], &[]);
-}
-
-#[test]
 fn count_negative() {
     let run = against_test_host(&["-c", "-3", "-S", "-p", "80"]);
     check_error(&run, &[], &["count", "-3"]);
