@@ -40,6 +40,7 @@ const ETH_P_IP: u16 = 0x0800;
 const ICMP_ECHO_REPLY: u8 = 0;
 const ICMP_ECHO_REQUEST: u8 = 8;
 const TC_ACT_OK: i32 = 0;
+const IP_MORE_FRAGMENTS_AND_OFFSET: u16 = 0x3fff;
 const TCP_FLAG_SYN: u8 = 0x02;
 const TCP_FLAG_RST: u8 = 0x04;
 const TCP_FLAG_ACK: u8 = 0x10;
@@ -250,6 +251,10 @@ fn read_reply(ctx: &XdpContext, filter: &ProbeFilter, sweep: bool) -> Option<(Re
     if header_words < 5 {
         return None; // malformed: shorter than the fixed IPv4 header
     }
+    // Replies are never fragmented; a fragment's payload is no transport header.
+    if u16::from_be_bytes(ip.frags) & IP_MORE_FRAGMENTS_AND_OFFSET != 0 {
+        return None;
+    }
     let l4 = EthHdr::LEN + header_words * 4;
     let mut record = ReplyRecord {
         src_addr: ip.src_addr,
@@ -298,8 +303,9 @@ fn read_tcp(
         return None;
     }
     if sweep {
-        // A sweep's SYNs carry cookies and no ACK, so every answer (SYN-ACK, RST-ACK) has ACK.
-        if flags & TCP_FLAG_ACK == 0 {
+        // A sweep's SYNs carry cookies and no ACK, so every answer is a SYN-ACK or a RST-ACK;
+        // other segments to these ports (the host's own traffic) pass untouched.
+        if flags & TCP_FLAG_ACK == 0 || flags & (TCP_FLAG_SYN | TCP_FLAG_RST) == 0 {
             return None;
         }
         let cookie = syn_cookie(

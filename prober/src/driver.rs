@@ -61,7 +61,7 @@ impl StopSignal {
         self.requested()
     }
 
-    fn stop(&self) {
+    pub fn stop(&self) {
         let _guard = self
             .lock
             .lock()

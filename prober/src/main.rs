@@ -14,7 +14,7 @@ use clap::{
 };
 use prober::{
     output::{self, RttPrecision},
-    ports::PortList,
+    ports::{self, PortList},
     privilege,
     probe::TcpFlags,
     results::{self, Format, ResultWriter},
@@ -142,7 +142,7 @@ struct Cli {
     )]
     scan: Option<String>,
     /// Probes per second [default: 10000]
-    #[arg(long, value_name = "PPS", value_parser = parse_rate, help_heading = "Sweep")]
+    #[arg(long, value_name = "PPS", value_parser = parse_rate, conflicts_with = "flood", help_heading = "Sweep")]
     rate: Option<u64>,
     /// Extra passes that re-probe what has not answered
     #[arg(long, default_value_t = 0, value_name = "N", help_heading = "Sweep")]
@@ -201,12 +201,8 @@ fn parse_positive(text: &str, what: &str, expected: &str) -> Result<u64, String>
 }
 
 fn parse_port(text: &str) -> Result<u16, String> {
-    match text.parse::<u16>() {
-        Ok(port) if port > 0 => Ok(port),
-        _ => Err(format!(
-            "invalid port '{text}': expected a number from 1 to 65535"
-        )),
-    }
+    ports::parse_port(text)
+        .ok_or_else(|| format!("invalid port '{text}': expected a number from 1 to 65535"))
 }
 
 fn parse_wait(text: &str) -> Result<Duration, String> {
@@ -219,13 +215,19 @@ fn parse_wait(text: &str) -> Result<Duration, String> {
 }
 
 fn parse_shard(text: &str) -> Result<Shard, String> {
-    let invalid = || format!("invalid shard '{text}': expected I/N with 1 <= I <= N");
+    // Far more machines than anyone has, and small enough that position arithmetic never
+    // overflows.
+    const MOST_SHARDS: u64 = 1 << 32;
+    let invalid =
+        || format!("invalid shard '{text}': expected I/N with 1 <= I <= N <= {MOST_SHARDS}");
     let (index, count) = text.split_once('/').ok_or_else(invalid)?;
     match (index.parse::<u64>(), count.parse::<u64>()) {
-        (Ok(index), Ok(count)) if (1..=count).contains(&index) => Ok(Shard {
-            index: index - 1,
-            count,
-        }),
+        (Ok(index), Ok(count)) if (1..=count).contains(&index) && count <= MOST_SHARDS => {
+            Ok(Shard {
+                index: index - 1,
+                count,
+            })
+        }
         _ => Err(invalid()),
     }
 }
@@ -367,7 +369,11 @@ impl Cli {
         if self.shard.is_some_and(|shard| shard.count > 1) && self.seed.is_none() {
             bail!("--shard needs --seed: every shard must walk the same order");
         }
-        let mut excluded = self.exclude.clone();
+        let mut excluded: Vec<String> = self
+            .exclude
+            .iter()
+            .map(|block| block.trim().to_string())
+            .collect();
         if let Some(path) = &self.exclude_file {
             excluded.extend(targets::read_exclude_file(path)?);
         }
@@ -511,7 +517,7 @@ fn run_sweep(cli: &Cli) -> Result<bool> {
     }
     privilege::check()?;
     let (port_spec, port_count) = (options.ports.spec().to_string(), options.ports.len());
-    let first_target = options.targets.get(0);
+    let first_target = options.targets.first();
     let sweep = Sweep::prepare(options)?;
     let out: Box<dyn Write> = match &cli.output {
         Some(path) => {
@@ -528,7 +534,12 @@ fn run_sweep(cli: &Cli) -> Result<bool> {
     if format == Format::Table {
         eprintln!(
             "{}",
-            results::table_header(&cli.targets[0], first_target, &port_spec, port_count)
+            results::table_header(
+                &cli.targets[0],
+                first_target.expect("a sweep has targets"),
+                &port_spec,
+                port_count
+            )
         );
     }
     let summary = sweep.run(&mut results)?;
@@ -599,7 +610,7 @@ mod tests {
     #[test]
     fn shards_and_waits_parse() {
         assert_eq!(parse_shard("2/3"), Ok(Shard { index: 1, count: 3 }));
-        for bad in ["0/2", "3/2", "1", "a/b", "1/0"] {
+        for bad in ["0/2", "3/2", "1", "a/b", "1/0", "1/4611686018427387904"] {
             assert!(
                 parse_shard(bad).unwrap_err().contains("invalid shard"),
                 "{bad}"

@@ -127,7 +127,7 @@ pub fn sweep_footer(summary: &SweepSummary) -> String {
          {} probes sent to {} hosts x {} ports in {sending:.2} s ({:.0} pps), {:.2} s in all{}\n\
          {} open, {} closed, {} filtered, {} duplicate replies\n\
          xdp: {} replies matched, {} unmatched or forged dropped, {} RSTs bounced, {} lost to a full ring buffer\n\
-         tx: {} waits for a full TX ring; kernel drops: {} tx, {} rx",
+         tx: {} waits for a full TX ring, {} probes refused by the kernel; kernel drops: {} tx, {} rx",
         summary.sent,
         summary.hosts,
         summary.ports,
@@ -143,6 +143,7 @@ pub fn sweep_footer(summary: &SweepSummary) -> String {
         summary.bounced,
         summary.ring_full,
         summary.tx_full_waits,
+        summary.refused,
         summary.kernel_tx_dropped,
         summary.kernel_rx_dropped,
     )

@@ -16,7 +16,8 @@ pub struct Pacer {
     /// Probes per second; None: as fast as the transmit path takes them.
     rate: Option<f64>,
     tokens: f64,
-    /// At most this many probes may go at once after an idle spell (10 ms worth).
+    /// At most this many probes may go at once after an idle spell: 10 ms worth, but no more
+    /// than a flood batch.
     depth: f64,
     refilled: Instant,
 }

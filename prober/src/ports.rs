@@ -86,7 +86,8 @@ impl PortList {
     }
 }
 
-fn parse_port(text: &str) -> Option<u16> {
+/// A port number from 1 to 65535.
+pub fn parse_port(text: &str) -> Option<u16> {
     text.trim().parse().ok().filter(|&port| port > 0)
 }
 

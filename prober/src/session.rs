@@ -18,6 +18,7 @@ use crate::{
     driver::{self, ReplyHandler, StopSignal, Wakeup},
     monotonic_ns,
     output::{self, RttPrecision},
+    pacer::FLOOD_BATCH,
     probe::{Endpoints, IcmpEcho, Probe, TcpFlags, TcpProbe, MAX_PROBE_LEN},
     route::{self, Interface, Route},
     stats::Summary,
@@ -27,8 +28,6 @@ use crate::{
 
 /// How long hping3 waits for replies after the last probe.
 const LINGER: Duration = Duration::from_secs(1);
-/// Probes queued per kick of the transmit path in flood mode.
-const FLOOD_BATCH: u64 = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pacing {

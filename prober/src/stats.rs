@@ -163,6 +163,8 @@ pub struct SweepSummary {
     pub ring_full: u64,
     /// Times a probe waited for room in the TX ring.
     pub tx_full_waits: u64,
+    /// Probes the kernel refused to send.
+    pub refused: u64,
     /// The interface's drop counters over the run.
     pub kernel_tx_dropped: u64,
     pub kernel_rx_dropped: u64,

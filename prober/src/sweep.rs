@@ -110,20 +110,18 @@ impl Sweep {
                 u16::MAX - (SOURCE_PORTS - 1)
             );
         }
-        let route = shared_route(&options.targets, options.interface.as_ref())?;
+        let (route, one_next_hop) = shared_route(&options.targets, options.interface.as_ref())?;
         if !route.interface.carries_ethernet_frames()? {
             bail!(
                 "{} is not an Ethernet interface: prober cannot match replies on it yet",
                 route.interface.name
             );
         }
-        // Several hosts on a directly connected network each have their own MAC: the kernel's
-        // neighbour handling (the raw socket) has to address them.
-        let first = options.targets.get(0);
-        let one_next_hop = route.next_hop != first || options.targets.len() == 1;
+        // A sender for each CPU, but none with a share of the rate below one probe a second.
         let senders = std::thread::available_parallelism()
             .map_or(1, usize::from)
-            .min(MAX_SENDERS);
+            .min(MAX_SENDERS)
+            .min(options.rate.map_or(usize::MAX, |rate| rate as usize));
         let transmits = (0..senders)
             .map(|_| {
                 transmit::open(
@@ -212,9 +210,11 @@ impl Sweep {
         let mut summary = collector.summary;
         collector.status.finish();
 
-        // Filtered: probed, never answered. Walking the positions the first pass reached
-        // costs what the sweep sent, and leaves out what a Ctrl-C kept from being probed.
-        for sender in 0..plan.senders {
+        // Filtered: probed, never answered after --wait. Walking the positions the first pass
+        // reached costs what the sweep sent. After a Ctrl-C nothing had its --wait: what has
+        // not answered is unknown, not filtered.
+        let senders = if outcome.interrupted { 0 } else { plan.senders };
+        for sender in 0..senders {
             let (first, step) = plan.walk(sender);
             let reached = plan.first_pass_reached[sender as usize].load(Ordering::Acquire);
             for position in (first..reached).step_by(step as usize) {
@@ -237,6 +237,7 @@ impl Sweep {
         summary.hosts = options.targets.len();
         summary.ports = options.ports.len();
         summary.sent = plan.sent.load(Ordering::Acquire);
+        summary.refused = plan.refused.load(Ordering::Acquire);
         summary.elapsed = started.elapsed();
         summary.interrupted = outcome.interrupted;
         let report = outcome.sent.unwrap_or_default();
@@ -255,12 +256,18 @@ impl Sweep {
 
 /// The route every target shares; sweeps over targets routed differently are refused
 /// rather than sent out of the wrong interface.
-fn shared_route(targets: &TargetSet, interface: Option<&Interface>) -> Result<Route> {
+/// Also says whether every probe goes to one next hop: not so for several hosts on a
+/// directly connected network, each with its own MAC, which the kernel's neighbour handling
+/// (the raw socket) then has to address. Routes are looked up for the first address of each
+/// target range; a more specific route inside a range is not seen.
+fn shared_route(targets: &TargetSet, interface: Option<&Interface>) -> Result<(Route, bool)> {
     let mut starts = targets.range_starts();
     let first = starts.next().expect("targets are not empty");
     let route = route::lookup(first, interface)?;
+    let mut one_next_hop = targets.len() == 1 || route.next_hop != first;
     for start in starts {
         let other = route::lookup(start, interface)?;
+        one_next_hop &= other.next_hop == route.next_hop;
         if other.interface != route.interface || other.source != route.source {
             bail!(
                 "{first} and {start} are reached through different interfaces or source addresses \
@@ -272,7 +279,16 @@ fn shared_route(targets: &TargetSet, interface: Option<&Interface>) -> Result<Ro
             );
         }
     }
-    Ok(route)
+    Ok((route, one_next_hop))
+}
+
+/// Send errors that concern one destination only (a broadcast address without
+/// SO_BROADCAST, a firewall's output chain, no route): the probe is counted and skipped.
+fn refused_destination(error: &std::io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EACCES | libc::EPERM | libc::ENETUNREACH | libc::EHOSTUNREACH)
+    )
 }
 
 /// Everything the send thread and the reply side share: what to probe, in which order, and
@@ -290,6 +306,10 @@ struct Plan {
     answered: BitSet,
     /// Probes sent, all passes.
     sent: AtomicU64,
+    /// Probes the kernel refused to send (a broadcast address, a firewall's output chain).
+    refused: AtomicU64,
+    /// Distinct (host, port) pairs that have answered.
+    answered_count: AtomicU64,
     /// Send threads; sender j takes every `senders`-th of this shard's positions from the j-th.
     senders: u64,
     /// Per sender: the next position its first pass would probe.
@@ -322,6 +342,8 @@ impl Plan {
             shard: options.shard,
             answered: BitSet::new(total),
             sent: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            answered_count: AtomicU64::new(0),
             senders,
             first_pass_reached: (0..senders).map(|_| AtomicU64::new(0)).collect(),
             recent: (0..SOURCE_PORTS)
@@ -376,7 +398,14 @@ impl Plan {
                     let rate = options
                         .rate
                         .map(|rate| rate / senders + u64::from(sender < rate % senders));
-                    scope.spawn(move || self.send_part(sender, rate, options, transmit, stop))
+                    scope.spawn(move || {
+                        let result = self.send_part(sender, rate, options, transmit, stop);
+                        // One failed sender ends the run: the others stop at their next batch.
+                        if result.is_err() {
+                            stop.stop();
+                        }
+                        result
+                    })
                 })
                 .collect();
             let full_waits = threads.into_iter().try_fold(0, |full_waits, thread| {
@@ -399,20 +428,17 @@ impl Plan {
         mut transmit: Box<dyn Transmit>,
         stop: &StopSignal,
     ) -> std::io::Result<u64> {
-        if rate == Some(0) {
-            return Ok(0); // a rate below the number of senders leaves this one idle
-        }
         let mut pacer = Pacer::new(rate);
         let mut packet = [0u8; MAX_PROBE_LEN];
         let total = self.permutation.len();
         let (first, step) = self.walk(sender);
         let reached = &self.first_pass_reached[sender as usize];
         'passes: for pass in 0..=options.retries {
-            if pass > 0 && stop.sleep(options.wait) {
+            if pass > 0 && !self.retry_needed_after(options.wait, stop) {
                 break;
             }
             let mut position = first;
-            while position < total {
+            while position < total && !self.all_answered() {
                 let batch = match pacer.grant(u64::MAX) {
                     Grant::Send(batch) => batch,
                     Grant::Wait(wait) => {
@@ -422,16 +448,22 @@ impl Plan {
                         continue;
                     }
                 };
-                for _ in 0..batch {
-                    if position >= total {
-                        break;
-                    }
+                let mut sent = 0;
+                while sent < batch && position < total {
                     let target = self.permutation.get(position);
                     position += step;
-                    // Later passes re-probe only what has not answered.
-                    if pass == 0 || !self.answered.contains(target) {
-                        let length = self.build(target, &mut packet);
-                        transmit.send(&packet[..length])?;
+                    // Later passes re-probe only what has not answered, and only what they
+                    // send costs them rate.
+                    if pass > 0 && self.answered.contains(target) {
+                        continue;
+                    }
+                    sent += 1;
+                    let length = self.build(target, &mut packet);
+                    match transmit.send(&packet[..length]) {
+                        Err(error) if refused_destination(&error) => {
+                            self.refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                        result => result?,
                     }
                 }
                 transmit.flush()?;
@@ -445,6 +477,30 @@ impl Plan {
         }
         transmit.flush()?;
         Ok(transmit.full_waits())
+    }
+
+    /// Waits `wait` for late replies before a retry pass; false when none is needed any more
+    /// (everything answered meanwhile) or the run is stopping.
+    fn retry_needed_after(&self, wait: Duration, stop: &StopSignal) -> bool {
+        const CHECK_EVERY: Duration = Duration::from_millis(10);
+        let deadline = Instant::now() + wait;
+        loop {
+            if self.all_answered() {
+                return false;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            if stop.sleep(left.min(CHECK_EVERY)) {
+                return false;
+            }
+        }
+    }
+
+    /// Every probe of this shard has been answered: no retry is needed.
+    fn all_answered(&self) -> bool {
+        self.answered_count.load(Ordering::Relaxed) >= self.probes_in_first_pass()
     }
 
     /// Writes the SYN for `target` and notes its send time against its source port.
@@ -522,6 +578,7 @@ impl ReplyHandler for Collector<'_> {
             self.summary.duplicates += 1;
             return Ok(());
         }
+        self.plan.answered_count.fetch_add(1, Ordering::Relaxed);
         let status = if reply.tcp_flags & TcpFlags::RST != 0 {
             self.summary.closed += 1;
             Status::Closed
@@ -572,11 +629,14 @@ impl ReplyHandler for Collector<'_> {
 /// memory is allocated zeroed and only becomes resident where replies set bits.
 struct BitSet(Box<[AtomicU64]>);
 
+// The cast in BitSet::new relies on this (true on every 64-bit target).
+const _: () = assert!(std::mem::align_of::<u64>() == std::mem::align_of::<AtomicU64>());
+
 impl BitSet {
     fn new(len: u64) -> BitSet {
         let words = vec![0u64; len.div_ceil(64) as usize].into_boxed_slice();
-        // SAFETY: AtomicU64 has the size, alignment and bit validity of u64, so a boxed slice
-        // of one is a boxed slice of the other; the allocation's layout is unchanged.
+        // SAFETY: AtomicU64 has the size and bit validity of u64, and (asserted above) its
+        // alignment, so a boxed slice of one is a boxed slice of the other with the same layout.
         BitSet(unsafe { Box::from_raw(Box::into_raw(words) as *mut [AtomicU64]) })
     }
 

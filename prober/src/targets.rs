@@ -37,6 +37,10 @@ impl TargetSet {
                 }
             }
         }
+        let included = included
+            .into_iter()
+            .flat_map(|block| subtract(vec![block], &reserved_outside(block)))
+            .collect();
         let ranges = subtract(merge(included), &merge(removed));
         let hosts_before = ranges
             .iter()
@@ -63,6 +67,11 @@ impl TargetSet {
         self.ranges.is_empty()
     }
 
+    /// The lowest address, if any.
+    pub fn first(&self) -> Option<Ipv4Addr> {
+        self.ranges.first().map(|&(first, _)| Ipv4Addr::from(first))
+    }
+
     /// The `index`th address in ascending order.
     pub fn get(&self, index: u64) -> Ipv4Addr {
         let range = self.hosts_before.partition_point(|&before| before <= index) - 1;
@@ -84,6 +93,24 @@ impl TargetSet {
     pub fn range_starts(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
         self.ranges.iter().map(|&(first, _)| Ipv4Addr::from(first))
     }
+}
+
+/// Blocks no sweep should reach unless it targets them alone: "this network" 0/8, loopback
+/// 127/8, multicast and the reserved rest from 224/3 up to the limited broadcast address.
+const RESERVED: [(u32, u32); 3] = [
+    (0x0000_0000, 0x00ff_ffff),
+    (0x7f00_0000, 0x7fff_ffff),
+    (0xe000_0000, 0xffff_ffff),
+];
+
+/// The reserved blocks to cut out of `block`: all but one that holds the whole block (so
+/// `127.0.0.1` or `224.0.0.0/24` can still be swept on purpose, but `0.0.0.0/0` means the
+/// unicast Internet).
+fn reserved_outside((first, last): (u32, u32)) -> Vec<(u32, u32)> {
+    RESERVED
+        .into_iter()
+        .filter(|&(reserved_first, reserved_last)| first < reserved_first || last > reserved_last)
+        .collect()
 }
 
 /// Reads an exclusion file: one address or CIDR block per line, `#` comments.
@@ -216,8 +243,19 @@ mod tests {
     }
 
     #[test]
-    fn whole_space_counts_without_overflow() {
-        assert_eq!(set(&["0.0.0.0/0"], &[]).len(), 1 << 32);
+    fn reserved_blocks_are_left_out_unless_targeted_alone() {
+        let internet = set(&["0.0.0.0/0"], &[]);
+        assert_eq!(internet.len(), (1 << 32) - (1 << 24) * 2 - (1 << 29));
+        assert_eq!(internet.first(), Some(Ipv4Addr::new(1, 0, 0, 0)));
+        assert_eq!(internet.index(Ipv4Addr::new(127, 0, 0, 1)), None);
+        assert_eq!(internet.index(Ipv4Addr::new(255, 255, 255, 255)), None);
+        assert_eq!(set(&["127.0.0.1"], &[]).len(), 1);
+        assert_eq!(set(&["127.0.0.0/30", "126.255.255.255/32"], &[]).len(), 5);
+        assert_eq!(
+            set(&["126.0.0.0/7"], &[]).len(),
+            1 << 24,
+            "127/8 cut out of a wider block"
+        );
     }
 
     #[test]

@@ -230,6 +230,7 @@ pub struct SweepFooter {
     pub bounced: u64,
     pub ring_full: u64,
     pub tx_full: u64,
+    pub refused: u64,
     pub tx_dropped: u64,
     pub rx_dropped: u64,
 }
@@ -242,7 +243,7 @@ pub fn parse_sweep_footer(stderr: &str) -> Result<SweepFooter, String> {
         "{} probes sent to {} hosts x {} ports in {} s ({} pps), {} s in all",
         "{} open, {} closed, {} filtered, {} duplicate replies",
         "xdp: {} replies matched, {} unmatched or forged dropped, {} RSTs bounced, {} lost to a full ring buffer",
-        "tx: {} waits for a full TX ring; kernel drops: {} tx, {} rx",
+        "tx: {} waits for a full TX ring, {} probes refused by the kernel; kernel drops: {} tx, {} rx",
     ];
     let lines: Vec<&str> = stderr.lines().collect();
     let title = lines
@@ -299,8 +300,9 @@ pub fn parse_sweep_footer(stderr: &str) -> Result<SweepFooter, String> {
         bounced: count(12)?,
         ring_full: count(13)?,
         tx_full: count(14)?,
-        tx_dropped: count(15)?,
-        rx_dropped: count(16)?,
+        refused: count(15)?,
+        tx_dropped: count(16)?,
+        rx_dropped: count(17)?,
     })
 }
 
@@ -703,7 +705,7 @@ mod unit {
             65535 probes sent to 1 hosts x 65535 ports in 1.31 s (50026 pps), 2.32 s in all, interrupted\n\
             5 open, 65529 closed, 1 filtered, 0 duplicate replies\n\
             xdp: 65534 replies matched, 3 unmatched or forged dropped, 5 RSTs bounced, 0 lost to a full ring buffer\n\
-            tx: 12 waits for a full TX ring; kernel drops: 0 tx, 0 rx\n";
+            tx: 12 waits for a full TX ring, 0 probes refused by the kernel; kernel drops: 0 tx, 0 rx\n";
         let f = parse_sweep_footer(stderr).unwrap();
         assert_eq!(
             (f.sent, f.hosts, f.ports, f.pps, f.total_secs, f.interrupted),

@@ -829,3 +829,65 @@ fn icmp_sweep_is_an_error() {
         &["-1", "icmp", "syn"],
     );
 }
+
+#[test]
+fn excluding_every_target_is_an_error() {
+    let run = refused(&["--scan", "80", "--exclude", "198.18.0.0/15"], "");
+    check_error(&run, &["no targets left"], &[]);
+}
+
+/// A rate below the number of send threads (one per CPU) must still probe every port, each
+/// thread taking a share of at least one probe a second.
+#[test]
+fn a_rate_of_one_probe_a_second_still_probes_every_port() {
+    require_root();
+    let host = scan_host();
+    let target = host.addr.to_string();
+    let ports = [79, 80, 81];
+    let want = expected_outcome(&[host.addr], ports, |_, port| port_status(port));
+    let swept = sweep(
+        &["-p", "79-81", "--rate", "1", "-o", "json", &target],
+        TIMEOUT,
+    );
+    let results = swept.json();
+    let footer = swept.check_outcome(&results, &want);
+    assert_eq!(footer.sent, 3, "{}", swept.run);
+    assert!(
+        swept.run.elapsed >= Duration::from_secs(2),
+        "3 probes at 1 per second took {:?}\n{}",
+        swept.run.elapsed,
+        swept.run
+    );
+}
+
+/// A retry pass only re-probes what has not answered, and a sweep whose every port has
+/// answered ends without waiting for its retries.
+#[test]
+fn retries_stop_once_everything_has_answered() {
+    require_root();
+    let host = scan_host();
+    let target = host.addr.to_string();
+    let want = expected_outcome(&[host.addr], 79..=81, |_, port| port_status(port));
+    let swept = sweep(
+        &[
+            "-p",
+            "79-81",
+            "--retries",
+            "3",
+            "--wait",
+            "5",
+            "-o",
+            "json",
+            &target,
+        ],
+        TIMEOUT,
+    );
+    let footer = swept.check_outcome(&swept.json(), &want);
+    assert_eq!(footer.sent, 3, "no retry was needed\n{}", swept.run);
+    assert!(
+        swept.run.elapsed < Duration::from_secs(4),
+        "took {:?} although every port answered at once\n{}",
+        swept.run.elapsed,
+        swept.run
+    );
+}
