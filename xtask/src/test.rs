@@ -89,10 +89,12 @@ fn result_counts(line: &str) -> Option<(u64, u64)> {
     Some((count(" passed")?, count(" failed")?))
 }
 
-/// Namespaces named `prb-*` and `prb*` interfaces with an XDP program, in the root namespace.
+/// Namespaces named `prb-*`, `prb*` interfaces with an XDP program, in the root namespace,
+/// and prober's BPF programs still loaded (its TC egress link does not show on interfaces).
 fn leftovers() -> Result<Vec<String>> {
     let netns = env::output(env::command("ip")?.args(["netns", "list"]))?;
     let links = env::output(env::command("ip")?.args(["-o", "link"]))?;
+    let programs = env::output(env::command("bpftool")?.args(["prog", "show"]))?;
     Ok(test_namespaces(&netns)
         .into_iter()
         .map(|ns| format!("network namespace {ns}"))
@@ -101,7 +103,26 @@ fn leftovers() -> Result<Vec<String>> {
                 .into_iter()
                 .map(|l| format!("XDP program on interface {l}")),
         )
+        .chain(
+            prober_programs(&programs)
+                .into_iter()
+                .map(|p| format!("BPF program {p} still loaded")),
+        )
         .collect())
+}
+
+/// prober's programs (`prober`, `prober_egress`) in `bpftool prog show` output, as
+/// `<name> (id <id>)`.
+fn prober_programs(listing: &str) -> Vec<String> {
+    listing
+        .lines()
+        .filter_map(|line| {
+            let (id, rest) = line.split_once(':')?;
+            let mut words = rest.split_whitespace();
+            let name = words.by_ref().skip_while(|w| *w != "name").nth(1)?;
+            matches!(name, "prober" | "prober_egress").then(|| format!("{name} (id {})", id.trim()))
+        })
+        .collect()
 }
 
 /// Names in `ip netns list` output (`name` or `name (id: N)`) that start with `prb-`.
@@ -138,6 +159,18 @@ mod tests {
         let line = "test result: FAILED. 9 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.48s";
         assert_eq!(result_counts(line), Some((9, 2)));
         assert_eq!(result_counts("running 3 tests"), None);
+    }
+
+    #[test]
+    fn finds_prober_programs() {
+        let listing = "3812: xdp  name prober  tag 8801da506ae366b9  gpl\n\
+                       \tloaded_at 2026-11-24T19:33:02+0000  uid 0\n\
+                       3813: sched_cls  name prober_egress  tag 1234  gpl\n\
+                       3900: tracing  name other  tag 99\n";
+        assert_eq!(
+            prober_programs(listing),
+            ["prober (id 3812)", "prober_egress (id 3813)"]
+        );
     }
 
     #[test]
