@@ -484,21 +484,26 @@ fn run(cli: &Cli) -> Result<bool> {
     if let Some(losses) = output::losses(&summary) {
         eprintln!("{losses}");
     }
+    print_percentiles(cli, &summary.rtt);
     if cli.verbose {
         eprintln!(
             "xdp: {} replies matched, {} unmatched packets from the target, {} lost to a full ring buffer",
             summary.matched, summary.unmatched, summary.ring_full
         );
     }
-    print_rtt_details(cli, &summary.rtt);
+    print_histogram(cli, &summary.rtt);
     Ok(summary.received > 0)
 }
 
-/// What `-V` and `--histogram` add after the footer.
-fn print_rtt_details(cli: &Cli, rtt: &RttStats) {
+/// What `-V` adds right after the footer.
+fn print_percentiles(cli: &Cli, rtt: &RttStats) {
     if cli.verbose && rtt.count() > 0 {
         eprintln!("{}", output::rtt_percentiles(rtt));
     }
+}
+
+/// What `--histogram` adds at the very end.
+fn print_histogram(cli: &Cli, rtt: &RttStats) {
     if cli.histogram {
         eprintln!("{}", output::rtt_histogram(rtt));
     }
@@ -547,7 +552,8 @@ fn run_sweep(cli: &Cli) -> Result<bool> {
         eprintln!("All replies received. Done.");
     }
     eprintln!("{}", output::sweep_footer(&summary));
-    print_rtt_details(cli, &summary.rtt);
+    print_percentiles(cli, &summary.rtt);
+    print_histogram(cli, &summary.rtt);
     Ok(summary.answered() > 0)
 }
 
