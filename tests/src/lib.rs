@@ -9,7 +9,9 @@
 //!
 //! [`proc`] runs programs with timeouts and reads their output line by line while they run;
 //! [`output`] parses and checks hping3-style output, [`sweep`] the output of sweep mode;
-//! [`packets`] builds forged replies to send with [`TestHost::send_raw_from_namespace`].
+//! [`packets`] builds forged replies to send with [`TestHost::send_raw_from_namespace`];
+//! [`responder`] plays a host behind a TAP device that answers after a delay it controls and measures
+//! (ground truth for RTTs).
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::ffi::OsStr;
@@ -24,6 +26,7 @@ use std::time::{Duration, Instant};
 pub mod output;
 pub mod packets;
 pub mod proc;
+pub mod responder;
 pub mod sweep;
 
 /// Port with a real listener in [`TestHost::standard`].
@@ -81,11 +84,7 @@ impl TestHost {
             bail!("interface name {host_if} longer than IFNAMSIZ-1 (too many test hosts in one process?)");
         }
 
-        // Serialise the choice of subnet (and creation of the address) across threads and processes.
-        let _alloc = FileLock::acquire(ALLOC_LOCK, Duration::from_secs(60))?;
-        remove_stale_namespaces();
-        let net = free_block(&used_prefixes()?, 30, pid.wrapping_mul(131).wrapping_add(n))
-            .ok_or_else(|| anyhow!("no free /30 left in 198.18.4.0-198.19.255.255"))?;
+        let (_alloc, net) = allocate_30(pid.wrapping_mul(131).wrapping_add(n))?;
         let host_addr = Ipv4Addr::from(net + 1);
         let addr = Ipv4Addr::from(net + 2);
 
@@ -571,6 +570,17 @@ fn run_with_stdin(cmd: &mut Command, input: &str) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A free /30 in 198.18.4.0 – 198.19.255.255 (its network address), with the allocator's lock that
+/// serialises the choice across threads and processes: hold the lock until the chosen addresses are
+/// on an interface, which is what marks the block used for every later choice.
+fn allocate_30(seed: u32) -> Result<(FileLock, u32)> {
+    let lock = FileLock::acquire(ALLOC_LOCK, Duration::from_secs(60))?;
+    remove_stale_namespaces();
+    let net = free_block(&used_prefixes()?, 30, seed)
+        .ok_or_else(|| anyhow!("no free /30 left in 198.18.4.0-198.19.255.255"))?;
+    Ok((lock, net))
 }
 
 /// IPv4 prefixes inside 198.18.0.0/15 that are in use in the caller's namespace (addresses and
