@@ -7,6 +7,7 @@
 //! builds frames itself) both MACs, so none of them picks a route, a gateway or a name server.
 
 mod measure;
+mod rtt;
 mod tools;
 
 use std::fmt::Write as _;
@@ -21,6 +22,8 @@ use prober_tests::TestHost;
 use crate::{bootstrap, env};
 use measure::Measurement;
 use tools::{Covers, Found, Invocation, Program, Tool, SINGLE_PORT, TOOLS};
+
+pub use rtt::run as rtt;
 
 /// Ports with a real listener on every address of the bed. The ends of the range are among
 /// them, so an off-by-one in a port range shows.
@@ -63,44 +66,83 @@ struct Row<'a> {
     found: Option<Found>,
 }
 
+/// A tool a benchmark can run: its name on the command line and what runs it.
+trait BenchTool {
+    fn name(&self) -> &'static str;
+    fn program(&self) -> &Program;
+}
+
+impl BenchTool for Tool {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn program(&self) -> &Program {
+        &self.program
+    }
+}
+
+/// What every benchmark starts with: the tools picked, installed and (prober) built, their
+/// versions printed, Ctrl-C caught, and an empty work directory for their outputs.
+struct Setup<'a, T> {
+    tools: Vec<&'a T>,
+    /// The release build of prober, or why there is none (its rows fail, not the peers').
+    prober: Result<PathBuf>,
+    workdir: PathBuf,
+}
+
+impl<'a, T: BenchTool> Setup<'a, T> {
+    /// `only`: the tools named there, or all when it is empty.
+    fn new(bench: &str, all: &'a [T], only: &[String]) -> Result<Setup<'a, T>> {
+        env::require_root(&format!("cargo xtask bench {bench}"))?;
+        if let Some(unknown) = only
+            .iter()
+            .find(|name| !all.iter().any(|tool| tool.name() == name.as_str()))
+        {
+            let known: Vec<&str> = all.iter().map(|tool| tool.name()).collect();
+            bail!(
+                "unknown tool {unknown:?}; the tools are {}",
+                known.join(", ")
+            );
+        }
+        let tools: Vec<&T> = all
+            .iter()
+            .filter(|tool| only.is_empty() || only.iter().any(|name| name == tool.name()))
+            .collect();
+        bootstrap::run()?;
+        Program::install_missing_peers(tools.iter().map(|tool| tool.program()))?;
+        let prober = if tools
+            .iter()
+            .any(|tool| matches!(tool.program(), Program::Prober))
+        {
+            env::build_prober(true).and_then(|()| env::prober_bin(true))
+        } else {
+            Err(anyhow!("not selected"))
+        };
+        println!("versions:");
+        for tool in &tools {
+            println!("  {:8} {}", tool.name(), tool.program().version(&prober));
+        }
+        env::catch_sigint()?;
+        let workdir = env::target_dir()?.join(format!("bench-{bench}"));
+        // Only this task writes there: each run starts from an empty directory.
+        let _ = std::fs::remove_dir_all(&workdir);
+        std::fs::create_dir_all(&workdir)
+            .with_context(|| format!("creating {}", workdir.display()))?;
+        Ok(Setup {
+            tools,
+            prober,
+            workdir,
+        })
+    }
+}
+
 /// Runs the sweep benchmark with `only` the tools named there, or all when it is empty.
 pub fn sweep(only: &[String]) -> Result<()> {
-    env::require_root("cargo xtask bench sweep")?;
-    if let Some(unknown) = only
-        .iter()
-        .find(|name| !TOOLS.iter().any(|tool| tool.name == name.as_str()))
-    {
-        let known: Vec<&str> = TOOLS.iter().map(|tool| tool.name).collect();
-        bail!(
-            "unknown tool {unknown:?}; the tools are {}",
-            known.join(", ")
-        );
-    }
-    let tools: Vec<&Tool> = TOOLS
-        .iter()
-        .filter(|tool| only.is_empty() || only.iter().any(|name| name == tool.name))
-        .collect();
-    bootstrap::run()?;
-    Program::install_missing_peers(&tools)?;
-    // A prober that does not build yet (or lacks sweep mode) fails its rows, not the peers'.
-    let prober = if tools
-        .iter()
-        .any(|tool| matches!(tool.program, Program::Prober))
-    {
-        env::build_prober(true).and_then(|()| env::prober_bin(true))
-    } else {
-        Err(anyhow!("not selected"))
-    };
-    println!("versions:");
-    for tool in &tools {
-        println!("  {:8} {}", tool.name, tool.program.version(&prober));
-    }
-    env::catch_sigint()?;
-
-    let workdir = env::target_dir()?.join("bench-sweep");
-    // Only this task writes there: each run starts from an empty directory.
-    let _ = std::fs::remove_dir_all(&workdir);
-    std::fs::create_dir_all(&workdir).with_context(|| format!("creating {}", workdir.display()))?;
+    let Setup {
+        tools,
+        prober,
+        workdir,
+    } = Setup::new("sweep", TOOLS, only)?;
 
     // Dropped on every way out of this function, which removes the namespace and its routes.
     let mut bed = Bed::new()?;
@@ -294,17 +336,14 @@ fn run_tool<'a>(
         }
     };
     // A flood that only ends by the time bound has ended normally.
-    let flood_stopped = tool.floods_until_stopped && measured.timed_out;
-    if let Some(failure) = measured.failure.as_ref().filter(|_| !flood_stopped) {
-        let last_words = measured
-            .stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("");
-        row.note = Some(format!("{failure}: {}", last_words.trim()));
+    let flood_stopped = tool.floods_until_stopped && measured.outcome.timed_out;
+    if let Some(note) = measured.outcome.failure_note().filter(|_| !flood_stopped) {
+        row.note = Some(note);
     } else {
-        match tool.results.read(&invocation.output, &measured.stderr) {
+        match tool
+            .results
+            .read(&invocation.output, &measured.outcome.stderr)
+        {
             Ok(found) => row.found = Some(found),
             Err(err) => row.note = Some(format!("results unreadable: {err:#}")),
         }
@@ -314,7 +353,7 @@ fn run_tool<'a>(
         tool.name,
         measured.probes,
         measured.send_pps,
-        measured.wall_secs,
+        measured.outcome.wall_secs,
         row.note
             .as_ref()
             .map(|n| format!("; {n}"))
@@ -419,7 +458,7 @@ fn write_table(out: &mut String, scenario: &Scenario, rows: &[Row]) {
         // Only a full sweep does the same work as prober's, so only there is time comparable.
         let time_ratio = prober
             .filter(|_| row.tool.covers == Covers::AllPorts && row.found.is_some())
-            .map(|p| format!("{:.2}", m.wall_secs / p.wall_secs));
+            .map(|p| format!("{:.2}", m.outcome.wall_secs / p.outcome.wall_secs));
         let _ = writeln!(
             out,
             "{:9} {:>9} {:>9} {:>7.3} {:>9.0} {:>7.2} {:>8} {:>7} {:>10} {:>9} {:>6.2} {:>7.1} {:>6} {:>6}",
@@ -428,13 +467,13 @@ fn write_table(out: &mut String, scenario: &Scenario, rows: &[Row]) {
             m.frames,
             m.send_secs,
             m.send_pps,
-            m.wall_secs,
+            m.outcome.wall_secs,
             open,
             lost,
             m.ns_replies,
             m.veth_dropped,
-            m.cpu_secs,
-            m.max_rss_kib as f64 / 1024.0,
+            m.outcome.cpu_secs,
+            m.outcome.max_rss_kib as f64 / 1024.0,
             pps_ratio.unwrap_or_else(|| "-".to_owned()),
             time_ratio.unwrap_or_else(|| "-".to_owned()),
         );

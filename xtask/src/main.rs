@@ -51,6 +51,14 @@ enum Bench {
         #[arg(long = "tool", value_name = "NAME")]
         tools: Vec<String>,
     },
+    /// Hold each probe for 0, 200 µs, 2 ms and 20 ms in a responder that records the true hold
+    /// times, probe it with prober, hping3 and nping (TCP SYN and ICMP echo), and print each
+    /// tool's RTT error per delay.
+    Rtt {
+        /// Run only these tools (repeatable): prober, hping3, nping.
+        #[arg(long = "tool", value_name = "NAME")]
+        tools: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -62,6 +70,9 @@ fn main() -> ExitCode {
         Task::Bench {
             bench: Bench::Sweep { tools },
         } => bench::sweep(&tools),
+        Task::Bench {
+            bench: Bench::Rtt { tools },
+        } => bench::rtt(&tools),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

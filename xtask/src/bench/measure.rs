@@ -1,6 +1,7 @@
 //! Runs one tool under `timeout` and measures it from the outside: frames on the host's veth,
 //! replies the namespace sent, probes that reached it, wall time and peak memory. The same code
 //! measures every tool, so no tool's own statistics are trusted for these numbers.
+//! [`run_bounded`] is the part every benchmark shares: the time bound, Ctrl-C, and how it ended.
 
 use std::fs::File;
 use std::path::Path;
@@ -28,12 +29,41 @@ const BACKSTOP: Duration = Duration::from_secs(KILL_AFTER_SECS + 3);
 /// around a flood do not stretch its sending time.
 const SENDING_FRACTION: u64 = 100;
 
-/// What one bounded run of one tool did.
-pub struct Measurement {
+/// How one bounded run of a tool ended, and what it cost: the same for every benchmark.
+pub struct Outcome {
     /// How the process ended: `None` for exit status 0, else a description.
     pub failure: Option<String>,
     /// The time bound stopped it (timeout's SIGTERM, and the tool then exited).
     pub timed_out: bool,
+    /// Spawn to exit.
+    pub wall_secs: f64,
+    /// User + system CPU time of the tool (wait4's rusage of `timeout`, which includes the tool
+    /// it waited for; not the kernel's softirq work for its packets).
+    pub cpu_secs: f64,
+    /// Peak resident set of the tool (wait4's ru_maxrss of `timeout`, which includes the tool it
+    /// waited for), in KiB.
+    pub max_rss_kib: u64,
+    /// What the tool wrote to stderr.
+    pub stderr: String,
+}
+
+impl Outcome {
+    /// The failure, if any, with the last line the tool wrote to stderr (which says why).
+    pub fn failure_note(&self) -> Option<String> {
+        let failure = self.failure.as_ref()?;
+        let last_words = self
+            .stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        Some(format!("{failure}: {}", last_words.trim()))
+    }
+}
+
+/// What one bounded run of one sweep tool did.
+pub struct Measurement {
+    pub outcome: Outcome,
     /// Frames the host veth transmitted or dropped on transmit (tx_packets + tx_dropped) during
     /// the run: probes, and any RSTs the host kernel sent for SYN-ACKs.
     pub frames: u64,
@@ -47,18 +77,8 @@ pub struct Measurement {
     pub send_secs: f64,
     /// Probes over that window's length (nearly all probes fall inside it, by its definition).
     pub send_pps: f64,
-    /// Spawn to exit.
-    pub wall_secs: f64,
     /// Frames the namespace's veth end transmitted: its SYN-ACKs and RSTs (and ARP).
     pub ns_replies: u64,
-    /// User + system CPU time of the tool (wait4's rusage of `timeout`, which includes the tool
-    /// it waited for; not the kernel's softirq work for its packets).
-    pub cpu_secs: f64,
-    /// Peak resident set of the tool (wait4's ru_maxrss of `timeout`, which includes the tool it
-    /// waited for), in KiB.
-    pub max_rss_kib: u64,
-    /// What the tool wrote to stderr.
-    pub stderr: String,
 }
 
 /// Runs `program args` as `timeout -k 2 <limit> program args` with stdout into `stdout_file`,
@@ -70,6 +90,51 @@ pub fn run(
     limit: Duration,
     stdout_file: &Path,
 ) -> Result<Measurement> {
+    let syns_before = bed.syn_count()?;
+    let ns_before = bed.ns_tx_packets()?;
+    let mut samples = vec![(Instant::now(), bed.host_tx_frames()?)];
+    let outcome = run_bounded(program, args, limit, stdout_file, || {
+        // A sample that cannot be read is only a gap; failing here would leave the tool
+        // running unreaped.
+        if let Ok(frames) = bed.host_tx_frames() {
+            samples.push((Instant::now(), frames));
+        }
+    })?;
+    samples.push((Instant::now(), bed.host_tx_frames()?));
+
+    let ((first_tx, first_drop), (last_tx, last_drop)) =
+        (samples[0].1, samples[samples.len() - 1].1);
+    let counts: Vec<(Instant, u64)> = samples
+        .iter()
+        .map(|&(t, (tx, drop))| (t, tx + drop))
+        .collect();
+    let send_secs = sending_window(&counts);
+    let veth_dropped = last_drop - first_drop;
+    let probes = bed.syn_count()?.saturating_sub(syns_before) + veth_dropped;
+    Ok(Measurement {
+        outcome,
+        frames: (last_tx + last_drop) - (first_tx + first_drop),
+        probes,
+        veth_dropped,
+        send_secs,
+        send_pps: if send_secs > 0.0 {
+            probes as f64 / send_secs
+        } else {
+            0.0
+        },
+        ns_replies: bed.ns_tx_packets()?.saturating_sub(ns_before),
+    })
+}
+
+/// Runs `program args` as `timeout -k 2 <limit> program args` with stdout into `stdout_file`
+/// and stderr next to it (`.stderr`), calling `every_sample` every SAMPLE_EVERY until it exits.
+pub fn run_bounded(
+    program: &Path,
+    args: &[String],
+    limit: Duration,
+    stdout_file: &Path,
+    every_sample: impl FnMut(),
+) -> Result<Outcome> {
     let stderr_file = stdout_file.with_extension("stderr");
     let mut cmd = Command::new("timeout");
     cmd.args([
@@ -88,9 +153,6 @@ pub fn run(
             .with_context(|| format!("creating {}", stderr_file.display()))?,
     );
 
-    let syns_before = bed.syn_count()?;
-    let ns_before = bed.ns_tx_packets()?;
-    let mut samples = vec![(Instant::now(), bed.host_tx_frames()?)];
     let started = Instant::now();
     let child = cmd
         .spawn()
@@ -98,48 +160,25 @@ pub fn run(
     // timeout puts itself in a new process group (its PID) with the tool: killing that group
     // kills exactly what this run started.
     let pid = child.id() as libc::pid_t;
-    let (wait_status, usage) = wait_sampling(bed, pid, started, limit, &mut samples)?;
-    let wall_secs = started.elapsed().as_secs_f64();
-    samples.push((Instant::now(), bed.host_tx_frames()?));
-
-    let ((first_tx, first_drop), (last_tx, last_drop)) =
-        (samples[0].1, samples[samples.len() - 1].1);
-    let counts: Vec<(Instant, u64)> = samples
-        .iter()
-        .map(|&(t, (tx, drop))| (t, tx + drop))
-        .collect();
-    let send_secs = sending_window(&counts);
-    let veth_dropped = last_drop - first_drop;
-    let probes = bed.syn_count()?.saturating_sub(syns_before) + veth_dropped;
-    Ok(Measurement {
+    let (wait_status, usage) = wait_sampling(pid, started, limit, every_sample)?;
+    Ok(Outcome {
         failure: describe_failure(wait_status),
         timed_out: libc::WIFEXITED(wait_status) && libc::WEXITSTATUS(wait_status) == TIMED_OUT,
-        frames: (last_tx + last_drop) - (first_tx + first_drop),
-        probes,
-        veth_dropped,
-        send_secs,
-        send_pps: if send_secs > 0.0 {
-            probes as f64 / send_secs
-        } else {
-            0.0
-        },
-        wall_secs,
-        ns_replies: bed.ns_tx_packets()?.saturating_sub(ns_before),
+        wall_secs: started.elapsed().as_secs_f64(),
         cpu_secs: seconds(usage.ru_utime) + seconds(usage.ru_stime),
         max_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
         stderr: std::fs::read_to_string(&stderr_file).unwrap_or_default(),
     })
 }
 
-/// Reaps `pid` with wait4 (for its rusage), reading the veth counters every SAMPLE_EVERY until
+/// Reaps `pid` with wait4 (for its rusage), calling `every_sample` every SAMPLE_EVERY until
 /// then. Ctrl-C asks timeout to stop the tool; past the limit and the backstop the whole process
 /// group is killed.
 fn wait_sampling(
-    bed: &Bed,
     pid: libc::pid_t,
     started: Instant,
     limit: Duration,
-    samples: &mut Vec<(Instant, (u64, u64))>,
+    mut every_sample: impl FnMut(),
 ) -> Result<(libc::c_int, libc::rusage)> {
     let mut deadline = limit + BACKSTOP;
     let mut asked_to_stop = false;
@@ -171,11 +210,7 @@ fn wait_sampling(
             }
         }
         thread::sleep(SAMPLE_EVERY);
-        // A sample that cannot be read is only a gap; returning here would leave the tool
-        // running unreaped.
-        if let Ok(frames) = bed.host_tx_frames() {
-            samples.push((Instant::now(), frames));
-        }
+        every_sample();
     }
 }
 

@@ -343,16 +343,19 @@ fn path_arg(path: &Path) -> Result<String> {
 
 impl Program {
     /// Installs the peers that are missing (one apt-get run for all of them).
-    pub fn install_missing_peers(tools: &[&Tool]) -> Result<()> {
-        let missing: Vec<&str> = tools
-            .iter()
-            .filter_map(|tool| match tool.program {
-                Program::Peer {
-                    command, package, ..
-                } if !on_path(command) => Some(package),
+    pub fn install_missing_peers<'a>(
+        programs: impl IntoIterator<Item = &'a Program>,
+    ) -> Result<()> {
+        let mut missing: Vec<&str> = programs
+            .into_iter()
+            .filter_map(|program| match program {
+                Program::Peer { command, package } if !on_path(command) => Some(*package),
                 _ => None,
             })
             .collect();
+        // Two commands may come from one package (nmap and nping).
+        missing.sort_unstable();
+        missing.dedup();
         if missing.is_empty() {
             return Ok(());
         }
