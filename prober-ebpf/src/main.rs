@@ -26,7 +26,8 @@ use prober_common::{
 #[map]
 static FILTER: Array<ProbeFilter> = Array::with_max_entries(1, 0);
 
-/// 4 MiB: each record takes 56 bytes, so ~75 000 replies can wait for userspace.
+/// 4 MiB: each record takes 64 bytes with its header, so ~65 000 replies can wait for
+/// userspace.
 #[map]
 static REPLIES: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 
@@ -39,7 +40,9 @@ static DEPARTURES: Array<Departure> = Array::with_max_entries(DEPARTURE_SLOTS, 0
 const ETH_P_IP: u16 = 0x0800;
 const ICMP_ECHO_REPLY: u8 = 0;
 const ICMP_ECHO_REQUEST: u8 = 8;
-const TC_ACT_OK: i32 = 0;
+/// TCX_NEXT: the egress program only watches; the verdict stays with whatever runs after it
+/// (other TCX programs, clsact filters). TC_ACT_OK would be final and skip them.
+const TC_ACT_UNSPEC: i32 = -1;
 const IP_MORE_FRAGMENTS_AND_OFFSET: u16 = 0x3fff;
 const TCP_FLAG_SYN: u8 = 0x02;
 const TCP_FLAG_RST: u8 = 0x04;
@@ -93,7 +96,7 @@ pub fn prober(ctx: XdpContext) -> u32 {
 #[classifier]
 pub fn prober_egress(ctx: TcContext) -> i32 {
     note_departure(&ctx);
-    TC_ACT_OK
+    TC_ACT_UNSPEC
 }
 
 /// Files the departure time of one of our probes in its slot. TC sees packets before any
@@ -122,9 +125,19 @@ fn note_departure(ctx: &TcContext) -> Option<()> {
     let (slot, target_port) = match filter.protocol {
         IPPROTO_TCP => {
             let tcp: TcpHdr = ctx.load(l4).ok()?;
+            let flags: u8 = ctx.load(l4 + TCP_FLAGS_OFFSET).ok()?;
             let target_port = u16::from_be_bytes(tcp.dest);
             let offset = u16::from_be_bytes(tcp.source).wrapping_sub(filter.sport_base);
-            if offset > filter.sport_max_offset || (!sweep && target_port != filter.target_port) {
+            // Only our probes: the host's own segments on these ports (its RST to a SYN-ACK,
+            // a target's answers leaving `lo`) must not take their slots.
+            let probe = if sweep {
+                flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN
+            } else {
+                target_port == filter.target_port
+                    && u32::from_be_bytes(tcp.seq) == filter.tcp_seq
+                    && u32::from_be_bytes(tcp.ack_seq) == filter.tcp_ack
+            };
+            if offset > filter.sport_max_offset || !probe {
                 return None;
             }
             (offset, target_port)
@@ -140,8 +153,9 @@ fn note_departure(ctx: &TcContext) -> Option<()> {
         _ => return None,
     };
     let departure = DEPARTURES.get_ptr_mut(u32::from(slot))?;
-    // SAFETY: an in-bounds array slot; a torn read on the XDP side can only make a reply
-    // miss its departure (both fields are checked there), never read out of bounds.
+    // SAFETY: an in-bounds array slot. The XDP side may read it while it is rewritten (a
+    // slot reused within one round trip, e.g. a sweep flooding 4096 ports): it can then pair
+    // a reply with the next probe's time, never read out of bounds.
     unsafe {
         *departure = Departure {
             kernel_ns: bpf_ktime_get_ns(),

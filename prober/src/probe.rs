@@ -36,6 +36,11 @@ pub trait Probe: Send + Sync {
     /// hping3's sequence number of the probe a reply answers.
     fn sequence(&self, reply: &ReplyRecord) -> u16;
 
+    /// hping3's sequence number of probe `n`: what [`Probe::sequence`] gives its replies.
+    fn sequence_of(&self, n: u64) -> u16 {
+        n as u16
+    }
+
     /// Appends the kind-specific fields of a reply line (before `rtt=`).
     fn write_fields(&self, reply: &ReplyRecord, seq: u16, line: &mut String);
 

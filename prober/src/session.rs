@@ -124,7 +124,8 @@ impl Session {
         // The transmit path first: it may wait up to a second for the next hop's MAC, and
         // nothing should be attached to the interface during that wait.
         let transmit = transmit::open(&route, options.interface.as_ref(), true, false)?;
-        let (matcher, channel) = ReplyMatcher::attach(&route.interface, &filter, true)?;
+        let (matcher, channel) =
+            ReplyMatcher::attach(&route.interface, &filter, true, !transmit.skips_tc())?;
         Ok(Session {
             options,
             route,
@@ -242,7 +243,8 @@ impl ReplyHandler for ReplyPrinter<'_> {
     }
 }
 
-/// Send time and answered flag per hping3 sequence number (probe number mod 2^16).
+/// Send time and answered flag per hping3 sequence number (probe number mod 2^16; always 0
+/// with -k).
 struct SendLog {
     sent_ns: Box<[AtomicU64]>,
     answered: Box<[AtomicBool]>,
@@ -258,8 +260,9 @@ impl SendLog {
         }
     }
 
-    fn sending(&self, n: u64) {
-        let slot = usize::from(n as u16);
+    /// Notes that the probe with hping3 sequence number `seq` is leaving now.
+    fn sending(&self, seq: u16) {
+        let slot = usize::from(seq);
         self.answered[slot].store(false, Ordering::Relaxed);
         self.sent_ns[slot].store(monotonic_ns(), Ordering::Release);
     }
@@ -302,7 +305,7 @@ fn send_probes(
             }
         }
         let length = probe.build(n, &mut packet);
-        log.sending(n);
+        log.sending(probe.sequence_of(n));
         transmit.send(&packet[..length])?;
         if options.pacing != Pacing::Flood {
             transmit.flush()?;

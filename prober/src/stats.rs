@@ -97,13 +97,24 @@ impl RttStats {
             return Vec::new();
         }
         let low = self.min_ns;
-        let high = self.histogram.value_at_percentile(99.0).max(low + 1);
+        let p99 = self
+            .histogram
+            .median_equivalent(self.histogram.value_at_percentile(99.0));
+        let high = p99.min(self.max_ns).max(low + 1);
         let width = (high - low).div_ceil(rows as u64).max(NARROWEST_NS);
         let rows = (high - low).div_ceil(width).max(1) as usize;
         let mut counts = vec![0u64; rows + 1];
         for value in self.histogram.iter_recorded() {
-            let ns = self.histogram.median_equivalent(value.value_iterated_to());
-            let row = (ns.saturating_sub(low) / width).min(rows as u64) as usize;
+            // The bucket's middle, but never outside the RTTs actually seen.
+            let ns = self
+                .histogram
+                .median_equivalent(value.value_iterated_to())
+                .clamp(self.min_ns, self.max_ns);
+            let row = if ns > high {
+                rows // beyond the 99th percentile
+            } else {
+                (ns.saturating_sub(low) / width).min(rows as u64 - 1) as usize
+            };
             counts[row] += value.count_at_value();
         }
         let bound = |row: usize| (low + row as u64 * width).min(self.max_ns) as f64 / 1e6;
@@ -213,6 +224,12 @@ mod tests {
             "the last row reaches the slowest"
         );
         assert_eq!(rows[0].0, 0.1, "the first row starts at the fastest");
+
+        let mut same = RttStats::default();
+        for _ in 0..100 {
+            same.add(1_000_000_123);
+        }
+        assert_eq!(same.histogram_rows(16), [(1000.000123, 1000.000123, 100)]);
     }
 
     #[test]

@@ -144,7 +144,9 @@ impl Sweep {
         };
         // A sweep bounces SYN-ACKs as RSTs with XDP_TX, which native XDP on veth drops.
         let driver_mode = !route.interface.is_veth()?;
-        let (matcher, channel) = ReplyMatcher::attach(&route.interface, &filter, driver_mode)?;
+        let time_departures = !transmits[0].skips_tc();
+        let (matcher, channel) =
+            ReplyMatcher::attach(&route.interface, &filter, driver_mode, time_departures)?;
         Ok(Sweep {
             options,
             route,

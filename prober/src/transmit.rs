@@ -24,6 +24,10 @@ pub trait Transmit: Send {
     fn full_waits(&self) -> u64 {
         0
     }
+    /// Whether probes bypass TC egress (and so leave no departure time there).
+    fn skips_tc(&self) -> bool {
+        false
+    }
 }
 
 /// Picks the TX ring when the route leaves through an Ethernet interface whose next hop

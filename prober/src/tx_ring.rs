@@ -28,6 +28,7 @@ pub struct TxRing {
     next_frame: usize,
     queued: usize,
     full_waits: u64,
+    qdisc_bypass: bool,
 }
 
 // SAFETY: the mapping belongs to this value alone; it moves between threads with it.
@@ -111,6 +112,7 @@ impl TxRing {
             next_frame: 0,
             queued: 0,
             full_waits: 0,
+            qdisc_bypass,
         };
         if bound < 0 {
             return Err(io::Error::last_os_error())
@@ -216,6 +218,10 @@ impl crate::transmit::Transmit for TxRing {
 
     fn full_waits(&self) -> u64 {
         self.full_waits
+    }
+
+    fn skips_tc(&self) -> bool {
+        self.qdisc_bypass
     }
 }
 

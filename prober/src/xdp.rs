@@ -6,7 +6,9 @@ use std::io;
 use anyhow::{anyhow, Context as _, Result};
 use aya::{
     maps::{Array, MapData, PerCpuArray, RingBuf},
-    programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode},
+    programs::{
+        tc::TcAttachOptions, LinkOrder, ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode,
+    },
     util::KernelVersion,
     Ebpf,
 };
@@ -74,11 +76,13 @@ pub struct Counters(PerCpuArray<MapData, u64>);
 
 impl ReplyMatcher {
     /// Loads the program, sets its filter and attaches it to `interface`, in driver mode
-    /// where the driver has it (and `driver_mode` allows) and generic mode otherwise.
+    /// where the driver has it (and `driver_mode` allows) and generic mode otherwise; with
+    /// `time_departures`, the TC egress program too (pointless when probes bypass TC).
     pub fn attach(
         interface: &Interface,
         filter: &ProbeFilter,
         driver_mode: bool,
+        time_departures: bool,
     ) -> Result<(ReplyMatcher, ReplyChannel)> {
         let mut ebpf = Ebpf::load(OBJECT).context("loading the XDP program")?;
         let mut filters: Array<_, ProbeFilter> = Array::try_from(
@@ -101,7 +105,7 @@ impl ReplyMatcher {
             .program_mut(XDP_PROGRAM)
             .ok_or_else(|| anyhow!("no {XDP_PROGRAM} program in the object"))?
             .try_into()?;
-        program.load().map_err(load_error)?;
+        program.load().map_err(|error| load_error("XDP", error))?;
         let driver_refused = driver_mode
             && match program.attach_to_if_index(interface.index, XdpMode::Driver) {
                 Ok(_) => false,
@@ -116,7 +120,11 @@ impl ReplyMatcher {
                 .map_err(|error| attach_error(interface, error))?;
             AttachMode::Generic
         };
-        let departures = attach_egress(&mut ebpf, interface);
+        let departures = if time_departures {
+            attach_egress(&mut ebpf, interface)
+        } else {
+            Departures::Userspace("probes bypass TC egress (--qdisc-bypass)".into())
+        };
         Ok((
             ReplyMatcher {
                 _program: ebpf,
@@ -146,8 +154,15 @@ fn attach_egress(ebpf: &mut Ebpf, interface: &Interface) -> Departures {
             .program_mut(EGRESS_PROGRAM)
             .ok_or_else(|| anyhow!("no {EGRESS_PROGRAM} program in the object"))?
             .try_into()?;
-        program.load().map_err(load_error)?;
-        program.attach(&interface.name, TcAttachType::Egress)?;
+        program
+            .load()
+            .map_err(|error| load_error("TC egress", error))?;
+        // First, so that no program before it can end the packet's way before it is timed.
+        program.attach_with_options(
+            &interface.name,
+            TcAttachType::Egress,
+            TcAttachOptions::TcxOrder(LinkOrder::first()),
+        )?;
         Ok(())
     })();
     match attached {
@@ -167,7 +182,7 @@ impl Counters {
 }
 
 /// A verifier rejection as one line: the verifier's verdict is its log's last line.
-fn load_error(error: ProgramError) -> anyhow::Error {
+fn load_error(kind: &str, error: ProgramError) -> anyhow::Error {
     match error {
         ProgramError::LoadError {
             io_error,
@@ -179,9 +194,11 @@ fn load_error(error: ProgramError) -> anyhow::Error {
                 .rev()
                 .find(|line| !line.trim().is_empty())
                 .unwrap_or("");
-            anyhow!("the kernel rejected the XDP program ({io_error}): {verdict}")
+            anyhow!("the kernel rejected the {kind} program ({io_error}): {verdict}")
         }
-        other => anyhow::Error::new(other).context("loading the XDP program into the kernel"),
+        other => {
+            anyhow::Error::new(other).context(format!("loading the {kind} program into the kernel"))
+        }
     }
 }
 

@@ -155,3 +155,67 @@ fn quiet_prints_no_reply_lines() {
     );
     assert_eq!(run.code(), Some(0), "exit status\n{run}");
 }
+
+/// prober's TC egress program only watches (TCX_NEXT): an egress filter already on the
+/// interface keeps working while prober runs. Here a classic clsact filter on the host's veth
+/// end diverts every probe to the closed port into a second, unrelated test host (this kernel
+/// has no drop action, only mirred), so no RST-ACK may come back; the open port, which the
+/// filter lets through, still answers.
+#[test]
+fn egress_filters_on_the_interface_still_apply() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let sink = TestHost::new().expect("second test host");
+    let dev = host.host_if.as_str();
+    let tc = |args: &[&str]| {
+        prober_tests::run_checked(std::process::Command::new("tc").args(args)).expect("tc command")
+    };
+    tc(&["qdisc", "add", "dev", dev, "clsact"]);
+    let closed = CLOSED_PORT.to_string();
+    tc(&[
+        "filter",
+        "add",
+        "dev",
+        dev,
+        "egress",
+        "protocol",
+        "ip",
+        "u32",
+        "match",
+        "ip",
+        "dport",
+        &closed,
+        "0xffff",
+        "action",
+        "mirred",
+        "egress",
+        "redirect",
+        "dev",
+        &sink.host_if,
+    ]);
+
+    let diverted = probe(&host, &["-V", "-S", "-p", &closed]);
+    assert!(
+        diverted
+            .stdout
+            .contains("send times from TC egress (kernel)"),
+        "the egress program must be attached for this test to mean anything\n{diverted}"
+    );
+    assert!(
+        !diverted.stdout.contains("flags=RA"),
+        "the clsact filter was skipped: probes to port {closed} got answers\n{diverted}"
+    );
+    assert_eq!(diverted.code(), Some(1), "nothing may answer\n{diverted}");
+    let stats = tc(&["-s", "filter", "show", "dev", dev, "egress"]);
+    assert!(
+        stats.contains("Sent") && !stats.contains("Sent 0 bytes"),
+        "the filter saw no probe:\n{stats}"
+    );
+
+    let open = probe(&host, &["-S", "-p", &OPEN_PORT.to_string()]);
+    assert_eq!(
+        open.stdout.matches("flags=SA").count(),
+        4,
+        "the open port must still answer\n{open}"
+    );
+}

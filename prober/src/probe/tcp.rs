@@ -176,6 +176,11 @@ impl Probe for TcpProbe {
         reply.dst_port.wrapping_sub(self.base_port)
     }
 
+    /// With -k every probe is sequence 0: replies cannot tell them apart.
+    fn sequence_of(&self, n: u64) -> u16 {
+        self.source_port(n).wrapping_sub(self.base_port)
+    }
+
     fn write_fields(&self, reply: &ReplyRecord, seq: u16, line: &mut String) {
         let letters = TcpFlags(reply.tcp_flags).letters();
         let _ = write!(
