@@ -21,14 +21,14 @@ use crate::{
     permutation::Permutation,
     ports::PortList,
     probe::{TcpFlags, TcpSegment, MAX_PROBE_LEN},
+    random,
     results::{PortResult, ReplyFields, ResultWriter, Status},
     route::{self, Interface, Route},
-    session::random,
     stats::SweepSummary,
     status::StatusLine,
     targets::TargetSet,
     transmit::{self, Transmit},
-    xdp::{Counters, ReplyChannel, ReplyMatcher},
+    xdp::{Counters, Departures, ReplyChannel, ReplyMatcher},
 };
 
 /// Source ports a sweep uses: `base_port .. base_port + SOURCE_PORTS`. The port a probe
@@ -111,12 +111,7 @@ impl Sweep {
             );
         }
         let (route, one_next_hop) = shared_route(&options.targets, options.interface.as_ref())?;
-        if !route.interface.carries_ethernet_frames()? {
-            bail!(
-                "{} is not an Ethernet interface: prober cannot match replies on it yet",
-                route.interface.name
-            );
-        }
+        route.interface.require_ethernet_frames()?;
         // A sender for each CPU, but none with a share of the rate below one probe a second.
         let senders = std::thread::available_parallelism()
             .map_or(1, usize::from)
@@ -186,6 +181,7 @@ impl Sweep {
             route.source,
             cookie_key,
             transmits.len() as u64,
+            matcher.departures != Departures::TcEgress,
         )?);
         let dropped_before = route.interface.dropped_packets()?;
         let started = Instant::now();
@@ -218,7 +214,9 @@ impl Sweep {
         let senders = if outcome.interrupted { 0 } else { plan.senders };
         for sender in 0..senders {
             let (first, step) = plan.walk(sender);
-            let reached = plan.first_pass_reached[sender as usize].load(Ordering::Acquire);
+            let reached = plan.progress[sender as usize]
+                .first_pass_reached
+                .load(Ordering::Acquire);
             for position in (first..reached).step_by(step as usize) {
                 let target = plan.permutation.get(position);
                 if !plan.answered.contains(target) {
@@ -238,7 +236,7 @@ impl Sweep {
         let dropped_after = route.interface.dropped_packets()?;
         summary.hosts = options.targets.len();
         summary.ports = options.ports.len();
-        summary.sent = plan.sent.load(Ordering::Acquire);
+        summary.sent = plan.sent();
         summary.refused = plan.refused.load(Ordering::Acquire);
         summary.elapsed = started.elapsed();
         summary.interrupted = outcome.interrupted;
@@ -306,18 +304,28 @@ struct Plan {
     window: u16,
     shard: Shard,
     answered: BitSet,
-    /// Probes sent, all passes.
-    sent: AtomicU64,
     /// Probes the kernel refused to send (a broadcast address, a firewall's output chain).
     refused: AtomicU64,
     /// Distinct (host, port) pairs that have answered.
     answered_count: AtomicU64,
-    /// Send threads; sender j takes every `senders`-th of this shard's positions from the j-th.
+    /// Send threads; sender j takes every `senders`-th of this shard's positions from the j-th,
+    /// and source ports from its own block of `SOURCE_PORTS / senders`.
     senders: u64,
-    /// Per sender: the next position its first pass would probe.
-    first_pass_reached: Box<[AtomicU64]>,
+    progress: Box<[SenderProgress]>,
     /// Per source port: the target (+1; 0 = none) of the last probe sent from it, and when.
-    recent: Box<[(AtomicU64, AtomicU64)]>,
+    /// Kept only when TC egress does not time departures (`--qdisc-bypass`, no TCX).
+    recent: Option<Box<[(AtomicU64, AtomicU64)]>>,
+}
+
+/// What one send thread has done, on a cache line of its own so that the threads never
+/// write to a shared one per probe.
+#[repr(align(64))]
+#[derive(Default)]
+struct SenderProgress {
+    /// Probes sent, all passes (updated per batch).
+    sent: AtomicU64,
+    /// The next position its first pass would probe.
+    first_pass_reached: AtomicU64,
 }
 
 impl Plan {
@@ -326,6 +334,7 @@ impl Plan {
         source: Ipv4Addr,
         cookie_key: [u64; 2],
         senders: u64,
+        userspace_send_times: bool,
     ) -> Result<Plan> {
         let total = options.targets.len() * options.ports.len();
         let order_key = match options.seed {
@@ -343,15 +352,24 @@ impl Plan {
             window: options.window,
             shard: options.shard,
             answered: BitSet::new(total),
-            sent: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             answered_count: AtomicU64::new(0),
             senders,
-            first_pass_reached: (0..senders).map(|_| AtomicU64::new(0)).collect(),
-            recent: (0..SOURCE_PORTS)
-                .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
-                .collect(),
+            progress: (0..senders).map(|_| SenderProgress::default()).collect(),
+            recent: userspace_send_times.then(|| {
+                (0..SOURCE_PORTS)
+                    .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
+                    .collect()
+            }),
         })
+    }
+
+    /// Probes sent so far, all senders and passes.
+    fn sent(&self) -> u64 {
+        self.progress
+            .iter()
+            .map(|progress| progress.sent.load(Ordering::Acquire))
+            .sum()
     }
 
     /// Probes in one full pass of this shard.
@@ -434,7 +452,10 @@ impl Plan {
         let mut packet = [0u8; MAX_PROBE_LEN];
         let total = self.permutation.len();
         let (first, step) = self.walk(sender);
-        let reached = &self.first_pass_reached[sender as usize];
+        let progress = &self.progress[sender as usize];
+        let ports_per_sender = SOURCE_PORTS / self.senders as u16;
+        let first_port = self.base_port + sender as u16 * ports_per_sender;
+        let mut sent_here = 0u64;
         'passes: for pass in 0..=options.retries {
             if pass > 0 && !self.retry_needed_after(options.wait, stop) {
                 break;
@@ -460,7 +481,9 @@ impl Plan {
                         continue;
                     }
                     sent += 1;
-                    let length = self.build(target, &mut packet);
+                    let source_port = first_port + (sent_here % u64::from(ports_per_sender)) as u16;
+                    let length = self.build(target, source_port, sent_here as u16, &mut packet);
+                    sent_here += 1;
                     match transmit.send(&packet[..length]) {
                         Err(error) if refused_destination(&error) => {
                             self.refused.fetch_add(1, Ordering::Relaxed);
@@ -469,8 +492,11 @@ impl Plan {
                     }
                 }
                 transmit.flush()?;
+                progress.sent.store(sent_here, Ordering::Release);
                 if pass == 0 {
-                    reached.store(position, Ordering::Release);
+                    progress
+                        .first_pass_reached
+                        .store(position, Ordering::Release);
                 }
                 if stop.requested() {
                     break 'passes;
@@ -505,20 +531,26 @@ impl Plan {
         self.answered_count.load(Ordering::Relaxed) >= self.probes_in_first_pass()
     }
 
-    /// Writes the SYN for `target` and notes its send time against its source port.
-    fn build(&self, target: u64, packet: &mut [u8; MAX_PROBE_LEN]) -> usize {
+    /// Writes the SYN for `target` from `source_port` and, where userspace keeps send times,
+    /// notes its send time against that port.
+    fn build(
+        &self,
+        target: u64,
+        source_port: u16,
+        ip_id: u16,
+        packet: &mut [u8; MAX_PROBE_LEN],
+    ) -> usize {
         let (ip, port) = self.endpoint(target);
-        let n = self.sent.fetch_add(1, Ordering::AcqRel);
-        let slot = (n % u64::from(SOURCE_PORTS)) as u16;
-        let source_port = self.base_port + slot;
-        let (sent_target, sent_ns) = &self.recent[usize::from(slot)];
-        sent_target.store(target + 1, Ordering::Relaxed);
-        sent_ns.store(monotonic_ns(), Ordering::Release);
+        if let Some(recent) = &self.recent {
+            let (sent_target, sent_ns) = &recent[usize::from(source_port - self.base_port)];
+            sent_target.store(target + 1, Ordering::Relaxed);
+            sent_ns.store(monotonic_ns(), Ordering::Release);
+        }
         TcpSegment {
             source: self.source,
             target: ip,
             ttl: self.ttl,
-            ip_id: n as u16,
+            ip_id,
             source_port,
             target_port: port,
             seq: syn_cookie(
@@ -541,7 +573,7 @@ impl Plan {
         let sent_ns = match reply.sent_ns {
             0 => {
                 let slot = reply.dst_port.wrapping_sub(self.base_port);
-                let (sent_target, sent_ns) = self.recent.get(usize::from(slot))?;
+                let (sent_target, sent_ns) = self.recent.as_ref()?.get(usize::from(slot))?;
                 let sent_ns = sent_ns.load(Ordering::Acquire);
                 (sent_target.load(Ordering::Relaxed) == target + 1).then_some(sent_ns)?
             }
@@ -615,7 +647,7 @@ impl ReplyHandler for Collector<'_> {
     fn tick(&mut self) {
         self.status.update(
             self.started.elapsed(),
-            self.plan.sent.load(Ordering::Relaxed),
+            self.plan.sent(),
             self.summary.answered(),
             self.summary.open,
             self.counters.get(Counter::RingFull),
