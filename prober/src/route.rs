@@ -137,6 +137,18 @@ impl Interface {
         Ok(kind == ARPHRD_ETHER || kind == ARPHRD_LOOPBACK)
     }
 
+    /// An error unless frames on this interface start with an Ethernet header, which the
+    /// XDP program parses.
+    pub fn require_ethernet_frames(&self) -> Result<()> {
+        if !self.carries_ethernet_frames()? {
+            bail!(
+                "{} is not an Ethernet interface: prober cannot match replies on it yet",
+                self.name
+            );
+        }
+        Ok(())
+    }
+
     /// Makes `socket` send only through this interface (SO_BINDTODEVICE).
     pub fn bind_socket(&self, socket: &impl AsRawFd) -> Result<()> {
         // SAFETY: the name's bytes and length are passed together; the fd is open.

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use prober_common::{Counter, ReplyRecord};
 
 use crate::{
@@ -20,6 +20,7 @@ use crate::{
     output::{self, RttPrecision},
     pacer::FLOOD_BATCH,
     probe::{Endpoints, IcmpEcho, Probe, TcpFlags, TcpProbe, MAX_PROBE_LEN},
+    random,
     route::{self, Interface, Route},
     stats::Summary,
     transmit::{self, Transmit},
@@ -79,12 +80,7 @@ pub struct Session {
 impl Session {
     pub fn prepare(options: Options) -> Result<Session> {
         let route = route::lookup(options.target, options.interface.as_ref())?;
-        if !route.interface.carries_ethernet_frames()? {
-            bail!(
-                "{} is not an Ethernet interface: prober cannot match replies on it yet",
-                route.interface.name
-            );
-        }
+        route.interface.require_ethernet_frames()?;
         let endpoints = Endpoints {
             source: route.source,
             target: options.target,
@@ -314,10 +310,4 @@ fn send_probes(
         log.sent.store(n, Ordering::Release);
     }
     transmit.flush()
-}
-
-pub(crate) fn random() -> Result<u64> {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).map_err(|error| anyhow::anyhow!("no randomness: {error}"))?;
-    Ok(u64::from_ne_bytes(bytes))
 }
