@@ -11,8 +11,7 @@ use serde::Serialize;
 
 use crate::{monotonic_ns, ports::service_name, probe::TcpFlags};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
     Open,
     Closed,
@@ -20,6 +19,15 @@ pub enum Status {
 }
 
 impl Status {
+    /// The word every format prints.
+    fn word(self) -> &'static str {
+        match self {
+            Status::Open => "open",
+            Status::Closed => "closed",
+            Status::Filtered => "filtered",
+        }
+    }
+
     /// Why the status is what it is, in zmap's and nmap's words.
     fn reason(self) -> &'static str {
         match self {
@@ -71,7 +79,7 @@ struct JsonLine {
     ip: Ipv4Addr,
     port: u16,
     proto: &'static str,
-    status: Status,
+    status: &'static str,
     reason: &'static str,
     ttl: Option<u8>,
     ipid: Option<u16>,
@@ -121,7 +129,7 @@ impl ResultWriter {
                     ip: result.ip,
                     port: result.port,
                     proto: "tcp",
-                    status: result.status,
+                    status: result.status.word(),
                     reason: result.status.reason(),
                     ttl: reply.map(|r| r.ttl),
                     ipid: reply.map(|r| r.ip_id),
@@ -141,7 +149,7 @@ impl ResultWriter {
                     "{},{},tcp,{},{},{},{},{},{},{},{ts:.6}",
                     result.ip,
                     result.port,
-                    status_word(result.status),
+                    result.status.word(),
                     result.status.reason(),
                     field(reply.map(|r| u64::from(r.ttl))),
                     field(reply.map(|r| u64::from(r.ip_id))),
@@ -206,14 +214,6 @@ impl ResultWriter {
 
     fn unix_seconds(&self, monotonic: u64) -> f64 {
         (i128::from(monotonic) + self.realtime_offset_ns) as f64 / 1e9
-    }
-}
-
-fn status_word(status: Status) -> &'static str {
-    match status {
-        Status::Open => "open",
-        Status::Closed => "closed",
-        Status::Filtered => "filtered",
     }
 }
 
