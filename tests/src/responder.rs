@@ -48,6 +48,11 @@ pub struct Held {
     /// SYN-ACK with its own RST, packet sockets), which takes 5–70 µs here and is the prober's side
     /// of the wire, not the responder's hold.
     pub written_ns: u64,
+    /// When the reply reached the host's stack: the stamp of the same packet socket's copy of it,
+    /// taken inside `write()` just after any XDP program on the TAP has seen the reply. None if
+    /// the socket missed it. `delivered_ns - written_ns` bounds how late a kernel receive stamp can
+    /// be for reasons of the responder's, not the prober's: a stalled `write()`.
+    pub delivered_ns: Option<u64>,
 }
 
 impl Held {
@@ -62,6 +67,12 @@ impl Held {
     /// RTT (TC egress comes before the TAP, XDP after the reply's `write()`), and a close one.
     pub fn ideal_rtt_ns(&self) -> Option<u64> {
         self.queued_ns.map(|queued| self.written_ns - queued)
+    }
+
+    /// How long `write()` took to hand the reply to the host's stack (see `delivered_ns`).
+    pub fn write_path_ns(&self) -> Option<u64> {
+        self.delivered_ns
+            .map(|delivered| delivered.saturating_sub(self.written_ns))
     }
 }
 
@@ -126,7 +137,7 @@ impl DelayedResponder {
         }
         let tap = open_tap(&interface)?;
         // Bound before the link is up, so it sees every frame the host sends to the responder.
-        let transmitted = TransmitLog::open(&interface)?;
+        let frames = FrameLog::open(&interface)?;
         // Without IPv6 the kernel sends no router solicitations or MLD reports on the TAP: nothing for
         // the responder to wake up for.
         let ipv6 = Path::new("/proc/sys/net/ipv6/conf").join(&interface);
@@ -153,7 +164,7 @@ impl DelayedResponder {
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name(format!("responder {interface}"))
-            .spawn(move || serve(tap, transmitted, host, &thread_shared))
+            .spawn(move || serve(tap, frames, host, &thread_shared))
             .context("starting the responder thread")?;
         Ok(DelayedResponder {
             interface,
@@ -233,18 +244,27 @@ fn open_tap(name: &str) -> Result<OwnedFd> {
 
 /// Frames the host's kernel passed to the TAP, with the kernel's timestamps, from a packet socket
 /// bound to it that takes only outgoing frames.
-struct TransmitLog {
+struct FrameLog {
     socket: OwnedFd,
-    /// Not yet read from the TAP, oldest first, in CLOCK_MONOTONIC.
-    frames: VecDeque<(Vec<u8>, u64)>,
+    /// Requests not yet read from the TAP, oldest first, in CLOCK_MONOTONIC.
+    requests: VecDeque<(Vec<u8>, u64)>,
+    /// Replies the host's stack received, oldest first, in CLOCK_MONOTONIC.
+    delivered: VecDeque<(Vec<u8>, u64)>,
     buffer: Vec<u8>,
 }
 
-/// Frames logged and never read from the TAP (it dropped them) are forgotten beyond this many.
-const TRANSMIT_LOG_FRAMES: usize = 4096;
+/// Frames logged and never asked about (requests the TAP dropped, ARP answers) are forgotten
+/// beyond this many per direction.
+const LOG_FRAMES: usize = 4096;
 
-impl TransmitLog {
-    fn open(interface: &str) -> Result<TransmitLog> {
+/// The stamp of `frame` in `log`, removing it and the older frames before it.
+fn take_stamp(log: &mut VecDeque<(Vec<u8>, u64)>, frame: &[u8]) -> Option<u64> {
+    let position = log.iter().position(|(logged, _)| logged == frame)?;
+    log.drain(..=position).next_back().map(|(_, stamp)| stamp)
+}
+
+impl FrameLog {
+    fn open(interface: &str) -> Result<FrameLog> {
         let all_protocols = (libc::ETH_P_ALL as u16).to_be();
         // SAFETY: plain socket call; the fd is owned by `socket` below.
         let fd = unsafe {
@@ -259,10 +279,10 @@ impl TransmitLog {
         }
         // SAFETY: a fresh fd nobody else owns.
         let socket = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-        // Only frames the host sends: the responder's own replies are no business of the log, and
-        // copying them would only lengthen every write().
-        let mut only_outgoing = [
-            // A = the packet type; if A == PACKET_OUTGOING take the whole frame, else nothing.
+        // Only frames the host sends (the requests) and the host receives (the replies): both
+        // directions are stamped in the kernel, on the TAP's side of the prober's timestamps.
+        let mut requests_and_replies = [
+            // A = the packet type: take the whole frame if it is PACKET_OUTGOING or PACKET_HOST.
             bpf(
                 libc::BPF_LD | libc::BPF_B | libc::BPF_ABS,
                 0,
@@ -271,19 +291,25 @@ impl TransmitLog {
             ),
             bpf(
                 libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+                1,
+                0,
+                u32::from(libc::PACKET_OUTGOING),
+            ),
+            bpf(
+                libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
                 0,
                 1,
-                u32::from(libc::PACKET_OUTGOING),
+                u32::from(libc::PACKET_HOST),
             ),
             bpf(libc::BPF_RET | libc::BPF_K, 0, 0, u32::from(u16::MAX)),
             bpf(libc::BPF_RET | libc::BPF_K, 0, 0, 0),
         ];
         let program = libc::sock_fprog {
-            len: only_outgoing.len() as u16,
-            filter: only_outgoing.as_mut_ptr(),
+            len: requests_and_replies.len() as u16,
+            filter: requests_and_replies.as_mut_ptr(),
         };
         set_socket_option(&socket, libc::SO_ATTACH_FILTER, &program)
-            .context("attaching the outgoing-only filter")?;
+            .context("attaching the requests-and-replies filter")?;
         set_socket_option(&socket, libc::SO_TIMESTAMPNS, &1i32).context("SO_TIMESTAMPNS")?;
         // Room for thousands of frames, so a burst of probes is not lost before the loop drains it
         // (only root may exceed rmem_max; without it the default has to do).
@@ -313,9 +339,10 @@ impl TransmitLog {
             return Err(std::io::Error::last_os_error())
                 .with_context(|| format!("binding a packet socket to {interface}"));
         }
-        Ok(TransmitLog {
+        Ok(FrameLog {
             socket,
-            frames: VecDeque::new(),
+            requests: VecDeque::new(),
+            delivered: VecDeque::new(),
             buffer: vec![0; 65536],
         })
     }
@@ -325,9 +352,15 @@ impl TransmitLog {
     /// in the order the socket saw them, so frames logged before it were dropped by the TAP.
     fn queued_ns(&mut self, frame: &[u8]) -> Option<u64> {
         self.drain();
-        let position = self.frames.iter().position(|(logged, _)| logged == frame)?;
-        let (_, queued_ns) = self.frames.drain(..=position).next_back()?;
-        Some(queued_ns)
+        take_stamp(&mut self.requests, frame)
+    }
+
+    /// When the host's stack received `reply`, just written to the TAP: `write()` delivers it
+    /// before it returns, so draining the socket now finds it. Frames logged before it (ARP
+    /// answers, which nobody asks about) go with it.
+    fn delivered_ns(&mut self, reply: &[u8]) -> Option<u64> {
+        self.drain();
+        take_stamp(&mut self.delivered, reply)
     }
 
     fn drain(&mut self) {
@@ -338,8 +371,12 @@ impl TransmitLog {
                 iov_base: self.buffer.as_mut_ptr().cast(),
                 iov_len: self.buffer.len(),
             };
-            // SAFETY: an all-zero msghdr is valid; the buffers set below outlive the call.
+            // SAFETY: all-zero msghdr and sockaddr_ll are valid; the buffers set below outlive
+            // the call.
             let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+            let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            message.msg_name = (&mut from as *mut libc::sockaddr_ll).cast();
+            message.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
             message.msg_iov = &mut data;
             message.msg_iovlen = 1;
             message.msg_control = control.as_mut_ptr().cast();
@@ -357,11 +394,15 @@ impl TransmitLog {
             let monotonic_now = monotonic_ns();
             let realtime_now = clock_ns(libc::CLOCK_REALTIME);
             let queued_ns = monotonic_now.saturating_sub(realtime_now.saturating_sub(realtime_ns));
-            if self.frames.len() == TRANSMIT_LOG_FRAMES {
-                self.frames.pop_front();
+            let log = if from.sll_pkttype == libc::PACKET_HOST {
+                &mut self.delivered
+            } else {
+                &mut self.requests
+            };
+            if log.len() == LOG_FRAMES {
+                log.pop_front();
             }
-            self.frames
-                .push_back((self.buffer[..n as usize].to_vec(), queued_ns));
+            log.push_back((self.buffer[..n as usize].to_vec(), queued_ns));
         }
     }
 }
@@ -456,7 +497,7 @@ impl Eq for Pending {}
 
 /// The responder's loop: write what is due, sleep until the next frame or until shortly before the
 /// next reply is due (then spin), read every frame the TAP holds.
-fn serve(tap: OwnedFd, mut transmitted: TransmitLog, mut host: Host, shared: &Shared) {
+fn serve(tap: OwnedFd, mut frames: FrameLog, mut host: Host, shared: &Shared) {
     // Timed sleeps end up to the thread's timer slack (50 µs by default) late; ask for none, since
     // the spin before each reply only covers the wake-up itself.
     // SAFETY: plain prctl on the calling thread.
@@ -473,7 +514,7 @@ fn serve(tap: OwnedFd, mut transmitted: TransmitLog, mut host: Host, shared: &Sh
     let mut arrivals = 0u64;
     let mut frame = vec![0u8; 65536];
     while !shared.stop.load(Ordering::SeqCst) {
-        write_due(&tap, &mut pending, shared);
+        write_due(&tap, &mut pending, &mut frames, shared);
         let now = monotonic_ns();
         let sleep_ns = match pending.peek() {
             Some(Reverse(next)) => next.due_ns.saturating_sub(now + SPIN_NS),
@@ -497,7 +538,7 @@ fn serve(tap: OwnedFd, mut transmitted: TransmitLog, mut host: Host, shared: &Sh
                 }
             }
             let request = &frame[..n as usize];
-            let queued_ns = transmitted.queued_ns(request);
+            let queued_ns = frames.queued_ns(request);
             let Some((probe, reply)) = answer(request, &mut host) else {
                 continue;
             };
@@ -519,7 +560,12 @@ fn serve(tap: OwnedFd, mut transmitted: TransmitLog, mut host: Host, shared: &Sh
 }
 
 /// Writes every reply whose time has come, recording the probes' hold times.
-fn write_due(tap: &OwnedFd, pending: &mut BinaryHeap<Reverse<Pending>>, shared: &Shared) {
+fn write_due(
+    tap: &OwnedFd,
+    pending: &mut BinaryHeap<Reverse<Pending>>,
+    log: &mut FrameLog,
+    shared: &Shared,
+) {
     while let Some(Reverse(next)) = pending.peek() {
         if next.due_ns > monotonic_ns() {
             return;
@@ -544,11 +590,13 @@ fn write_due(tap: &OwnedFd, pending: &mut BinaryHeap<Reverse<Pending>>, shared: 
             );
         }
         if let Some(probe) = reply.probe {
+            let delivered_ns = log.delivered_ns(&reply.frame);
             shared.answered.lock().unwrap().push(Held {
                 probe,
                 queued_ns: reply.queued_ns,
                 read_ns: reply.read_ns,
                 written_ns,
+                delivered_ns,
             });
         }
     }

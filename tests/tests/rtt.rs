@@ -6,7 +6,11 @@
 //! the kernel's passing the request to the TAP to the reply's `write()` into it. prober stamps the
 //! request earlier (TC egress, before the qdisc and the TAP's transmit) and the reply later (XDP,
 //! which runs inside that `write()`), so its error is never negative beyond the printed rounding,
-//! and it is small: see [`PROBER_ERROR_US`]. Comparing with the responder's userspace hold instead
+//! and it is small: see [`PROBER_ERROR_US`]. The one part of it that is not the prober's: a
+//! `write()` that stalls (an interrupt, or the VM's CPU taken away) between the responder's stamp
+//! and the XDP program. The responder measures that too ([`Held::write_path_ns`], up to the
+//! kernel's receive stamp just after XDP), and a reply's window grows by it and no more.
+//! Comparing with the responder's userspace hold instead
 //! would add the responder thread's wake-up (10–130 µs here, printed as "wake"), which is no part
 //! of any network.
 //!
@@ -38,7 +42,9 @@ const HPING3_MEDIAN_ERROR_US: RangeInclusive<f64> = -150.0..=2000.0;
 /// How late the responder may write a reply (hold − requested delay), in µs, for any probe and at
 /// the median of a run. The median covers the work between reading a request and being ready to
 /// answer it, which is all there is at delay 0: up to 45 µs measured with the tests' debug build.
-const RESPONDER_LATE_US: f64 = 500.0;
+/// A single reply may be later: this VM now and then stalls the responder's CPU (563 µs seen in
+/// an otherwise punctual run). Every hold is measured, so lateness only has to stay sane.
+const RESPONDER_LATE_US: f64 = 2000.0;
 const RESPONDER_MEDIAN_LATE_US: f64 = 100.0;
 /// Source port of probe 0 (prober's and hping3's `-s`): probe n leaves from BASE_PORT + n.
 const BASE_PORT: u16 = 40000;
@@ -262,27 +268,33 @@ fn check_holds(matched: &[Matched], delay: Duration, run: &Finished) -> Vec<f64>
     late_us
 }
 
-/// Checks prober's replies against the truth: each error within [`PROBER_ERROR_US`], the median
-/// within [`PROBER_MEDIAN_ERROR_US`].
+/// Checks prober's replies against the truth: each error within [`PROBER_ERROR_US`] (its upper
+/// end raised by the reply's measured `write()` stall), the median within
+/// [`PROBER_MEDIAN_ERROR_US`].
 fn check_prober_errors(matched: &[Matched], what: &str, output: &dyn std::fmt::Display) {
     let errors: Vec<f64> = matched.iter().map(Matched::error_us).collect();
+    let write_path_us = |m: &Matched| m.held.write_path_ns().unwrap_or(0) as f64 / 1000.0;
     let table: String = matched
         .iter()
         .map(|m| {
             format!(
-                "\n  {:?} rtt {:.3} ms, ideal {:.3} ms, error {:.1} µs",
+                "\n  {:?} rtt {:.3} ms, ideal {:.3} ms, error {:.1} µs, write path {:.1} µs",
                 m.held.probe,
                 m.reply.rtt_ms,
                 m.held.ideal_rtt_ns().unwrap_or(0) as f64 / 1e6,
-                m.error_us()
+                m.error_us(),
+                write_path_us(m),
             )
         })
         .collect();
+    let within = |m: &Matched| {
+        let error = m.error_us();
+        error >= *PROBER_ERROR_US.start() && error <= PROBER_ERROR_US.end() + write_path_us(m)
+    };
     assert!(
-        errors.iter().all(|e| PROBER_ERROR_US.contains(e))
-            && median(&errors) <= PROBER_MEDIAN_ERROR_US,
-        "{what}: prober's RTTs are off the truth (want each error within {PROBER_ERROR_US:?} µs, \
-         the median at most {PROBER_MEDIAN_ERROR_US}):{table}\n{output}"
+        matched.iter().all(within) && median(&errors) <= PROBER_MEDIAN_ERROR_US,
+        "{what}: prober's RTTs are off the truth (want each error within {PROBER_ERROR_US:?} µs \
+         plus its write path, the median at most {PROBER_MEDIAN_ERROR_US}):{table}\n{output}"
     );
 }
 
