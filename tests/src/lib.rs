@@ -577,6 +577,8 @@ fn run_with_stdin(cmd: &mut Command, input: &str) -> Result<String> {
 /// on an interface, which is what marks the block used for every later choice.
 fn allocate_30(seed: u32) -> Result<(FileLock, u32)> {
     let lock = FileLock::acquire(ALLOC_LOCK, Duration::from_secs(60))?;
+    // Before any test address exists: a test whose veth vanishes must meet "no route".
+    SafetyNet::ensure()?;
     remove_stale_namespaces();
     let net = free_block(&used_prefixes()?, 30, seed)
         .ok_or_else(|| anyhow!("no free /30 left in 198.18.4.0-198.19.255.255"))?;
@@ -619,9 +621,64 @@ fn used_prefixes() -> Result<Vec<(u32, u8)>> {
             out.push(p);
         }
     }
-    // Only what lies inside 198.18.0.0/15 matters (a default route overlaps everything).
-    out.retain(|&(a, len)| len >= 15 && overlaps((a, len), (RANGE_BASE, 15)));
+    // Only what lies inside 198.18.0.0/15 matters: a default route overlaps everything, and the
+    // safety net's route covers the whole range without using any of it.
+    out.retain(|&(a, len)| len > 15 && overlaps((a, len), (RANGE_BASE, 15)));
     Ok(out)
+}
+
+/// The test ranges as unreachable routes (`ip route add unreachable 198.18.0.0/15`, and
+/// 2001:db8::/32 for IPv6): more specific routes to test hosts win, and when a test's veth is
+/// gone, probes to its addresses meet "no route" instead of the default route out of the uplink.
+pub struct SafetyNet {
+    /// The routes this value added, removed again when it is dropped.
+    added: Vec<SafetyRoute>,
+}
+
+/// (`ip` family option, prefix) of an unreachable route.
+type SafetyRoute = (&'static str, &'static str);
+
+const SAFETY_ROUTES: [SafetyRoute; 2] = [("-4", "198.18.0.0/15"), ("-6", "2001:db8::/32")];
+
+impl SafetyNet {
+    /// Installs whichever of the routes is missing, for as long as the value lives (`cargo xtask
+    /// test` holds one over the whole suite).
+    pub fn install() -> Result<SafetyNet> {
+        let mut net = SafetyNet { added: Vec::new() };
+        for route in SAFETY_ROUTES {
+            if add_safety_route(route)? {
+                net.added.push(route);
+            }
+        }
+        Ok(net)
+    }
+
+    /// Installs whichever of the routes is missing and leaves them: for tests run without the
+    /// suite's guard, where nothing outlives the process to take them away again.
+    pub fn ensure() -> Result<()> {
+        for route in SAFETY_ROUTES {
+            add_safety_route(route)?;
+        }
+        Ok(())
+    }
+}
+
+/// Adds the unreachable route unless it is there; true when it was added.
+fn add_safety_route((family, prefix): SafetyRoute) -> Result<bool> {
+    let present = run_ip(&[family, "route", "show", "type", "unreachable", prefix])?;
+    if !present.trim().is_empty() {
+        return Ok(false);
+    }
+    run_ip(&[family, "route", "add", "unreachable", prefix])?;
+    Ok(true)
+}
+
+impl Drop for SafetyNet {
+    fn drop(&mut self) {
+        for (family, prefix) in &self.added {
+            let _ = quiet_ip(&[family, "route", "del", "unreachable", prefix]);
+        }
+    }
 }
 
 /// The nftables counter of [`TestHost::drop_all_to`]'s rule for `addr`.

@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _, Result};
-use prober_tests::TestHost;
+use prober_tests::{SafetyNet, TestHost};
 
 use crate::{bootstrap, env};
 use measure::Measurement;
@@ -88,6 +88,8 @@ struct Setup<'a, T> {
     /// The release build of prober, or why there is none (its rows fail, not the peers').
     prober: Result<PathBuf>,
     workdir: PathBuf,
+    /// Held for the benchmark's duration: a bed whose veth is gone means "no route".
+    _safety_net: SafetyNet,
 }
 
 impl<'a, T: BenchTool> Setup<'a, T> {
@@ -132,6 +134,7 @@ impl<'a, T: BenchTool> Setup<'a, T> {
             tools,
             prober,
             workdir,
+            _safety_net: SafetyNet::install()?,
         })
     }
 }
@@ -142,6 +145,7 @@ pub fn sweep(only: &[String]) -> Result<()> {
         tools,
         prober,
         workdir,
+        _safety_net,
     } = Setup::new("sweep", TOOLS, only)?;
 
     // Dropped on every way out of this function, which removes the namespace and its routes.

@@ -14,7 +14,9 @@ pub fn run() -> Result<()> {
     let prober = env::prober_bin(true)?;
     env::catch_sigint()?;
 
-    // Dropped on every way out of this function, which removes the namespace and the rest.
+    // Both dropped on every way out of this function, which removes the namespace and the rest;
+    // while the demo runs, a missing veth means "no route", never the uplink.
+    let _safety_net = prober_tests::SafetyNet::install()?;
     let mut host = prober_tests::TestHost::new().context("creating the demo host")?;
     host.listen_tcp(80)
         .context("listening on TCP port 80 in the demo host")?;

@@ -29,7 +29,10 @@ pub fn run() -> Result<()> {
         "--no-fail-fast",
     ])?;
     cmd.env("PROBER_BIN", &prober);
+    // For the suite's duration: a test whose veth is gone must meet "no route", not the uplink.
+    let safety_net = prober_tests::SafetyNet::install()?;
     let suite = run_counting(&mut cmd);
+    drop(safety_net);
 
     let leftovers = leftovers()?;
     if !leftovers.is_empty() {

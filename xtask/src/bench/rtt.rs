@@ -84,6 +84,7 @@ pub fn run(only: &[String]) -> Result<()> {
         tools,
         prober,
         workdir,
+        _safety_net,
     } = Setup::new("rtt", TOOLS, only)?;
 
     let open_ports: Vec<u16> = std::iter::once(OPEN_PORT)
