@@ -1,5 +1,5 @@
-//! Builds the XDP program with the pinned eBPF toolchain (prober-ebpf/rust-toolchain.toml)
-//! and bpf-linker; the binary embeds it from OUT_DIR.
+//! Builds the eBPF programs with the pinned eBPF toolchain (prober-ebpf/rust-toolchain.toml)
+//! and bpf-linker; the binary embeds them from OUT_DIR.
 use anyhow::{anyhow, Context as _};
 
 fn main() -> anyhow::Result<()> {
@@ -12,6 +12,11 @@ fn main() -> anyhow::Result<()> {
         .find_map(|line| line.trim().strip_prefix("channel = "))
         .map(|value| value.trim_matches('"'))
         .ok_or_else(|| anyhow!("no `channel = ` line in {toolchain_file}"))?;
+    // aya-build relays everything the inner cargo prints on stderr as `warning:` lines, so its
+    // progress ("Compiling core ...") looks like fifty warnings. Quiet, that cargo prints only
+    // errors there; the compiler's own warnings and errors still come through, as aya-build
+    // renders them from cargo's JSON messages. The inner cargo inherits this environment.
+    std::env::set_var("CARGO_TERM_QUIET", "true");
     aya_build::build_ebpf(
         [aya_build::Package {
             name: "prober-ebpf",
