@@ -1,50 +1,75 @@
-//! Types shared by the XDP program and userspace. Everything is `#[repr(C)]` with explicit
+//! Types shared by the eBPF programs and userspace. Everything is `#[repr(C)]` with explicit
 //! padding so both sides agree on the layout byte for byte.
 #![no_std]
 
-/// What userspace tells the XDP program about the probes it sends, so that only replies to
-/// them are recorded. Addresses are kept exactly as on the wire (network byte order);
-/// ports, sequence numbers and identifiers are in host byte order.
+mod address;
+mod siphash;
+pub mod trace;
+
+pub use address::IpAddress;
+pub use siphash::siphash_2_4;
+
+/// What userspace tells the eBPF programs about the probes it sends, so that only replies to
+/// them are recorded. Ports, sequence numbers and identifiers are in host byte order.
+///
+/// `kind` chooses the probe kind's module on the eBPF side; each reads the fields its kind is
+/// named in and ignores the rest. (Fields are in order of alignment, so there is no padding.)
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct ProbeFilter {
-    /// The probed host: replies must come from it.
-    pub target_addr: [u8; 4],
-    /// Our address: replies must be sent to it.
-    pub local_addr: [u8; 4],
-    /// Sequence number carried by every TCP probe; a reply with ACK acknowledges it.
+    /// Every kind, one target: replies must come from the probed host.
+    pub target_addr: IpAddress,
+    /// Every kind: replies must be sent to our address.
+    pub local_addr: IpAddress,
+    /// Sweeps: the SipHash key of the probes' cookies (see [`syn_cookie`]).
+    pub cookie_key: [u64; 2],
+    /// TCP, one target: the sequence number every probe carries; a reply with ACK
+    /// acknowledges it.
     pub tcp_seq: u32,
-    /// Acknowledgement number carried by TCP probes; a RST without ACK echoes it as its seq.
+    /// TCP, one target: the acknowledgement number probes carry; a RST without ACK echoes it
+    /// as its sequence number.
     pub tcp_ack: u32,
-    /// The probed TCP port: replies come from it.
+    /// Kinds with ports (TCP), one target: replies come from the probed port.
     pub target_port: u16,
-    /// Our source ports are `sport_base ..= sport_base + sport_max_offset` (wrapping).
+    /// Kinds with ports: our source ports are `sport_base ..= sport_base + sport_max_offset`
+    /// (wrapping).
     pub sport_base: u16,
     pub sport_max_offset: u16,
-    /// ICMP echo identifier of our probes.
+    /// ICMP echo: the identifier of our probes.
     pub icmp_id: u16,
-    /// IP protocol of the probes: [`IPPROTO_TCP`] or [`IPPROTO_ICMP`].
-    pub protocol: u8,
+    /// [`KIND_TCP`] or [`KIND_ICMP_ECHO`]; [`KIND_NONE`] matches nothing.
+    pub kind: u8,
     /// [`MODE_SINGLE`] or [`MODE_SWEEP`].
     pub mode: u8,
-    pub _pad: [u8; 6],
-    /// Sweep mode: the SipHash key of the SYN cookies (see [`syn_cookie`]).
-    pub cookie_key: [u64; 2],
+    /// The IP version of the probes: [`IPV4`] (IPv6 comes with its parser).
+    pub family: u8,
+    pub _pad: [u8; 5],
 }
+
+/// The filter matches nothing (the programs pass every packet untouched).
+pub const KIND_NONE: u8 = 0;
+/// TCP probes with any flags; sweeps send SYNs and take SYN-ACKs and RST-ACKs.
+pub const KIND_TCP: u8 = 1;
+/// ICMP echo requests, answered by echo replies.
+pub const KIND_ICMP_ECHO: u8 = 2;
 
 /// One target, one port: replies are matched against the filter's fixed target, port and
 /// sequence numbers, and passed on to the host's stack untouched.
 pub const MODE_SINGLE: u8 = 0;
-/// Many targets and ports: a reply is ours when it acknowledges the SYN cookie of its own
-/// (target, port, source port); ours are dropped after recording, SYN-ACKs bounced as RSTs.
+/// Many targets and ports: a reply is ours when it carries the cookie of its own (target,
+/// port, source port); ours are dropped after recording (the kind may answer them first).
 pub const MODE_SWEEP: u8 = 1;
+
+/// IP versions, as the header's version field has them.
+pub const IPV4: u8 = 4;
+pub const IPV6: u8 = 6;
 
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
 
-/// One reply the XDP program matched, with the header fields hping3 prints.
-/// Addresses are as on the wire; every other field is in host byte order.
+/// One reply a kind's eBPF module matched, with the header fields hping3 prints.
+/// Every field but the address is in host byte order.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
@@ -54,13 +79,14 @@ pub struct ReplyRecord {
     /// `bpf_ktime_get_ns()` when the probe it answers left through TC egress; 0 when that
     /// departure was not seen (egress program not attached, PACKET_QDISC_BYPASS).
     pub sent_ns: u64,
-    pub src_addr: [u8; 4],
-    pub dst_addr: [u8; 4],
+    /// Who sent the reply (the reply's IP version is this address's family).
+    pub src_addr: IpAddress,
     pub tcp_seq: u32,
     pub tcp_ack: u32,
+    /// The IP packet's whole length: IPv4's total length.
     pub ip_len: u16,
     pub ip_id: u16,
-    /// Flags and fragment offset, as the IP header has them.
+    /// Flags and fragment offset, as the IPv4 header has them.
     pub ip_frag: u16,
     pub src_port: u16,
     pub dst_port: u16,
@@ -72,13 +98,21 @@ pub struct ReplyRecord {
     pub icmp_seq: u16,
     pub ttl: u8,
     pub tos: u8,
+    /// The reply's IP protocol (which need not be the probe's: an ICMP error answers any).
     pub protocol: u8,
     pub tcp_flags: u8,
 }
 
-/// A probe leaving the interface, as the TC egress program saw it. Probes are filed by slot:
-/// the source port's offset from the filter's `sport_base` for TCP, the echo sequence number
-/// for ICMP, so that a reply finds its probe's departure without any search.
+impl ReplyRecord {
+    /// When the probe this answers left, as TC egress saw it, if it did.
+    pub fn kernel_departure(&self) -> Option<u64> {
+        (self.sent_ns != 0).then_some(self.sent_ns)
+    }
+}
+
+/// A probe leaving the interface, as the TC egress program saw it. Probes are filed by slot
+/// (the kind picks it: the source port's offset from `sport_base` for TCP, the echo sequence
+/// number for ICMP), so that a reply finds its probe's departure without any search.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
@@ -86,10 +120,10 @@ pub struct Departure {
     /// `bpf_ktime_get_ns()` at TC egress (CLOCK_MONOTONIC).
     pub kernel_ns: u64,
     /// Where the probe went: a reply must come from there to be timed against it.
-    pub target_addr: [u8; 4],
-    /// The probed TCP port (0 for ICMP).
+    pub target_addr: IpAddress,
+    /// The probed port (0 for ICMP).
     pub target_port: u16,
-    pub _pad: u16,
+    pub _pad: [u8; 6],
 }
 
 /// One departure slot per possible 16-bit slot number.
@@ -103,8 +137,8 @@ pub enum Counter {
     Matched = 0,
     /// Replies matched but lost because the ring buffer was full.
     RingFull = 1,
-    /// Replies from the probed port to our ports (or echo replies) that answer none of our
-    /// probes: forged, stale, or from another run.
+    /// Packets shaped like replies to our probes that answer none of them: forged, stale,
+    /// or from another run.
     Unmatched = 2,
     /// Sweep mode: SYN-ACKs turned into RSTs and sent back to the target (XDP_TX).
     Bounced = 3,
@@ -112,66 +146,36 @@ pub enum Counter {
 
 pub const COUNTER_SLOTS: u32 = 4;
 
-/// The sequence number of a sweep's SYN to `target:target_port` from `local:local_port`:
-/// a keyed SipHash-2-4 of the four, so a SYN-ACK or RST-ACK is ours exactly when its
-/// ack − 1 equals it, and no state per probe is needed on either side.
+/// The sequence number of a sweep's SYN to `target:target_port` from `local:local_port`: a
+/// keyed SipHash-2-4 of the four, so a SYN-ACK or RST-ACK is ours exactly when its ack − 1
+/// equals it, and no state per probe is needed on either side. IPv4 pairs hash their 4-byte
+/// addresses (12 bytes in all), anything else the 16-byte ones (36 bytes).
 #[inline(always)]
 pub fn syn_cookie(
     key: [u64; 2],
-    target: [u8; 4],
+    target: &IpAddress,
     target_port: u16,
-    local: [u8; 4],
+    local: &IpAddress,
     local_port: u16,
 ) -> u32 {
-    let [t0, t1, t2, t3] = target;
-    let [l0, l1, l2, l3] = local;
     let [tp0, tp1] = target_port.to_be_bytes();
     let [lp0, lp1] = local_port.to_be_bytes();
-    siphash_2_4(key, &[t0, t1, t2, t3, l0, l1, l2, l3, tp0, tp1, lp0, lp1]) as u32
+    let hash = match (target.ipv4(), local.ipv4()) {
+        (Some([t0, t1, t2, t3]), Some([l0, l1, l2, l3])) => {
+            siphash_2_4(key, &[t0, t1, t2, t3, l0, l1, l2, l3, tp0, tp1, lp0, lp1])
+        }
+        _ => {
+            let mut message = [0u8; 36];
+            message[..16].copy_from_slice(&target.0);
+            message[16..32].copy_from_slice(&local.0);
+            message[32..].copy_from_slice(&[tp0, tp1, lp0, lp1]);
+            siphash_2_4(key, &message)
+        }
+    };
+    hash as u32
 }
 
-/// SipHash-2-4 of a 12-byte message, unrolled so the eBPF verifier sees straight-line code.
-#[inline(always)]
-pub fn siphash_2_4(key: [u64; 2], message: &[u8; 12]) -> u64 {
-    let [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11] = *message;
-    let first = u64::from_le_bytes([m0, m1, m2, m3, m4, m5, m6, m7]);
-    // The last block holds the remaining bytes and the message length in its top byte.
-    let last = u64::from_le_bytes([m8, m9, m10, m11, 0, 0, 0, 12]);
-    let mut v = [
-        key[0] ^ 0x736f_6d65_7073_6575,
-        key[1] ^ 0x646f_7261_6e64_6f6d,
-        key[0] ^ 0x6c79_6765_6e65_7261,
-        key[1] ^ 0x7465_6462_7974_6573,
-    ];
-    for block in [first, last] {
-        v[3] ^= block;
-        sip_round(&mut v);
-        sip_round(&mut v);
-        v[0] ^= block;
-    }
-    v[2] ^= 0xff;
-    sip_round(&mut v);
-    sip_round(&mut v);
-    sip_round(&mut v);
-    sip_round(&mut v);
-    v[0] ^ v[1] ^ v[2] ^ v[3]
-}
-
-#[inline(always)]
-fn sip_round(v: &mut [u64; 4]) {
-    v[0] = v[0].wrapping_add(v[1]);
-    v[1] = v[1].rotate_left(13) ^ v[0];
-    v[0] = v[0].rotate_left(32);
-    v[2] = v[2].wrapping_add(v[3]);
-    v[3] = v[3].rotate_left(16) ^ v[2];
-    v[0] = v[0].wrapping_add(v[3]);
-    v[3] = v[3].rotate_left(21) ^ v[0];
-    v[2] = v[2].wrapping_add(v[1]);
-    v[1] = v[1].rotate_left(17) ^ v[2];
-    v[2] = v[2].rotate_left(32);
-}
-
-/// Map names, shared so neither side can misspell them.
+/// Names the eBPF object defines, shared so neither side can misspell them.
 pub const FILTER_MAP: &str = "FILTER";
 pub const REPLIES_MAP: &str = "REPLIES";
 pub const COUNTERS_MAP: &str = "COUNTERS";
@@ -185,49 +189,59 @@ unsafe impl aya::Pod for ProbeFilter {}
 
 #[cfg(test)]
 mod tests {
-    use core::hash::Hasher as _;
-
     use super::*;
 
-    #[test]
-    fn siphash_matches_the_reference_implementation() {
-        let key = [0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908];
-        for seed in 0u8..=255 {
-            let message: [u8; 12] =
-                core::array::from_fn(|i| seed.wrapping_mul(31).wrapping_add(i as u8));
-            let mut reference = siphasher::sip::SipHasher24::new_with_keys(key[0], key[1]);
-            reference.write(&message);
-            assert_eq!(
-                siphash_2_4(key, &message),
-                reference.finish(),
-                "message {message:?}"
-            );
-        }
+    fn v4(octets: [u8; 4]) -> IpAddress {
+        IpAddress::from_ipv4(octets)
     }
 
     #[test]
     fn cookies_depend_on_every_endpoint_and_the_key() {
         let key = [1, 2];
-        let base = syn_cookie(key, [198, 18, 4, 2], 80, [198, 18, 4, 1], 61440);
-        assert_ne!(
-            base,
-            syn_cookie(key, [198, 18, 4, 3], 80, [198, 18, 4, 1], 61440)
+        let (target, local) = (v4([198, 18, 4, 2]), v4([198, 18, 4, 1]));
+        let base = syn_cookie(key, &target, 80, &local, 61440);
+        let others = [
+            syn_cookie(key, &v4([198, 18, 4, 3]), 80, &local, 61440),
+            syn_cookie(key, &target, 81, &local, 61440),
+            syn_cookie(key, &target, 80, &v4([198, 18, 4, 5]), 61440),
+            syn_cookie(key, &target, 80, &local, 61441),
+            syn_cookie([1, 3], &target, 80, &local, 61440),
+        ];
+        for other in others {
+            assert_ne!(base, other);
+        }
+    }
+
+    #[test]
+    fn ipv4_cookies_hash_the_four_byte_addresses() {
+        // The same 12-byte message as before addresses grew to 16 bytes: IPv4 cookies, and so
+        // sweeps' speed, are unchanged.
+        let key = [7, 9];
+        let message = [198, 18, 4, 2, 198, 18, 4, 1, 0, 80, 0xf0, 0x00];
+        assert_eq!(
+            syn_cookie(key, &v4([198, 18, 4, 2]), 80, &v4([198, 18, 4, 1]), 61440),
+            siphash_2_4(key, &message) as u32
         );
-        assert_ne!(
-            base,
-            syn_cookie(key, [198, 18, 4, 2], 81, [198, 18, 4, 1], 61440)
-        );
-        assert_ne!(
-            base,
-            syn_cookie(key, [198, 18, 4, 2], 80, [198, 18, 4, 5], 61440)
-        );
-        assert_ne!(
-            base,
-            syn_cookie(key, [198, 18, 4, 2], 80, [198, 18, 4, 1], 61441)
-        );
-        assert_ne!(
-            base,
-            syn_cookie([1, 3], [198, 18, 4, 2], 80, [198, 18, 4, 1], 61440)
-        );
+    }
+
+    #[test]
+    fn ipv6_cookies_hash_the_sixteen_byte_addresses() {
+        let key = [7, 9];
+        let target = IpAddress([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        let local = IpAddress([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        let mut message = [0u8; 36];
+        message[..16].copy_from_slice(&target.0);
+        message[16..32].copy_from_slice(&local.0);
+        message[32..].copy_from_slice(&[0, 80, 0xf0, 0x00]);
+        let cookie = syn_cookie(key, &target, 80, &local, 61440);
+        assert_eq!(cookie, siphash_2_4(key, &message) as u32);
+        assert_ne!(cookie, syn_cookie(key, &local, 80, &target, 61440));
+    }
+
+    #[test]
+    fn shared_types_have_the_layout_both_sides_expect() {
+        assert_eq!(core::mem::size_of::<ProbeFilter>(), 72);
+        assert_eq!(core::mem::size_of::<ReplyRecord>(), 64);
+        assert_eq!(core::mem::size_of::<Departure>(), 32);
     }
 }

@@ -1,4 +1,4 @@
-//! Parsing and checking prober's sweep-mode output (the contract: `/work/sweep-spec.md`): results as
+//! Parsing and checking prober's sweep-mode output (the contract: the README's section on sweeps): results as
 //! JSON lines, CSV or list lines, the hping3 `--scan` table, and the statistic footer.
 //!
 //! Every parser is strict: a line that is not exactly what the contract describes is an error that

@@ -1,0 +1,87 @@
+//! The words of `--bpf-trace`. The eBPF programs log each decision as a few numbers (cheap to
+//! log, and to verify); userspace turns them back into a line with these words.
+
+/// What became of a packet.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Left to the host's stack, untouched.
+    Passed = 0,
+    /// Dropped in XDP.
+    Dropped = 1,
+    /// Recorded as a reply and queued for userspace.
+    Matched = 2,
+    /// A reply, lost: the ring buffer was full.
+    Lost = 3,
+    /// A SYN-ACK sent back to its sender as a RST (XDP_TX).
+    Bounced = 4,
+    /// One of our probes leaving (TC egress).
+    Departed = 5,
+}
+
+/// Why.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    AnswersAProbe = 0,
+    NotSynAckOrRstAck = 1,
+    NotFromTheProbedPort = 2,
+    AcknowledgesNoProbe = 3,
+    NotAnEchoReply = 4,
+    AnotherIdentifier = 5,
+    RingBufferFull = 6,
+    IsAProbe = 7,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 6] = [
+        Verdict::Passed,
+        Verdict::Dropped,
+        Verdict::Matched,
+        Verdict::Lost,
+        Verdict::Bounced,
+        Verdict::Departed,
+    ];
+
+    pub fn word(self) -> &'static str {
+        match self {
+            Verdict::Passed => "passed",
+            Verdict::Dropped => "dropped",
+            Verdict::Matched => "matched",
+            Verdict::Lost => "lost",
+            Verdict::Bounced => "bounced as RST",
+            Verdict::Departed => "left",
+        }
+    }
+}
+
+impl Reason {
+    pub const ALL: [Reason; 8] = [
+        Reason::AnswersAProbe,
+        Reason::NotSynAckOrRstAck,
+        Reason::NotFromTheProbedPort,
+        Reason::AcknowledgesNoProbe,
+        Reason::NotAnEchoReply,
+        Reason::AnotherIdentifier,
+        Reason::RingBufferFull,
+        Reason::IsAProbe,
+    ];
+
+    pub fn words(self) -> &'static str {
+        match self {
+            Reason::AnswersAProbe => "answers a probe",
+            Reason::NotSynAckOrRstAck => "not a SYN-ACK or RST-ACK",
+            Reason::NotFromTheProbedPort => "not from the probed port",
+            Reason::AcknowledgesNoProbe => "acknowledges none of our probes",
+            Reason::NotAnEchoReply => "not an echo reply",
+            Reason::AnotherIdentifier => "another identifier than ours",
+            Reason::RingBufferFull => "the ring buffer is full",
+            Reason::IsAProbe => "one of our probes",
+        }
+    }
+}
+
+/// What each logged line holds, space-separated: the probe kind, the [`Verdict`], the
+/// [`Reason`], the packet's source address (a reply's) or destination (a probe's) as IPv6 text,
+/// and the kind's two numbers (ports for TCP; identifier and sequence number for ICMP echo).
+pub const FIELDS: usize = 6;

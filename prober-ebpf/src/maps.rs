@@ -1,0 +1,103 @@
+//! The maps userspace shares with the programs, and the small operations on them.
+use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::bpf_ktime_get_ns,
+    macros::map,
+    maps::{Array, PerCpuArray, RingBuf},
+};
+use prober_common::{
+    Counter, Departure, IpAddress, ProbeFilter, ReplyRecord, COUNTER_SLOTS, DEPARTURE_SLOTS,
+};
+
+#[map]
+static FILTER: Array<ProbeFilter> = Array::with_max_entries(1, 0);
+
+/// 4 MiB: each record takes 72 bytes with its header, so ~58 000 replies can wait for
+/// userspace.
+#[map]
+static REPLIES: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+
+#[map]
+static DEPARTURES: Array<Departure> = Array::with_max_entries(DEPARTURE_SLOTS, 0);
+
+/// Sweep mode: below this much unread data userspace is not woken; it polls on a timer.
+const SWEEP_WAKE_BYTES: u64 = 1 << 20;
+
+/// This run's filter; None until userspace has set it.
+#[inline(always)]
+pub fn filter() -> Option<&'static ProbeFilter> {
+    FILTER.get(0)
+}
+
+/// CLOCK_MONOTONIC, in nanoseconds.
+#[inline(always)]
+pub fn now_ns() -> u64 {
+    // SAFETY: a helper without arguments, callable from every program type.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+#[inline(always)]
+pub fn count(counter: Counter) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
+        // SAFETY: an in-bounds per-CPU slot, touched by this CPU alone.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Queues the record for userspace; false when the ring buffer is full. One target: wake
+/// the reader for every reply (it prints each as it comes). Sweeps: a wake-up per reply costs
+/// an inter-processor interrupt that would take a tenth of a CPU at a few hundred thousand
+/// replies a second, so the reader polls and is only woken when the ring fills up.
+#[inline(always)]
+pub fn submit(record: &ReplyRecord, sweep: bool) -> bool {
+    let Some(mut entry) = REPLIES.reserve::<ReplyRecord>(0) else {
+        count(Counter::RingFull);
+        return false;
+    };
+    entry.write(*record);
+    let wake = if !sweep {
+        0
+    } else if REPLIES.query(u64::from(BPF_RB_AVAIL_DATA)) >= SWEEP_WAKE_BYTES {
+        u64::from(BPF_RB_FORCE_WAKEUP)
+    } else {
+        u64::from(BPF_RB_NO_WAKEUP)
+    };
+    entry.submit(wake);
+    count(Counter::Matched);
+    true
+}
+
+/// Files that the probe in `slot` to `target:target_port` is leaving now.
+#[inline(always)]
+pub fn note_departure(slot: u16, target: &IpAddress, target_port: u16) {
+    let Some(departure) = DEPARTURES.get_ptr_mut(u32::from(slot)) else {
+        return;
+    };
+    // SAFETY: an in-bounds array slot. The XDP program may read it while it is rewritten (a
+    // slot reused within one round trip, e.g. a sweep flooding 4096 ports): it can then pair
+    // a reply with the next probe's time, never read out of bounds.
+    unsafe {
+        *departure = Departure {
+            kernel_ns: now_ns(),
+            target_addr: *target,
+            target_port,
+            _pad: [0; 6],
+        };
+    }
+}
+
+/// When the probe in `slot` left, if TC egress saw one leave for `target:target_port`; 0 if not.
+#[inline(always)]
+pub fn departure(slot: u16, target: &IpAddress, target_port: u16) -> u64 {
+    match DEPARTURES.get(u32::from(slot)) {
+        Some(departure)
+            if departure.target_addr == *target && departure.target_port == target_port =>
+        {
+            departure.kernel_ns
+        }
+        _ => 0,
+    }
+}

@@ -1,0 +1,187 @@
+//! What every kind does once it has judged a packet: count it, queue a reply's record, and
+//! hand back what becomes of the packet with, for the trace, what happened and why.
+//!
+//! The trace (`--bpf-trace`) is one aya-log statement per program, of numbers only, so it is
+//! cheap to verify; it costs nothing when it is off: userspace sets aya-log's level before the
+//! programs are loaded, and the verifier removes the statement below it as dead code.
+use aya_ebpf::{
+    bindings::xdp_action,
+    programs::{TcContext, XdpContext},
+};
+use aya_log_ebpf::trace;
+use prober_common::{
+    trace::{Reason, Verdict},
+    Counter, IpAddress, ProbeFilter, ReplyRecord, MODE_SWEEP,
+};
+
+use crate::{ip::IpPacket, maps};
+
+/// Which probe a packet is, or answers: its departure slot (the kind numbers them) and where
+/// it went.
+pub struct Probe {
+    pub slot: u16,
+    pub target: IpAddress,
+    pub target_port: u16,
+}
+
+/// What becomes of a packet, and what the trace says about it (None: not worth a line).
+pub struct Decision {
+    pub action: u32,
+    pub event: Option<Event>,
+}
+
+/// One trace line: what happened to a packet from `from`, and the kind's two numbers that
+/// tell it apart (ports for TCP, identifier and sequence number for ICMP echo).
+pub struct Event {
+    pub verdict: Verdict,
+    pub reason: Reason,
+    pub from: IpAddress,
+    pub numbers: (u16, u16),
+}
+
+impl Decision {
+    /// Nothing to do with prober: passed, and not traced.
+    pub const IGNORED: Decision = Decision {
+        action: xdp_action::XDP_PASS,
+        event: None,
+    };
+}
+
+#[inline(always)]
+pub fn sweep(filter: &ProbeFilter) -> bool {
+    filter.mode == MODE_SWEEP
+}
+
+/// Whether a direct answer (not an ICMP error) may come from this packet's source: any source
+/// in a sweep, whose cookies vouch for it; the target alone otherwise.
+#[inline(always)]
+pub fn from_target(filter: &ProbeFilter, ip: &IpPacket) -> bool {
+    sweep(filter) || ip.src == filter.target_addr
+}
+
+/// Shaped like a reply, but not one: passed on to the host's stack untouched.
+#[inline(always)]
+pub fn foreign(ip: &IpPacket, numbers: (u16, u16), reason: Reason) -> Decision {
+    Decision::traced(xdp_action::XDP_PASS, Verdict::Passed, reason, ip, numbers)
+}
+
+/// Shaped like a reply to our probes but answering none of them: forged, stale, or another
+/// run's. Counted; a sweep drops it, one target leaves it to the host's stack.
+#[inline(always)]
+pub fn unmatched(
+    filter: &ProbeFilter,
+    ip: &IpPacket,
+    numbers: (u16, u16),
+    reason: Reason,
+) -> Decision {
+    maps::count(Counter::Unmatched);
+    let (action, verdict) = disposal(filter);
+    Decision::traced(action, verdict, reason, ip, numbers)
+}
+
+/// A reply to `probe`: stamped with both ends of its round trip and queued for userspace.
+/// Then one target leaves it to the host's stack (as hping3's replies reach it); a sweep's
+/// replies are dropped, so the host spends nothing on them (the kind may answer them first).
+#[inline(always)]
+pub fn matched(
+    filter: &ProbeFilter,
+    ip: &IpPacket,
+    numbers: (u16, u16),
+    probe: &Probe,
+    mut record: ReplyRecord,
+) -> Decision {
+    record.kernel_ns = maps::now_ns();
+    record.sent_ns = maps::departure(probe.slot, &probe.target, probe.target_port);
+    let (verdict, reason) = if maps::submit(&record, sweep(filter)) {
+        (Verdict::Matched, Reason::AnswersAProbe)
+    } else {
+        (Verdict::Lost, Reason::RingBufferFull)
+    };
+    Decision::traced(disposal(filter).0, verdict, reason, ip, numbers)
+}
+
+/// What becomes of a packet prober has dealt with: a sweep drops it, one target leaves it to
+/// the host's stack.
+#[inline(always)]
+fn disposal(filter: &ProbeFilter) -> (u32, Verdict) {
+    if sweep(filter) {
+        (xdp_action::XDP_DROP, Verdict::Dropped)
+    } else {
+        (xdp_action::XDP_PASS, Verdict::Passed)
+    }
+}
+
+impl Decision {
+    #[inline(always)]
+    fn traced(
+        action: u32,
+        verdict: Verdict,
+        reason: Reason,
+        ip: &IpPacket,
+        numbers: (u16, u16),
+    ) -> Decision {
+        Decision {
+            action,
+            event: Some(Event {
+                verdict,
+                reason,
+                from: ip.src,
+                numbers,
+            }),
+        }
+    }
+}
+
+/// The record of a reply, with the IP header's fields filled in; the kind adds its own.
+#[inline(always)]
+pub fn record(ip: &IpPacket) -> ReplyRecord {
+    ReplyRecord {
+        src_addr: ip.src,
+        ip_len: ip.len,
+        ip_id: ip.id,
+        ip_frag: ip.frag,
+        ttl: ip.ttl,
+        tos: ip.tos,
+        protocol: ip.protocol,
+        ..ReplyRecord::default()
+    }
+}
+
+/// Files the departure of one of our probes (TC egress).
+#[inline(always)]
+pub fn departed(ctx: &TcContext, filter: &ProbeFilter, probe: &Probe) {
+    maps::note_departure(probe.slot, &probe.target, probe.target_port);
+    log(
+        ctx,
+        filter,
+        &Event {
+            verdict: Verdict::Departed,
+            reason: Reason::IsAProbe,
+            from: probe.target,
+            numbers: (probe.target_port, probe.slot),
+        },
+    );
+}
+
+/// The trace line of an XDP decision.
+#[inline(always)]
+pub fn traced(ctx: &XdpContext, filter: &ProbeFilter, decision: Decision) -> u32 {
+    if let Some(event) = &decision.event {
+        log(ctx, filter, event);
+    }
+    decision.action
+}
+
+#[inline(always)]
+fn log(ctx: &impl aya_ebpf::EbpfContext, filter: &ProbeFilter, event: &Event) {
+    trace!(
+        ctx,
+        "{} {} {} {:i} {} {}",
+        filter.kind,
+        event.verdict as u8,
+        event.reason as u8,
+        event.from.0,
+        event.numbers.0,
+        event.numbers.1
+    );
+}

@@ -1,0 +1,254 @@
+//! The TCP kind: SYN-ACKs and RSTs that answer our probes, and our probes leaving.
+//!
+//! One target: a reply comes from the probed port to one of our source ports and acknowledges
+//! the sequence number every probe carries. A sweep: the reply's ack − 1 must be the SYN
+//! cookie of its own (target, port, our address, our port); a SYN-ACK is then sent back to its
+//! sender as the RST that ends the half-open connection.
+use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use prober_common::{
+    syn_cookie,
+    trace::{Reason, Verdict},
+    Counter, ProbeFilter, IPPROTO_TCP,
+};
+
+use crate::{
+    checksum,
+    ip::{IpPacket, ETH_HEADER_LEN},
+    maps,
+    packet::{self, header_mut, Packet},
+    reply::{self, Decision, Probe},
+};
+
+const FIN: u8 = 0x01;
+const SYN: u8 = 0x02;
+const RST: u8 = 0x04;
+const ACK: u8 = 0x10;
+/// A TCP header without options, and where its flags sit.
+const TCP_HEADER_LEN: usize = 20;
+const FLAGS: usize = 13;
+const IPV4_HEADER_LEN: usize = 20;
+/// An Ethernet frame holding a bare IPv4 header and a bare TCP header: the bounced RST.
+const RST_FRAME_LEN: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN + TCP_HEADER_LEN;
+
+/// The fields of a TCP header, read in one piece: a second bounds check inside the first is
+/// one the compiler drops and the verifier then misses.
+struct Segment {
+    source: u16,
+    dest: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    window: u16,
+    checksum: u16,
+    urgent: u16,
+}
+
+#[inline(always)]
+fn segment(packet: &impl Packet, ip: &IpPacket) -> Option<Segment> {
+    let header: [u8; TCP_HEADER_LEN] = packet.read(ip.l4_offset)?;
+    let word = |at: usize| u16::from_be_bytes([header[at], header[at + 1]]);
+    let long = |at: usize| {
+        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    Some(Segment {
+        source: word(0),
+        dest: word(2),
+        seq: long(4),
+        ack: long(8),
+        flags: header[FLAGS],
+        window: word(14),
+        checksum: word(16),
+        urgent: word(18),
+    })
+}
+
+/// Whether `port` is one of our source ports.
+#[inline(always)]
+fn ours(filter: &ProbeFilter, port: u16) -> bool {
+    port.wrapping_sub(filter.sport_base) <= filter.sport_max_offset
+}
+
+#[inline(always)]
+pub fn reply(ctx: &mut XdpContext, ip: &IpPacket, filter: &ProbeFilter) -> Decision {
+    if ip.protocol != IPPROTO_TCP || !reply::from_target(filter, ip) {
+        return Decision::IGNORED;
+    }
+    let Some(segment) = segment(ctx, ip) else {
+        return Decision::IGNORED;
+    };
+    // Only segments to one of our ports can be replies; anything else (on `lo`, our own
+    // probes and the host's RSTs too) is none of our business, and not traced.
+    if !ours(filter, segment.dest) {
+        return Decision::IGNORED;
+    }
+    let ports = (segment.source, segment.dest);
+    let sweep = reply::sweep(filter);
+    let answers = if sweep {
+        // A sweep's SYNs carry cookies and no ACK, so every answer is a SYN-ACK or a RST-ACK;
+        // other segments to these ports (the host's own traffic) pass untouched.
+        if segment.flags & ACK == 0 || segment.flags & (SYN | RST) == 0 {
+            return reply::foreign(ip, ports, Reason::NotSynAckOrRstAck);
+        }
+        let cookie = syn_cookie(
+            filter.cookie_key,
+            &ip.src,
+            segment.source,
+            &ip.dst,
+            segment.dest,
+        );
+        segment.ack.wrapping_sub(1) == cookie
+    } else {
+        if segment.source != filter.target_port {
+            return reply::foreign(ip, ports, Reason::NotFromTheProbedPort);
+        }
+        acknowledges(filter, &segment)
+    };
+    if !answers {
+        return reply::unmatched(filter, ip, ports, Reason::AcknowledgesNoProbe);
+    }
+    let probe = Probe {
+        slot: segment.dest.wrapping_sub(filter.sport_base),
+        target: ip.src,
+        target_port: segment.source,
+    };
+    let mut record = reply::record(ip);
+    record.src_port = segment.source;
+    record.dst_port = segment.dest;
+    record.tcp_seq = segment.seq;
+    record.tcp_ack = segment.ack;
+    record.tcp_flags = segment.flags;
+    record.tcp_window = segment.window;
+    record.l4_checksum = segment.checksum;
+    record.tcp_urgent = segment.urgent;
+    let mut decision = reply::matched(filter, ip, ports, &probe, record);
+    if sweep && segment.flags & SYN != 0 && bounce_as_rst(ctx, ip, &segment).is_some() {
+        maps::count(Counter::Bounced);
+        decision.action = xdp_action::XDP_TX;
+        if let Some(event) = &mut decision.event {
+            event.verdict = Verdict::Bounced;
+        }
+    }
+    decision
+}
+
+/// One target: a reply with ACK acknowledges our sequence number plus at most SYN and FIN; a
+/// RST without ACK (the answer to a probe that carried ACK) echoes our ack as its sequence.
+#[inline(always)]
+fn acknowledges(filter: &ProbeFilter, segment: &Segment) -> bool {
+    if segment.flags & ACK != 0 {
+        segment.ack.wrapping_sub(filter.tcp_seq) <= u32::from(SYN | FIN)
+    } else {
+        segment.flags & RST != 0 && segment.seq == filter.tcp_ack
+    }
+}
+
+/// The probe this segment is, if it is one of ours leaving (TC egress).
+#[inline(always)]
+pub fn departure(packet: &impl Packet, ip: &IpPacket, filter: &ProbeFilter) -> Option<Probe> {
+    if ip.protocol != IPPROTO_TCP {
+        return None;
+    }
+    let segment = segment(packet, ip)?;
+    // Only our probes: the host's own segments on these ports (its RST to a SYN-ACK, a
+    // target's answers leaving `lo`) must not take their slots.
+    let probe = if reply::sweep(filter) {
+        segment.flags & (SYN | ACK) == SYN
+    } else {
+        segment.dest == filter.target_port
+            && segment.seq == filter.tcp_seq
+            && segment.ack == filter.tcp_ack
+    };
+    if !ours(filter, segment.source) || !probe {
+        return None;
+    }
+    Some(Probe {
+        slot: segment.source.wrapping_sub(filter.sport_base),
+        target: ip.dst,
+        target_port: segment.dest,
+    })
+}
+
+/// Rewrites the SYN-ACK in place into the RST that tells its sender to forget the half-open
+/// connection: MACs, addresses and ports swapped, sequence = the SYN-ACK's ack, no options.
+/// None when the packet cannot be rewritten (IP options, not IPv4); it is then just dropped.
+#[inline(always)]
+fn bounce_as_rst(ctx: &mut XdpContext, ip: &IpPacket, segment: &Segment) -> Option<()> {
+    let (Some(source), Some(target)) = (ip.dst.ipv4(), ip.src.ipv4()) else {
+        return None;
+    };
+    if !ip.plain_header {
+        return None;
+    }
+    packet::truncate(ctx, RST_FRAME_LEN)?;
+    // One reference over the whole frame: one bounds check the verifier sees.
+    let frame: &mut [u8; RST_FRAME_LEN] = header_mut(ctx, 0)?;
+    let (macs, rest) = frame.split_at_mut(2 * 6);
+    let (destination, origin) = macs.split_at_mut(6);
+    destination.swap_with_slice(origin);
+    let (ip_header, tcp) = rest[2..].split_at_mut(IPV4_HEADER_LEN);
+
+    const TOTAL_LEN: u16 = (IPV4_HEADER_LEN + TCP_HEADER_LEN) as u16;
+    const DONT_FRAGMENT: u16 = 0x4000; // as the kernel's own RSTs
+    const TTL: u8 = 64;
+    const OFFSET_FLAGS: u16 = (5 << 12) | RST as u16; // 20-byte header, no options
+    let addresses = checksum::sum_words(&[
+        u16::from_be_bytes([source[0], source[1]]),
+        u16::from_be_bytes([source[2], source[3]]),
+        u16::from_be_bytes([target[0], target[1]]),
+        u16::from_be_bytes([target[2], target[3]]),
+    ]);
+    let ip_sum = checksum::sum_words(&[
+        0x4500,
+        TOTAL_LEN,
+        DONT_FRAGMENT,
+        u16::from_be_bytes([TTL, IPPROTO_TCP]),
+    ]) + addresses;
+    let [len0, len1] = TOTAL_LEN.to_be_bytes();
+    let [df0, df1] = DONT_FRAGMENT.to_be_bytes();
+    let [sum0, sum1] = checksum::fold(ip_sum).to_be_bytes();
+    let [s0, s1, s2, s3] = source;
+    let [t0, t1, t2, t3] = target;
+    ip_header.copy_from_slice(&[
+        0x45,
+        0,
+        len0,
+        len1,
+        0,
+        0,
+        df0,
+        df1,
+        TTL,
+        IPPROTO_TCP,
+        sum0,
+        sum1,
+        s0,
+        s1,
+        s2,
+        s3,
+        t0,
+        t1,
+        t2,
+        t3,
+    ]);
+
+    let seq = segment.ack;
+    let tcp_sum = checksum::sum_words(&[
+        u16::from(IPPROTO_TCP),
+        TCP_HEADER_LEN as u16,
+        segment.dest,
+        segment.source,
+        (seq >> 16) as u16,
+        seq as u16,
+        OFFSET_FLAGS,
+    ]) + addresses;
+    let [sp0, sp1] = segment.dest.to_be_bytes();
+    let [dp0, dp1] = segment.source.to_be_bytes();
+    let [q0, q1, q2, q3] = seq.to_be_bytes();
+    let [f0, f1] = OFFSET_FLAGS.to_be_bytes();
+    let [c0, c1] = checksum::fold(tcp_sum).to_be_bytes();
+    // Window, urgent pointer and acknowledgement zero, as in the kernel's RSTs.
+    tcp.copy_from_slice(&[
+        sp0, sp1, dp0, dp1, q0, q1, q2, q3, 0, 0, 0, 0, f0, f1, 0, 0, c0, c1, 0, 0,
+    ]);
+    Some(())
+}

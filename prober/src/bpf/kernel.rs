@@ -1,0 +1,57 @@
+//! The kernel prober needs: BPF ring buffers (5.8) and XDP attached through BPF links (5.9),
+//! which the kernel removes when the process dies. On older kernels aya would attach XDP over
+//! netlink instead, an attachment that outlives a killed prober; so those are refused.
+//! TCX links (6.6) time departures in the kernel; without them userspace times them.
+use anyhow::{bail, Result};
+use aya::util::KernelVersion;
+
+const MINIMUM: (u8, u8) = (5, 9);
+const TCX: (u8, u8) = (6, 6);
+
+/// An error naming the minimum unless this kernel is at least 5.9.
+pub fn require_supported_kernel() -> Result<()> {
+    // A kernel whose version cannot be read is let through: the loader will fail clearly.
+    match KernelVersion::current() {
+        Ok(version) => supported(version),
+        Err(_) => Ok(()),
+    }
+}
+
+pub fn has_tcx() -> bool {
+    KernelVersion::current().is_ok_and(|version| version >= at_least(TCX))
+}
+
+fn at_least((major, minor): (u8, u8)) -> KernelVersion {
+    KernelVersion::new(major, minor, 0)
+}
+
+fn supported(version: KernelVersion) -> Result<()> {
+    if version < at_least(MINIMUM) {
+        bail!(
+            "prober needs Linux {}.{} or later (BPF ring buffer: 5.8, XDP links that end with the \
+             process: 5.9); this kernel is {version}",
+            MINIMUM.0,
+            MINIMUM.1
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernels_before_5_9_are_refused_by_name() {
+        let error = supported(KernelVersion::new(5, 8, 18))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("prober needs Linux 5.9 or later"),
+            "{error}"
+        );
+        assert!(error.ends_with("this kernel is 5.8.18"), "{error}");
+        assert!(supported(KernelVersion::new(5, 9, 0)).is_ok());
+        assert!(supported(KernelVersion::new(6, 18, 1)).is_ok());
+    }
+}

@@ -1,0 +1,606 @@
+//! The command line: hping3's options (and the sweep's), parsed by clap in groups that are
+//! also the help's sections, then validated into a [`Mode`] — everything a run needs, checked.
+mod values;
+
+use std::{
+    io::{self, IsTerminal as _},
+    path::PathBuf,
+    time::Duration,
+};
+
+use anyhow::{bail, Result};
+use clap::{
+    error::{ContextKind, ErrorKind},
+    ArgAction, Args, Parser,
+};
+
+use crate::{
+    net::{self, Interface},
+    ping::{self, Pacing, RttPrecision},
+    probe::{PingKind, SweepKind, TcpFlags},
+    sweep::{
+        self,
+        ports::PortList,
+        results::Format,
+        targets::{self, TargetSet},
+        Shard,
+    },
+};
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Mode {
+    /// hping3's one target, one port.
+    Ping(ping::Options),
+    /// Many ports, many hosts.
+    Sweep(sweep::Options),
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "prober",
+    version,
+    about = "hping3-compatible TCP and ICMP prober with kernel (XDP) reply timestamps",
+    disable_version_flag = true,
+    override_usage = "prober host [options]\n       prober -p PORTS|--scan PORTS target... [sweep options]"
+)]
+pub struct Cli {
+    /// Target host name or IPv4 address; sweeps take several, and CIDR blocks
+    #[arg(required = true, value_name = "TARGET")]
+    targets: Vec<String>,
+    #[command(flatten, next_help_heading = "Base options")]
+    base: BaseArgs,
+    #[command(flatten, next_help_heading = "Mode (default: TCP)")]
+    mode: ModeArgs,
+    #[command(flatten, next_help_heading = "IP")]
+    ip: IpArgs,
+    #[command(flatten, next_help_heading = "TCP")]
+    tcp: TcpArgs,
+    #[command(flatten, next_help_heading = "Sweep")]
+    sweep: SweepArgs,
+}
+
+#[derive(Args, Debug)]
+struct BaseArgs {
+    /// Stop after sending (and receiving) COUNT packets; 0: until interrupted
+    #[arg(short = 'c', long = "count", value_parser = values::count, allow_negative_numbers = true)]
+    count: Option<u64>,
+    /// Wait between probes: seconds, or uX for X microseconds (-i 2, -i u100)
+    #[arg(short = 'i', long = "interval", value_parser = values::interval)]
+    interval: Option<Duration>,
+    /// Alias for -i u100000 (10 packets a second)
+    #[arg(long)]
+    fast: bool,
+    /// Alias for -i u1
+    #[arg(long)]
+    faster: bool,
+    /// Send as fast as possible; replies are still matched, counted and shown unless -q
+    #[arg(long)]
+    flood: bool,
+    /// Numeric output (prober never does reverse lookups; accepted for hping3 compatibility)
+    #[arg(short = 'n', long)]
+    numeric: bool,
+    /// Quiet: only the header and the statistic footer
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Verbose: hping3's extra reply fields, set-up details and RTT percentiles
+    #[arg(short = 'V', long)]
+    verbose: bool,
+    /// RTT decimals: hping3 (0.1 ms) or us (0.001 ms)
+    #[arg(long, value_name = "PRECISION", default_value = "hping3")]
+    rtt_precision: RttPrecision,
+    /// Draw a histogram of the RTTs at the end
+    #[arg(long)]
+    histogram: bool,
+    /// Print the XDP and TC programs' decision on each packet that could be a reply (matched,
+    /// passed, dropped or bounced, and why) and on each probe leaving, to stderr
+    #[arg(long)]
+    bpf_trace: bool,
+    /// Interface to send on and receive replies from
+    #[arg(short = 'I', long = "interface", value_name = "NAME")]
+    interface: Option<String>,
+    /// Print version information
+    #[arg(long, action = ArgAction::Version)]
+    version: (),
+}
+
+#[derive(Args, Debug)]
+struct ModeArgs {
+    /// ICMP mode: echo requests
+    #[arg(short = '1', long = "icmp")]
+    icmp: bool,
+}
+
+#[derive(Args, Debug)]
+struct IpArgs {
+    /// IP time to live
+    #[arg(short = 't', long, default_value_t = 64)]
+    ttl: u8,
+}
+
+#[derive(Args, Debug)]
+struct TcpArgs {
+    /// Destination port; a list or range (22,80,8000-8100, all, known) sweeps them
+    #[arg(short = 'p', long = "destport", value_name = "PORTS", value_parser = PortList::parse)]
+    port: Option<PortList>,
+    /// Base source port (default random)
+    #[arg(short = 's', long = "baseport", value_parser = values::port)]
+    base_port: Option<u16>,
+    /// Keep the source port fixed
+    #[arg(short = 'k', long = "keep")]
+    keep: bool,
+    /// TCP window size
+    #[arg(short = 'w', long = "win", default_value_t = 64)]
+    window: u16,
+    /// Set the FIN flag
+    #[arg(short = 'F', long = "fin")]
+    fin: bool,
+    /// Set the SYN flag
+    #[arg(short = 'S', long = "syn")]
+    syn: bool,
+    /// Set the RST flag
+    #[arg(short = 'R', long = "rst")]
+    rst: bool,
+    /// Set the PUSH flag
+    #[arg(short = 'P', long = "push")]
+    push: bool,
+    /// Set the ACK flag
+    #[arg(short = 'A', long = "ack")]
+    ack: bool,
+    /// Set the URG flag
+    #[arg(short = 'U', long = "urg")]
+    urg: bool,
+    /// Set the X unused flag (0x40)
+    #[arg(short = 'X', long = "xmas")]
+    xmas: bool,
+    /// Set the Y unused flag (0x80)
+    #[arg(short = 'Y', long = "ymas")]
+    ymas: bool,
+}
+
+#[derive(Args, Debug)]
+struct SweepArgs {
+    /// Sweep these ports with SYN probes (hping3's scan mode): 1-1024,8080 | all | known
+    #[arg(short = '8', long = "scan", value_name = "PORTS")]
+    scan: Option<String>,
+    /// Probes per second [default: 10000]
+    #[arg(long, value_name = "PPS", value_parser = values::rate, conflicts_with = "flood")]
+    rate: Option<u64>,
+    /// Extra passes that re-probe what has not answered
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    retries: u32,
+    /// Seconds to wait for late replies after the last probe (and between passes)
+    #[arg(long, value_name = "SECONDS", value_parser = values::wait)]
+    wait: Option<Duration>,
+    /// Seed of the probe order, for a reproducible sweep
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// This machine's share of the sweep: shard I of N (needs --seed)
+    #[arg(long, value_name = "I/N", value_parser = values::shard)]
+    shard: Option<Shard>,
+    /// Never probe these addresses or CIDR blocks
+    #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
+    exclude: Vec<String>,
+    /// Never probe the addresses or CIDR blocks listed in FILE (one a line, # comments)
+    #[arg(long, value_name = "FILE")]
+    exclude_file: Option<PathBuf>,
+    /// Result format [default: table for one host, list for several]
+    #[arg(short = 'o', long = "output-format", value_name = "FORMAT")]
+    output_format: Option<Format>,
+    /// Skip the interface's queueing discipline (PACKET_QDISC_BYPASS): cheaper per probe,
+    /// but probes are dropped, not queued, when the driver's queue is full
+    #[arg(long)]
+    qdisc_bypass: bool,
+    /// Write results to FILE instead of standard output
+    #[arg(long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+/// zmap's default: polite enough for shared networks, fast enough for a /24.
+const DEFAULT_RATE: u64 = 10_000;
+/// Late replies on a LAN come within milliseconds; across the Internet, raise it.
+const DEFAULT_WAIT: Duration = Duration::from_secs(1);
+
+impl Cli {
+    /// Validates the options into what they ask for (resolving targets on the way).
+    pub fn into_mode(self) -> Result<Mode> {
+        if self.is_sweep() {
+            self.sweep_options().map(Mode::Sweep)
+        } else {
+            self.ping_options().map(Mode::Ping)
+        }
+    }
+
+    /// Whether this is a sweep rather than hping3's one-target ping: several ports or
+    /// targets, or any option that only sweeps have.
+    fn is_sweep(&self) -> bool {
+        let sweep = &self.sweep;
+        sweep.scan.is_some()
+            || self
+                .tcp
+                .port
+                .as_ref()
+                .is_some_and(|ports| ports.single().is_none())
+            || self.targets.len() > 1
+            || self.targets.iter().any(|target| target.contains('/'))
+            || sweep.rate.is_some()
+            || sweep.retries > 0
+            || sweep.wait.is_some()
+            || sweep.seed.is_some()
+            || sweep.shard.is_some()
+            || !sweep.exclude.is_empty()
+            || sweep.exclude_file.is_some()
+            || sweep.output_format.is_some()
+            || sweep.output.is_some()
+            || sweep.qdisc_bypass
+    }
+
+    fn tcp_flags(&self) -> TcpFlags {
+        let tcp = &self.tcp;
+        let bits = [
+            (tcp.fin, TcpFlags::FIN),
+            (tcp.syn, TcpFlags::SYN),
+            (tcp.rst, TcpFlags::RST),
+            (tcp.push, TcpFlags::PSH),
+            (tcp.ack, TcpFlags::ACK),
+            (tcp.urg, TcpFlags::URG),
+            (tcp.xmas, TcpFlags::X),
+            (tcp.ymas, TcpFlags::Y),
+        ];
+        TcpFlags(
+            bits.iter()
+                .filter(|(set, _)| *set)
+                .fold(0, |all, (_, bit)| all | bit),
+        )
+    }
+
+    fn pacing(&self) -> Pacing {
+        let base = &self.base;
+        if base.flood {
+            Pacing::Flood
+        } else if let Some(interval) = base.interval {
+            Pacing::Interval(interval)
+        } else if base.faster {
+            Pacing::Interval(Duration::from_micros(1))
+        } else if base.fast {
+            Pacing::Interval(Duration::from_millis(100))
+        } else {
+            Pacing::Interval(Duration::from_secs(1))
+        }
+    }
+
+    fn interface(&self) -> Result<Option<Interface>> {
+        self.base
+            .interface
+            .as_deref()
+            .map(Interface::by_name)
+            .transpose()
+    }
+
+    fn ping_options(&self) -> Result<ping::Options> {
+        let [target] = &self.targets[..] else {
+            unreachable!("several targets make a sweep");
+        };
+        let kind = if self.mode.icmp {
+            PingKind::IcmpEcho
+        } else {
+            let Some(port) = self.tcp.port.as_ref().and_then(PortList::single) else {
+                bail!("TCP mode needs a destination port: -p PORT (or -1 for ICMP)");
+            };
+            PingKind::Tcp {
+                flags: self.tcp_flags(),
+                port,
+                base_port: self.tcp.base_port,
+                keep_port: self.tcp.keep,
+                window: self.tcp.window,
+            }
+        };
+        let base = &self.base;
+        Ok(ping::Options {
+            target_name: target.clone(),
+            target: net::supported_family(net::resolve(target)?, target)?,
+            kind,
+            count: base.count.filter(|&count| count > 0),
+            pacing: self.pacing(),
+            ttl: self.ip.ttl,
+            interface: self.interface()?,
+            quiet: base.quiet,
+            verbose: base.verbose,
+            rtt_precision: base.rtt_precision,
+            histogram: base.histogram,
+            bpf_trace: base.bpf_trace,
+        })
+    }
+
+    fn sweep_options(&self) -> Result<sweep::Options> {
+        let (base, sweep) = (&self.base, &self.sweep);
+        let single_target_options = [
+            (self.mode.icmp, "-1"),
+            (base.count.is_some(), "-c"),
+            (base.interval.is_some(), "-i"),
+            (base.fast, "--fast"),
+            (base.faster, "--faster"),
+            (self.tcp.keep, "-k"),
+        ];
+        if let Some((_, option)) = single_target_options.iter().find(|(given, _)| *given) {
+            bail!("{option} has no meaning in a sweep (sweeps send one TCP SYN per port and host; see --rate and --retries)");
+        }
+        let flags = self.tcp_flags();
+        if flags.0 & !TcpFlags::SYN != 0 {
+            bail!(
+                "sweeps send SYN probes only: drop -{}",
+                TcpFlags(flags.0 & !TcpFlags::SYN).letters()
+            );
+        }
+        let ports = match (&sweep.scan, &self.tcp.port) {
+            (Some(_), Some(_)) => bail!("give the ports once: --scan PORTS or -p PORTS"),
+            (Some(spec), None) => PortList::parse(spec)?,
+            (None, Some(ports)) => ports.clone(),
+            (None, None) => bail!("a sweep needs ports: -p PORTS or --scan PORTS"),
+        };
+        if sweep.shard.is_some_and(|shard| shard.count > 1) && sweep.seed.is_none() {
+            bail!("--shard needs --seed: every shard must walk the same order");
+        }
+        let mut excluded: Vec<String> = sweep
+            .exclude
+            .iter()
+            .map(|block| block.trim().to_string())
+            .collect();
+        if let Some(path) = &sweep.exclude_file {
+            excluded.extend(targets::read_exclude_file(path)?);
+        }
+        let targets = TargetSet::new(&self.targets, &excluded)?;
+        let one_host = targets.len() == 1;
+        let format = sweep.output_format.unwrap_or(if one_host {
+            Format::Table
+        } else {
+            Format::List
+        });
+        if format == Format::Table && !one_host {
+            bail!("-o table shows one host; for several use -o list, json or csv");
+        }
+        Ok(sweep::Options {
+            targets,
+            first_target_name: self.targets[0].clone(),
+            ports,
+            kind: SweepKind::TcpSyn {
+                window: self.tcp.window,
+            },
+            rate: if base.flood {
+                None
+            } else {
+                Some(sweep.rate.unwrap_or(DEFAULT_RATE))
+            },
+            retries: sweep.retries,
+            wait: sweep.wait.unwrap_or(DEFAULT_WAIT),
+            seed: sweep.seed,
+            shard: sweep.shard.unwrap_or(Shard::WHOLE),
+            base_port: self.tcp.base_port.unwrap_or(sweep::DEFAULT_BASE_PORT),
+            ttl: self.ip.ttl,
+            interface: self.interface()?,
+            qdisc_bypass: sweep.qdisc_bypass,
+            status_line: !base.quiet && io::stderr().is_terminal(),
+            format,
+            output: sweep.output.clone(),
+            verbose: base.verbose,
+            histogram: base.histogram,
+            bpf_trace: base.bpf_trace,
+        })
+    }
+}
+
+/// Whether clap stopped to print help or the version (a success), not on an error.
+pub fn printed_help(error: &clap::Error) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    )
+}
+
+/// clap's error as one line, not its usage block: scripts read the first line of stderr.
+pub fn parse_error_line(error: &clap::Error) -> String {
+    let option = error.get(ContextKind::InvalidArg);
+    match (error.kind(), std::error::Error::source(error), option) {
+        // Our own parsers already say what is wrong with the value.
+        (ErrorKind::ValueValidation, Some(reason), Some(option)) => format!("{reason} ({option})"),
+        _ => {
+            let text = error.to_string();
+            let message: Vec<&str> = text
+                .lines()
+                .take_while(|line| !line.is_empty())
+                .map(str::trim)
+                .collect();
+            let message = message.join(" ");
+            format!("{} (see --help)", message.trim_start_matches("error: "))
+        }
+    }
+}
+
+/// A run's error as one line, whatever a lower layer put in its message.
+pub fn error_line(error: &anyhow::Error) -> String {
+    let message = format!("{error:#}");
+    let lines: Vec<&str> = message
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    lines.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from([&["prober"], args].concat()).unwrap()
+    }
+
+    fn mode(args: &[&str]) -> Result<Mode> {
+        parse(args).into_mode()
+    }
+
+    fn refusal(args: &[&str]) -> String {
+        mode(args).map(|_| ()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_sections_are_the_option_groups() {
+        let help = Cli::command().render_long_help().to_string();
+        let sections: Vec<&str> = help
+            .lines()
+            .filter(|line| line.ends_with(':') && !line.starts_with(' '))
+            .collect();
+        assert_eq!(
+            sections,
+            [
+                "Arguments:",
+                "Options:",
+                "Base options:",
+                "Mode (default: TCP):",
+                "IP:",
+                "TCP:",
+                "Sweep:"
+            ]
+        );
+    }
+
+    #[test]
+    fn parse_errors_are_one_line() {
+        let error = Cli::try_parse_from(["prober", "-p", "99999", "h"]).unwrap_err();
+        assert_eq!(
+            parse_error_line(&error),
+            "invalid port '99999': expected ports from 1 to 65535 as in 80, 1-1024,8080, all or known (--destport <PORTS>)"
+        );
+        let error = Cli::try_parse_from(["prober"]).unwrap_err();
+        assert_eq!(
+            parse_error_line(&error),
+            "the following required arguments were not provided: <TARGET>... (see --help)"
+        );
+        let error = anyhow::anyhow!("first\n\nsecond").context("outer");
+        assert_eq!(error_line(&error), "outer: first; second");
+    }
+
+    #[test]
+    fn tcp_flags_and_pacing_combine() {
+        let cli = parse(&["-S", "-A", "-p", "80", "h"]);
+        assert_eq!(cli.tcp_flags(), TcpFlags(TcpFlags::SYN | TcpFlags::ACK));
+        assert_eq!(cli.pacing(), Pacing::Interval(Duration::from_secs(1)));
+        assert_eq!(parse(&["--flood", "-1", "h"]).pacing(), Pacing::Flood);
+        assert_eq!(
+            parse(&["--fast", "-1", "h"]).pacing(),
+            Pacing::Interval(Duration::from_millis(100))
+        );
+        assert_eq!(
+            parse(&["--faster", "-i", "u5", "-1", "h"]).pacing(),
+            Pacing::Interval(Duration::from_micros(5)),
+            "-i wins over --faster"
+        );
+    }
+
+    #[test]
+    fn sweeps_are_told_apart_from_single_probes() {
+        assert!(!parse(&["-S", "-p", "80", "h"]).is_sweep());
+        assert!(!parse(&["-1", "h"]).is_sweep());
+        assert!(parse(&["--scan", "1-1024", "h"]).is_sweep());
+        assert!(parse(&["-p", "22,80", "h"]).is_sweep());
+        assert!(parse(&["-p", "80", "h1", "h2"]).is_sweep());
+        assert!(parse(&["-p", "80", "198.18.4.0/24"]).is_sweep());
+        assert!(parse(&["-p", "80", "h", "-o", "json"]).is_sweep());
+        assert!(parse(&["-p", "80", "h", "--rate", "5"]).is_sweep());
+    }
+
+    #[test]
+    fn a_ping_gets_its_kind_count_and_target() {
+        let Mode::Ping(options) =
+            mode(&["-S", "-p", "443", "-c", "3", "-t", "9", "198.18.4.2"]).unwrap()
+        else {
+            panic!("a ping");
+        };
+        assert_eq!(options.target, "198.18.4.2".parse::<IpAddr>().unwrap());
+        assert_eq!(options.count, Some(3));
+        assert_eq!(options.ttl, 9);
+        assert!(matches!(
+            options.kind,
+            PingKind::Tcp {
+                port: 443,
+                base_port: None,
+                keep_port: false,
+                window: 64,
+                ..
+            }
+        ));
+        let Mode::Ping(icmp) = mode(&["-1", "-c", "0", "198.18.4.2"]).unwrap() else {
+            panic!("a ping");
+        };
+        assert_eq!(icmp.kind, PingKind::IcmpEcho);
+        assert_eq!(icmp.count, None, "-c 0: until interrupted");
+    }
+
+    #[test]
+    fn pings_refuse_what_they_cannot_do() {
+        assert_eq!(
+            refusal(&["-S", "198.18.4.2"]),
+            "TCP mode needs a destination port: -p PORT (or -1 for ICMP)"
+        );
+        assert_eq!(
+            refusal(&["-1", "::1"]),
+            "IPv6 targets are not supported yet: '::1'"
+        );
+        assert_eq!(
+            refusal(&["-1", "-I", "prb-no-such-if", "198.18.4.2"]),
+            "unknown interface 'prb-no-such-if'"
+        );
+    }
+
+    #[test]
+    fn a_sweep_gets_its_defaults() {
+        let Mode::Sweep(one) = mode(&["--scan", "1-1024", "198.18.4.2"]).unwrap() else {
+            panic!("a sweep");
+        };
+        assert_eq!(one.format, Format::Table, "one host: hping3's table");
+        assert_eq!(one.rate, Some(DEFAULT_RATE));
+        assert_eq!(one.wait, DEFAULT_WAIT);
+        assert_eq!(one.base_port, sweep::DEFAULT_BASE_PORT);
+        assert_eq!(one.shard, Shard::WHOLE);
+        assert_eq!(one.ports.len(), 1024);
+        assert_eq!(one.kind, SweepKind::TcpSyn { window: 64 });
+        let Mode::Sweep(many) = mode(&["-p", "80", "198.18.4.0/30", "--flood"]).unwrap() else {
+            panic!("a sweep");
+        };
+        assert_eq!(many.format, Format::List, "several hosts: masscan's list");
+        assert_eq!(many.rate, None, "--flood");
+        assert_eq!(many.targets.len(), 4);
+    }
+
+    #[test]
+    fn sweeps_refuse_what_they_cannot_do() {
+        assert!(refusal(&["-1", "--scan", "80", "198.18.4.2"]).starts_with("-1 has no meaning"));
+        assert!(refusal(&["-k", "--scan", "80", "198.18.4.2"]).starts_with("-k has no meaning"));
+        assert!(refusal(&["-A", "--scan", "80", "198.18.4.2"]).contains("SYN probes only"));
+        assert!(refusal(&["--shard", "1/2", "--scan", "80", "198.18.4.2"]).contains("needs --seed"));
+        assert!(refusal(&["-p", "80", "--scan", "80", "198.18.4.2"]).contains("ports once"));
+        assert!(refusal(&["--rate", "5", "198.18.4.2"]).contains("needs ports"));
+        assert_eq!(
+            refusal(&["-p", "80", "-o", "table", "198.18.4.0/30"]),
+            "-o table shows one host; for several use -o list, json or csv"
+        );
+        assert_eq!(
+            refusal(&["-p", "80", "198.18.4.1", "2001:db8::/120"]),
+            "IPv6 targets are not supported yet: '2001:db8::/120'"
+        );
+        assert!(refusal(&["-p", "80", "198.18.4.0/24", "--exclude", "x"])
+            .starts_with("invalid exclusion 'x'"));
+        assert!(
+            Cli::try_parse_from(["prober", "-p", "80", "h", "--rate", "5", "--flood"]).is_err(),
+            "--rate and --flood conflict"
+        );
+    }
+}

@@ -1,0 +1,96 @@
+//! Parsers of option values: each turns text into a validated value, or says in one line
+//! what was expected.
+use std::time::Duration;
+
+use crate::sweep::{ports, Shard};
+
+pub fn count(text: &str) -> Result<u64, String> {
+    text.parse()
+        .map_err(|_| format!("invalid count '{text}': expected a number (0: until interrupted)"))
+}
+
+pub fn rate(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(value) if value > 0 => Ok(value),
+        _ => Err(format!(
+            "invalid rate '{text}': expected a positive number of probes per second"
+        )),
+    }
+}
+
+pub fn port(text: &str) -> Result<u16, String> {
+    ports::parse_port(text)
+        .ok_or_else(|| format!("invalid port '{text}': expected a number from 1 to 65535"))
+}
+
+pub fn wait(text: &str) -> Result<Duration, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if (0.0..=86_400.0).contains(&seconds) => Ok(Duration::from_secs_f64(seconds)),
+        _ => Err(format!(
+            "invalid wait '{text}': expected seconds from 0 to 86400"
+        )),
+    }
+}
+
+pub fn shard(text: &str) -> Result<Shard, String> {
+    // Far more machines than anyone has, and small enough that position arithmetic never
+    // overflows.
+    const MOST_SHARDS: u64 = 1 << 32;
+    let invalid =
+        || format!("invalid shard '{text}': expected I/N with 1 <= I <= N <= {MOST_SHARDS}");
+    let (index, count) = text.split_once('/').ok_or_else(invalid)?;
+    match (index.parse::<u64>(), count.parse::<u64>()) {
+        (Ok(index), Ok(count)) if (1..=count).contains(&index) && count <= MOST_SHARDS => {
+            Ok(Shard {
+                index: index - 1,
+                count,
+            })
+        }
+        _ => Err(invalid()),
+    }
+}
+
+pub fn interval(text: &str) -> Result<Duration, String> {
+    // A day is far beyond any useful probe interval and keeps deadline arithmetic in range.
+    const LONGEST: Duration = Duration::from_secs(24 * 3600);
+    let parsed = match text.strip_prefix('u') {
+        Some(micros) => micros.parse().map(Duration::from_micros),
+        None => text.parse().map(Duration::from_secs),
+    };
+    match parsed {
+        Ok(interval) if interval <= LONGEST => Ok(interval),
+        _ => Err(format!(
+            "invalid interval '{text}': expected seconds, or uX for X microseconds, at most a day"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_parse_like_hping3() {
+        assert_eq!(interval("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(interval("u100"), Ok(Duration::from_micros(100)));
+        assert!(interval("abc").unwrap_err().contains("interval"));
+        assert!(interval("u").is_err());
+        assert!(interval("99999999999").is_err());
+    }
+
+    #[test]
+    fn shards_waits_rates_and_counts_parse() {
+        assert_eq!(shard("2/3"), Ok(Shard { index: 1, count: 3 }));
+        for bad in ["0/2", "3/2", "1", "a/b", "1/0", "1/4611686018427387904"] {
+            assert!(shard(bad).unwrap_err().contains("invalid shard"), "{bad}");
+        }
+        assert_eq!(wait("0.5"), Ok(Duration::from_millis(500)));
+        assert!(wait("-1").is_err());
+        assert!(wait("86401").is_err());
+        assert!(rate("0").is_err());
+        assert_eq!(rate("7"), Ok(7));
+        assert!(count("-1").unwrap_err().starts_with("invalid count '-1'"));
+        assert!(port("0").is_err() && port("65536").is_err());
+        assert_eq!(port("65535"), Ok(65535));
+    }
+}

@@ -1,0 +1,42 @@
+//! The `prober` command: hping3's options in, hping3's output out.
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser as _;
+use prober::{
+    cli::{self, Cli, Mode},
+    ping, preflight, sweep,
+};
+
+/// Exit status for errors; 0 and 1 mean "a reply came" and "none came", as in hping3.
+const EXIT_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(help) if cli::printed_help(&help) => {
+            let _ = help.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => return fail(&cli::parse_error_line(&error)),
+    };
+    match run(cli) {
+        Ok(any_reply) => ExitCode::from(if any_reply { 0 } else { 1 }),
+        Err(error) => fail(&cli::error_line(&error)),
+    }
+}
+
+/// Runs what the command line asks for; Ok(true) when any reply came.
+fn run(cli: Cli) -> Result<bool> {
+    let mode = cli.into_mode()?;
+    preflight::check()?;
+    match mode {
+        Mode::Ping(options) => ping::run(options),
+        Mode::Sweep(options) => sweep::run(options),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("prober: {message}");
+    ExitCode::from(EXIT_ERROR)
+}

@@ -1,0 +1,12 @@
+//! Where probes go: target names and addresses, interfaces, and the kernel's routes and
+//! neighbours (over rtnetlink), for either address family.
+
+pub mod interface;
+pub mod neighbour;
+mod netlink;
+pub mod resolve;
+pub mod route;
+
+pub use interface::Interface;
+pub use resolve::{resolve, supported_family};
+pub use route::Route;

@@ -1,0 +1,273 @@
+//! One target, as hping3 probes it: probes at an interval (or flooding) until the count is
+//! reached, plus hping3's one second for late replies, or Ctrl-C / SIGTERM; a line per reply
+//! and hping3's statistic at the end.
+
+mod send;
+pub mod text;
+
+use std::{
+    io::{self, BufWriter, Write},
+    net::IpAddr,
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result};
+use prober_common::{Counter, ReplyRecord};
+
+use crate::{
+    net::{route, Interface, Route},
+    probe::{Endpoints, PingKind, PingProbe},
+    random,
+    reading::{self, Reading},
+    reply_loop::{self, ReplyHandler, Sources, Timing, Wakeup},
+    rtt::{self, RttStats},
+    setup::{self, Plumbing, Wiring},
+};
+use send::SendLog;
+pub use text::RttPrecision;
+
+/// How long hping3 waits for replies after the last probe.
+const LINGER: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pacing {
+    Interval(Duration),
+    /// As fast as the transmit path takes them.
+    Flood,
+}
+
+/// A one-target run, as the command line asked for it.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The target as the user typed it, for the header and footer.
+    pub target_name: String,
+    pub target: IpAddr,
+    pub kind: PingKind,
+    /// None: until interrupted.
+    pub count: Option<u64>,
+    pub pacing: Pacing,
+    pub ttl: u8,
+    pub interface: Option<Interface>,
+    pub quiet: bool,
+    pub verbose: bool,
+    pub rtt_precision: RttPrecision,
+    pub histogram: bool,
+    pub bpf_trace: bool,
+}
+
+/// What a run counted, as hping3's footer reports it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Summary {
+    pub transmitted: u64,
+    /// Every reply, duplicates included (as hping3 counts them).
+    pub received: u64,
+    pub rtt: RttStats,
+    /// Replies the XDP program matched and queued (equals `received` unless the run ended
+    /// with replies still queued).
+    pub matched: Reading,
+    /// Replies the XDP program matched but could not hand over: the ring buffer was full.
+    pub ring_full: Reading,
+    /// Packets from the target that answered none of our probes.
+    pub unmatched: Reading,
+}
+
+impl Summary {
+    /// hping3's integer loss rate.
+    pub fn loss_percent(&self) -> u64 {
+        match (self.transmitted, self.received) {
+            (0, _) => 0,
+            (_, 0) => 100,
+            (sent, received) => 100u64.saturating_sub(received * 100 / sent),
+        }
+    }
+}
+
+/// Runs the probes and prints as hping3 does; Ok(true) when any reply came.
+pub fn run(options: Options) -> Result<bool> {
+    let session = Session::prepare(options)?;
+    let stdout = io::stdout();
+    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    for line in session.header()? {
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    let options = session.options.clone();
+    if options.pacing == Pacing::Flood {
+        let shown = if options.quiet {
+            "no replies will be shown"
+        } else {
+            "replies will be shown"
+        };
+        eprintln!("prober in flood mode, {shown}");
+    }
+    let summary = session.run(&mut out)?;
+    eprintln!(
+        "{}",
+        text::footer(&options.target_name, &summary, options.rtt_precision)
+    );
+    if let Some(losses) = text::losses(&summary) {
+        eprintln!("{losses}");
+    }
+    if options.verbose {
+        rtt::print_percentiles(&summary.rtt);
+        eprintln!(
+            "xdp: {} replies matched, {} unmatched packets from the target, {} lost to a full ring buffer",
+            summary.matched, summary.unmatched, summary.ring_full
+        );
+    }
+    for failure in reading::failures([&summary.matched, &summary.ring_full, &summary.unmatched]) {
+        eprintln!("{failure}");
+    }
+    if options.histogram {
+        rtt::print_histogram(&summary.rtt);
+    }
+    Ok(summary.received > 0)
+}
+
+/// A run that is set up: route known, reply matcher attached, transmit path open.
+pub struct Session {
+    options: Options,
+    route: Route,
+    probe: Arc<dyn PingProbe>,
+    plumbing: Plumbing,
+}
+
+impl Session {
+    pub fn prepare(options: Options) -> Result<Session> {
+        let route = route::lookup(options.target, options.interface.as_ref())?;
+        let endpoints = Endpoints {
+            source: route.source,
+            target: options.target,
+            ttl: options.ttl,
+            first_ip_id: random()? as u16,
+        };
+        let probe = options.kind.probe(endpoints)?;
+        let wiring = Wiring {
+            senders: 1,
+            one_next_hop: true,
+            qdisc_bypass: false,
+            bound_to: options.interface.as_ref(),
+            answers_replies: false,
+            trace: options.bpf_trace,
+        };
+        let plumbing = Plumbing::install(&route, &probe.filter(), wiring)?;
+        Ok(Session {
+            options,
+            route,
+            probe,
+            plumbing,
+        })
+    }
+
+    /// The lines printed before the first probe (hping3's, plus `-V` details).
+    pub fn header(&self) -> Result<Vec<String>> {
+        let interface = &self.route.interface;
+        let mut lines = Vec::new();
+        if self.options.verbose {
+            lines.push(text::verbose_header(
+                &interface.name,
+                self.route.source,
+                interface.mtu()?,
+            ));
+            lines.push(format!(
+                "sending through {}, {}",
+                self.plumbing.transmits[0].describe(),
+                self.plumbing.describe_matching(),
+            ));
+        }
+        lines.push(text::header(
+            &self.options.target_name,
+            &interface.name,
+            self.options.target,
+            self.probe.as_ref(),
+        ));
+        Ok(lines)
+    }
+
+    /// Sends the probes and prints a line per reply to `out`; returns the totals.
+    pub fn run(self, out: &mut dyn Write) -> Result<Summary> {
+        let Session {
+            options,
+            probe,
+            plumbing,
+            ..
+        } = self;
+        let Plumbing {
+            mut transmits,
+            matcher,
+            channel,
+        } = plumbing;
+        let transmit = transmits.remove(0);
+        let log = Arc::new(SendLog::new());
+        let send = {
+            let (log, probe, options) = (log.clone(), probe.clone(), options.clone());
+            move |stop: &_| send::send_probes(&options, probe.as_ref(), transmit, &log, stop)
+        };
+        let mut printer = ReplyPrinter {
+            options: &options,
+            probe: probe.as_ref(),
+            log: &log,
+            summary: Summary::default(),
+            out,
+        };
+        let sources = Sources {
+            replies: channel.replies,
+            trace: channel.trace,
+        };
+        let timing = Timing {
+            linger: LINGER,
+            wakeup: Wakeup::EachReply,
+        };
+        reply_loop::run(sources, send, &mut printer, timing)?;
+        let mut summary = printer.summary;
+        summary.transmitted = log.sent.load(Ordering::Acquire);
+        summary.matched = channel.counters.read(Counter::Matched);
+        summary.ring_full = channel.counters.read(Counter::RingFull);
+        summary.unmatched = channel.counters.read(Counter::Unmatched);
+        drop(matcher);
+        Ok(summary)
+    }
+}
+
+/// Shows each reply as hping3 does and keeps the totals.
+struct ReplyPrinter<'a> {
+    options: &'a Options,
+    probe: &'a dyn PingProbe,
+    log: &'a SendLog,
+    summary: Summary,
+    out: &'a mut dyn Write,
+}
+
+impl ReplyHandler for ReplyPrinter<'_> {
+    fn reply(&mut self, reply: &ReplyRecord) -> Result<()> {
+        let seq = self.probe.sequence(reply);
+        let (userspace_sent_ns, duplicate) = self.log.answer(seq);
+        let rtt_ns = setup::rtt_ns(reply, || Some(userspace_sent_ns)).unwrap_or(0);
+        self.summary.received += 1;
+        self.summary.rtt.add(rtt_ns);
+        if !self.options.quiet {
+            let line = text::reply_line(
+                self.probe,
+                reply,
+                seq,
+                rtt_ns as f64 / 1e6,
+                self.options.rtt_precision,
+                duplicate,
+                self.options.verbose,
+            );
+            writeln!(self.out, "{line}").context("writing replies")?;
+        }
+        Ok(())
+    }
+
+    fn complete(&self) -> bool {
+        self.options
+            .count
+            .is_some_and(|count| self.summary.received >= count)
+    }
+
+    fn drained(&mut self) -> Result<()> {
+        self.out.flush().context("writing replies")
+    }
+}

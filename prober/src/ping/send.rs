@@ -1,0 +1,87 @@
+//! The send thread of a one-target run, and what it notes about each probe.
+use std::{
+    io,
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+    time::Instant,
+};
+
+use super::{Options, Pacing};
+use crate::{
+    monotonic_ns,
+    probe::{PingProbe, ProbeBuffer, MAX_PROBE_LEN},
+    reply_loop::StopSignal,
+    transmit::{Transmit, FLOOD_BATCH},
+};
+
+/// Send time and answered flag per hping3 sequence number (probe number mod 2^16; always 0
+/// with -k).
+pub struct SendLog {
+    sent_ns: Box<[AtomicU64]>,
+    answered: Box<[AtomicBool]>,
+    pub sent: AtomicU64,
+}
+
+impl SendLog {
+    pub fn new() -> SendLog {
+        SendLog {
+            sent_ns: (0..=u16::MAX).map(|_| AtomicU64::new(0)).collect(),
+            answered: (0..=u16::MAX).map(|_| AtomicBool::new(false)).collect(),
+            sent: AtomicU64::new(0),
+        }
+    }
+
+    /// Notes that the probe with hping3 sequence number `seq` is leaving now.
+    fn sending(&self, seq: u16) {
+        let slot = usize::from(seq);
+        self.answered[slot].store(false, Ordering::Relaxed);
+        self.sent_ns[slot].store(monotonic_ns(), Ordering::Release);
+    }
+
+    /// The send time of probe `seq` and whether it was answered before.
+    pub fn answer(&self, seq: u16) -> (u64, bool) {
+        let slot = usize::from(seq);
+        let duplicate = self.answered[slot].swap(true, Ordering::Relaxed);
+        (self.sent_ns[slot].load(Ordering::Acquire), duplicate)
+    }
+}
+
+pub fn send_probes(
+    options: &Options,
+    probe: &dyn PingProbe,
+    mut transmit: Box<dyn Transmit>,
+    log: &SendLog,
+    stop: &StopSignal,
+) -> io::Result<()> {
+    let mut due = Instant::now();
+    let mut packet: ProbeBuffer = [0u8; MAX_PROBE_LEN];
+    let mut n = 0u64;
+    while options.count.is_none_or(|count| n < count) {
+        match options.pacing {
+            Pacing::Interval(interval) => {
+                // Waiting on the stop signal makes the pause end early on Ctrl-C.
+                if n > 0 && stop.sleep(due.saturating_duration_since(Instant::now())) {
+                    break;
+                }
+                // Deadlines advance from the schedule, not from when we woke, so the rate holds.
+                due += interval;
+            }
+            Pacing::Flood => {
+                if n.is_multiple_of(FLOOD_BATCH) {
+                    transmit.flush()?;
+                    if stop.requested() {
+                        break;
+                    }
+                }
+            }
+        }
+        let length = probe.build(n, &mut packet);
+        log.sending(probe.sequence_of(n));
+        transmit.send(&packet[..length])?;
+        if options.pacing != Pacing::Flood {
+            transmit.flush()?;
+        }
+        n += 1;
+        log.sent.store(n, Ordering::Release);
+    }
+    transmit.flush()
+}

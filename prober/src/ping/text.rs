@@ -1,0 +1,318 @@
+//! hping3's text: the header, one line per reply, and the statistic footer.
+use std::{fmt::Write as _, net::IpAddr};
+
+use prober_common::ReplyRecord;
+
+use super::Summary;
+use crate::probe::PingProbe;
+
+/// `HPING <target> (<ifname> <ip>): <mode>`
+pub fn header(target_name: &str, interface: &str, target: IpAddr, probe: &dyn PingProbe) -> String {
+    format!(
+        "HPING {target_name} ({interface} {target}): {}",
+        probe.mode()
+    )
+}
+
+/// `-V`'s first line: `using <ifname>, addr: <ip>, MTU: <mtu>`
+pub fn verbose_header(interface: &str, source: IpAddr, mtu: u32) -> String {
+    format!("using {interface}, addr: {source}, MTU: {mtu}")
+}
+
+/// How many decimals of a millisecond RTTs are printed with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum RttPrecision {
+    /// hping3's: tenths of a millisecond (rtt=0.1 ms)
+    #[default]
+    Hping3,
+    /// Microseconds (rtt=0.087 ms)
+    Us,
+}
+
+impl RttPrecision {
+    fn decimals(self) -> usize {
+        match self {
+            RttPrecision::Hping3 => 1,
+            RttPrecision::Us => 3,
+        }
+    }
+}
+
+/// One reply as hping3 prints it, without the trailing newline.
+pub fn reply_line(
+    probe: &dyn PingProbe,
+    reply: &ReplyRecord,
+    seq: u16,
+    rtt_ms: f64,
+    precision: RttPrecision,
+    duplicate: bool,
+    verbose: bool,
+) -> String {
+    let mut line = String::with_capacity(96);
+    if duplicate {
+        line.push_str("DUP! ");
+    }
+    write_ip_fields(reply, verbose, &mut line);
+    probe.write_fields(reply, seq, &mut line);
+    let _ = write!(line, " rtt={rtt_ms:.*} ms", precision.decimals());
+    if verbose {
+        probe.write_verbose_trailer(reply, &mut line);
+    }
+    line
+}
+
+/// The statistic footer, starting with hping3's blank line.
+pub fn footer(target_name: &str, summary: &Summary, precision: RttPrecision) -> String {
+    let decimals = precision.decimals();
+    format!(
+        "\n--- {target_name} hping statistic ---\n\
+         {} packets transmitted, {} packets received, {}% packet loss\n\
+         round-trip min/avg/max = {:.*}/{:.*}/{:.*} ms",
+        summary.transmitted,
+        summary.received,
+        summary.loss_percent(),
+        decimals,
+        summary.rtt.min_ms(),
+        decimals,
+        summary.rtt.avg_ms(),
+        decimals,
+        summary.rtt.max_ms(),
+    )
+}
+
+/// hping3's reply-line prefix: `len=44 ip=1.2.3.4 ttl=64 DF id=0 ` (with `-V`,
+/// `tos=0 iplen=44` and a line break follow).
+pub fn write_ip_fields(reply: &ReplyRecord, verbose: bool, line: &mut String) {
+    const IP_DF: u16 = 0x4000;
+    let _ = write!(
+        line,
+        "len={} ip={} ttl={} {}id={}",
+        reply.ip_len,
+        IpAddr::from(reply.src_addr),
+        reply.ttl,
+        if reply.ip_frag & IP_DF != 0 {
+            "DF "
+        } else {
+            ""
+        },
+        reply.ip_id,
+    );
+    if verbose {
+        let _ = writeln!(line, " tos={:x} iplen={}", reply.tos, reply.ip_len);
+    } else {
+        line.push(' ');
+    }
+}
+
+/// What the XDP program could not deliver; empty when nothing was lost.
+pub fn losses(summary: &Summary) -> Option<String> {
+    summary
+        .ring_full
+        .positive()
+        .map(|lost| format!("{lost} replies lost: the XDP ring buffer was full"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use prober_common::IpAddress;
+
+    use super::*;
+    use crate::{
+        probe::{Endpoints, IcmpEcho, TcpFlags, TcpProbe},
+        reading::Reading,
+        rtt::RttStats,
+    };
+
+    fn endpoints() -> Endpoints {
+        Endpoints {
+            source: Ipv4Addr::new(198, 18, 0, 1).into(),
+            target: Ipv4Addr::new(198, 18, 0, 2).into(),
+            ttl: 64,
+            first_ip_id: 0,
+        }
+    }
+
+    fn syn_probe(base_port: u16) -> TcpProbe {
+        TcpProbe {
+            endpoints: endpoints(),
+            flags: TcpFlags(TcpFlags::SYN),
+            target_port: 80,
+            base_port,
+            keep_port: false,
+            window: 64,
+            seq: 1000,
+            ack: 0,
+        }
+    }
+
+    fn syn_ack(base_port: u16, probe_number: u16) -> ReplyRecord {
+        ReplyRecord {
+            src_addr: IpAddress::from_ipv4([198, 18, 0, 2]),
+            ip_len: 44,
+            ip_id: 0,
+            ip_frag: 0x4000,
+            ttl: 64,
+            src_port: 80,
+            dst_port: base_port + probe_number,
+            tcp_flags: TcpFlags::SYN | TcpFlags::ACK,
+            tcp_window: 64240,
+            tcp_seq: 3218665143,
+            tcp_ack: 1001,
+            l4_checksum: 0x468c,
+            ..ReplyRecord::default()
+        }
+    }
+
+    #[test]
+    fn open_port_line_matches_hping3() {
+        let probe = syn_probe(2000);
+        let reply = syn_ack(2000, 3);
+        let seq = probe.sequence(&reply);
+        assert_eq!(
+            reply_line(
+                &probe,
+                &reply,
+                seq,
+                0.44,
+                RttPrecision::Hping3,
+                false,
+                false
+            ),
+            "len=44 ip=198.18.0.2 ttl=64 DF id=0 sport=80 flags=SA seq=3 win=64240 rtt=0.4 ms"
+        );
+    }
+
+    #[test]
+    fn closed_port_and_duplicate_lines_match_hping3() {
+        let probe = syn_probe(65535);
+        let reply = ReplyRecord {
+            ip_len: 40,
+            src_port: 80,
+            dst_port: 0,
+            tcp_flags: TcpFlags::RST | TcpFlags::ACK,
+            tcp_window: 0,
+            ..syn_ack(0, 0)
+        };
+        // The source port wrapped from 65535 to 0: that is hping3's seq 1.
+        assert_eq!(probe.sequence(&reply), 1);
+        assert_eq!(
+            reply_line(&probe, &reply, 1, 100.44, RttPrecision::Hping3, true, false),
+            "DUP! len=40 ip=198.18.0.2 ttl=64 DF id=0 sport=80 flags=RA seq=1 win=0 rtt=100.4 ms"
+        );
+    }
+
+    #[test]
+    fn verbose_tcp_line_matches_hping3() {
+        let probe = syn_probe(2000);
+        let reply = syn_ack(2000, 0);
+        assert_eq!(
+            reply_line(&probe, &reply, 0, 0.8, RttPrecision::Hping3, false, true),
+            "len=44 ip=198.18.0.2 ttl=64 DF id=0 tos=0 iplen=44\n\
+             sport=80 flags=SA seq=0 win=64240 rtt=0.8 ms\n\
+             seq=3218665143 ack=1001 sum=468c urp=0\n"
+        );
+    }
+
+    #[test]
+    fn icmp_lines_match_hping3() {
+        let probe = IcmpEcho {
+            endpoints: endpoints(),
+            id: 7,
+        };
+        let reply = ReplyRecord {
+            src_addr: IpAddress::from_ipv4([198, 18, 0, 2]),
+            ip_len: 28,
+            ip_id: 403,
+            ttl: 64,
+            icmp_id: 7,
+            icmp_seq: 2,
+            ..ReplyRecord::default()
+        };
+        let seq = probe.sequence(&reply);
+        assert_eq!(
+            reply_line(&probe, &reply, seq, 0.61, RttPrecision::Us, false, false),
+            "len=28 ip=198.18.0.2 ttl=64 id=403 icmp_seq=2 rtt=0.610 ms"
+        );
+        assert_eq!(
+            reply_line(&probe, &reply, seq, 0.9, RttPrecision::Hping3, false, true),
+            "len=28 ip=198.18.0.2 ttl=64 id=403 tos=0 iplen=28\nicmp_seq=2 rtt=0.9 ms"
+        );
+    }
+
+    #[test]
+    fn headers_match_hping3() {
+        let target = Ipv4Addr::new(198, 18, 0, 2).into();
+        assert_eq!(
+            header("198.18.0.2", "veth0", target, &syn_probe(1)),
+            "HPING 198.18.0.2 (veth0 198.18.0.2): S set, 40 headers + 0 data bytes"
+        );
+        let none = TcpProbe {
+            flags: TcpFlags(0),
+            ..syn_probe(1)
+        };
+        assert_eq!(
+            header("h", "lo", target, &none),
+            "HPING h (lo 198.18.0.2): NO FLAGS are set, 40 headers + 0 data bytes"
+        );
+        let all = TcpProbe {
+            flags: TcpFlags(0xff),
+            ..syn_probe(1)
+        };
+        assert!(header("h", "lo", target, &all).contains(": RSAFPUXY set,"));
+        assert_eq!(
+            header(
+                "h",
+                "lo",
+                target,
+                &IcmpEcho {
+                    endpoints: endpoints(),
+                    id: 1
+                }
+            ),
+            "HPING h (lo 198.18.0.2): icmp mode set, 28 headers + 0 data bytes"
+        );
+    }
+
+    #[test]
+    fn footer_matches_hping3() {
+        let mut rtt = RttStats::default();
+        for micros in [400, 900, 600] {
+            rtt.add(micros * 1000);
+        }
+        let summary = Summary {
+            transmitted: 3,
+            received: 3,
+            rtt,
+            ..Summary::default()
+        };
+        assert_eq!(
+            footer("localhost", &summary, RttPrecision::Hping3),
+            "\n--- localhost hping statistic ---\n\
+             3 packets transmitted, 3 packets received, 0% packet loss\n\
+             round-trip min/avg/max = 0.4/0.6/0.9 ms"
+        );
+        let silent = Summary {
+            transmitted: 2,
+            ..Summary::default()
+        };
+        assert!(footer("h", &silent, RttPrecision::Us).ends_with(
+            "2 packets transmitted, 0 packets received, 100% packet loss\n\
+             round-trip min/avg/max = 0.000/0.000/0.000 ms"
+        ));
+    }
+
+    #[test]
+    fn ring_buffer_losses_are_reported_and_unknown_ones_are_not_zero() {
+        let lost = Summary {
+            ring_full: Reading::Count(3),
+            ..Summary::default()
+        };
+        assert_eq!(
+            losses(&lost).as_deref(),
+            Some("3 replies lost: the XDP ring buffer was full")
+        );
+        assert_eq!(losses(&Summary::default()), None);
+    }
+}

@@ -1,0 +1,497 @@
+//! Probe kinds, in the manner of zmap's probe modules: each kind is one module that builds its
+//! probes (for one target, and for a sweep's positions), tells the XDP program what its
+//! replies look like, and reads, classifies and names them. The runs call the kind; none of
+//! them tests a protocol. The eBPF side has one module per kind as well.
+
+mod icmp;
+mod ip;
+mod tcp;
+
+use std::{net::IpAddr, sync::Arc};
+
+use anyhow::Result;
+use prober_common::{ProbeFilter, ReplyRecord};
+
+pub use icmp::IcmpEcho;
+pub use tcp::{TcpFlags, TcpProbe, TcpSegment, TcpSyn};
+
+/// Longest probe any kind builds (IPv6 + TCP, no payload).
+pub const MAX_PROBE_LEN: usize = 60;
+
+/// Room for one probe.
+pub type ProbeBuffer = [u8; MAX_PROBE_LEN];
+
+/// Fields every one-target probe shares.
+#[derive(Clone, Copy, Debug)]
+pub struct Endpoints {
+    /// Our address, of the target's family.
+    pub source: IpAddr,
+    pub target: IpAddr,
+    pub ttl: u8,
+    /// IP identification of the first probe; later probes count up from it (IPv4).
+    pub first_ip_id: u16,
+}
+
+impl Endpoints {
+    /// IP identification of probe `n`.
+    fn ip_id(&self, n: u64) -> u16 {
+        self.first_ip_id.wrapping_add(n as u16)
+    }
+
+    /// The IP header of probe `n`, with `payload_len` bytes of `protocol` after it.
+    fn ip_header(&self, n: u64, protocol: etherparse::IpNumber, payload_len: u16) -> ip::IpHeader {
+        ip::IpHeader::new(
+            self.source,
+            self.target,
+            self.ttl,
+            self.ip_id(n),
+            protocol,
+            payload_len,
+        )
+    }
+
+    /// The filter's part every kind shares.
+    fn filter(&self) -> ProbeFilter {
+        ProbeFilter {
+            target_addr: self.target.into(),
+            local_addr: self.source.into(),
+            family: ip::family(self.target),
+            ..ProbeFilter::default()
+        }
+    }
+}
+
+/// A one-target run's probes (hping3's ping).
+pub trait PingProbe: Send + Sync {
+    /// hping3's header text after the address, e.g. `S set, 40 headers + 0 data bytes`.
+    fn mode(&self) -> String;
+
+    /// Writes the IP packet of probe number `n` into `buf` and returns its length.
+    fn build(&self, n: u64, buf: &mut ProbeBuffer) -> usize;
+
+    /// What the XDP program matches this run's replies with.
+    fn filter(&self) -> ProbeFilter;
+
+    /// hping3's sequence number of the probe a reply answers.
+    fn sequence(&self, reply: &ReplyRecord) -> u16;
+
+    /// hping3's sequence number of probe `n`: what [`PingProbe::sequence`] gives its replies.
+    fn sequence_of(&self, n: u64) -> u16 {
+        n as u16
+    }
+
+    /// Appends the kind's fields of a reply line (before `rtt=`).
+    fn write_fields(&self, reply: &ReplyRecord, seq: u16, line: &mut String);
+
+    /// Appends what `-V` adds after `rtt=`.
+    fn write_verbose_trailer(&self, _reply: &ReplyRecord, _line: &mut String) {}
+}
+
+/// What a one-target run sends, as the command line asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PingKind {
+    Tcp {
+        flags: TcpFlags,
+        port: u16,
+        /// None picks a random base source port, as hping3 does.
+        base_port: Option<u16>,
+        keep_port: bool,
+        window: u16,
+    },
+    IcmpEcho,
+}
+
+impl PingKind {
+    pub fn probe(&self, endpoints: Endpoints) -> Result<Arc<dyn PingProbe>> {
+        Ok(match *self {
+            PingKind::Tcp {
+                flags,
+                port,
+                base_port,
+                keep_port,
+                window,
+            } => Arc::new(TcpProbe::new(
+                endpoints, flags, port, base_port, keep_port, window,
+            )?),
+            PingKind::IcmpEcho => Arc::new(IcmpEcho::new(endpoints)?),
+        })
+    }
+}
+
+/// A sweep's probes: one per (host, port), told apart by cookies rather than state.
+pub trait SweepProbe: Send + Sync {
+    /// The transport's name in results (`tcp`).
+    fn protocol(&self) -> &'static str;
+
+    /// What the XDP program matches the sweep's replies with.
+    fn filter(&self) -> ProbeFilter;
+
+    /// Writes the probe to `target:port` leaving from `source_port` into `buf`; returns its
+    /// length.
+    fn build(
+        &self,
+        target: IpAddr,
+        port: u16,
+        source_port: u16,
+        ip_id: u16,
+        buf: &mut ProbeBuffer,
+    ) -> usize;
+
+    /// What a reply the XDP program matched says.
+    fn classify(&self, reply: &ReplyRecord) -> Answer;
+
+    /// What no reply after `--wait` says.
+    fn silence(&self) -> Verdict;
+}
+
+/// What a sweep sends, as the command line asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SweepKind {
+    TcpSyn { window: u16 },
+}
+
+/// A sweep's fixed parts, which its probes share.
+#[derive(Clone, Copy, Debug)]
+pub struct SweepEndpoints {
+    /// Our address, of the targets' family.
+    pub source: IpAddr,
+    pub ttl: u8,
+    /// The key of the probes' cookies.
+    pub cookie_key: [u64; 2],
+    /// The sweep's source ports: `first_source_port ..= first_source_port + source_ports - 1`.
+    pub first_source_port: u16,
+    pub source_ports: u16,
+}
+
+impl SweepKind {
+    pub fn probe(&self, endpoints: SweepEndpoints) -> Arc<dyn SweepProbe> {
+        match *self {
+            SweepKind::TcpSyn { window } => Arc::new(TcpSyn { endpoints, window }),
+        }
+    }
+}
+
+/// What a reply says about the (host, port) it answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub host: IpAddr,
+    pub port: u16,
+    /// The source port of the probe it answers, which names that probe's send slot.
+    pub source_port: u16,
+    pub verdict: Verdict,
+    pub fields: ReplyFields,
+}
+
+/// A result's status and, in zmap's and nmap's words, why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub status: Status,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Open,
+    Closed,
+    Filtered,
+}
+
+impl Status {
+    /// The word every format prints.
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Open => "open",
+            Status::Closed => "closed",
+            Status::Filtered => "filtered",
+        }
+    }
+}
+
+/// The header fields a reply's result shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplyFields {
+    pub ttl: u8,
+    pub ip_id: u16,
+    pub window: u16,
+    pub ip_len: u16,
+    pub tcp_flags: u8,
+    /// None when the probe's send time is unknown (not seen by TC egress, and forgotten by
+    /// userspace).
+    pub rtt_ns: Option<u64>,
+    /// When the reply reached XDP (CLOCK_MONOTONIC).
+    pub kernel_ns: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use prober_common::{syn_cookie, IpAddress, KIND_ICMP_ECHO, KIND_TCP, MODE_SWEEP};
+    use prober_tests::internet_checksum;
+
+    use super::*;
+
+    fn endpoints() -> Endpoints {
+        Endpoints {
+            source: Ipv4Addr::new(198, 18, 0, 1).into(),
+            target: Ipv4Addr::new(198, 18, 0, 2).into(),
+            ttl: 63,
+            first_ip_id: 0xfffe,
+        }
+    }
+
+    fn syn(keep_port: bool) -> TcpProbe {
+        TcpProbe {
+            endpoints: endpoints(),
+            flags: TcpFlags(TcpFlags::SYN),
+            target_port: 443,
+            base_port: 65534,
+            keep_port,
+            window: 512,
+            seq: 0x0102_0304,
+            ack: 0x0a0b_0c0d,
+        }
+    }
+
+    fn build(probe: &dyn PingProbe, n: u64) -> Vec<u8> {
+        let mut buf = [0u8; MAX_PROBE_LEN];
+        let length = probe.build(n, &mut buf);
+        buf[..length].to_vec()
+    }
+
+    fn assert_ipv4_header(packet: &[u8], protocol: u8, n: u16) {
+        assert_eq!(packet[0], 0x45, "IPv4, 20-byte header");
+        assert_eq!(
+            u16::from_be_bytes([packet[2], packet[3]]) as usize,
+            packet.len()
+        );
+        assert_eq!(
+            u16::from_be_bytes([packet[4], packet[5]]),
+            0xfffe_u16.wrapping_add(n)
+        );
+        assert_eq!(packet[8], 63, "ttl");
+        assert_eq!(packet[9], protocol);
+        assert_eq!(&packet[12..16], &[198, 18, 0, 1]);
+        assert_eq!(&packet[16..20], &[198, 18, 0, 2]);
+        assert_eq!(internet_checksum(&packet[..20]), 0, "IP header checksum");
+    }
+
+    #[test]
+    fn tcp_syn_probe_is_well_formed() {
+        let probe = syn(false);
+        for n in [0u64, 1, 2, 70_000] {
+            let packet = build(&probe, n);
+            assert_eq!(packet.len(), 40);
+            assert_ipv4_header(&packet, 6, n as u16);
+            let tcp = &packet[20..];
+            let source_port = u16::from_be_bytes([tcp[0], tcp[1]]);
+            assert_eq!(
+                source_port,
+                65534_u16.wrapping_add(n as u16),
+                "source port counts up and wraps"
+            );
+            assert_eq!(u16::from_be_bytes([tcp[2], tcp[3]]), 443);
+            assert_eq!(
+                u32::from_be_bytes(tcp[4..8].try_into().unwrap()),
+                0x0102_0304
+            );
+            assert_eq!(
+                u32::from_be_bytes(tcp[8..12].try_into().unwrap()),
+                0x0a0b_0c0d
+            );
+            assert_eq!(tcp[12] >> 4, 5, "no options");
+            assert_eq!(tcp[13], TcpFlags::SYN);
+            assert_eq!(u16::from_be_bytes([tcp[14], tcp[15]]), 512);
+            let pseudo_header = [&packet[12..20], &[0, 6], &20u16.to_be_bytes()[..]].concat();
+            assert_eq!(
+                internet_checksum(&[&pseudo_header[..], tcp].concat()),
+                0,
+                "TCP checksum"
+            );
+        }
+    }
+
+    #[test]
+    fn keep_port_holds_the_source_port() {
+        let probe = syn(true);
+        for n in 0..3 {
+            let packet = build(&probe, n);
+            assert_eq!(u16::from_be_bytes([packet[20], packet[21]]), 65534);
+        }
+        let filter = probe.filter();
+        assert_eq!(filter.sport_max_offset, 0);
+        assert_eq!(filter.kind, KIND_TCP);
+        assert_eq!(filter.target_addr, IpAddress::from_ipv4([198, 18, 0, 2]));
+        assert_eq!(filter.local_addr, IpAddress::from_ipv4([198, 18, 0, 1]));
+    }
+
+    #[test]
+    fn all_tcp_flags_land_in_the_flags_byte() {
+        let probe = TcpProbe {
+            flags: TcpFlags(0xff),
+            ..syn(false)
+        };
+        assert_eq!(build(&probe, 0)[33], 0xff);
+    }
+
+    #[test]
+    fn icmp_echo_probe_is_well_formed() {
+        let probe = IcmpEcho {
+            endpoints: endpoints(),
+            id: 0xbeef,
+        };
+        let packet = build(&probe, 65537);
+        assert_eq!(packet.len(), 28);
+        assert_ipv4_header(&packet, 1, 1);
+        let icmp = &packet[20..];
+        assert_eq!((icmp[0], icmp[1]), (8, 0), "echo request");
+        assert_eq!(u16::from_be_bytes([icmp[4], icmp[5]]), 0xbeef);
+        assert_eq!(
+            u16::from_be_bytes([icmp[6], icmp[7]]),
+            1,
+            "sequence wraps at 2^16"
+        );
+        assert_eq!(internet_checksum(icmp), 0, "ICMP checksum");
+        let filter = probe.filter();
+        assert_eq!((filter.kind, filter.icmp_id), (KIND_ICMP_ECHO, 0xbeef));
+    }
+
+    #[test]
+    fn replies_map_back_to_hping3_sequence_numbers() {
+        let tcp = syn(false);
+        let reply = ReplyRecord {
+            dst_port: 1,
+            ..ReplyRecord::default()
+        };
+        assert_eq!(
+            tcp.sequence(&reply),
+            3,
+            "65534, 65535, 0, 1: the fourth probe"
+        );
+        let icmp = IcmpEcho {
+            endpoints: endpoints(),
+            id: 1,
+        };
+        let reply = ReplyRecord {
+            icmp_seq: 9,
+            ..ReplyRecord::default()
+        };
+        assert_eq!(icmp.sequence(&reply), 9);
+    }
+
+    /// The pseudo-header sum of a TCP segment over IPv6 (RFC 8200 8.1).
+    fn ipv6_tcp_checksum(packet: &[u8]) -> u16 {
+        let tcp = &packet[40..];
+        let length = (tcp.len() as u32).to_be_bytes();
+        let pseudo_header = [&packet[8..40], &length[..], &[0, 0, 0, 6]].concat();
+        internet_checksum(&[&pseudo_header[..], tcp].concat())
+    }
+
+    #[test]
+    fn tcp_probes_to_ipv6_get_an_ipv6_header() {
+        let probe = TcpProbe {
+            endpoints: Endpoints {
+                source: "2001:db8::1".parse::<Ipv6Addr>().unwrap().into(),
+                target: "2001:db8::2".parse::<Ipv6Addr>().unwrap().into(),
+                ..endpoints()
+            },
+            ..syn(false)
+        };
+        let packet = build(&probe, 0);
+        assert_eq!(packet.len(), 60);
+        assert_eq!(packet[0] >> 4, 6, "version");
+        assert_eq!(
+            u16::from_be_bytes([packet[4], packet[5]]),
+            20,
+            "payload length"
+        );
+        assert_eq!(
+            (packet[6], packet[7]),
+            (6, 63),
+            "next header TCP, hop limit"
+        );
+        assert_eq!(
+            &packet[24..40],
+            &"2001:db8::2".parse::<Ipv6Addr>().unwrap().octets()
+        );
+        assert_eq!(u16::from_be_bytes([packet[42], packet[43]]), 443);
+        assert_eq!(ipv6_tcp_checksum(&packet), 0, "TCP checksum");
+        assert_eq!(probe.filter().family, prober_common::IPV6);
+    }
+
+    fn sweep_syn() -> TcpSyn {
+        TcpSyn {
+            endpoints: SweepEndpoints {
+                source: Ipv4Addr::new(198, 18, 0, 1).into(),
+                ttl: 64,
+                cookie_key: [5, 6],
+                first_source_port: 61440,
+                source_ports: 4096,
+            },
+            window: 1024,
+        }
+    }
+
+    #[test]
+    fn sweep_syns_carry_their_cookie() {
+        let probe = sweep_syn();
+        let target: IpAddr = Ipv4Addr::new(198, 18, 7, 9).into();
+        let mut buf = [0u8; MAX_PROBE_LEN];
+        let length = probe.build(target, 8080, 61441, 77, &mut buf);
+        let packet = &buf[..length];
+        assert_eq!(length, 40);
+        assert_eq!(internet_checksum(&packet[..20]), 0, "IP header checksum");
+        assert_eq!(u16::from_be_bytes([packet[4], packet[5]]), 77, "ip id");
+        let tcp = &packet[20..];
+        assert_eq!(u16::from_be_bytes([tcp[0], tcp[1]]), 61441);
+        assert_eq!(u16::from_be_bytes([tcp[2], tcp[3]]), 8080);
+        assert_eq!(
+            u32::from_be_bytes(tcp[4..8].try_into().unwrap()),
+            syn_cookie(
+                [5, 6],
+                &target.into(),
+                8080,
+                &IpAddress::from_ipv4([198, 18, 0, 1]),
+                61441
+            )
+        );
+        assert_eq!(tcp[13], TcpFlags::SYN);
+        assert_eq!(u16::from_be_bytes([tcp[14], tcp[15]]), 1024);
+        let filter = probe.filter();
+        assert_eq!((filter.kind, filter.mode), (KIND_TCP, MODE_SWEEP));
+        assert_eq!((filter.sport_base, filter.sport_max_offset), (61440, 4095));
+        assert_eq!(filter.cookie_key, [5, 6]);
+    }
+
+    #[test]
+    fn sweep_replies_are_classified_by_the_kind() {
+        let probe = sweep_syn();
+        let reply = |flags| ReplyRecord {
+            src_addr: IpAddress::from_ipv4([198, 18, 7, 9]),
+            src_port: 8080,
+            dst_port: 61441,
+            tcp_flags: flags,
+            ttl: 63,
+            kernel_ns: 5,
+            ..ReplyRecord::default()
+        };
+        let open = probe.classify(&reply(TcpFlags::SYN | TcpFlags::ACK));
+        assert_eq!(open.host, IpAddr::from([198, 18, 7, 9]));
+        assert_eq!((open.port, open.source_port), (8080, 61441));
+        assert_eq!(
+            (open.verdict.status, open.verdict.reason),
+            (Status::Open, "syn-ack")
+        );
+        assert_eq!((open.fields.ttl, open.fields.kernel_ns), (63, 5));
+        let closed = probe.classify(&reply(TcpFlags::RST | TcpFlags::ACK));
+        assert_eq!(
+            (closed.verdict.status, closed.verdict.reason),
+            (Status::Closed, "rst")
+        );
+        assert_eq!(
+            (probe.silence().status, probe.silence().reason),
+            (Status::Filtered, "timeout")
+        );
+        assert_eq!(probe.protocol(), "tcp");
+    }
+}

@@ -1,0 +1,103 @@
+//! What both run kinds set up the same way: the transmit paths, then the eBPF programs on
+//! the route's interface; and how a reply's round trip is timed.
+use anyhow::Result;
+use prober_common::{ProbeFilter, ReplyRecord};
+
+use crate::{
+    bpf::{Attachment, ReplyChannel, ReplyMatcher},
+    net::{Interface, Route},
+    transmit::{self, Transmit},
+};
+
+/// How a run wants its probes sent and its replies matched.
+#[derive(Clone, Copy, Debug)]
+pub struct Wiring<'a> {
+    /// Transmit paths to open: one per send thread.
+    pub senders: usize,
+    /// Every probe goes to the route's next hop (see [`transmit::open`]).
+    pub one_next_hop: bool,
+    pub qdisc_bypass: bool,
+    /// The interface the user named with -I, if any.
+    pub bound_to: Option<&'a Interface>,
+    /// The XDP program answers replies itself (XDP_TX), as sweeps bounce SYN-ACKs.
+    pub answers_replies: bool,
+    /// `--bpf-trace`.
+    pub trace: bool,
+}
+
+/// A run's plumbing: probes can leave, replies are being matched.
+pub struct Plumbing {
+    pub transmits: Vec<Box<dyn Transmit>>,
+    /// Dropping it detaches the programs.
+    pub matcher: ReplyMatcher,
+    pub channel: ReplyChannel,
+}
+
+impl Plumbing {
+    pub fn install(route: &Route, filter: &ProbeFilter, wiring: Wiring) -> Result<Plumbing> {
+        route.interface.require_ethernet_frames()?;
+        // The transmit paths first: opening one may wait up to a second for the next hop's
+        // MAC, and nothing should be attached to the interface during that wait.
+        let transmits = (0..wiring.senders.max(1))
+            .map(|_| {
+                transmit::open(
+                    route,
+                    wiring.bound_to,
+                    wiring.one_next_hop,
+                    wiring.qdisc_bypass,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // Native XDP_TX on a veth drops what it sends unless the peer has NAPI on, which
+        // prober cannot count on: there a program that answers replies attaches generic.
+        let driver_mode = !(wiring.answers_replies && route.interface.is_veth()?);
+        let attachment = Attachment {
+            driver_mode,
+            time_departures: !transmits[0].skips_tc(),
+            trace: wiring.trace,
+        };
+        let (matcher, channel) = ReplyMatcher::attach(&route.interface, filter, attachment)?;
+        Ok(Plumbing {
+            transmits,
+            matcher,
+            channel,
+        })
+    }
+
+    /// For `-V`: how replies are matched and where send times come from.
+    pub fn describe_matching(&self) -> String {
+        format!(
+            "XDP reply matcher attached in {} mode, send times from {}",
+            self.matcher.mode, self.matcher.departures
+        )
+    }
+}
+
+/// Nanoseconds from a probe's departure to `reply`: the departure TC egress saw, or else the
+/// send thread's own reading (`userspace_sent_ns`), taken just before the probe went to the
+/// kernel; None when neither is known.
+pub fn rtt_ns(reply: &ReplyRecord, userspace_sent_ns: impl FnOnce() -> Option<u64>) -> Option<u64> {
+    let sent_ns = reply.kernel_departure().or_else(userspace_sent_ns)?;
+    Some(reply.kernel_ns.saturating_sub(sent_ns))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kernels_departure_beats_the_send_threads_clock() {
+        let reply = ReplyRecord {
+            kernel_ns: 10_000,
+            sent_ns: 9_000,
+            ..ReplyRecord::default()
+        };
+        assert_eq!(rtt_ns(&reply, || Some(8_000)), Some(1_000));
+        let untimed = ReplyRecord {
+            sent_ns: 0,
+            ..reply
+        };
+        assert_eq!(rtt_ns(&untimed, || Some(8_000)), Some(2_000));
+        assert_eq!(rtt_ns(&untimed, || None), None);
+    }
+}

@@ -1,0 +1,404 @@
+//! A sweep: a probe to every (host, port) of a target set at a set rate, in a keyed random
+//! order, matched statelessly in the kernel by cookies. Userspace keeps one bit per
+//! (host, port) (answered or not, for duplicates and the filtered list) and, where the kernel
+//! does not time departures, the send times of the last few thousand probes: nothing per
+//! probe in flight.
+//!
+//! [`plan`] says what is probed in which order, [`send`] sends it, [`collect`] reads the
+//! replies, [`results`] writes them, [`summary`] counts them.
+
+mod bitset;
+mod collect;
+mod pacer;
+mod permutation;
+mod plan;
+pub mod ports;
+mod progress;
+pub mod results;
+mod send;
+mod services;
+mod status;
+mod summary;
+pub mod targets;
+
+use std::{
+    fs::File,
+    io::{self, BufWriter, Write},
+    path::PathBuf,
+    sync::{atomic::Ordering, Arc},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+use prober_common::Counter;
+
+use crate::{
+    bpf::{Departures, ReplyChannel},
+    net::{route, Interface, Route},
+    probe::{SweepEndpoints, SweepKind, SweepProbe},
+    random,
+    reading::{self, Reading},
+    reply_loop::{self, Sources, Timing, Wakeup},
+    rtt,
+    setup::{Plumbing, Wiring},
+};
+use collect::Collector;
+use plan::Plan;
+pub use plan::{Shard, DEFAULT_BASE_PORT, SOURCE_PORTS};
+use ports::PortList;
+use progress::Progress;
+use results::{Format, PortResult, ResultWriter};
+use send::Sending;
+use status::StatusLine;
+use summary::SweepSummary;
+use targets::TargetSet;
+
+/// How often the reply side reads the ring buffer: at 400 000 replies a second, 2 000
+/// records (140 KiB of the 4 MiB ring) wait at most this long.
+const POLL_PERIOD: Duration = Duration::from_millis(5);
+
+/// (host, port) pairs in one sweep at most: the answer map takes a bit per pair (1 GiB here;
+/// a whole /0 on one port fits).
+const MAX_PROBES: u64 = 1 << 33;
+
+/// Send threads at most: with veth peers the target's and our own softirq work runs on the
+/// sending CPU, so one sender per CPU is what lets a sweep use the machine.
+const MAX_SENDERS: usize = 4;
+
+/// A sweep, as the command line asked for it.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub targets: TargetSet,
+    /// The first target as the user typed it, for the scan table's header.
+    pub first_target_name: String,
+    pub ports: PortList,
+    pub kind: SweepKind,
+    /// Probes per second; None floods.
+    pub rate: Option<u64>,
+    pub retries: u32,
+    /// How long to wait for late replies after the last probe (and between passes).
+    pub wait: Duration,
+    /// Picks the probe order; random when None.
+    pub seed: Option<u64>,
+    pub shard: Shard,
+    pub base_port: u16,
+    pub ttl: u8,
+    pub interface: Option<Interface>,
+    /// Send with PACKET_QDISC_BYPASS (see [`crate::transmit::tx_ring::TxRing::open`]).
+    pub qdisc_bypass: bool,
+    /// Show the live status line (stderr is a terminal and not -q).
+    pub status_line: bool,
+    pub format: Format,
+    /// Where results go; stdout when None.
+    pub output: Option<PathBuf>,
+    pub verbose: bool,
+    pub histogram: bool,
+    pub bpf_trace: bool,
+}
+
+/// Runs the sweep, writes its results, and prints the statistic; Ok(true) when any reply came.
+pub fn run(options: Options) -> Result<bool> {
+    let sweep = Sweep::prepare(options)?;
+    let options = &sweep.options;
+    let out: Box<dyn Write> = match &options.output {
+        Some(path) => {
+            Box::new(BufWriter::new(File::create(path).with_context(|| {
+                format!("creating the output file {}", path.display())
+            })?))
+        }
+        None => Box::new(BufWriter::with_capacity(1 << 16, io::stdout())),
+    };
+    let mut results = ResultWriter::new(options.format, options.verbose, out)?;
+    if options.verbose {
+        eprintln!("{}", sweep.describe());
+    }
+    let table = options.format == Format::Table;
+    if table {
+        eprintln!(
+            "{}",
+            results::table_header(
+                &options.first_target_name,
+                options.targets.first().expect("a sweep has targets"),
+                options.ports.spec(),
+                options.ports.len()
+            )
+        );
+    }
+    let (verbose, histogram) = (options.verbose, options.histogram);
+    let summary = sweep.run(&mut results)?;
+    if table && !summary.interrupted {
+        eprintln!("All replies received. Done.");
+    }
+    eprintln!("{}", summary::footer(&summary));
+    for failure in reading::failures(summary.readings()) {
+        eprintln!("{failure}");
+    }
+    if verbose {
+        rtt::print_percentiles(&summary.rtt);
+    }
+    if histogram {
+        rtt::print_histogram(&summary.rtt);
+    }
+    Ok(summary.answered() > 0)
+}
+
+/// Set up: route, probes, transmit paths open, reply matcher attached.
+pub struct Sweep {
+    options: Options,
+    route: Route,
+    probe: Arc<dyn SweepProbe>,
+    plan: Plan,
+    plumbing: Plumbing,
+}
+
+impl Sweep {
+    pub fn prepare(options: Options) -> Result<Sweep> {
+        if options.targets.is_empty() {
+            bail!("no targets left to probe after the exclusions");
+        }
+        let pairs = options.targets.len() * options.ports.len();
+        if pairs > MAX_PROBES {
+            bail!(
+                "{pairs} (host, port) pairs in one sweep: at most {MAX_PROBES} (a 1 GiB answer map); \
+                 split the targets"
+            );
+        }
+        if options.base_port > u16::MAX - (SOURCE_PORTS - 1) {
+            bail!(
+                "base source port {} too high: a sweep uses {SOURCE_PORTS} source ports from it (at most {})",
+                options.base_port,
+                u16::MAX - (SOURCE_PORTS - 1)
+            );
+        }
+        let (route, one_next_hop) = shared_route(&options.targets, options.interface.as_ref())?;
+        // A sender for each CPU, but none with a share of the rate below one probe a second.
+        let senders = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(MAX_SENDERS)
+            .min(options.rate.map_or(usize::MAX, |rate| rate as usize));
+        let probe = options.kind.probe(SweepEndpoints {
+            source: route.source,
+            ttl: options.ttl,
+            cookie_key: [random()?, random()?],
+            first_source_port: options.base_port,
+            source_ports: SOURCE_PORTS,
+        });
+        let wiring = Wiring {
+            senders,
+            one_next_hop,
+            qdisc_bypass: options.qdisc_bypass,
+            bound_to: options.interface.as_ref(),
+            answers_replies: true,
+            trace: options.bpf_trace,
+        };
+        let plumbing = Plumbing::install(&route, &probe.filter(), wiring)?;
+        let order_key = match options.seed {
+            Some(seed) => [seed, seed.rotate_left(32) ^ 0x5eed],
+            None => [random()?, random()?],
+        };
+        let plan = Plan::new(
+            options.targets.clone(),
+            options.ports.clone(),
+            options.shard,
+            plumbing.transmits.len() as u64,
+            options.base_port,
+            order_key,
+        );
+        Ok(Sweep {
+            options,
+            route,
+            probe,
+            plan,
+            plumbing,
+        })
+    }
+
+    /// For `-V`: the paths probes and replies take.
+    pub fn describe(&self) -> String {
+        let transmits = &self.plumbing.transmits;
+        format!(
+            "sending through {} x {} on {} from {}, {}",
+            transmits.len(),
+            transmits[0].describe(),
+            self.route.interface.name,
+            self.route.source,
+            self.plumbing.describe_matching(),
+        )
+    }
+
+    /// Sends every probe, writes each result as it is known, then the filtered ones.
+    pub fn run(self, results: &mut ResultWriter) -> Result<SweepSummary> {
+        let Sweep {
+            options,
+            route,
+            probe,
+            plan,
+            plumbing,
+        } = self;
+        let Plumbing {
+            transmits,
+            matcher,
+            channel,
+        } = plumbing;
+        let ReplyChannel {
+            replies,
+            counters,
+            trace,
+        } = channel;
+        let userspace_send_times = matcher.departures != Departures::TcEgress;
+        let progress = Arc::new(Progress::new(
+            plan.len(),
+            plan.senders,
+            userspace_send_times,
+        ));
+        let plan = Arc::new(plan);
+        let dropped_before = route.interface.dropped_packets();
+        let started = Instant::now();
+
+        let send = {
+            let (plan, progress, probe) = (plan.clone(), progress.clone(), probe.clone());
+            let (rate, retries, wait) = (options.rate, options.retries, options.wait);
+            move |stop: &_| {
+                let sending = Sending {
+                    plan: &plan,
+                    progress: &progress,
+                    probe: probe.as_ref(),
+                    rate,
+                    retries,
+                    wait,
+                };
+                send::send_all(sending, transmits, stop)
+            }
+        };
+        let mut collector = Collector {
+            plan: &plan,
+            progress: &progress,
+            probe: probe.as_ref(),
+            counters: &counters,
+            results,
+            summary: SweepSummary::default(),
+            status: StatusLine::new(options.status_line, plan.probes_in_first_pass()),
+            started,
+        };
+        let timing = Timing {
+            linger: options.wait,
+            wakeup: Wakeup::Poll(POLL_PERIOD),
+        };
+        let outcome = reply_loop::run(Sources { replies, trace }, send, &mut collector, timing)?;
+        let mut summary = collector.summary;
+        collector.status.finish();
+
+        // After a Ctrl-C nothing had its --wait: what has not answered is unknown, not
+        // filtered.
+        if !outcome.interrupted {
+            let finished = outcome.sent.is_some();
+            summary.filtered +=
+                report_silence(&plan, &progress, probe.as_ref(), finished, results)?;
+        }
+        results.finish()?;
+
+        let dropped_after = route.interface.dropped_packets();
+        summary.hosts = options.targets.len();
+        summary.ports = options.ports.len();
+        summary.sent = progress.sent();
+        summary.refused = progress.refused();
+        summary.elapsed = started.elapsed();
+        summary.interrupted = outcome.interrupted;
+        let report = outcome.sent.unwrap_or_default();
+        summary.tx_full_waits = report.full_waits;
+        summary.sending = report.sending.unwrap_or(summary.elapsed);
+        let (tx, rx) = match (dropped_before, dropped_after) {
+            (Ok(before), Ok(after)) => (
+                Reading::Count(after.tx.saturating_sub(before.tx)),
+                Reading::Count(after.rx.saturating_sub(before.rx)),
+            ),
+            (Err(error), _) | (_, Err(error)) => {
+                let why = Reading::of(Err(error));
+                (why.clone(), why)
+            }
+        };
+        (summary.kernel_tx_dropped, summary.kernel_rx_dropped) = (tx, rx);
+        summary.matched = counters.read(Counter::Matched);
+        summary.unmatched = counters.read(Counter::Unmatched);
+        summary.bounced = counters.read(Counter::Bounced);
+        summary.ring_full = counters.read(Counter::RingFull);
+        drop(matcher);
+        Ok(summary)
+    }
+}
+
+/// Counts the targets probed in the first pass that never answered, and writes them as the
+/// kind's silence where the format lists such results. Walking the positions costs what the
+/// sweep sent, so it is skipped when nothing is listed and the senders finished (then every
+/// answer is among the positions they reached, and the count is a difference).
+fn report_silence(
+    plan: &Plan,
+    progress: &Progress,
+    probe: &dyn SweepProbe,
+    senders_finished: bool,
+    results: &mut ResultWriter,
+) -> Result<u64> {
+    let silence = probe.silence();
+    let reached = |sender| {
+        progress
+            .sender(sender)
+            .first_pass_reached
+            .load(Ordering::Acquire)
+    };
+    let listed = results.lists(silence.status);
+    if !listed && senders_finished {
+        let probed: u64 = (0..plan.senders)
+            .map(|sender| plan.count_before(sender, reached(sender)))
+            .sum();
+        return Ok(probed.saturating_sub(progress.answered()));
+    }
+    let mut silent = 0;
+    for sender in 0..plan.senders {
+        for position in plan.positions_before(sender, reached(sender)) {
+            let target = plan.target_at(position);
+            if progress.is_answered(target) {
+                continue;
+            }
+            silent += 1;
+            if listed {
+                let (ip, port) = plan.endpoint(target);
+                results.write(&PortResult {
+                    ip,
+                    port,
+                    protocol: probe.protocol(),
+                    verdict: silence,
+                    reply: None,
+                })?;
+            }
+        }
+    }
+    Ok(silent)
+}
+
+/// The route every target shares; sweeps over targets routed differently are refused
+/// rather than sent out of the wrong interface.
+/// Also says whether every probe goes to one next hop: not so for several hosts on a
+/// directly connected network, each with its own MAC, which the kernel's neighbour handling
+/// (the raw socket) then has to address. Routes are looked up for the first address of each
+/// target range; a more specific route inside a range is not seen.
+fn shared_route(targets: &TargetSet, interface: Option<&Interface>) -> Result<(Route, bool)> {
+    let mut starts = targets.range_starts();
+    let first = starts.next().expect("targets are not empty");
+    let route = route::lookup(first, interface)?;
+    let mut one_next_hop = targets.len() == 1 || route.next_hop != first;
+    for start in starts {
+        let other = route::lookup(start, interface)?;
+        one_next_hop &= other.next_hop == route.next_hop;
+        if other.interface != route.interface || other.source != route.source {
+            bail!(
+                "{first} and {start} are reached through different interfaces or source addresses \
+                 ({} from {}, {} from {}): sweep them separately",
+                route.interface.name,
+                route.source,
+                other.interface.name,
+                other.source
+            );
+        }
+    }
+    Ok((route, one_next_hop))
+}

@@ -1,0 +1,334 @@
+//! A sweep's results, one per (host, port), in the formats people and scripts read:
+//! hping3's scan table, JSON lines, CSV, and masscan's list.
+use std::{
+    io::Write,
+    net::IpAddr,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+
+use super::services::service_name;
+use crate::{
+    monotonic_ns,
+    probe::{ReplyFields, Status, TcpFlags, Verdict},
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortResult {
+    pub ip: IpAddr,
+    pub port: u16,
+    /// The probe kind's transport (`tcp`).
+    pub protocol: &'static str,
+    pub verdict: Verdict,
+    /// What the reply said; None when there was none.
+    pub reply: Option<ReplyFields>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// hping3's scan table (one host)
+    Table,
+    /// One JSON object per line
+    Json,
+    /// Comma-separated values with a header line
+    Csv,
+    /// masscan's -oL lines, open ports only
+    List,
+}
+
+/// One JSON line, keys in the documented order.
+#[derive(Serialize)]
+struct JsonLine {
+    ip: IpAddr,
+    port: u16,
+    proto: &'static str,
+    status: &'static str,
+    reason: &'static str,
+    ttl: Option<u8>,
+    ipid: Option<u16>,
+    win: Option<u16>,
+    rtt_us: Option<u64>,
+    rtt_ns: Option<u64>,
+    ts: f64,
+}
+
+pub struct ResultWriter {
+    format: Format,
+    /// Table: closed ports get rows too (hping3's -V).
+    verbose: bool,
+    out: Box<dyn Write>,
+    /// Table: the filtered ports, listed at the end in port order as hping3 does.
+    not_responding: Vec<u16>,
+    /// CLOCK_REALTIME minus CLOCK_MONOTONIC, to date kernel timestamps.
+    realtime_offset_ns: i128,
+}
+
+const CSV_HEADER: &str = "ip,port,proto,status,reason,ttl,ipid,win,rtt_us,rtt_ns,ts";
+
+impl ResultWriter {
+    pub fn new(format: Format, verbose: bool, mut out: Box<dyn Write>) -> Result<ResultWriter> {
+        if format == Format::Csv {
+            writeln!(out, "{CSV_HEADER}").context("writing results")?;
+        }
+        let realtime_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos() as i128);
+        Ok(ResultWriter {
+            format,
+            verbose,
+            out,
+            not_responding: Vec::new(),
+            realtime_offset_ns: realtime_ns - i128::from(monotonic_ns()),
+        })
+    }
+
+    pub fn write(&mut self, result: &PortResult) -> Result<()> {
+        let ts = self.unix_seconds(result.reply.map_or_else(monotonic_ns, |r| r.kernel_ns));
+        match self.format {
+            Format::Table => self.write_table_row(result)?,
+            Format::Json => {
+                let reply = result.reply;
+                let line = JsonLine {
+                    ip: result.ip,
+                    port: result.port,
+                    proto: result.protocol,
+                    status: result.verdict.status.word(),
+                    reason: result.verdict.reason,
+                    ttl: reply.map(|r| r.ttl),
+                    ipid: reply.map(|r| r.ip_id),
+                    win: reply.map(|r| r.window),
+                    rtt_us: reply.and_then(|r| r.rtt_ns).map(|ns| ns / 1000),
+                    rtt_ns: reply.and_then(|r| r.rtt_ns),
+                    ts,
+                };
+                serde_json::to_writer(&mut self.out, &line).context("writing results")?;
+                writeln!(self.out).context("writing results")?;
+            }
+            Format::Csv => {
+                let field = |value: Option<u64>| value.map_or(String::new(), |v| v.to_string());
+                let reply = result.reply;
+                writeln!(
+                    self.out,
+                    "{},{},{},{},{},{},{},{},{},{},{ts:.6}",
+                    result.ip,
+                    result.port,
+                    result.protocol,
+                    result.verdict.status.word(),
+                    result.verdict.reason,
+                    field(reply.map(|r| u64::from(r.ttl))),
+                    field(reply.map(|r| u64::from(r.ip_id))),
+                    field(reply.map(|r| u64::from(r.window))),
+                    field(reply.and_then(|r| r.rtt_ns).map(|ns| ns / 1000)),
+                    field(reply.and_then(|r| r.rtt_ns)),
+                )
+                .context("writing results")?;
+            }
+            Format::List => {
+                if result.verdict.status == Status::Open {
+                    writeln!(
+                        self.out,
+                        "open {} {} {} {}",
+                        result.protocol, result.port, result.ip, ts as u64
+                    )
+                    .context("writing results")?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn write_table_row(&mut self, result: &PortResult) -> Result<()> {
+        match (result.verdict.status, result.reply) {
+            (Status::Filtered, _) => self.not_responding.push(result.port),
+            (Status::Closed, _) if !self.verbose => {}
+            (_, Some(reply)) => writeln!(
+                self.out,
+                "{:5} {:<11.11}: {} {:3} {:5} {:5} {:5}",
+                result.port,
+                service_name(result.port),
+                TcpFlags(reply.tcp_flags).dotted(),
+                reply.ttl,
+                reply.ip_id,
+                reply.window,
+                reply.ip_len,
+            )
+            .context("writing results")?,
+            (_, None) => {}
+        }
+        Ok(())
+    }
+
+    /// Whether this format writes results of `status` (masscan's list: open ports only).
+    pub fn lists(&self, status: Status) -> bool {
+        self.format != Format::List || status == Status::Open
+    }
+
+    pub fn flush(&mut self) -> Result<()> {
+        self.out.flush().context("writing results")
+    }
+
+    /// Ends the output: the table's list of ports that did not respond.
+    pub fn finish(&mut self) -> Result<()> {
+        if self.format == Format::Table && !self.not_responding.is_empty() {
+            self.not_responding.sort_unstable();
+            let ports: String = self
+                .not_responding
+                .iter()
+                .map(|&port| format!("({port} {}) ", service_name(port)))
+                .collect();
+            writeln!(self.out, "Not responding ports: {ports}").context("writing results")?;
+        }
+        self.flush()
+    }
+
+    fn unix_seconds(&self, monotonic: u64) -> f64 {
+        (i128::from(monotonic) + self.realtime_offset_ns) as f64 / 1e9
+    }
+}
+
+/// hping3's scan header on stderr: what is scanned, how many ports, the table's head.
+pub fn table_header(target_name: &str, ip: IpAddr, port_spec: &str, ports: u64) -> String {
+    const BORDER: &str = "+----+-----------+---------+---+-----+-----+-----+";
+    format!(
+        "Scanning {target_name} ({ip}), port {port_spec}\n\
+         {ports} ports to scan, use -V to see all the replies\n\
+         {BORDER}\n|port| serv name |  flags  |ttl| id  | win | len |\n{BORDER}"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{cell::RefCell, io, rc::Rc};
+
+    use super::*;
+
+    /// A Write that the test can read back after the writer is done with it.
+    #[derive(Clone, Default)]
+    struct Shared(Rc<RefCell<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.borrow_mut().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn results() -> [PortResult; 3] {
+        let reply = |flags, window, ip_len| ReplyFields {
+            ttl: 64,
+            ip_id: 0,
+            window,
+            ip_len,
+            tcp_flags: flags,
+            rtt_ns: Some(87_654),
+            kernel_ns: monotonic_ns(),
+        };
+        let ip = IpAddr::from([198, 18, 4, 2]);
+        let verdict = |status, reason| Verdict { status, reason };
+        [
+            PortResult {
+                ip,
+                port: 22,
+                protocol: "tcp",
+                verdict: verdict(Status::Open, "syn-ack"),
+                reply: Some(reply(0x12, 64240, 44)),
+            },
+            PortResult {
+                ip,
+                port: 81,
+                protocol: "tcp",
+                verdict: verdict(Status::Closed, "rst"),
+                reply: Some(reply(0x14, 0, 40)),
+            },
+            PortResult {
+                ip,
+                port: 23,
+                protocol: "tcp",
+                verdict: verdict(Status::Filtered, "timeout"),
+                reply: None,
+            },
+        ]
+    }
+
+    fn render(format: Format, verbose: bool) -> String {
+        let out = Shared::default();
+        let mut writer = ResultWriter::new(format, verbose, Box::new(out.clone())).unwrap();
+        for result in results() {
+            writer.write(&result).unwrap();
+        }
+        writer.finish().unwrap();
+        let text = String::from_utf8(out.0.borrow().clone()).unwrap();
+        text
+    }
+
+    #[test]
+    fn table_rows_match_hping3() {
+        let table = render(Format::Table, false);
+        let lines: Vec<&str> = table.lines().collect();
+        let ssh = if service_name(22).is_empty() {
+            ""
+        } else {
+            "ssh"
+        };
+        assert_eq!(
+            lines[0],
+            format!("   22 {ssh:<11}: .S..A...  64     0 64240    44")
+        );
+        assert!(
+            lines[1].starts_with("Not responding ports: (23 "),
+            "{table}"
+        );
+        assert_eq!(lines.len(), 2, "closed ports only with -V: {table}");
+        assert!(render(Format::Table, true)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .contains(": ..R.A...  64     0     0    40"));
+    }
+
+    #[test]
+    fn json_lines_carry_every_field() {
+        let json = render(Format::Json, false);
+        let lines: Vec<serde_json::Value> = json
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines[0]["status"], "open");
+        assert_eq!(lines[0]["reason"], "syn-ack");
+        assert_eq!(lines[0]["rtt_us"], 87);
+        assert_eq!(lines[0]["rtt_ns"], 87_654);
+        assert_eq!(lines[1]["reason"], "rst");
+        assert_eq!(lines[2]["status"], "filtered");
+        assert!(lines[2]["ttl"].is_null() && lines[2]["rtt_us"].is_null());
+        assert!(lines[2]["rtt_ns"].is_null());
+        assert!(json.starts_with(r#"{"ip":"198.18.4.2","port":22,"proto":"tcp","status":"open""#));
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!((lines[0]["ts"].as_f64().unwrap() - now).abs() < 5.0);
+    }
+
+    #[test]
+    fn csv_and_list() {
+        let csv = render(Format::Csv, false);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], CSV_HEADER);
+        assert!(
+            lines[1].starts_with("198.18.4.2,22,tcp,open,syn-ack,64,0,64240,87,87654,"),
+            "{csv}"
+        );
+        assert!(
+            lines[3].starts_with("198.18.4.2,23,tcp,filtered,timeout,,,,,,"),
+            "{csv}"
+        );
+        let list = render(Format::List, false);
+        assert_eq!(list.lines().count(), 1);
+        assert!(list.starts_with("open tcp 22 198.18.4.2 "));
+    }
+}

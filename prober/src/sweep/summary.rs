@@ -1,0 +1,115 @@
+//! What a sweep counted, and its statistic footer (stderr), in the spirit of hping3's.
+use crate::{reading::Reading, rtt::RttStats};
+
+/// The totals of a sweep, for its footer.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SweepSummary {
+    pub hosts: u64,
+    pub ports: u64,
+    pub sent: u64,
+    /// The whole run, and the part of it spent sending (all passes).
+    pub elapsed: std::time::Duration,
+    pub sending: std::time::Duration,
+    pub open: u64,
+    pub closed: u64,
+    pub filtered: u64,
+    /// Replies to (host, port) pairs that had answered already (retries, retransmissions).
+    pub duplicates: u64,
+    /// Of the first reply from each (host, port) whose probe's send time is known.
+    pub rtt: RttStats,
+    pub interrupted: bool,
+    /// From the XDP program's counters.
+    pub matched: Reading,
+    pub unmatched: Reading,
+    pub bounced: Reading,
+    pub ring_full: Reading,
+    /// Times a probe waited for room in the TX ring.
+    pub tx_full_waits: u64,
+    /// Probes the kernel refused to send.
+    pub refused: u64,
+    /// The interface's drop counters over the run.
+    pub kernel_tx_dropped: Reading,
+    pub kernel_rx_dropped: Reading,
+}
+
+impl SweepSummary {
+    pub fn answered(&self) -> u64 {
+        self.open + self.closed
+    }
+
+    /// The counts read from the kernel, for the lines that explain any that failed.
+    pub fn readings(&self) -> [&Reading; 6] {
+        [
+            &self.matched,
+            &self.unmatched,
+            &self.bounced,
+            &self.ring_full,
+            &self.kernel_tx_dropped,
+            &self.kernel_rx_dropped,
+        ]
+    }
+}
+
+/// A sweep's statistic footer (stderr), in the spirit of hping3's.
+pub fn footer(summary: &SweepSummary) -> String {
+    let sending = summary.sending.as_secs_f64();
+    format!(
+        "\n--- prober sweep statistic ---\n\
+         {} probes sent to {} hosts x {} ports in {sending:.2} s ({:.0} pps), {:.2} s in all{}\n\
+         {} open, {} closed, {} filtered, {} duplicate replies\n\
+         xdp: {} replies matched, {} unmatched or forged dropped, {} RSTs bounced, {} lost to a full ring buffer\n\
+         tx: {} waits for a full TX ring, {} probes refused by the kernel; kernel drops: {} tx, {} rx",
+        summary.sent,
+        summary.hosts,
+        summary.ports,
+        summary.sent as f64 / sending.max(1e-9),
+        summary.elapsed.as_secs_f64(),
+        if summary.interrupted { ", interrupted" } else { "" },
+        summary.open,
+        summary.closed,
+        summary.filtered,
+        summary.duplicates,
+        summary.matched,
+        summary.unmatched,
+        summary.bounced,
+        summary.ring_full,
+        summary.tx_full_waits,
+        summary.refused,
+        summary.kernel_tx_dropped,
+        summary.kernel_rx_dropped,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn the_footer_reports_every_count_and_unknown_ones_as_unknown() {
+        let summary = SweepSummary {
+            hosts: 1,
+            ports: 3,
+            sent: 3,
+            elapsed: Duration::from_millis(1170),
+            sending: Duration::from_millis(10),
+            open: 1,
+            closed: 1,
+            filtered: 1,
+            matched: Reading::Count(2),
+            bounced: Reading::Count(1),
+            kernel_tx_dropped: Reading::Unknown("reading /sys/class/net/x: gone".into()),
+            kernel_rx_dropped: Reading::Unknown("reading /sys/class/net/x: gone".into()),
+            ..SweepSummary::default()
+        };
+        assert_eq!(
+            footer(&summary),
+            "\n--- prober sweep statistic ---\n\
+             3 probes sent to 1 hosts x 3 ports in 0.01 s (300 pps), 1.17 s in all\n\
+             1 open, 1 closed, 1 filtered, 0 duplicate replies\n\
+             xdp: 2 replies matched, 0 unmatched or forged dropped, 1 RSTs bounced, 0 lost to a full ring buffer\n\
+             tx: 0 waits for a full TX ring, 0 probes refused by the kernel; kernel drops: unknown tx, unknown rx"
+        );
+    }
+}
