@@ -4,7 +4,7 @@
 //! whose every packet is dropped is a host that answers nothing. Each test checks the exact set of
 //! results (every (host, port) once, with its status) and what nftables counters inside the
 //! namespace saw arrive, so probes that were never sent, sent twice or sent where they must not go
-//! are caught as well as wrong output. The contract is /work/sweep-spec.md.
+//! are caught as well as wrong output. The contract is the README's section on sweeps.
 
 use prober_tests::output::check_error;
 use prober_tests::packets::syn_ack;
@@ -890,4 +890,53 @@ fn retries_stop_once_everything_has_answered() {
         swept.run.elapsed,
         swept.run
     );
+}
+
+#[test]
+fn a_sweep_whose_interface_vanishes_during_its_wait_still_reports() {
+    require_root();
+    let host = scan_host();
+    let target = host.addr.to_string();
+    // 100 ports at 10 000 a second are sent within 10 ms; the filtered port keeps the sweep
+    // waiting its 3 s for late replies, and meanwhile the interface is deleted. Nothing is sent
+    // after that: only the interface's drop counters cannot be read any more.
+    let started = SystemTime::now();
+    let mut prober = Proc::spawn(prober_command(&[
+        "-p", "1-100", "--wait", "3", "-o", "json", &target,
+    ]));
+    prober.expect_line(Duration::from_secs(10), "the first result");
+    std::thread::sleep(Duration::from_millis(300));
+    let deleted = Command::new("ip")
+        .args(["link", "del", "dev", &host.host_if])
+        .status()
+        .expect("running ip");
+    assert!(deleted.success(), "could not delete {}", host.host_if);
+    let swept = Swept::new(prober.wait(TIMEOUT), started);
+    assert_eq!(
+        swept.run.code(),
+        Some(0),
+        "replies came: exit 0\n{}",
+        swept.run
+    );
+    let want = expected_outcome(&[host.addr], 1..=100, |_, port| port_status(port));
+    let got = outcome(&swept.json()).unwrap_or_else(|e| swept.fail(&e));
+    if let Some(diff) = outcome_diff(&got, &want) {
+        swept.fail(&format!("results differ:\n{diff}"));
+    }
+    let stderr = &swept.run.stderr;
+    for line in [
+        "--- prober sweep statistic ---",
+        "3 open, 96 closed, 1 filtered, 0 duplicate replies",
+        "; kernel drops: unknown tx, unknown rx",
+        &format!(
+            "prober: a count above is unknown: reading /sys/class/net/{}/statistics/",
+            host.host_if
+        ),
+    ] {
+        assert!(
+            stderr.contains(line),
+            "want {line:?} on stderr\n{}",
+            swept.run
+        );
+    }
 }
