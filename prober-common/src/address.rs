@@ -2,8 +2,9 @@
 //! need no second copy per family.
 
 /// IPv6's 16 bytes as on the wire, or an IPv4 address in its IPv4-mapped form
-/// (`::ffff:a.b.c.d`, RFC 4291 2.5.5.2), which never appears in a real IPv6 header: the form
-/// is the family tag.
+/// (`::ffff:a.b.c.d`, RFC 4291 2.5.5.2): the form is the family tag. The kernel drops IPv6
+/// packets that carry such addresses, so the eBPF programs' IPv6 parser must refuse them too,
+/// or a forged one would pass for IPv4.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Eq)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]

@@ -42,9 +42,7 @@ pub struct ProbeFilter {
     pub kind: u8,
     /// [`MODE_SINGLE`] or [`MODE_SWEEP`].
     pub mode: u8,
-    /// The IP version of the probes: [`IPV4`] (IPv6 comes with its parser).
-    pub family: u8,
-    pub _pad: [u8; 5],
+    pub _pad: [u8; 6],
 }
 
 /// The filter matches nothing (the programs pass every packet untouched).
@@ -61,10 +59,6 @@ pub const MODE_SINGLE: u8 = 0;
 /// port, source port); ours are dropped after recording (the kind may answer them first).
 pub const MODE_SWEEP: u8 = 1;
 
-/// IP versions, as the header's version field has them.
-pub const IPV4: u8 = 4;
-pub const IPV6: u8 = 6;
-
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
 
@@ -79,7 +73,7 @@ pub struct ReplyRecord {
     /// `bpf_ktime_get_ns()` when the probe it answers left through TC egress; 0 when that
     /// departure was not seen (egress program not attached, PACKET_QDISC_BYPASS).
     pub sent_ns: u64,
-    /// Who sent the reply (the reply's IP version is this address's family).
+    /// Who sent the reply (its form is the reply's IP version).
     pub src_addr: IpAddress,
     pub tcp_seq: u32,
     pub tcp_ack: u32,
@@ -98,7 +92,8 @@ pub struct ReplyRecord {
     pub icmp_seq: u16,
     pub ttl: u8,
     pub tos: u8,
-    /// The reply's IP protocol (which need not be the probe's: an ICMP error answers any).
+    /// The reply's IP protocol (a kind may take replies of another protocol than its
+    /// probes', as ICMP errors are).
     pub protocol: u8,
     pub tcp_flags: u8,
 }

@@ -4,7 +4,7 @@
 /// What became of a packet.
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Fate {
     /// Left to the host's stack, untouched.
     Passed = 0,
     /// Dropped in XDP.
@@ -25,41 +25,39 @@ pub enum Verdict {
 pub enum Reason {
     AnswersAProbe = 0,
     NotSynAckOrRstAck = 1,
-    NotFromTheProbedPort = 2,
-    AcknowledgesNoProbe = 3,
-    NotAnEchoReply = 4,
-    AnotherIdentifier = 5,
-    RingBufferFull = 6,
-    IsAProbe = 7,
+    AcknowledgesNoProbe = 2,
+    NotAnEchoReply = 3,
+    AnotherIdentifier = 4,
+    RingBufferFull = 5,
+    IsAProbe = 6,
 }
 
-impl Verdict {
-    pub const ALL: [Verdict; 6] = [
-        Verdict::Passed,
-        Verdict::Dropped,
-        Verdict::Matched,
-        Verdict::Lost,
-        Verdict::Bounced,
-        Verdict::Departed,
+impl Fate {
+    pub const ALL: [Fate; 6] = [
+        Fate::Passed,
+        Fate::Dropped,
+        Fate::Matched,
+        Fate::Lost,
+        Fate::Bounced,
+        Fate::Departed,
     ];
 
     pub fn word(self) -> &'static str {
         match self {
-            Verdict::Passed => "passed",
-            Verdict::Dropped => "dropped",
-            Verdict::Matched => "matched",
-            Verdict::Lost => "lost",
-            Verdict::Bounced => "bounced as RST",
-            Verdict::Departed => "left",
+            Fate::Passed => "passed",
+            Fate::Dropped => "dropped",
+            Fate::Matched => "matched",
+            Fate::Lost => "lost",
+            Fate::Bounced => "bounced as RST",
+            Fate::Departed => "left",
         }
     }
 }
 
 impl Reason {
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 7] = [
         Reason::AnswersAProbe,
         Reason::NotSynAckOrRstAck,
-        Reason::NotFromTheProbedPort,
         Reason::AcknowledgesNoProbe,
         Reason::NotAnEchoReply,
         Reason::AnotherIdentifier,
@@ -71,7 +69,6 @@ impl Reason {
         match self {
             Reason::AnswersAProbe => "answers a probe",
             Reason::NotSynAckOrRstAck => "not a SYN-ACK or RST-ACK",
-            Reason::NotFromTheProbedPort => "not from the probed port",
             Reason::AcknowledgesNoProbe => "acknowledges none of our probes",
             Reason::NotAnEchoReply => "not an echo reply",
             Reason::AnotherIdentifier => "another identifier than ours",
@@ -81,7 +78,22 @@ impl Reason {
     }
 }
 
-/// What each logged line holds, space-separated: the probe kind, the [`Verdict`], the
+/// What each logged line holds, space-separated: the probe kind, the [`Fate`], the
 /// [`Reason`], the packet's source address (a reply's) or destination (a probe's) as IPv6 text,
 /// and the kind's two numbers (ports for TCP; identifier and sequence number for ICMP echo).
 pub const FIELDS: usize = 6;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_number_names_its_own_word() {
+        for (number, fate) in Fate::ALL.iter().enumerate() {
+            assert_eq!(*fate as usize, number, "{fate:?}");
+        }
+        for (number, reason) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, number, "{reason:?}");
+        }
+    }
+}

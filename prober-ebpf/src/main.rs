@@ -35,8 +35,8 @@ pub fn prober(mut ctx: XdpContext) -> u32 {
     let Some(ip) = ip::parse(&ctx) else {
         return xdp_action::XDP_PASS;
     };
-    // Who may send a reply is the kind's to say: a direct answer comes from the target, an ICMP
-    // error from any router on the way, which quotes the probe it answers.
+    // Who may send a reply is the kind's to say: a direct answer comes from the target, while
+    // an ICMP error (no kind takes them yet) would come from any router on the way.
     if ip.dst != filter.local_addr {
         return xdp_action::XDP_PASS;
     }

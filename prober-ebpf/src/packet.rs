@@ -1,6 +1,10 @@
 //! The only access to packet memory. XDP packets are read in place through references that
 //! are bounds-checked here, as the verifier demands; TC packets are copied out with
 //! `bpf_skb_load_bytes`, since TC sees AF_PACKET TX-ring frames before they are linearised.
+//!
+//! Invariant the references rely on: each program holds the one `XdpContext` the kernel gave
+//! it and never makes another from its raw pointer, so borrowing that context is borrowing the
+//! packet.
 use core::mem::size_of;
 
 use aya_ebpf::{
@@ -16,9 +20,11 @@ use network_types::{icmp::Icmpv4Hdr, ip::Ipv4Hdr};
 /// a reference to one may point anywhere into a packet.
 pub unsafe trait Header: Copy {}
 
-// SAFETY: all of them consist of u8 and [u8; N] fields only.
+// SAFETY: bytes: alignment 1, any value valid.
 unsafe impl<const N: usize> Header for [u8; N] {}
+// SAFETY: u8 and [u8; N] fields only, repr(C).
 unsafe impl Header for Ipv4Hdr {}
+// SAFETY: u8 and [u8; N] fields only, repr(C).
 unsafe impl Header for Icmpv4Hdr {}
 
 /// Packets both programs can read headers from.

@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::trace;
 use prober_common::{
-    trace::{Reason, Verdict},
+    trace::{Fate, Reason},
     Counter, IpAddress, ProbeFilter, ReplyRecord, MODE_SWEEP,
 };
 
@@ -33,7 +33,7 @@ pub struct Decision {
 /// One trace line: what happened to a packet from `from`, and the kind's two numbers that
 /// tell it apart (ports for TCP, identifier and sequence number for ICMP echo).
 pub struct Event {
-    pub verdict: Verdict,
+    pub fate: Fate,
     pub reason: Reason,
     pub from: IpAddress,
     pub numbers: (u16, u16),
@@ -62,7 +62,7 @@ pub fn from_target(filter: &ProbeFilter, ip: &IpPacket) -> bool {
 /// Shaped like a reply, but not one: passed on to the host's stack untouched.
 #[inline(always)]
 pub fn foreign(ip: &IpPacket, numbers: (u16, u16), reason: Reason) -> Decision {
-    Decision::traced(xdp_action::XDP_PASS, Verdict::Passed, reason, ip, numbers)
+    Decision::traced(xdp_action::XDP_PASS, Fate::Passed, reason, ip, numbers)
 }
 
 /// Shaped like a reply to our probes but answering none of them: forged, stale, or another
@@ -75,8 +75,8 @@ pub fn unmatched(
     reason: Reason,
 ) -> Decision {
     maps::count(Counter::Unmatched);
-    let (action, verdict) = disposal(filter);
-    Decision::traced(action, verdict, reason, ip, numbers)
+    let (action, fate) = disposal(filter);
+    Decision::traced(action, fate, reason, ip, numbers)
 }
 
 /// A reply to `probe`: stamped with both ends of its round trip and queued for userspace.
@@ -92,22 +92,22 @@ pub fn matched(
 ) -> Decision {
     record.kernel_ns = maps::now_ns();
     record.sent_ns = maps::departure(probe.slot, &probe.target, probe.target_port);
-    let (verdict, reason) = if maps::submit(&record, sweep(filter)) {
-        (Verdict::Matched, Reason::AnswersAProbe)
+    let (fate, reason) = if maps::submit(&record, sweep(filter)) {
+        (Fate::Matched, Reason::AnswersAProbe)
     } else {
-        (Verdict::Lost, Reason::RingBufferFull)
+        (Fate::Lost, Reason::RingBufferFull)
     };
-    Decision::traced(disposal(filter).0, verdict, reason, ip, numbers)
+    Decision::traced(disposal(filter).0, fate, reason, ip, numbers)
 }
 
 /// What becomes of a packet prober has dealt with: a sweep drops it, one target leaves it to
 /// the host's stack.
 #[inline(always)]
-fn disposal(filter: &ProbeFilter) -> (u32, Verdict) {
+fn disposal(filter: &ProbeFilter) -> (u32, Fate) {
     if sweep(filter) {
-        (xdp_action::XDP_DROP, Verdict::Dropped)
+        (xdp_action::XDP_DROP, Fate::Dropped)
     } else {
-        (xdp_action::XDP_PASS, Verdict::Passed)
+        (xdp_action::XDP_PASS, Fate::Passed)
     }
 }
 
@@ -115,7 +115,7 @@ impl Decision {
     #[inline(always)]
     fn traced(
         action: u32,
-        verdict: Verdict,
+        fate: Fate,
         reason: Reason,
         ip: &IpPacket,
         numbers: (u16, u16),
@@ -123,7 +123,7 @@ impl Decision {
         Decision {
             action,
             event: Some(Event {
-                verdict,
+                fate,
                 reason,
                 from: ip.src,
                 numbers,
@@ -155,7 +155,7 @@ pub fn departed(ctx: &TcContext, filter: &ProbeFilter, probe: &Probe) {
         ctx,
         filter,
         &Event {
-            verdict: Verdict::Departed,
+            fate: Fate::Departed,
             reason: Reason::IsAProbe,
             from: probe.target,
             numbers: (probe.target_port, probe.slot),
@@ -178,7 +178,7 @@ fn log(ctx: &impl aya_ebpf::EbpfContext, filter: &ProbeFilter, event: &Event) {
         ctx,
         "{} {} {} {:i} {} {}",
         filter.kind,
-        event.verdict as u8,
+        event.fate as u8,
         event.reason as u8,
         event.from.0,
         event.numbers.0,

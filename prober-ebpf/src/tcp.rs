@@ -7,7 +7,7 @@
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use prober_common::{
     syn_cookie,
-    trace::{Reason, Verdict},
+    trace::{Fate, Reason},
     Counter, ProbeFilter, IPPROTO_TCP,
 };
 
@@ -98,8 +98,10 @@ pub fn reply(ctx: &mut XdpContext, ip: &IpPacket, filter: &ProbeFilter) -> Decis
         );
         segment.ack.wrapping_sub(1) == cookie
     } else {
+        // Without -k every port is one of ours: the target's other traffic to us (an SSH
+        // session, on `lo` our own probes) is no reply, and not traced either.
         if segment.source != filter.target_port {
-            return reply::foreign(ip, ports, Reason::NotFromTheProbedPort);
+            return Decision::IGNORED;
         }
         acknowledges(filter, &segment)
     };
@@ -125,7 +127,7 @@ pub fn reply(ctx: &mut XdpContext, ip: &IpPacket, filter: &ProbeFilter) -> Decis
         maps::count(Counter::Bounced);
         decision.action = xdp_action::XDP_TX;
         if let Some(event) = &mut decision.event {
-            event.verdict = Verdict::Bounced;
+            event.fate = Fate::Bounced;
         }
     }
     decision

@@ -2,10 +2,12 @@
 //! which the kernel removes when the process dies. On older kernels aya would attach XDP over
 //! netlink instead, an attachment that outlives a killed prober; so those are refused.
 //! TCX links (6.6) time departures in the kernel; without them userspace times them.
+//! Before 5.11 the kernel counts BPF maps against RLIMIT_MEMLOCK.
 use anyhow::{bail, Result};
 use aya::util::KernelVersion;
 
 const MINIMUM: (u8, u8) = (5, 9);
+const MEMCG_ACCOUNTING: (u8, u8) = (5, 11);
 const TCX: (u8, u8) = (6, 6);
 
 /// An error naming the minimum unless this kernel is at least 5.9.
@@ -14,6 +16,20 @@ pub fn require_supported_kernel() -> Result<()> {
     match KernelVersion::current() {
         Ok(version) => supported(version),
         Err(_) => Ok(()),
+    }
+}
+
+/// Where maps still count against RLIMIT_MEMLOCK (before 5.11), lifts the limit for this
+/// process: prober's maps take about 7 MiB, above the usual default. Lifting it needs root or
+/// CAP_SYS_RESOURCE; without either, loading fails and says so.
+pub fn make_room_for_maps() {
+    if KernelVersion::current().is_ok_and(|version| version < at_least(MEMCG_ACCOUNTING)) {
+        let unlimited = libc::rlimit {
+            rlim_cur: libc::RLIM_INFINITY,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: setrlimit reads the rlimit we pass; its failure is left to the loader.
+        unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
     }
 }
 

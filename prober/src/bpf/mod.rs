@@ -98,10 +98,11 @@ impl ReplyMatcher {
         filter: &ProbeFilter,
         attachment: Attachment,
     ) -> Result<(ReplyMatcher, ReplyChannel)> {
+        kernel::make_room_for_maps();
         let mut ebpf = EbpfLoader::new()
             .override_global(aya_log::LEVEL, &trace::level(attachment.trace), true)
             .load(OBJECT)
-            .context("loading the eBPF programs")?;
+            .context("loading the XDP program")?;
         let mut filters: Array<_, ProbeFilter> = Array::try_from(take_map(&mut ebpf, FILTER_MAP)?)?;
         filters
             .set(0, filter, 0)
@@ -135,8 +136,7 @@ impl ReplyMatcher {
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
-    ebpf.take_map(name)
-        .ok_or_else(|| anyhow!("no {name} map in the eBPF object"))
+    ebpf.take_map(name).ok_or_else(|| anyhow!("no {name} map"))
 }
 
 /// Attaches the reply matcher in driver mode where the driver has it (and `driver_mode`
@@ -144,7 +144,7 @@ fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
 fn attach_xdp(ebpf: &mut Ebpf, interface: &Interface, driver_mode: bool) -> Result<AttachMode> {
     let program: &mut Xdp = ebpf
         .program_mut(XDP_PROGRAM)
-        .ok_or_else(|| anyhow!("no {XDP_PROGRAM} program in the eBPF object"))?
+        .ok_or_else(|| anyhow!("no {XDP_PROGRAM} program in the object"))?
         .try_into()?;
     program.load().map_err(|error| load_error("XDP", error))?;
     if driver_mode {
@@ -171,7 +171,7 @@ fn attach_egress(ebpf: &mut Ebpf, interface: &Interface) -> Departures {
     let attached = (|| -> Result<()> {
         let program: &mut SchedClassifier = ebpf
             .program_mut(EGRESS_PROGRAM)
-            .ok_or_else(|| anyhow!("no {EGRESS_PROGRAM} program in the eBPF object"))?
+            .ok_or_else(|| anyhow!("no {EGRESS_PROGRAM} program in the object"))?
             .try_into()?;
         program
             .load()

@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result};
 use aya::Ebpf;
 use aya_log::EbpfLogger;
 use prober_common::{
-    trace::{Reason, Verdict, FIELDS},
+    trace::{Fate, Reason, FIELDS},
     KIND_ICMP_ECHO, KIND_TCP,
 };
 
@@ -68,12 +68,12 @@ impl log::Log for StderrLog {
 /// The line for one logged decision (see [`prober_common::trace`]); None if it is not one.
 fn render(message: &str) -> Option<String> {
     let fields: Vec<&str> = message.split_whitespace().collect();
-    let [kind, verdict, reason, address, first, second] = fields[..] else {
+    let [kind, fate, reason, address, first, second] = fields[..] else {
         return None;
     };
     debug_assert_eq!(fields.len(), FIELDS);
     let kind: u8 = kind.parse().ok()?;
-    let verdict = *Verdict::ALL.get(usize::from(verdict.parse::<u8>().ok()?))?;
+    let fate = *Fate::ALL.get(usize::from(fate.parse::<u8>().ok()?))?;
     let reason = *Reason::ALL.get(usize::from(reason.parse::<u8>().ok()?))?;
     let address = IpAddr::from(address.parse::<Ipv6Addr>().ok()?).to_canonical();
     let (first, second): (u16, u16) = (first.parse().ok()?, second.parse().ok()?);
@@ -82,14 +82,14 @@ fn render(message: &str) -> Option<String> {
         KIND_ICMP_ECHO => ("id", "seq"),
         _ => return None,
     };
-    Some(match (verdict, kind) {
-        (Verdict::Departed, KIND_TCP) => {
+    Some(match (fate, kind) {
+        (Fate::Departed, KIND_TCP) => {
             format!("tc: probe to {address} port {first} left, slot {second}")
         }
-        (Verdict::Departed, _) => format!("tc: probe to {address} left, slot {second}"),
+        (Fate::Departed, _) => format!("tc: probe to {address} left, slot {second}"),
         _ => format!(
             "xdp: {} from {address} ({first_name} {first}, {second_name} {second}): {}",
-            verdict.word(),
+            fate.word(),
             reason.words()
         ),
     })
@@ -102,7 +102,7 @@ mod tests {
     #[test]
     fn logged_numbers_become_lines() {
         assert_eq!(
-            render("1 1 3 ::ffff:198.18.0.2 80 61441").as_deref(),
+            render("1 1 2 ::ffff:198.18.0.2 80 61441").as_deref(),
             Some("xdp: dropped from 198.18.0.2 (sport 80, dport 61441): acknowledges none of our probes")
         );
         assert_eq!(
@@ -110,12 +110,10 @@ mod tests {
             Some("xdp: matched from 198.18.0.2 (id 4660, seq 3): answers a probe")
         );
         assert_eq!(
-            render("1 5 7 2001:db8::2 443 17").as_deref(),
+            render("1 5 6 2001:db8::2 443 17").as_deref(),
             Some("tc: probe to 2001:db8::2 port 443 left, slot 17")
         );
-        assert_eq!(render("1 9 0 ::1 1 1"), None, "no such verdict");
+        assert_eq!(render("1 9 0 ::1 1 1"), None, "no such fate");
         assert_eq!(render("something else"), None);
-        assert_eq!(Verdict::ALL[Verdict::Bounced as usize], Verdict::Bounced);
-        assert_eq!(Reason::ALL[Reason::IsAProbe as usize], Reason::IsAProbe);
     }
 }

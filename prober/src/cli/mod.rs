@@ -350,6 +350,7 @@ impl Cli {
             excluded.extend(targets::read_exclude_file(path)?);
         }
         let targets = TargetSet::new(&self.targets, &excluded)?;
+        let interface = self.interface()?;
         let one_host = targets.len() == 1;
         let format = sweep.output_format.unwrap_or(if one_host {
             Format::Table
@@ -377,7 +378,7 @@ impl Cli {
             shard: sweep.shard.unwrap_or(Shard::WHOLE),
             base_port: self.tcp.base_port.unwrap_or(sweep::DEFAULT_BASE_PORT),
             ttl: self.ip.ttl,
-            interface: self.interface()?,
+            interface,
             qdisc_bypass: sweep.qdisc_bypass,
             status_line: !base.quiet && io::stderr().is_terminal(),
             format,
@@ -598,6 +599,19 @@ mod tests {
         );
         assert!(refusal(&["-p", "80", "198.18.4.0/24", "--exclude", "x"])
             .starts_with("invalid exclusion 'x'"));
+        assert_eq!(
+            refusal(&[
+                "-p",
+                "80",
+                "-o",
+                "table",
+                "-I",
+                "prb-no-such-if",
+                "198.18.4.0/30"
+            ]),
+            "unknown interface 'prb-no-such-if'",
+            "the interface is checked before the format"
+        );
         assert!(
             Cli::try_parse_from(["prober", "-p", "80", "h", "--rate", "5", "--flood"]).is_err(),
             "--rate and --flood conflict"

@@ -23,8 +23,9 @@ pub fn resolve(host: &str) -> Result<IpAddr> {
 }
 
 /// `ip`, which the user typed as `typed`, if prober can probe its family yet. Everything below
-/// the modes takes either family; IPv6 still lacks its eBPF parser, neighbour discovery and
-/// ICMPv6 kind, so this is the one place that refuses it.
+/// the modes takes either family; IPv6 still lacks its eBPF parser, its reply lines and the
+/// ICMPv6 kind, so this is the one place that refuses it (for the targets of either mode and
+/// a sweep's exclusions).
 pub fn supported_family(ip: IpAddr, typed: &str) -> Result<IpAddr> {
     match ip {
         IpAddr::V4(_) => Ok(ip),

@@ -1,7 +1,7 @@
 //! The ICMP echo kind (hping3 -1): the target's kernel answers with an echo reply.
 use std::fmt::Write as _;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use etherparse::{IcmpEchoHeader, Icmpv4Header, Icmpv4Type, IpNumber};
 use prober_common::{ProbeFilter, ReplyRecord, KIND_ICMP_ECHO};
 
@@ -19,6 +19,9 @@ const ICMP_HEADER_LEN: u16 = 8;
 
 impl IcmpEcho {
     pub fn new(endpoints: Endpoints) -> Result<IcmpEcho> {
+        if endpoints.target.is_ipv6() {
+            bail!("ICMP echo to an IPv6 target needs ICMPv6, which prober does not send yet");
+        }
         Ok(IcmpEcho {
             endpoints,
             id: random()? as u16,

@@ -2,7 +2,7 @@
 use std::net::IpAddr;
 
 use etherparse::{IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header};
-use prober_common::{IPV4, IPV6};
+use prober_common::IpAddress;
 
 use super::{ProbeBuffer, MAX_PROBE_LEN};
 
@@ -40,8 +40,8 @@ impl IpHeader {
                 payload_length: payload_len,
                 next_header: protocol,
                 hop_limit: ttl,
-                source: ipv6(source),
-                destination: ipv6(target),
+                source: IpAddress::from(source).0,
+                destination: IpAddress::from(target).0,
             }),
         }
     }
@@ -66,21 +66,6 @@ impl IpHeader {
         .and_then(|()| transport.serialise(&mut rest))
         .expect("probe headers fit in MAX_PROBE_LEN");
         MAX_PROBE_LEN - rest.len()
-    }
-}
-
-fn ipv6(address: IpAddr) -> [u8; 16] {
-    match address {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        IpAddr::V6(v6) => v6.octets(),
-    }
-}
-
-/// The filter's family byte for probes to `target`.
-pub fn family(target: IpAddr) -> u8 {
-    match target {
-        IpAddr::V4(_) => IPV4,
-        IpAddr::V6(_) => IPV6,
     }
 }
 

@@ -55,7 +55,6 @@ impl Endpoints {
         ProbeFilter {
             target_addr: self.target.into(),
             local_addr: self.source.into(),
-            family: ip::family(self.target),
             ..ProbeFilter::default()
         }
     }
@@ -416,7 +415,7 @@ mod tests {
         );
         assert_eq!(u16::from_be_bytes([packet[42], packet[43]]), 443);
         assert_eq!(ipv6_tcp_checksum(&packet), 0, "TCP checksum");
-        assert_eq!(probe.filter().family, prober_common::IPV6);
+        assert_eq!(probe.filter().target_addr.ipv4(), None, "an IPv6 filter");
     }
 
     fn sweep_syn() -> TcpSyn {

@@ -7,9 +7,8 @@ use etherparse::{IpNumber, TcpHeader};
 use prober_common::{syn_cookie, ProbeFilter, ReplyRecord, KIND_TCP, MODE_SWEEP};
 
 use super::{
-    ip::{self, IpHeader},
-    Answer, Endpoints, PingProbe, ProbeBuffer, ReplyFields, Status, SweepEndpoints, SweepProbe,
-    Verdict,
+    ip::IpHeader, Answer, Endpoints, PingProbe, ProbeBuffer, ReplyFields, Status, SweepEndpoints,
+    SweepProbe, Verdict,
 };
 use crate::random;
 
@@ -255,7 +254,6 @@ impl SweepProbe for TcpSyn {
         } = self.endpoints;
         ProbeFilter {
             local_addr: source.into(),
-            family: ip::family(source),
             kind: KIND_TCP,
             mode: MODE_SWEEP,
             sport_base: first_source_port,

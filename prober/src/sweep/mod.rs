@@ -291,9 +291,7 @@ impl Sweep {
         // After a Ctrl-C nothing had its --wait: what has not answered is unknown, not
         // filtered.
         if !outcome.interrupted {
-            let finished = outcome.sent.is_some();
-            summary.filtered +=
-                report_silence(&plan, &progress, probe.as_ref(), finished, results)?;
+            summary.filtered += report_silence(&plan, &progress, probe.as_ref(), results)?;
         }
         results.finish()?;
 
@@ -329,13 +327,14 @@ impl Sweep {
 
 /// Counts the targets probed in the first pass that never answered, and writes them as the
 /// kind's silence where the format lists such results. Walking the positions costs what the
-/// sweep sent, so it is skipped when nothing is listed and the senders finished (then every
-/// answer is among the positions they reached, and the count is a difference).
+/// sweep sent, so a format that lists none gets the count as a difference instead: every
+/// answer is among the positions the senders reached (the cookies' key is this run's own),
+/// and they have all finished (the reply loop ends before them only on an interrupt, when
+/// nothing is reported silent).
 fn report_silence(
     plan: &Plan,
     progress: &Progress,
     probe: &dyn SweepProbe,
-    senders_finished: bool,
     results: &mut ResultWriter,
 ) -> Result<u64> {
     let silence = probe.silence();
@@ -345,8 +344,7 @@ fn report_silence(
             .first_pass_reached
             .load(Ordering::Acquire)
     };
-    let listed = results.lists(silence.status);
-    if !listed && senders_finished {
+    if !results.lists(silence.status) {
         let probed: u64 = (0..plan.senders)
             .map(|sender| plan.count_before(sender, reached(sender)))
             .sum();
@@ -360,16 +358,14 @@ fn report_silence(
                 continue;
             }
             silent += 1;
-            if listed {
-                let (ip, port) = plan.endpoint(target);
-                results.write(&PortResult {
-                    ip,
-                    port,
-                    protocol: probe.protocol(),
-                    verdict: silence,
-                    reply: None,
-                })?;
-            }
+            let (ip, port) = plan.endpoint(target);
+            results.write(&PortResult {
+                ip,
+                port,
+                protocol: probe.protocol(),
+                verdict: silence,
+                reply: None,
+            })?;
         }
     }
     Ok(silent)

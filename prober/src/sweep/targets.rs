@@ -2,11 +2,12 @@
 //! sorted, disjoint address ranges so that ten million hosts cost a few ranges, not a list.
 //! Either family fits: addresses are kept as 128-bit numbers, IPv4 in its IPv4-mapped form.
 use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr},
     path::Path,
 };
 
 use anyhow::{anyhow, bail, Context as _, Result};
+use prober_common::IpAddress;
 
 use crate::net;
 
@@ -24,22 +25,26 @@ impl TargetSet {
     pub fn new(targets: &[String], excluded: &[String]) -> Result<TargetSet> {
         let mut included = Vec::new();
         for target in targets {
-            let block = match parse_block(target) {
+            let (typed, block) = match parse_block(target) {
                 Some(block) => block?,
                 None => {
-                    let address = key(net::resolve(target)?);
-                    (address, address)
+                    let address = net::resolve(target)?;
+                    (address, (key(address), key(address)))
                 }
             };
-            net::supported_family(address(block.0), target)?;
+            net::supported_family(typed, target)?;
             included.push(block);
         }
         let mut removed = Vec::new();
         for block in excluded {
             match parse_block(block) {
-                Some(block) => removed.push(block?),
+                Some(parsed) => {
+                    let (typed, range) = parsed?;
+                    net::supported_family(typed, block)?;
+                    removed.push(range);
+                }
                 None => {
-                    bail!("invalid exclusion '{block}': expected an IP address or CIDR block")
+                    bail!("invalid exclusion '{block}': expected an IPv4 address or CIDR block")
                 }
             }
         }
@@ -102,16 +107,13 @@ impl TargetSet {
     }
 }
 
-/// An address as the number ranges are kept in.
+/// An address as the number ranges are kept in: its 16 bytes as the eBPF programs see them.
 fn key(address: IpAddr) -> u128 {
-    match address {
-        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
-        IpAddr::V6(v6) => u128::from(v6),
-    }
+    u128::from_be_bytes(IpAddress::from(address).0)
 }
 
 fn address(key: u128) -> IpAddr {
-    Ipv6Addr::from(key).to_canonical()
+    IpAddress(key.to_be_bytes()).into()
 }
 
 /// An IPv4 block as a range of keys.
@@ -154,8 +156,9 @@ pub fn read_exclude_file(path: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
-/// `Some` when `text` is an address or CIDR block (well-formed or not), `None` for a name.
-fn parse_block(text: &str) -> Option<Result<(u128, u128)>> {
+/// `Some` when `text` is an address or CIDR block (well-formed or not), `None` for a name: the
+/// address as typed, and the block's range.
+fn parse_block(text: &str) -> Option<Result<(IpAddr, (u128, u128))>> {
     let (address, prefix) = match text.split_once('/') {
         Some((address, prefix)) => (address, Some(prefix)),
         None => (text, None),
@@ -189,7 +192,7 @@ fn parse_block(text: &str) -> Option<Result<(u128, u128)>> {
             u128::MAX << host_bits
         };
         let first = key(address) & mask;
-        Ok((first, first | !mask))
+        Ok((address, (first, first | !mask)))
     })())
 }
 
@@ -312,7 +315,7 @@ mod tests {
             ("198.18.4.0/33", "198.18.9.9"),
             ("198.18.4/24", "198.18.9.9"),
             ("198.18.4.1", "nonsense"),
-            ("198.18.4.1", "2001:db8::/129"),
+            ("198.18.4.1", "2001:db8::/120"),
         ] {
             assert!(
                 TargetSet::new(&strings(&[targets]), &strings(&[excluded])).is_err(),
@@ -322,25 +325,29 @@ mod tests {
     }
 
     #[test]
-    fn either_family_parses_and_ipv6_targets_are_refused_for_now() {
-        let error = TargetSet::new(&strings(&["2001:db8::/120"]), &[]).unwrap_err();
+    fn either_family_parses_and_ipv6_is_refused_for_now() {
+        for (targets, excluded, typed) in [
+            ("2001:db8::/120", "198.18.9.9", "2001:db8::/120"),
+            ("::ffff:198.18.4.2", "198.18.9.9", "::ffff:198.18.4.2"),
+            ("198.18.4.0/30", "2001:db8::/32", "2001:db8::/32"),
+        ] {
+            let error = TargetSet::new(&strings(&[targets]), &strings(&[excluded])).unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                format!("IPv6 targets are not supported yet: '{typed}'")
+            );
+        }
+        let block = |text| parse_block(text).unwrap().unwrap().1;
+        let v6 = |text: &str| key(text.parse().unwrap());
         assert_eq!(
-            error.to_string(),
-            "IPv6 targets are not supported yet: '2001:db8::/120'"
+            block("2001:db8::17/124"),
+            (v6("2001:db8::10"), v6("2001:db8::1f"))
         );
-        // IPv6 exclusions are well-formed and leave IPv4 targets alone.
-        assert_eq!(set(&["198.18.4.0/30"], &["2001:db8::/32"]).len(), 4);
+        assert_eq!(block("::/0"), (0, u128::MAX), "a whole family's block");
         assert_eq!(
-            parse_block("2001:db8::17/124").unwrap().unwrap(),
-            (
-                u128::from("2001:db8::10".parse::<Ipv6Addr>().unwrap()),
-                u128::from("2001:db8::1f".parse::<Ipv6Addr>().unwrap())
-            )
-        );
-        assert_eq!(
-            parse_block("::/0").unwrap().unwrap(),
-            (0, u128::MAX),
-            "a whole family's block"
+            block("198.18.4.9/31"),
+            (v6("::ffff:198.18.4.8"), v6("::ffff:198.18.4.9")),
+            "IPv4 in its mapped form"
         );
         assert_eq!(
             merge(vec![(5, u128::MAX), (0, 4)]),
