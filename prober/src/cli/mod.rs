@@ -92,8 +92,8 @@ struct BaseArgs {
     /// Draw a histogram of the RTTs at the end
     #[arg(long)]
     histogram: bool,
-    /// Print the XDP and TC programs' decision on each packet that could be a reply (matched,
-    /// passed, dropped or bounced, and why) and on each probe leaving, to stderr
+    /// Print the XDP and TC programs' decision on each packet shaped like a reply to this run's
+    /// probes (matched, passed, dropped or bounced, and why) and on each probe leaving, to stderr
     #[arg(long)]
     bpf_trace: bool,
     /// Interface to send on and receive replies from
