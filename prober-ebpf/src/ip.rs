@@ -29,8 +29,14 @@ pub struct IpPacket {
     /// IPv4's identification, flags and fragment offset.
     pub id: u16,
     pub frag: u16,
+}
+
+impl IpPacket {
     /// The IPv4 header carries no options (a rewritten packet can reuse it as it is).
-    pub plain_header: bool,
+    #[inline(always)]
+    pub fn plain_header(&self) -> bool {
+        self.l4_offset == ETH_HEADER_LEN + 20
+    }
 }
 
 /// The IP header of an Ethernet frame; None for other frames, malformed headers and fragments
@@ -65,6 +71,5 @@ fn ipv4(packet: &impl Packet) -> Option<IpPacket> {
         tos: ip.tos,
         id: u16::from_be_bytes(ip.id),
         frag,
-        plain_header: header_words == 5,
     })
 }

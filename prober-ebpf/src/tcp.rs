@@ -178,7 +178,7 @@ fn bounce_as_rst(ctx: &mut XdpContext, ip: &IpPacket, segment: &Segment) -> Opti
     let (Some(source), Some(target)) = (ip.dst.ipv4(), ip.src.ipv4()) else {
         return None;
     };
-    if !ip.plain_header {
+    if !ip.plain_header() {
         return None;
     }
     packet::truncate(ctx, RST_FRAME_LEN)?;

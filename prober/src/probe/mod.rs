@@ -165,7 +165,7 @@ pub struct SweepEndpoints {
 impl SweepKind {
     pub fn probe(&self, endpoints: SweepEndpoints) -> Arc<dyn SweepProbe> {
         match *self {
-            SweepKind::TcpSyn { window } => Arc::new(TcpSyn { endpoints, window }),
+            SweepKind::TcpSyn { window } => Arc::new(TcpSyn::new(endpoints, window)),
         }
     }
 }
@@ -419,16 +419,14 @@ mod tests {
     }
 
     fn sweep_syn() -> TcpSyn {
-        TcpSyn {
-            endpoints: SweepEndpoints {
-                source: Ipv4Addr::new(198, 18, 0, 1).into(),
-                ttl: 64,
-                cookie_key: [5, 6],
-                first_source_port: 61440,
-                source_ports: 4096,
-            },
-            window: 1024,
-        }
+        let endpoints = SweepEndpoints {
+            source: Ipv4Addr::new(198, 18, 0, 1).into(),
+            ttl: 64,
+            cookie_key: [5, 6],
+            first_source_port: 61440,
+            source_ports: 4096,
+        };
+        TcpSyn::new(endpoints, 1024)
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::{fmt::Write as _, net::IpAddr};
 
 use anyhow::Result;
 use etherparse::{IpNumber, TcpHeader};
-use prober_common::{syn_cookie, ProbeFilter, ReplyRecord, KIND_TCP, MODE_SWEEP};
+use prober_common::{syn_cookie, IpAddress, ProbeFilter, ReplyRecord, KIND_TCP, MODE_SWEEP};
 
 use super::{
     ip::IpHeader, Answer, Endpoints, PingProbe, ProbeBuffer, ReplyFields, Status, SweepEndpoints,
@@ -235,8 +235,20 @@ impl PingProbe for TcpProbe {
 /// sequence number, so the XDP program knows its replies without any state.
 #[derive(Clone, Copy, Debug)]
 pub struct TcpSyn {
-    pub endpoints: SweepEndpoints,
-    pub window: u16,
+    endpoints: SweepEndpoints,
+    window: u16,
+    /// `endpoints.source` as the cookie hashes it, converted once rather than per probe.
+    source: IpAddress,
+}
+
+impl TcpSyn {
+    pub fn new(endpoints: SweepEndpoints, window: u16) -> TcpSyn {
+        TcpSyn {
+            endpoints,
+            window,
+            source: endpoints.source.into(),
+        }
+    }
 }
 
 impl SweepProbe for TcpSyn {
@@ -284,13 +296,7 @@ impl SweepProbe for TcpSyn {
             ip_id,
             source_port,
             target_port: port,
-            seq: syn_cookie(
-                cookie_key,
-                &target.into(),
-                port,
-                &source.into(),
-                source_port,
-            ),
+            seq: syn_cookie(cookie_key, &target.into(), port, &self.source, source_port),
             ack: 0,
             flags: TcpFlags(TcpFlags::SYN),
             window: self.window,
