@@ -5,6 +5,7 @@
 mod address;
 mod siphash;
 pub mod trace;
+pub mod wire;
 
 pub use address::IpAddress;
 pub use siphash::siphash_2_4;
@@ -42,7 +43,9 @@ pub struct ProbeFilter {
     pub kind: u8,
     /// [`MODE_SINGLE`] or [`MODE_SWEEP`].
     pub mode: u8,
-    pub _pad: [u8; 6],
+    /// Every kind: the MAC address of the interface the programs are on (all zero on `lo`);
+    /// a reply must come in a frame to it.
+    pub local_mac: [u8; 6],
 }
 
 /// The filter matches nothing (the programs pass every packet untouched).
@@ -137,9 +140,12 @@ pub enum Counter {
     Unmatched = 2,
     /// Sweep mode: SYN-ACKs turned into RSTs and sent back to the target (XDP_TX).
     Bounced = 3,
+    /// Frames to our address that the kernel would drop, or that a kind took for replies but
+    /// the kernel would not accept (another MAC, a bad checksum): never counted as replies.
+    Malformed = 4,
 }
 
-pub const COUNTER_SLOTS: u32 = 4;
+pub const COUNTER_SLOTS: u32 = 5;
 
 /// The sequence number of a sweep's SYN to `target:target_port` from `local:local_port`: a
 /// keyed SipHash-2-4 of the four, so a SYN-ACK or RST-ACK is ours exactly when its ack − 1

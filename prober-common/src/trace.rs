@@ -7,16 +7,14 @@
 pub enum Fate {
     /// Left to the host's stack, untouched.
     Passed = 0,
-    /// Dropped in XDP.
-    Dropped = 1,
-    /// Recorded as a reply and queued for userspace.
-    Matched = 2,
+    /// Recorded as a reply and queued for userspace (a sweep's then dropped).
+    Matched = 1,
     /// A reply, lost: the ring buffer was full.
-    Lost = 3,
+    Lost = 2,
     /// A SYN-ACK sent back to its sender as a RST (XDP_TX).
-    Bounced = 4,
+    Bounced = 3,
     /// One of our probes leaving (TC egress).
-    Departed = 5,
+    Departed = 4,
 }
 
 /// Why.
@@ -30,12 +28,15 @@ pub enum Reason {
     AnotherIdentifier = 4,
     RingBufferFull = 5,
     IsAProbe = 6,
+    NotToOurMac = 7,
+    MalformedHeader = 8,
+    BadChecksum = 9,
+    TooLongToVerify = 10,
 }
 
 impl Fate {
-    pub const ALL: [Fate; 6] = [
+    pub const ALL: [Fate; 5] = [
         Fate::Passed,
-        Fate::Dropped,
         Fate::Matched,
         Fate::Lost,
         Fate::Bounced,
@@ -45,7 +46,6 @@ impl Fate {
     pub fn word(self) -> &'static str {
         match self {
             Fate::Passed => "passed",
-            Fate::Dropped => "dropped",
             Fate::Matched => "matched",
             Fate::Lost => "lost",
             Fate::Bounced => "bounced as RST",
@@ -55,7 +55,7 @@ impl Fate {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 7] = [
+    pub const ALL: [Reason; 11] = [
         Reason::AnswersAProbe,
         Reason::NotSynAckOrRstAck,
         Reason::AcknowledgesNoProbe,
@@ -63,6 +63,10 @@ impl Reason {
         Reason::AnotherIdentifier,
         Reason::RingBufferFull,
         Reason::IsAProbe,
+        Reason::NotToOurMac,
+        Reason::MalformedHeader,
+        Reason::BadChecksum,
+        Reason::TooLongToVerify,
     ];
 
     pub fn words(self) -> &'static str {
@@ -74,6 +78,12 @@ impl Reason {
             Reason::AnotherIdentifier => "another identifier than ours",
             Reason::RingBufferFull => "the ring buffer is full",
             Reason::IsAProbe => "one of our probes",
+            Reason::NotToOurMac => "a frame for another MAC address, or a broadcast",
+            Reason::MalformedHeader => {
+                "a header the kernel would drop (version, length, data offset)"
+            }
+            Reason::BadChecksum => "a bad IP, TCP or ICMP checksum",
+            Reason::TooLongToVerify => "too long to verify its checksum",
         }
     }
 }

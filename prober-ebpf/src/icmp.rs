@@ -1,53 +1,48 @@
 //! The ICMP echo kind: echo replies carrying our identifier, and our echo requests leaving.
 use aya_ebpf::programs::XdpContext;
-use network_types::icmp::Icmpv4Hdr;
-use prober_common::{trace::Reason, ProbeFilter, IPPROTO_ICMP};
+use prober_common::{
+    trace::Reason,
+    wire::{self, Checksum, Echo, Frame, IpPacket},
+    ProbeFilter, IPPROTO_ICMP,
+};
 
 use crate::{
-    ip::IpPacket,
-    packet::Packet,
+    packet::XdpFrame,
     reply::{self, Decision, Probe},
 };
 
 const ECHO_REPLY: u8 = 0;
 const ECHO_REQUEST: u8 = 8;
 
-/// An echo message's type, identifier and sequence number.
-struct Echo {
-    kind: u8,
-    id: u16,
-    seq: u16,
-    checksum: u16,
-}
-
+/// The echo message of an ICMP packet; Err(()) for an ICMP packet too short to be one.
 #[inline(always)]
-fn echo(packet: &impl Packet, ip: &IpPacket) -> Option<Echo> {
+fn echo(packet: &impl Frame, ip: &IpPacket) -> Option<Result<Echo, ()>> {
     if ip.protocol != IPPROTO_ICMP {
         return None;
     }
-    let icmp: Icmpv4Hdr = packet.read(ip.l4_offset)?;
-    Some(Echo {
-        kind: icmp.type_,
-        id: u16::from_be_bytes([icmp.data[0], icmp.data[1]]),
-        seq: u16::from_be_bytes([icmp.data[2], icmp.data[3]]),
-        checksum: u16::from_be_bytes(icmp.check),
-    })
+    Some(wire::echo(packet, ip).ok_or(()))
 }
 
 #[inline(always)]
 pub fn reply(ctx: &XdpContext, ip: &IpPacket, filter: &ProbeFilter) -> Decision {
+    let frame = XdpFrame(ctx);
+    let echo = match echo(&frame, ip) {
+        None => return Decision::IGNORED,
+        Some(Err(())) => return reply::malformed(ip, (0, 0), Reason::MalformedHeader),
+        Some(Ok(echo)) => echo,
+    };
     if !reply::from_target(filter, ip) {
         return Decision::IGNORED;
     }
-    let Some(echo) = echo(ctx, ip) else {
-        return Decision::IGNORED;
-    };
     let numbers = (echo.id, echo.seq);
     if echo.kind != ECHO_REPLY {
         return reply::foreign(ip, numbers, Reason::NotAnEchoReply);
     }
     if echo.id != filter.icmp_id {
-        return reply::unmatched(filter, ip, numbers, Reason::AnotherIdentifier);
+        return reply::unmatched(ip, numbers, Reason::AnotherIdentifier);
+    }
+    if let Err(refused) = reply::validated(&frame, ip, filter, numbers, Checksum::Message) {
+        return refused;
     }
     let probe = Probe {
         slot: echo.seq,
@@ -63,8 +58,8 @@ pub fn reply(ctx: &XdpContext, ip: &IpPacket, filter: &ProbeFilter) -> Decision 
 
 /// The probe this is, if it is one of our echo requests leaving (TC egress).
 #[inline(always)]
-pub fn departure(packet: &impl Packet, ip: &IpPacket, filter: &ProbeFilter) -> Option<Probe> {
-    let echo = echo(packet, ip)?;
+pub fn departure(packet: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Option<Probe> {
+    let echo = echo(packet, ip)?.ok()?;
     if echo.kind != ECHO_REQUEST || echo.id != filter.icmp_id {
         return None;
     }

@@ -2,15 +2,14 @@
 //! timestamp, into a ring buffer; the TC egress program notes when each probe leaves, so that a
 //! reply's record carries both ends of the round trip on the kernel's clock.
 //!
-//! Both parse the IP header once ([`ip`]) and hand the packet to the probe kind the filter names,
-//! one module per kind ([`tcp`], [`icmp`]); [`reply`] holds what every kind does with a verdict,
-//! [`maps`] the maps, [`packet`] the only access to packet memory.
+//! Both parse the IP header once (`prober_common::wire`, shared with the host's tests and
+//! fuzzers) and hand the packet to the probe kind the filter names, one module per kind
+//! ([`tcp`], [`icmp`]); [`reply`] holds what every kind does with a verdict, [`maps`] the maps,
+//! [`packet`] the only access to packet memory.
 #![no_std]
 #![no_main]
 
-mod checksum;
 mod icmp;
-mod ip;
 mod maps;
 mod packet;
 mod reply;
@@ -21,7 +20,11 @@ use aya_ebpf::{
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
-use prober_common::{KIND_ICMP_ECHO, KIND_TCP, MODE_SWEEP};
+use packet::{TcFrame, XdpFrame};
+use prober_common::{
+    wire::{self, Parsed},
+    KIND_ICMP_ECHO, KIND_TCP, MODE_SWEEP,
+};
 
 /// TCX_NEXT: the egress program only watches; the verdict stays with whatever runs after it
 /// (other TCX programs, clsact filters). TC_ACT_OK would be final and skip them.
@@ -32,8 +35,13 @@ pub fn prober(mut ctx: XdpContext) -> u32 {
     let Some(filter) = maps::filter() else {
         return xdp_action::XDP_PASS;
     };
-    let Some(ip) = ip::parse(&ctx) else {
-        return xdp_action::XDP_PASS;
+    let ip = match wire::parse(&XdpFrame(&ctx)) {
+        Parsed::Ip(ip) => ip,
+        Parsed::Other => return xdp_action::XDP_PASS,
+        Parsed::Malformed(Some(dst)) if dst == filter.local_addr => {
+            return reply::traced(&ctx, filter, reply::malformed_ip(dst))
+        }
+        Parsed::Malformed(_) => return xdp_action::XDP_PASS,
     };
     // Who may send a reply is the kind's to say: a direct answer comes from the target, while
     // an ICMP error (no kind takes them yet) would come from any router on the way.
@@ -50,12 +58,13 @@ pub fn prober(mut ctx: XdpContext) -> u32 {
 
 #[classifier]
 pub fn prober_egress(ctx: TcContext) -> i32 {
-    if let (Some(filter), Some(ip)) = (maps::filter(), ip::parse(&ctx)) {
+    let frame = TcFrame(&ctx);
+    if let (Some(filter), Parsed::Ip(ip)) = (maps::filter(), wire::parse(&frame)) {
         let ours = ip.src == filter.local_addr
             && (filter.mode == MODE_SWEEP || ip.dst == filter.target_addr);
         let probe = match filter.kind {
-            KIND_TCP if ours => tcp::departure(&ctx, &ip, filter),
-            KIND_ICMP_ECHO if ours => icmp::departure(&ctx, &ip, filter),
+            KIND_TCP if ours => tcp::departure(&frame, &ip, filter),
+            KIND_ICMP_ECHO if ours => icmp::departure(&frame, &ip, filter),
             _ => None,
         };
         if let Some(probe) = probe {

@@ -11,10 +11,11 @@ use aya_ebpf::{
 use aya_log_ebpf::trace;
 use prober_common::{
     trace::{Fate, Reason},
+    wire::{self, Checksum, Frame, IpPacket},
     Counter, IpAddress, ProbeFilter, ReplyRecord, MODE_SWEEP,
 };
 
-use crate::{ip::IpPacket, maps};
+use crate::maps;
 
 /// Which probe a packet is, or answers: its departure slot (the kind numbers them) and where
 /// it went.
@@ -65,18 +66,50 @@ pub fn foreign(ip: &IpPacket, numbers: (u16, u16), reason: Reason) -> Decision {
     Decision::traced(xdp_action::XDP_PASS, Fate::Passed, reason, ip, numbers)
 }
 
-/// Shaped like a reply to our probes but answering none of them: forged, stale, or another
-/// run's. Counted; a sweep drops it, one target leaves it to the host's stack.
+/// Shaped like a reply to our probes but answering none of them: forged, stale, another
+/// run's — or the host's own traffic on ports a sweep uses. Counted, and left to the host's
+/// stack, whose it may be.
 #[inline(always)]
-pub fn unmatched(
-    filter: &ProbeFilter,
-    ip: &IpPacket,
-    numbers: (u16, u16),
-    reason: Reason,
-) -> Decision {
+pub fn unmatched(ip: &IpPacket, numbers: (u16, u16), reason: Reason) -> Decision {
     maps::count(Counter::Unmatched);
-    let (action, fate) = disposal(filter);
-    Decision::traced(action, fate, reason, ip, numbers)
+    Decision::traced(xdp_action::XDP_PASS, Fate::Passed, reason, ip, numbers)
+}
+
+/// A frame to us the kernel would drop, or a candidate reply it would not accept: counted,
+/// never matched, and left to the kernel to drop.
+#[inline(always)]
+pub fn malformed(ip: &IpPacket, numbers: (u16, u16), reason: Reason) -> Decision {
+    maps::count(Counter::Malformed);
+    Decision::traced(xdp_action::XDP_PASS, Fate::Passed, reason, ip, numbers)
+}
+
+/// An IPv4 header to `dst` the kernel would drop (nothing in it can be trusted but that).
+#[inline(always)]
+pub fn malformed_ip(dst: IpAddress) -> Decision {
+    maps::count(Counter::Malformed);
+    Decision {
+        action: xdp_action::XDP_PASS,
+        event: Some(Event {
+            fate: Fate::Passed,
+            reason: Reason::MalformedHeader,
+            from: dst,
+            numbers: (0, 0),
+        }),
+    }
+}
+
+/// A candidate reply, checked as the host would before it counts: Err is the decision on
+/// one it would not accept.
+#[inline(always)]
+pub fn validated(
+    frame: &impl Frame,
+    ip: &IpPacket,
+    filter: &ProbeFilter,
+    numbers: (u16, u16),
+    checksum: Checksum,
+) -> Result<(), Decision> {
+    wire::accepted(frame, ip, filter.local_mac, checksum)
+        .map_err(|reason| malformed(ip, numbers, reason))
 }
 
 /// A reply to `probe`: stamped with both ends of its round trip and queued for userspace.
@@ -97,18 +130,12 @@ pub fn matched(
     } else {
         (Fate::Lost, Reason::RingBufferFull)
     };
-    Decision::traced(disposal(filter).0, fate, reason, ip, numbers)
-}
-
-/// What becomes of a packet prober has dealt with: a sweep drops it, one target leaves it to
-/// the host's stack.
-#[inline(always)]
-fn disposal(filter: &ProbeFilter) -> (u32, Fate) {
-    if sweep(filter) {
-        (xdp_action::XDP_DROP, Fate::Dropped)
+    let action = if sweep(filter) {
+        xdp_action::XDP_DROP
     } else {
-        (xdp_action::XDP_PASS, Fate::Passed)
-    }
+        xdp_action::XDP_PASS
+    };
+    Decision::traced(action, fate, reason, ip, numbers)
 }
 
 impl Decision {

@@ -8,14 +8,13 @@ use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use prober_common::{
     syn_cookie,
     trace::{Fate, Reason},
+    wire::{self, Checksum, Frame, IpPacket, Segment, ETH_HEADER_LEN, TCP_HEADER_LEN},
     Counter, ProbeFilter, IPPROTO_TCP,
 };
 
 use crate::{
-    checksum,
-    ip::{IpPacket, ETH_HEADER_LEN},
     maps,
-    packet::{self, header_mut, Packet},
+    packet::{header_mut, XdpFrame},
     reply::{self, Decision, Probe},
 };
 
@@ -23,44 +22,10 @@ const FIN: u8 = 0x01;
 const SYN: u8 = 0x02;
 const RST: u8 = 0x04;
 const ACK: u8 = 0x10;
-/// A TCP header without options, and where its flags sit.
-const TCP_HEADER_LEN: usize = 20;
-const FLAGS: usize = 13;
 const IPV4_HEADER_LEN: usize = 20;
-/// An Ethernet frame holding a bare IPv4 header and a bare TCP header: the bounced RST.
+/// The start of an Ethernet frame holding a bare IPv4 header and a bare TCP header: the
+/// bounced RST.
 const RST_FRAME_LEN: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN + TCP_HEADER_LEN;
-
-/// The fields of a TCP header, read in one piece: a second bounds check inside the first is
-/// one the compiler drops and the verifier then misses.
-struct Segment {
-    source: u16,
-    dest: u16,
-    seq: u32,
-    ack: u32,
-    flags: u8,
-    window: u16,
-    checksum: u16,
-    urgent: u16,
-}
-
-#[inline(always)]
-fn segment(packet: &impl Packet, ip: &IpPacket) -> Option<Segment> {
-    let header: [u8; TCP_HEADER_LEN] = packet.read(ip.l4_offset)?;
-    let word = |at: usize| u16::from_be_bytes([header[at], header[at + 1]]);
-    let long = |at: usize| {
-        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
-    };
-    Some(Segment {
-        source: word(0),
-        dest: word(2),
-        seq: long(4),
-        ack: long(8),
-        flags: header[FLAGS],
-        window: word(14),
-        checksum: word(16),
-        urgent: word(18),
-    })
-}
 
 /// Whether `port` is one of our source ports.
 #[inline(always)]
@@ -70,18 +35,28 @@ fn ours(filter: &ProbeFilter, port: u16) -> bool {
 
 #[inline(always)]
 pub fn reply(ctx: &mut XdpContext, ip: &IpPacket, filter: &ProbeFilter) -> Decision {
-    if ip.protocol != IPPROTO_TCP || !reply::from_target(filter, ip) {
+    if ip.protocol != IPPROTO_TCP {
         return Decision::IGNORED;
     }
-    let Some(segment) = segment(ctx, ip) else {
-        return Decision::IGNORED;
+    let frame = XdpFrame(ctx);
+    let Some(segment) = wire::segment(&frame, ip) else {
+        return reply::malformed(ip, (0, 0), Reason::MalformedHeader);
     };
+    if !reply::from_target(filter, ip) {
+        return Decision::IGNORED;
+    }
     // Only segments to one of our ports can be replies; anything else (on `lo`, our own
     // probes and the host's RSTs too) is none of our business, and not traced.
     if !ours(filter, segment.dest) {
         return Decision::IGNORED;
     }
     let ports = (segment.source, segment.dest);
+    let checksum = Checksum::WithPseudoHeader {
+        field: segment.checksum,
+    };
+    if let Err(refused) = reply::validated(&frame, ip, filter, ports, checksum) {
+        return refused;
+    }
     let sweep = reply::sweep(filter);
     let answers = if sweep {
         // A sweep's SYNs carry cookies and no ACK, so every answer is a SYN-ACK or a RST-ACK;
@@ -106,7 +81,7 @@ pub fn reply(ctx: &mut XdpContext, ip: &IpPacket, filter: &ProbeFilter) -> Decis
         acknowledges(filter, &segment)
     };
     if !answers {
-        return reply::unmatched(filter, ip, ports, Reason::AcknowledgesNoProbe);
+        return reply::unmatched(ip, ports, Reason::AcknowledgesNoProbe);
     }
     let probe = Probe {
         slot: segment.dest.wrapping_sub(filter.sport_base),
@@ -146,11 +121,11 @@ fn acknowledges(filter: &ProbeFilter, segment: &Segment) -> bool {
 
 /// The probe this segment is, if it is one of ours leaving (TC egress).
 #[inline(always)]
-pub fn departure(packet: &impl Packet, ip: &IpPacket, filter: &ProbeFilter) -> Option<Probe> {
+pub fn departure(packet: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Option<Probe> {
     if ip.protocol != IPPROTO_TCP {
         return None;
     }
-    let segment = segment(packet, ip)?;
+    let segment = wire::segment(packet, ip)?;
     // Only our probes: the host's own segments on these ports (its RST to a SYN-ACK, a
     // target's answers leaving `lo`) must not take their slots.
     let probe = if reply::sweep(filter) {
@@ -181,7 +156,9 @@ fn bounce_as_rst(ctx: &mut XdpContext, ip: &IpPacket, segment: &Segment) -> Opti
     if !ip.plain_header() {
         return None;
     }
-    packet::truncate(ctx, RST_FRAME_LEN)?;
+    // The frame keeps its length: what follows the RST (the SYN-ACK's options) is Ethernet
+    // trailer, which the receiver trims by the IP total length. Cutting it off would take the
+    // frame's length, data_end − data: pointer subtraction, which needs CAP_PERFMON.
     // One reference over the whole frame: one bounds check the verifier sees.
     let frame: &mut [u8; RST_FRAME_LEN] = header_mut(ctx, 0)?;
     let (macs, rest) = frame.split_at_mut(2 * 6);
@@ -193,13 +170,13 @@ fn bounce_as_rst(ctx: &mut XdpContext, ip: &IpPacket, segment: &Segment) -> Opti
     const DONT_FRAGMENT: u16 = 0x4000; // as the kernel's own RSTs
     const TTL: u8 = 64;
     const OFFSET_FLAGS: u16 = (5 << 12) | RST as u16; // 20-byte header, no options
-    let addresses = checksum::sum_words(&[
+    let addresses = wire::sum_of(&[
         u16::from_be_bytes([source[0], source[1]]),
         u16::from_be_bytes([source[2], source[3]]),
         u16::from_be_bytes([target[0], target[1]]),
         u16::from_be_bytes([target[2], target[3]]),
     ]);
-    let ip_sum = checksum::sum_words(&[
+    let ip_sum = wire::sum_of(&[
         0x4500,
         TOTAL_LEN,
         DONT_FRAGMENT,
@@ -207,7 +184,7 @@ fn bounce_as_rst(ctx: &mut XdpContext, ip: &IpPacket, segment: &Segment) -> Opti
     ]) + addresses;
     let [len0, len1] = TOTAL_LEN.to_be_bytes();
     let [df0, df1] = DONT_FRAGMENT.to_be_bytes();
-    let [sum0, sum1] = checksum::fold(ip_sum).to_be_bytes();
+    let [sum0, sum1] = wire::fold(ip_sum).to_be_bytes();
     let [s0, s1, s2, s3] = source;
     let [t0, t1, t2, t3] = target;
     ip_header.copy_from_slice(&[
@@ -234,7 +211,7 @@ fn bounce_as_rst(ctx: &mut XdpContext, ip: &IpPacket, segment: &Segment) -> Opti
     ]);
 
     let seq = segment.ack;
-    let tcp_sum = checksum::sum_words(&[
+    let tcp_sum = wire::sum_of(&[
         u16::from(IPPROTO_TCP),
         TCP_HEADER_LEN as u16,
         segment.dest,
@@ -247,7 +224,7 @@ fn bounce_as_rst(ctx: &mut XdpContext, ip: &IpPacket, segment: &Segment) -> Opti
     let [dp0, dp1] = segment.source.to_be_bytes();
     let [q0, q1, q2, q3] = seq.to_be_bytes();
     let [f0, f1] = OFFSET_FLAGS.to_be_bytes();
-    let [c0, c1] = checksum::fold(tcp_sum).to_be_bytes();
+    let [c0, c1] = wire::fold(tcp_sum).to_be_bytes();
     // Window, urgent pointer and acknowledgement zero, as in the kernel's RSTs.
     tcp.copy_from_slice(&[
         sp0, sp1, dp0, dp1, q0, q1, q2, q3, 0, 0, 0, 0, f0, f1, 0, 0, c0, c1, 0, 0,

@@ -56,7 +56,12 @@ impl Plumbing {
             time_departures: !transmits[0].skips_tc(),
             trace: wiring.trace,
         };
-        let (matcher, channel) = ReplyMatcher::attach(&route.interface, filter, attachment)?;
+        let filter = ProbeFilter {
+            // `lo` has no Ethernet address: its frames carry zeros.
+            local_mac: route.interface.ethernet_address()?.unwrap_or_default(),
+            ..*filter
+        };
+        let (matcher, channel) = ReplyMatcher::attach(&route.interface, &filter, attachment)?;
         Ok(Plumbing {
             transmits,
             matcher,

@@ -10,6 +10,7 @@
 //! [`proc`] runs programs with timeouts and reads their output line by line while they run;
 //! [`output`] parses and checks hping3-style output, [`sweep`] the output of sweep mode;
 //! [`packets`] builds forged replies to send with [`TestHost::send_raw_from_namespace`];
+//! [`forger`] answers each probe from inside a namespace with replies the kernel would drop;
 //! [`responder`] plays a host behind a TAP device that answers after a delay it controls and measures
 //! (ground truth for RTTs).
 
@@ -23,6 +24,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod forger;
 pub mod output;
 pub mod packets;
 pub mod proc;

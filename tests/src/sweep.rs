@@ -227,6 +227,7 @@ pub struct SweepFooter {
     pub duplicates: u64,
     pub matched: u64,
     pub unmatched: u64,
+    pub malformed: u64,
     pub bounced: u64,
     pub ring_full: u64,
     pub tx_full: u64,
@@ -242,7 +243,7 @@ pub fn parse_sweep_footer(stderr: &str) -> Result<SweepFooter, String> {
     const TEMPLATES: [&str; 4] = [
         "{} probes sent to {} hosts x {} ports in {} s ({} pps), {} s in all",
         "{} open, {} closed, {} filtered, {} duplicate replies",
-        "xdp: {} replies matched, {} unmatched or forged dropped, {} RSTs bounced, {} lost to a full ring buffer",
+        "xdp: {} replies matched, {} unmatched or forged passed, {} malformed, {} RSTs bounced, {} lost to a full ring buffer",
         "tx: {} waits for a full TX ring, {} probes refused by the kernel; kernel drops: {} tx, {} rx",
     ];
     let lines: Vec<&str> = stderr.lines().collect();
@@ -297,12 +298,13 @@ pub fn parse_sweep_footer(stderr: &str) -> Result<SweepFooter, String> {
         duplicates: count(9)?,
         matched: count(10)?,
         unmatched: count(11)?,
-        bounced: count(12)?,
-        ring_full: count(13)?,
-        tx_full: count(14)?,
-        refused: count(15)?,
-        tx_dropped: count(16)?,
-        rx_dropped: count(17)?,
+        malformed: count(12)?,
+        bounced: count(13)?,
+        ring_full: count(14)?,
+        tx_full: count(15)?,
+        refused: count(16)?,
+        tx_dropped: count(17)?,
+        rx_dropped: count(18)?,
     })
 }
 
@@ -704,7 +706,7 @@ mod unit {
         let stderr = "something before\n\n--- prober sweep statistic ---\n\
             65535 probes sent to 1 hosts x 65535 ports in 1.31 s (50026 pps), 2.32 s in all, interrupted\n\
             5 open, 65529 closed, 1 filtered, 0 duplicate replies\n\
-            xdp: 65534 replies matched, 3 unmatched or forged dropped, 5 RSTs bounced, 0 lost to a full ring buffer\n\
+            xdp: 65534 replies matched, 3 unmatched or forged passed, 2 malformed, 5 RSTs bounced, 0 lost to a full ring buffer\n\
             tx: 12 waits for a full TX ring, 0 probes refused by the kernel; kernel drops: 0 tx, 0 rx\n";
         let f = parse_sweep_footer(stderr).unwrap();
         assert_eq!(
@@ -718,9 +720,10 @@ mod unit {
                 f.filtered,
                 f.matched,
                 f.unmatched,
+                f.malformed,
                 f.tx_full
             ),
-            (5, 65529, 1, 65534, 3, 12)
+            (5, 65529, 1, 65534, 3, 2, 12)
         );
         let with_rtt_lines = format!("{stderr}rtt percentiles: p50=0.087 p90=0.095 p99=0.110 max=0.120 ms, stddev=0.006 ms\n");
         assert_eq!(parse_sweep_footer(&with_rtt_lines), Ok(f));

@@ -93,7 +93,7 @@ struct BaseArgs {
     #[arg(long)]
     histogram: bool,
     /// Print the XDP and TC programs' decision on each packet shaped like a reply to this run's
-    /// probes (matched, passed, dropped or bounced, and why) and on each probe leaving, to stderr
+    /// probes (matched, passed or bounced, and why) and on each probe leaving, to stderr
     #[arg(long)]
     bpf_trace: bool,
     /// Interface to send on and receive replies from

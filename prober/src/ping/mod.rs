@@ -24,7 +24,7 @@ use crate::{
     rtt::{self, RttStats},
     setup::{self, Plumbing, Wiring},
 };
-use send::SendLog;
+use send::{Answered, SendLog};
 pub use text::RttPrecision;
 
 /// How long hping3 waits for replies after the last probe.
@@ -60,8 +60,13 @@ pub struct Options {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Summary {
     pub transmitted: u64,
-    /// Every reply, duplicates included (as hping3 counts them).
+    /// Replies, each probe's first: so never more than were sent, whatever arrives.
     pub received: u64,
+    /// Further replies to probes already answered (shown with `DUP!`, not counted).
+    pub duplicates: u64,
+    /// Replies the XDP program matched to a port or sequence number no probe was sent with:
+    /// forged, or from an earlier run.
+    pub unsolicited: u64,
     pub rtt: RttStats,
     /// Replies the XDP program matched and queued (equals `received` unless the run ended
     /// with replies still queued).
@@ -70,6 +75,8 @@ pub struct Summary {
     pub ring_full: Reading,
     /// Packets from the target that answered none of our probes.
     pub unmatched: Reading,
+    /// Frames the kernel would have dropped (see [`Counter::Malformed`]).
+    pub malformed: Reading,
 }
 
 impl Summary {
@@ -112,11 +119,18 @@ pub fn run(options: Options) -> Result<bool> {
     if options.verbose {
         rtt::print_percentiles(&summary.rtt);
         eprintln!(
-            "xdp: {} replies matched, {} unmatched packets from the target, {} lost to a full ring buffer",
-            summary.matched, summary.unmatched, summary.ring_full
+            "xdp: {} replies matched, {} unmatched packets from the target, {} malformed, {} lost to a full ring buffer; \
+             {} duplicate replies, {} replies to probes never sent",
+            summary.matched, summary.unmatched, summary.malformed, summary.ring_full,
+            summary.duplicates, summary.unsolicited
         );
     }
-    for failure in reading::failures([&summary.matched, &summary.ring_full, &summary.unmatched]) {
+    for failure in reading::failures([
+        &summary.matched,
+        &summary.ring_full,
+        &summary.unmatched,
+        &summary.malformed,
+    ]) {
         eprintln!("{failure}");
     }
     if options.histogram {
@@ -225,6 +239,7 @@ impl Session {
         summary.matched = channel.counters.read(Counter::Matched);
         summary.ring_full = channel.counters.read(Counter::RingFull);
         summary.unmatched = channel.counters.read(Counter::Unmatched);
+        summary.malformed = channel.counters.read(Counter::Malformed);
         drop(matcher);
         Ok(summary)
     }
@@ -242,10 +257,21 @@ struct ReplyPrinter<'a> {
 impl ReplyHandler for ReplyPrinter<'_> {
     fn reply(&mut self, reply: &ReplyRecord) -> Result<()> {
         let seq = self.probe.sequence(reply);
-        let (userspace_sent_ns, duplicate) = self.log.answer(seq);
+        let (userspace_sent_ns, duplicate) = match self.log.answer(seq) {
+            Answered::NeverSent => {
+                self.summary.unsolicited += 1;
+                return Ok(());
+            }
+            Answered::First { sent_ns } => (sent_ns, false),
+            Answered::Again { sent_ns } => (sent_ns, true),
+        };
         let rtt_ns = setup::rtt_ns(reply, || Some(userspace_sent_ns)).unwrap_or(0);
-        self.summary.received += 1;
-        self.summary.rtt.add(rtt_ns);
+        if duplicate {
+            self.summary.duplicates += 1;
+        } else {
+            self.summary.received += 1;
+            self.summary.rtt.add(rtt_ns);
+        }
         if !self.options.quiet {
             let line = text::reply_line(
                 self.probe,

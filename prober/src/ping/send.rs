@@ -37,12 +37,35 @@ impl SendLog {
         self.sent_ns[slot].store(monotonic_ns(), Ordering::Release);
     }
 
-    /// The send time of probe `seq` and whether it was answered before.
-    pub fn answer(&self, seq: u16) -> (u64, bool) {
+    /// What a reply to probe `seq` answers: nothing (no such probe was sent: a forged or
+    /// stale reply, which must neither count nor be timed against a send time of 0), or the
+    /// probe sent last with that number, for the first time or again.
+    pub fn answer(&self, seq: u16) -> Answered {
         let slot = usize::from(seq);
-        let duplicate = self.answered[slot].swap(true, Ordering::Relaxed);
-        (self.sent_ns[slot].load(Ordering::Acquire), duplicate)
+        let sent_ns = self.sent_ns[slot].load(Ordering::Acquire);
+        if sent_ns == 0 {
+            return Answered::NeverSent;
+        }
+        if self.answered[slot].swap(true, Ordering::Relaxed) {
+            Answered::Again { sent_ns }
+        } else {
+            Answered::First { sent_ns }
+        }
     }
+}
+
+/// What a reply answers, by its sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answered {
+    NeverSent,
+    /// The first reply to the probe that left at `sent_ns` (CLOCK_MONOTONIC).
+    First {
+        sent_ns: u64,
+    },
+    /// A duplicate.
+    Again {
+        sent_ns: u64,
+    },
 }
 
 pub fn send_probes(
@@ -84,4 +107,25 @@ pub fn send_probes(
         log.sent.store(n, Ordering::Release);
     }
     transmit.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_probes_sent_are_answered_and_each_once() {
+        let log = SendLog::new();
+        assert_eq!(log.answer(7), Answered::NeverSent);
+        log.sending(7);
+        let Answered::First { sent_ns } = log.answer(7) else {
+            panic!("the first reply to a probe sent")
+        };
+        assert!(sent_ns > 0);
+        assert_eq!(log.answer(7), Answered::Again { sent_ns });
+        assert_eq!(log.answer(8), Answered::NeverSent);
+        // Sending with the same number again (-k, or after 65 536 probes) re-arms it.
+        log.sending(7);
+        assert!(matches!(log.answer(7), Answered::First { .. }));
+    }
 }

@@ -318,6 +318,7 @@ impl Sweep {
         (summary.kernel_tx_dropped, summary.kernel_rx_dropped) = (tx, rx);
         summary.matched = counters.read(Counter::Matched);
         summary.unmatched = counters.read(Counter::Unmatched);
+        summary.malformed = counters.read(Counter::Malformed);
         summary.bounced = counters.read(Counter::Bounced);
         summary.ring_full = counters.read(Counter::RingFull);
         drop(matcher);

@@ -21,6 +21,7 @@ pub struct SweepSummary {
     /// From the XDP program's counters.
     pub matched: Reading,
     pub unmatched: Reading,
+    pub malformed: Reading,
     pub bounced: Reading,
     pub ring_full: Reading,
     /// Times a probe waited for room in the TX ring.
@@ -38,10 +39,11 @@ impl SweepSummary {
     }
 
     /// The counts read from the kernel, for the lines that explain any that failed.
-    pub fn readings(&self) -> [&Reading; 6] {
+    pub fn readings(&self) -> [&Reading; 7] {
         [
             &self.matched,
             &self.unmatched,
+            &self.malformed,
             &self.bounced,
             &self.ring_full,
             &self.kernel_tx_dropped,
@@ -57,7 +59,7 @@ pub fn footer(summary: &SweepSummary) -> String {
         "\n--- prober sweep statistic ---\n\
          {} probes sent to {} hosts x {} ports in {sending:.2} s ({:.0} pps), {:.2} s in all{}\n\
          {} open, {} closed, {} filtered, {} duplicate replies\n\
-         xdp: {} replies matched, {} unmatched or forged dropped, {} RSTs bounced, {} lost to a full ring buffer\n\
+         xdp: {} replies matched, {} unmatched or forged passed, {} malformed, {} RSTs bounced, {} lost to a full ring buffer\n\
          tx: {} waits for a full TX ring, {} probes refused by the kernel; kernel drops: {} tx, {} rx",
         summary.sent,
         summary.hosts,
@@ -71,6 +73,7 @@ pub fn footer(summary: &SweepSummary) -> String {
         summary.duplicates,
         summary.matched,
         summary.unmatched,
+        summary.malformed,
         summary.bounced,
         summary.ring_full,
         summary.tx_full_waits,
@@ -108,7 +111,7 @@ mod tests {
             "\n--- prober sweep statistic ---\n\
              3 probes sent to 1 hosts x 3 ports in 0.01 s (300 pps), 1.17 s in all\n\
              1 open, 1 closed, 1 filtered, 0 duplicate replies\n\
-             xdp: 2 replies matched, 0 unmatched or forged dropped, 1 RSTs bounced, 0 lost to a full ring buffer\n\
+             xdp: 2 replies matched, 0 unmatched or forged passed, 0 malformed, 1 RSTs bounced, 0 lost to a full ring buffer\n\
              tx: 0 waits for a full TX ring, 0 probes refused by the kernel; kernel drops: unknown tx, unknown rx"
         );
     }
