@@ -1,14 +1,20 @@
-//! The only access to packet memory. XDP packets are read in place through references that
-//! are bounds-checked here, as the verifier demands; TC packets are copied out with
-//! `bpf_skb_load_bytes`, since TC sees AF_PACKET TX-ring frames before they are linearised.
+//! The only access to packet memory. Headers are copied out with the kernel's helpers,
+//! `bpf_xdp_load_bytes` and `bpf_skb_load_bytes` (TC sees AF_PACKET TX-ring frames before they
+//! are linearised). The one rewrite in place, the XDP program's bounced RST, goes through a
+//! reference bounds-checked here, at a constant offset.
 //!
-//! Invariant the references rely on: each program holds the one `XdpContext` the kernel gave
+//! Why copies: a packet pointer moved by a variable offset (where the transport header starts)
+//! passes the verifier only with CAP_PERFMON, which lifts its Spectre v1 hardening, and so does
+//! the packet's length taken as `data_end - data`. The helpers need neither, so CAP_BPF,
+//! CAP_NET_ADMIN and CAP_NET_RAW are enough to load the programs.
+//!
+//! Invariant the reference relies on: each program holds the one `XdpContext` the kernel gave
 //! it and never makes another from its raw pointer, so borrowing that context is borrowing the
 //! packet.
-use core::mem::size_of;
+use core::mem::{size_of, MaybeUninit};
 
 use aya_ebpf::{
-    helpers::bpf_xdp_adjust_tail,
+    helpers::{bpf_xdp_adjust_tail, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
     programs::{TcContext, XdpContext},
 };
 use network_types::{icmp::Icmpv4Hdr, ip::Ipv4Hdr};
@@ -36,7 +42,18 @@ pub trait Packet {
 impl Packet for XdpContext {
     #[inline(always)]
     fn read<T: Header>(&self, offset: usize) -> Option<T> {
-        header(self, offset).copied()
+        let mut value = MaybeUninit::<T>::uninit();
+        // SAFETY: the helper writes `size_of::<T>()` bytes into `value` or fails; `T` accepts
+        // every bit pattern (`Header`), so those bytes are a valid `T`.
+        unsafe {
+            let copied = bpf_xdp_load_bytes(
+                self.ctx,
+                u32::try_from(offset).ok()?,
+                value.as_mut_ptr().cast(),
+                size_of::<T>() as u32,
+            );
+            (copied == 0).then(|| value.assume_init())
+        }
     }
 }
 
@@ -47,29 +64,32 @@ impl Packet for TcContext {
     }
 }
 
-/// The `T` at `offset` into the XDP packet.
-#[inline(always)]
-pub fn header<T: Header>(ctx: &XdpContext, offset: usize) -> Option<&T> {
-    let start = checked_start::<T>(ctx, offset)?;
-    // SAFETY: `start .. start + size_of::<T>()` lies inside the packet, which stays valid and
-    // unmoved while the borrow of `ctx` lasts (only `&mut XdpContext` can resize it); `T` has
-    // alignment 1 and no invalid bit patterns (`Header`).
-    Some(unsafe { &*(start as *const T) })
-}
-
-/// The `T` at `offset` into the XDP packet, to rewrite in place.
+/// The `T` at `offset` into the XDP packet, to rewrite in place. `offset` must be a constant
+/// (see the module's doc).
 #[inline(always)]
 pub fn header_mut<T: Header>(ctx: &mut XdpContext, offset: usize) -> Option<&mut T> {
-    let start = checked_start::<T>(ctx, offset)?;
-    // SAFETY: as in `header`; the exclusive borrow of `ctx` makes this the only reference into
-    // the packet while it lives.
+    const { assert!(core::mem::align_of::<T>() == 1) };
+    let start = ctx.data() + offset;
+    if start + size_of::<T>() > ctx.data_end() {
+        return None;
+    }
+    // SAFETY: the kernel's packet pointer is never null. Told so, the compiler does not test
+    // the reference against null (None's niche): comparing a packet pointer with a number is
+    // another thing the verifier allows only with CAP_PERFMON.
+    unsafe { core::hint::assert_unchecked(start != 0) };
+    // SAFETY: `start .. start + size_of::<T>()` lies inside the packet, which stays valid and
+    // unmoved while the exclusive borrow of `ctx` lasts (only `&mut XdpContext` can resize
+    // it), and makes this the only reference into the packet while it lives; `T` has
+    // alignment 1 and no invalid bit patterns (`Header`).
     Some(unsafe { &mut *(start as *mut T) })
 }
 
 /// Cuts the XDP packet to its first `len` bytes; None if the kernel refuses.
 #[inline(always)]
 pub fn truncate(ctx: &mut XdpContext, len: usize) -> Option<()> {
-    let surplus = (ctx.data_end() - ctx.data()).checked_sub(len)?;
+    // SAFETY: `ctx.ctx` is the program's own xdp_md.
+    let packet_len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as usize;
+    let surplus = packet_len.checked_sub(len)?;
     if surplus == 0 {
         return Some(());
     }
@@ -79,14 +99,4 @@ pub fn truncate(ctx: &mut XdpContext, len: usize) -> Option<()> {
         0 => Some(()),
         _ => None,
     }
-}
-
-#[inline(always)]
-fn checked_start<T: Header>(ctx: &XdpContext, offset: usize) -> Option<usize> {
-    const { assert!(core::mem::align_of::<T>() == 1) };
-    let start = ctx.data() + offset;
-    if start + size_of::<T>() > ctx.data_end() {
-        return None;
-    }
-    Some(start)
 }
