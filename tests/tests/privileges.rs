@@ -2,7 +2,7 @@
 //! its threads and cannot gain one (NoNewPrivs), while it goes on probing and still reads its
 //! counters at the end; (b) an ordinary user (uid 65534) who holds, as file capabilities,
 //! exactly the ones prober's own refusal names runs the four basic cases: open port (SYN-ACK),
-//! closed port (RST-ACK), filtered port (silence) and ICMP echo.
+//! closed port (RST-ACK), filtered port (silence) and ICMP echo, with both eBPF programs loaded.
 
 use std::fs;
 use std::time::{Duration, Instant};
@@ -143,17 +143,38 @@ fn capabilities_prober_names(copy: &ProberCopy, target: &str) -> String {
         .unwrap_or_else(|| panic!("no `setcap <capabilities>+ep` in the refusal\n{refused}"))
 }
 
-/// Four probes 200 ms apart with `mode`, to `host`, by uid 65534 holding (as file capabilities)
-/// exactly the capabilities prober's refusal names.
-fn probe_as_capable_user(host: &TestHost, mode: &[&str]) -> Finished {
+/// `args` and then `host`'s address, run by uid 65534 holding (as file capabilities) exactly
+/// the capabilities prober's refusal names.
+fn as_capable_user(host: &TestHost, args: &[&str]) -> Finished {
     let copy = ProberCopy::new().expect("a copy of prober for nobody");
     let target = host.addr.to_string();
     copy.grant(&capabilities_prober_names(&copy, &target))
         .expect("setcap");
-    let mut args = vec!["-c", "4", "-i", "u200000"];
-    args.extend_from_slice(mode);
+    let mut args = args.to_vec();
     args.push(&target);
     run(copy.command_as_nobody(&args), TIMEOUT)
+}
+
+/// Four probes 200 ms apart with `mode`, as [`as_capable_user`].
+fn probe_as_capable_user(host: &TestHost, mode: &[&str]) -> Finished {
+    as_capable_user(host, &[&["-c", "4", "-i", "u200000"], mode].concat())
+}
+
+/// The TC egress program loads too: were it refused, departures would be timed in userspace,
+/// which only -V tells (this kernel has TCX).
+#[test]
+fn with_file_capabilities_departures_are_timed_in_the_kernel() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let run = as_capable_user(
+        &host,
+        &["-V", "-c", "1", "-S", "-p", &OPEN_PORT.to_string()],
+    );
+    assert!(
+        run.stdout.contains("send times from TC egress (kernel)"),
+        "-V should say that TC egress times departures\n{run}"
+    );
+    assert_eq!(run.code(), Some(0), "exit status\n{run}");
 }
 
 /// SYNs to `port` of a standard test host, answered with (length, flags, window) or not at
