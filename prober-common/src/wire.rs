@@ -15,12 +15,6 @@ pub trait Frame {
     fn holds(&self, len: usize) -> bool;
     /// A copy of the `N` bytes at `offset`, or None when the frame is shorter.
     fn read<const N: usize>(&self, offset: usize) -> Option<[u8; N]>;
-    /// As `read`, for a loop that must keep its bounds check in every round: the programs
-    /// read these volatile, since the compiler otherwise hoists the checks of a loop without
-    /// side effects out of it, and the verifier cannot follow.
-    fn chunk<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
-        self.read(offset)
-    }
     /// [`sum_words`] over this frame (the programs call it as a function of its own, which the
     /// verifier checks once rather than for every way a packet can reach it).
     fn sum(&self, offset: usize, len: usize, seed: u32) -> Option<u32> {
@@ -281,21 +275,18 @@ pub fn sum_words(
         if at + 8 > end {
             break;
         }
-        sum += word_sum(&frame.chunk::<8>(at)?);
+        sum += word_sum(&frame.read::<8>(at)?);
         at += 8;
     }
     for _ in 0..3 {
         if at + 2 > end {
             break;
         }
-        sum += word_sum(&frame.chunk::<2>(at)?);
+        sum += word_sum(&frame.read::<2>(at)?);
         at += 2;
     }
     if at < end {
-        // The last byte as the second of a pair read from one byte before it (inside the
-        // frame: `offset` is past the Ethernet header): the compiler turns a one-byte read's
-        // bounds check into a `<` against the packet's end, which the verifier does not take.
-        let [_, last] = frame.chunk::<2>(at.checked_sub(1)?)?;
+        let [last] = frame.read::<1>(at)?;
         sum += u32::from(last) << 8;
     }
     Some(sum)

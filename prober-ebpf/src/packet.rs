@@ -1,14 +1,23 @@
-//! The only access to packet memory. XDP packets are read in place through references that
-//! are bounds-checked here, as the verifier demands; TC packets are copied out with
-//! `bpf_skb_load_bytes`, since TC sees AF_PACKET TX-ring frames before they are linearised.
+//! The only access to packet memory. Headers are copied out with the kernel's helpers,
+//! `bpf_xdp_load_bytes` and `bpf_skb_load_bytes` (TC sees AF_PACKET TX-ring frames before they
+//! are linearised), for the shared parser (`prober_common::wire`) to read. The one rewrite in
+//! place, the XDP program's bounced RST, goes through a reference bounds-checked here, at a
+//! constant offset.
 //!
-//! Invariant the references rely on: each program holds the one `XdpContext` the kernel gave
+//! Why copies: a packet pointer moved by a variable offset (where the transport header starts)
+//! passes the verifier only with CAP_PERFMON, which lifts its Spectre v1 hardening, and so does
+//! the packet's length taken as `data_end - data`. The helpers need neither, so CAP_BPF,
+//! CAP_NET_ADMIN and CAP_NET_RAW are enough to load the programs. (A helper call is also
+//! something the compiler cannot hoist out of a loop or drop as implied by another check.)
+//!
+//! Invariant the reference relies on: each program holds the one `XdpContext` the kernel gave
 //! it and never makes another from its raw pointer, so borrowing that context is borrowing the
 //! packet.
-use core::mem::size_of;
+use core::mem::{size_of, MaybeUninit};
 
 use aya_ebpf::{
     bindings::xdp_md,
+    helpers::{bpf_xdp_adjust_tail, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
     programs::{TcContext, XdpContext},
 };
 use prober_common::wire::{self, Frame, MAX_CHECKED_L4_LEN};
@@ -23,7 +32,7 @@ pub unsafe trait Header: Copy {}
 // SAFETY: bytes: alignment 1, any value valid.
 unsafe impl<const N: usize> Header for [u8; N] {}
 
-/// The XDP packet as the shared parser (`prober_common::wire`) reads frames.
+/// The XDP packet as the shared parser reads frames.
 #[derive(Clone, Copy)]
 pub struct XdpFrame<'a>(pub &'a XdpContext);
 
@@ -34,33 +43,22 @@ pub struct TcFrame<'a>(pub &'a TcContext);
 impl Frame for XdpFrame<'_> {
     #[inline(always)]
     fn holds(&self, len: usize) -> bool {
-        // Compared as pointers: a length taken as data_end − data would be pointer
-        // subtraction, which needs CAP_PERFMON.
-        let (data, end) = fresh_bounds(self.0);
-        data + len <= end
+        len <= xdp_len(self.0)
     }
 
     #[inline(always)]
     fn read<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
-        header(self.0, offset).copied()
-    }
-
-    #[inline(always)]
-    fn chunk<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
-        let (data, end) = fresh_bounds(self.0);
-        let offset = opaque(offset);
-        // A bound the verifier sees on the offset itself: it credits a bounds check to a
-        // packet pointer only while the variable part plus the read cannot pass 64 KiB.
-        if offset > MAX_CHUNK_OFFSET {
-            return None;
+        let mut bytes = MaybeUninit::<[u8; N]>::uninit();
+        // SAFETY: the helper writes N bytes into `bytes` or fails; any bytes are a valid array.
+        unsafe {
+            let copied = bpf_xdp_load_bytes(
+                self.0.ctx,
+                u32::try_from(offset).ok()?,
+                bytes.as_mut_ptr().cast(),
+                N as u32,
+            );
+            (copied == 0).then(|| bytes.assume_init())
         }
-        let start = data + offset;
-        if start + N > end {
-            return None;
-        }
-        // SAFETY: `start .. start + N` lies inside the packet (checked just above); bytes
-        // have alignment 1.
-        Some(unsafe { core::ptr::read_volatile(start as *const [u8; N]) })
     }
 
     #[inline(always)]
@@ -69,55 +67,6 @@ impl Frame for XdpFrame<'_> {
             NO_SUM => None,
             sum => Some(sum as u32),
         }
-    }
-}
-
-/// Farther than any offset prober reads (a 9000-byte jumbo frame ends at 9014), and far
-/// enough below the verifier's 64 KiB limit for any chunk.
-const MAX_CHUNK_OFFSET: usize = 0x3fff;
-
-/// What [`prober_sum_words`] returns when the bytes are not all in the packet.
-const NO_SUM: u64 = u64::MAX;
-
-/// `wire::sum_words` over the packet, as a global BPF function (exported, so the linker gives
-/// it global linkage): the verifier checks it once, on its own, instead of its loop's every
-/// exit once for each way a packet reaches it — which took it past a million instructions.
-/// Its arguments are the verifier's unknowns, so their limits are checked here.
-#[no_mangle]
-#[inline(never)]
-pub extern "C" fn prober_sum_words(md: *mut xdp_md, offset: u32, len: u32, seed: u32) -> u64 {
-    const MAX_OFFSET: u32 = 0xff; // past any IPv4 header's end
-    if offset > MAX_OFFSET || len as usize > MAX_CHECKED_L4_LEN {
-        return NO_SUM;
-    }
-    // The function's own view of the packet the calling program holds (see the invariant
-    // above: it only reads, while the caller waits).
-    let ctx = XdpContext::new(md);
-    wire::sum_words(&XdpFrame(&ctx), offset as usize, len as usize, seed).map_or(NO_SUM, u64::from)
-}
-
-/// `value`, through the stack: in a loop, the compiler would otherwise rewrite an offset as a
-/// negative counter plus a constant, and the verifier refuses packet pointers with negative
-/// variable parts.
-#[inline(always)]
-fn opaque(value: usize) -> usize {
-    let cell = value;
-    // SAFETY: a read of a local.
-    unsafe { core::ptr::read_volatile(&cell) }
-}
-
-/// The packet's start and end, read afresh (volatile): the compiler can then relate a test
-/// against them to no other bounds check — were it to, it would drop one as implied by
-/// another, and the verifier, which does not reason so, would refuse the program.
-#[inline(always)]
-fn fresh_bounds(ctx: &XdpContext) -> (usize, usize) {
-    // SAFETY: `ctx.ctx` is the program's own xdp_md, valid for the whole run.
-    unsafe {
-        let md = ctx.ctx;
-        (
-            core::ptr::read_volatile(&(*md).data) as usize,
-            core::ptr::read_volatile(&(*md).data_end) as usize,
-        )
     }
 }
 
@@ -133,31 +82,64 @@ impl Frame for TcFrame<'_> {
     }
 }
 
-/// The `T` at `offset` into the XDP packet.
-#[inline(always)]
-pub fn header<T: Header>(ctx: &XdpContext, offset: usize) -> Option<&T> {
-    let start = checked_start::<T>(ctx, offset)?;
-    // SAFETY: `start .. start + size_of::<T>()` lies inside the packet, which stays valid and
-    // unmoved while the borrow of `ctx` lasts (only `&mut XdpContext` can resize it); `T` has
-    // alignment 1 and no invalid bit patterns (`Header`).
-    Some(unsafe { &*(start as *const T) })
+/// What [`prober_sum_words`] returns when the bytes are not all in the packet.
+const NO_SUM: u64 = u64::MAX;
+
+/// `wire::sum_words` over the packet, as a global BPF function (exported, so the linker gives
+/// it global linkage): the verifier checks it once, on its own, instead of its loop's every
+/// exit once for each way a packet reaches it — which took it past a million instructions.
+/// Its arguments are the verifier's unknowns, so their limits are checked here.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn prober_sum_words(md: *mut xdp_md, offset: u32, len: u32, seed: u32) -> u64 {
+    const MAX_OFFSET: u32 = 0xff; // past any IPv4 header's end
+    if offset > MAX_OFFSET || len as usize > MAX_CHECKED_L4_LEN {
+        return NO_SUM;
+    }
+    // The function's own view of the packet the calling program holds: it only reads, while
+    // the caller waits.
+    let ctx = XdpContext::new(md);
+    wire::sum_words(&XdpFrame(&ctx), offset as usize, len as usize, seed).map_or(NO_SUM, u64::from)
 }
 
-/// The `T` at `offset` into the XDP packet, to rewrite in place.
+/// The XDP packet's length.
+#[inline(always)]
+fn xdp_len(ctx: &XdpContext) -> usize {
+    // SAFETY: `ctx.ctx` is the program's own xdp_md.
+    unsafe { bpf_xdp_get_buff_len(ctx.ctx) as usize }
+}
+
+/// The `T` at `offset` into the XDP packet, to rewrite in place. `offset` must be a constant
+/// (see the module's doc).
 #[inline(always)]
 pub fn header_mut<T: Header>(ctx: &mut XdpContext, offset: usize) -> Option<&mut T> {
-    let start = checked_start::<T>(ctx, offset)?;
-    // SAFETY: as in `header`; the exclusive borrow of `ctx` makes this the only reference into
-    // the packet while it lives.
-    Some(unsafe { &mut *(start as *mut T) })
-}
-
-#[inline(always)]
-fn checked_start<T: Header>(ctx: &XdpContext, offset: usize) -> Option<usize> {
     const { assert!(core::mem::align_of::<T>() == 1) };
     let start = ctx.data() + offset;
     if start + size_of::<T>() > ctx.data_end() {
         return None;
     }
-    Some(start)
+    // SAFETY: the kernel's packet pointer is never null. Told so, the compiler does not test
+    // the reference against null (None's niche): comparing a packet pointer with a number is
+    // another thing the verifier allows only with CAP_PERFMON.
+    unsafe { core::hint::assert_unchecked(start != 0) };
+    // SAFETY: `start .. start + size_of::<T>()` lies inside the packet, which stays valid and
+    // unmoved while the exclusive borrow of `ctx` lasts (only `&mut XdpContext` can resize
+    // it), and makes this the only reference into the packet while it lives; `T` has
+    // alignment 1 and no invalid bit patterns (`Header`).
+    Some(unsafe { &mut *(start as *mut T) })
+}
+
+/// Cuts the XDP packet to its first `len` bytes; None if the kernel refuses.
+#[inline(always)]
+pub fn truncate(ctx: &mut XdpContext, len: usize) -> Option<()> {
+    let surplus = xdp_len(ctx).checked_sub(len)?;
+    if surplus == 0 {
+        return Some(());
+    }
+    // SAFETY: `ctx.ctx` is the program's own xdp_md; the exclusive borrow of `ctx` means no
+    // reference into the packet is alive while its end moves.
+    match unsafe { bpf_xdp_adjust_tail(ctx.ctx, -(surplus as i32)) } {
+        0 => Some(()),
+        _ => None,
+    }
 }

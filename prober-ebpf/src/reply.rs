@@ -25,10 +25,14 @@ pub struct Probe {
     pub target_port: u16,
 }
 
-/// What becomes of a packet, and what the trace says about it (None: not worth a line).
+/// What becomes of a packet, and what the trace says about it if `traced`. (Not an
+/// `Option<Event>`: for None the compiler would copy the event's undefined fields through the
+/// stack, and reading stack that was never written is something the verifier allows only
+/// with CAP_PERFMON.)
 pub struct Decision {
     pub action: u32,
-    pub event: Option<Event>,
+    pub traced: bool,
+    pub event: Event,
 }
 
 /// One trace line: what happened to a packet from `from`, and the kind's two numbers that
@@ -44,7 +48,13 @@ impl Decision {
     /// Nothing to do with prober: passed, and not traced.
     pub const IGNORED: Decision = Decision {
         action: xdp_action::XDP_PASS,
-        event: None,
+        traced: false,
+        event: Event {
+            fate: Fate::Passed,
+            reason: Reason::AnswersAProbe,
+            from: IpAddress([0; 16]),
+            numbers: (0, 0),
+        },
     };
 }
 
@@ -89,12 +99,13 @@ pub fn malformed_ip(dst: IpAddress) -> Decision {
     maps::count(Counter::Malformed);
     Decision {
         action: xdp_action::XDP_PASS,
-        event: Some(Event {
+        traced: true,
+        event: Event {
             fate: Fate::Passed,
             reason: Reason::MalformedHeader,
             from: dst,
             numbers: (0, 0),
-        }),
+        },
     }
 }
 
@@ -149,12 +160,13 @@ impl Decision {
     ) -> Decision {
         Decision {
             action,
-            event: Some(Event {
+            traced: true,
+            event: Event {
                 fate,
                 reason,
                 from: ip.src,
                 numbers,
-            }),
+            },
         }
     }
 }
@@ -193,8 +205,8 @@ pub fn departed(ctx: &TcContext, filter: &ProbeFilter, probe: &Probe) {
 /// The trace line of an XDP decision.
 #[inline(always)]
 pub fn traced(ctx: &XdpContext, filter: &ProbeFilter, decision: Decision) -> u32 {
-    if let Some(event) = &decision.event {
-        log(ctx, filter, event);
+    if decision.traced {
+        log(ctx, filter, &decision.event);
     }
     decision.action
 }

@@ -14,7 +14,7 @@ use prober_common::{
 
 use crate::{
     maps,
-    packet::{header_mut, XdpFrame},
+    packet::{self, header_mut, XdpFrame},
     reply::{self, Decision, Probe},
 };
 
@@ -23,8 +23,7 @@ const SYN: u8 = 0x02;
 const RST: u8 = 0x04;
 const ACK: u8 = 0x10;
 const IPV4_HEADER_LEN: usize = 20;
-/// The start of an Ethernet frame holding a bare IPv4 header and a bare TCP header: the
-/// bounced RST.
+/// An Ethernet frame holding a bare IPv4 header and a bare TCP header: the bounced RST.
 const RST_FRAME_LEN: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN + TCP_HEADER_LEN;
 
 /// Whether `port` is one of our source ports.
@@ -101,9 +100,7 @@ pub fn reply(ctx: &mut XdpContext, ip: &IpPacket, filter: &ProbeFilter) -> Decis
     if sweep && segment.flags & SYN != 0 && bounce_as_rst(ctx, ip, &segment).is_some() {
         maps::count(Counter::Bounced);
         decision.action = xdp_action::XDP_TX;
-        if let Some(event) = &mut decision.event {
-            event.fate = Fate::Bounced;
-        }
+        decision.event.fate = Fate::Bounced;
     }
     decision
 }
@@ -156,9 +153,7 @@ fn bounce_as_rst(ctx: &mut XdpContext, ip: &IpPacket, segment: &Segment) -> Opti
     if !ip.plain_header() {
         return None;
     }
-    // The frame keeps its length: what follows the RST (the SYN-ACK's options) is Ethernet
-    // trailer, which the receiver trims by the IP total length. Cutting it off would take the
-    // frame's length, data_end − data: pointer subtraction, which needs CAP_PERFMON.
+    packet::truncate(ctx, RST_FRAME_LEN)?;
     // One reference over the whole frame: one bounds check the verifier sees.
     let frame: &mut [u8; RST_FRAME_LEN] = header_mut(ctx, 0)?;
     let (macs, rest) = frame.split_at_mut(2 * 6);

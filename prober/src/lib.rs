@@ -5,13 +5,15 @@
 //! it directly. The run kinds are [`ping`] (hping3's one target) and [`sweep`] (many hosts and
 //! ports); both build their packets with a [`probe`] kind, send them through [`transmit`] on
 //! the route [`net`] finds, and read replies from the eBPF programs of [`bpf`], set up by
-//! [`setup`] and drained by [`reply_loop`].
+//! [`setup`] and drained by [`reply_loop`]. Once set up, a run gives up its capabilities
+//! ([`privileges`]).
 
 pub mod bpf;
 pub mod cli;
 pub mod net;
 pub mod ping;
 pub mod preflight;
+pub mod privileges;
 pub mod probe;
 pub mod reading;
 pub mod reply_loop;

@@ -11,6 +11,7 @@
 //! [`output`] parses and checks hping3-style output, [`sweep`] the output of sweep mode;
 //! [`packets`] builds forged replies to send with [`TestHost::send_raw_from_namespace`];
 //! [`forger`] answers each probe from inside a namespace with replies the kernel would drop;
+//! [`unprivileged`] runs prober as an ordinary user, with file capabilities if asked;
 //! [`responder`] plays a host behind a TAP device that answers after a delay it controls and measures
 //! (ground truth for RTTs).
 
@@ -30,6 +31,7 @@ pub mod packets;
 pub mod proc;
 pub mod responder;
 pub mod sweep;
+pub mod unprivileged;
 
 /// Port with a real listener in [`TestHost::standard`].
 pub const OPEN_PORT: u16 = 80;

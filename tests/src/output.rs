@@ -6,6 +6,7 @@
 
 use crate::proc::Finished;
 use std::fmt::Display;
+use std::net::Ipv4Addr;
 
 /// `HPING <target> (<ifname> <ip>): S set, 40 headers + 0 data bytes`
 pub fn tcp_syn_header(target: &str, ifname: &str, ip: impl Display) -> String {
@@ -182,6 +183,32 @@ pub struct Expected {
     pub mask_id: bool,
     /// Probes that must be reported as transmitted.
     pub transmitted: u64,
+}
+
+impl Expected {
+    /// `-c 4 -S` to `ip`, typed as its address, out of `ifname`, answered by `replies`.
+    pub fn four_syns(ip: Ipv4Addr, ifname: &str, replies: Vec<String>) -> Expected {
+        let target = ip.to_string();
+        Expected {
+            header: tcp_syn_header(&target, ifname, ip),
+            target,
+            replies,
+            mask_id: false,
+            transmitted: 4,
+        }
+    }
+
+    /// `-c 4 -1` to `ip`, typed as its address, out of `ifname`: four echo replies.
+    pub fn four_echoes_answered(ip: Ipv4Addr, ifname: &str) -> Expected {
+        let target = ip.to_string();
+        Expected {
+            header: icmp_header(&target, ifname, ip),
+            target,
+            replies: (0..4).map(|seq| icmp_reply(ip, seq)).collect(),
+            mask_id: true,
+            transmitted: 4,
+        }
+    }
 }
 
 /// Checks a finished run against `exp`, panicking with the complete output on any difference:

@@ -5,11 +5,10 @@
 
 use prober_tests::output::check_error;
 use prober_tests::proc::{run, Finished, Proc};
+use prober_tests::unprivileged::ProberCopy;
 use prober_tests::{
     ip_link_show, loopback_lock, prober_bin, prober_command, require_root, TestHost, OPEN_PORT,
 };
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -84,59 +83,16 @@ fn ipv6_target() {
     check_error(&run, &["IPv6"], &[]);
 }
 
-/// A copy of the binary in a fresh directory that `nobody` can read and execute (the build tree may
-/// not be reachable for uid 65534); removed on drop.
-struct WorldExecutableCopy {
-    dir: PathBuf,
-    bin: PathBuf,
-}
-
-impl WorldExecutableCopy {
-    fn new() -> WorldExecutableCopy {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = PathBuf::from(format!(
-            "/tmp/prober-tests-nobody-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir(&dir).expect("create temp dir");
-        let copy = WorldExecutableCopy {
-            bin: dir.join("prober"),
-            dir,
-        };
-        std::fs::set_permissions(&copy.dir, std::fs::Permissions::from_mode(0o755))
-            .expect("chmod dir");
-        std::fs::copy(prober_bin(), &copy.bin).expect("copy prober");
-        std::fs::set_permissions(&copy.bin, std::fs::Permissions::from_mode(0o755))
-            .expect("chmod bin");
-        copy
-    }
-}
-
-impl Drop for WorldExecutableCopy {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 #[test]
 fn unprivileged_user() {
     require_root();
     let host = TestHost::standard().expect("test host");
-    let copy = WorldExecutableCopy::new();
-    let mut cmd = std::process::Command::new("setpriv");
-    cmd.args([
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "--inh-caps=-all",
-    ])
-    .arg(&copy.bin)
-    .args(["-c", "1", "-S", "-p", "80"])
-    .arg(host.addr.to_string());
-    let run = run(cmd, TIMEOUT);
+    let copy = ProberCopy::new().expect("a copy of prober for nobody");
+    let target = host.addr.to_string();
+    let run = run(
+        copy.command_as_nobody(&["-c", "1", "-S", "-p", "80", &target]),
+        TIMEOUT,
+    );
     check_error(&run, &["CAP_", "root"], &[]);
 }
 

@@ -7,9 +7,7 @@
 //! whole run took; the footer's min/max are the smallest/largest printed rtt and its avg lies between
 //! them within 0.1 ms of the printed values' mean.
 
-use prober_tests::output::{
-    check_run, icmp_header, icmp_reply, tcp_reply, tcp_syn_header, Expected,
-};
+use prober_tests::output::{check_run, tcp_reply, tcp_syn_header, Expected};
 use prober_tests::proc::{run, Finished};
 use prober_tests::{prober_command, require_root, TestHost, CLOSED_PORT, FILTERED_PORT, OPEN_PORT};
 use std::time::Duration;
@@ -28,14 +26,7 @@ fn probe(host: &TestHost, mode: &[&str]) -> Finished {
 }
 
 fn tcp_expected(host: &TestHost, replies: Vec<String>) -> Expected {
-    let a = host.addr.to_string();
-    Expected {
-        header: tcp_syn_header(&a, &host.host_if, &a),
-        target: a,
-        replies,
-        mask_id: false,
-        transmitted: 4,
-    }
+    Expected::four_syns(host.addr, &host.host_if, replies)
 }
 
 #[test]
@@ -84,15 +75,10 @@ fn icmp_echo_replies() {
     require_root();
     let host = TestHost::standard().expect("test host");
     let run = probe(&host, &["-1"]);
-    let a = host.addr.to_string();
-    let exp = Expected {
-        header: icmp_header(&a, &host.host_if, &a),
-        target: a,
-        replies: (0..4).map(|seq| icmp_reply(host.addr, seq)).collect(),
-        mask_id: true,
-        transmitted: 4,
-    };
-    check_run(&run, &exp);
+    check_run(
+        &run,
+        &Expected::four_echoes_answered(host.addr, &host.host_if),
+    );
 }
 
 /// The probes really reach the host: 4 SYNs to port 80 counted by nftables inside the namespace,

@@ -20,8 +20,15 @@ const BUILD_PACKAGES: &[&str] = &[
     "zlib1g-dev",
     "libxml2-dev",
 ];
-/// Tests: hping3 (reference peer), nft, ip, bpftool, setpriv.
-const TEST_PACKAGES: &[&str] = &["hping3", "nftables", "iproute2", "bpftool", "util-linux"];
+/// Tests: hping3 (reference peer), nft, ip, bpftool, setpriv, setcap.
+const TEST_PACKAGES: &[&str] = &[
+    "hping3",
+    "nftables",
+    "iproute2",
+    "bpftool",
+    "util-linux",
+    "libcap2-bin",
+];
 /// 0.13.0 defaults to LLVM 23; it is built with the llvm-22 feature to match the eBPF rustc.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const TOOLCHAIN_FILE: &str = "prober-ebpf/rust-toolchain.toml";

@@ -1,22 +1,38 @@
 //! The kernel prober needs: BPF ring buffers (5.8) and XDP attached through BPF links (5.9),
 //! which the kernel removes when the process dies. On older kernels aya would attach XDP over
 //! netlink instead, an attachment that outlives a killed prober; so those are refused.
+//! The XDP program copies headers out with `bpf_xdp_load_bytes` (5.18, and backported to
+//! some older distribution kernels, hence a probe rather than a version), which spares it the
+//! pointer arithmetic the verifier allows only with CAP_PERFMON.
 //! TCX links (6.6) time departures in the kernel; without them userspace times them.
 //! Before 5.11 the kernel counts BPF maps against RLIMIT_MEMLOCK.
 use anyhow::{bail, Result};
-use aya::util::KernelVersion;
+use aya::{
+    programs::ProgramType,
+    sys::{is_helper_supported, BpfHelper},
+    util::KernelVersion,
+};
 
 const MINIMUM: (u8, u8) = (5, 9);
 const MEMCG_ACCOUNTING: (u8, u8) = (5, 11);
 const TCX: (u8, u8) = (6, 6);
 
-/// An error naming the minimum unless this kernel is at least 5.9.
+/// An error naming the minimum unless this kernel is at least 5.9 and has
+/// `bpf_xdp_load_bytes`.
 pub fn require_supported_kernel() -> Result<()> {
-    // A kernel whose version cannot be read is let through: the loader will fail clearly.
-    match KernelVersion::current() {
-        Ok(version) => supported(version),
-        Err(_) => Ok(()),
+    // A kernel whose version cannot be read, or that cannot be probed, is let through: the
+    // loader will fail clearly.
+    if let Ok(version) = KernelVersion::current() {
+        supported(version)?;
     }
+    if is_helper_supported(ProgramType::Xdp, BpfHelper::BPF_FUNC_xdp_load_bytes).ok() == Some(false)
+    {
+        bail!(
+            "prober needs the kernel's bpf_xdp_load_bytes helper (Linux 5.18 or later), which \
+             this kernel lacks"
+        );
+    }
+    Ok(())
 }
 
 /// Where maps still count against RLIMIT_MEMLOCK (before 5.11), lifts the limit for this

@@ -271,6 +271,18 @@ mod tests {
         assert_eq!(verifier_verdict(""), "");
     }
 
+    /// The whole log of a real refusal (Linux 6.18): the XDP program as it was before it copied
+    /// headers out, loaded by a user holding only CAP_BPF, CAP_NET_ADMIN and CAP_NET_RAW.
+    #[test]
+    fn a_real_rejection_names_the_verifiers_reason() {
+        let log = include_str!("testdata/cap-bpf-only-rejection.log");
+        assert_eq!(
+            verifier_verdict(log),
+            "R5 has pointer with unsupported alu operation, pointer arithmetic with it prohibited \
+             for !root"
+        );
+    }
+
     /// Without privileges: the embedded object holds every map and program userspace asks
     /// for by name, and the global the trace level is set through.
     #[test]

@@ -102,15 +102,15 @@ mod tests {
     #[test]
     fn logged_numbers_become_lines() {
         assert_eq!(
-            render("1 1 2 ::ffff:198.18.0.2 80 61441").as_deref(),
-            Some("xdp: dropped from 198.18.0.2 (sport 80, dport 61441): acknowledges none of our probes")
+            render("1 0 2 ::ffff:198.18.0.2 80 61441").as_deref(),
+            Some("xdp: passed from 198.18.0.2 (sport 80, dport 61441): acknowledges none of our probes")
         );
         assert_eq!(
-            render("2 2 0 ::ffff:198.18.0.2 4660 3").as_deref(),
+            render("2 1 0 ::ffff:198.18.0.2 4660 3").as_deref(),
             Some("xdp: matched from 198.18.0.2 (id 4660, seq 3): answers a probe")
         );
         assert_eq!(
-            render("1 5 6 2001:db8::2 443 17").as_deref(),
+            render("1 4 6 2001:db8::2 443 17").as_deref(),
             Some("tc: probe to 2001:db8::2 port 443 left, slot 17")
         );
         assert_eq!(render("1 9 0 ::1 1 1"), None, "no such fate");

@@ -17,6 +17,7 @@ use prober_common::{Counter, ReplyRecord};
 
 use crate::{
     net::{route, Interface, Route},
+    privileges,
     probe::{Endpoints, PingKind, PingProbe},
     random,
     reading::{self, Reading},
@@ -93,6 +94,7 @@ impl Summary {
 /// Runs the probes and prints as hping3 does; Ok(true) when any reply came.
 pub fn run(options: Options) -> Result<bool> {
     let session = Session::prepare(options)?;
+    privileges::drop_after_setup()?;
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     for line in session.header()? {

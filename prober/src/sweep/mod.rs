@@ -35,6 +35,7 @@ use prober_common::Counter;
 use crate::{
     bpf::{Departures, ReplyChannel},
     net::{route, Interface, Route},
+    privileges,
     probe::{SweepEndpoints, SweepKind, SweepProbe},
     random,
     reading::{self, Reading},
@@ -108,6 +109,9 @@ pub fn run(options: Options) -> Result<bool> {
         }
         None => Box::new(BufWriter::with_capacity(1 << 16, io::stdout())),
     };
+    // Only now: root may need its capabilities to create the output file in a directory it
+    // does not own.
+    privileges::drop_after_setup()?;
     let mut results = ResultWriter::new(options.format, options.verbose, out)?;
     if options.verbose {
         eprintln!("{}", sweep.describe());
