@@ -11,6 +11,7 @@
 pub mod bpf;
 pub mod cli;
 pub mod net;
+pub mod output;
 pub mod ping;
 pub mod preflight;
 pub mod privileges;

@@ -5,11 +5,16 @@ use anyhow::Result;
 use clap::Parser as _;
 use prober::{
     cli::{self, Cli, Mode},
-    ping, preflight, sweep,
+    ping, preflight,
+    reply_loop::Conclusion,
+    sweep,
 };
 
 /// Exit status for errors; 0 and 1 mean "a reply came" and "none came", as in hping3.
 const EXIT_ERROR: u8 = 2;
+/// Exit status when part of the result is missing (replies lost in the kernel, output not
+/// written).
+const EXIT_INCOMPLETE: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -21,13 +26,15 @@ fn main() -> ExitCode {
         Err(error) => return fail(&cli::parse_error_line(&error)),
     };
     match run(cli) {
-        Ok(any_reply) => ExitCode::from(if any_reply { 0 } else { 1 }),
+        Ok(Conclusion::Answered) => ExitCode::SUCCESS,
+        Ok(Conclusion::Unanswered) => ExitCode::from(1),
+        Ok(Conclusion::Incomplete) => ExitCode::from(EXIT_INCOMPLETE),
         Err(error) => fail(&cli::error_line(&error)),
     }
 }
 
-/// Runs what the command line asks for; Ok(true) when any reply came.
-fn run(cli: Cli) -> Result<bool> {
+/// Runs what the command line asks for.
+fn run(cli: Cli) -> Result<Conclusion> {
     let mode = cli.into_mode()?;
     preflight::check()?;
     match mode {

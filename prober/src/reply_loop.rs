@@ -1,29 +1,47 @@
 //! The reply event loop every run shares: probes go out on a send thread while the async side
-//! drains the XDP program's ring buffer (and its trace, if asked for), until the sender is
-//! done and the late replies are in (or no more can come), or Ctrl-C / SIGTERM.
+//! drains the XDP program's ring buffer (and its trace, if asked for) into the run's output,
+//! until the sender is done and the late replies are in (or no more can come), Ctrl-C /
+//! SIGTERM, or an error (a failed send, a failed output) ends the run early.
+//!
+//! The loop never waits on the output: the handler queues it for a thread of its own
+//! ([`crate::output`]). While that queue is filling, or after the ring buffer overflowed (the
+//! kernel's RingFull counter rose), the senders are held back ([`StopSignal::checkpoint`]);
+//! while it is full, records stay in the ring buffer. Signals are taken at every stage, the
+//! last wait for the output included. The first SIGINT or SIGTERM stops the run, gives the
+//! output a moment to finish (`OUTPUT_STOP_WAIT`), and gives both signals back their default
+//! action, so that a second one ends prober at once.
 use std::{
     io,
     mem::size_of,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc, Condvar, Mutex,
+        Arc, Condvar, Mutex, MutexGuard,
     },
     time::Duration,
 };
 
-use anyhow::{Context as _, Result};
+use anyhow::{anyhow, Context as _, Result};
 use aya::maps::{MapData, RingBuf};
-use prober_common::ReplyRecord;
-
-use crate::bpf::BpfTrace;
+use prober_common::{Counter, ReplyRecord};
 use tokio::{
     io::unix::AsyncFd,
-    signal::unix::{signal, SignalKind},
+    signal::unix::{signal, Signal, SignalKind},
     sync::oneshot,
+};
+
+use crate::{
+    bpf::{BpfTrace, Counters},
+    output::Finishing,
 };
 
 /// How long a stopped send thread may take to finish its current batch.
 const SENDER_STOP_WAIT: Duration = Duration::from_secs(1);
+/// How long, after an interrupt, the output thread may take to write what it still holds;
+/// then it is left behind (its reader has stalled) and prober ends without it.
+const OUTPUT_STOP_WAIT: Duration = Duration::from_millis(250);
+/// How often a loop woken by each reply still reads the ring buffer: for records left there
+/// while the output was full, and for the kernel's count of lost ones.
+const CHECK_PERIOD: Duration = Duration::from_millis(10);
 
 /// What the run does with replies.
 pub trait ReplyHandler {
@@ -32,16 +50,26 @@ pub trait ReplyHandler {
     fn complete(&self) -> bool;
     /// Once a second while the run lasts.
     fn tick(&mut self) {}
-    /// After each batch of replies (e.g. to flush output).
-    fn drained(&mut self) -> Result<()> {
-        Ok(())
-    }
+    /// After each batch of replies: hands the output over (without waiting for it).
+    fn drained(&mut self) -> Result<()>;
+    /// How many more replies it can take now without its output queue overflowing.
+    fn room(&self) -> usize;
+    /// Its output is behind: the senders should wait.
+    fn behind(&mut self) -> bool;
+    /// The kernel dropped reply records (its ring buffer was full) since the last call, or
+    /// could not say whether it did.
+    fn records_lost(&mut self) {}
+    /// The run is over: closes the output. `waited`: it ran its course (no interrupt, no
+    /// error), so what has not answered had its wait.
+    fn finish(&mut self, waited: bool) -> Finishing;
 }
 
-/// The send threads' view of a request to stop (Ctrl-C, or the run ended).
+/// The send threads' view of the run: a request to stop (Ctrl-C, the run ended), and one to
+/// hold back (the reply side is behind).
 #[derive(Default)]
 pub struct StopSignal {
     stopped: AtomicBool,
+    held: AtomicBool,
     lock: Mutex<()>,
     wake: Condvar,
 }
@@ -53,31 +81,94 @@ impl StopSignal {
 
     /// Sleeps for `duration` unless a stop comes first; true when it did.
     pub fn sleep(&self, duration: Duration) -> bool {
-        let guard = self
-            .lock
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let _ = self
             .wake
-            .wait_timeout_while(guard, duration, |_| !self.requested());
+            .wait_timeout_while(self.guard(), duration, |_| !self.requested());
+        self.requested()
+    }
+
+    /// Between batches: waits while the senders are held back, then says whether to stop.
+    pub fn checkpoint(&self) -> bool {
+        if self.held.load(Ordering::Acquire) {
+            drop(self.wake.wait_while(self.guard(), |_| {
+                self.held.load(Ordering::Acquire) && !self.requested()
+            }));
+        }
         self.requested()
     }
 
     pub fn stop(&self) {
-        let _guard = self
-            .lock
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _guard = self.guard();
         self.stopped.store(true, Ordering::Release);
         self.wake.notify_all();
+    }
+
+    /// Holds the senders back at their next [`StopSignal::checkpoint`], or lets them go on.
+    fn hold(&self, held: bool) {
+        if self.held.swap(held, Ordering::AcqRel) && !held {
+            let _guard = self.guard();
+            self.wake.notify_all();
+        }
+    }
+
+    fn guard(&self) -> MutexGuard<'_, ()> {
+        self.lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 /// How a run ended.
 pub struct Outcome<T> {
-    /// What the sender returned; None if it was still busy when the run ended.
+    /// What the sender returned; None if it was still busy when the run ended (or failed).
     pub sent: Option<T>,
+    pub end: End,
+}
+
+/// How a run ended, besides what the sender returned.
+#[derive(Debug, Default)]
+pub struct End {
+    /// A signal cut the run short.
     pub interrupted: bool,
+    /// What ended the run early, if anything did: a failed send, a failed output.
+    pub failure: Option<anyhow::Error>,
+    /// The output was given up on (a signal came while its reader was not reading), with
+    /// this many items still queued.
+    pub unwritten: Option<usize>,
+}
+
+impl End {
+    /// The line that says the output was cut short, if it was; `what` names its items.
+    pub fn cut_short(&self, what: &str) -> Option<String> {
+        let line = match self.unwritten? {
+            0 => "prober: output cut short: the reader stopped reading".to_string(),
+            queued => format!(
+                "prober: output cut short: {queued} {what} not written, the reader stopped reading"
+            ),
+        };
+        Some(line)
+    }
+}
+
+/// What a run's exit status says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conclusion {
+    /// Replies came, and what the run reports is all there is.
+    Answered,
+    /// No reply came.
+    Unanswered,
+    /// Part of the result is missing: replies were lost in the kernel, or output not written.
+    Incomplete,
+}
+
+impl Conclusion {
+    pub fn of(answered: bool, incomplete: bool) -> Conclusion {
+        match (incomplete, answered) {
+            (true, _) => Conclusion::Incomplete,
+            (false, true) => Conclusion::Answered,
+            (false, false) => Conclusion::Unanswered,
+        }
+    }
 }
 
 /// How the reply side learns of new replies.
@@ -90,9 +181,11 @@ pub enum Wakeup {
 }
 
 /// Where the loop reads from.
-pub struct Sources {
+pub struct Sources<'a> {
     pub replies: RingBuf<MapData>,
     pub trace: Option<BpfTrace>,
+    /// The XDP program's counters, for the records it lost.
+    pub counters: &'a Counters,
 }
 
 /// How long the loop lasts and how it learns of replies.
@@ -104,9 +197,11 @@ pub struct Timing {
 }
 
 /// Runs `send` on its own thread and feeds replies to `handler` until the sender has
-/// finished and the linger has passed (or the handler is complete), or a signal arrives.
+/// finished and the linger has passed (or the handler is complete), a signal arrives, or an
+/// error ends the run; then waits for the handler's output. An error that ends the run
+/// early comes back in [`End::failure`], for the caller to report after its statistic.
 pub fn run<T: Send + 'static>(
-    sources: Sources,
+    sources: Sources<'_>,
     send: impl FnOnce(&StopSignal) -> io::Result<T> + Send + 'static,
     handler: &mut dyn ReplyHandler,
     timing: Timing,
@@ -119,13 +214,16 @@ pub fn run<T: Send + 'static>(
 }
 
 async fn run_async<T: Send + 'static>(
-    Sources { replies, trace }: Sources,
+    Sources {
+        replies,
+        trace,
+        counters,
+    }: Sources<'_>,
     send: impl FnOnce(&StopSignal) -> io::Result<T> + Send + 'static,
     handler: &mut dyn ReplyHandler,
     Timing { linger, wakeup }: Timing,
 ) -> Result<Outcome<T>> {
-    let mut interrupt = signal(SignalKind::interrupt()).context("catching SIGINT")?;
-    let mut terminate = signal(SignalKind::terminate()).context("catching SIGTERM")?;
+    let mut signals = Signals::catch()?;
     // SAFETY: the ring buffer owns its map fd; it stays open and the same for as long as
     // the AsyncFd owns the ring buffer.
     let mut replies = unsafe { AsyncFd::register(replies) }
@@ -148,76 +246,288 @@ async fn run_async<T: Send + 'static>(
         })
         .context("starting the send thread")?;
 
-    let mut ticks = tokio::time::interval(Duration::from_secs(1));
-    let mut polls = match wakeup {
-        Wakeup::Poll(period) => Some(tokio::time::interval(period)),
-        Wakeup::EachReply => None,
+    let mut running = Running {
+        handler,
+        counters,
+        stop: &stop,
+        lost: 0,
+        losing: false,
+        end: End::default(),
     };
-    let mut linger_until: Option<tokio::time::Instant> = None;
-    let mut sent = None;
-    let mut interrupted = false;
-    loop {
-        let lingering = async {
-            match linger_until {
-                Some(deadline) => tokio::time::sleep_until(deadline).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            ready = replies.readable_mut() => {
-                let mut ready = ready.context("waiting for replies")?;
-                drain(ready.get_inner_mut(), handler)?;
-                ready.clear_ready();
-            }
-            result = &mut sender_done, if sent.is_none() => {
-                sent = Some(
-                    result
-                        .context("the send thread ended without a result")?
-                        .context("sending probes")?,
-                );
-                linger_until = Some(tokio::time::Instant::now() + linger);
-            }
-            _ = async { polls.as_mut()?.tick().await; Some(()) }, if polls.is_some() => {
-                drain(replies.get_mut(), handler)?;
-            }
-            ready = async { Some(trace.as_mut()?.readable_mut().await) }, if trace.is_some() => {
-                if let Some(ready) = ready {
-                    let mut ready = ready.context("waiting for the eBPF trace")?;
-                    ready.get_inner_mut().flush();
-                    ready.clear_ready();
-                }
-            }
-            _ = ticks.tick() => handler.tick(),
-            _ = interrupt.recv() => { interrupted = true; break }
-            _ = terminate.recv() => { interrupted = true; break }
-            _ = lingering => break,
-        }
-        if sent.is_some() && handler.complete() {
-            break;
-        }
-    }
+    let sources = (&mut replies, &mut trace);
+    let mut sent = running
+        .until_over(sources, &mut sender_done, &mut signals, (linger, wakeup))
+        .await;
     stop.stop();
     // The send thread stops at its next batch; a send blocked in the kernel (a driver
     // holding frames) must not hold up the footer, so it gets a bounded wait, not a join.
-    if sent.is_none() {
+    if sent.is_none() && running.end.failure.is_none() {
         if let Ok(Ok(result)) = tokio::time::timeout(SENDER_STOP_WAIT, &mut sender_done).await {
-            sent = Some(result.context("sending probes")?);
+            match result.context("sending probes") {
+                Ok(report) => sent = Some(report),
+                Err(error) => running.end.failure = Some(error),
+            }
         }
     }
     drop(sender);
-    // Replies already matched in the kernel are shown and counted, not lost.
-    drain(replies.get_mut(), handler)?;
-    if let Some(trace) = trace.as_mut() {
-        trace.get_mut().flush();
-    }
-    Ok(Outcome { sent, interrupted })
+    running
+        .wind_down(replies.get_mut(), trace.as_mut(), &mut signals)
+        .await;
+    Ok(Outcome {
+        sent,
+        end: running.end,
+    })
 }
 
-fn drain(replies: &mut RingBuf<MapData>, handler: &mut dyn ReplyHandler) -> Result<()> {
-    while let Some(item) = replies.next() {
+/// The loop's state while the run lasts.
+struct Running<'a> {
+    handler: &'a mut dyn ReplyHandler,
+    counters: &'a Counters,
+    stop: &'a StopSignal,
+    /// Records the kernel had lost at the last look.
+    lost: u64,
+    /// It had lost more at the last look than at the one before.
+    losing: bool,
+    end: End,
+}
+
+impl Running<'_> {
+    /// Until the sender is done and the linger over, the handler complete, a signal, or an
+    /// error; returns what the sender returned, if it finished.
+    async fn until_over<T>(
+        &mut self,
+        (replies, trace): (
+            &mut AsyncFd<RingBuf<MapData>>,
+            &mut Option<AsyncFd<BpfTrace>>,
+        ),
+        sender_done: &mut oneshot::Receiver<io::Result<T>>,
+        signals: &mut Signals,
+        (linger, wakeup): (Duration, Wakeup),
+    ) -> Option<T> {
+        let mut ticks = tokio::time::interval(Duration::from_secs(1));
+        let mut checks = tokio::time::interval(match wakeup {
+            Wakeup::Poll(period) => period,
+            Wakeup::EachReply => CHECK_PERIOD,
+        });
+        let mut linger_until: Option<tokio::time::Instant> = None;
+        let mut sent = None;
+        loop {
+            let lingering = async {
+                match linger_until {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let step: Result<()> = tokio::select! {
+                ready = replies.readable_mut() => match ready {
+                    Ok(mut ready) => {
+                        let room = self.handler.room();
+                        let drained = drain(ready.get_inner_mut(), self.handler, room);
+                        // Records left for want of room are read on the next check.
+                        ready.clear_ready();
+                        drop(ready);
+                        drained.map(|()| self.hold_senders(false))
+                    }
+                    Err(error) => Err(anyhow!(error).context("waiting for replies")),
+                },
+                result = &mut *sender_done, if sent.is_none() => match result {
+                    Ok(Ok(report)) => {
+                        sent = Some(report);
+                        linger_until = Some(tokio::time::Instant::now() + linger);
+                        Ok(())
+                    }
+                    Ok(Err(error)) => Err(anyhow!(error).context("sending probes")),
+                    Err(_) => Err(anyhow!("the send thread ended without a result")),
+                },
+                _ = checks.tick() => {
+                    let room = self.handler.room();
+                    drain(replies.get_mut(), self.handler, room)
+                        .map(|()| self.hold_senders(true))
+                }
+                ready = async { Some(trace.as_mut()?.readable_mut().await) }, if trace.is_some() => {
+                    match ready {
+                        Some(Ok(mut ready)) => {
+                            ready.get_inner_mut().flush();
+                            ready.clear_ready();
+                            Ok(())
+                        }
+                        Some(Err(error)) => Err(anyhow!(error).context("waiting for the eBPF trace")),
+                        None => Ok(()),
+                    }
+                }
+                _ = ticks.tick() => {
+                    self.handler.tick();
+                    Ok(())
+                }
+                () = signals.first() => {
+                    self.end.interrupted = true;
+                    break;
+                }
+                _ = lingering => break,
+            };
+            if let Err(error) = step {
+                self.end.failure = Some(error);
+                break;
+            }
+            if sent.is_some() && self.handler.complete() {
+                break;
+            }
+        }
+        sent
+    }
+
+    /// Holds the senders back while the handler's output is behind, or the kernel lost
+    /// records between the last two looks (`look`: look now).
+    fn hold_senders(&mut self, look: bool) {
+        if look {
+            self.losing = self.records_lost();
+        }
+        self.stop.hold(self.losing || self.handler.behind());
+    }
+
+    /// Whether the kernel's count of lost records rose since the last look (or could not be
+    /// read: then nobody can say there were none); tells the handler if so.
+    fn records_lost(&mut self) -> bool {
+        let rose = match self.counters.get(Counter::RingFull) {
+            Ok(lost) => lost > std::mem::replace(&mut self.lost, lost),
+            Err(_) => true,
+        };
+        if rose {
+            self.handler.records_lost();
+        }
+        rose
+    }
+
+    /// After the run: what is left in the ring buffer, the last count of lost records, then
+    /// the output, for as long as it takes (unless a signal says otherwise).
+    async fn wind_down(
+        &mut self,
+        replies: &mut RingBuf<MapData>,
+        trace: Option<&mut AsyncFd<BpfTrace>>,
+        signals: &mut Signals,
+    ) {
+        // Replies already matched in the kernel are shown and counted, not lost: the ring
+        // buffer holds a bounded number, so the output queue takes them all.
+        if let Err(error) = drain(replies, self.handler, usize::MAX) {
+            self.end.failure.get_or_insert(error);
+        }
+        self.records_lost();
+        if let Some(trace) = trace {
+            trace.get_mut().flush();
+        }
+        let waited = !self.end.interrupted && self.end.failure.is_none();
+        let mut output = self.handler.finish(waited);
+        // A signal now cuts short the writing only: the run itself is over.
+        let mut stopping = self.end.interrupted;
+        loop {
+            let grace = async {
+                if stopping {
+                    tokio::time::sleep(OUTPUT_STOP_WAIT).await
+                } else {
+                    std::future::pending().await
+                }
+            };
+            tokio::select! {
+                written = output.written() => {
+                    if let Err(error) = written {
+                        self.end.failure.get_or_insert(error);
+                    }
+                    return;
+                }
+                () = signals.first(), if !stopping => stopping = true,
+                () = grace => {
+                    self.end.unwritten = Some(output.unwritten());
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Feeds the handler the records waiting in the ring buffer, at most `room` of them, then
+/// hands its output over.
+fn drain(
+    replies: &mut RingBuf<MapData>,
+    handler: &mut dyn ReplyHandler,
+    room: usize,
+) -> Result<()> {
+    for _ in 0..room {
+        let Some(item) = replies.next() else { break };
         if let Some(bytes) = item.get(..size_of::<ReplyRecord>()) {
             handler.reply(&bytemuck::pod_read_unaligned(bytes))?;
         }
     }
     handler.drained()
+}
+
+/// SIGINT and SIGTERM, which end a run.
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    fn catch() -> Result<Signals> {
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt()).context("catching SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("catching SIGTERM")?,
+        })
+    }
+
+    /// The first SIGINT or SIGTERM. Taking it gives both signals their default action back:
+    /// the next one ends prober at once, wherever the wind-down is.
+    async fn first(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        for signal in [libc::SIGINT, libc::SIGTERM] {
+            // SAFETY: SIG_DFL is always a valid disposition, and nothing waits for these
+            // signals through tokio any more once one has come.
+            unsafe { libc::signal(signal, libc::SIG_DFL) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    #[test]
+    fn held_senders_wait_until_released_or_stopped() {
+        let signal = Arc::new(StopSignal::default());
+        assert!(!signal.checkpoint(), "not held: goes on at once");
+        signal.hold(true);
+        let waiting = {
+            let signal = signal.clone();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let stop = signal.checkpoint();
+                (stop, started.elapsed())
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        signal.hold(false);
+        let (stop, waited) = waiting.join().unwrap();
+        assert!(!stop && waited >= Duration::from_millis(40), "{waited:?}");
+
+        signal.hold(true);
+        let stopping = {
+            let signal = signal.clone();
+            std::thread::spawn(move || signal.checkpoint())
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        signal.stop();
+        assert!(stopping.join().unwrap(), "a stop ends the hold");
+    }
+
+    #[test]
+    fn the_exit_conclusion_puts_an_incomplete_result_first() {
+        assert_eq!(Conclusion::of(true, false), Conclusion::Answered);
+        assert_eq!(Conclusion::of(false, false), Conclusion::Unanswered);
+        assert_eq!(Conclusion::of(true, true), Conclusion::Incomplete);
+        assert_eq!(Conclusion::of(false, true), Conclusion::Incomplete);
+    }
 }

@@ -159,6 +159,16 @@ pub fn parse_footer(stderr: &str) -> Result<Footer, String> {
     })
 }
 
+/// Parses stderr that starts with hping3's footer (as [`parse_footer`] wants it) and returns the
+/// lines after it, e.g. prober's `prober: …` lines on an error.
+pub fn parse_footer_then(stderr: &str) -> Result<(Footer, Vec<&str>), String> {
+    let lines: Vec<&str> = stderr.lines().collect();
+    let (footer, rest) = lines.split_at(lines.len().min(4));
+    let footer = parse_footer(&format!("{}\n", footer.join("\n")))
+        .map_err(|e| format!("{e}\n(the whole of stderr: {stderr:?})"))?;
+    Ok((footer, rest.to_vec()))
+}
+
 /// hping3's loss percentage (statistics.c): integer arithmetic on unsigned ints.
 pub fn hping_loss_percent(sent: u64, recv: u64) -> u64 {
     if recv > 0 {

@@ -1,10 +1,11 @@
-//! Child processes with timeouts: read stdout line by line while the child runs, signal it by PID,
-//! and make sure it is killed (SIGKILL by PID) and reaped if the test fails.
+//! Child processes with timeouts: read stdout line by line while the child runs (or, to play a
+//! reader that has stalled, only later), signal it by PID, and make sure it is killed (SIGKILL by
+//! PID) and reaped if the test fails.
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,8 @@ pub struct Proc {
     stdout_eof: bool,
     stderr_buf: Arc<Mutex<Vec<u8>>>,
     stderr_done: Receiver<()>,
+    /// Holds back the stdout reader of [`Proc::spawn_stalled`] until it is dropped.
+    stdout_gate: Option<Sender<()>>,
 }
 
 /// Why [`Proc::next_line`] returned no line.
@@ -76,7 +79,29 @@ fn with_newline(s: &str) -> String {
 
 impl Proc {
     /// Spawns `cmd` with stdin from /dev/null and stdout/stderr piped. Panics if it cannot start.
-    pub fn spawn(mut cmd: Command) -> Proc {
+    pub fn spawn(cmd: Command) -> Proc {
+        Proc::start(cmd, None)
+    }
+
+    /// [`Proc::spawn`], but nobody reads the child's stdout for `stall` (None: until the child
+    /// has exited), so its writes block once the pipe is full: a consumer that has stalled.
+    pub fn spawn_stalled(cmd: Command, stall: Option<Duration>) -> Proc {
+        let (gate, held) = mpsc::channel::<()>();
+        let mut proc = Proc::start(
+            cmd,
+            Some(Box::new(move || {
+                // Nothing is ever sent: the wait ends on the timeout or when the gate is dropped.
+                match stall {
+                    Some(stall) => drop(held.recv_timeout(stall)),
+                    None => drop(held.recv()),
+                }
+            })),
+        );
+        proc.stdout_gate = Some(gate);
+        proc
+    }
+
+    fn start(mut cmd: Command, before_reading: Option<Box<dyn FnOnce() + Send>>) -> Proc {
         let desc = format!("{cmd:?}");
         let mut child = cmd
             .stdin(Stdio::null())
@@ -90,6 +115,9 @@ impl Proc {
 
         let (tx, lines_rx) = mpsc::channel();
         std::thread::spawn(move || {
+            if let Some(wait) = before_reading {
+                wait();
+            }
             let mut reader = BufReader::new(stdout);
             let mut buf = Vec::new();
             loop {
@@ -137,6 +165,7 @@ impl Proc {
             stdout_eof: false,
             stderr_buf,
             stderr_done,
+            stdout_gate: None,
         }
     }
 
@@ -224,7 +253,7 @@ impl Proc {
             desc: self.desc.clone(),
             status: self.status.expect("exited"),
             stdout: self.stdout_text(),
-            stderr: self.stderr_text(),
+            stderr: self.stderr_so_far(),
             elapsed,
         }
     }
@@ -240,7 +269,7 @@ impl Proc {
                 None => "still running".to_string(),
             },
             self.stdout_text(),
-            with_newline(&self.stderr_text())
+            with_newline(&self.stderr_so_far())
         )
     }
 
@@ -258,13 +287,15 @@ impl Proc {
         self.stdout_lines.iter().map(|l| format!("{l}\n")).collect()
     }
 
-    fn stderr_text(&self) -> String {
+    /// What the child has written to stderr so far.
+    pub fn stderr_so_far(&self) -> String {
         String::from_utf8_lossy(&self.stderr_buf.lock().unwrap()).into_owned()
     }
 
     /// After exit: gather remaining stdout lines and let the stderr reader finish (bounded, in case
     /// some grandchild still holds the pipes).
     fn collect(&mut self) {
+        self.stdout_gate = None;
         let deadline = Instant::now() + Duration::from_secs(5);
         while !self.stdout_eof {
             let left = deadline.saturating_duration_since(Instant::now());

@@ -27,6 +27,9 @@ pub enum Status {
     Closed,
     /// No answer.
     Filtered,
+    /// No answer seen, but replies were lost on the way to the output (a full ring buffer), so
+    /// it may have answered.
+    Unknown,
 }
 
 impl Status {
@@ -35,8 +38,10 @@ impl Status {
             ("open", "syn-ack") => Ok(Status::Open),
             ("closed", "rst") => Ok(Status::Closed),
             ("filtered", "timeout") => Ok(Status::Filtered),
+            ("unknown", "reply-lost") => Ok(Status::Unknown),
             _ => Err(format!(
-                "status/reason {status:?}/{reason:?} is none of open/syn-ack, closed/rst, filtered/timeout"
+                "status/reason {status:?}/{reason:?} is none of open/syn-ack, closed/rst, \
+                 filtered/timeout, unknown/reply-lost"
             )),
         }
     }
@@ -197,7 +202,7 @@ pub fn linux_peer_field_errors(results: &[SweepResult]) -> Vec<String> {
             let win = match r.status {
                 Status::Open => 64240,
                 Status::Closed => 0,
-                Status::Filtered => return None,
+                Status::Filtered | Status::Unknown => return None,
             };
             (r.ttl != Some(64) || r.ipid != Some(0) || r.win != Some(win)).then(|| {
                 format!(
@@ -224,6 +229,7 @@ pub struct SweepFooter {
     pub open: u64,
     pub closed: u64,
     pub filtered: u64,
+    pub unknown: u64,
     pub duplicates: u64,
     pub matched: u64,
     pub unmatched: u64,
@@ -242,7 +248,7 @@ pub fn parse_sweep_footer(stderr: &str) -> Result<SweepFooter, String> {
     const TITLE: &str = "--- prober sweep statistic ---";
     const TEMPLATES: [&str; 4] = [
         "{} probes sent to {} hosts x {} ports in {} s ({} pps), {} s in all",
-        "{} open, {} closed, {} filtered, {} duplicate replies",
+        "{} open, {} closed, {} filtered, {} unknown, {} duplicate replies",
         "xdp: {} replies matched, {} unmatched or forged passed, {} malformed, {} RSTs bounced, {} lost to a full ring buffer",
         "tx: {} waits for a full TX ring, {} probes refused by the kernel; kernel drops: {} tx, {} rx",
     ];
@@ -295,16 +301,17 @@ pub fn parse_sweep_footer(stderr: &str) -> Result<SweepFooter, String> {
         open: count(6)?,
         closed: count(7)?,
         filtered: count(8)?,
-        duplicates: count(9)?,
-        matched: count(10)?,
-        unmatched: count(11)?,
-        malformed: count(12)?,
-        bounced: count(13)?,
-        ring_full: count(14)?,
-        tx_full: count(15)?,
-        refused: count(16)?,
-        tx_dropped: count(17)?,
-        rx_dropped: count(18)?,
+        unknown: count(9)?,
+        duplicates: count(10)?,
+        matched: count(11)?,
+        unmatched: count(12)?,
+        malformed: count(13)?,
+        bounced: count(14)?,
+        ring_full: count(15)?,
+        tx_full: count(16)?,
+        refused: count(17)?,
+        tx_dropped: count(18)?,
+        rx_dropped: count(19)?,
     })
 }
 
@@ -439,9 +446,10 @@ impl Swept {
     }
 
     /// Panics unless the results are exactly `want` (each (host, port) once, with its status), in
-    /// the order of the contract (answers as they came, the filtered ones after them), the
-    /// footer counts them alike, every reply was matched once by the XDP program, every SYN-ACK
-    /// was bounced, and the exit status says whether anything answered.
+    /// the order of the contract (answers as they came, the filtered and unknown ones after
+    /// them), the footer counts them alike, every reply delivered by the XDP program was counted
+    /// once, every SYN-ACK was bounced, and the exit status says whether anything answered (3
+    /// when any result is unknown).
     pub fn check_outcome(&self, results: &[SweepResult], want: &Outcome) -> SweepFooter {
         let got = outcome(results).unwrap_or_else(|e| self.fail(&e));
         if let Some(diff) = outcome_diff(&got, want) {
@@ -449,26 +457,28 @@ impl Swept {
                 "the sweep's results differ from the expected set:\n{diff}"
             ));
         }
-        let first_filtered = results.iter().position(|r| r.status == Status::Filtered);
-        if let Some(late) =
-            first_filtered.and_then(|i| results[i..].iter().find(|r| r.status != Status::Filtered))
-        {
+        let silent = |r: &&SweepResult| matches!(r.status, Status::Filtered | Status::Unknown);
+        let first_silent = results.iter().position(|r| silent(&r));
+        if let Some(late) = first_silent.and_then(|i| results[i..].iter().find(|r| !silent(r))) {
             self.fail(&format!(
-                "{}:{} ({:?}) written after a filtered result; filtered ones come last",
+                "{}:{} ({:?}) written after a result without a reply; those come last",
                 late.ip, late.port, late.status
             ));
         }
         let footer = self.footer();
         let count = |s: Status| want.values().filter(|&&v| v == s).count() as u64;
-        let (open, closed, filtered) = (
+        let (open, closed, filtered, unknown) = (
             count(Status::Open),
             count(Status::Closed),
             count(Status::Filtered),
+            count(Status::Unknown),
         );
-        if (footer.open, footer.closed, footer.filtered) != (open, closed, filtered) {
+        let counted = (footer.open, footer.closed, footer.filtered, footer.unknown);
+        if counted != (open, closed, filtered, unknown) {
             self.fail(&format!(
-                "footer counts {} open, {} closed, {} filtered; the results have {open}, {closed}, {filtered}",
-                footer.open, footer.closed, footer.filtered
+                "footer counts {} open, {} closed, {} filtered, {} unknown; the results have \
+                 {open}, {closed}, {filtered}, {unknown}",
+                footer.open, footer.closed, footer.filtered, footer.unknown
             ));
         }
         if footer.matched != open + closed + footer.duplicates {
@@ -485,7 +495,13 @@ impl Swept {
                 footer.bounced
             ));
         }
-        let want_code = if open + closed > 0 { 0 } else { 1 };
+        let want_code = if unknown > 0 {
+            3
+        } else if open + closed > 0 {
+            0
+        } else {
+            1
+        };
         if self.run.code() != Some(want_code) {
             self.fail(&format!("exit status should be {want_code}"));
         }
@@ -564,8 +580,8 @@ fn result_from_fields(fields: Vec<(String, Value)>) -> Result<SweepResult, Strin
     let ts = v[10].as_f64().ok_or("ts is not a number")?;
     let header_fields = [ttl.is_some(), ipid.is_some(), win.is_some()];
     match status {
-        Status::Filtered if header_fields.contains(&true) || rtt_us.is_some() => {
-            return Err("a filtered result must have null ttl, ipid, win and rtt_us".into())
+        Status::Filtered | Status::Unknown if header_fields.contains(&true) || rtt_us.is_some() => {
+            return Err("a result without a reply must have null ttl, ipid, win and rtt_us".into())
         }
         Status::Open | Status::Closed if header_fields.contains(&false) => {
             return Err("an answered result must have ttl, ipid and win".into())
@@ -705,7 +721,7 @@ mod unit {
     fn footer_parses() {
         let stderr = "something before\n\n--- prober sweep statistic ---\n\
             65535 probes sent to 1 hosts x 65535 ports in 1.31 s (50026 pps), 2.32 s in all, interrupted\n\
-            5 open, 65529 closed, 1 filtered, 0 duplicate replies\n\
+            5 open, 65529 closed, 1 filtered, 0 unknown, 0 duplicate replies\n\
             xdp: 65534 replies matched, 3 unmatched or forged passed, 2 malformed, 5 RSTs bounced, 0 lost to a full ring buffer\n\
             tx: 12 waits for a full TX ring, 0 probes refused by the kernel; kernel drops: 0 tx, 0 rx\n";
         let f = parse_sweep_footer(stderr).unwrap();

@@ -29,8 +29,13 @@ const OPEN_PORTS: [u16; 5] = [1, 22, 80, 8080, 65535];
 /// A host with listeners on [`OPEN_PORTS`] (they answer on every address of the namespace) and
 /// TCP to [`FILTERED_PORT`] dropped; every other port is closed.
 fn scan_host() -> TestHost {
+    host_listening_on(&OPEN_PORTS)
+}
+
+/// A host with listeners on `open` and TCP to [`FILTERED_PORT`] dropped.
+fn host_listening_on(open: &[u16]) -> TestHost {
     let mut host = TestHost::new().expect("test host");
-    for port in OPEN_PORTS {
+    for &port in open {
         host.listen_tcp(port).expect("listener");
     }
     host.drop_tcp_port(FILTERED_PORT).expect("nft drop rule");
@@ -39,7 +44,12 @@ fn scan_host() -> TestHost {
 
 /// What [`scan_host`] answers on `port`.
 fn port_status(port: u16) -> Status {
-    if OPEN_PORTS.contains(&port) {
+    status_with(&OPEN_PORTS, port)
+}
+
+/// What [`host_listening_on`]`(open)` answers on `port`.
+fn status_with(open: &[u16], port: u16) -> Status {
+    if open.contains(&port) {
         Status::Open
     } else if port == FILTERED_PORT {
         Status::Filtered
@@ -926,7 +936,7 @@ fn a_sweep_whose_interface_vanishes_during_its_wait_still_reports() {
     let stderr = &swept.run.stderr;
     for line in [
         "--- prober sweep statistic ---",
-        "3 open, 96 closed, 1 filtered, 0 duplicate replies",
+        "3 open, 96 closed, 1 filtered, 0 unknown, 0 duplicate replies",
         "; kernel drops: unknown tx, unknown rx",
         &format!(
             "prober: a count above is unknown: reading /sys/class/net/{}/statistics/",
@@ -939,4 +949,76 @@ fn a_sweep_whose_interface_vanishes_during_its_wait_still_reports() {
             swept.run
         );
     }
+}
+
+/// Finding 6 of issue 9: with stdout stalled, the reply side used to stop draining the ring
+/// buffer, whose records were then lost, and the ports whose replies were lost came out as
+/// filtered (exit 0). Now output goes through a queue to its own thread and the senders wait
+/// while it is behind; whatever is lost anyway is reported unknown, never filtered, and the
+/// exit status is 3. All 65 535 ports answer but one (port 23), 1 008 of them open.
+#[test]
+fn a_stalled_reader_gets_the_exact_result_or_unknown_for_the_lost_replies() {
+    const STALL: Duration = Duration::from_secs(8);
+    require_root();
+    let open: Vec<u16> = (65..=65535).step_by(65).collect();
+    assert_eq!(open.len(), 1008);
+    let host = host_listening_on(&open);
+    let truth = |port: u16| status_with(&open, port);
+
+    let target = host.addr.to_string();
+    let started = SystemTime::now();
+    let mut prober = Proc::spawn_stalled(
+        prober_command(&["-S", "-p", "1-65535", &target, "--flood", "-o", "json"]),
+        Some(STALL),
+    );
+    let swept = Swept::new(prober.wait(TIMEOUT + STALL), started);
+    let results = swept.json();
+    let got = outcome(&results).unwrap_or_else(|e| swept.fail(&e));
+    if got.len() != 65535 {
+        swept.fail(&format!("{} results, want one per port", got.len()));
+    }
+    let wrong: Vec<String> = got
+        .iter()
+        .filter(|&(&(_, port), &status)| status != truth(port) && status != Status::Unknown)
+        .map(|((_, port), status)| format!("{port} {status:?} (is {:?})", truth(*port)))
+        .collect();
+    if !wrong.is_empty() {
+        swept.fail(&format!(
+            "{} ports reported with a status they do not have (first: {:?})",
+            wrong.len(),
+            &wrong[..wrong.len().min(20)]
+        ));
+    }
+    let footer = swept.footer();
+    let unknown = |answering: bool| {
+        got.iter()
+            .filter(|&(&(_, port), &status)| {
+                status == Status::Unknown && (truth(port) != Status::Filtered) == answering
+            })
+            .count() as u64
+    };
+    eprintln!(
+        "stalled reader: {} replies lost to a full ring buffer, {} unknown, {} TX-ring waits, \
+         {:.2} s in all",
+        footer.ring_full,
+        unknown(true) + unknown(false),
+        footer.tx_full,
+        footer.total_secs
+    );
+    // One probe each, so each lost reply leaves exactly one answering port without an answer;
+    // and with any lost, no silence can be told from a loss, the filtered port's included.
+    assert_eq!(
+        (unknown(true), unknown(false)),
+        (footer.ring_full, u64::from(footer.ring_full > 0)),
+        "the unknown ports should be exactly those whose replies were lost\n{}",
+        swept.run
+    );
+    assert_eq!(
+        footer.bounced,
+        open.len() as u64,
+        "every SYN-ACK bounced\n{}",
+        swept.run
+    );
+    let want_code = if footer.ring_full > 0 { 3 } else { 0 };
+    assert_eq!(swept.run.code(), Some(want_code), "{}", swept.run);
 }

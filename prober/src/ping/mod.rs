@@ -6,22 +6,24 @@ mod send;
 pub mod text;
 
 use std::{
-    io::{self, BufWriter, Write},
+    fs::File,
+    io::BufWriter,
     net::IpAddr,
     sync::{atomic::Ordering, Arc},
     time::Duration,
 };
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use prober_common::{Counter, ReplyRecord};
 
 use crate::{
     net::{route, Interface, Route},
+    output::{self, Finishing, Lines, Output},
     privileges,
     probe::{Endpoints, PingKind, PingProbe},
     random,
     reading::{self, Reading},
-    reply_loop::{self, ReplyHandler, Sources, Timing, Wakeup},
+    reply_loop::{self, Conclusion, End, ReplyHandler, Sources, Timing, Wakeup},
     rtt::{self, RttStats},
     setup::{self, Plumbing, Wiring},
 };
@@ -30,6 +32,9 @@ pub use text::RttPrecision;
 
 /// How long hping3 waits for replies after the last probe.
 const LINGER: Duration = Duration::from_secs(1);
+
+/// Where the header and reply lines go: stdout, from the output thread.
+pub type LineOutput = Output<Lines<BufWriter<File>>>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pacing {
@@ -91,16 +96,16 @@ impl Summary {
     }
 }
 
-/// Runs the probes and prints as hping3 does; Ok(true) when any reply came.
-pub fn run(options: Options) -> Result<bool> {
+/// Runs the probes and prints as hping3 does (the statistic also when an error ended the run
+/// early: that error comes back after it).
+pub fn run(options: Options) -> Result<Conclusion> {
     let session = Session::prepare(options)?;
     privileges::drop_after_setup()?;
-    let stdout = io::stdout();
-    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut out = Output::start(Lines::new(output::stdout()?, "reply lines"))?;
     for line in session.header()? {
-        writeln!(out, "{line}")?;
+        out.push(line);
     }
-    out.flush()?;
+    out.send()?;
     let options = session.options.clone();
     if options.pacing == Pacing::Flood {
         let shown = if options.quiet {
@@ -110,13 +115,16 @@ pub fn run(options: Options) -> Result<bool> {
         };
         eprintln!("prober in flood mode, {shown}");
     }
-    let summary = session.run(&mut out)?;
+    let (summary, end) = session.run(out)?;
     eprintln!(
         "{}",
         text::footer(&options.target_name, &summary, options.rtt_precision)
     );
     if let Some(losses) = text::losses(&summary) {
         eprintln!("{losses}");
+    }
+    if let Some(line) = end.cut_short("reply lines") {
+        eprintln!("{line}");
     }
     if options.verbose {
         rtt::print_percentiles(&summary.rtt);
@@ -138,7 +146,15 @@ pub fn run(options: Options) -> Result<bool> {
     if options.histogram {
         rtt::print_histogram(&summary.rtt);
     }
-    Ok(summary.received > 0)
+    if let Some(failure) = end.failure {
+        return Err(failure);
+    }
+    // Replies the kernel could not hand over are missing from the lines and the counts.
+    let lost = summary.ring_full != Reading::Count(0);
+    Ok(Conclusion::of(
+        summary.received > 0,
+        lost || end.unwritten.is_some(),
+    ))
 }
 
 /// A run that is set up: route known, reply matcher attached, transmit path open.
@@ -201,8 +217,9 @@ impl Session {
         Ok(lines)
     }
 
-    /// Sends the probes and prints a line per reply to `out`; returns the totals.
-    pub fn run(self, out: &mut dyn Write) -> Result<Summary> {
+    /// Sends the probes and queues a line per reply to `out`; returns the totals, and how the
+    /// run ended.
+    pub fn run(self, out: LineOutput) -> Result<(Summary, End)> {
         let Session {
             options,
             probe,
@@ -230,12 +247,13 @@ impl Session {
         let sources = Sources {
             replies: channel.replies,
             trace: channel.trace,
+            counters: &channel.counters,
         };
         let timing = Timing {
             linger: LINGER,
             wakeup: Wakeup::EachReply,
         };
-        reply_loop::run(sources, send, &mut printer, timing)?;
+        let outcome = reply_loop::run(sources, send, &mut printer, timing)?;
         let mut summary = printer.summary;
         summary.transmitted = log.sent.load(Ordering::Acquire);
         summary.matched = channel.counters.read(Counter::Matched);
@@ -243,7 +261,7 @@ impl Session {
         summary.unmatched = channel.counters.read(Counter::Unmatched);
         summary.malformed = channel.counters.read(Counter::Malformed);
         drop(matcher);
-        Ok(summary)
+        Ok((summary, outcome.end))
     }
 }
 
@@ -253,7 +271,7 @@ struct ReplyPrinter<'a> {
     probe: &'a dyn PingProbe,
     log: &'a SendLog,
     summary: Summary,
-    out: &'a mut dyn Write,
+    out: LineOutput,
 }
 
 impl ReplyHandler for ReplyPrinter<'_> {
@@ -284,7 +302,7 @@ impl ReplyHandler for ReplyPrinter<'_> {
                 duplicate,
                 self.options.verbose,
             );
-            writeln!(self.out, "{line}").context("writing replies")?;
+            self.out.push(line);
         }
         Ok(())
     }
@@ -296,6 +314,18 @@ impl ReplyHandler for ReplyPrinter<'_> {
     }
 
     fn drained(&mut self) -> Result<()> {
-        self.out.flush().context("writing replies")
+        self.out.send()
+    }
+
+    fn room(&self) -> usize {
+        self.out.room()
+    }
+
+    fn behind(&mut self) -> bool {
+        self.out.behind()
+    }
+
+    fn finish(&mut self, _waited: bool) -> Finishing {
+        self.out.finish(None)
     }
 }

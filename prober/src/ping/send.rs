@@ -81,8 +81,11 @@ pub fn send_probes(
     while options.count.is_none_or(|count| n < count) {
         match options.pacing {
             Pacing::Interval(interval) => {
-                // Waiting on the stop signal makes the pause end early on Ctrl-C.
-                if n > 0 && stop.sleep(due.saturating_duration_since(Instant::now())) {
+                // Waiting on the stop signal makes the pause end early on Ctrl-C; a reader
+                // that falls behind holds the probes back (back-pressure) at the checkpoint.
+                if n > 0 && stop.sleep(due.saturating_duration_since(Instant::now()))
+                    || stop.checkpoint()
+                {
                     break;
                 }
                 // Deadlines advance from the schedule, not from when we woke, so the rate holds.
@@ -91,7 +94,7 @@ pub fn send_probes(
             Pacing::Flood => {
                 if n.is_multiple_of(FLOOD_BATCH) {
                     transmit.flush()?;
-                    if stop.requested() {
+                    if stop.checkpoint() {
                         break;
                     }
                 }

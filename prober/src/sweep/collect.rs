@@ -1,6 +1,7 @@
 //! A sweep's reply side: each reply the XDP program matched, classified by the probe kind,
-//! counted once per target, timed, and written out as it comes.
-use std::time::Instant;
+//! counted once per target, timed, and queued for the output thread as it comes; at the end,
+//! the targets that stayed silent.
+use std::{sync::atomic::Ordering, sync::Arc, time::Instant};
 
 use anyhow::Result;
 use prober_common::{Counter, ReplyRecord};
@@ -8,23 +9,25 @@ use prober_common::{Counter, ReplyRecord};
 use super::{
     plan::Plan,
     progress::Progress,
-    results::{PortResult, ResultWriter},
+    results::{Finding, PortResult, ResultWriter},
     status::StatusLine,
     summary::SweepSummary,
 };
 use crate::{
     bpf::Counters,
+    monotonic_ns,
+    output::{Finishing, Output},
     probe::{Status, SweepProbe},
     reply_loop::ReplyHandler,
     setup,
 };
 
 pub struct Collector<'a> {
-    pub plan: &'a Plan,
-    pub progress: &'a Progress,
-    pub probe: &'a dyn SweepProbe,
+    pub plan: Arc<Plan>,
+    pub progress: Arc<Progress>,
+    pub probe: Arc<dyn SweepProbe>,
     pub counters: &'a Counters,
-    pub results: &'a mut ResultWriter,
+    pub results: Output<ResultWriter>,
     pub summary: SweepSummary,
     pub status: StatusLine,
     pub started: Instant,
@@ -50,13 +53,14 @@ impl ReplyHandler for Collector<'_> {
         if let Some(rtt_ns) = answer.fields.rtt_ns {
             self.summary.rtt.add(rtt_ns);
         }
-        self.results.write(&PortResult {
+        self.results.push(PortResult {
             ip: answer.host,
             port: answer.port,
             protocol: self.probe.protocol(),
-            verdict: answer.verdict,
+            finding: Finding::Verdict(answer.verdict),
             reply: Some(answer.fields),
-        })
+        });
+        Ok(())
     }
 
     fn complete(&self) -> bool {
@@ -74,6 +78,93 @@ impl ReplyHandler for Collector<'_> {
     }
 
     fn drained(&mut self) -> Result<()> {
-        self.results.flush()
+        self.results.send()
     }
+
+    fn room(&self) -> usize {
+        self.results.room()
+    }
+
+    fn behind(&mut self) -> bool {
+        self.results.behind()
+    }
+
+    fn records_lost(&mut self) {
+        self.progress.note_loss_at(monotonic_ns());
+    }
+
+    /// What has not answered is counted, and written after everything else by the output
+    /// thread; after an interrupt or an error nothing had its `--wait`, so nothing is.
+    fn finish(&mut self, waited: bool) -> Finishing {
+        let silence = waited.then(|| {
+            let (finding, count) = if self.progress.last_pass_lost() {
+                (Finding::Unknown, &mut self.summary.unknown)
+            } else {
+                (
+                    Finding::Verdict(self.probe.silence()),
+                    &mut self.summary.filtered,
+                )
+            };
+            *count += silent(&self.plan, &self.progress);
+            finding
+        });
+        let (plan, progress, probe) =
+            (self.plan.clone(), self.progress.clone(), self.probe.clone());
+        self.results.finish(Some(Box::new(move |results| {
+            if let Some(finding) = silence {
+                write_silence(&plan, &progress, probe.protocol(), finding, results)?;
+            }
+            results.finish()
+        })))
+    }
+}
+
+/// How far each sender's first pass got.
+fn reached(progress: &Progress, sender: u64) -> u64 {
+    progress
+        .sender(sender)
+        .first_pass_reached
+        .load(Ordering::Acquire)
+}
+
+/// The targets probed in the first pass that never answered, counted without walking them:
+/// every answer is among the positions the senders reached (the cookies' key is this run's
+/// own), and they have all finished (the reply loop ends before them only on an interrupt or
+/// an error, when nothing is reported silent).
+fn silent(plan: &Plan, progress: &Progress) -> u64 {
+    let probed: u64 = (0..plan.senders)
+        .map(|sender| plan.count_before(sender, reached(progress, sender)))
+        .sum();
+    probed.saturating_sub(progress.answered())
+}
+
+/// Writes the silent targets as `finding`, where the format lists such results: walking the
+/// positions costs what the sweep sent, so it runs on the output thread, after the answers.
+fn write_silence(
+    plan: &Plan,
+    progress: &Progress,
+    protocol: &'static str,
+    finding: Finding,
+    results: &mut ResultWriter,
+) -> Result<()> {
+    if !results.lists(finding) {
+        return Ok(());
+    }
+    for sender in 0..plan.senders {
+        for position in plan.positions_before(sender, reached(progress, sender)) {
+            let target = plan.target_at(position);
+            if progress.is_answered(target) {
+                continue;
+            }
+            let (ip, port) = plan.endpoint(target);
+            results.write(&PortResult {
+                ip,
+                port,
+                protocol,
+                finding,
+                reply: None,
+            })?;
+        }
+    }
+    Ok(())
 }

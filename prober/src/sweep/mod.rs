@@ -23,9 +23,9 @@ pub mod targets;
 
 use std::{
     fs::File,
-    io::{self, BufWriter, Write},
+    io::{BufWriter, Write},
     path::PathBuf,
-    sync::{atomic::Ordering, Arc},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -35,11 +35,12 @@ use prober_common::Counter;
 use crate::{
     bpf::{Departures, ReplyChannel},
     net::{route, Interface, Route},
+    output::{self, Output},
     privileges,
     probe::{SweepEndpoints, SweepKind, SweepProbe},
     random,
     reading::{self, Reading},
-    reply_loop::{self, Sources, Timing, Wakeup},
+    reply_loop::{self, Conclusion, End, Sources, Timing, Wakeup},
     rtt,
     setup::{Plumbing, Wiring},
 };
@@ -48,7 +49,7 @@ use plan::Plan;
 pub use plan::{Shard, DEFAULT_BASE_PORT, SOURCE_PORTS};
 use ports::PortList;
 use progress::Progress;
-use results::{Format, PortResult, ResultWriter};
+use results::{Format, ResultWriter};
 use send::Sending;
 use status::StatusLine;
 use summary::SweepSummary;
@@ -97,22 +98,23 @@ pub struct Options {
     pub bpf_trace: bool,
 }
 
-/// Runs the sweep, writes its results, and prints the statistic; Ok(true) when any reply came.
-pub fn run(options: Options) -> Result<bool> {
+/// Runs the sweep, writes its results, and prints the statistic (also when an error ended the
+/// sweep early: that error comes back after it).
+pub fn run(options: Options) -> Result<Conclusion> {
     let sweep = Sweep::prepare(options)?;
     let options = &sweep.options;
-    let out: Box<dyn Write> = match &options.output {
+    let out: Box<dyn Write + Send> = match &options.output {
         Some(path) => {
             Box::new(BufWriter::new(File::create(path).with_context(|| {
                 format!("creating the output file {}", path.display())
             })?))
         }
-        None => Box::new(BufWriter::with_capacity(1 << 16, io::stdout())),
+        None => Box::new(output::stdout()?),
     };
-    // Only now: root may need its capabilities to create the output file in a directory it
-    // does not own.
+    // Only now, as root may need its capabilities to create the output file in a directory
+    // it does not own; and before the output thread starts, as capabilities are per thread.
     privileges::drop_after_setup()?;
-    let mut results = ResultWriter::new(options.format, options.verbose, out)?;
+    let results = Output::start(ResultWriter::new(options.format, options.verbose, out)?)?;
     if options.verbose {
         eprintln!("{}", sweep.describe());
     }
@@ -129,13 +131,16 @@ pub fn run(options: Options) -> Result<bool> {
         );
     }
     let (verbose, histogram) = (options.verbose, options.histogram);
-    let summary = sweep.run(&mut results)?;
-    if table && !summary.interrupted {
+    let (summary, end) = sweep.run(results)?;
+    if table && !summary.interrupted && summary.unknown == 0 {
         eprintln!("All replies received. Done.");
     }
     eprintln!("{}", summary::footer(&summary));
     for failure in reading::failures(summary.readings()) {
         eprintln!("{failure}");
+    }
+    if let Some(line) = end.cut_short("results") {
+        eprintln!("{line}");
     }
     if verbose {
         rtt::print_percentiles(&summary.rtt);
@@ -143,7 +148,13 @@ pub fn run(options: Options) -> Result<bool> {
     if histogram {
         rtt::print_histogram(&summary.rtt);
     }
-    Ok(summary.answered() > 0)
+    if let Some(failure) = end.failure {
+        return Err(failure);
+    }
+    Ok(Conclusion::of(
+        summary.answered() > 0,
+        summary.unknown > 0 || end.unwritten.is_some(),
+    ))
 }
 
 /// Set up: route, probes, transmit paths open, reply matcher attached.
@@ -230,8 +241,9 @@ impl Sweep {
         )
     }
 
-    /// Sends every probe, writes each result as it is known, then the filtered ones.
-    pub fn run(self, results: &mut ResultWriter) -> Result<SweepSummary> {
+    /// Sends every probe, writes each result to `results` as it is known, then the silent
+    /// ones; returns the totals, and how the run ended.
+    pub fn run(self, results: Output<ResultWriter>) -> Result<(SweepSummary, End)> {
         let Sweep {
             options,
             route,
@@ -275,9 +287,9 @@ impl Sweep {
             }
         };
         let mut collector = Collector {
-            plan: &plan,
-            progress: &progress,
-            probe: probe.as_ref(),
+            plan: plan.clone(),
+            progress: progress.clone(),
+            probe: probe.clone(),
             counters: &counters,
             results,
             summary: SweepSummary::default(),
@@ -288,16 +300,14 @@ impl Sweep {
             linger: options.wait,
             wakeup: Wakeup::Poll(POLL_PERIOD),
         };
-        let outcome = reply_loop::run(Sources { replies, trace }, send, &mut collector, timing)?;
-        let mut summary = collector.summary;
+        let sources = Sources {
+            replies,
+            trace,
+            counters: &counters,
+        };
+        let outcome = reply_loop::run(sources, send, &mut collector, timing)?;
         collector.status.finish();
-
-        // After a Ctrl-C nothing had its --wait: what has not answered is unknown, not
-        // filtered.
-        if !outcome.interrupted {
-            summary.filtered += report_silence(&plan, &progress, probe.as_ref(), results)?;
-        }
-        results.finish()?;
+        let mut summary = collector.summary;
 
         let dropped_after = route.interface.dropped_packets();
         summary.hosts = options.targets.len();
@@ -305,7 +315,7 @@ impl Sweep {
         summary.sent = progress.sent();
         summary.refused = progress.refused();
         summary.elapsed = started.elapsed();
-        summary.interrupted = outcome.interrupted;
+        summary.interrupted = outcome.end.interrupted || outcome.end.failure.is_some();
         let report = outcome.sent.unwrap_or_default();
         summary.tx_full_waits = report.full_waits;
         summary.sending = report.sending.unwrap_or(summary.elapsed);
@@ -326,54 +336,8 @@ impl Sweep {
         summary.bounced = counters.read(Counter::Bounced);
         summary.ring_full = counters.read(Counter::RingFull);
         drop(matcher);
-        Ok(summary)
+        Ok((summary, outcome.end))
     }
-}
-
-/// Counts the targets probed in the first pass that never answered, and writes them as the
-/// kind's silence where the format lists such results. Walking the positions costs what the
-/// sweep sent, so a format that lists none gets the count as a difference instead: every
-/// answer is among the positions the senders reached (the cookies' key is this run's own),
-/// and they have all finished (the reply loop ends before them only on an interrupt, when
-/// nothing is reported silent).
-fn report_silence(
-    plan: &Plan,
-    progress: &Progress,
-    probe: &dyn SweepProbe,
-    results: &mut ResultWriter,
-) -> Result<u64> {
-    let silence = probe.silence();
-    let reached = |sender| {
-        progress
-            .sender(sender)
-            .first_pass_reached
-            .load(Ordering::Acquire)
-    };
-    if !results.lists(silence.status) {
-        let probed: u64 = (0..plan.senders)
-            .map(|sender| plan.count_before(sender, reached(sender)))
-            .sum();
-        return Ok(probed.saturating_sub(progress.answered()));
-    }
-    let mut silent = 0;
-    for sender in 0..plan.senders {
-        for position in plan.positions_before(sender, reached(sender)) {
-            let target = plan.target_at(position);
-            if progress.is_answered(target) {
-                continue;
-            }
-            silent += 1;
-            let (ip, port) = plan.endpoint(target);
-            results.write(&PortResult {
-                ip,
-                port,
-                protocol: probe.protocol(),
-                verdict: silence,
-                reply: None,
-            })?;
-        }
-    }
-    Ok(silent)
 }
 
 /// The route every target shares; sweeps over targets routed differently are refused

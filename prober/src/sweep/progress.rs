@@ -1,6 +1,6 @@
 //! What the send threads and the reply side of a sweep share while it runs: what has been
-//! answered, what each sender has done, and, where the kernel does not time departures, when
-//! the recent probes left.
+//! answered, what each sender has done, when replies were lost, and, where the kernel does not
+//! time departures, when the recent probes left.
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{bitset::BitSet, plan::SOURCE_PORTS};
@@ -13,6 +13,9 @@ pub struct Progress {
     answered_count: AtomicU64,
     /// Probes the kernel refused to send (a broadcast address, a firewall's output chain).
     refused: AtomicU64,
+    /// When the reply side last saw that the kernel had lost replies (CLOCK_MONOTONIC ns; 0:
+    /// never).
+    loss_seen_ns: AtomicU64,
     senders: Box<[SenderProgress]>,
     /// Per source port: the target (+1; 0 = none) of the last probe sent from it, and when.
     /// Kept only when TC egress does not time departures (`--qdisc-bypass`, no TCX).
@@ -28,6 +31,15 @@ pub struct SenderProgress {
     pub sent: AtomicU64,
     /// The next position its first pass would probe.
     pub first_pass_reached: AtomicU64,
+    /// When its latest pass began (CLOCK_MONOTONIC ns).
+    pass_started_ns: AtomicU64,
+}
+
+impl SenderProgress {
+    /// A pass begins at `now_ns`.
+    pub fn start_pass_at(&self, now_ns: u64) {
+        self.pass_started_ns.store(now_ns, Ordering::Release);
+    }
 }
 
 impl Progress {
@@ -36,6 +48,7 @@ impl Progress {
             answered: BitSet::new(targets),
             answered_count: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            loss_seen_ns: AtomicU64::new(0),
             senders: (0..senders).map(|_| SenderProgress::default()).collect(),
             recent: userspace_send_times.then(|| {
                 (0..SOURCE_PORTS)
@@ -82,6 +95,27 @@ impl Progress {
         self.refused.load(Ordering::Acquire)
     }
 
+    /// The reply side saw at `now_ns` that replies had been lost (before then).
+    pub fn note_loss_at(&self, now_ns: u64) {
+        self.loss_seen_ns.fetch_max(now_ns, Ordering::AcqRel);
+    }
+
+    /// Whether replies may have been lost in the last pass, the one whose silence a sweep
+    /// reports: every target still silent was probed again in each pass, so only the last
+    /// one's losses matter. Which replies were lost nobody can tell, so this is for the pass
+    /// as a whole, and a loss seen after the first sender's last pass began counts for every
+    /// sender (it may have been late in being seen, never early).
+    pub fn last_pass_lost(&self) -> bool {
+        let last_pass = self
+            .senders
+            .iter()
+            .map(|sender| sender.pass_started_ns.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(0);
+        let seen = self.loss_seen_ns.load(Ordering::Acquire);
+        seen != 0 && seen >= last_pass
+    }
+
     /// Notes, where userspace keeps send times, that the probe to `target` leaves from the
     /// source port at `slot` (its offset from the base port) now.
     pub fn sending(&self, slot: u16, target: u64) {
@@ -112,6 +146,32 @@ mod tests {
         assert!(!progress.answer(7));
         assert!(progress.is_answered(7) && !progress.is_answered(8));
         assert_eq!(progress.answered(), 1);
+    }
+
+    #[test]
+    fn silence_is_unknown_only_when_replies_were_lost_during_the_last_pass() {
+        let progress = Progress::new(100, 2, false);
+        progress.sender(0).start_pass_at(1_000);
+        progress.sender(1).start_pass_at(1_100);
+        assert!(!progress.last_pass_lost(), "nothing lost");
+        progress.note_loss_at(1_500);
+        assert!(progress.last_pass_lost(), "lost during the only pass");
+
+        // A retry pass re-probes every silent target: once both senders have begun it, the
+        // first pass's losses no longer matter ...
+        progress.sender(0).start_pass_at(3_000);
+        assert!(
+            progress.last_pass_lost(),
+            "sender 1's targets had their last probe in the pass with losses"
+        );
+        progress.sender(1).start_pass_at(3_100);
+        assert!(!progress.last_pass_lost(), "the retry has lost nothing");
+        // ... but a loss seen once it has begun does, for every sender's silent targets.
+        progress.note_loss_at(3_050);
+        assert!(progress.last_pass_lost());
+        // An earlier sighting never undoes a later one.
+        progress.note_loss_at(2_000);
+        assert!(progress.last_pass_lost());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! A sweep's results, one per (host, port), in the formats people and scripts read:
-//! hping3's scan table, JSON lines, CSV, and masscan's list.
+//! hping3's scan table, JSON lines, CSV, and masscan's list. They are written on the output
+//! thread ([`crate::output`]), which owns the [`ResultWriter`].
 use std::{
     io::Write,
     net::IpAddr,
@@ -12,6 +13,7 @@ use serde::Serialize;
 use super::services::service_name;
 use crate::{
     monotonic_ns,
+    output::Sink,
     probe::{ReplyFields, Status, TcpFlags, Verdict},
 };
 
@@ -21,9 +23,29 @@ pub struct PortResult {
     pub port: u16,
     /// The probe kind's transport (`tcp`).
     pub protocol: &'static str,
-    pub verdict: Verdict,
+    pub finding: Finding,
     /// What the reply said; None when there was none.
     pub reply: Option<ReplyFields>,
+}
+
+/// What a sweep reports about a (host, port).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finding {
+    /// What the probe kind makes of the reply, or of no reply after `--wait`.
+    Verdict(Verdict),
+    /// No reply was seen, but the kernel lost replies (its ring buffer was full) while one to
+    /// this target's last probe could have come: it may well have answered.
+    Unknown,
+}
+
+impl Finding {
+    /// Status and reason, as every format words them.
+    fn words(self) -> (&'static str, &'static str) {
+        match self {
+            Finding::Verdict(verdict) => (verdict.status.word(), verdict.reason),
+            Finding::Unknown => ("unknown", "reply-lost"),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -58,9 +80,11 @@ pub struct ResultWriter {
     format: Format,
     /// Table: closed ports get rows too (hping3's -V).
     verbose: bool,
-    out: Box<dyn Write>,
+    out: Box<dyn Write + Send>,
     /// Table: the filtered ports, listed at the end in port order as hping3 does.
     not_responding: Vec<u16>,
+    /// Table: the unknown ones, listed after them.
+    unknown: Vec<u16>,
     /// CLOCK_REALTIME minus CLOCK_MONOTONIC, to date kernel timestamps.
     realtime_offset_ns: i128,
 }
@@ -68,7 +92,11 @@ pub struct ResultWriter {
 const CSV_HEADER: &str = "ip,port,proto,status,reason,ttl,ipid,win,rtt_us,rtt_ns,ts";
 
 impl ResultWriter {
-    pub fn new(format: Format, verbose: bool, mut out: Box<dyn Write>) -> Result<ResultWriter> {
+    pub fn new(
+        format: Format,
+        verbose: bool,
+        mut out: Box<dyn Write + Send>,
+    ) -> Result<ResultWriter> {
         if format == Format::Csv {
             writeln!(out, "{CSV_HEADER}").context("writing results")?;
         }
@@ -80,12 +108,14 @@ impl ResultWriter {
             verbose,
             out,
             not_responding: Vec::new(),
+            unknown: Vec::new(),
             realtime_offset_ns: realtime_ns - i128::from(monotonic_ns()),
         })
     }
 
     pub fn write(&mut self, result: &PortResult) -> Result<()> {
         let ts = self.unix_seconds(result.reply.map_or_else(monotonic_ns, |r| r.kernel_ns));
+        let (status, reason) = result.finding.words();
         match self.format {
             Format::Table => self.write_table_row(result)?,
             Format::Json => {
@@ -94,8 +124,8 @@ impl ResultWriter {
                     ip: result.ip,
                     port: result.port,
                     proto: result.protocol,
-                    status: result.verdict.status.word(),
-                    reason: result.verdict.reason,
+                    status,
+                    reason,
                     ttl: reply.map(|r| r.ttl),
                     ipid: reply.map(|r| r.ip_id),
                     win: reply.map(|r| r.window),
@@ -115,8 +145,8 @@ impl ResultWriter {
                     result.ip,
                     result.port,
                     result.protocol,
-                    result.verdict.status.word(),
-                    result.verdict.reason,
+                    status,
+                    reason,
                     field(reply.map(|r| u64::from(r.ttl))),
                     field(reply.map(|r| u64::from(r.ip_id))),
                     field(reply.map(|r| u64::from(r.window))),
@@ -126,10 +156,10 @@ impl ResultWriter {
                 .context("writing results")?;
             }
             Format::List => {
-                if result.verdict.status == Status::Open {
+                if self.lists(result.finding) {
                     writeln!(
                         self.out,
-                        "open {} {} {} {}",
+                        "{status} {} {} {} {}",
                         result.protocol, result.port, result.ip, ts as u64
                     )
                     .context("writing results")?;
@@ -140,7 +170,14 @@ impl ResultWriter {
     }
 
     fn write_table_row(&mut self, result: &PortResult) -> Result<()> {
-        match (result.verdict.status, result.reply) {
+        let status = match result.finding {
+            Finding::Verdict(verdict) => verdict.status,
+            Finding::Unknown => {
+                self.unknown.push(result.port);
+                return Ok(());
+            }
+        };
+        match (status, result.reply) {
             (Status::Filtered, _) => self.not_responding.push(result.port),
             (Status::Closed, _) if !self.verbose => {}
             (_, Some(reply)) => writeln!(
@@ -160,31 +197,60 @@ impl ResultWriter {
         Ok(())
     }
 
-    /// Whether this format writes results of `status` (masscan's list: open ports only).
-    pub fn lists(&self, status: Status) -> bool {
-        self.format != Format::List || status == Status::Open
+    /// Whether this format writes such results (masscan's list: open ports, and unknown ones
+    /// as they might be open).
+    pub fn lists(&self, finding: Finding) -> bool {
+        self.format != Format::List
+            || matches!(
+                finding,
+                Finding::Unknown
+                    | Finding::Verdict(Verdict {
+                        status: Status::Open,
+                        ..
+                    })
+            )
     }
 
     pub fn flush(&mut self) -> Result<()> {
         self.out.flush().context("writing results")
     }
 
-    /// Ends the output: the table's list of ports that did not respond.
+    /// Ends the output: the table's lists of ports that did not respond, and of those whose
+    /// replies may have been lost.
     pub fn finish(&mut self) -> Result<()> {
-        if self.format == Format::Table && !self.not_responding.is_empty() {
-            self.not_responding.sort_unstable();
-            let ports: String = self
-                .not_responding
-                .iter()
-                .map(|&port| format!("({port} {}) ", service_name(port)))
-                .collect();
-            writeln!(self.out, "Not responding ports: {ports}").context("writing results")?;
+        if self.format == Format::Table {
+            for (title, ports) in [
+                ("Not responding ports", &mut self.not_responding),
+                ("Unknown ports (replies lost)", &mut self.unknown),
+            ] {
+                if ports.is_empty() {
+                    continue;
+                }
+                ports.sort_unstable();
+                let list: String = ports
+                    .iter()
+                    .map(|&port| format!("({port} {}) ", service_name(port)))
+                    .collect();
+                writeln!(self.out, "{title}: {list}").context("writing results")?;
+            }
         }
         self.flush()
     }
 
     fn unix_seconds(&self, monotonic: u64) -> f64 {
         (i128::from(monotonic) + self.realtime_offset_ns) as f64 / 1e9
+    }
+}
+
+impl Sink for ResultWriter {
+    type Item = PortResult;
+
+    fn write(&mut self, result: PortResult) -> Result<()> {
+        ResultWriter::write(self, &result)
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        ResultWriter::flush(self)
     }
 }
 
@@ -200,17 +266,20 @@ pub fn table_header(target_name: &str, ip: IpAddr, port_spec: &str, ports: u64) 
 
 #[cfg(test)]
 mod tests {
-    use std::{cell::RefCell, io, rc::Rc};
+    use std::{
+        io,
+        sync::{Arc, Mutex},
+    };
 
     use super::*;
 
     /// A Write that the test can read back after the writer is done with it.
     #[derive(Clone, Default)]
-    struct Shared(Rc<RefCell<Vec<u8>>>);
+    struct Shared(Arc<Mutex<Vec<u8>>>);
 
     impl Write for Shared {
         fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-            self.0.borrow_mut().extend_from_slice(bytes);
+            self.0.lock().unwrap().extend_from_slice(bytes);
             Ok(bytes.len())
         }
         fn flush(&mut self) -> io::Result<()> {
@@ -218,7 +287,7 @@ mod tests {
         }
     }
 
-    fn results() -> [PortResult; 3] {
+    fn results() -> [PortResult; 4] {
         let reply = |flags, window, ip_len| ReplyFields {
             ttl: 64,
             ip_id: 0,
@@ -229,27 +298,34 @@ mod tests {
             kernel_ns: monotonic_ns(),
         };
         let ip = IpAddr::from([198, 18, 4, 2]);
-        let verdict = |status, reason| Verdict { status, reason };
+        let verdict = |status, reason| Finding::Verdict(Verdict { status, reason });
         [
             PortResult {
                 ip,
                 port: 22,
                 protocol: "tcp",
-                verdict: verdict(Status::Open, "syn-ack"),
+                finding: verdict(Status::Open, "syn-ack"),
                 reply: Some(reply(0x12, 64240, 44)),
             },
             PortResult {
                 ip,
                 port: 81,
                 protocol: "tcp",
-                verdict: verdict(Status::Closed, "rst"),
+                finding: verdict(Status::Closed, "rst"),
                 reply: Some(reply(0x14, 0, 40)),
             },
             PortResult {
                 ip,
                 port: 23,
                 protocol: "tcp",
-                verdict: verdict(Status::Filtered, "timeout"),
+                finding: verdict(Status::Filtered, "timeout"),
+                reply: None,
+            },
+            PortResult {
+                ip,
+                port: 25,
+                protocol: "tcp",
+                finding: Finding::Unknown,
                 reply: None,
             },
         ]
@@ -262,7 +338,7 @@ mod tests {
             writer.write(&result).unwrap();
         }
         writer.finish().unwrap();
-        let text = String::from_utf8(out.0.borrow().clone()).unwrap();
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         text
     }
 
@@ -283,7 +359,11 @@ mod tests {
             lines[1].starts_with("Not responding ports: (23 "),
             "{table}"
         );
-        assert_eq!(lines.len(), 2, "closed ports only with -V: {table}");
+        assert!(
+            lines[2].starts_with("Unknown ports (replies lost): (25 "),
+            "{table}"
+        );
+        assert_eq!(lines.len(), 3, "closed ports only with -V: {table}");
         assert!(render(Format::Table, true)
             .lines()
             .nth(1)
@@ -306,6 +386,11 @@ mod tests {
         assert_eq!(lines[2]["status"], "filtered");
         assert!(lines[2]["ttl"].is_null() && lines[2]["rtt_us"].is_null());
         assert!(lines[2]["rtt_ns"].is_null());
+        assert_eq!(
+            (&lines[3]["status"], &lines[3]["reason"]),
+            (&"unknown".into(), &"reply-lost".into())
+        );
+        assert!(lines[3]["ttl"].is_null() && lines[3]["rtt_ns"].is_null());
         assert!(json.starts_with(r#"{"ip":"198.18.4.2","port":22,"proto":"tcp","status":"open""#));
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -327,8 +412,14 @@ mod tests {
             lines[3].starts_with("198.18.4.2,23,tcp,filtered,timeout,,,,,,"),
             "{csv}"
         );
+        assert!(
+            lines[4].starts_with("198.18.4.2,25,tcp,unknown,reply-lost,,,,,,"),
+            "{csv}"
+        );
         let list = render(Format::List, false);
-        assert_eq!(list.lines().count(), 1);
-        assert!(list.starts_with("open tcp 22 198.18.4.2 "));
+        let lines: Vec<&str> = list.lines().collect();
+        assert_eq!(lines.len(), 2, "{list}");
+        assert!(lines[0].starts_with("open tcp 22 198.18.4.2 "));
+        assert!(lines[1].starts_with("unknown tcp 25 198.18.4.2 "));
     }
 }

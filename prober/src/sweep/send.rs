@@ -12,6 +12,7 @@ use super::{
     progress::Progress,
 };
 use crate::{
+    monotonic_ns,
     probe::{ProbeBuffer, SweepProbe, MAX_PROBE_LEN},
     reply_loop::StopSignal,
     transmit::Transmit,
@@ -105,6 +106,7 @@ fn send_part(
         if pass > 0 && !retry_needed_after(plan, progress, wait, stop) {
             break;
         }
+        mine.start_pass_at(monotonic_ns());
         let mut position = first;
         while position < total && !all_answered(plan, progress) {
             let batch = match pacer.grant(u64::MAX) {
@@ -142,7 +144,8 @@ fn send_part(
             if pass == 0 {
                 mine.first_pass_reached.store(position, Ordering::Release);
             }
-            if stop.requested() {
+            // Waits here while the reply side is behind.
+            if stop.checkpoint() {
                 break 'passes;
             }
         }

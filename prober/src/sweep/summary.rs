@@ -13,10 +13,14 @@ pub struct SweepSummary {
     pub open: u64,
     pub closed: u64,
     pub filtered: u64,
+    /// Silent, but replies were lost while theirs could have come (see
+    /// [`super::results::Finding::Unknown`]).
+    pub unknown: u64,
     /// Replies to (host, port) pairs that had answered already (retries, retransmissions).
     pub duplicates: u64,
     /// Of the first reply from each (host, port) whose probe's send time is known.
     pub rtt: RttStats,
+    /// Cut short: by a signal, or by an error.
     pub interrupted: bool,
     /// From the XDP program's counters.
     pub matched: Reading,
@@ -58,7 +62,7 @@ pub fn footer(summary: &SweepSummary) -> String {
     format!(
         "\n--- prober sweep statistic ---\n\
          {} probes sent to {} hosts x {} ports in {sending:.2} s ({:.0} pps), {:.2} s in all{}\n\
-         {} open, {} closed, {} filtered, {} duplicate replies\n\
+         {} open, {} closed, {} filtered, {} unknown, {} duplicate replies\n\
          xdp: {} replies matched, {} unmatched or forged passed, {} malformed, {} RSTs bounced, {} lost to a full ring buffer\n\
          tx: {} waits for a full TX ring, {} probes refused by the kernel; kernel drops: {} tx, {} rx",
         summary.sent,
@@ -70,6 +74,7 @@ pub fn footer(summary: &SweepSummary) -> String {
         summary.open,
         summary.closed,
         summary.filtered,
+        summary.unknown,
         summary.duplicates,
         summary.matched,
         summary.unmatched,
@@ -100,6 +105,7 @@ mod tests {
             open: 1,
             closed: 1,
             filtered: 1,
+            unknown: 2,
             matched: Reading::Count(2),
             bounced: Reading::Count(1),
             kernel_tx_dropped: Reading::Unknown("reading /sys/class/net/x: gone".into()),
@@ -110,7 +116,7 @@ mod tests {
             footer(&summary),
             "\n--- prober sweep statistic ---\n\
              3 probes sent to 1 hosts x 3 ports in 0.01 s (300 pps), 1.17 s in all\n\
-             1 open, 1 closed, 1 filtered, 0 duplicate replies\n\
+             1 open, 1 closed, 1 filtered, 2 unknown, 0 duplicate replies\n\
              xdp: 2 replies matched, 0 unmatched or forged passed, 0 malformed, 1 RSTs bounced, 0 lost to a full ring buffer\n\
              tx: 0 waits for a full TX ring, 0 probes refused by the kernel; kernel drops: unknown tx, unknown rx"
         );

@@ -1,0 +1,73 @@
+//! (i) A send error that ends a run — here the TX ring's `Network is down` once the veth is set
+//! down mid-run — still gives the statistic footer, then one line saying what went wrong, and
+//! exit status 2: for one target and for a sweep. (Before, the error went past the footer.)
+
+use prober_tests::output::parse_footer_then;
+use prober_tests::proc::{Finished, Proc};
+use prober_tests::sweep::parse_sweep_footer;
+use prober_tests::{prober_command, require_root, run_checked, TestHost, OPEN_PORT};
+use std::process::Command;
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+fn set_down(host: &TestHost) {
+    run_checked(Command::new("ip").args(["link", "set", "dev", &host.host_if, "down"]))
+        .expect("ip link set down");
+}
+
+/// The lines after the footer must be exactly one `prober: ` line about the interface being
+/// down; the exit status 2; no panic.
+fn check_error_after_footer(run: &Finished, after: &[&str]) {
+    assert!(
+        matches!(after, [line] if line.starts_with("prober: ") && line.to_lowercase().contains("down")),
+        "after the footer, one line should say the network is down\n{run}"
+    );
+    assert!(!run.stderr.contains("panicked"), "{run}");
+    assert_eq!(run.code(), Some(2), "exit status of a failed run\n{run}");
+}
+
+#[test]
+fn a_ping_whose_interface_goes_down_prints_the_footer_and_exits_2() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let (a, port) = (host.addr.to_string(), OPEN_PORT.to_string());
+    let mut p = Proc::spawn(prober_command(&[
+        "-c", "0", "-i", "u10000", "-S", "-p", &port, &a,
+    ]));
+    p.expect_line(Duration::from_secs(10), "the header");
+    p.expect_line(Duration::from_secs(5), "a reply line");
+    set_down(&host);
+    let run = p.wait(TIMEOUT);
+    let (footer, after) = parse_footer_then(&run.stderr).unwrap_or_else(|e| panic!("{e}\n{run}"));
+    assert!(
+        footer.transmitted >= 1 && footer.received >= 1,
+        "the footer counts what happened before the error\n{run}"
+    );
+    check_error_after_footer(&run, &after);
+}
+
+#[test]
+fn a_sweep_whose_interface_goes_down_prints_the_footer_and_exits_2() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let a = host.addr.to_string();
+    // 65 535 probes at 5 000 a second would take 13 s.
+    let mut p = Proc::spawn(prober_command(&[
+        "-p", "1-65535", "--rate", "5000", "-o", "json", &a,
+    ]));
+    p.expect_line(Duration::from_secs(10), "the first result");
+    set_down(&host);
+    let run = p.wait(TIMEOUT);
+    let footer = parse_sweep_footer(&run.stderr).unwrap_or_else(|e| panic!("{e}\n{run}"));
+    assert!(
+        footer.interrupted && footer.sent > 0 && footer.sent < 65535,
+        "the footer says the sweep was cut short after some probes\n{run}"
+    );
+    let lines = run.stderr_lines();
+    let title = lines
+        .iter()
+        .rposition(|l| *l == "--- prober sweep statistic ---")
+        .expect("footer title");
+    check_error_after_footer(&run, &lines[title + 5..]);
+}
