@@ -9,6 +9,7 @@
 
 pub mod bpf;
 pub mod cli;
+pub mod echo;
 pub mod net;
 pub mod ping;
 pub mod preflight;

@@ -15,6 +15,7 @@ use clap::{
 };
 
 use crate::{
+    echo,
     net::{self, Interface},
     ping::{self, Pacing, RttPrecision},
     probe::{PingKind, SweepKind, TcpFlags},
@@ -401,7 +402,7 @@ pub fn printed_help(error: &clap::Error) -> bool {
 /// clap's error as one line, not its usage block: scripts read the first line of stderr.
 pub fn parse_error_line(error: &clap::Error) -> String {
     let option = error.get(ContextKind::InvalidArg);
-    match (error.kind(), std::error::Error::source(error), option) {
+    let line = match (error.kind(), std::error::Error::source(error), option) {
         // Our own parsers already say what is wrong with the value.
         (ErrorKind::ValueValidation, Some(reason), Some(option)) => format!("{reason} ({option})"),
         _ => {
@@ -414,7 +415,8 @@ pub fn parse_error_line(error: &clap::Error) -> String {
             let message = message.join(" ");
             format!("{} (see --help)", message.trim_start_matches("error: "))
         }
-    }
+    };
+    echo::line(&line)
 }
 
 /// A run's error as one line, whatever a lower layer put in its message.
@@ -424,7 +426,7 @@ pub fn error_line(error: &anyhow::Error) -> String {
         .lines()
         .filter(|line| !line.trim().is_empty())
         .collect();
-    lines.join("; ")
+    echo::line(&lines.join("; "))
 }
 
 #[cfg(test)]
@@ -487,6 +489,15 @@ mod tests {
         );
         let error = anyhow::anyhow!("first\n\nsecond").context("outer");
         assert_eq!(error_line(&error), "outer: first; second");
+        // clap quotes an unknown option whole, less the escape sequences it knows: the line
+        // escapes the rest and cuts it.
+        let hostile = format!("--\x1b]0;t\x07\x1b[2J\r\x08\u{9b}1m{}", "x".repeat(5000));
+        let line = parse_error_line(&Cli::try_parse_from(["prober", &hostile, "h"]).unwrap_err());
+        assert!(
+            line.starts_with("unexpected argument '--\\x0d\\x9b1mxxx"),
+            "{line}"
+        );
+        assert!(!line.contains('\x1b') && line.len() < 1100, "{line}");
     }
 
     #[test]
