@@ -6,8 +6,11 @@
 use prober_tests::output::check_error;
 use prober_tests::proc::{run, Finished, Proc};
 use prober_tests::{
-    ip_link_show, loopback_lock, prober_bin, prober_command, require_root, TestHost, OPEN_PORT,
+    ip_link_show, loopback_lock, prober_bin, prober_command, require_root, ScratchFile, TestHost,
+    OPEN_PORT,
 };
+use std::io::ErrorKind;
+use std::net::{Ipv4Addr, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,6 +37,105 @@ fn unknown_host() {
     cmd.args(["-c", "1", "-S", "-p", "80", "no-such-host.invalid"]);
     let run = run(cmd, TIMEOUT);
     check_error(&run, &["unknown host"], &[]);
+}
+
+/// prober's numeric forms other than dotted quads (octal, bare integers, short forms, hex,
+/// leading zeros) are refused as not addresses, and are never given to the resolver: a
+/// listener on the namespace's name server address sees no query for them, while it does see
+/// one for a real name.
+#[test]
+fn numeric_forms_that_are_not_addresses_are_refused_without_a_lookup() {
+    require_root();
+    // In a namespace without routes out, so that a prober that read 010.0.0.1 as 8.0.0.1 would
+    // still send nothing anywhere.
+    let host = TestHost::new().expect("test host");
+    let name_server = host
+        .in_ns(|| UdpSocket::bind((Ipv4Addr::LOCALHOST, 53)))
+        .expect("entering the namespace")
+        .expect("a UDP socket on the namespace's name server address");
+    name_server.set_nonblocking(true).expect("non-blocking");
+    let in_ns = |target: &str| {
+        let mut cmd = host.command_in_ns(prober_bin());
+        cmd.args(["-c", "1", "-S", "-p", "80", target]);
+        cmd
+    };
+    let mut query = [0u8; 512];
+    for target in [
+        "010.0.0.1",
+        "3232235777",
+        "198.018.200.002",
+        "127.1",
+        "0x7f.0.0.1",
+    ] {
+        let refused = run(in_ns(target), TIMEOUT);
+        check_error(&refused, &["is not a valid address", target], &[]);
+        match name_server.recv_from(&mut query) {
+            Err(error) if error.kind() == ErrorKind::WouldBlock => {}
+            other => panic!("{target} reached the resolver: {other:?}\n{refused}"),
+        }
+    }
+
+    // The listener does see queries: a name's lookup reaches it (and is told the name does
+    // not exist, in the DNS answer made from the query: QR set, RCODE 3).
+    let mut lookup = Proc::spawn(in_ns("no-such-host.invalid"));
+    name_server
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("read timeout");
+    name_server.set_nonblocking(false).expect("blocking");
+    let mut queries = 0;
+    while lookup.running() {
+        if let Ok((len, from)) = name_server.recv_from(&mut query) {
+            queries += 1;
+            let mut answer = query[..len].to_vec();
+            answer[2] |= 0x80;
+            answer[3] = (answer[3] & 0xf0) | 3;
+            name_server.send_to(&answer, from).expect("answering");
+        }
+    }
+    let unknown = lookup.wait(TIMEOUT);
+    check_error(&unknown, &["unknown host"], &[]);
+    assert!(
+        queries > 0,
+        "a name's lookup never reached the listener\n{unknown}"
+    );
+}
+
+/// Bad input is echoed as a short excerpt with terminal escapes escaped: a long port
+/// specification, a long bad line of an exclude file, an unknown option (whose escape
+/// sequences clap drops itself, but not a carriage return or the one-byte CSI).
+#[test]
+fn bad_input_is_echoed_short_and_escaped() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let escapes = "\x1b]0;owned\x07\x1b[2J\r\u{9b}1m";
+    let all_escaped = "\\x1b]0;owned\\x07\\x1b[2J\\x0d\\x9b1m";
+    // An argument is at most 128 KiB (MAX_ARG_STRLEN); a line of a file can be longer.
+    let hostile = format!("{escapes}{}", "9".repeat(100_000));
+    let line = format!("{escapes}{}", "9".repeat(1 << 20));
+    let file =
+        ScratchFile::new("exclusions", &format!("# one bad line\n{line}\n")).expect("scratch file");
+    let path = file.path.to_str().expect("utf-8 path").to_string();
+    let unknown_option = format!("--{hostile}");
+    let a = host.addr.to_string();
+    for (args, shown) in [
+        (vec!["-c", "1", "-S", "-p", &hostile, &a], all_escaped),
+        (vec!["-p", "80", "--exclude-file", &path, &a], all_escaped),
+        (vec!["-p", "80", &unknown_option, &a], "--\\x0d\\x9b1m999"),
+    ] {
+        let refused = run(prober_command(&args), TIMEOUT);
+        let line = check_error(&refused, &[shown], &[]);
+        assert!(
+            !refused
+                .stderr
+                .contains(|c: char| c.is_control() && c != '\n'),
+            "raw control characters on stderr"
+        );
+        assert!(
+            line.len() < 1200,
+            "the error line echoes {} bytes",
+            line.len()
+        );
+    }
 }
 
 #[test]

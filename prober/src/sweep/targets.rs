@@ -9,7 +9,7 @@ use std::{
 use anyhow::{anyhow, bail, Context as _, Result};
 use prober_common::IpAddress;
 
-use crate::net;
+use crate::{echo, net, net::Host};
 
 /// Disjoint, ascending, inclusive ranges of addresses, with the count of hosts before each.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -25,8 +25,8 @@ impl TargetSet {
     pub fn new(targets: &[String], excluded: &[String]) -> Result<TargetSet> {
         let mut included = Vec::new();
         for target in targets {
-            let (typed, block) = match parse_block(target) {
-                Some(block) => block?,
+            let (typed, block) = match parse_block(target)? {
+                Some(block) => block,
                 None => {
                     let address = net::resolve(target)?;
                     (address, (key(address), key(address)))
@@ -37,16 +37,14 @@ impl TargetSet {
         }
         let mut removed = Vec::new();
         for block in excluded {
-            match parse_block(block) {
-                Some(parsed) => {
-                    let (typed, range) = parsed?;
-                    net::supported_family(typed, block)?;
-                    removed.push(range);
-                }
-                None => {
-                    bail!("invalid exclusion '{block}': expected an IPv4 address or CIDR block")
-                }
-            }
+            let Some((typed, range)) = parse_block(block)? else {
+                bail!(
+                    "invalid exclusion '{}': expected an IPv4 address or CIDR block",
+                    echo::value(block)
+                );
+            };
+            net::supported_family(typed, block)?;
+            removed.push(range);
         }
         let included = included
             .into_iter()
@@ -156,44 +154,45 @@ pub fn read_exclude_file(path: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
-/// `Some` when `text` is an address or CIDR block (well-formed or not), `None` for a name: the
-/// address as typed, and the block's range.
-fn parse_block(text: &str) -> Option<Result<(IpAddr, (u128, u128))>> {
+/// An address or CIDR block (`Some`: the address as typed, and the block's range), or a host
+/// name (`None`); addresses read as [`Host::parse`] reads them.
+fn parse_block(text: &str) -> Result<Option<(IpAddr, (u128, u128))>> {
     let (address, prefix) = match text.split_once('/') {
         Some((address, prefix)) => (address, Some(prefix)),
         None => (text, None),
     };
-    // Names never hold a colon, nor consist of digits and dots alone.
-    let looks_numeric =
-        address.contains(':') || address.chars().all(|c| c.is_ascii_digit() || c == '.');
-    if !looks_numeric {
-        return None;
-    }
-    Some((|| {
-        let address: IpAddr = address
-            .parse()
-            .with_context(|| format!("invalid address '{text}'"))?;
-        let bits = match address {
-            IpAddr::V4(_) => 32,
-            IpAddr::V6(_) => 128,
-        };
-        let prefix: u32 = match prefix {
-            None => bits,
-            Some(prefix) => match prefix.parse() {
-                Ok(length) if length <= bits => length,
-                _ => bail!("invalid CIDR block '{text}': the prefix length must be 0 to {bits}"),
-            },
-        };
-        // Host bits counted in the 128-bit key, where an IPv4 address fills the last 32.
-        let host_bits = bits - prefix;
-        let mask = if host_bits == 128 {
-            0
-        } else {
-            u128::MAX << host_bits
-        };
-        let first = key(address) & mask;
-        Ok((address, (first, first | !mask)))
-    })())
+    let address = match (Host::parse(address)?, prefix) {
+        (Host::Address(address), _) => address,
+        (Host::Name(_), None) => return Ok(None),
+        (Host::Name(_), Some(_)) => bail!(
+            "invalid CIDR block '{}': expected an address before the /",
+            echo::value(text)
+        ),
+    };
+    let bits = match address {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    };
+    let prefix: u32 = match prefix {
+        None => bits,
+        Some(prefix) => match prefix.parse() {
+            // Digits only: u32's parser would also take "+24".
+            Ok(length) if length <= bits && prefix.bytes().all(|b| b.is_ascii_digit()) => length,
+            _ => bail!(
+                "invalid CIDR block '{}': the prefix length must be 0 to {bits}",
+                echo::value(text)
+            ),
+        },
+    };
+    // Host bits counted in the 128-bit key, where an IPv4 address fills the last 32.
+    let host_bits = bits - prefix;
+    let mask = if host_bits == 128 {
+        0
+    } else {
+        u128::MAX << host_bits
+    };
+    let first = key(address) & mask;
+    Ok(Some((address, (first, first | !mask))))
 }
 
 /// Sorts ranges and joins those that overlap or touch.
@@ -358,12 +357,40 @@ mod tests {
             ("198.18.4/24", "198.18.9.9"),
             ("198.18.4.1", "nonsense"),
             ("198.18.4.1", "2001:db8::/120"),
+            ("198.18.4.0/+24", "198.18.9.9"),
+            ("198.18.4.0/", "198.18.9.9"),
+            ("example.com/24", "198.18.9.9"),
+            ("010.0.0.0/8", "198.18.9.9"),
+            ("127.1", "198.18.9.9"),
+            ("198.18.4.1", "0x7f.1"),
+            ("198.18.4.1", "198.18.9.9/024x"),
         ] {
             assert!(
                 TargetSet::new(&strings(&[targets]), &strings(&[excluded])).is_err(),
                 "{targets} minus {excluded}"
             );
         }
+    }
+
+    #[test]
+    fn refusals_show_an_excerpt_of_the_input_escaped() {
+        let refusal = |excluded: &str| {
+            TargetSet::new(&strings(&["198.18.4.1"]), &strings(&[excluded]))
+                .unwrap_err()
+                .to_string()
+        };
+        let long = format!("\x1b[2J{}", "9".repeat(50_000_000));
+        assert_eq!(
+            refusal(&long),
+            format!(
+                "invalid exclusion '\\x1b[2J{}…': expected an IPv4 address or CIDR block",
+                "9".repeat(60)
+            )
+        );
+        assert_eq!(
+            refusal("198.18.0.0/\x1b]0;x\x07"),
+            "invalid CIDR block '198.18.0.0/\\x1b]0;x\\x07': the prefix length must be 0 to 32"
+        );
     }
 
     #[test]
