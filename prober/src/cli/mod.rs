@@ -21,6 +21,7 @@ use crate::{
     probe::{PingKind, SweepKind, TcpFlags},
     sweep::{
         self,
+        files::OutputFile,
         ports::PortList,
         results::Format,
         targets::{self, TargetSet},
@@ -182,7 +183,8 @@ struct SweepArgs {
     /// Never probe these addresses or CIDR blocks
     #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
     exclude: Vec<String>,
-    /// Never probe the addresses or CIDR blocks listed in FILE (one a line, # comments)
+    /// Never probe the addresses or CIDR blocks listed in FILE (one a line, # comments; a
+    /// regular file of at most 64 MiB)
     #[arg(long, value_name = "FILE")]
     exclude_file: Option<PathBuf>,
     /// Result format [default: table for one host, list for several]
@@ -192,9 +194,13 @@ struct SweepArgs {
     /// but probes are dropped, not queued, when the driver's queue is full
     #[arg(long)]
     qdisc_bypass: bool,
-    /// Write results to FILE instead of standard output
+    /// Write results to FILE instead of standard output: a new file (mode 0600), never
+    /// through a symbolic link
     #[arg(long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Let --output overwrite FILE if it exists (a regular file only)
+    #[arg(long, requires = "output")]
+    force: bool,
 }
 
 /// zmap's default: polite enough for shared networks, fast enough for a /24.
@@ -383,7 +389,10 @@ impl Cli {
             qdisc_bypass: sweep.qdisc_bypass,
             status_line: !base.quiet && io::stderr().is_terminal(),
             format,
-            output: sweep.output.clone(),
+            output: sweep.output.clone().map(|path| OutputFile {
+                path,
+                overwrite: sweep.force,
+            }),
             verbose: base.verbose,
             histogram: base.histogram,
             bpf_trace: base.bpf_trace,
@@ -498,6 +507,31 @@ mod tests {
             "{line}"
         );
         assert!(!line.contains('\x1b') && line.len() < 1100, "{line}");
+    }
+
+    #[test]
+    fn output_is_overwritten_only_with_force() {
+        let Mode::Sweep(new) = mode(&["-p", "80,81", "--output", "r", "198.18.4.2"]).unwrap()
+        else {
+            panic!("a sweep");
+        };
+        let file = |overwrite| {
+            Some(OutputFile {
+                path: PathBuf::from("r"),
+                overwrite,
+            })
+        };
+        assert_eq!(new.output, file(false));
+        let Mode::Sweep(forced) =
+            mode(&["-p", "80,81", "--output", "r", "--force", "198.18.4.2"]).unwrap()
+        else {
+            panic!("a sweep");
+        };
+        assert_eq!(forced.output, file(true));
+        assert!(
+            Cli::try_parse_from(["prober", "-p", "80,81", "--force", "198.18.4.2"]).is_err(),
+            "--force needs --output"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 mod bitset;
 mod collect;
+pub mod files;
 mod pacer;
 mod permutation;
 mod plan;
@@ -22,14 +23,12 @@ mod summary;
 pub mod targets;
 
 use std::{
-    fs::File,
     io::{self, BufWriter, Write},
-    path::PathBuf,
     sync::{atomic::Ordering, Arc},
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 use prober_common::Counter;
 
 use crate::{
@@ -43,6 +42,7 @@ use crate::{
     setup::{Plumbing, Wiring},
 };
 use collect::Collector;
+use files::OutputFile;
 use plan::Plan;
 pub use plan::{Shard, DEFAULT_BASE_PORT, SOURCE_PORTS};
 use ports::PortList;
@@ -90,7 +90,7 @@ pub struct Options {
     pub status_line: bool,
     pub format: Format,
     /// Where results go; stdout when None.
-    pub output: Option<PathBuf>,
+    pub output: Option<OutputFile>,
     pub verbose: bool,
     pub histogram: bool,
     pub bpf_trace: bool,
@@ -98,16 +98,24 @@ pub struct Options {
 
 /// Runs the sweep, writes its results, and prints the statistic; Ok(true) when any reply came.
 pub fn run(options: Options) -> Result<bool> {
-    let sweep = Sweep::prepare(options)?;
-    let options = &sweep.options;
+    // Before anything is attached or sent: a refused file stops the sweep at once.
     let out: Box<dyn Write> = match &options.output {
-        Some(path) => {
-            Box::new(BufWriter::new(File::create(path).with_context(|| {
-                format!("creating the output file {}", path.display())
-            })?))
-        }
+        Some(output) => Box::new(BufWriter::new(output.create()?)),
         None => Box::new(BufWriter::with_capacity(1 << 16, io::stdout())),
     };
+    let created = options.output.clone().filter(|output| !output.overwrite);
+    let sweep = match Sweep::prepare(options) {
+        Ok(sweep) => sweep,
+        Err(error) => {
+            // The new file holds nothing yet; left behind, it would only make the next run
+            // need --force.
+            if let Some(output) = created {
+                let _ = std::fs::remove_file(&output.path);
+            }
+            return Err(error);
+        }
+    };
+    let options = &sweep.options;
     let mut results = ResultWriter::new(options.format, options.verbose, out)?;
     if options.verbose {
         eprintln!("{}", sweep.describe());

@@ -6,9 +6,10 @@ use std::{
     path::Path,
 };
 
-use anyhow::{anyhow, bail, Context as _, Result};
+use anyhow::{anyhow, bail, Result};
 use prober_common::IpAddress;
 
+use super::files;
 use crate::{echo, net, net::Host};
 
 /// Disjoint, ascending, inclusive ranges of addresses, with the count of hosts before each.
@@ -142,10 +143,10 @@ fn reserved_outside((first, last): (u128, u128)) -> Vec<(u128, u128)> {
         .collect()
 }
 
-/// Reads an exclusion file: one address or CIDR block per line, `#` comments.
+/// Reads an exclusion file (a regular file of bounded size, see [`files::read_text`]): one
+/// address or CIDR block per line, `#` comments.
 pub fn read_exclude_file(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the exclude file {}", path.display()))?;
+    let text = files::read_text(path, "the exclude file")?;
     Ok(text
         .lines()
         .map(|line| line.split('#').next().unwrap_or("").trim())
