@@ -10,6 +10,7 @@
 
 pub mod bpf;
 pub mod cli;
+pub mod echo;
 pub mod net;
 pub mod output;
 pub mod ping;

@@ -477,6 +477,41 @@ impl Drop for ScratchFile {
     }
 }
 
+/// A directory in /tmp with a name unique to this process, removed with its contents when
+/// dropped.
+pub struct ScratchDir {
+    pub path: PathBuf,
+}
+
+impl ScratchDir {
+    /// Creates `/tmp/prober-tests-<pid>-<n>-<name>/`.
+    pub fn new(name: &str) -> Result<ScratchDir> {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let path =
+            std::env::temp_dir().join(format!("prober-tests-{}-{n}-{name}", std::process::id()));
+        fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(ScratchDir { path })
+    }
+
+    /// Makes a FIFO called `name` in the directory (mode 0600); its path.
+    pub fn fifo(&self, name: &str) -> Result<PathBuf> {
+        let path = self.path.join(name);
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
+        // SAFETY: c_path is a valid NUL-terminated string.
+        if unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("mkfifo {}", path.display()));
+        }
+        Ok(path)
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
 /// An exclusive flock on a file; released when dropped (the fd is closed).
 pub struct FileLock {
     _file: File,

@@ -7,11 +7,20 @@ use prober_tests::output::check_error;
 use prober_tests::proc::{run, Finished, Proc};
 use prober_tests::unprivileged::ProberCopy;
 use prober_tests::{
-    ip_link_show, loopback_lock, prober_bin, prober_command, require_root, TestHost, OPEN_PORT,
+    ip_link_show, loopback_lock, prober_bin, prober_command, require_root, ScratchDir, ScratchFile,
+    TestHost, OPEN_PORT,
 };
+use std::fs;
+use std::io::ErrorKind;
+use std::net::{Ipv4Addr, UdpSocket};
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
+/// For refusals that must come before anything is read or sent: a prober that reads a FIFO or
+/// /dev/zero instead is killed after this and the test fails.
+const AT_ONCE: Duration = Duration::from_secs(5);
 
 /// prober with `args` followed by a fresh test host's address.
 fn against_test_host(args: &[&str]) -> Finished {
@@ -33,6 +42,206 @@ fn unknown_host() {
     cmd.args(["-c", "1", "-S", "-p", "80", "no-such-host.invalid"]);
     let run = run(cmd, TIMEOUT);
     check_error(&run, &["unknown host"], &[]);
+}
+
+/// prober's numeric forms other than dotted quads (octal, bare integers, short forms, hex,
+/// leading zeros) are refused as not addresses, and are never given to the resolver: a
+/// listener on the namespace's name server address sees no query for them, while it does see
+/// one for a real name.
+#[test]
+fn numeric_forms_that_are_not_addresses_are_refused_without_a_lookup() {
+    require_root();
+    // In a namespace without routes out, so that a prober that read 010.0.0.1 as 8.0.0.1 would
+    // still send nothing anywhere.
+    let host = TestHost::new().expect("test host");
+    let name_server = host
+        .in_ns(|| UdpSocket::bind((Ipv4Addr::LOCALHOST, 53)))
+        .expect("entering the namespace")
+        .expect("a UDP socket on the namespace's name server address");
+    name_server.set_nonblocking(true).expect("non-blocking");
+    let in_ns = |target: &str| {
+        let mut cmd = host.command_in_ns(prober_bin());
+        cmd.args(["-c", "1", "-S", "-p", "80", target]);
+        cmd
+    };
+    let mut query = [0u8; 512];
+    for target in [
+        "010.0.0.1",
+        "3232235777",
+        "198.018.200.002",
+        "127.1",
+        "0x7f.0.0.1",
+    ] {
+        let refused = run(in_ns(target), TIMEOUT);
+        check_error(&refused, &["is not a valid address", target], &[]);
+        match name_server.recv_from(&mut query) {
+            Err(error) if error.kind() == ErrorKind::WouldBlock => {}
+            other => panic!("{target} reached the resolver: {other:?}\n{refused}"),
+        }
+    }
+
+    // The listener does see queries: a name's lookup reaches it (and is told the name does
+    // not exist, in the DNS answer made from the query: QR set, RCODE 3).
+    let mut lookup = Proc::spawn(in_ns("no-such-host.invalid"));
+    name_server
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("read timeout");
+    name_server.set_nonblocking(false).expect("blocking");
+    let mut queries = 0;
+    while lookup.running() {
+        if let Ok((len, from)) = name_server.recv_from(&mut query) {
+            queries += 1;
+            let mut answer = query[..len].to_vec();
+            answer[2] |= 0x80;
+            answer[3] = (answer[3] & 0xf0) | 3;
+            name_server.send_to(&answer, from).expect("answering");
+        }
+    }
+    let unknown = lookup.wait(TIMEOUT);
+    check_error(&unknown, &["unknown host"], &[]);
+    assert!(
+        queries > 0,
+        "a name's lookup never reached the listener\n{unknown}"
+    );
+}
+
+/// A sweep of two ports of `host` with `--output output` and `more` arguments.
+fn sweep_with_output(host: &TestHost, output: &Path, more: &[&str]) -> Finished {
+    let mut cmd = prober_command(&["-p", "80,81", "-o", "list", "--output"]);
+    cmd.arg(output).args(more).arg(host.addr.to_string());
+    run(cmd, TIMEOUT)
+}
+
+/// A symbolic link as --output (as another user could leave in /tmp) is refused, and the file
+/// it points at stays as it was.
+#[test]
+fn output_through_a_symbolic_link_is_refused() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let dir = ScratchDir::new("output-link").expect("scratch dir");
+    let secret = dir.path.join("secret");
+    fs::write(&secret, "root's only\n").expect("writing the secret");
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let link = dir.path.join("results");
+    symlink(&secret, &link).expect("symlink");
+    for force in [&[][..], &["--force"]] {
+        let refused = sweep_with_output(&host, &link, force);
+        check_error(
+            &refused,
+            &["refusing to write through the symbolic link"],
+            &[],
+        );
+        assert_eq!(
+            fs::read_to_string(&secret).expect("reading the secret"),
+            "root's only\n",
+            "the link's target was written to\n{refused}"
+        );
+        let mode = fs::metadata(&secret).expect("stat").permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600, "the link's target changed mode\n{refused}");
+    }
+
+    let missing = dir.path.join("missing");
+    let dangling = dir.path.join("dangling");
+    symlink(&missing, &dangling).expect("symlink");
+    let refused = sweep_with_output(&host, &dangling, &[]);
+    check_error(
+        &refused,
+        &["refusing to write through the symbolic link"],
+        &[],
+    );
+    assert!(
+        !missing.exists(),
+        "a dangling link's target was created\n{refused}"
+    );
+}
+
+/// An existing --output file is kept unless --force is given.
+#[test]
+fn output_file_that_exists_needs_force() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let existing = ScratchFile::new("results", "earlier results\n").expect("scratch file");
+    let refused = sweep_with_output(&host, &existing.path, &[]);
+    check_error(&refused, &["exists: use --force to overwrite it"], &[]);
+    assert_eq!(existing.read().unwrap(), "earlier results\n");
+    let forced = sweep_with_output(&host, &existing.path, &["--force"]);
+    assert_eq!(forced.code(), Some(0), "{forced}");
+    let results = existing.read().unwrap();
+    assert!(
+        results.starts_with(&format!("open tcp 80 {} ", host.addr)) && results.lines().count() == 1,
+        "--force: the file should hold only the new results, not:\n{results}"
+    );
+}
+
+/// A sweep refused after its --output file was created (here: a source port block past 65535)
+/// removes the empty file again, so that the next run does not need --force.
+#[test]
+fn refused_sweep_leaves_no_output_file() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let dir = ScratchDir::new("output-refused").expect("scratch dir");
+    let results = dir.path.join("results");
+    let refused = sweep_with_output(&host, &results, &["-s", "65000"]);
+    check_error(&refused, &["source port"], &[]);
+    assert!(!results.exists(), "an empty results file was left behind");
+}
+
+/// An exclude file that is not a regular file is refused before it is read: /dev/zero would
+/// be read without end, a FIFO without a writer would block.
+#[test]
+fn exclude_file_that_is_not_a_regular_file_is_refused_at_once() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let dir = ScratchDir::new("exclude-special").expect("scratch dir");
+    let fifo = dir.fifo("exclusions").expect("mkfifo");
+    for (file, kind) in [
+        (PathBuf::from("/dev/zero"), "character device"),
+        (fifo, "FIFO"),
+        (dir.path.clone(), "directory"),
+    ] {
+        let mut cmd = prober_command(&["-p", "80", "--exclude-file"]);
+        cmd.arg(&file).arg(host.addr.to_string());
+        let refused = run(cmd, AT_ONCE);
+        check_error(&refused, &[kind, "not a regular file"], &[]);
+    }
+}
+
+/// Bad input is echoed as a short excerpt with terminal escapes escaped: a long port
+/// specification, a long bad line of an exclude file, an unknown option (whose escape
+/// sequences clap drops itself, but not a carriage return or the one-byte CSI).
+#[test]
+fn bad_input_is_echoed_short_and_escaped() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let escapes = "\x1b]0;owned\x07\x1b[2J\r\u{9b}1m";
+    let all_escaped = "\\x1b]0;owned\\x07\\x1b[2J\\x0d\\x9b1m";
+    // An argument is at most 128 KiB (MAX_ARG_STRLEN); a line of a file can be longer.
+    let hostile = format!("{escapes}{}", "9".repeat(100_000));
+    let line = format!("{escapes}{}", "9".repeat(1 << 20));
+    let file =
+        ScratchFile::new("exclusions", &format!("# one bad line\n{line}\n")).expect("scratch file");
+    let path = file.path.to_str().expect("utf-8 path").to_string();
+    let unknown_option = format!("--{hostile}");
+    let a = host.addr.to_string();
+    for (args, shown) in [
+        (vec!["-c", "1", "-S", "-p", &hostile, &a], all_escaped),
+        (vec!["-p", "80", "--exclude-file", &path, &a], all_escaped),
+        (vec!["-p", "80", &unknown_option, &a], "--\\x0d\\x9b1m999"),
+    ] {
+        let refused = run(prober_command(&args), TIMEOUT);
+        let line = check_error(&refused, &[shown], &[]);
+        assert!(
+            !refused
+                .stderr
+                .contains(|c: char| c.is_control() && c != '\n'),
+            "raw control characters on stderr"
+        );
+        assert!(
+            line.len() < 1200,
+            "the error line echoes {} bytes",
+            line.len()
+        );
+    }
 }
 
 #[test]

@@ -14,11 +14,12 @@ use prober_tests::sweep::{
     sweep, table_preamble, Outcome, Status, SweepResult, Swept, TableRow,
 };
 use prober_tests::{
-    hping3_bin, prober_command, require_root, ScratchFile, TestHost, FILTERED_PORT,
+    hping3_bin, prober_command, require_root, ScratchDir, ScratchFile, TestHost, FILTERED_PORT,
 };
 use std::collections::BTreeSet;
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -676,8 +677,9 @@ fn json_csv_and_list_outputs_agree() {
         json.run
     );
 
-    let file = ScratchFile::new("results.csv", "").expect("scratch file");
-    let path = file.path.to_str().expect("utf-8 path");
+    let dir = ScratchDir::new("results").expect("scratch dir");
+    let file = dir.path.join("results.csv");
+    let path = file.to_str().expect("utf-8 path");
     let csv = sweep(
         &["--scan", spec, "-o", "csv", "--output", path, &target],
         TIMEOUT,
@@ -687,7 +689,12 @@ fn json_csv_and_list_outputs_agree() {
         "--output FILE: nothing on stdout\n{}",
         csv.run
     );
-    let text = file.read().expect("the --output file");
+    let mode = std::fs::metadata(&file)
+        .expect("the --output file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "results readable by others: mode {mode:o}");
+    let text = std::fs::read_to_string(&file).expect("the --output file");
     let csv_results =
         parse_csv(&text).unwrap_or_else(|e| csv.fail(&format!("{e}\nthe file:\n{text}")));
     csv.check_times(&csv_results);

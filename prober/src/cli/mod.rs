@@ -15,11 +15,13 @@ use clap::{
 };
 
 use crate::{
+    echo,
     net::{self, Interface},
     ping::{self, Pacing, RttPrecision},
     probe::{PingKind, SweepKind, TcpFlags},
     sweep::{
         self,
+        files::OutputFile,
         ports::PortList,
         results::Format,
         targets::{self, TargetSet},
@@ -181,7 +183,8 @@ struct SweepArgs {
     /// Never probe these addresses or CIDR blocks
     #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
     exclude: Vec<String>,
-    /// Never probe the addresses or CIDR blocks listed in FILE (one a line, # comments)
+    /// Never probe the addresses or CIDR blocks listed in FILE (one a line, # comments; a
+    /// regular file of at most 64 MiB)
     #[arg(long, value_name = "FILE")]
     exclude_file: Option<PathBuf>,
     /// Result format [default: table for one host, list for several]
@@ -191,9 +194,13 @@ struct SweepArgs {
     /// but probes are dropped, not queued, when the driver's queue is full
     #[arg(long)]
     qdisc_bypass: bool,
-    /// Write results to FILE instead of standard output
+    /// Write results to FILE instead of standard output: a new file (mode 0600), never
+    /// through a symbolic link
     #[arg(long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Let --output overwrite FILE if it exists (a regular file only)
+    #[arg(long, requires = "output")]
+    force: bool,
 }
 
 /// zmap's default: polite enough for shared networks, fast enough for a /24.
@@ -382,7 +389,10 @@ impl Cli {
             qdisc_bypass: sweep.qdisc_bypass,
             status_line: !base.quiet && io::stderr().is_terminal(),
             format,
-            output: sweep.output.clone(),
+            output: sweep.output.clone().map(|path| OutputFile {
+                path,
+                overwrite: sweep.force,
+            }),
             verbose: base.verbose,
             histogram: base.histogram,
             bpf_trace: base.bpf_trace,
@@ -401,7 +411,7 @@ pub fn printed_help(error: &clap::Error) -> bool {
 /// clap's error as one line, not its usage block: scripts read the first line of stderr.
 pub fn parse_error_line(error: &clap::Error) -> String {
     let option = error.get(ContextKind::InvalidArg);
-    match (error.kind(), std::error::Error::source(error), option) {
+    let line = match (error.kind(), std::error::Error::source(error), option) {
         // Our own parsers already say what is wrong with the value.
         (ErrorKind::ValueValidation, Some(reason), Some(option)) => format!("{reason} ({option})"),
         _ => {
@@ -414,7 +424,8 @@ pub fn parse_error_line(error: &clap::Error) -> String {
             let message = message.join(" ");
             format!("{} (see --help)", message.trim_start_matches("error: "))
         }
-    }
+    };
+    echo::line(&line)
 }
 
 /// A run's error as one line, whatever a lower layer put in its message.
@@ -424,7 +435,7 @@ pub fn error_line(error: &anyhow::Error) -> String {
         .lines()
         .filter(|line| !line.trim().is_empty())
         .collect();
-    lines.join("; ")
+    echo::line(&lines.join("; "))
 }
 
 #[cfg(test)]
@@ -487,6 +498,40 @@ mod tests {
         );
         let error = anyhow::anyhow!("first\n\nsecond").context("outer");
         assert_eq!(error_line(&error), "outer: first; second");
+        // clap quotes an unknown option whole, less the escape sequences it knows: the line
+        // escapes the rest and cuts it.
+        let hostile = format!("--\x1b]0;t\x07\x1b[2J\r\x08\u{9b}1m{}", "x".repeat(5000));
+        let line = parse_error_line(&Cli::try_parse_from(["prober", &hostile, "h"]).unwrap_err());
+        assert!(
+            line.starts_with("unexpected argument '--\\x0d\\x9b1mxxx"),
+            "{line}"
+        );
+        assert!(!line.contains('\x1b') && line.len() < 1100, "{line}");
+    }
+
+    #[test]
+    fn output_is_overwritten_only_with_force() {
+        let Mode::Sweep(new) = mode(&["-p", "80,81", "--output", "r", "198.18.4.2"]).unwrap()
+        else {
+            panic!("a sweep");
+        };
+        let file = |overwrite| {
+            Some(OutputFile {
+                path: PathBuf::from("r"),
+                overwrite,
+            })
+        };
+        assert_eq!(new.output, file(false));
+        let Mode::Sweep(forced) =
+            mode(&["-p", "80,81", "--output", "r", "--force", "198.18.4.2"]).unwrap()
+        else {
+            panic!("a sweep");
+        };
+        assert_eq!(forced.output, file(true));
+        assert!(
+            Cli::try_parse_from(["prober", "-p", "80,81", "--force", "198.18.4.2"]).is_err(),
+            "--force needs --output"
+        );
     }
 
     #[test]

@@ -2,32 +2,45 @@
 //! what was expected.
 use std::time::Duration;
 
-use crate::sweep::{ports, Shard};
+use crate::{
+    echo,
+    sweep::{ports, Shard},
+};
 
 pub fn count(text: &str) -> Result<u64, String> {
-    text.parse()
-        .map_err(|_| format!("invalid count '{text}': expected a number (0: until interrupted)"))
+    text.parse().map_err(|_| {
+        format!(
+            "invalid count '{}': expected a number (0: until interrupted)",
+            echo::value(text)
+        )
+    })
 }
 
 pub fn rate(text: &str) -> Result<u64, String> {
     match text.parse::<u64>() {
         Ok(value) if value > 0 => Ok(value),
         _ => Err(format!(
-            "invalid rate '{text}': expected a positive number of probes per second"
+            "invalid rate '{}': expected a positive number of probes per second",
+            echo::value(text)
         )),
     }
 }
 
 pub fn port(text: &str) -> Result<u16, String> {
-    ports::parse_port(text)
-        .ok_or_else(|| format!("invalid port '{text}': expected a number from 1 to 65535"))
+    ports::parse_port(text).ok_or_else(|| {
+        format!(
+            "invalid port '{}': expected a number from 1 to 65535",
+            echo::value(text)
+        )
+    })
 }
 
 pub fn wait(text: &str) -> Result<Duration, String> {
     match text.parse::<f64>() {
         Ok(seconds) if (0.0..=86_400.0).contains(&seconds) => Ok(Duration::from_secs_f64(seconds)),
         _ => Err(format!(
-            "invalid wait '{text}': expected seconds from 0 to 86400"
+            "invalid wait '{}': expected seconds from 0 to 86400",
+            echo::value(text)
         )),
     }
 }
@@ -36,8 +49,12 @@ pub fn shard(text: &str) -> Result<Shard, String> {
     // Far more machines than anyone has, and small enough that position arithmetic never
     // overflows.
     const MOST_SHARDS: u64 = 1 << 32;
-    let invalid =
-        || format!("invalid shard '{text}': expected I/N with 1 <= I <= N <= {MOST_SHARDS}");
+    let invalid = || {
+        format!(
+            "invalid shard '{}': expected I/N with 1 <= I <= N <= {MOST_SHARDS}",
+            echo::value(text)
+        )
+    };
     let (index, count) = text.split_once('/').ok_or_else(invalid)?;
     match (index.parse::<u64>(), count.parse::<u64>()) {
         (Ok(index), Ok(count)) if (1..=count).contains(&index) && count <= MOST_SHARDS => {
@@ -60,7 +77,8 @@ pub fn interval(text: &str) -> Result<Duration, String> {
     match parsed {
         Ok(interval) if interval <= LONGEST => Ok(interval),
         _ => Err(format!(
-            "invalid interval '{text}': expected seconds, or uX for X microseconds, at most a day"
+            "invalid interval '{}': expected seconds, or uX for X microseconds, at most a day",
+            echo::value(text)
         )),
     }
 }

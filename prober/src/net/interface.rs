@@ -9,6 +9,7 @@ use netlink_packet_route::{
 };
 
 use super::netlink;
+use crate::echo;
 
 /// A network interface by index and name.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,11 +24,12 @@ const ARPHRD_LOOPBACK: &str = "772";
 
 impl Interface {
     pub fn by_name(name: &str) -> Result<Interface> {
-        let c_name = CString::new(name).map_err(|_| anyhow!("unknown interface '{name}'"))?;
+        let unknown = || anyhow!("unknown interface '{}'", echo::value(name));
+        let c_name = CString::new(name).map_err(|_| unknown())?;
         // SAFETY: c_name is a valid NUL-terminated string.
         let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
         if index == 0 {
-            bail!("unknown interface '{name}'");
+            return Err(unknown());
         }
         Ok(Interface {
             index,

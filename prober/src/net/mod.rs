@@ -8,5 +8,5 @@ pub mod resolve;
 pub mod route;
 
 pub use interface::Interface;
-pub use resolve::{resolve, supported_family};
+pub use resolve::{resolve, supported_family, Host};
 pub use route::Route;

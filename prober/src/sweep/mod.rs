@@ -9,6 +9,7 @@
 
 mod bitset;
 mod collect;
+pub mod files;
 mod pacer;
 mod permutation;
 mod plan;
@@ -22,14 +23,12 @@ mod summary;
 pub mod targets;
 
 use std::{
-    fs::File,
     io::{BufWriter, Write},
-    path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 use prober_common::Counter;
 
 use crate::{
@@ -45,6 +44,7 @@ use crate::{
     setup::{Plumbing, Wiring},
 };
 use collect::Collector;
+use files::OutputFile;
 use plan::Plan;
 pub use plan::{Shard, DEFAULT_BASE_PORT, SOURCE_PORTS};
 use ports::PortList;
@@ -92,7 +92,7 @@ pub struct Options {
     pub status_line: bool,
     pub format: Format,
     /// Where results go; stdout when None.
-    pub output: Option<PathBuf>,
+    pub output: Option<OutputFile>,
     pub verbose: bool,
     pub histogram: bool,
     pub bpf_trace: bool,
@@ -101,18 +101,26 @@ pub struct Options {
 /// Runs the sweep, writes its results, and prints the statistic (also when an error ended the
 /// sweep early: that error comes back after it).
 pub fn run(options: Options) -> Result<Conclusion> {
-    let sweep = Sweep::prepare(options)?;
-    let options = &sweep.options;
+    // Before anything is attached or sent: a refused file stops the sweep at once.
     let out: Box<dyn Write + Send> = match &options.output {
-        Some(path) => {
-            Box::new(BufWriter::new(File::create(path).with_context(|| {
-                format!("creating the output file {}", path.display())
-            })?))
-        }
+        Some(file) => Box::new(BufWriter::new(file.create()?)),
         None => Box::new(output::stdout()?),
     };
-    // Only now, as root may need its capabilities to create the output file in a directory
-    // it does not own; and before the output thread starts, as capabilities are per thread.
+    let created = options.output.clone().filter(|file| !file.overwrite);
+    let sweep = match Sweep::prepare(options) {
+        Ok(sweep) => sweep,
+        Err(error) => {
+            // The new file holds nothing yet; left behind, it would only make the next run
+            // need --force.
+            if let Some(file) = created {
+                let _ = std::fs::remove_file(&file.path);
+            }
+            return Err(error);
+        }
+    };
+    let options = &sweep.options;
+    // Only now that the output file is open (root may need its capabilities to create it in a
+    // directory it does not own), and before the output thread starts (they are per thread).
     privileges::drop_after_setup()?;
     let results = Output::start(ResultWriter::new(options.format, options.verbose, out)?)?;
     if options.verbose {

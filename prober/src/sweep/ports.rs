@@ -2,6 +2,7 @@
 use anyhow::{bail, Result};
 
 use super::services;
+use crate::echo;
 
 /// The ports of a specification, ascending and without repeats.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,10 +30,16 @@ impl PortList {
                 range => {
                     let (first, last) = range.split_once('-').unwrap_or((range, range));
                     let (Some(first), Some(last)) = (parse_port(first), parse_port(last)) else {
-                        bail!("invalid port '{range}': expected ports from 1 to 65535 as in 80, 1-1024,8080, all or known");
+                        bail!(
+                            "invalid port '{}': expected ports from 1 to 65535 as in 80, 1-1024,8080, all or known",
+                            echo::value(range)
+                        );
                     };
                     if first > last {
-                        bail!("invalid port range '{range}': the first port is above the last");
+                        bail!(
+                            "invalid port range '{}': the first port is above the last",
+                            echo::value(range)
+                        );
                     }
                     listed[usize::from(first)..=usize::from(last)].fill(true);
                 }
@@ -42,7 +49,7 @@ impl PortList {
             .filter(|&port| listed[usize::from(port)])
             .collect();
         if ports.is_empty() {
-            bail!("port specification '{spec}' names no ports");
+            bail!("port specification '{}' names no ports", echo::value(spec));
         }
         let mut index_of = vec![NOT_LISTED; 1 << 16].into_boxed_slice();
         for (index, &port) in ports.iter().enumerate() {

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::services::service_name;
 use crate::{
-    monotonic_ns,
+    echo, monotonic_ns,
     output::Sink,
     probe::{ReplyFields, Status, TcpFlags, Verdict},
 };
@@ -257,6 +257,8 @@ impl Sink for ResultWriter {
 /// hping3's scan header on stderr: what is scanned, how many ports, the table's head.
 pub fn table_header(target_name: &str, ip: IpAddr, port_spec: &str, ports: u64) -> String {
     const BORDER: &str = "+----+-----------+---------+---+-----+-----+-----+";
+    // A valid specification may still hold whitespace such as a carriage return.
+    let port_spec = echo::line(port_spec);
     format!(
         "Scanning {target_name} ({ip}), port {port_spec}\n\
          {ports} ports to scan, use -V to see all the replies\n\
