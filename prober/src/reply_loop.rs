@@ -31,6 +31,7 @@ use tokio::{
 
 use crate::{
     bpf::{BpfTrace, Counters},
+    net::Watch,
     output::Finishing,
 };
 
@@ -186,6 +187,8 @@ pub struct Sources<'a> {
     pub trace: Option<BpfTrace>,
     /// The XDP program's counters, for the records it lost.
     pub counters: &'a Counters,
+    /// Changes to the interface and routes that end the run.
+    pub watch: Watch,
 }
 
 /// How long the loop lasts and how it learns of replies.
@@ -218,6 +221,7 @@ async fn run_async<T: Send + 'static>(
         replies,
         trace,
         counters,
+        watch,
     }: Sources<'_>,
     send: impl FnOnce(&StopSignal) -> io::Result<T> + Send + 'static,
     handler: &mut dyn ReplyHandler,
@@ -235,6 +239,11 @@ async fn run_async<T: Send + 'static>(
         .map(|trace| unsafe { AsyncFd::register(trace) }.map_err(io::Error::from))
         .transpose()
         .context("watching the eBPF trace")?;
+    // SAFETY: the watch owns its netlink socket; it stays open and the same for as long as
+    // the AsyncFd owns the watch.
+    let mut watch = unsafe { AsyncFd::register(watch) }
+        .map_err(io::Error::from)
+        .context("watching link and route changes")?;
 
     let stop = Arc::new(StopSignal::default());
     let (done, mut sender_done) = oneshot::channel();
@@ -254,7 +263,7 @@ async fn run_async<T: Send + 'static>(
         losing: false,
         end: End::default(),
     };
-    let sources = (&mut replies, &mut trace);
+    let sources = (&mut replies, &mut trace, &mut watch);
     let mut sent = running
         .until_over(sources, &mut sender_done, &mut signals, (linger, wakeup))
         .await;
@@ -296,9 +305,10 @@ impl Running<'_> {
     /// error; returns what the sender returned, if it finished.
     async fn until_over<T>(
         &mut self,
-        (replies, trace): (
+        (replies, trace, watch): (
             &mut AsyncFd<RingBuf<MapData>>,
             &mut Option<AsyncFd<BpfTrace>>,
+            &mut AsyncFd<Watch>,
         ),
         sender_done: &mut oneshot::Receiver<io::Result<T>>,
         signals: &mut Signals,
@@ -355,6 +365,14 @@ impl Running<'_> {
                         None => Ok(()),
                     }
                 }
+                ready = watch.readable_mut() => match ready {
+                    Ok(mut ready) => {
+                        let changes = ready.get_inner_mut().check();
+                        ready.clear_ready();
+                        changes
+                    }
+                    Err(error) => Err(anyhow!(error).context("watching link and route changes")),
+                },
                 _ = ticks.tick() => {
                     self.handler.tick();
                     Ok(())

@@ -1,11 +1,13 @@
 //! What both run kinds set up the same way: the transmit paths, then the eBPF programs on
 //! the route's interface; and how a reply's round trip is timed.
+use std::net::IpAddr;
+
 use anyhow::Result;
 use prober_common::{ProbeFilter, ReplyRecord};
 
 use crate::{
     bpf::{Attachment, ReplyChannel, ReplyMatcher},
-    net::{Interface, Route},
+    net::{Interface, Route, Watch},
     transmit::{self, Transmit},
 };
 
@@ -17,8 +19,10 @@ pub struct Wiring<'a> {
     /// Every probe goes to the route's next hop (see [`transmit::open`]).
     pub one_next_hop: bool,
     pub qdisc_bypass: bool,
-    /// The interface the user named with -I, if any.
-    pub bound_to: Option<&'a Interface>,
+    /// The interface the user named with -I, if any: routes are looked up through it.
+    pub via: Option<&'a Interface>,
+    /// Where the probes go (the first address of each target range), for [`Watch`].
+    pub destinations: &'a [IpAddr],
     /// The XDP program answers replies itself (XDP_TX), as sweeps bounce SYN-ACKs.
     pub answers_replies: bool,
     /// `--bpf-trace`.
@@ -31,22 +35,19 @@ pub struct Plumbing {
     /// Dropping it detaches the programs.
     pub matcher: ReplyMatcher,
     pub channel: ReplyChannel,
+    /// The interface's and routes' changes, for the reply loop to end the run on.
+    pub watch: Watch,
 }
 
 impl Plumbing {
     pub fn install(route: &Route, filter: &ProbeFilter, wiring: Wiring) -> Result<Plumbing> {
         route.interface.require_ethernet_frames()?;
-        // The transmit paths first: opening one may wait up to a second for the next hop's
+        // First, so that no change from here on goes unseen.
+        let watch = Watch::open(route, wiring.destinations.iter().copied(), wiring.via)?;
+        // The transmit paths next: opening one may wait up to a second for the next hop's
         // MAC, and nothing should be attached to the interface during that wait.
         let transmits = (0..wiring.senders.max(1))
-            .map(|_| {
-                transmit::open(
-                    route,
-                    wiring.bound_to,
-                    wiring.one_next_hop,
-                    wiring.qdisc_bypass,
-                )
-            })
+            .map(|_| transmit::open(route, wiring.one_next_hop, wiring.qdisc_bypass))
             .collect::<Result<Vec<_>>>()?;
         // Native XDP_TX on a veth drops what it sends unless the peer has NAPI on, which
         // prober cannot count on: there a program that answers replies attaches generic.
@@ -66,6 +67,7 @@ impl Plumbing {
             transmits,
             matcher,
             channel,
+            watch,
         })
     }
 

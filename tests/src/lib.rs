@@ -175,6 +175,49 @@ impl TestHost {
         Ok(addrs)
     }
 
+    /// Five more hosts on a network of their own directly connected to the veth (a /29: the
+    /// host side takes its first address, the namespace the other five), so that a sweep of them
+    /// has a next hop per target (the raw-socket path). Chosen under the allocator's lock like
+    /// the /30s; the connected route is what marks the block used.
+    pub fn add_neighbours(&self) -> Result<Vec<Ipv4Addr>> {
+        let _alloc = FileLock::acquire(ALLOC_LOCK, Duration::from_secs(60))?;
+        let net = free_block(&used_prefixes()?, 29, u32::from(self.addr))
+            .ok_or_else(|| anyhow!("no free /29 left in 198.18.4.0-198.19.255.255"))?;
+        let ours = Ipv4Addr::from(net + 1);
+        run_ip(&["addr", "add", &format!("{ours}/29"), "dev", &self.host_if])?;
+        let neighbours: Vec<Ipv4Addr> = (net + 2..net + 7).map(Ipv4Addr::from).collect();
+        for neighbour in &neighbours {
+            let address = format!("{neighbour}/29");
+            run_ip(&[
+                "-n",
+                &self.ns,
+                "addr",
+                "add",
+                &address,
+                "dev",
+                &self.peer_if,
+            ])?;
+        }
+        Ok(neighbours)
+    }
+
+    /// A named nftables counter at the ingress of the namespace's veth end: every frame that
+    /// arrives there and matches `matches`, whoever it is addressed to (read it with
+    /// [`TestHost::arriving_packets`]).
+    pub fn count_arriving(&self, name: &str, matches: &str) -> Result<()> {
+        let peer = &self.peer_if;
+        let script = format!(
+            "add table netdev {NFT_TABLE}\n\
+             add chain netdev {NFT_TABLE} arriving {{ type filter hook ingress device \"{peer}\" priority 0; policy accept; }}\n\
+             add counter netdev {NFT_TABLE} {name}\n\
+             add rule netdev {NFT_TABLE} arriving {matches} counter name {name}\n"
+        );
+        let mut cmd = self.command_in_ns("nft");
+        cmd.args(["-f", "-"]);
+        run_with_stdin(&mut cmd, &script)?;
+        Ok(())
+    }
+
     /// An nftables rule inside the namespace that drops incoming TCP to `port` (a "filtered" port).
     /// The rule counts what it drops: see [`TestHost::dropped_packets`].
     pub fn drop_tcp_port(&self, port: u16) -> Result<()> {
@@ -226,8 +269,17 @@ impl TestHost {
 
     /// Packets counted so far by the counter `name` from [`TestHost::add_counter`].
     pub fn counter_packets(&self, name: &str) -> Result<u64> {
+        self.nft_counter("inet", name)
+    }
+
+    /// Frames counted so far by the counter `name` from [`TestHost::count_arriving`].
+    pub fn arriving_packets(&self, name: &str) -> Result<u64> {
+        self.nft_counter("netdev", name)
+    }
+
+    fn nft_counter(&self, family: &str, name: &str) -> Result<u64> {
         let mut cmd = self.command_in_ns("nft");
-        cmd.args(["list", "counter", "inet", NFT_TABLE, name]);
+        cmd.args(["list", "counter", family, NFT_TABLE, name]);
         let out = run_checked(&mut cmd)?;
         let mut toks = out.split_whitespace();
         while let Some(t) = toks.next() {

@@ -6,6 +6,7 @@ use prober_tests::output::parse_footer_then;
 use prober_tests::proc::{Finished, Proc};
 use prober_tests::sweep::parse_sweep_footer;
 use prober_tests::{prober_command, require_root, run_checked, TestHost, OPEN_PORT};
+use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::Duration;
 
@@ -70,4 +71,64 @@ fn a_sweep_whose_interface_goes_down_prints_the_footer_and_exits_2() {
         .rposition(|l| *l == "--- prober sweep statistic ---")
         .expect("footer title");
     check_error_after_footer(&run, &lines[title + 5..]);
+}
+
+/// A sweep over the raw-socket path (several hosts on a directly connected network) whose veth
+/// and namespace are deleted mid-sweep, with a second route to the same network in place (to
+/// another test host, which counts every SYN that reaches it): not one probe may take that
+/// route, and the run ends with its statistic, one line naming the interface, and exit 2.
+/// (Before, the sweep went on along the other route and exited 0.)
+#[test]
+fn a_sweep_whose_interface_is_deleted_sends_nothing_along_the_next_route() {
+    require_root();
+    let target = TestHost::new().expect("test host");
+    let neighbours = target.add_neighbours().expect("neighbours");
+    let catch = TestHost::new().expect("second test host");
+    catch
+        .count_arriving("leaked", "tcp flags syn")
+        .expect("nft counter");
+    // The same /29 through the other veth, behind the connected route while that exists.
+    let network = format!("{}/29", Ipv4Addr::from(u32::from(neighbours[0]) & !7));
+    run_checked(Command::new("ip").args([
+        "route",
+        "add",
+        &network,
+        "via",
+        &catch.addr.to_string(),
+        "dev",
+        &catch.host_if,
+        "metric",
+        "1000",
+    ]))
+    .expect("the second route");
+    let mut args = vec!["-p", "1-20000", "--rate", "10000", "-o", "json"];
+    let addresses: Vec<String> = neighbours.iter().map(ToString::to_string).collect();
+    args.extend(addresses.iter().map(String::as_str));
+    args.push("-V");
+    let mut p = Proc::spawn(prober_command(&args));
+    p.expect_line(Duration::from_secs(10), "the first result");
+    let interface = target.host_if.clone();
+    drop(target);
+    let run = p.wait(TIMEOUT);
+    assert!(
+        run.stderr.contains("raw IP socket"),
+        "not the raw-socket path\n{run}"
+    );
+    assert_eq!(
+        catch.arriving_packets("leaked").expect("counter"),
+        0,
+        "probes took the other route\n{run}"
+    );
+    // The interface's drop counters are gone with it, so the footer has `unknown` counts.
+    assert!(
+        run.stderr.contains("--- prober sweep statistic ---")
+            && run.stderr.contains(", interrupted\n"),
+        "the statistic of a sweep cut short\n{run}"
+    );
+    let last = run.stderr_lines().last().cloned().unwrap_or_default();
+    assert!(
+        last.starts_with("prober: ") && last.contains(&interface),
+        "the last line names the interface\n{run}"
+    );
+    assert_eq!(run.code(), Some(2), "{run}");
 }

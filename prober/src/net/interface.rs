@@ -66,6 +66,16 @@ impl Interface {
             .context("parsing the interface MTU")
     }
 
+    /// Whether the interface is up (IFF_UP) and has a carrier, as sysfs says now.
+    pub fn link_state(&self) -> Result<(bool, bool)> {
+        let flags = self.sysfs("flags")?;
+        let flags = u32::from_str_radix(flags.trim_start_matches("0x"), 16)
+            .with_context(|| format!("parsing the flags of {}", self.name))?;
+        let up = flags & libc::IFF_UP as u32 != 0;
+        // Reading `carrier` of an interface that is down is an error (EINVAL).
+        Ok((up, up && self.sysfs("carrier")? == "1"))
+    }
+
     /// A veth end: native XDP there can only send back out (XDP_TX) when the peer has
     /// NAPI on (an XDP program or GRO of its own), which prober cannot rely on.
     pub fn is_veth(&self) -> Result<bool> {

@@ -6,7 +6,9 @@ pub mod neighbour;
 mod netlink;
 pub mod resolve;
 pub mod route;
+pub mod watch;
 
 pub use interface::Interface;
 pub use resolve::{resolve, supported_family, Host};
 pub use route::Route;
+pub use watch::Watch;

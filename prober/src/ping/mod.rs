@@ -179,7 +179,8 @@ impl Session {
             senders: 1,
             one_next_hop: true,
             qdisc_bypass: false,
-            bound_to: options.interface.as_ref(),
+            via: options.interface.as_ref(),
+            destinations: &[options.target],
             answers_replies: false,
             trace: options.bpf_trace,
         };
@@ -230,6 +231,7 @@ impl Session {
             mut transmits,
             matcher,
             channel,
+            watch,
         } = plumbing;
         let transmit = transmits.remove(0);
         let log = Arc::new(SendLog::new());
@@ -248,6 +250,7 @@ impl Session {
             replies: channel.replies,
             trace: channel.trace,
             counters: &channel.counters,
+            watch,
         };
         let timing = Timing {
             linger: LINGER,

@@ -210,7 +210,8 @@ impl Sweep {
             senders,
             one_next_hop,
             qdisc_bypass: options.qdisc_bypass,
-            bound_to: options.interface.as_ref(),
+            via: options.interface.as_ref(),
+            destinations: &options.targets.range_starts().take(16).collect::<Vec<_>>(),
             answers_replies: true,
             trace: options.bpf_trace,
         };
@@ -263,6 +264,7 @@ impl Sweep {
             transmits,
             matcher,
             channel,
+            watch,
         } = plumbing;
         let ReplyChannel {
             replies,
@@ -312,6 +314,7 @@ impl Sweep {
             replies,
             trace,
             counters: &counters,
+            watch,
         };
         let outcome = reply_loop::run(sources, send, &mut collector, timing)?;
         collector.status.finish();

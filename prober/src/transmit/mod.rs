@@ -9,7 +9,7 @@ use std::io;
 
 use anyhow::{Context as _, Result};
 
-use crate::net::{neighbour, Interface, Route};
+use crate::net::{neighbour, Route};
 use raw_socket::RawIpSocket;
 use tx_ring::TxRing;
 
@@ -38,14 +38,10 @@ pub trait Transmit: Send {
 /// are dropped as martians unless host sysctls are changed, which prober must not do),
 /// tunnels, unresolvable next hops, and several hosts on a directly connected network, each
 /// with its own MAC (`one_next_hop` false); there the kernel's own routing and neighbour
-/// handling do the job, as for hping3. `bound_to` is the interface the user named with -I, if
-/// any: the raw socket is held to it. `qdisc_bypass`: see [`TxRing::open`].
-pub fn open(
-    route: &Route,
-    bound_to: Option<&Interface>,
-    one_next_hop: bool,
-    qdisc_bypass: bool,
-) -> Result<Box<dyn Transmit>> {
+/// handling do the job, as for hping3. Either path sends through the route's interface only
+/// (the raw socket is bound to it: SO_BINDTODEVICE), so that probes never follow a changed
+/// route out of another one. `qdisc_bypass`: see [`TxRing::open`].
+pub fn open(route: &Route, one_next_hop: bool, qdisc_bypass: bool) -> Result<Box<dyn Transmit>> {
     if !route.local && one_next_hop {
         if let Some(source_mac) = route.interface.ethernet_address()? {
             if let Some(next_hop_mac) = neighbour::next_hop_mac(route)? {
@@ -58,9 +54,7 @@ pub fn open(
         }
     }
     let socket = RawIpSocket::open(route.source)?;
-    if let Some(interface) = bound_to {
-        interface.bind_socket(&socket)?;
-    }
+    route.interface.bind_socket(&socket)?;
     Ok(Box::new(socket))
 }
 
