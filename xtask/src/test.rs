@@ -98,6 +98,7 @@ fn leftovers() -> Result<Vec<String>> {
     let netns = env::output(env::command("ip")?.args(["netns", "list"]))?;
     let links = env::output(env::command("ip")?.args(["-o", "link"]))?;
     let programs = env::output(env::command("bpftool")?.args(["prog", "show"]))?;
+    let routes = env::output(env::command("ip")?.args(["-4", "route", "show", "table", "all"]))?;
     Ok(test_namespaces(&netns)
         .into_iter()
         .map(|ns| format!("network namespace {ns}"))
@@ -111,7 +112,40 @@ fn leftovers() -> Result<Vec<String>> {
                 .into_iter()
                 .map(|p| format!("BPF program {p} still loaded")),
         )
+        .chain(
+            test_routes(&routes)
+                .into_iter()
+                .map(|r| format!("route {r}")),
+        )
         .collect())
+}
+
+/// Routes into the testbed's part of 198.18.0.0/15 (198.18.4.0 on; the safety net's /15
+/// itself is not one) in `ip -4 route show table all` output: a test that routed a block
+/// somewhere and did not take the route away again.
+fn test_routes(listing: &str) -> Vec<&str> {
+    const FIRST: u32 = u32::from_be_bytes([198, 18, 4, 0]);
+    const END: u32 = u32::from_be_bytes([198, 20, 0, 0]);
+    listing
+        .lines()
+        .filter(|line| {
+            let mut words = line.split_whitespace();
+            let Some(mut prefix) = words.next() else {
+                return false;
+            };
+            if !prefix.starts_with(|c: char| c.is_ascii_digit()) {
+                prefix = words.next().unwrap_or(""); // a route type: local, unreachable...
+            }
+            let (address, length) = prefix.split_once('/').unwrap_or((prefix, "32"));
+            let (Ok(address), Ok(length)) =
+                (address.parse::<std::net::Ipv4Addr>(), length.parse::<u8>())
+            else {
+                return false;
+            };
+            let address = u32::from(address);
+            length > 15 && (FIRST..END).contains(&address)
+        })
+        .collect()
 }
 
 /// prober's programs (`prober`, `prober_egress`) in `bpftool prog show` output, as
@@ -173,6 +207,22 @@ mod tests {
         assert_eq!(
             prober_programs(listing),
             ["prober (id 3812)", "prober_egress (id 3813)"]
+        );
+    }
+
+    #[test]
+    fn finds_routes_into_the_testbed_range() {
+        let listing = "default via 192.0.2.1 dev eth0\n\
+                       unreachable 198.18.0.0/15\n\
+                       198.18.1.0/24 dev eth1 proto kernel scope link src 198.18.1.1\n\
+                       198.19.20.0/29 via 198.18.7.2 dev prbh1 metric 1000\n\
+                       local 198.18.7.1 dev prbh1 table local proto kernel scope host src 198.18.7.1\n";
+        assert_eq!(
+            test_routes(listing),
+            [
+                "198.19.20.0/29 via 198.18.7.2 dev prbh1 metric 1000",
+                "local 198.18.7.1 dev prbh1 table local proto kernel scope host src 198.18.7.1"
+            ]
         );
     }
 
