@@ -32,7 +32,7 @@ use anyhow::{bail, Result};
 use prober_common::Counter;
 
 use crate::{
-    bpf::{Departures, ReplyChannel},
+    bpf::{AttachMode, Departures, ReplyChannel},
     net::{route, Interface, Route},
     output::{self, Output},
     privileges,
@@ -96,6 +96,7 @@ pub struct Options {
     pub verbose: bool,
     pub histogram: bool,
     pub bpf_trace: bool,
+    pub xdp_mode: AttachMode,
 }
 
 /// Runs the sweep, writes its results, and prints the statistic (also when an error ended the
@@ -212,6 +213,7 @@ impl Sweep {
             qdisc_bypass: options.qdisc_bypass,
             bound_to: options.interface.as_ref(),
             answers_replies: true,
+            xdp_mode: options.xdp_mode,
             trace: options.bpf_trace,
         };
         let plumbing = Plumbing::install(&route, &probe.filter(), wiring)?;
