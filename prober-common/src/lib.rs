@@ -183,6 +183,7 @@ pub const COUNTERS_MAP: &str = "COUNTERS";
 pub const DEPARTURES_MAP: &str = "DEPARTURES";
 pub const XDP_PROGRAM: &str = "prober";
 pub const EGRESS_PROGRAM: &str = "prober_egress";
+pub const INGRESS_PROGRAM: &str = "prober_ingress";
 
 // SAFETY: repr(C), Copy, and free of implicit padding (bytemuck's derive checks that).
 #[cfg(feature = "user")]

@@ -1,15 +1,11 @@
 //! The ICMP echo kind: echo replies carrying our identifier, and our echo requests leaving.
-use aya_ebpf::programs::XdpContext;
 use prober_common::{
     trace::Reason,
     wire::{self, Checksum, Echo, Frame, IpPacket},
     ProbeFilter, IPPROTO_ICMP,
 };
 
-use crate::{
-    packet::XdpFrame,
-    reply::{self, Decision, Probe},
-};
+use crate::reply::{self, Decision, Probe};
 
 const ECHO_REPLY: u8 = 0;
 const ECHO_REQUEST: u8 = 8;
@@ -24,9 +20,8 @@ fn echo(packet: &impl Frame, ip: &IpPacket) -> Option<Result<Echo, ()>> {
 }
 
 #[inline(always)]
-pub fn reply(ctx: &XdpContext, ip: &IpPacket, filter: &ProbeFilter) -> Decision {
-    let frame = XdpFrame(ctx);
-    let echo = match echo(&frame, ip) {
+pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Decision {
+    let echo = match echo(frame, ip) {
         None => return Decision::IGNORED,
         Some(Err(())) => return reply::malformed(ip, (0, 0), Reason::MalformedHeader),
         Some(Ok(echo)) => echo,
@@ -41,7 +36,7 @@ pub fn reply(ctx: &XdpContext, ip: &IpPacket, filter: &ProbeFilter) -> Decision 
     if echo.id != filter.icmp_id {
         return reply::unmatched(ip, numbers, Reason::AnotherIdentifier);
     }
-    if let Err(refused) = reply::validated(&frame, ip, filter, numbers, Checksum::Message) {
+    if let Err(refused) = reply::validated(frame, ip, filter, numbers, Checksum::Message) {
         return refused;
     }
     let probe = Probe {

@@ -1,6 +1,7 @@
-//! prober's eBPF programs. The XDP program records replies to prober's probes, with a kernel
-//! timestamp, into a ring buffer; the TC egress program notes when each probe leaves, so that a
-//! reply's record carries both ends of the round trip on the kernel's clock.
+//! prober's eBPF programs. The XDP program (or its twin at TCX ingress) records replies to
+//! prober's probes, with a kernel timestamp, into a ring buffer; the TC egress program notes
+//! when each probe leaves, so that a reply's record carries both ends of the round trip on the
+//! kernel's clock.
 //!
 //! Both parse the IP header once (`prober_common::wire`, shared with the host's tests and
 //! fuzzers) and hand the packet to the probe kind the filter names, one module per kind
@@ -22,38 +23,69 @@ use aya_ebpf::{
 };
 use packet::{TcFrame, XdpFrame};
 use prober_common::{
-    wire::{self, Parsed},
-    KIND_ICMP_ECHO, KIND_TCP, MODE_SWEEP,
+    wire::{self, Frame, Parsed},
+    ProbeFilter, KIND_ICMP_ECHO, KIND_TCP, MODE_SWEEP,
 };
+use reply::{Action, Decision};
 
-/// TCX_NEXT: the egress program only watches; the verdict stays with whatever runs after it
-/// (other TCX programs, clsact filters). TC_ACT_OK would be final and skip them.
-const TC_ACT_UNSPEC: i32 = -1;
+/// TCX_NEXT: the verdict stays with whatever runs after the program (other TCX programs,
+/// clsact filters, the stack). TC_ACT_OK would be final and skip them.
+const TCX_NEXT: i32 = -1;
+const TC_ACT_SHOT: i32 = 2;
 
+/// The reply matcher in XDP (generic or native): the default hook.
 #[xdp]
 pub fn prober(mut ctx: XdpContext) -> u32 {
     let Some(filter) = maps::filter() else {
         return xdp_action::XDP_PASS;
     };
-    let ip = match wire::parse(&XdpFrame(&ctx)) {
+    let mut decision = judge(&XdpFrame(&ctx), filter);
+    let bounced = tcp::bounce(&mut ctx, &mut decision);
+    reply::traced(&ctx, filter, &decision);
+    match (bounced, decision.action) {
+        (true, _) => xdp_action::XDP_TX,
+        (false, Action::Drop) => xdp_action::XDP_DROP,
+        (false, Action::Pass) => xdp_action::XDP_PASS,
+    }
+}
+
+/// The same matcher at TCX ingress, for interfaces whose XDP hook another program holds
+/// (another prober, any XDP user): TCX links stack. It sees what XDP passed. A matched
+/// SYN-ACK goes on to the host's stack, which answers it with the RST that XDP would send
+/// itself.
+#[classifier]
+pub fn prober_ingress(ctx: TcContext) -> i32 {
+    let Some(filter) = maps::filter() else {
+        return TCX_NEXT;
+    };
+    let decision = judge(&TcFrame(&ctx), filter);
+    reply::traced(&ctx, filter, &decision);
+    match decision.action {
+        Action::Drop if !decision.answer => TC_ACT_SHOT,
+        _ => TCX_NEXT,
+    }
+}
+
+/// What the probe kind makes of a packet coming in, whichever the hook.
+#[inline(always)]
+fn judge(frame: &impl Frame, filter: &ProbeFilter) -> Decision {
+    let ip = match wire::parse(frame) {
         Parsed::Ip(ip) => ip,
-        Parsed::Other => return xdp_action::XDP_PASS,
         Parsed::Malformed(Some(dst)) if dst == filter.local_addr => {
-            return reply::traced(&ctx, filter, reply::malformed_ip(dst))
+            return reply::malformed_ip(dst)
         }
-        Parsed::Malformed(_) => return xdp_action::XDP_PASS,
+        Parsed::Malformed(_) | Parsed::Other => return Decision::IGNORED,
     };
     // Who may send a reply is the kind's to say: a direct answer comes from the target, while
     // an ICMP error (no kind takes them yet) would come from any router on the way.
     if ip.dst != filter.local_addr {
-        return xdp_action::XDP_PASS;
+        return Decision::IGNORED;
     }
-    let decision = match filter.kind {
-        KIND_TCP => tcp::reply(&mut ctx, &ip, filter),
-        KIND_ICMP_ECHO => icmp::reply(&ctx, &ip, filter),
-        _ => return xdp_action::XDP_PASS,
-    };
-    reply::traced(&ctx, filter, decision)
+    match filter.kind {
+        KIND_TCP => tcp::reply(frame, &ip, filter),
+        KIND_ICMP_ECHO => icmp::reply(frame, &ip, filter),
+        _ => Decision::IGNORED,
+    }
 }
 
 #[classifier]
@@ -71,7 +103,7 @@ pub fn prober_egress(ctx: TcContext) -> i32 {
             reply::departed(&ctx, filter, &probe);
         }
     }
-    TC_ACT_UNSPEC
+    TCX_NEXT
 }
 
 #[cfg(not(test))]

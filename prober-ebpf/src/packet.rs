@@ -16,7 +16,7 @@
 use core::mem::{size_of, MaybeUninit};
 
 use aya_ebpf::{
-    bindings::xdp_md,
+    bindings::{__sk_buff, xdp_md},
     helpers::{bpf_xdp_adjust_tail, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
     programs::{TcContext, XdpContext},
 };
@@ -80,6 +80,15 @@ impl Frame for TcFrame<'_> {
     fn read<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
         self.0.load(offset).ok()
     }
+
+    #[inline(always)]
+    fn sum(&self, offset: usize, len: usize, seed: u32) -> Option<u32> {
+        let skb = self.0.skb.skb;
+        match prober_sum_words_skb(skb, offset as u32, len as u32, seed) {
+            NO_SUM => None,
+            sum => Some(sum as u32),
+        }
+    }
 }
 
 /// What [`prober_sum_words`] returns when the bytes are not all in the packet.
@@ -88,18 +97,37 @@ const NO_SUM: u64 = u64::MAX;
 /// `wire::sum_words` over the packet, as a global BPF function (exported, so the linker gives
 /// it global linkage): the verifier checks it once, on its own, instead of its loop's every
 /// exit once for each way a packet reaches it — which took it past a million instructions.
-/// Its arguments are the verifier's unknowns, so their limits are checked here.
+/// One for each hook's context.
 #[no_mangle]
 #[inline(never)]
 pub extern "C" fn prober_sum_words(md: *mut xdp_md, offset: u32, len: u32, seed: u32) -> u64 {
+    // The function's own view of the packet the calling program holds: it only reads, while
+    // the caller waits.
+    let ctx = XdpContext::new(md);
+    checked_sum(&XdpFrame(&ctx), offset, len, seed)
+}
+
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn prober_sum_words_skb(
+    skb: *mut __sk_buff,
+    offset: u32,
+    len: u32,
+    seed: u32,
+) -> u64 {
+    let ctx = TcContext::new(skb);
+    checked_sum(&TcFrame(&ctx), offset, len, seed)
+}
+
+/// The arguments of a global function are the verifier's unknowns, so their limits are
+/// checked here.
+#[inline(always)]
+fn checked_sum(frame: &impl Frame, offset: u32, len: u32, seed: u32) -> u64 {
     const MAX_OFFSET: u32 = 0xff; // past any IPv4 header's end
     if offset > MAX_OFFSET || len as usize > MAX_CHECKED_L4_LEN {
         return NO_SUM;
     }
-    // The function's own view of the packet the calling program holds: it only reads, while
-    // the caller waits.
-    let ctx = XdpContext::new(md);
-    wire::sum_words(&XdpFrame(&ctx), offset as usize, len as usize, seed).map_or(NO_SUM, u64::from)
+    wire::sum_words(frame, offset as usize, len as usize, seed).map_or(NO_SUM, u64::from)
 }
 
 /// The XDP packet's length.

@@ -4,10 +4,7 @@
 //! The trace (`--bpf-trace`) is one aya-log statement per program, of numbers only, so it is
 //! cheap to verify; it costs nothing when it is off: userspace sets aya-log's level before the
 //! programs are loaded, and the verifier removes the statement below it as dead code.
-use aya_ebpf::{
-    bindings::xdp_action,
-    programs::{TcContext, XdpContext},
-};
+use aya_ebpf::{programs::TcContext, EbpfContext};
 use aya_log_ebpf::trace;
 use prober_common::{
     trace::{Fate, Reason},
@@ -25,14 +22,47 @@ pub struct Probe {
     pub target_port: u16,
 }
 
-/// What becomes of a packet, and what the trace says about it if `traced`. (Not an
-/// `Option<Event>`: for None the compiler would copy the event's undefined fields through the
-/// stack, and reading stack that was never written is something the verifier allows only
-/// with CAP_PERFMON.)
+/// What becomes of a packet, and what the trace says about it if `traced`. (No `Option`s:
+/// for None the compiler copies the payload's undefined bytes around, and the verifier
+/// refuses reading what was never written — registers always, stack without CAP_PERFMON.)
 pub struct Decision {
-    pub action: u32,
+    pub action: Action,
     pub traced: bool,
     pub event: Event,
+    /// A matched SYN-ACK of a sweep, which the hook may answer itself with `rst` instead of
+    /// leaving that to the host's stack (XDP can: XDP_TX; TC ingress leaves it to the host).
+    pub answer: bool,
+    pub rst: Rst,
+}
+
+/// What the hook does with a packet, in either hook's terms.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// On to the host's stack (and any program after ours).
+    Pass,
+    /// Ours, recorded: the host's stack need not see it.
+    Drop,
+}
+
+/// The RST that ends the half-open connection a SYN-ACK answered: from our address and port
+/// to theirs, with the SYN-ACK's ack as its sequence number.
+#[derive(Clone, Copy)]
+pub struct Rst {
+    pub source: [u8; 4],
+    pub target: [u8; 4],
+    pub our_port: u16,
+    pub their_port: u16,
+    pub seq: u32,
+}
+
+impl Rst {
+    const NONE: Rst = Rst {
+        source: [0; 4],
+        target: [0; 4],
+        our_port: 0,
+        their_port: 0,
+        seq: 0,
+    };
 }
 
 /// One trace line: what happened to a packet from `from`, and the kind's two numbers that
@@ -47,7 +77,9 @@ pub struct Event {
 impl Decision {
     /// Nothing to do with prober: passed, and not traced.
     pub const IGNORED: Decision = Decision {
-        action: xdp_action::XDP_PASS,
+        action: Action::Pass,
+        answer: false,
+        rst: Rst::NONE,
         traced: false,
         event: Event {
             fate: Fate::Passed,
@@ -73,7 +105,7 @@ pub fn from_target(filter: &ProbeFilter, ip: &IpPacket) -> bool {
 /// Shaped like a reply, but not one: passed on to the host's stack untouched.
 #[inline(always)]
 pub fn foreign(ip: &IpPacket, numbers: (u16, u16), reason: Reason) -> Decision {
-    Decision::traced(xdp_action::XDP_PASS, Fate::Passed, reason, ip, numbers)
+    Decision::traced(Action::Pass, Fate::Passed, reason, ip, numbers)
 }
 
 /// Shaped like a reply to our probes but answering none of them: forged, stale, another
@@ -82,7 +114,7 @@ pub fn foreign(ip: &IpPacket, numbers: (u16, u16), reason: Reason) -> Decision {
 #[inline(always)]
 pub fn unmatched(ip: &IpPacket, numbers: (u16, u16), reason: Reason) -> Decision {
     maps::count(Counter::Unmatched);
-    Decision::traced(xdp_action::XDP_PASS, Fate::Passed, reason, ip, numbers)
+    Decision::traced(Action::Pass, Fate::Passed, reason, ip, numbers)
 }
 
 /// A frame to us the kernel would drop, or a candidate reply it would not accept: counted,
@@ -90,7 +122,7 @@ pub fn unmatched(ip: &IpPacket, numbers: (u16, u16), reason: Reason) -> Decision
 #[inline(always)]
 pub fn malformed(ip: &IpPacket, numbers: (u16, u16), reason: Reason) -> Decision {
     maps::count(Counter::Malformed);
-    Decision::traced(xdp_action::XDP_PASS, Fate::Passed, reason, ip, numbers)
+    Decision::traced(Action::Pass, Fate::Passed, reason, ip, numbers)
 }
 
 /// An IPv4 header to `dst` the kernel would drop (nothing in it can be trusted but that).
@@ -98,7 +130,9 @@ pub fn malformed(ip: &IpPacket, numbers: (u16, u16), reason: Reason) -> Decision
 pub fn malformed_ip(dst: IpAddress) -> Decision {
     maps::count(Counter::Malformed);
     Decision {
-        action: xdp_action::XDP_PASS,
+        action: Action::Pass,
+        answer: false,
+        rst: Rst::NONE,
         traced: true,
         event: Event {
             fate: Fate::Passed,
@@ -142,9 +176,9 @@ pub fn matched(
         (Fate::Lost, Reason::RingBufferFull)
     };
     let action = if sweep(filter) {
-        xdp_action::XDP_DROP
+        Action::Drop
     } else {
-        xdp_action::XDP_PASS
+        Action::Pass
     };
     Decision::traced(action, fate, reason, ip, numbers)
 }
@@ -152,7 +186,7 @@ pub fn matched(
 impl Decision {
     #[inline(always)]
     fn traced(
-        action: u32,
+        action: Action,
         fate: Fate,
         reason: Reason,
         ip: &IpPacket,
@@ -160,6 +194,8 @@ impl Decision {
     ) -> Decision {
         Decision {
             action,
+            answer: false,
+            rst: Rst::NONE,
             traced: true,
             event: Event {
                 fate,
@@ -202,17 +238,16 @@ pub fn departed(ctx: &TcContext, filter: &ProbeFilter, probe: &Probe) {
     );
 }
 
-/// The trace line of an XDP decision.
+/// The trace line of a decision on a packet coming in.
 #[inline(always)]
-pub fn traced(ctx: &XdpContext, filter: &ProbeFilter, decision: Decision) -> u32 {
+pub fn traced(ctx: &impl EbpfContext, filter: &ProbeFilter, decision: &Decision) {
     if decision.traced {
         log(ctx, filter, &decision.event);
     }
-    decision.action
 }
 
 #[inline(always)]
-fn log(ctx: &impl aya_ebpf::EbpfContext, filter: &ProbeFilter, event: &Event) {
+fn log(ctx: &impl EbpfContext, filter: &ProbeFilter, event: &Event) {
     trace!(
         ctx,
         "{} {} {} {:i} {} {}",

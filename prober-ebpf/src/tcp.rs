@@ -4,7 +4,7 @@
 //! the sequence number every probe carries. A sweep: the reply's ack − 1 must be the SYN
 //! cookie of its own (target, port, our address, our port); a SYN-ACK is then sent back to its
 //! sender as the RST that ends the half-open connection.
-use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use aya_ebpf::programs::XdpContext;
 use prober_common::{
     syn_cookie,
     trace::{Fate, Reason},
@@ -14,8 +14,8 @@ use prober_common::{
 
 use crate::{
     maps,
-    packet::{self, header_mut, XdpFrame},
-    reply::{self, Decision, Probe},
+    packet::{self, header_mut},
+    reply::{self, Decision, Probe, Rst},
 };
 
 const FIN: u8 = 0x01;
@@ -33,12 +33,11 @@ fn ours(filter: &ProbeFilter, port: u16) -> bool {
 }
 
 #[inline(always)]
-pub fn reply(ctx: &mut XdpContext, ip: &IpPacket, filter: &ProbeFilter) -> Decision {
+pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Decision {
     if ip.protocol != IPPROTO_TCP {
         return Decision::IGNORED;
     }
-    let frame = XdpFrame(ctx);
-    let Some(segment) = wire::segment(&frame, ip) else {
+    let Some(segment) = wire::segment(frame, ip) else {
         return reply::malformed(ip, (0, 0), Reason::MalformedHeader);
     };
     if !reply::from_target(filter, ip) {
@@ -53,7 +52,7 @@ pub fn reply(ctx: &mut XdpContext, ip: &IpPacket, filter: &ProbeFilter) -> Decis
     let checksum = Checksum::WithPseudoHeader {
         field: segment.checksum,
     };
-    if let Err(refused) = reply::validated(&frame, ip, filter, ports, checksum) {
+    if let Err(refused) = reply::validated(frame, ip, filter, ports, checksum) {
         return refused;
     }
     let sweep = reply::sweep(filter);
@@ -97,12 +96,34 @@ pub fn reply(ctx: &mut XdpContext, ip: &IpPacket, filter: &ProbeFilter) -> Decis
     record.l4_checksum = segment.checksum;
     record.tcp_urgent = segment.urgent;
     let mut decision = reply::matched(filter, ip, ports, &probe, record);
-    if sweep && segment.flags & SYN != 0 && bounce_as_rst(ctx, ip, &segment).is_some() {
-        maps::count(Counter::Bounced);
-        decision.action = xdp_action::XDP_TX;
-        decision.event.fate = Fate::Bounced;
+    // The RST reuses the SYN-ACK's frame: an IPv4 header without options.
+    if let (true, Some(source), Some(target)) = (
+        sweep && segment.flags & SYN != 0 && ip.plain_header(),
+        ip.dst.ipv4(),
+        ip.src.ipv4(),
+    ) {
+        decision.answer = true;
+        decision.rst = Rst {
+            source,
+            target,
+            our_port: segment.dest,
+            their_port: segment.source,
+            seq: segment.ack,
+        };
     }
     decision
+}
+
+/// Answers a sweep's matched SYN-ACK with its RST, sent straight back (XDP_TX): true if the
+/// packet was rewritten into it. Counted, and the trace says so.
+#[inline(always)]
+pub fn bounce(ctx: &mut XdpContext, decision: &mut Decision) -> bool {
+    if !decision.answer || bounce_as_rst(ctx, &decision.rst).is_none() {
+        return false;
+    }
+    maps::count(Counter::Bounced);
+    decision.event.fate = Fate::Bounced;
+    true
 }
 
 /// One target: a reply with ACK acknowledges our sequence number plus at most SYN and FIN; a
@@ -146,13 +167,8 @@ pub fn departure(packet: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Op
 /// connection: MACs, addresses and ports swapped, sequence = the SYN-ACK's ack, no options.
 /// None when the packet cannot be rewritten (IP options, not IPv4); it is then just dropped.
 #[inline(always)]
-fn bounce_as_rst(ctx: &mut XdpContext, ip: &IpPacket, segment: &Segment) -> Option<()> {
-    let (Some(source), Some(target)) = (ip.dst.ipv4(), ip.src.ipv4()) else {
-        return None;
-    };
-    if !ip.plain_header() {
-        return None;
-    }
+fn bounce_as_rst(ctx: &mut XdpContext, rst: &Rst) -> Option<()> {
+    let (source, target) = (rst.source, rst.target);
     packet::truncate(ctx, RST_FRAME_LEN)?;
     // One reference over the whole frame: one bounds check the verifier sees.
     let frame: &mut [u8; RST_FRAME_LEN] = header_mut(ctx, 0)?;
@@ -205,18 +221,18 @@ fn bounce_as_rst(ctx: &mut XdpContext, ip: &IpPacket, segment: &Segment) -> Opti
         t3,
     ]);
 
-    let seq = segment.ack;
+    let seq = rst.seq;
     let tcp_sum = wire::sum_of(&[
         u16::from(IPPROTO_TCP),
         TCP_HEADER_LEN as u16,
-        segment.dest,
-        segment.source,
+        rst.our_port,
+        rst.their_port,
         (seq >> 16) as u16,
         seq as u16,
         OFFSET_FLAGS,
     ]) + addresses;
-    let [sp0, sp1] = segment.dest.to_be_bytes();
-    let [dp0, dp1] = segment.source.to_be_bytes();
+    let [sp0, sp1] = rst.our_port.to_be_bytes();
+    let [dp0, dp1] = rst.their_port.to_be_bytes();
     let [q0, q1, q2, q3] = seq.to_be_bytes();
     let [f0, f1] = OFFSET_FLAGS.to_be_bytes();
     let [c0, c1] = wire::fold(tcp_sum).to_be_bytes();

@@ -157,7 +157,8 @@ fn prober_programs(listing: &str) -> Vec<String> {
             let (id, rest) = line.split_once(':')?;
             let mut words = rest.split_whitespace();
             let name = words.by_ref().skip_while(|w| *w != "name").nth(1)?;
-            matches!(name, "prober" | "prober_egress").then(|| format!("{name} (id {})", id.trim()))
+            matches!(name, "prober" | "prober_egress" | "prober_ingress")
+                .then(|| format!("{name} (id {})", id.trim()))
         })
         .collect()
 }

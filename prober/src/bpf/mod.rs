@@ -20,7 +20,8 @@ use aya::{
 pub use counters::Counters;
 pub use kernel::require_supported_kernel;
 use prober_common::{
-    ProbeFilter, COUNTERS_MAP, EGRESS_PROGRAM, FILTER_MAP, REPLIES_MAP, XDP_PROGRAM,
+    ProbeFilter, COUNTERS_MAP, EGRESS_PROGRAM, FILTER_MAP, INGRESS_PROGRAM, REPLIES_MAP,
+    XDP_PROGRAM,
 };
 pub use trace::BpfTrace;
 
@@ -32,16 +33,35 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pr
 pub struct ReplyMatcher {
     /// Owns the programs and their links: only held, so that dropping the matcher detaches.
     _programs: Ebpf,
-    pub mode: AttachMode,
+    /// Where replies are matched.
+    pub hook: Hook,
     /// Where probes' send times come from.
     pub departures: Departures,
+}
+
+/// Where the reply matcher runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// XDP, in the mode asked for: there is no fallback from native to generic.
+    Xdp(AttachMode),
+    /// TCX ingress: the interface's XDP hook holds another program (another prober, any XDP
+    /// user), and TCX links stack where XDP does not. Only instead of generic XDP.
+    TcxIngress,
+}
+
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hook::Xdp(mode) => write!(f, "XDP, {mode} mode"),
+            Hook::TcxIngress => f.write_str("TCX ingress (the interface's XDP hook is taken)"),
+        }
+    }
 }
 
 /// How to attach.
 #[derive(Clone, Copy, Debug)]
 pub struct Attachment {
-    /// Try native (driver) XDP first; generic XDP otherwise.
-    pub driver_mode: bool,
+    pub mode: AttachMode,
     /// Attach the TC egress program (pointless when probes bypass TC).
     pub time_departures: bool,
     /// Let the programs log their decisions (`--bpf-trace`).
@@ -67,18 +87,21 @@ impl std::fmt::Display for Departures {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where the XDP program runs (`--xdp-mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum AttachMode {
-    /// Native XDP in the driver.
-    Driver,
-    /// Generic XDP in the network stack (e.g. `lo`, or drivers without XDP).
+    /// In the network stack: any interface, and its driver is left alone
+    #[default]
     Generic,
+    /// In the driver, if it has native XDP: attaching and detaching can rebuild a NIC's rings
+    /// and reset its link, and on a veth it clamps the peer's MTU
+    Native,
 }
 
 impl std::fmt::Display for AttachMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            AttachMode::Driver => "driver (native)",
+            AttachMode::Native => "driver (native)",
             AttachMode::Generic => "generic (skb)",
         })
     }
@@ -114,7 +137,27 @@ impl ReplyMatcher {
             .then(|| BpfTrace::start(&mut ebpf))
             .transpose()?;
 
-        let mode = attach_xdp(&mut ebpf, interface, attachment.driver_mode)?;
+        let hook = match attach_xdp(&mut ebpf, interface, attachment.mode)? {
+            Attached::Yes => Hook::Xdp(attachment.mode),
+            // Native is asked for by name: the hook someone else holds is the user's to free.
+            Attached::HookTaken(error)
+                if attachment.mode == AttachMode::Native || !kernel::has_tcx() =>
+            {
+                return Err(attach_error(interface, attachment.mode, error))
+            }
+            Attached::HookTaken(_) => {
+                // Last, behind whatever filters the interface already has.
+                attach_tc(
+                    &mut ebpf,
+                    interface,
+                    INGRESS_PROGRAM,
+                    TcAttachType::Ingress,
+                    LinkOrder::last(),
+                )
+                .context("attaching the reply matcher at TCX ingress")?;
+                Hook::TcxIngress
+            }
+        };
         let departures = if attachment.time_departures {
             attach_egress(&mut ebpf, interface)
         } else {
@@ -123,7 +166,7 @@ impl ReplyMatcher {
         Ok((
             ReplyMatcher {
                 _programs: ebpf,
-                mode,
+                hook,
                 departures,
             },
             ReplyChannel {
@@ -139,25 +182,30 @@ fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
     ebpf.take_map(name).ok_or_else(|| anyhow!("no {name} map"))
 }
 
-/// Attaches the reply matcher in driver mode where the driver has it (and `driver_mode`
-/// allows), in generic mode otherwise.
-fn attach_xdp(ebpf: &mut Ebpf, interface: &Interface, driver_mode: bool) -> Result<AttachMode> {
+/// Whether the XDP program went onto the interface.
+enum Attached {
+    Yes,
+    /// Another XDP program holds the hook (the kernel's error, for the message).
+    HookTaken(ProgramError),
+}
+
+/// Attaches the reply matcher in `mode`, and only in it: a driver that refuses native XDP is
+/// an error, since falling back would hide from the user what the run did to the interface.
+fn attach_xdp(ebpf: &mut Ebpf, interface: &Interface, mode: AttachMode) -> Result<Attached> {
     let program: &mut Xdp = ebpf
         .program_mut(XDP_PROGRAM)
         .ok_or_else(|| anyhow!("no {XDP_PROGRAM} program in the object"))?
         .try_into()?;
     program.load().map_err(|error| load_error("XDP", error))?;
-    if driver_mode {
-        match program.attach_to_if_index(interface.index, XdpMode::Driver) {
-            Ok(_) => return Ok(AttachMode::Driver),
-            Err(error) if is_busy(&error) => return Err(attach_error(interface, error)),
-            Err(_) => {}
-        }
+    let flags = match mode {
+        AttachMode::Generic => XdpMode::Skb,
+        AttachMode::Native => XdpMode::Driver,
+    };
+    match program.attach_to_if_index(interface.index, flags) {
+        Ok(_) => Ok(Attached::Yes),
+        Err(error) if hook_taken(&error) => Ok(Attached::HookTaken(error)),
+        Err(error) => Err(attach_error(interface, mode, error)),
     }
-    program
-        .attach_to_if_index(interface.index, XdpMode::Skb)
-        .map_err(|error| attach_error(interface, error))?;
-    Ok(AttachMode::Generic)
 }
 
 /// Attaches the departure-timing program to `interface`'s egress as a TCX link, which, like
@@ -168,26 +216,36 @@ fn attach_egress(ebpf: &mut Ebpf, interface: &Interface) -> Departures {
     if !kernel::has_tcx() {
         return Departures::Userspace("the kernel has no TCX links".into());
     }
-    let attached = (|| -> Result<()> {
-        let program: &mut SchedClassifier = ebpf
-            .program_mut(EGRESS_PROGRAM)
-            .ok_or_else(|| anyhow!("no {EGRESS_PROGRAM} program in the object"))?
-            .try_into()?;
-        program
-            .load()
-            .map_err(|error| load_error("TC egress", error))?;
-        // First, so that no program before it can end the packet's way before it is timed.
-        program.attach_with_options(
-            &interface.name,
-            TcAttachType::Egress,
-            TcAttachOptions::TcxOrder(LinkOrder::first()),
-        )?;
-        Ok(())
-    })();
-    match attached {
+    // First, so that no program before it can end the packet's way before it is timed.
+    match attach_tc(
+        ebpf,
+        interface,
+        EGRESS_PROGRAM,
+        TcAttachType::Egress,
+        LinkOrder::first(),
+    ) {
         Ok(()) => Departures::TcEgress,
         Err(error) => Departures::Userspace(format!("TC egress not attached: {error:#}")),
     }
+}
+
+/// Loads the classifier `name` and attaches it to `interface` as a TCX link at `order`.
+fn attach_tc(
+    ebpf: &mut Ebpf,
+    interface: &Interface,
+    name: &str,
+    direction: TcAttachType,
+    order: LinkOrder,
+) -> Result<()> {
+    let program: &mut SchedClassifier = ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("no {name} program in the object"))?
+        .try_into()?;
+    program
+        .load()
+        .map_err(|error| load_error(&format!("TC {direction:?}"), error))?;
+    program.attach_with_options(&interface.name, direction, TcAttachOptions::TcxOrder(order))?;
+    Ok(())
 }
 
 /// A verifier rejection as one line: the verifier's verdict, which is the last line of its
@@ -230,26 +288,42 @@ fn io_error(error: &ProgramError) -> Option<&io::Error> {
     }
 }
 
-fn is_busy(error: &ProgramError) -> bool {
-    io_error(error).and_then(io::Error::raw_os_error) == Some(libc::EBUSY)
+/// The kernel's answer when the interface's XDP hook holds another program.
+fn hook_taken(error: &ProgramError) -> bool {
+    matches!(
+        io_error(error).and_then(io::Error::raw_os_error),
+        Some(libc::EBUSY) | Some(libc::EEXIST)
+    )
 }
 
-fn attach_error(interface: &Interface, error: ProgramError) -> anyhow::Error {
+fn attach_error(interface: &Interface, mode: AttachMode, error: ProgramError) -> anyhow::Error {
     let name = &interface.name;
-    match io_error(&error).and_then(io::Error::raw_os_error) {
-        Some(libc::EBUSY) | Some(libc::EEXIST) => anyhow!(
-            "cannot attach the XDP program to {name}: another XDP program is already attached \
-             (another prober running on {name}?)"
-        ),
-        Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) => {
-            anyhow!("cannot attach the XDP program to {name}: the kernel has no XDP support on it")
+    let native = mode == AttachMode::Native;
+    // aya's message names only the system call; the kernel's error is its source.
+    let cause = match io_error(&error) {
+        Some(io_error) => format!("{error}: {io_error}"),
+        None => error.to_string(),
+    };
+    let reason = match io_error(&error).and_then(io::Error::raw_os_error) {
+        Some(libc::EBUSY) | Some(libc::EEXIST) => {
+            format!("another XDP program is already attached (another prober running on {name}?)")
         }
-        Some(libc::EPERM) => anyhow!(
-            "cannot attach the XDP program to {name}: permission denied (needs CAP_NET_ADMIN and CAP_BPF)"
-        ),
-        _ => anyhow!("cannot attach the XDP program to {name}: {error}"),
-    }
+        Some(libc::EPERM) => "permission denied (needs CAP_NET_ADMIN and CAP_BPF)".to_string(),
+        Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) if native => {
+            format!("its driver has no native XDP{GENERIC_HINT}")
+        }
+        Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) => "the kernel has no XDP support on it".into(),
+        // Drivers refuse native XDP for reasons of their own (an MTU too large, too few
+        // queues): the kernel's only explanation is the error number.
+        _ if native => format!("the driver refused native XDP ({cause}){GENERIC_HINT}"),
+        _ => cause,
+    };
+    let in_mode = if native { " in native mode" } else { "" };
+    anyhow!("cannot attach the XDP program to {name}{in_mode}: {reason}")
 }
+
+/// What a refused native attach can do instead.
+const GENERIC_HINT: &str = "; --xdp-mode generic (the default) works on any interface";
 
 #[cfg(test)]
 mod tests {
@@ -257,6 +331,42 @@ mod tests {
     use prober_common::DEPARTURES_MAP;
 
     use super::*;
+
+    #[test]
+    fn a_refused_attach_says_why_in_one_line() {
+        let interface = Interface {
+            index: 7,
+            name: "eth9".into(),
+        };
+        let refused = |mode, errno| {
+            let error = ProgramError::SyscallError(aya::sys::SyscallError {
+                call: "bpf_link_create",
+                io_error: io::Error::from_raw_os_error(errno),
+            });
+            attach_error(&interface, mode, error).to_string()
+        };
+        assert_eq!(
+            refused(AttachMode::Native, libc::EOPNOTSUPP),
+            "cannot attach the XDP program to eth9 in native mode: its driver has no native XDP; \
+             --xdp-mode generic (the default) works on any interface"
+        );
+        assert_eq!(
+            refused(AttachMode::Native, libc::ERANGE),
+            "cannot attach the XDP program to eth9 in native mode: the driver refused native XDP \
+             (`bpf_link_create` failed: Numerical result out of range (os error 34)); \
+             --xdp-mode generic (the default) works on any interface"
+        );
+        for mode in [AttachMode::Generic, AttachMode::Native] {
+            assert!(
+                refused(mode, libc::EBUSY).contains("another XDP program is already attached"),
+                "{mode}"
+            );
+        }
+        assert_eq!(
+            refused(AttachMode::Generic, libc::EOPNOTSUPP),
+            "cannot attach the XDP program to eth9: the kernel has no XDP support on it"
+        );
+    }
 
     #[test]
     fn a_rejection_names_the_verifiers_reason_not_its_statistics() {
@@ -297,7 +407,7 @@ mod tests {
         ] {
             assert!(object.maps.contains_key(map), "no map {map}");
         }
-        for program in [XDP_PROGRAM, EGRESS_PROGRAM] {
+        for program in [XDP_PROGRAM, INGRESS_PROGRAM, EGRESS_PROGRAM] {
             assert!(
                 object.programs.contains_key(program),
                 "no program {program}"

@@ -15,6 +15,7 @@ use clap::{
 };
 
 use crate::{
+    bpf::AttachMode,
     echo,
     net::{self, Interface},
     ping::{self, Pacing, RttPrecision},
@@ -101,6 +102,10 @@ struct BaseArgs {
     /// Interface to send on and receive replies from
     #[arg(short = 'I', long = "interface", value_name = "NAME")]
     interface: Option<String>,
+    /// Where the XDP reply matcher runs: generic, or native (in the driver: can reset a NIC's
+    /// link)
+    #[arg(long, value_name = "MODE", default_value = "generic")]
+    xdp_mode: AttachMode,
     /// Print version information
     #[arg(long, action = ArgAction::Version)]
     version: (),
@@ -316,6 +321,7 @@ impl Cli {
             rtt_precision: base.rtt_precision,
             histogram: base.histogram,
             bpf_trace: base.bpf_trace,
+            xdp_mode: base.xdp_mode,
         })
     }
 
@@ -396,6 +402,7 @@ impl Cli {
             verbose: base.verbose,
             histogram: base.histogram,
             bpf_trace: base.bpf_trace,
+            xdp_mode: base.xdp_mode,
         })
     }
 }
@@ -531,6 +538,33 @@ mod tests {
         assert!(
             Cli::try_parse_from(["prober", "-p", "80,81", "--force", "198.18.4.2"]).is_err(),
             "--force needs --output"
+        );
+    }
+
+    #[test]
+    fn xdp_mode_is_generic_unless_native_is_asked_for() {
+        let xdp_mode = |args: &[&str]| match mode(args).unwrap() {
+            Mode::Ping(options) => options.xdp_mode,
+            Mode::Sweep(options) => options.xdp_mode,
+        };
+        assert_eq!(xdp_mode(&["-1", "198.18.4.2"]), AttachMode::Generic);
+        assert_eq!(
+            xdp_mode(&["-p", "80,81", "198.18.4.2"]),
+            AttachMode::Generic
+        );
+        let native = ["--xdp-mode", "native"];
+        assert_eq!(
+            xdp_mode(&[&native[..], &["-1", "198.18.4.2"]].concat()),
+            AttachMode::Native
+        );
+        assert_eq!(
+            xdp_mode(&[&native[..], &["--scan", "80", "198.18.4.2"]].concat()),
+            AttachMode::Native
+        );
+        let error = Cli::try_parse_from(["prober", "--xdp-mode", "driver", "h"]).unwrap_err();
+        assert_eq!(
+            parse_error_line(&error),
+            "invalid value 'driver' for '--xdp-mode <MODE>' [possible values: generic, native] (see --help)"
         );
     }
 

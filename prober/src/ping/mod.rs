@@ -17,6 +17,7 @@ use anyhow::Result;
 use prober_common::{Counter, ReplyRecord};
 
 use crate::{
+    bpf::AttachMode,
     net::{route, Interface, Route},
     output::{self, Finishing, Lines, Output},
     privileges,
@@ -60,6 +61,7 @@ pub struct Options {
     pub rtt_precision: RttPrecision,
     pub histogram: bool,
     pub bpf_trace: bool,
+    pub xdp_mode: AttachMode,
 }
 
 /// What a run counted, as hping3's footer reports it.
@@ -182,6 +184,7 @@ impl Session {
             via: options.interface.as_ref(),
             destinations: &[options.target],
             answers_replies: false,
+            xdp_mode: options.xdp_mode,
             trace: options.bpf_trace,
         };
         let plumbing = Plumbing::install(&route, &probe.filter(), wiring)?;

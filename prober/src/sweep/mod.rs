@@ -32,7 +32,7 @@ use anyhow::{bail, Result};
 use prober_common::Counter;
 
 use crate::{
-    bpf::{Departures, ReplyChannel},
+    bpf::{AttachMode, Departures, ReplyChannel},
     net::{route, Interface, Route},
     output::{self, Output},
     privileges,
@@ -96,6 +96,7 @@ pub struct Options {
     pub verbose: bool,
     pub histogram: bool,
     pub bpf_trace: bool,
+    pub xdp_mode: AttachMode,
 }
 
 /// Runs the sweep, writes its results, and prints the statistic (also when an error ended the
@@ -213,6 +214,7 @@ impl Sweep {
             via: options.interface.as_ref(),
             destinations: &options.targets.range_starts().take(16).collect::<Vec<_>>(),
             answers_replies: true,
+            xdp_mode: options.xdp_mode,
             trace: options.bpf_trace,
         };
         let plumbing = Plumbing::install(&route, &probe.filter(), wiring)?;
