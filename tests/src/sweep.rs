@@ -144,6 +144,15 @@ pub fn outcome(results: &[SweepResult]) -> Result<Outcome, String> {
     Ok(out)
 }
 
+/// The outcome of JSON output: a line per result, each (host, port) once.
+pub fn json_outcome(stdout: &str) -> Result<Outcome, String> {
+    let results = stdout
+        .lines()
+        .map(parse_json_line)
+        .collect::<Result<Vec<_>, _>>()?;
+    outcome(&results)
+}
+
 /// The outcome expected of sweeping every port of `ports` on every host of `hosts`.
 pub fn expected_outcome(
     hosts: &[Ipv4Addr],

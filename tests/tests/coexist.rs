@@ -4,7 +4,7 @@
 
 use prober_tests::output::parse_footer_then;
 use prober_tests::proc::{run, Proc};
-use prober_tests::sweep::{outcome, parse_json_line, parse_sweep_footer, Status};
+use prober_tests::sweep::{json_outcome, parse_sweep_footer, Status};
 use prober_tests::{prober_command, require_root, TestHost, CLOSED_PORT, FILTERED_PORT, OPEN_PORT};
 use std::time::Duration;
 
@@ -53,12 +53,7 @@ fn a_second_prober_on_the_interface_matches_at_tcx_ingress_and_both_get_their_re
         TIMEOUT,
     );
     assert_eq!(sweep.code(), Some(0), "{sweep}");
-    let results: Vec<_> = sweep
-        .stdout_lines()
-        .iter()
-        .map(|line| parse_json_line(line).expect("a JSON result"))
-        .collect();
-    let got = outcome(&results).expect("each port once");
+    let got = json_outcome(&sweep.stdout).unwrap_or_else(|e| panic!("{e}\n{sweep}"));
     for (port, status) in [
         (OPEN_PORT, Status::Open),
         (CLOSED_PORT, Status::Closed),

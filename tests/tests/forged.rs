@@ -9,7 +9,7 @@ use prober_tests::{
     packets, prober_command,
     proc::{Finished, Proc},
     require_root,
-    sweep::{outcome, parse_json_line, parse_sweep_footer, Status},
+    sweep::{json_outcome, parse_sweep_footer, Status},
     TestHost, CLOSED_PORT, FILTERED_PORT,
 };
 
@@ -123,12 +123,7 @@ fn replies_the_kernel_would_drop_are_never_counted_in_a_sweep() {
     .wait(Duration::from_secs(20));
     let forged = forger.stop().expect("forger");
     assert_eq!(forged.probes, 2, "the forger answered both probes\n{run}");
-    let results: Vec<_> = run
-        .stdout_lines()
-        .iter()
-        .map(|line| parse_json_line(line).expect("a JSON result"))
-        .collect();
-    let got = outcome(&results).expect("each port once");
+    let got = json_outcome(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{run}"));
     assert_eq!(
         got.get(&(host.addr, FILTERED_PORT)),
         Some(&Status::Filtered),
