@@ -18,6 +18,7 @@ mod progress;
 pub mod results;
 mod send;
 mod services;
+mod source_ports;
 mod status;
 mod summary;
 pub mod targets;
@@ -175,7 +176,7 @@ pub struct Sweep {
 }
 
 impl Sweep {
-    pub fn prepare(options: Options) -> Result<Sweep> {
+    pub fn prepare(mut options: Options) -> Result<Sweep> {
         if options.targets.is_empty() {
             bail!("no targets left to probe after the exclusions");
         }
@@ -186,13 +187,13 @@ impl Sweep {
                  split the targets"
             );
         }
-        if options.base_port > u16::MAX - (SOURCE_PORTS - 1) {
-            bail!(
-                "base source port {} too high: a sweep uses {SOURCE_PORTS} source ports from it (at most {})",
-                options.base_port,
-                u16::MAX - (SOURCE_PORTS - 1)
-            );
+        // The command line fills in the default, so `-s 61440` given by hand counts as no -s.
+        let requested = Some(options.base_port).filter(|&port| port != DEFAULT_BASE_PORT);
+        let block = source_ports::choose(requested, &source_ports::HostTcp::read()?)?;
+        if let Some(moved) = block.moved.filter(|_| options.verbose) {
+            eprintln!("{moved}");
         }
+        options.base_port = block.first;
         let (route, one_next_hop) = shared_route(&options.targets, options.interface.as_ref())?;
         // A sender for each CPU, but none with a share of the rate below one probe a second.
         let senders = std::thread::available_parallelism()
