@@ -305,10 +305,12 @@ fn unprivileged_user() {
     check_error(&run, &["CAP_", "root"], &[]);
 }
 
-/// One prober per interface: a second one on the same veth must fail with an XDP error, and must not
-/// disturb the first (its XDP program stays attached and it keeps printing replies).
+/// One XDP program per interface: a second prober that insists on XDP (native) where the first
+/// holds the hook must fail with an XDP error, and must not disturb the first (its XDP program
+/// stays attached and it keeps printing replies). Without --xdp-mode native the second matches
+/// at TCX ingress instead (tests/coexist.rs).
 #[test]
-fn second_instance_on_same_interface() {
+fn second_native_instance_on_same_interface() {
     require_root();
     let host = TestHost::standard().expect("test host");
     let a = host.addr.to_string();
@@ -320,8 +322,11 @@ fn second_instance_on_same_interface() {
         first.fail(&format!("first reply {l:?} is not a SYN-ACK line"));
     }
 
-    let second = run(prober_command(&["-c", "1", "-S", "-p", &port, &a]), TIMEOUT);
-    check_error(&second, &["XDP"], &[]);
+    let second = run(
+        prober_command(&["--xdp-mode", "native", "-c", "1", "-S", "-p", &port, &a]),
+        TIMEOUT,
+    );
+    check_error(&second, &["another XDP program is already attached"], &[]);
 
     if !first.running() {
         first.fail("the first prober exited when the second one started");

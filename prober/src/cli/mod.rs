@@ -389,7 +389,7 @@ impl Cli {
             wait: sweep.wait.unwrap_or(DEFAULT_WAIT),
             seed: sweep.seed,
             shard: sweep.shard.unwrap_or(Shard::WHOLE),
-            base_port: self.tcp.base_port.unwrap_or(sweep::DEFAULT_BASE_PORT),
+            base_port: self.tcp.base_port,
             ttl: self.ip.ttl,
             interface,
             qdisc_bypass: sweep.qdisc_bypass,
@@ -648,7 +648,7 @@ mod tests {
         assert_eq!(one.format, Format::Table, "one host: hping3's table");
         assert_eq!(one.rate, Some(DEFAULT_RATE));
         assert_eq!(one.wait, DEFAULT_WAIT);
-        assert_eq!(one.base_port, sweep::DEFAULT_BASE_PORT);
+        assert_eq!(one.base_port, None);
         assert_eq!(one.shard, Shard::WHOLE);
         assert_eq!(one.ports.len(), 1024);
         assert_eq!(one.kind, SweepKind::TcpSyn { window: 64 });

@@ -18,6 +18,7 @@ mod progress;
 pub mod results;
 mod send;
 mod services;
+mod source_ports;
 mod status;
 mod summary;
 pub mod targets;
@@ -83,7 +84,8 @@ pub struct Options {
     /// Picks the probe order; random when None.
     pub seed: Option<u64>,
     pub shard: Shard,
-    pub base_port: u16,
+    /// The first source port `-s` asked for; None: the default block, or another clear one.
+    pub base_port: Option<u16>,
     pub ttl: u8,
     pub interface: Option<Interface>,
     /// Send with PACKET_QDISC_BYPASS (see [`crate::transmit::tx_ring::TxRing::open`]).
@@ -187,13 +189,11 @@ impl Sweep {
                  split the targets"
             );
         }
-        if options.base_port > u16::MAX - (SOURCE_PORTS - 1) {
-            bail!(
-                "base source port {} too high: a sweep uses {SOURCE_PORTS} source ports from it (at most {})",
-                options.base_port,
-                u16::MAX - (SOURCE_PORTS - 1)
-            );
+        let block = source_ports::choose(options.base_port, &source_ports::HostTcp::read()?)?;
+        if let Some(moved) = block.moved.filter(|_| options.verbose) {
+            eprintln!("{moved}");
         }
+        let base_port = block.first;
         let (route, one_next_hop) = shared_route(&options.targets, options.interface.as_ref())?;
         // A sender for each CPU, but none with a share of the rate below one probe a second.
         let senders = std::thread::available_parallelism()
@@ -204,7 +204,7 @@ impl Sweep {
             source: route.source,
             ttl: options.ttl,
             cookie_key: [random()?, random()?],
-            first_source_port: options.base_port,
+            first_source_port: base_port,
             source_ports: SOURCE_PORTS,
         });
         let wiring = Wiring {
@@ -227,7 +227,7 @@ impl Sweep {
             options.ports.clone(),
             options.shard,
             plumbing.transmits.len() as u64,
-            options.base_port,
+            base_port,
             order_key,
         );
         Ok(Sweep {
