@@ -6,7 +6,7 @@
 //! from its veth address: every tool is told the interface, the source address and (where it
 //! builds frames itself) both MACs, so none of them picks a route, a gateway or a name server.
 
-mod measure;
+pub mod measure;
 mod rtt;
 mod tools;
 
@@ -516,7 +516,7 @@ columns:
 }
 
 /// After the bed is dropped: nothing of it is left in `ip netns list` or `bpftool net`.
-fn check_cleanup(ns: &str, host_if: &str) -> Result<()> {
+pub fn check_cleanup(ns: &str, host_if: &str) -> Result<()> {
     let netns = env::output(Command::new("ip").args(["netns", "list"]))?;
     let xdp = env::output(Command::new("bpftool").args(["net", "show"]))?;
     let left: Vec<&str> = [(netns.contains(ns), ns), (xdp.contains(host_if), host_if)]

@@ -4,6 +4,7 @@ mod bench;
 mod bootstrap;
 mod demo;
 mod env;
+mod soak;
 mod test;
 
 use std::process::ExitCode;
@@ -35,6 +36,16 @@ enum Task {
     Test,
     /// Bootstrap, build (release), and probe a throwaway namespace host.
     Demo,
+    /// Back-to-back full-rate sweeps and one long one-target run, sampling its memory, fds and
+    /// BPF handles; fails if any of them grows or a sweep leaves anything behind (needs root).
+    Soak {
+        /// How long to soak.
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        minutes: u64,
+        /// Seconds between samples of the long run.
+        #[arg(long = "sample-seconds", default_value_t = 10, value_name = "S")]
+        sample_seconds: u64,
+    },
     /// Benchmarks against prober's peers, on throwaway namespace hosts (needs root).
     Bench {
         #[command(subcommand)]
@@ -67,6 +78,10 @@ fn main() -> ExitCode {
         Task::Build { release } => bootstrap::run().and_then(|()| env::build_prober(release)),
         Task::Test => test::run(),
         Task::Demo => demo::run(),
+        Task::Soak {
+            minutes,
+            sample_seconds,
+        } => soak::run(minutes, std::time::Duration::from_secs(sample_seconds)),
         Task::Bench {
             bench: Bench::Sweep { tools },
         } => bench::sweep(&tools),

@@ -40,7 +40,7 @@ pub enum Finding {
 
 impl Finding {
     /// Status and reason, as every format words them.
-    fn words(self) -> (&'static str, &'static str) {
+    pub fn words(self) -> (&'static str, &'static str) {
         match self {
             Finding::Verdict(verdict) => (verdict.status.word(), verdict.reason),
             Finding::Unknown => ("unknown", "reply-lost"),
