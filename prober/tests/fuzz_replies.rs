@@ -67,8 +67,8 @@ fn written(format: Format, verbose: bool, results: &[PortResult]) -> Vec<String>
         writer.write(result).unwrap();
     }
     writer.finish().unwrap();
-    let text = String::from_utf8(std::mem::take(&mut *out.0.lock().unwrap()))
-        .expect("results are UTF-8");
+    let text =
+        String::from_utf8(std::mem::take(&mut *out.0.lock().unwrap())).expect("results are UTF-8");
     assert!(text.is_empty() || text.ends_with('\n'), "{text:?}");
     text.lines().map(str::to_owned).collect()
 }

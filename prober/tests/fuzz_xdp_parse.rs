@@ -67,7 +67,10 @@ fn wire_takes(frame: &[u8]) -> Option<bool> {
         return None;
     };
     // Whatever parses lies within the frame.
-    assert!(ip.l4_offset >= 34 && ip.l4_offset + ip.l4_len <= frame.len(), "{ip:?}");
+    assert!(
+        ip.l4_offset >= 34 && ip.l4_offset + ip.l4_len <= frame.len(),
+        "{ip:?}"
+    );
     assert_eq!(usize::from(ip.len), ip.l4_offset - ip.l3_offset + ip.l4_len);
     if ip.protocol != 6 {
         return None;
@@ -90,7 +93,10 @@ fn any_bytes_parse_within_the_frame_and_only_as_the_kernel_would_take_them() {
             frame.extend_from_slice(bytes);
             for frame in [&frame[..], &bytes[..]] {
                 if wire_takes(frame) == Some(true) {
-                    assert!(kernel_takes(frame), "taken, but the kernel would drop it: {frame:02x?}");
+                    assert!(
+                        kernel_takes(frame),
+                        "taken, but the kernel would drop it: {frame:02x?}"
+                    );
                 }
             }
         });
@@ -147,7 +153,14 @@ impl Reply {
         let sum = internet_checksum(&pseudo);
         tcp[16..18].copy_from_slice(&sum.to_be_bytes());
         let trailer = &self.trailer[..self.trailer.len().min(64)];
-        [&OUR_MAC[..], &[0x02, 0, 0, 0, 0, 0x02, 0x08, 0x00], &ip, &tcp, trailer].concat()
+        [
+            &OUR_MAC[..],
+            &[0x02, 0, 0, 0, 0, 0x02, 0x08, 0x00],
+            &ip,
+            &tcp,
+            trailer,
+        ]
+        .concat()
     }
 }
 
@@ -159,7 +172,11 @@ fn a_valid_reply_is_taken_and_any_bit_flipped_in_it_is_refused() {
         .for_each(|reply| {
             let frame = reply.frame();
             assert!(kernel_takes(&frame), "the harness built a bad frame");
-            assert_eq!(wire_takes(&frame), Some(true), "a valid reply refused: {reply:?}");
+            assert_eq!(
+                wire_takes(&frame),
+                Some(true),
+                "a valid reply refused: {reply:?}"
+            );
             let Parsed::Ip(ip) = wire::parse(&frame[..]) else {
                 unreachable!("it was taken")
             };
@@ -172,7 +189,10 @@ fn a_valid_reply_is_taken_and_any_bit_flipped_in_it_is_refused() {
             if wire_takes(&flipped) == Some(true) {
                 // Only the checksum field turned into the pseudo-header's sum is let through,
                 // as the kernel lets it through from a local sender.
-                assert!(kernel_takes(&flipped), "bit {bit} flipped, still taken: {reply:?}");
+                assert!(
+                    kernel_takes(&flipped),
+                    "bit {bit} flipped, still taken: {reply:?}"
+                );
             }
         });
 }

@@ -132,3 +132,38 @@ fn a_sweep_whose_interface_is_deleted_sends_nothing_along_the_next_route() {
     );
     assert_eq!(run.code(), Some(2), "{run}");
 }
+
+/// The route to the target moved to another interface mid-run (a more specific route through
+/// another test host): the run ends with its statistic, one line saying where the route now
+/// goes, and exit 2, instead of carrying on as if the silence meant something.
+#[test]
+fn a_ping_whose_route_moves_to_another_interface_ends_with_exit_2() {
+    require_root();
+    let target = TestHost::standard().expect("test host");
+    let other = TestHost::new().expect("second test host");
+    let (a, port) = (target.addr.to_string(), OPEN_PORT.to_string());
+    let mut p = Proc::spawn(prober_command(&[
+        "-c", "0", "-i", "u10000", "-S", "-p", &port, &a,
+    ]));
+    p.expect_line(Duration::from_secs(10), "the header");
+    p.expect_line(Duration::from_secs(5), "a reply line");
+    run_checked(Command::new("ip").args([
+        "route",
+        "add",
+        &format!("{a}/32"),
+        "via",
+        &other.addr.to_string(),
+        "dev",
+        &other.host_if,
+    ]))
+    .expect("the more specific route");
+    let run = p.wait(TIMEOUT);
+    let (footer, after) = parse_footer_then(&run.stderr).unwrap_or_else(|e| panic!("{e}\n{run}"));
+    assert!(footer.received >= 1, "{run}");
+    assert!(
+        matches!(after.as_slice(), [line] if line.contains(&format!("the route to {a} changed"))
+            && line.contains(&other.host_if)),
+        "one line saying where the route went\n{run}"
+    );
+    assert_eq!(run.code(), Some(2), "{run}");
+}
