@@ -65,6 +65,11 @@ pub struct IpPacket {
     /// IPv4's identification, flags and fragment offset.
     pub id: u16,
     pub frag: u16,
+    /// The frame's destination MAC address.
+    pub to_mac: [u8; 6],
+    /// The unfolded sum of the fixed IPv4 header's words, from the read that parsed it: the
+    /// header checksum's check needs only the options' words more.
+    pub header_sum: u32,
 }
 
 impl IpPacket {
@@ -92,9 +97,10 @@ pub enum Parsed {
 /// frame. The header checksum is left to [`accepted`].
 #[inline(always)]
 pub fn parse(frame: &(impl Frame + ?Sized)) -> Parsed {
-    let Some(ether_type) = frame.read::<2>(ETHER_TYPE_OFFSET) else {
+    let Some(ethernet) = frame.read::<ETH_HEADER_LEN>(0) else {
         return Parsed::Other;
     };
+    let ether_type = [ethernet[ETHER_TYPE_OFFSET], ethernet[ETHER_TYPE_OFFSET + 1]];
     if u16::from_be_bytes(ether_type) != ETH_P_IP {
         return Parsed::Other;
     }
@@ -129,6 +135,15 @@ pub fn parse(frame: &(impl Frame + ?Sized)) -> Parsed {
         tos: ip[1],
         id: u16::from_be_bytes([ip[4], ip[5]]),
         frag,
+        to_mac: [
+            ethernet[0],
+            ethernet[1],
+            ethernet[2],
+            ethernet[3],
+            ethernet[4],
+            ethernet[5],
+        ],
+        header_sum: word_sum(&ip),
     })
 }
 
@@ -222,22 +237,18 @@ pub fn accepted(
     our_mac: [u8; 6],
     checksum: Checksum,
 ) -> Result<(), Reason> {
-    if frame.read::<6>(0) != Some(our_mac) {
+    if ip.to_mac != our_mac {
         return Err(Reason::NotToOurMac);
     }
     if ip.l4_len > MAX_CHECKED_L4_LEN {
         return Err(Reason::TooLongToVerify);
     }
-    // The fixed header from the one read parse made too; options, if any, after it.
-    let fixed = frame.read::<IPV4_HEADER_LEN>(ip.l3_offset);
+    // The fixed header was summed as it was parsed; the options, if any, follow it.
     let options_len = ip.l4_offset - ip.l3_offset - IPV4_HEADER_LEN;
-    let header_sum = fixed.and_then(|fixed| {
-        frame.sum(
-            ip.l3_offset + IPV4_HEADER_LEN,
-            options_len,
-            word_sum(&fixed),
-        )
-    });
+    let header_sum = match options_len {
+        0 => Some(ip.header_sum),
+        _ => frame.sum(ip.l3_offset + IPV4_HEADER_LEN, options_len, ip.header_sum),
+    };
     if header_sum.map(fold) != Some(0) {
         return Err(Reason::BadChecksum);
     }
