@@ -142,7 +142,7 @@ impl Reply {
         tcp.extend_from_slice(&self.ports.1.to_be_bytes());
         tcp.extend_from_slice(&self.seq.to_be_bytes());
         tcp.extend_from_slice(&self.ack.to_be_bytes());
-        tcp.push(((20 + tcp_options) / 4 << 4) as u8);
+        tcp.push((((20 + tcp_options) / 4) << 4) as u8);
         tcp.push(self.flags);
         tcp.extend_from_slice(&self.window.to_be_bytes());
         tcp.extend_from_slice(&[0, 0, 0, 0]);
