@@ -71,7 +71,7 @@ pub const IPPROTO_TCP: u8 = 6;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct ReplyRecord {
-    /// `bpf_ktime_get_ns()` when the reply reached XDP (CLOCK_MONOTONIC).
+    /// `bpf_ktime_get_ns()` when the reply reached XDP, before it was parsed (CLOCK_MONOTONIC).
     pub kernel_ns: u64,
     /// `bpf_ktime_get_ns()` when the probe it answers left through TC egress; 0 when that
     /// departure was not seen (egress program not attached, PACKET_QDISC_BYPASS).

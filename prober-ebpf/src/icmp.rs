@@ -20,7 +20,7 @@ fn echo(packet: &impl Frame, ip: &IpPacket) -> Option<Result<Echo, ()>> {
 }
 
 #[inline(always)]
-pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Decision {
+pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns: u64) -> Decision {
     let echo = match echo(frame, ip) {
         None => return Decision::IGNORED,
         Some(Err(())) => return reply::malformed(ip, (0, 0), Reason::MalformedHeader),
@@ -44,7 +44,7 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Decisio
         target: ip.src,
         target_port: 0,
     };
-    let mut record = reply::record(ip);
+    let mut record = reply::record(ip, arrived_ns);
     record.icmp_id = echo.id;
     record.icmp_seq = echo.seq;
     record.l4_checksum = echo.checksum;

@@ -36,10 +36,12 @@ const TC_ACT_SHOT: i32 = 2;
 /// The reply matcher in XDP (generic or native): the default hook.
 #[xdp]
 pub fn prober(mut ctx: XdpContext) -> u32 {
+    // Stamped before any parsing: a reply's RTT ends where it reaches the hook.
+    let arrived_ns = maps::now_ns();
     let Some(filter) = maps::filter() else {
         return xdp_action::XDP_PASS;
     };
-    let mut decision = judge(&XdpFrame(&ctx), filter);
+    let mut decision = judge(&XdpFrame(&ctx), filter, arrived_ns);
     let bounced = tcp::bounce(&mut ctx, &mut decision);
     reply::traced(&ctx, filter, &decision);
     match (bounced, decision.action) {
@@ -55,10 +57,11 @@ pub fn prober(mut ctx: XdpContext) -> u32 {
 /// itself.
 #[classifier]
 pub fn prober_ingress(ctx: TcContext) -> i32 {
+    let arrived_ns = maps::now_ns();
     let Some(filter) = maps::filter() else {
         return TCX_NEXT;
     };
-    let decision = judge(&TcFrame(&ctx), filter);
+    let decision = judge(&TcFrame(&ctx), filter, arrived_ns);
     reply::traced(&ctx, filter, &decision);
     match decision.action {
         Action::Drop if !decision.answer => TC_ACT_SHOT,
@@ -66,9 +69,9 @@ pub fn prober_ingress(ctx: TcContext) -> i32 {
     }
 }
 
-/// What the probe kind makes of a packet coming in, whichever the hook.
+/// What the probe kind makes of a packet coming in at `arrived_ns`, whichever the hook.
 #[inline(always)]
-fn judge(frame: &impl Frame, filter: &ProbeFilter) -> Decision {
+fn judge(frame: &impl Frame, filter: &ProbeFilter, arrived_ns: u64) -> Decision {
     let ip = match wire::parse(frame) {
         Parsed::Ip(ip) => ip,
         Parsed::Malformed(Some(dst)) if dst == filter.local_addr => {
@@ -82,8 +85,8 @@ fn judge(frame: &impl Frame, filter: &ProbeFilter) -> Decision {
         return Decision::IGNORED;
     }
     match filter.kind {
-        KIND_TCP => tcp::reply(frame, &ip, filter),
-        KIND_ICMP_ECHO => icmp::reply(frame, &ip, filter),
+        KIND_TCP => tcp::reply(frame, &ip, filter, arrived_ns),
+        KIND_ICMP_ECHO => icmp::reply(frame, &ip, filter, arrived_ns),
         _ => Decision::IGNORED,
     }
 }

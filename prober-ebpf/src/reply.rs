@@ -168,7 +168,6 @@ pub fn matched(
     probe: &Probe,
     mut record: ReplyRecord,
 ) -> Decision {
-    record.kernel_ns = maps::now_ns();
     record.sent_ns = maps::departure(probe.slot, &probe.target, probe.target_port);
     let (fate, reason) = if maps::submit(&record, sweep(filter)) {
         (Fate::Matched, Reason::AnswersAProbe)
@@ -207,10 +206,12 @@ impl Decision {
     }
 }
 
-/// The record of a reply, with the IP header's fields filled in; the kind adds its own.
+/// The record of a reply that arrived at `arrived_ns`, with the IP header's fields filled in;
+/// the kind adds its own.
 #[inline(always)]
-pub fn record(ip: &IpPacket) -> ReplyRecord {
+pub fn record(ip: &IpPacket, arrived_ns: u64) -> ReplyRecord {
     ReplyRecord {
+        kernel_ns: arrived_ns,
         src_addr: ip.src,
         ip_len: ip.len,
         ip_id: ip.id,

@@ -33,7 +33,7 @@ fn ours(filter: &ProbeFilter, port: u16) -> bool {
 }
 
 #[inline(always)]
-pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Decision {
+pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns: u64) -> Decision {
     if ip.protocol != IPPROTO_TCP {
         return Decision::IGNORED;
     }
@@ -86,7 +86,7 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Decisio
         target: ip.src,
         target_port: segment.source,
     };
-    let mut record = reply::record(ip);
+    let mut record = reply::record(ip, arrived_ns);
     record.src_port = segment.source;
     record.dst_port = segment.dest;
     record.tcp_seq = segment.seq;
