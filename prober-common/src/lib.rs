@@ -52,7 +52,7 @@ pub struct ProbeFilter {
 pub const KIND_NONE: u8 = 0;
 /// TCP probes with any flags; sweeps send SYNs and take SYN-ACKs and RST-ACKs.
 pub const KIND_TCP: u8 = 1;
-/// ICMP echo requests, answered by echo replies.
+/// ICMP echo requests, answered by echo replies (ICMPv6's for IPv6 targets).
 pub const KIND_ICMP_ECHO: u8 = 2;
 
 /// One target, one port: replies are matched against the filter's fixed target, port and
@@ -64,6 +64,7 @@ pub const MODE_SWEEP: u8 = 1;
 
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_ICMPV6: u8 = 58;
 
 /// One reply a kind's eBPF module matched, with the header fields hping3 prints.
 /// Every field but the address is in host byte order.
@@ -80,10 +81,11 @@ pub struct ReplyRecord {
     pub src_addr: IpAddress,
     pub tcp_seq: u32,
     pub tcp_ack: u32,
-    /// The IP packet's whole length: IPv4's total length.
+    /// The IP packet's whole length: IPv4's total length, IPv6's 40 + payload length.
     pub ip_len: u16,
+    /// IPv4's identification (0 for IPv6).
     pub ip_id: u16,
-    /// Flags and fragment offset, as the IPv4 header has them.
+    /// Flags and fragment offset, as the IPv4 header has them (0 for IPv6).
     pub ip_frag: u16,
     pub src_port: u16,
     pub dst_port: u16,
@@ -93,12 +95,17 @@ pub struct ReplyRecord {
     pub tcp_urgent: u16,
     pub icmp_id: u16,
     pub icmp_seq: u16,
+    /// IPv4's TTL or IPv6's hop limit.
     pub ttl: u8,
+    /// IPv4's TOS byte or IPv6's traffic class.
     pub tos: u8,
-    /// The reply's IP protocol (a kind may take replies of another protocol than its
-    /// probes', as ICMP errors are).
+    /// The reply's IP protocol, for IPv6 the last next header after any extension headers (a
+    /// kind may take replies of another protocol than its probes', as ICMP errors are).
     pub protocol: u8,
     pub tcp_flags: u8,
+    /// IPv6's flow label (0 for IPv4).
+    pub flow_label: u32,
+    pub _pad: u32,
 }
 
 impl ReplyRecord {
@@ -243,7 +250,7 @@ mod tests {
     #[test]
     fn shared_types_have_the_layout_both_sides_expect() {
         assert_eq!(core::mem::size_of::<ProbeFilter>(), 72);
-        assert_eq!(core::mem::size_of::<ReplyRecord>(), 64);
+        assert_eq!(core::mem::size_of::<ReplyRecord>(), 72);
         assert_eq!(core::mem::size_of::<Departure>(), 32);
     }
 }
