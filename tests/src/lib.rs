@@ -18,7 +18,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -54,10 +54,11 @@ const NFT_TABLE: &str = "prober_tests";
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// A network namespace reachable from the host through a veth pair.
+/// A network namespace reachable from the host through a veth pair, over both IPv4 and IPv6.
 ///
 /// `host_addr` (the .1 of the /30) sits on `host_if` in the host's namespace; `addr` (the .2) sits on
-/// `peer_if` inside `ns`. Probe `addr`.
+/// `peer_if` inside `ns`. Probe `addr`. The same two ends have `host_addr6` (`::1`) and `addr6`
+/// (`::2`) of a /64 inside 2001:db8::/32 that the /30 names (see [`ipv6_net_of`]).
 pub struct TestHost {
     /// Namespace name (`/var/run/netns/<ns>`).
     pub ns: String,
@@ -69,6 +70,10 @@ pub struct TestHost {
     pub host_addr: Ipv4Addr,
     /// Address of `peer_if` inside the namespace: the target to probe.
     pub addr: Ipv4Addr,
+    /// IPv6 address of `host_if`.
+    pub host_addr6: Ipv6Addr,
+    /// IPv6 address of `peer_if`: the IPv6 target to probe.
+    pub addr6: Ipv6Addr,
     listeners: Vec<TcpListener>,
     etc_dir: PathBuf,
 }
@@ -91,6 +96,9 @@ impl TestHost {
         let (_alloc, net) = allocate_30(pid.wrapping_mul(131).wrapping_add(n))?;
         let host_addr = Ipv4Addr::from(net + 1);
         let addr = Ipv4Addr::from(net + 2);
+        let net6 = ipv6_net_of(net);
+        let host_addr6 = Ipv6Addr::from(net6 | 1);
+        let addr6 = Ipv6Addr::from(net6 | 2);
 
         // From here on, Drop cleans up whatever part was created.
         let host = TestHost {
@@ -100,6 +108,8 @@ impl TestHost {
             peer_if,
             host_addr,
             addr,
+            host_addr6,
+            addr6,
             listeners: Vec::new(),
         };
         let (ns, h, p) = (
@@ -116,6 +126,25 @@ impl TestHost {
         run_ip(&["-n", ns, "addr", "add", &format!("{addr}/30"), "dev", p])?;
         run_ip(&["-n", ns, "link", "set", "dev", p, "up"])?;
         run_ip(&["-n", ns, "link", "set", "dev", "lo", "up"])?;
+        // nodad: usable at once, rather than after duplicate address detection's second or so.
+        run_ip(&[
+            "addr",
+            "add",
+            &format!("{host_addr6}/64"),
+            "dev",
+            h,
+            "nodad",
+        ])?;
+        run_ip(&[
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{addr6}/64"),
+            "dev",
+            p,
+            "nodad",
+        ])?;
         host.write_etc()?;
         Ok(host)
     }
@@ -129,11 +158,12 @@ impl TestHost {
         Ok(host)
     }
 
-    /// A real TCP listener bound inside the namespace on `port` (0.0.0.0:port), so the namespace's
-    /// kernel answers SYN with SYN-ACK. It lives as long as the `TestHost`.
+    /// A real TCP listener bound inside the namespace on `port` (`[::]:port`, which takes IPv4 as
+    /// well: a namespace starts with `net.ipv6.bindv6only` 0), so the namespace's kernel answers
+    /// SYN with SYN-ACK over either family. It lives as long as the `TestHost`.
     pub fn listen_tcp(&mut self, port: u16) -> Result<()> {
         let listener = self
-            .in_ns(move || TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)))?
+            .in_ns(move || TcpListener::bind((Ipv6Addr::UNSPECIFIED, port)))?
             .with_context(|| format!("binding TCP port {port} in namespace {}", self.ns))?;
         self.listeners.push(listener);
         Ok(())
@@ -666,6 +696,13 @@ fn run_with_stdin(cmd: &mut Command, input: &str) -> Result<String> {
 /// A free /30 in 198.18.4.0 – 198.19.255.255 (its network address), with the allocator's lock that
 /// serialises the choice across threads and processes: hold the lock until the chosen addresses are
 /// on an interface, which is what marks the block used for every later choice.
+/// The /64 of a test host's IPv6 ends, named by its IPv4 /30 `net` so that it is as unique: the
+/// /30's 17 bits below 198.18.0.0/15 after `2001:db8:100::/47`.
+pub fn ipv6_net_of(net: u32) -> u128 {
+    let below_15 = u128::from(net & 0x1_ffff);
+    (0x2001_0db8_0100_0000u128 << 64) | (below_15 << 64)
+}
+
 fn allocate_30(seed: u32) -> Result<(FileLock, u32)> {
     let lock = FileLock::acquire(ALLOC_LOCK, Duration::from_secs(60))?;
     // Before any test address exists: a test whose veth vanishes must meet "no route".
@@ -833,6 +870,20 @@ fn remove_stale_namespaces() {
 #[cfg(test)]
 mod unit {
     use super::*;
+
+    #[test]
+    fn ipv6_nets_follow_their_30_and_stay_in_the_documentation_range() {
+        let net = |v4: [u8; 4]| Ipv6Addr::from(ipv6_net_of(u32::from(Ipv4Addr::from(v4))));
+        assert_eq!(
+            net([198, 18, 4, 0]),
+            "2001:db8:100:400::".parse::<Ipv6Addr>().unwrap()
+        );
+        assert_eq!(
+            net([198, 19, 255, 252]),
+            "2001:db8:101:fffc::".parse::<Ipv6Addr>().unwrap()
+        );
+        assert_ne!(net([198, 18, 4, 0]), net([198, 18, 4, 4]));
+    }
 
     #[test]
     fn prefix_overlap() {
