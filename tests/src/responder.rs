@@ -19,7 +19,10 @@
 //! deletes the interface, and a test process killed outright leaves nothing behind either. The
 //! descriptor is close-on-exec, so a prober or hping3 started meanwhile cannot keep it alive.
 
-use crate::{allocate_30, internet_checksum, run_ip, COUNTER};
+use crate::packets::{
+    echo_reply_message, IpHeader, Segment, IPPROTO_ICMP, IPPROTO_TCP, TCP_ACK, TCP_RST, TCP_SYN,
+};
+use crate::{allocate_30, run_ip, COUNTER};
 use anyhow::{bail, Context, Result};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -112,16 +115,10 @@ const IDLE_WAIT_NS: u64 = 20_000_000;
 /// buffers, so that replies look like the namespace hosts' in the other tests.
 const SYN_ACK_WINDOW: u16 = 64240;
 const SYN_ACK_MSS: u16 = 1460;
-const TTL: u8 = 64;
 
 const ETH_HEADER_LEN: usize = 14;
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_ARP: u16 = 0x0806;
-const IPPROTO_ICMP: u8 = 1;
-const IPPROTO_TCP: u8 = 6;
-const TCP_SYN: u8 = 0x02;
-const TCP_RST: u8 = 0x04;
-const TCP_ACK: u8 = 0x10;
 
 impl DelayedResponder {
     /// A uniquely named TAP (`prbt<pid in hex>x<n>`) in the caller's namespace with a /30 from the
@@ -718,7 +715,6 @@ fn answer_ipv4(ip: &[u8], host: &mut Host) -> Option<(ProbeId, Vec<u8>)> {
 
 /// An echo reply (same id, sequence and data) to an echo request.
 fn answer_echo(icmp: &[u8], peer: Ipv4Addr, host: &mut Host) -> Option<(ProbeId, Vec<u8>)> {
-    const ECHO_REPLY: u8 = 0;
     const ECHO_REQUEST: u8 = 8;
     if icmp.len() < 8 || icmp[0] != ECHO_REQUEST || icmp[1] != 0 {
         return None;
@@ -727,15 +723,13 @@ fn answer_echo(icmp: &[u8], peer: Ipv4Addr, host: &mut Host) -> Option<(ProbeId,
         id: be16(icmp, 4),
         seq: be16(icmp, 6),
     };
-    let mut reply = icmp.to_vec();
-    reply[0] = ECHO_REPLY;
-    reply[2..4].fill(0);
-    let checksum = internet_checksum(&reply);
-    reply[2..4].copy_from_slice(&checksum.to_be_bytes());
-    let id = host.next_ip_id;
+    let reply = echo_reply_message(host.addr.into(), peer.into(), icmp);
+    let header = IpHeader {
+        id: host.next_ip_id,
+        ..IpHeader::new(host.addr.into(), peer.into(), IPPROTO_ICMP)
+    };
     host.next_ip_id = host.next_ip_id.wrapping_add(1);
-    let packet = ipv4_packet(host.addr, peer, IPPROTO_ICMP, id, false, &reply);
-    Some((probe, packet))
+    Some((probe, header.packet(&reply)))
 }
 
 /// SYN-ACK (with an MSS option, as Linux) to a SYN for an open port, RST-ACK (window 0) otherwise;
@@ -750,108 +744,45 @@ fn answer_syn(tcp: &[u8], peer: Ipv4Addr, host: &Host) -> Option<(ProbeId, Vec<u
         dest_port,
     };
     let ack = be32(tcp, 4).wrapping_add(1);
+    let mss = [2, 4, (SYN_ACK_MSS >> 8) as u8, SYN_ACK_MSS as u8];
     let segment = if host.open_ports.contains(&dest_port) {
         // Any initial sequence number will do; one that differs per connection looks like a host's.
         let isn = 0x5eed_0000 ^ (u32::from(source_port) << 16 | u32::from(dest_port));
-        let mss = [2, 4, (SYN_ACK_MSS >> 8) as u8, SYN_ACK_MSS as u8];
-        let flags = TCP_SYN | TCP_ACK;
-        tcp_segment(
-            host.addr,
-            peer,
-            dest_port,
-            source_port,
-            isn,
+        Segment {
+            source_port: dest_port,
+            dest_port: source_port,
+            seq: isn,
             ack,
-            flags,
-            SYN_ACK_WINDOW,
-            &mss,
-        )
+            flags: TCP_SYN | TCP_ACK,
+            window: SYN_ACK_WINDOW,
+            options: &mss,
+        }
     } else {
-        tcp_segment(
-            host.addr,
-            peer,
-            dest_port,
-            source_port,
-            0,
+        Segment {
+            source_port: dest_port,
+            dest_port: source_port,
+            seq: 0,
             ack,
-            TCP_RST | TCP_ACK,
-            0,
-            &[],
-        )
+            flags: TCP_RST | TCP_ACK,
+            window: 0,
+            options: &[],
+        }
     };
+    let (from, to) = (host.addr.into(), peer.into());
     // Linux answers SYNs with DF and IP id 0.
-    Some((
-        probe,
-        ipv4_packet(host.addr, peer, IPPROTO_TCP, 0, true, &segment),
-    ))
-}
-
-/// A TCP segment without data, checksum filled in (over the IPv4 pseudo-header).
-#[allow(clippy::too_many_arguments)]
-fn tcp_segment(
-    from: Ipv4Addr,
-    to: Ipv4Addr,
-    source_port: u16,
-    dest_port: u16,
-    seq: u32,
-    ack: u32,
-    flags: u8,
-    window: u16,
-    options: &[u8],
-) -> Vec<u8> {
-    let len = 20 + options.len();
-    let mut segment = vec![0u8; len];
-    segment[0..2].copy_from_slice(&source_port.to_be_bytes());
-    segment[2..4].copy_from_slice(&dest_port.to_be_bytes());
-    segment[4..8].copy_from_slice(&seq.to_be_bytes());
-    segment[8..12].copy_from_slice(&ack.to_be_bytes());
-    segment[12] = ((len / 4) as u8) << 4;
-    segment[13] = flags;
-    segment[14..16].copy_from_slice(&window.to_be_bytes());
-    segment[20..].copy_from_slice(options);
-    let pseudo = [
-        &from.octets()[..],
-        &to.octets(),
-        &[0, IPPROTO_TCP],
-        &(len as u16).to_be_bytes(),
-        &segment,
-    ]
-    .concat();
-    let checksum = internet_checksum(&pseudo);
-    segment[16..18].copy_from_slice(&checksum.to_be_bytes());
-    segment
-}
-
-/// An IPv4 packet (20-byte header, ttl 64, checksum filled in) carrying `payload`.
-fn ipv4_packet(
-    from: Ipv4Addr,
-    to: Ipv4Addr,
-    protocol: u8,
-    id: u16,
-    dont_fragment: bool,
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut packet = vec![0u8; 20];
-    packet[0] = 0x45;
-    packet[2..4].copy_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
-    packet[4..6].copy_from_slice(&id.to_be_bytes());
-    if dont_fragment {
-        packet[6] = 0x40;
-    }
-    packet[8] = TTL;
-    packet[9] = protocol;
-    packet[12..16].copy_from_slice(&from.octets());
-    packet[16..20].copy_from_slice(&to.octets());
-    let checksum = internet_checksum(&packet);
-    packet[10..12].copy_from_slice(&checksum.to_be_bytes());
-    packet.extend_from_slice(payload);
-    packet
+    let header = IpHeader {
+        dont_fragment: true,
+        ..IpHeader::new(from, to, IPPROTO_TCP)
+    };
+    Some((probe, header.packet(&segment.bytes(from, to))))
 }
 
 #[cfg(test)]
 mod unit {
     use super::*;
+    use crate::internet_checksum;
 
+    const TTL: u8 = 64;
     const HOST: Ipv4Addr = Ipv4Addr::new(198, 18, 4, 2);
     const PEER: Ipv4Addr = Ipv4Addr::new(198, 18, 4, 1);
     const PEER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
@@ -874,12 +805,26 @@ mod unit {
         .concat()
     }
 
+    fn ipv4_packet(protocol: u8, id: u16, payload: &[u8]) -> Vec<u8> {
+        let header = IpHeader {
+            id,
+            ..IpHeader::new(PEER.into(), HOST.into(), protocol)
+        };
+        header.packet(payload)
+    }
+
     fn syn(dest_port: u16) -> Vec<u8> {
-        let segment = tcp_segment(PEER, HOST, 40000, dest_port, 1000, 0, TCP_SYN, 512, &[]);
-        ethernet(
-            ETHERTYPE_IPV4,
-            &ipv4_packet(PEER, HOST, IPPROTO_TCP, 7, false, &segment),
-        )
+        let segment = Segment {
+            source_port: 40000,
+            dest_port,
+            seq: 1000,
+            ack: 0,
+            flags: TCP_SYN,
+            window: 512,
+            options: &[],
+        };
+        let bytes = segment.bytes(PEER.into(), HOST.into());
+        ethernet(ETHERTYPE_IPV4, &ipv4_packet(IPPROTO_TCP, 7, &bytes))
     }
 
     /// The reply's IPv4 packet after checking its Ethernet header and both checksums.
@@ -948,10 +893,7 @@ mod unit {
         let mut request = vec![8, 0, 0, 0, 0x12, 0x34, 0, 5, b'h', b'i'];
         let checksum = internet_checksum(&request);
         request[2..4].copy_from_slice(&checksum.to_be_bytes());
-        let frame = ethernet(
-            ETHERTYPE_IPV4,
-            &ipv4_packet(PEER, HOST, IPPROTO_ICMP, 9, false, &request),
-        );
+        let frame = ethernet(ETHERTYPE_IPV4, &ipv4_packet(IPPROTO_ICMP, 9, &request));
         let (probe, reply) = answer(&frame, &mut host()).unwrap();
         assert_eq!(probe, Some(ProbeId::IcmpEcho { id: 0x1234, seq: 5 }));
         let ip = checked_ipv4(&reply);
