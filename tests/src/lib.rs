@@ -2,8 +2,9 @@
 //!
 //! A [`TestHost`] is a network namespace joined to the host by a veth pair, addressed with a /30 inside
 //! 198.18.4.0 – 198.19.255.255 (the benchmarking range 198.18.0.0/15, minus 198.18.0.0/22 which is
-//! left to people); [`TestHost::add_routed_addresses`] gives it more addresses, from a block routed to
-//! it out of the same range. Everything a `TestHost` creates is removed when it is dropped, also when
+//! left to people) and a /64 inside 2001:db8::/32 that the /30 names; [`TestHost::add_routed_addresses`]
+//! and [`TestHost::add_routed_addresses6`] give it more addresses, from blocks routed to it out of the
+//! same ranges. Tests that run one body over both families name it with [`Family`]. Everything a `TestHost` creates is removed when it is dropped, also when
 //! a test panics. Namespaces left behind by a test process that was killed (named `prb-<pid>-<n>` with no
 //! such process alive any more) are removed the next time a `TestHost` is created.
 //!
@@ -16,9 +17,10 @@
 //! (ground truth for RTTs).
 
 use anyhow::{anyhow, bail, Context, Result};
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
-use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -45,14 +47,72 @@ pub const FILTERED_PORT: u16 = 23;
 const RANGE_BASE: u32 = u32::from_be_bytes([198, 18, 0, 0]);
 const USABLE_FIRST: u32 = 1 << 10;
 const USABLE_END: u32 = 1 << 17;
-/// Most addresses one [`TestHost::add_routed_addresses`] call hands out.
+/// Most addresses one [`TestHost::add_routed_addresses`] (or `…6`) call hands out.
 const MAX_ROUTED_BLOCK: u32 = 1 << 12;
+/// 2001:db8:100::/47 holds the /64s of the test hosts' veths, 2001:db8:102::/47 the /64s their
+/// routed IPv6 addresses come from; a host's /30 names one /64 in each (see [`ipv6_net_of`]).
+const HOST_NETS6: u128 = 0x2001_0db8_0100_0000 << 64;
+const ROUTED_NETS6: u128 = 0x2001_0db8_0102_0000 << 64;
 
 const ALLOC_LOCK: &str = "/tmp/prober-tests-alloc.lock";
 const LOOPBACK_LOCK: &str = "/tmp/prober-tests-loopback.lock";
 const NFT_TABLE: &str = "prober_tests";
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// An address family: tests that check the same behaviour over IPv4 and IPv6 run one body with
+/// each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+/// One `#[test]` per family for each test body `fn name(family: Family)`: `name::ipv4` and
+/// `name::ipv6` (so `cargo test ipv6` runs every IPv6 test).
+#[macro_export]
+macro_rules! test_both_families {
+    ($($body:ident),+ $(,)?) => {
+        $(
+            mod $body {
+                #[test]
+                fn ipv4() {
+                    super::$body($crate::Family::V4);
+                }
+
+                #[test]
+                fn ipv6() {
+                    super::$body($crate::Family::V6);
+                }
+            }
+        )+
+    };
+}
+
+impl Family {
+    pub fn of(addr: IpAddr) -> Family {
+        match addr {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+
+    /// The loopback address: 127.0.0.1 or ::1.
+    pub fn loopback(self) -> IpAddr {
+        match self {
+            Family::V4 => Ipv4Addr::LOCALHOST.into(),
+            Family::V6 => Ipv6Addr::LOCALHOST.into(),
+        }
+    }
+
+    /// Bits in an address.
+    pub fn bits(self) -> u32 {
+        match self {
+            Family::V4 => 32,
+            Family::V6 => 128,
+        }
+    }
+}
 
 /// A network namespace reachable from the host through a veth pair, over both IPv4 and IPv6.
 ///
@@ -76,6 +136,8 @@ pub struct TestHost {
     pub addr6: Ipv6Addr,
     listeners: Vec<TcpListener>,
     etc_dir: PathBuf,
+    /// How much of this host's routed IPv6 /64 [`TestHost::add_routed_addresses6`] has handed out.
+    routed6_used: u128,
 }
 
 impl TestHost {
@@ -111,6 +173,7 @@ impl TestHost {
             host_addr6,
             addr6,
             listeners: Vec::new(),
+            routed6_used: 0,
         };
         let (ns, h, p) = (
             host.ns.as_str(),
@@ -149,6 +212,23 @@ impl TestHost {
         Ok(host)
     }
 
+    /// The address to probe over `family`: [`TestHost::addr`] or [`TestHost::addr6`].
+    pub fn target(&self, family: Family) -> IpAddr {
+        match family {
+            Family::V4 => self.addr.into(),
+            Family::V6 => self.addr6.into(),
+        }
+    }
+
+    /// The host side's address over `family`, the probes' source: [`TestHost::host_addr`] or
+    /// [`TestHost::host_addr6`].
+    pub fn source(&self, family: Family) -> IpAddr {
+        match family {
+            Family::V4 => self.host_addr.into(),
+            Family::V6 => self.host_addr6.into(),
+        }
+    }
+
     /// [`TestHost::new`] plus a listener on [`OPEN_PORT`] (80) and an nftables drop of
     /// [`FILTERED_PORT`] (23); [`CLOSED_PORT`] (81) has nothing.
     pub fn standard() -> Result<TestHost> {
@@ -178,31 +258,49 @@ impl TestHost {
     /// processes) is what marks it used. The route goes with the veth, the addresses with the
     /// namespace. Every listener from [`TestHost::listen_tcp`] answers on these addresses too.
     pub fn add_routed_addresses(&mut self, count: u32) -> Result<Vec<Ipv4Addr>> {
-        if count == 0 || count > MAX_ROUTED_BLOCK {
-            bail!("add_routed_addresses: {count} addresses asked for, 1 to {MAX_ROUTED_BLOCK} possible");
-        }
-        let prefix_len = 32 - count.next_power_of_two().trailing_zeros() as u8;
+        let prefix_len = (32 - routed_block_bits(count)?) as u8;
         let _alloc = FileLock::acquire(ALLOC_LOCK, Duration::from_secs(60))?;
         let net = free_block(&used_prefixes()?, prefix_len, u32::from(self.addr))
             .ok_or_else(|| anyhow!("no free /{prefix_len} left in 198.18.4.0-198.19.255.255"))?;
         let addrs: Vec<Ipv4Addr> = (net..net + count).map(Ipv4Addr::from).collect();
+        let block = format!("{}/{prefix_len}", Ipv4Addr::from(net));
+        self.route_to_namespace(addrs.iter().map(|&a| a.into()), &block)?;
+        Ok(addrs)
+    }
+
+    /// [`TestHost::add_routed_addresses`] for IPv6: `count` more addresses (as /128s on the
+    /// namespace's `lo`), the first `count` of an aligned block of `count` rounded up to a power
+    /// of two, routed via [`TestHost::addr6`]. The blocks come one after the other from a /64 in
+    /// 2001:db8:102::/47 that this host's /30 names, as it names the /64 of its veth, so they are
+    /// as unique as the /30 and need no lock; the route goes with the veth.
+    pub fn add_routed_addresses6(&mut self, count: u32) -> Result<Vec<Ipv6Addr>> {
+        let bits = routed_block_bits(count)?;
+        let size = 1u128 << bits;
+        let start = self.routed6_used.next_multiple_of(size);
+        self.routed6_used = start + size;
+        let net = ipv6_routed_net_of(u32::from(self.addr)) | start;
+        let addrs: Vec<Ipv6Addr> = (net..net + u128::from(count)).map(Ipv6Addr::from).collect();
+        let block = format!("{}/{}", Ipv6Addr::from(net), 128 - bits);
+        self.route_to_namespace(addrs.iter().map(|&a| a.into()), &block)?;
+        Ok(addrs)
+    }
+
+    /// Puts `addrs` on the namespace's `lo` and routes `block` (which holds them) to the
+    /// namespace, via its veth address of the block's family.
+    fn route_to_namespace(&self, addrs: impl Iterator<Item = IpAddr>, block: &str) -> Result<()> {
+        let mut family = Family::V4;
         let batch: String = addrs
-            .iter()
-            .map(|a| format!("address add {a}/32 dev lo\n"))
+            .map(|a| {
+                family = Family::of(a);
+                format!("address add {a}/{} dev lo nodad\n", family.bits())
+            })
             .collect();
         let mut cmd = Command::new("ip");
         cmd.args(["-n", &self.ns, "-batch", "-"]);
         run_with_stdin(&mut cmd, &batch)?;
-        run_ip(&[
-            "route",
-            "add",
-            &format!("{}/{prefix_len}", Ipv4Addr::from(net)),
-            "via",
-            &self.addr.to_string(),
-            "dev",
-            &self.host_if,
-        ])?;
-        Ok(addrs)
+        let via = self.target(family).to_string();
+        run_ip(&["route", "add", block, "via", &via, "dev", &self.host_if])?;
+        Ok(())
     }
 
     /// Five more hosts on a network of their own directly connected to the veth (a /29: the
@@ -259,10 +357,15 @@ impl TestHost {
     }
 
     /// An nftables rule inside the namespace that drops every packet addressed to `addr` (one of
-    /// [`TestHost::add_routed_addresses`]): a host that answers nothing. The rule counts what it
+    /// its own addresses, of either family): a host that answers nothing. The rule counts what it
     /// drops: see [`TestHost::dropped_packets_to`].
-    pub fn drop_all_to(&self, addr: Ipv4Addr) -> Result<()> {
-        self.add_input_rule(&drop_all_counter(addr), &format!("ip daddr {addr}"), "drop")
+    pub fn drop_all_to(&self, addr: impl Into<IpAddr>) -> Result<()> {
+        let addr = addr.into();
+        let matches = match addr {
+            IpAddr::V4(a) => format!("ip daddr {a}"),
+            IpAddr::V6(a) => format!("ip6 daddr {a}"),
+        };
+        self.add_input_rule(&drop_all_counter(addr), &matches, "drop")
     }
 
     /// Adds a named nftables counter inside the namespace, counting incoming packets that match
@@ -293,8 +396,8 @@ impl TestHost {
     }
 
     /// Packets dropped so far by the rule of [`TestHost::drop_all_to`] for `addr`.
-    pub fn dropped_packets_to(&self, addr: Ipv4Addr) -> Result<u64> {
-        self.counter_packets(&drop_all_counter(addr))
+    pub fn dropped_packets_to(&self, addr: impl Into<IpAddr>) -> Result<u64> {
+        self.counter_packets(&drop_all_counter(addr.into()))
     }
 
     /// Packets counted so far by the counter `name` from [`TestHost::add_counter`].
@@ -332,50 +435,83 @@ impl TestHost {
         cmd
     }
 
-    /// Sends whole IPv4 packets (e.g. from [`packets`]) from inside the namespace through a raw IP
-    /// socket, each routed by its own destination address: they leave on `peer_if` and cross the
-    /// veth the way the namespace's real replies do.
+    /// Sends whole IP packets of either family (e.g. from [`packets`]) from inside the namespace
+    /// through a raw socket (IPPROTO_RAW, header included), each routed by its own destination
+    /// address: they leave on `peer_if` and cross the veth the way the namespace's real replies do.
     pub fn send_raw_from_namespace(&self, packets: Vec<Vec<u8>>) -> Result<()> {
+        use socket2::{Domain, Protocol, SockAddr, Socket, Type};
         self.in_ns(move || -> Result<()> {
-            // SAFETY: plain socket call; the fd is owned (and closed) by `socket` below.
-            let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
-            if fd < 0 {
-                return Err(std::io::Error::last_os_error()).context("raw IP socket");
-            }
-            // SAFETY: a fresh fd nobody else owns.
-            let socket =
-                unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
             for packet in &packets {
-                let destination: [u8; 4] = packet
-                    .get(16..20)
-                    .and_then(|d| d.try_into().ok())
-                    .context("packet shorter than an IPv4 header")?;
-                let address = libc::sockaddr_in {
-                    sin_family: libc::AF_INET as libc::sa_family_t,
-                    sin_port: 0,
-                    sin_addr: libc::in_addr {
-                        s_addr: u32::from_ne_bytes(destination),
-                    },
-                    sin_zero: [0; 8],
+                let (domain, destination) = match packet.first().map(|b| b >> 4) {
+                    Some(4) => (
+                        Domain::IPV4,
+                        packet
+                            .get(16..20)
+                            .map(|d| IpAddr::from(<[u8; 4]>::try_from(d).expect("four bytes"))),
+                    ),
+                    Some(6) => (
+                        Domain::IPV6,
+                        packet
+                            .get(24..40)
+                            .map(|d| IpAddr::from(<[u8; 16]>::try_from(d).expect("sixteen bytes"))),
+                    ),
+                    _ => bail!("a packet that is neither IPv4 nor IPv6"),
                 };
-                // SAFETY: the buffer and the address outlive the call.
-                let sent = unsafe {
-                    libc::sendto(
-                        socket.as_raw_fd(),
-                        packet.as_ptr().cast(),
-                        packet.len(),
-                        0,
-                        (&address as *const libc::sockaddr_in).cast(),
-                        std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                    )
-                };
-                if sent != packet.len() as isize {
-                    return Err(std::io::Error::last_os_error())
-                        .context("sendto on the raw socket");
+                let destination = destination.context("packet shorter than its IP header")?;
+                // IPPROTO_RAW implies the header is included, over IPv6 as over IPv4.
+                let socket =
+                    Socket::new(domain, Type::RAW, Some(Protocol::from(libc::IPPROTO_RAW)))
+                        .context("raw IP socket")?;
+                let sent = socket
+                    .send_to(packet, &SockAddr::from(SocketAddr::new(destination, 0)))
+                    .context("sendto on the raw socket")?;
+                if sent != packet.len() {
+                    bail!("the raw socket sent {sent} of {} bytes", packet.len());
                 }
             }
             Ok(())
         })?
+    }
+
+    /// Makes `name` resolve to `addrs` for programs run with [`TestHost::command_in_ns`]: lines of
+    /// the namespace's own hosts file (`/etc/netns/<ns>/hosts`, which `ip netns exec` mounts over
+    /// /etc/hosts), so that the lookup is answered inside the namespace.
+    pub fn add_host_name(&self, name: &str, addrs: &[IpAddr]) -> Result<()> {
+        use std::io::Write;
+        let path = self.etc_dir.join("hosts");
+        let mut lines = if path.exists() {
+            String::new()
+        } else {
+            "127.0.0.1 localhost\n::1 localhost\n".to_owned()
+        };
+        for addr in addrs {
+            lines.push_str(&format!("{addr} {name}\n"));
+        }
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut file| file.write_all(lines.as_bytes()))
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// The IPv6 and ICMPv6 counters of the host's veth end (`/proc/net/dev_snmp6/<host_if>`),
+    /// e.g. `Icmp6InNeighborAdvertisements`.
+    pub fn host_snmp6(&self) -> Result<BTreeMap<String, u64>> {
+        let path = Path::new("/proc/net/dev_snmp6").join(&self.host_if);
+        parse_snmp6(
+            &fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+        )
+    }
+
+    /// The same counters of the namespace's veth end, as the namespace's kernel keeps them.
+    pub fn namespace_snmp6(&self) -> Result<BTreeMap<String, u64>> {
+        // /proc/thread-self/net is the namespace of the thread that reads it.
+        let path = Path::new("/proc/thread-self/net/dev_snmp6").join(&self.peer_if);
+        let text = self.in_ns(move || {
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+        })??;
+        parse_snmp6(&text)
     }
 
     /// Runs `f` on a fresh thread that has entered the namespace (sockets created there stay in it).
@@ -693,16 +829,34 @@ fn run_with_stdin(cmd: &mut Command, input: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// A free /30 in 198.18.4.0 – 198.19.255.255 (its network address), with the allocator's lock that
-/// serialises the choice across threads and processes: hold the lock until the chosen addresses are
-/// on an interface, which is what marks the block used for every later choice.
 /// The /64 of a test host's IPv6 ends, named by its IPv4 /30 `net` so that it is as unique: the
 /// /30's 17 bits below 198.18.0.0/15 after `2001:db8:100::/47`.
 pub fn ipv6_net_of(net: u32) -> u128 {
-    let below_15 = u128::from(net & 0x1_ffff);
-    (0x2001_0db8_0100_0000u128 << 64) | (below_15 << 64)
+    HOST_NETS6 | net64_below(net)
 }
 
+/// The /64 a test host's routed IPv6 addresses come from: as [`ipv6_net_of`], after
+/// `2001:db8:102::/47`. `net` may be any address of the /30.
+fn ipv6_routed_net_of(net: u32) -> u128 {
+    ROUTED_NETS6 | net64_below(net)
+}
+
+/// The /30 of `net` (its 17 bits below 198.18.0.0/15, less the last two) as bits 64 to 80.
+fn net64_below(net: u32) -> u128 {
+    u128::from(net & 0x1_fffc) << 64
+}
+
+/// log2 of the block that holds `count` routed addresses.
+fn routed_block_bits(count: u32) -> Result<u32> {
+    if count == 0 || count > MAX_ROUTED_BLOCK {
+        bail!("{count} routed addresses asked for, 1 to {MAX_ROUTED_BLOCK} possible");
+    }
+    Ok(count.next_power_of_two().trailing_zeros())
+}
+
+/// A free /30 in 198.18.4.0 – 198.19.255.255 (its network address), with the allocator's lock that
+/// serialises the choice across threads and processes: hold the lock until the chosen addresses are
+/// on an interface, which is what marks the block used for every later choice.
 fn allocate_30(seed: u32) -> Result<(FileLock, u32)> {
     let lock = FileLock::acquire(ALLOC_LOCK, Duration::from_secs(60))?;
     // Before any test address exists: a test whose veth vanishes must meet "no route".
@@ -809,9 +963,25 @@ impl Drop for SafetyNet {
     }
 }
 
+/// `name value` lines, as /proc/net/dev_snmp6 files hold them.
+fn parse_snmp6(text: &str) -> Result<BTreeMap<String, u64>> {
+    text.lines()
+        .map(|line| {
+            let (name, value) = line
+                .split_once(char::is_whitespace)
+                .with_context(|| format!("not `name value`: {line:?}"))?;
+            let value = value
+                .trim()
+                .parse()
+                .with_context(|| format!("not a count: {line:?}"))?;
+            Ok((name.to_owned(), value))
+        })
+        .collect()
+}
+
 /// The nftables counter of [`TestHost::drop_all_to`]'s rule for `addr`.
-fn drop_all_counter(addr: Ipv4Addr) -> String {
-    format!("drop_all_{}", u32::from(addr))
+fn drop_all_counter(addr: IpAddr) -> String {
+    format!("drop_all_{}", addr.to_string().replace([':', '.'], "_"))
 }
 
 /// The network address of an aligned /`prefix_len` in 198.18.4.0 – 198.19.255.255 that overlaps none
@@ -883,6 +1053,28 @@ mod unit {
             "2001:db8:101:fffc::".parse::<Ipv6Addr>().unwrap()
         );
         assert_ne!(net([198, 18, 4, 0]), net([198, 18, 4, 4]));
+        // A host's routed /64 is named by the same /30, whichever of its addresses names it.
+        let routed =
+            |v4: [u8; 4]| Ipv6Addr::from(ipv6_routed_net_of(u32::from(Ipv4Addr::from(v4))));
+        assert_eq!(
+            routed([198, 18, 4, 2]),
+            "2001:db8:102:400::".parse::<Ipv6Addr>().unwrap()
+        );
+        assert_eq!(routed([198, 18, 4, 1]), routed([198, 18, 4, 2]));
+        assert_eq!(
+            routed([198, 19, 255, 254]),
+            "2001:db8:103:fffc::".parse::<Ipv6Addr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn snmp6_lines_parse() {
+        let counters =
+            parse_snmp6("ifIndex                         \t7\nIcmp6InNeighborAdvertisements\t12\n")
+                .unwrap();
+        assert_eq!(counters["Icmp6InNeighborAdvertisements"], 12);
+        assert_eq!(counters["ifIndex"], 7);
+        assert!(parse_snmp6("Ip6InReceives\tmany\n").is_err());
     }
 
     #[test]
