@@ -5,37 +5,79 @@
 //! spacing are checked exactly.
 
 use crate::proc::Finished;
-use std::fmt::Display;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-/// `HPING <target> (<ifname> <ip>): S set, 40 headers + 0 data bytes`
-pub fn tcp_syn_header(target: &str, ifname: &str, ip: impl Display) -> String {
-    format!("HPING {target} ({ifname} {ip}): S set, 40 headers + 0 data bytes")
+/// Bytes of the IP header a probe or reply without options or extension headers carries: 20
+/// (IPv4) or 40 (IPv6).
+pub fn ip_header_len(ip: IpAddr) -> u32 {
+    match ip {
+        IpAddr::V4(_) => 20,
+        IpAddr::V6(_) => 40,
+    }
 }
 
-/// `HPING <target> (<ifname> <ip>): icmp mode set, 28 headers + 0 data bytes`
-pub fn icmp_header(target: &str, ifname: &str, ip: impl Display) -> String {
-    format!("HPING {target} ({ifname} {ip}): icmp mode set, 28 headers + 0 data bytes")
+/// `HPING <target> (<ifname> <ip>): S set, 40 headers + 0 data bytes` (60 over IPv6).
+pub fn tcp_syn_header(target: &str, ifname: &str, ip: impl Into<IpAddr>) -> String {
+    let ip = ip.into();
+    let headers = ip_header_len(ip) + 20;
+    format!("HPING {target} ({ifname} {ip}): S set, {headers} headers + 0 data bytes")
 }
 
-/// A TCP reply line as [`normalize`] leaves it (rtt masked), from a Linux peer: ttl 64, DF, id 0.
+/// `HPING <target> (<ifname> <ip>): icmp mode set, 28 headers + 0 data bytes` (48 over IPv6).
+pub fn icmp_header(target: &str, ifname: &str, ip: impl Into<IpAddr>) -> String {
+    let ip = ip.into();
+    let headers = ip_header_len(ip) + 8;
+    format!("HPING {target} ({ifname} {ip}): icmp mode set, {headers} headers + 0 data bytes")
+}
+
+/// A TCP reply line as [`normalize`] leaves it (rtt masked), from a Linux peer: ttl 64, and over
+/// IPv4 DF and id 0 (IPv6 has neither).
 pub fn tcp_reply(
     len: u32,
-    ip: impl Display,
+    ip: impl Into<IpAddr>,
     sport: u16,
     flags: &str,
     seq: u32,
     win: u32,
 ) -> String {
-    format!(
-        "len={len} ip={ip} ttl=64 DF id=0 sport={sport} flags={flags} seq={seq} win={win} rtt=* ms"
-    )
+    tcp_reply_at_ttl(len, ip, 64, sport, flags, seq, win)
 }
 
-/// An ICMP echo-reply line as [`normalize`] leaves it with `mask_id` (rtt and id masked): Linux
-/// sends echo replies without DF, ttl 64, 28 bytes for a 0-byte echo request.
-pub fn icmp_reply(ip: impl Display, seq: u32) -> String {
-    format!("len=28 ip={ip} ttl=64 id=* icmp_seq={seq} rtt=* ms")
+/// [`tcp_reply`] with another ttl (hop limit).
+pub fn tcp_reply_at_ttl(
+    len: u32,
+    ip: impl Into<IpAddr>,
+    ttl: u8,
+    sport: u16,
+    flags: &str,
+    seq: u32,
+    win: u32,
+) -> String {
+    let ip_fields = ip_fields(len, ip.into(), ttl, "DF id=0");
+    format!("{ip_fields} sport={sport} flags={flags} seq={seq} win={win} rtt=* ms")
+}
+
+/// An ICMP echo-reply line as [`normalize`] leaves it (with `mask_id` over IPv4: rtt and id
+/// masked) from a Linux peer, which sends echo replies without DF, ttl 64, 28 bytes for a
+/// 0-byte echo request (48 over IPv6).
+pub fn icmp_reply(ip: impl Into<IpAddr>, seq: u32) -> String {
+    let ip = ip.into();
+    icmp_reply_of(ip_header_len(ip) + 8, ip, 64, seq)
+}
+
+/// An ICMP echo-reply line of `len` bytes at `ttl`, as [`icmp_reply`].
+pub fn icmp_reply_of(len: u32, ip: impl Into<IpAddr>, ttl: u8, seq: u32) -> String {
+    let ip_fields = ip_fields(len, ip.into(), ttl, "id=*");
+    format!("{ip_fields} icmp_seq={seq} rtt=* ms")
+}
+
+/// hping3's `len=<len> ip=<ip> ttl=<ttl>`, followed over IPv4 by `ipv4_fields` (`DF` if set, and
+/// `id=`); IPv6 has neither.
+fn ip_fields(len: u32, ip: IpAddr, ttl: u8, ipv4_fields: &str) -> String {
+    match ip {
+        IpAddr::V4(_) => format!("len={len} ip={ip} ttl={ttl} {ipv4_fields}"),
+        IpAddr::V6(_) => format!("len={len} ip={ip} ttl={ttl}"),
+    }
 }
 
 /// Checks and masks a reply line: the line must end in ` rtt=<float with exactly one decimal> ms`;
@@ -197,7 +239,8 @@ pub struct Expected {
 
 impl Expected {
     /// `-c 4 -S` to `ip`, typed as its address, out of `ifname`, answered by `replies`.
-    pub fn four_syns(ip: Ipv4Addr, ifname: &str, replies: Vec<String>) -> Expected {
+    pub fn four_syns(ip: impl Into<IpAddr>, ifname: &str, replies: Vec<String>) -> Expected {
+        let ip = ip.into();
         let target = ip.to_string();
         Expected {
             header: tcp_syn_header(&target, ifname, ip),
@@ -209,13 +252,15 @@ impl Expected {
     }
 
     /// `-c 4 -1` to `ip`, typed as its address, out of `ifname`: four echo replies.
-    pub fn four_echoes_answered(ip: Ipv4Addr, ifname: &str) -> Expected {
+    pub fn four_echoes_answered(ip: impl Into<IpAddr>, ifname: &str) -> Expected {
+        let ip = ip.into();
         let target = ip.to_string();
         Expected {
             header: icmp_header(&target, ifname, ip),
             target,
             replies: (0..4).map(|seq| icmp_reply(ip, seq)).collect(),
-            mask_id: true,
+            // The reply's IP id varies; IPv6 has none.
+            mask_id: ip.is_ipv4(),
             transmitted: 4,
         }
     }
@@ -433,20 +478,44 @@ mod unit {
             false,
         )
         .unwrap();
-        assert_eq!(m, tcp_reply(44, "198.18.4.2", 80, "SA", 0, 64240));
+        let a: IpAddr = "198.18.4.2".parse().unwrap();
+        assert_eq!(m, tcp_reply(44, a, 80, "SA", 0, 64240));
         assert_eq!(rtt, 0.4);
         let (m, _) = normalize(
             "len=28 ip=198.18.4.2 ttl=64 id=403 icmp_seq=3 rtt=12.0 ms",
             true,
         )
         .unwrap();
-        assert_eq!(m, icmp_reply("198.18.4.2", 3));
+        assert_eq!(m, icmp_reply(a, 3));
         assert!(normalize("len=28 ip=x ttl=64 id=1 icmp_seq=0 rtt=0.45 ms", true).is_err());
         assert!(normalize("len=28 ip=x ttl=64 id=1 icmp_seq=0 rtt=-1.0 ms", true).is_err());
         assert!(normalize("len=28 ip=x ttl=64 id=1 icmp_seq=0 rtt=1 ms", true).is_err());
         assert!(normalize("len=28 ip=x ttl=64 id=70000 icmp_seq=0 rtt=1.0 ms", true).is_err());
-        let (m, _) = normalize("DUP! len=28 ip=x ttl=64 id=1 icmp_seq=0 rtt=1.0 ms", true).unwrap();
-        assert_ne!(m, icmp_reply("x", 0));
+        let (m, _) = normalize(
+            "DUP! len=28 ip=198.18.4.2 ttl=64 id=1 icmp_seq=0 rtt=1.0 ms",
+            true,
+        )
+        .unwrap();
+        assert_ne!(m, icmp_reply(a, 0));
+        let b: IpAddr = "2001:db8:100:400::2".parse().unwrap();
+        let (m, _) = normalize(
+            "len=64 ip=2001:db8:100:400::2 ttl=64 sport=80 flags=SA seq=1 win=64800 rtt=0.1 ms",
+            false,
+        )
+        .unwrap();
+        assert_eq!(m, tcp_reply(64, b, 80, "SA", 1, 64800));
+        assert_eq!(
+            icmp_reply(b, 2),
+            "len=48 ip=2001:db8:100:400::2 ttl=64 icmp_seq=2 rtt=* ms"
+        );
+        assert_eq!(
+            tcp_syn_header("h", "lo", b),
+            "HPING h (lo 2001:db8:100:400::2): S set, 60 headers + 0 data bytes"
+        );
+        assert_eq!(
+            icmp_header("h", "lo", b),
+            "HPING h (lo 2001:db8:100:400::2): icmp mode set, 48 headers + 0 data bytes"
+        );
     }
 
     #[test]

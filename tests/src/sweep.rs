@@ -10,7 +10,7 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The keys of a JSON result and the columns of a CSV row, in their order.
@@ -50,10 +50,11 @@ impl Status {
 /// One result (a JSON line or a CSV row).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SweepResult {
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     pub port: u16,
     pub status: Status,
     pub ttl: Option<u8>,
+    /// The reply's IP id (`null` over IPv6, which has none).
     pub ipid: Option<u16>,
     pub win: Option<u16>,
     pub rtt_us: Option<u64>,
@@ -65,7 +66,7 @@ pub struct SweepResult {
 
 impl SweepResult {
     /// Everything but the timing (`rtt_us`, `ts`): what two runs against the same hosts agree on.
-    pub fn key_fields(&self) -> (Ipv4Addr, u16, Status, Option<u8>, Option<u16>, Option<u16>) {
+    pub fn key_fields(&self) -> (IpAddr, u16, Status, Option<u8>, Option<u16>, Option<u16>) {
         (
             self.ip,
             self.port,
@@ -78,11 +79,12 @@ impl SweepResult {
 }
 
 /// The status of every (host, port) a sweep reported.
-pub type Outcome = BTreeMap<(Ipv4Addr, u16), Status>;
+pub type Outcome = BTreeMap<(IpAddr, u16), Status>;
 
-/// Parses one JSON result line: an object with exactly the keys of [`FIELDS`] in that order, `ip` a
-/// dotted-quad string, `port` 1–65535, `proto` `"tcp"`, a consistent status and reason, `ttl`,
-/// `ipid`, `win` integers in range when answered and `null` when filtered, `rtt_us` a non-negative
+/// Parses one JSON result line: an object with exactly the keys of [`FIELDS`] in that order, `ip` an
+/// address in its canonical text (a dotted quad, or IPv6 as RFC 5952 writes it), `port` 1–65535,
+/// `proto` `"tcp"`, a consistent status and reason, `ttl`, `win` (and over IPv4 `ipid`) integers in
+/// range when answered and `null` when filtered (`ipid` always `null` over IPv6), `rtt_us` a non-negative
 /// integer or `null` (always `null` when filtered), `ts` a number.
 pub fn parse_json_line(line: &str) -> Result<SweepResult, String> {
     let members: Members =
@@ -118,11 +120,11 @@ pub fn parse_csv(text: &str) -> Result<Vec<SweepResult>, String> {
 
 /// Parses a list line (masscan `-oL` style, open ports only): `open tcp <port> <ip> <unix time>`.
 /// Returns the address, the port and the time.
-pub fn parse_list_line(line: &str) -> Result<(Ipv4Addr, u16, u64), String> {
+pub fn parse_list_line(line: &str) -> Result<(IpAddr, u16, u64), String> {
     let bad = || format!("not `open tcp <port> <ip> <unix time>`: {line:?}");
     let fields = fill("open tcp {} {} {}", line).ok_or_else(bad)?;
     let port = fields[0].parse::<u16>().ok().filter(|&p| p != 0);
-    let ip = fields[1].parse::<Ipv4Addr>().ok();
+    let ip = canonical_address(fields[1]).ok();
     let ts = fields[2].parse::<u64>().ok();
     match (port, ip, ts) {
         (Some(port), Some(ip), Some(ts)) => Ok((ip, port, ts)),
@@ -155,9 +157,9 @@ pub fn json_outcome(stdout: &str) -> Result<Outcome, String> {
 
 /// The outcome expected of sweeping every port of `ports` on every host of `hosts`.
 pub fn expected_outcome(
-    hosts: &[Ipv4Addr],
+    hosts: &[IpAddr],
     ports: impl IntoIterator<Item = u16> + Clone,
-    status: impl Fn(Ipv4Addr, u16) -> Status,
+    status: impl Fn(IpAddr, u16) -> Status,
 ) -> Outcome {
     hosts
         .iter()
@@ -202,20 +204,25 @@ pub fn outcome_diff(got: &Outcome, want: &Outcome) -> Option<String> {
     ))
 }
 
-/// Checks what a Linux host answers, in every answered result: ttl 64, IP id 0 (DF set), window
-/// 64240 on a SYN-ACK over a 1500-byte-MTU veth and 0 on a RST.
+/// Checks what a Linux host answers, in every answered result: ttl 64; IP id 0 (DF set) over IPv4,
+/// none over IPv6; window 64240 on a SYN-ACK over a 1500-byte-MTU veth (MSS 1460), 64800 over
+/// IPv6 (MSS 1440), and 0 on a RST.
 pub fn linux_peer_field_errors(results: &[SweepResult]) -> Vec<String> {
     results
         .iter()
         .filter_map(|r| {
+            let (syn_ack_win, ipid) = match r.ip {
+                IpAddr::V4(_) => (64240, Some(0)),
+                IpAddr::V6(_) => (64800, None),
+            };
             let win = match r.status {
-                Status::Open => 64240,
+                Status::Open => syn_ack_win,
                 Status::Closed => 0,
                 Status::Filtered | Status::Unknown => return None,
             };
-            (r.ttl != Some(64) || r.ipid != Some(0) || r.win != Some(win)).then(|| {
+            (r.ttl != Some(64) || r.ipid != ipid || r.win != Some(win)).then(|| {
                 format!(
-                    "{}:{} {:?}: ttl {:?} ipid {:?} win {:?}, want 64, 0, {win}",
+                    "{}:{} {:?}: ttl {:?} ipid {:?} win {:?}, want 64, {ipid:?}, {win}",
                     r.ip, r.port, r.status, r.ttl, r.ipid, r.win
                 )
             })
@@ -375,7 +382,7 @@ impl fmt::Display for TableRow {
 }
 
 /// The table's first stderr lines, as hping3 prints them for `--scan <spec> <target>`.
-pub fn table_preamble(target: &str, ip: Ipv4Addr, spec: &str, ports: usize) -> Vec<String> {
+pub fn table_preamble(target: &str, ip: IpAddr, spec: &str, ports: usize) -> Vec<String> {
     const BORDER: &str = "+----+-----------+---------+---+-----+-----+-----+";
     vec![
         format!("Scanning {target} ({ip}), port {spec}"),
@@ -516,6 +523,29 @@ impl Swept {
         }
         footer
     }
+
+    /// [`Swept::check_outcome`] of JSON results from Linux hosts, every answered one with the
+    /// fields [`linux_peer_field_errors`] wants, and a footer that counts `sent` probes to
+    /// `hosts` hosts x `ports` ports.
+    pub fn check_linux_json(
+        &self,
+        want: &Outcome,
+        (sent, hosts, ports): (u64, u64, u64),
+    ) -> SweepFooter {
+        let results = self.json();
+        let footer = self.check_outcome(&results, want);
+        let wrong = linux_peer_field_errors(&results);
+        if !wrong.is_empty() {
+            self.fail(&format!("{wrong:#?}"));
+        }
+        if (footer.sent, footer.hosts, footer.ports) != (sent, hosts, ports) {
+            self.fail(&format!(
+                "footer: {} probes sent to {} hosts x {} ports, want {sent} to {hosts} x {ports}",
+                footer.sent, footer.hosts, footer.ports
+            ));
+        }
+        footer
+    }
 }
 
 /// A JSON object's members in the order they were written (serde_json's own map sorts them).
@@ -566,9 +596,7 @@ fn result_from_fields(fields: Vec<(String, Value)>) -> Result<SweepResult, Strin
         v[i].as_str()
             .ok_or_else(|| format!("{} is not a string", FIELDS[i]))
     };
-    let ip = text(0)?
-        .parse::<Ipv4Addr>()
-        .map_err(|_| "ip is not an IPv4 address".to_string())?;
+    let ip = canonical_address(text(0)?)?;
     let port = integer::<u16>(v[1], "port")?
         .filter(|&p| p != 0)
         .ok_or("port is not 1-65535")?;
@@ -587,13 +615,20 @@ fn result_from_fields(fields: Vec<(String, Value)>) -> Result<SweepResult, Strin
         ));
     }
     let ts = v[10].as_f64().ok_or("ts is not a number")?;
-    let header_fields = [ttl.is_some(), ipid.is_some(), win.is_some()];
+    // IPv6 has no IP id.
+    let has_ipid = ip.is_ipv4();
+    let header_fields = [ttl.is_some(), win.is_some()];
     match status {
-        Status::Filtered | Status::Unknown if header_fields.contains(&true) || rtt_us.is_some() => {
+        Status::Filtered | Status::Unknown
+            if header_fields.contains(&true) || ipid.is_some() || rtt_us.is_some() =>
+        {
             return Err("a result without a reply must have null ttl, ipid, win and rtt_us".into())
         }
         Status::Open | Status::Closed if header_fields.contains(&false) => {
-            return Err("an answered result must have ttl, ipid and win".into())
+            return Err("an answered result must have ttl and win".into())
+        }
+        Status::Open | Status::Closed if ipid.is_some() != has_ipid => {
+            return Err("an answered result must have an ipid over IPv4, and none over IPv6".into())
         }
         _ => {}
     }
@@ -608,6 +643,18 @@ fn result_from_fields(fields: Vec<(String, Value)>) -> Result<SweepResult, Strin
         rtt_ns,
         ts,
     })
+}
+
+/// An address written as Rust (and RFC 5952) writes it: a dotted quad, or IPv6 in lower case with
+/// the longest run of zero groups shortened.
+fn canonical_address(text: &str) -> Result<IpAddr, String> {
+    let ip: IpAddr = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not an IP address"))?;
+    if ip.to_string() != text {
+        return Err(format!("{text:?} is not in its canonical form {ip}"));
+    }
+    Ok(ip)
 }
 
 /// `null`, or an integer that fits `T`.
@@ -657,7 +704,7 @@ mod unit {
         assert_eq!(
             (r.ip, r.port, r.status, r.ttl, r.ipid, r.win, r.rtt_us),
             (
-                Ipv4Addr::new(198, 18, 4, 2),
+                IpAddr::from([198, 18, 4, 2]),
                 80,
                 Status::Open,
                 Some(64),
@@ -684,6 +731,21 @@ mod unit {
         assert!(parse_json_line(&FILTERED.replace(r#""rtt_us":null"#, r#""rtt_us":5"#)).is_err());
         assert!(parse_json_line(&OPEN.replace(r#""rtt_ns":87654"#, r#""rtt_ns":88000"#)).is_err());
         assert!(parse_json_line(&format!("{OPEN},")).is_err());
+
+        let v6 = OPEN
+            .replace("198.18.4.2", "2001:db8:100:400::2")
+            .replace(r#""ipid":0"#, r#""ipid":null"#);
+        let r = parse_json_line(&v6).unwrap();
+        assert_eq!(
+            (r.ip.to_string(), r.ipid),
+            ("2001:db8:100:400::2".into(), None)
+        );
+        assert!(parse_json_line(&OPEN.replace(r#""ipid":0"#, r#""ipid":null"#)).is_err());
+        assert!(parse_json_line(&v6.replace(r#""ipid":null"#, r#""ipid":0"#)).is_err());
+        assert!(
+            parse_json_line(&v6.replace("2001:db8:100:400::2", "2001:db8:100:400:0:0:0:2"))
+                .is_err()
+        );
     }
 
     #[test]
@@ -707,8 +769,14 @@ mod unit {
     fn list_lines_and_table_rows_parse() {
         assert_eq!(
             parse_list_line("open tcp 80 198.18.4.2 1764010000"),
-            Ok((Ipv4Addr::new(198, 18, 4, 2), 80, 1764010000))
+            Ok((IpAddr::from([198, 18, 4, 2]), 80, 1764010000))
         );
+        assert_eq!(
+            parse_list_line("open tcp 80 2001:db8:102::ff 1764010000"),
+            Ok(("2001:db8:102::ff".parse().unwrap(), 80, 1764010000))
+        );
+        assert!(parse_list_line("open tcp 80 2001:DB8:102::ff 1764010000").is_err());
+        assert!(parse_list_line("open tcp 80 2001:db8:102:0:0:0:0:ff 1764010000").is_err());
         assert!(parse_list_line("open tcp 80 198.18.4.2 1764010000.5").is_err());
         assert!(parse_list_line("closed tcp 80 198.18.4.2 1764010000").is_err());
         let row = "   80 http       : .S..A...  64     0 64240    44";
@@ -760,7 +828,7 @@ mod unit {
 
     #[test]
     fn outcomes_report_duplicates_and_differences() {
-        let a = Ipv4Addr::new(198, 18, 4, 2);
+        let a = IpAddr::from([198, 18, 4, 2]);
         let r = |port, status| SweepResult {
             ip: a,
             port,

@@ -60,7 +60,7 @@ fn a_second_prober_on_the_interface_matches_at_tcx_ingress_and_both_get_their_re
         (FILTERED_PORT, Status::Filtered),
     ] {
         assert_eq!(
-            got.get(&(host.addr, port)),
+            got.get(&(host.addr.into(), port)),
             Some(&status),
             "port {port}\n{sweep}"
         );

@@ -1,14 +1,14 @@
 //! (f) Bad input and unusable environments: exit status 2, exactly one line on stderr starting with
 //! `prober: ` that names the problem (keywords are matched case-insensitively), no panic text, no
-//! reply lines. Targets are test-namespace hosts (or loopback under the loopback lock), so a prober
-//! that wrongly goes ahead still only sends where it may.
+//! reply lines. Targets are test-namespace hosts (or prober runs inside a test namespace), so a
+//! prober that wrongly goes ahead still only sends where it may.
 
 use prober_tests::output::check_error;
 use prober_tests::proc::{run, Finished, Proc};
 use prober_tests::unprivileged::ProberCopy;
 use prober_tests::{
-    ip_link_show, loopback_lock, prober_bin, prober_command, require_root, ScratchDir, ScratchFile,
-    TestHost, OPEN_PORT,
+    ip_link_show, prober_bin, prober_command, require_root, ScratchDir, ScratchFile, TestHost,
+    OPEN_PORT,
 };
 use std::fs;
 use std::io::ErrorKind;
@@ -280,16 +280,75 @@ fn count_negative() {
     check_error(&run, &[], &["count", "-3"]);
 }
 
+/// A run of prober with `args` inside `host`'s namespace, where its only way out is the veth
+/// and names resolve from the namespace's own hosts file: a prober that wrongly went ahead
+/// could send nowhere else (a link-local target without a zone would otherwise have every
+/// interface of the machine to choose from).
+fn in_namespace(host: &TestHost, args: &[&str], within: Duration) -> Finished {
+    let mut cmd = host.command_in_ns(prober_bin());
+    cmd.args(args);
+    run(cmd, within)
+}
+
 #[test]
-fn ipv6_target() {
+fn mixed_ipv4_and_ipv6_targets_are_refused() {
     require_root();
-    // If prober wrongly went ahead it would use lo.
-    let _lo = loopback_lock();
-    let run = run(
-        prober_command(&["-c", "1", "-S", "-p", "80", "::1"]),
-        TIMEOUT,
+    let host = TestHost::standard().expect("test host");
+    let (a4, a6) = (host.addr.to_string(), host.addr6.to_string());
+    for targets in [[&a4, &a6], [&a6, &a4]] {
+        let mut args = vec!["-p", "80"];
+        args.extend(targets.map(String::as_str));
+        let refused = run(prober_command(&args), AT_ONCE);
+        check_error(&refused, &["IPv4", "IPv6"], &[]);
+    }
+}
+
+#[test]
+fn family_options_against_an_address_of_the_other_family_are_refused() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let (a4, a6) = (host.addr.to_string(), host.addr6.to_string());
+    for (option, target) in [("-6", &a4), ("-4", &a6)] {
+        let refused = run(
+            prober_command(&[option, "-c", "1", "-S", "-p", "80", target]),
+            AT_ONCE,
+        );
+        check_error(&refused, &[target], &[option, "IPv4", "IPv6"]);
+    }
+}
+
+#[test]
+fn ipv6_link_local_target_without_a_zone_is_refused() {
+    require_root();
+    let host = TestHost::new().expect("test host");
+    let refused = in_namespace(&host, &["-c", "1", "-S", "-p", "80", "fe80::1"], AT_ONCE);
+    check_error(&refused, &["fe80::1"], &["zone", "link-local", "%"]);
+}
+
+/// A /64 is 2^64 addresses: far past the probe-count limit (unless exclusions bring it under,
+/// see sweep.rs), refused before anything is sent.
+#[test]
+fn ipv6_prefix_too_large_is_refused() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let block = format!("{}/64", host.addr6);
+    let refused = in_namespace(&host, &["-p", "80", &block], AT_ONCE);
+    check_error(
+        &refused,
+        &["/64"],
+        &["too many", "too large", "limit", "--exclude"],
     );
-    check_error(&run, &["IPv6"], &[]);
+}
+
+#[test]
+fn a_name_without_an_ipv6_address_under_dash_6_is_refused() {
+    require_root();
+    let host = TestHost::new().expect("test host");
+    let name = "v4-only.prober.test";
+    host.add_host_name(name, &[host.addr.into()])
+        .expect("hosts file");
+    let refused = in_namespace(&host, &["-6", "-c", "1", "-S", "-p", "80", name], TIMEOUT);
+    check_error(&refused, &[name], &["IPv6", "AAAA"]);
 }
 
 #[test]

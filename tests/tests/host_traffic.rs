@@ -26,7 +26,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What a sweep of `ports` of [`TestHost::standard`] finds.
 fn standard_outcome(host: &TestHost, ports: RangeInclusive<u16>) -> Outcome {
-    expected_outcome(&[host.addr], ports, |_, port| match port {
+    expected_outcome(&[host.addr.into()], ports, |_, port| match port {
         OPEN_PORT => Status::Open,
         FILTERED_PORT => Status::Filtered,
         _ => Status::Closed,

@@ -43,7 +43,7 @@ fn tcp_case(port: u16, extra: &[&str], replies: impl Fn(&TestHost) -> Vec<String
     list.extend_from_slice(extra);
     let (h, pr) = both(&args(&list, &a));
     let exp = Expected {
-        header: tcp_syn_header(&a, &host.host_if, &a),
+        header: tcp_syn_header(&a, &host.host_if, host.addr),
         target: a.clone(),
         replies: replies(&host),
         mask_id: false,
@@ -83,7 +83,7 @@ fn icmp_same_as_hping3() {
     let a = host.addr.to_string();
     let (h, p) = both(&args(&["-1"], &a));
     let exp = Expected {
-        header: icmp_header(&a, &host.host_if, &a),
+        header: icmp_header(&a, &host.host_if, host.addr),
         target: a.clone(),
         replies: (0..4).map(|s| icmp_reply(host.addr, s)).collect(),
         mask_id: true,
@@ -105,7 +105,7 @@ fn interface_and_base_port_options_same_as_hping3() {
         &a,
     ));
     let exp = Expected {
-        header: tcp_syn_header(&a, &host.host_if, &a),
+        header: tcp_syn_header(&a, &host.host_if, host.addr),
         target: a.clone(),
         replies: (0..4)
             .map(|s| tcp_reply(44, host.addr, OPEN_PORT, "SA", s, VETH_SYNACK_WIN))

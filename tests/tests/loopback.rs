@@ -1,32 +1,47 @@
-//! (c) prober on loopback: a listener on 127.0.0.1 answers SYN-ACK, a closed port RST-ACK. prober
-//! attaches XDP to `lo` (one program at a time), so every test here holds `loopback_lock()`.
+//! (c) prober on loopback, over IPv4 (127.0.0.1) and IPv6 (::1): a listener answers SYN-ACK, a
+//! closed port RST-ACK. prober attaches XDP to `lo` (one program at a time), so every test here
+//! holds `loopback_lock()`.
 //!
 //! On `lo` the XDP program sees both directions, including prober's own SYNs and the host kernel's
 //! RST to each SYN-ACK; the exact line checks make sure none of those is printed as a reply.
 
-use prober_tests::output::{check_run, tcp_reply, tcp_syn_header, Expected};
-use prober_tests::proc::run;
-use prober_tests::{loopback_lock, prober_command, require_root};
-use std::net::TcpListener;
+use prober_tests::output::{check_run, ip_header_len, tcp_reply, tcp_syn_header, Expected};
+use prober_tests::proc::{run, Finished};
+use prober_tests::{loopback_lock, prober_command, require_root, test_both_families, Family};
+use std::net::{IpAddr, TcpListener};
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
+/// A SYN-ACK's TCP header: 20 bytes and Linux's MSS option (the probes carry no options).
+const SYN_ACK_TCP_LEN: u32 = 24;
+const RST_TCP_LEN: u32 = 20;
 
-fn probe(port: u16) -> prober_tests::proc::Finished {
-    let p = port.to_string();
+fn probe(loopback: IpAddr, port: u16) -> Finished {
+    let (p, target) = (port.to_string(), loopback.to_string());
     run(
-        prober_command(&["-c", "4", "-i", "u200000", "-S", "-p", &p, "127.0.0.1"]),
+        prober_command(&["-c", "4", "-i", "u200000", "-S", "-p", &p, &target]),
         TIMEOUT,
     )
 }
 
-#[test]
-fn loopback_listener_answers_syn_ack() {
+/// Four probes to `loopback`, typed as its address, answered by `replies`.
+fn expected(loopback: IpAddr, replies: Vec<String>) -> Expected {
+    Expected {
+        target: loopback.to_string(),
+        header: tcp_syn_header(&loopback.to_string(), "lo", loopback),
+        replies,
+        mask_id: false,
+        transmitted: 4,
+    }
+}
+
+fn loopback_listener_answers_syn_ack(family: Family) {
     require_root();
+    let loopback = family.loopback();
     let _lo = loopback_lock();
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let listener = TcpListener::bind((loopback, 0)).expect("a listener on loopback");
     let port = listener.local_addr().unwrap().port();
-    let run = probe(port);
+    let run = probe(loopback, port);
 
     // The SYN-ACK window on lo depends on the loopback MTU and socket buffer sysctls (65495 on a
     // default kernel); take it from the first reply, require it to be non-zero and the same in all.
@@ -45,37 +60,32 @@ fn loopback_listener_answers_syn_ack() {
         "a SYN-ACK from a listening socket has a non-zero window\n{run}"
     );
 
-    let exp = Expected {
-        target: "127.0.0.1".into(),
-        header: tcp_syn_header("127.0.0.1", "lo", "127.0.0.1"),
-        replies: (0..4)
-            .map(|s| tcp_reply(44, "127.0.0.1", port, "SA", s, win))
-            .collect(),
-        mask_id: false,
-        transmitted: 4,
-    };
-    check_run(&run, &exp);
+    let len = ip_header_len(loopback) + SYN_ACK_TCP_LEN;
+    let replies = (0..4)
+        .map(|s| tcp_reply(len, loopback, port, "SA", s, win))
+        .collect();
+    check_run(&run, &expected(loopback, replies));
     drop(listener);
 }
 
-#[test]
-fn loopback_closed_port_answers_rst_ack() {
+fn loopback_closed_port_answers_rst_ack(family: Family) {
     require_root();
+    let loopback = family.loopback();
     let _lo = loopback_lock();
     // A port that was free a moment ago: bind, note, close.
     let port = {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let l = TcpListener::bind((loopback, 0)).expect("a listener on loopback");
         l.local_addr().unwrap().port()
     };
-    let run = probe(port);
-    let exp = Expected {
-        target: "127.0.0.1".into(),
-        header: tcp_syn_header("127.0.0.1", "lo", "127.0.0.1"),
-        replies: (0..4)
-            .map(|s| tcp_reply(40, "127.0.0.1", port, "RA", s, 0))
-            .collect(),
-        mask_id: false,
-        transmitted: 4,
-    };
-    check_run(&run, &exp);
+    let run = probe(loopback, port);
+    let len = ip_header_len(loopback) + RST_TCP_LEN;
+    let replies = (0..4)
+        .map(|s| tcp_reply(len, loopback, port, "RA", s, 0))
+        .collect();
+    check_run(&run, &expected(loopback, replies));
 }
+
+test_both_families!(
+    loopback_listener_answers_syn_ack,
+    loopback_closed_port_answers_rst_ack
+);

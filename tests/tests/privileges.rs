@@ -90,7 +90,7 @@ fn a_running_ping_holds_no_capability() {
         "-c", "0", "-i", "1", "-S", "-p", &port, &target,
     ]));
     let header = prober.expect_line(TIMEOUT, "the header");
-    if header != tcp_syn_header(&target, &host.host_if, &target) {
+    if header != tcp_syn_header(&target, &host.host_if, host.addr) {
         prober.fail(&format!("unexpected header {header:?}"));
     }
     // Once a reply is shown, the reply loop (and its Ctrl-C handling) is running.

@@ -17,7 +17,7 @@ fn sigint_after_two_replies_prints_footer_and_exits_0() {
     let mut p = Proc::spawn(prober_command(&["-c", "10", "-S", "-p", &port, &a]));
 
     let header = p.expect_line(Duration::from_secs(10), "the header");
-    if header != tcp_syn_header(&a, &host.host_if, &a) {
+    if header != tcp_syn_header(&a, &host.host_if, host.addr) {
         p.fail(&format!("unexpected header {header:?}"));
     }
     let mut rtts = Vec::new();

@@ -14,11 +14,12 @@ use prober_tests::sweep::{
     sweep, table_preamble, Outcome, Status, SweepResult, Swept, TableRow,
 };
 use prober_tests::{
-    hping3_bin, prober_command, require_root, ScratchDir, ScratchFile, TestHost, FILTERED_PORT,
+    hping3_bin, prober_command, require_root, test_both_families, Family, ScratchDir, ScratchFile,
+    TestHost, FILTERED_PORT,
 };
 use std::collections::BTreeSet;
 use std::io::ErrorKind;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
@@ -59,70 +60,103 @@ fn status_with(open: &[u16], port: u16) -> Status {
     }
 }
 
-/// `first/len`: the CIDR block of `count` addresses from [`TestHost::add_routed_addresses`]
-/// (a power of two, so they are exactly one block).
-fn cidr(addrs: &[Ipv4Addr]) -> String {
-    assert!(
-        addrs.len().is_power_of_two(),
-        "not one CIDR block: {addrs:?}"
-    );
-    format!("{}/{}", addrs[0], 32 - addrs.len().trailing_zeros())
+/// `first/len`: the CIDR block of the addresses from [`TestHost::add_routed_addresses`] or
+/// [`TestHost::add_routed_addresses6`] (a power of two of them, so they are exactly one block).
+fn cidr(addrs: &[impl Into<IpAddr> + Copy]) -> String {
+    assert!(addrs.len().is_power_of_two(), "not one CIDR block");
+    let first: IpAddr = addrs[0].into();
+    let bits = Family::of(first).bits() - addrs.len().trailing_zeros();
+    format!("{first}/{bits}")
+}
+
+/// `addrs` as the sweep's results name them.
+fn ips(addrs: &[impl Into<IpAddr> + Copy]) -> Vec<IpAddr> {
+    addrs.iter().map(|&a| a.into()).collect()
 }
 
 fn counter(host: &TestHost, name: &str) -> u64 {
     host.counter_packets(name).expect("nft counter")
 }
 
-#[test]
-fn testbed_routed_addresses_answer_like_the_host_and_a_dropped_one_answers_nothing() {
+/// `count` routed addresses of `family` for `host`.
+fn routed(host: &mut TestHost, family: Family, count: u32) -> Vec<IpAddr> {
+    match family {
+        Family::V4 => ips(&host.add_routed_addresses(count).expect("routed addresses")),
+        Family::V6 => ips(&host.add_routed_addresses6(count).expect("routed addresses")),
+    }
+}
+
+/// An address as a number, to compare blocks of either family.
+fn number(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u32::from(a).into(),
+        IpAddr::V6(a) => a.into(),
+    }
+}
+
+fn testbed_routed_addresses_answer_like_the_host_and_a_dropped_one_answers_nothing(family: Family) {
     require_root();
     let mut host = TestHost::new().expect("test host");
     host.listen_tcp(80).expect("listener");
-    let first = host.add_routed_addresses(3).expect("routed addresses");
-    let second = host.add_routed_addresses(2).expect("routed addresses");
+    let first = routed(&mut host, family, 3);
+    let second = routed(&mut host, family, 2);
     let mut other = TestHost::new().expect("second test host");
-    let others = other.add_routed_addresses(4).expect("routed addresses");
+    let others = routed(&mut other, family, 4);
 
     // Each call's addresses start an aligned block of the next power of two; no block overlaps
-    // another or either host's /30, and all lie in 198.18.4.0 - 198.19.255.255.
+    // another or either host's own network (a /30, or a /64), and all lie in the testbed's
+    // range (198.18.4.0 - 198.19.255.255, or 2001:db8::/32).
+    let (own_size, range) = match family {
+        Family::V4 => (
+            4,
+            (
+                number([198, 18, 4, 0].into()),
+                number([198, 20, 0, 0].into()),
+            ),
+        ),
+        Family::V6 => (1 << 64, (0x2001_0db8 << 96, 0x2001_0db9 << 96)),
+    };
+    let own = |host: &TestHost| number(host.target(family)) & !(own_size - 1);
     let blocks = [
-        (u32::from(host.addr) & !3, 4),
-        (u32::from(other.addr) & !3, 4),
-        (u32::from(first[0]), 4),
-        (u32::from(second[0]), 2),
-        (u32::from(others[0]), 4),
+        (own(&host), own_size),
+        (own(&other), own_size),
+        (number(first[0]), 4),
+        (number(second[0]), 2),
+        (number(others[0]), 4),
     ];
     for (i, &(start, size)) in blocks.iter().enumerate() {
-        assert_eq!(start % size, 0, "block {i} not aligned: {blocks:?}");
+        assert_eq!(start % size, 0, "block {i} not aligned: {blocks:x?}");
         assert!(
-            start >= u32::from(Ipv4Addr::new(198, 18, 4, 0))
-                && start + size <= u32::from(Ipv4Addr::new(198, 20, 0, 0)),
-            "block {i} outside 198.18.4.0-198.19.255.255: {blocks:?}"
+            start >= range.0 && start + size <= range.1,
+            "block {i} outside the testbed's range: {blocks:x?}"
         );
         for &(other_start, other_size) in &blocks[i + 1..] {
             assert!(
                 start + size <= other_start || other_start + other_size <= start,
-                "blocks overlap: {blocks:?}"
+                "blocks overlap: {blocks:x?}"
             );
         }
     }
-    let consecutive = |addrs: &[Ipv4Addr]| {
-        addrs
-            .windows(2)
-            .all(|w| u32::from(w[1]) == u32::from(w[0]) + 1)
-    };
+    let consecutive = |addrs: &[IpAddr]| addrs.windows(2).all(|w| number(w[1]) == number(w[0]) + 1);
     assert!(consecutive(&first) && consecutive(&second) && consecutive(&others));
-    let route = format!("{}/30", first[0]);
-    let shown = prober_tests::run_checked(Command::new("ip").args(["route", "show", &route]))
-        .expect("ip route show");
+    let route = format!("{}/{}", first[0], family.bits() - 2);
+    let family_option = match family {
+        Family::V4 => "-4",
+        Family::V6 => "-6",
+    };
+    let show_route = || {
+        prober_tests::run_checked(Command::new("ip").args([family_option, "route", "show", &route]))
+            .expect("ip route show")
+    };
+    let shown = show_route();
     assert!(
-        shown.contains(&format!("via {} dev {}", host.addr, host.host_if)),
+        shown.contains(&format!("via {} dev {}", host.target(family), host.host_if)),
         "no route to {route} via the namespace: {shown:?}"
     );
 
-    // The listener (bound to 0.0.0.0) answers on a routed address, a port with nothing listening
+    // The listener (bound to [::]) answers on a routed address, a port with nothing listening
     // refuses, and an address whose packets are dropped lets a connection time out.
-    let connect = |ip: Ipv4Addr, port: u16, timeout_secs: u64| {
+    let connect = |ip: IpAddr, port: u16, timeout_secs: u64| {
         TcpStream::connect_timeout(
             &SocketAddr::from((ip, port)),
             Duration::from_secs(timeout_secs),
@@ -144,37 +178,75 @@ fn testbed_routed_addresses_answer_like_the_host_and_a_dropped_one_answers_nothi
     assert!(host.dropped_packets_to(first[2]).expect("nft counter") >= 1);
 
     drop(host);
-    let shown = prober_tests::run_checked(Command::new("ip").args(["route", "show", &route]))
-        .expect("ip route show");
-    assert_eq!(shown, "", "route to {route} left behind");
+    assert_eq!(show_route(), "", "route to {route} left behind");
 }
 
-#[test]
-fn full_range_sweep_of_one_host_reports_every_port_exactly_once() {
+test_both_families!(
+    testbed_routed_addresses_answer_like_the_host_and_a_dropped_one_answers_nothing
+);
+
+fn full_range_sweep_of_one_host_reports_every_port_exactly_once(family: Family) {
     require_root();
     let host = scan_host();
-    let target = host.addr.to_string();
+    let target = host.target(family);
     let swept = sweep(
-        &["--scan", "all", "--rate", "50000", "-o", "json", &target],
+        &[
+            "--scan",
+            "all",
+            "--rate",
+            "50000",
+            "-o",
+            "json",
+            &target.to_string(),
+        ],
         TIMEOUT,
     );
-    let results = swept.json();
-    let want = expected_outcome(&[host.addr], 1..=65535, |_, port| port_status(port));
-    let footer = swept.check_outcome(&results, &want);
-    let wrong = linux_peer_field_errors(&results);
-    assert!(wrong.is_empty(), "{wrong:#?}\n{}", swept.run);
-    assert_eq!(
-        (footer.sent, footer.hosts, footer.ports),
-        (65535, 1, 65535),
-        "{}",
-        swept.run
-    );
+    let want = expected_outcome(&[target], 1..=65535, |_, port| port_status(port));
+    swept.check_linux_json(&want, (65535, 1, 65535));
     assert_eq!(
         host.dropped_packets(FILTERED_PORT).expect("nft counter"),
         1,
         "the filtered port should have been probed exactly once\n{}",
         swept.run
     );
+}
+
+test_both_families!(full_range_sweep_of_one_host_reports_every_port_exactly_once);
+
+/// 256 IPv6 addresses (a /120) x 3 ports at full speed, one of the addresses answering nothing:
+/// the exact set, each probe arriving once.
+#[test]
+fn ipv6_flood_sweep_of_a_120_reports_the_exact_set() {
+    require_root();
+    let mut host = scan_host();
+    let block = host.add_routed_addresses6(256).expect("routed addresses");
+    let silent = IpAddr::from(block[77]);
+    host.drop_all_to(silent).expect("nft drop rule");
+    // After the drop rule: the probes to every other address.
+    host.add_counter("probes", "tcp flags == syn")
+        .expect("nft counter");
+    let prefix = cidr(&block);
+    let swept = sweep(
+        &["-S", "-p", "22,80,443", &prefix, "--flood", "-o", "json"],
+        TIMEOUT,
+    );
+    let want = expected_outcome(&ips(&block), [22, 80, 443], |ip, port| {
+        if ip == silent {
+            Status::Filtered
+        } else {
+            port_status(port)
+        }
+    });
+    swept.check_linux_json(&want, (768, 256, 3));
+    assert_eq!(
+        host.dropped_packets_to(silent).expect("nft counter"),
+        3,
+        "{}",
+        swept.run
+    );
+    assert_eq!(counter(&host, "probes"), 765, "{}", swept.run);
+    // The summary the closing note quotes.
+    eprintln!("{}", swept.run.stderr);
 }
 
 #[test]
@@ -184,7 +256,7 @@ fn multi_host_sweep_reports_the_exact_set() {
     let routed = host.add_routed_addresses(8).expect("routed addresses");
     let silent = routed[5];
     host.drop_all_to(silent).expect("nft drop rule");
-    let hosts: Vec<Ipv4Addr> = [host.addr].into_iter().chain(routed.clone()).collect();
+    let hosts = ips(&[&[host.addr][..], &routed].concat());
     let ports: Vec<u16> = (1..=300).chain([8080]).collect();
 
     let target = host.addr.to_string();
@@ -202,23 +274,14 @@ fn multi_host_sweep_reports_the_exact_set() {
         ],
         TIMEOUT,
     );
-    let results = swept.json();
     let want = expected_outcome(&hosts, ports.clone(), |ip, port| {
-        if ip == silent {
+        if ip == IpAddr::from(silent) {
             Status::Filtered
         } else {
             port_status(port)
         }
     });
-    let footer = swept.check_outcome(&results, &want);
-    let wrong = linux_peer_field_errors(&results);
-    assert!(wrong.is_empty(), "{wrong:#?}\n{}", swept.run);
-    assert_eq!(
-        (footer.sent, footer.hosts, footer.ports),
-        (9 * 301, 9, 301),
-        "{}",
-        swept.run
-    );
+    swept.check_linux_json(&want, (9 * 301, 9, 301));
     // Each probe arrived once: the port-23 rule comes first and sees it on all nine hosts.
     assert_eq!(
         host.dropped_packets(FILTERED_PORT).expect("nft counter"),
@@ -285,7 +348,7 @@ fn table_like_hping3(verbose: bool) {
         rows.sort();
         (rows, rest.iter().map(|l| l.to_string()).collect())
     };
-    let preamble = table_preamble(&target, host.addr, spec, 7);
+    let preamble = table_preamble(&target, host.addr.into(), spec, 7);
     let stderr_start = |run: &Finished| -> Vec<String> {
         let lines = run.stderr_lines();
         // With -V, prober first says what it uses (transmit path, XDP mode).
@@ -341,8 +404,7 @@ fn verbose_table_output_shows_closed_ports_like_hping3_scan() {
     table_like_hping3(true);
 }
 
-#[test]
-fn forged_syn_acks_during_a_sweep_are_counted_and_left_to_the_host() {
+fn forged_syn_acks_during_a_sweep_are_counted_and_left_to_the_host(family: Family) {
     // Below the ephemeral range (a sweep's block must lie outside it).
     const BASE: u16 = 16384;
     const FORGED: usize = 24;
@@ -362,7 +424,7 @@ fn forged_syn_acks_during_a_sweep_are_counted_and_left_to_the_host() {
     )
     .expect("nft counter");
 
-    let target = host.addr.to_string();
+    let target = host.target(family).to_string();
     let base = BASE.to_string();
     let args = [
         "-s", &base, "-p", "1-3000", "--rate", "1000", "-o", "json", &target,
@@ -377,7 +439,13 @@ fn forged_syn_acks_during_a_sweep_are_counted_and_left_to_the_host() {
         .map(|i| {
             let from_port = [81, 82, 4000][i % 3];
             let to_port = BASE + (i as u16 * 211) % 4096;
-            syn_ack(host.addr, host.host_addr, from_port, to_port, 7)
+            syn_ack(
+                host.target(family),
+                host.source(family),
+                from_port,
+                to_port,
+                7,
+            )
         })
         .collect();
     host.send_raw_from_namespace(forged)
@@ -389,7 +457,9 @@ fn forged_syn_acks_during_a_sweep_are_counted_and_left_to_the_host() {
     let swept = Swept::new(prober.wait(TIMEOUT), started);
 
     let results = swept.json();
-    let want = expected_outcome(&[host.addr], 1..=3000, |_, port| port_status(port));
+    let want = expected_outcome(&[host.target(family)], 1..=3000, |_, port| {
+        port_status(port)
+    });
     let footer = swept.check_outcome(&results, &want);
     assert_eq!(
         footer.unmatched, FORGED as u64,
@@ -412,6 +482,8 @@ fn forged_syn_acks_during_a_sweep_are_counted_and_left_to_the_host() {
     );
 }
 
+test_both_families!(forged_syn_acks_during_a_sweep_are_counted_and_left_to_the_host);
+
 #[test]
 fn two_shards_with_the_same_seed_make_the_whole_sweep() {
     require_root();
@@ -419,7 +491,7 @@ fn two_shards_with_the_same_seed_make_the_whole_sweep() {
     let routed = host.add_routed_addresses(4).expect("routed addresses");
     host.add_counter("probes", "tcp flags == syn")
         .expect("nft counter");
-    let hosts: Vec<Ipv4Addr> = [host.addr].into_iter().chain(routed.clone()).collect();
+    let hosts = ips(&[&[host.addr][..], &routed].concat());
     let want = expected_outcome(&hosts, 1..=200, |_, port| port_status(port));
 
     let (target, block) = (host.addr.to_string(), cidr(&routed));
@@ -548,7 +620,7 @@ fn retries_probe_again_only_what_has_not_answered() {
         TIMEOUT,
     );
     let results = swept.json();
-    let want = expected_outcome(&[host.addr], 20..=30, |_, port| port_status(port));
+    let want = expected_outcome(&[host.addr.into()], 20..=30, |_, port| port_status(port));
     let footer = swept.check_outcome(&results, &want);
     assert_eq!(footer.sent, 11 + 2, "{}", swept.run);
     assert_eq!(
@@ -571,7 +643,9 @@ fn a_sweep_ends_once_every_port_has_answered() {
         TIMEOUT,
     );
     let results = swept.json();
-    let want = expected_outcome(&[host.addr], [20, 21, 22, 80], |_, port| port_status(port));
+    let want = expected_outcome(&[host.addr.into()], [20, 21, 22, 80], |_, port| {
+        port_status(port)
+    });
     swept.check_outcome(&results, &want);
     assert!(
         swept.run.elapsed < WAIT - Duration::from_secs(2),
@@ -603,7 +677,7 @@ fn known_sweeps_the_tcp_ports_of_etc_services() {
         TIMEOUT,
     );
     let results = swept.json();
-    let want = expected_outcome(&[host.addr], ports.iter().copied(), |_, port| {
+    let want = expected_outcome(&[host.addr.into()], ports.iter().copied(), |_, port| {
         port_status(port)
     });
     let footer = swept.check_outcome(&results, &want);
@@ -646,7 +720,7 @@ fn sigint_stops_a_sweep_with_the_footer_and_leaves_no_xdp() {
     assert!(
         results
             .iter()
-            .all(|r| (r.ip, r.status) == (silent, Status::Filtered)),
+            .all(|r| (r.ip, r.status) == (silent.into(), Status::Filtered)),
         "{}",
         swept.run
     );
@@ -662,7 +736,7 @@ fn json_csv_and_list_outputs_agree() {
     let other = host.add_routed_addresses(1).expect("routed address")[0];
     let (spec, target) = ("20-25,80,443", host.addr.to_string());
     let ports = [20, 21, 22, 23, 24, 25, 80, 443];
-    let want = expected_outcome(&[host.addr], ports, |_, port| port_status(port));
+    let want = expected_outcome(&[host.addr.into()], ports, |_, port| port_status(port));
 
     let json = sweep(&["--scan", spec, "-o", "json", &target], TIMEOUT);
     let json_results = json.json();
@@ -714,7 +788,7 @@ fn json_csv_and_list_outputs_agree() {
     let other_target = other.to_string();
     let list = sweep(&["--scan", spec, &target, &other_target], TIMEOUT);
     let secs = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
-    let listed: BTreeSet<(Ipv4Addr, u16)> = list
+    let listed: BTreeSet<(IpAddr, u16)> = list
         .run
         .stdout_lines()
         .iter()
@@ -726,7 +800,7 @@ fn json_csv_and_list_outputs_agree() {
             (ip, port)
         })
         .collect();
-    let open: BTreeSet<(Ipv4Addr, u16)> = [host.addr, other]
+    let open: BTreeSet<(IpAddr, u16)> = ips(&[host.addr, other])
         .into_iter()
         .flat_map(|ip| [(ip, 22), (ip, 80)])
         .collect();
@@ -782,7 +856,7 @@ fn excluded_addresses_are_never_probed() {
         TIMEOUT,
     );
     let results = swept.json();
-    let want = expected_outcome(&included, (20..=25).chain([80]), |_, port| {
+    let want = expected_outcome(&ips(&included), (20..=25).chain([80]), |_, port| {
         if port == 80 {
             Status::Open
         } else {
@@ -862,7 +936,7 @@ fn a_rate_of_one_probe_a_second_still_probes_every_port() {
     let host = scan_host();
     let target = host.addr.to_string();
     let ports = [79, 80, 81];
-    let want = expected_outcome(&[host.addr], ports, |_, port| port_status(port));
+    let want = expected_outcome(&[host.addr.into()], ports, |_, port| port_status(port));
     let swept = sweep(
         &["-p", "79-81", "--rate", "1", "-o", "json", &target],
         TIMEOUT,
@@ -885,7 +959,7 @@ fn retries_stop_once_everything_has_answered() {
     require_root();
     let host = scan_host();
     let target = host.addr.to_string();
-    let want = expected_outcome(&[host.addr], 79..=81, |_, port| port_status(port));
+    let want = expected_outcome(&[host.addr.into()], 79..=81, |_, port| port_status(port));
     let swept = sweep(
         &[
             "-p",
@@ -940,7 +1014,7 @@ fn a_sweep_whose_interface_vanishes_during_its_wait_reports_what_came_and_exits_
         swept.run
     );
     let want = expected_outcome(
-        &[host.addr],
+        &[host.addr.into()],
         (1..=100).filter(|&port| port != FILTERED_PORT),
         |_, port| port_status(port),
     );
