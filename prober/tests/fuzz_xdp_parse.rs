@@ -8,7 +8,7 @@ mod fuzzing;
 
 use bolero::{check, TypeGenerator};
 use prober_common::{
-    wire::{self, Checksum, Parsed},
+    wire::{self, Checksum},
     IpAddress,
 };
 
@@ -63,7 +63,7 @@ fn kernel_takes(frame: &[u8]) -> bool {
 /// What `wire` makes of a TCP frame: Some(true) accepted, Some(false) refused, None: not a
 /// candidate at all (no IP packet to us, no TCP header).
 fn wire_takes(frame: &[u8]) -> Option<bool> {
-    let Parsed::Ip(ip) = wire::parse(frame) else {
+    let Ok(ip) = wire::parse(frame) else {
         return None;
     };
     // Whatever parses lies within the frame.
@@ -177,7 +177,7 @@ fn a_valid_reply_is_taken_and_any_bit_flipped_in_it_is_refused() {
                 Some(true),
                 "a valid reply refused: {reply:?}"
             );
-            let Parsed::Ip(ip) = wire::parse(&frame[..]) else {
+            let Ok(ip) = wire::parse(&frame[..]) else {
                 unreachable!("it was taken")
             };
             assert_eq!(ip.src, IpAddress::from_ipv4(reply.source));
