@@ -227,10 +227,11 @@ fn parse_ipv4(frame: &(impl Frame + ?Sized), packet: &mut IpPacket) -> Result<()
 }
 
 /// Checked for what `ipv6_rcv` drops: another version, a payload length beyond the frame, an
-/// IPv4-mapped source (RFC 4291 2.5.5.2: the kernel's dual stack must not take one), a
-/// hop-by-hop header anywhere but first, an extension header longer than the payload. Then
-/// the extension headers are skipped, at most [`MAX_EXTENSION_HEADERS`] of them, to the
-/// transport header; a fragment header ends the walk (see [`NoPacket::Other`]).
+/// IPv4-mapped or multicast source (RFC 4291 2.5.5.2: the kernel's dual stack must not take a
+/// mapped one), a hop-by-hop header anywhere but first, an extension header longer than the
+/// payload. Then the extension headers are skipped, at most [`MAX_EXTENSION_HEADERS`] of them
+/// and only those the kernel skips too, to the transport header; a fragment header ends the
+/// walk (see [`NoPacket::Other`]).
 ///
 /// The addresses and the MAC are read straight into the packet: values held across the
 /// helper calls of the walk would be spilled, each byte as a word, and the programs have 512
@@ -255,7 +256,9 @@ fn parse_ipv6(frame: &(impl Frame + ?Sized), packet: &mut IpPacket) -> Result<()
     }
     let payload_len = usize::from(u16::from_be_bytes([len0, len1]));
     let end = ETH_HEADER_LEN + IPV6_HEADER_LEN + payload_len;
-    if first >> 4 != 6 || !frame.holds(end) || packet.src.ipv4().is_some() {
+    // ipv6_rcv drops multicast sources too.
+    let multicast_source = packet.src.0[0] == 0xff;
+    if first >> 4 != 6 || !frame.holds(end) || packet.src.ipv4().is_some() || multicast_source {
         return Err(NoPacket::Malformed(Some(dst)));
     }
     packet.ttl = hop_limit;
@@ -273,12 +276,16 @@ fn parse_ipv6(frame: &(impl Frame + ?Sized), packet: &mut IpPacket) -> Result<()
             _ => break,
         }
         // Next header and length in 8-byte units beyond the first 8 (RFC 8200 4.3 to 4.6).
-        let Some([next, units]) = frame.read::<2>(offset) else {
+        let Some(header) = frame.read::<8>(offset) else {
             return Err(NoPacket::Malformed(Some(dst)));
         };
+        let [next, units, ..] = header;
         offset += (usize::from(units) + 1) * 8;
         if offset > end {
             return Err(NoPacket::Malformed(Some(dst)));
+        }
+        if !skipped_as_the_kernel_does(next_header, header) {
+            return Err(NoPacket::Other);
         }
         next_header = next;
     }
@@ -297,6 +304,25 @@ fn parse_ipv6(frame: &(impl Frame + ?Sized), packet: &mut IpPacket) -> Result<()
     packet.l4_len = end - offset;
     packet.address_sum = word_sum(&packet.src.0) + word_sum(&packet.dst.0);
     Ok(())
+}
+
+/// Whether the kernel goes past an extension header (its first 8 bytes) to what follows
+/// without acting on it: a routing header with no segments left, of a type it does not
+/// process anyway (2: Mobile IPv6, 3: RPL, 4: segment routing); an options header that is 8
+/// bytes of padding, a PadN of four zeros or six Pad1s (`ip6_parse_tlv` takes no more than 7
+/// bytes of padding, and options it knows or must not skip may drop the packet). Anything
+/// else is left to the kernel, uncounted: prober takes no reply it might drop.
+#[inline(always)]
+fn skipped_as_the_kernel_does(kind: u8, header: [u8; 8]) -> bool {
+    const PADN_OF_FOUR: u64 = 0x0104_0000_0000;
+    let [_, units, routing_type, segments_left, ..] = header;
+    match kind {
+        NEXT_HEADER_ROUTING => segments_left == 0 && !matches!(routing_type, 2..=4),
+        _ => {
+            let options = u64::from_be_bytes(header) & 0xffff_ffff_ffff;
+            units == 0 && (options == 0 || options == PADN_OF_FOUR)
+        }
+    }
 }
 
 /// The fields of a TCP header, read in one piece.
@@ -683,15 +709,18 @@ mod tests {
         frame[12..14].copy_from_slice(&[0x86, 0xdd]);
         let mut at = 54;
         // Front to back: each header's next-header field names the one after it.
-        for (index, &(_, units)) in extensions.iter().enumerate() {
+        for (index, &(kind, units)) in extensions.iter().enumerate() {
             let next = extensions
                 .get(index + 1)
                 .map_or(protocol, |&(kind, _)| kind);
             frame[at] = next;
             frame[at + 1] = units;
-            // PadN option filling the rest, as RFC 8200 4.2 pads options headers.
-            frame[at + 2] = 1;
-            frame[at + 3] = (usize::from(units) * 8 + 4) as u8;
+            if kind != NEXT_HEADER_ROUTING {
+                // Options headers hold a PadN of four zeros; routing headers are of type 0
+                // with no segments left.
+                frame[at + 2] = 1;
+                frame[at + 3] = 4;
+            }
             at += (usize::from(units) + 1) * 8;
         }
         let first_next = extensions.first().map_or(protocol, |&(kind, _)| kind);
@@ -771,16 +800,38 @@ mod tests {
     fn extension_headers_within_the_bound_are_skipped() {
         let chain = [
             (NEXT_HEADER_HOP_BY_HOP, 0),
-            (NEXT_HEADER_DESTINATION, 1),
-            (NEXT_HEADER_ROUTING, 0),
+            (NEXT_HEADER_DESTINATION, 0),
+            (NEXT_HEADER_ROUTING, 2),
             (NEXT_HEADER_DESTINATION, 0),
         ];
         assert_eq!(chain.len(), MAX_EXTENSION_HEADERS);
         let (frame, len) = ipv6_syn_ack(&chain);
         let ip = parse(&frame[..len]).expect("parsed");
-        assert_eq!((ip.protocol, ip.l4_offset, ip.l4_len), (6, 54 + 40, 20));
+        assert_eq!((ip.protocol, ip.l4_offset, ip.l4_len), (6, 54 + 48, 20));
         assert!(!ip.plain_header());
         assert!(judge(&frame[..len]).is_ok());
+        // Six Pad1s pad as well as a PadN.
+        let (mut frame, len) = ipv6_syn_ack(&[(NEXT_HEADER_DESTINATION, 0)]);
+        frame[56..62].fill(0);
+        assert!(judge(&frame[..len]).is_ok());
+    }
+
+    #[test]
+    fn extension_headers_the_kernel_acts_on_are_left_to_it() {
+        let unskipped = |at: usize, bytes: &[u8], chain: &[(u8, u8)]| {
+            let (mut frame, len) = ipv6_syn_ack(chain);
+            frame[at..at + bytes.len()].copy_from_slice(bytes);
+            assert_eq!(parse(&frame[..len]), Err(NoPacket::Other), "{bytes:?}");
+        };
+        let options = [(NEXT_HEADER_DESTINATION, 0)];
+        unskipped(56, &[5, 2, 0, 0, 1, 0], &options); // a router alert
+        unskipped(56, &[1, 4, 0, 0, 0, 1], &options); // PadN, not all zeros
+        unskipped(56, &[0xc2, 4, 0, 0, 0, 0], &options); // an option not to be skipped
+        let routing = [(NEXT_HEADER_ROUTING, 0)];
+        unskipped(57, &[1], &routing); // a segment left
+        unskipped(56, &[4], &routing); // segment routing
+                                       // Padding beyond 7 bytes: a header of 16.
+        unskipped(56, &[1, 12], &[(NEXT_HEADER_DESTINATION, 1)]);
     }
 
     #[test]
@@ -790,10 +841,9 @@ mod tests {
         assert_eq!(parse(&frame[..len]), Err(NoPacket::Other));
         // Within the bound, but too far in for the programs' checksum.
         let mut far = [0u8; MAX_L4_OFFSET + 100];
-        let (frame, len) = ipv6_syn_ack(&[(NEXT_HEADER_DESTINATION, 0)]);
+        let (frame, len) = ipv6_syn_ack(&[(NEXT_HEADER_ROUTING, 0)]);
         far[..len].copy_from_slice(&frame[..len]);
-        far[55] = 60; // 488 bytes
-        far[57] = 0; // a Pad1 then zeros: all padding
+        far[55] = 60; // 488 bytes, of a routing header with no segments left
         far[18..20].copy_from_slice(&(488u16 + 20).to_be_bytes());
         far[54 + 488..54 + 508].copy_from_slice(&SYN_ACK_SEGMENT);
         assert_eq!(parse(&far[..54 + 508]), Err(NoPacket::Other));
@@ -816,7 +866,9 @@ mod tests {
         beyond_frame[18..20].copy_from_slice(&21u16.to_be_bytes());
         let mut mapped_source = frame;
         mapped_source[22..38].copy_from_slice(&IpAddress::from_ipv4([198, 18, 4, 2]).0);
-        for bad in [version_4, beyond_frame, mapped_source] {
+        let mut multicast_source = frame;
+        multicast_source[22] = 0xff;
+        for bad in [version_4, beyond_frame, mapped_source, multicast_source] {
             assert_eq!(parse(&bad[..len]), ours);
         }
         // To a mapped address: it would pass for the IPv4 address, and is no one's.
