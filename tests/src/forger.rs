@@ -50,10 +50,13 @@ pub enum Flaw {
     OtherMac,
     /// A frame for the broadcast MAC address.
     BroadcastMac,
-    /// An IPv6 reply from the IPv4-mapped address of the target's IPv4 address (`::ffff:a.b.c.d`),
-    /// which the kernel drops: for an IPv4 probe, to our own address mapped the same way (the
-    /// 16-byte form prober keeps IPv4 addresses in), for an IPv6 probe to our IPv6 address.
+    /// An IPv6 reply to an IPv6 probe from the IPv4-mapped address of the target's IPv4 address
+    /// (`::ffff:a.b.c.d`), which the kernel drops.
     V4MappedSource,
+    /// An IPv6 reply to an IPv4 probe, from the target's IPv4-mapped address to ours: the
+    /// 16-byte form prober keeps IPv4 addresses in, so the one IPv6 packet that could pass for
+    /// an IPv4 reply. The kernel drops it for its mapped source.
+    MappedIpv6ReplyToIpv4,
     /// Nothing the kernel would mind: a correct reply, but to a source port (TCP) or an echo
     /// sequence number no probe has used yet.
     UnsentProbe,
@@ -102,8 +105,9 @@ impl Flaw {
     /// An atomic fragment.
     pub const FRAGMENT: Flaw = Flaw::Extensions(&[FRAGMENT]);
 
-    /// Every flaw for which the kernel drops a reply.
-    pub const DROPPED_BY_THE_KERNEL: [Flaw; 10] = [
+    /// Every flaw for which the kernel drops a reply and prober must count it as malformed
+    /// (the kernel also drops [`Flaw::MappedIpv6ReplyToIpv4`], which is no one's).
+    pub const MALFORMED: [Flaw; 10] = [
         Flaw::WrongIpVersion,
         Flaw::DataOffset2,
         Flaw::DataOffset15,
@@ -121,7 +125,10 @@ impl Flaw {
         match self {
             Flaw::DataOffset2 | Flaw::DataOffset15 => kind == Kind::TcpSyn,
             Flaw::IpChecksum => family == Family::V4,
-            Flaw::Extensions(_) | Flaw::NeighbourDiscovery => family == Family::V6,
+            Flaw::Extensions(_) | Flaw::NeighbourDiscovery | Flaw::V4MappedSource => {
+                family == Family::V6
+            }
+            Flaw::MappedIpv6ReplyToIpv4 => family == Family::V4,
             _ => true,
         }
     }
@@ -413,11 +420,11 @@ fn forgeries(probe: &Probe, flaw: Flaw, target4: Ipv4Addr) -> Vec<Vec<u8>> {
         probe
     };
     let (mut from, mut to) = (probe.target, probe.ours);
-    if flaw == Flaw::V4MappedSource {
+    if let Flaw::V4MappedSource | Flaw::MappedIpv6ReplyToIpv4 = flaw {
         from = target4.to_ipv6_mapped().into();
-        if let IpAddr::V4(ours) = to {
-            to = ours.to_ipv6_mapped().into();
-        }
+    }
+    if let (Flaw::MappedIpv6ReplyToIpv4, IpAddr::V4(ours)) = (flaw, to) {
+        to = ours.to_ipv6_mapped().into();
     }
     let (protocol, mut message) = probe.answer(from, to);
     if let Flaw::DataOffset2 | Flaw::DataOffset15 = flaw {
@@ -698,7 +705,7 @@ mod unit {
             let probe = syn(family);
             let good = forgeries(&probe, Flaw::HopLimit0, ends().target4);
             assert!(intact_syn_ack(&good[0]), "{family:?}: the reply itself");
-            for flaw in Flaw::applying(&Flaw::DROPPED_BY_THE_KERNEL, Kind::TcpSyn, family) {
+            for flaw in Flaw::applying(&Flaw::MALFORMED, Kind::TcpSyn, family) {
                 let bad = forgeries(&probe, flaw, ends().target4);
                 assert_eq!(bad.len(), 1, "{family:?} {flaw:?}");
                 let intact = intact_syn_ack(&bad[0]);
@@ -733,7 +740,11 @@ mod unit {
 
     #[test]
     fn v4_mapped_replies_are_ipv6_from_the_mapped_target() {
-        let frame = &forgeries(&syn(Family::V4), Flaw::V4MappedSource, ends().target4)[0];
+        let frame = &forgeries(
+            &syn(Family::V4),
+            Flaw::MappedIpv6ReplyToIpv4,
+            ends().target4,
+        )[0];
         let ip = &frame[ETH_HEADER_LEN..];
         assert_eq!(ip[0] >> 4, 6);
         assert_eq!(ipv6_at(ip, 8), ends().target4.to_ipv6_mapped());

@@ -166,7 +166,7 @@ impl Answered {
 /// with a RST).
 fn replies_the_kernel_would_drop_are_never_counted_one_target(family: Family) {
     for (kind, mode) in MODES {
-        let flaws = Flaw::applying(&Flaw::DROPPED_BY_THE_KERNEL, kind, family);
+        let flaws = Flaw::applying(&Flaw::MALFORMED, kind, family);
         let args = [&["-V"], mode].concat();
         let answered = Answered::run(family, &args, &flaws);
         let what = format!("{family:?} {kind:?}");
@@ -193,7 +193,7 @@ fn replies_the_kernel_would_drop_are_never_counted_in_a_sweep(family: Family) {
     let host = TestHost::standard().expect("test host");
     let target = host.target(family);
     let ports = format!("{FILTERED_PORT},{CLOSED_PORT}");
-    let flaws = Flaw::applying(&Flaw::DROPPED_BY_THE_KERNEL, Kind::TcpSyn, family);
+    let flaws = Flaw::applying(&Flaw::MALFORMED, Kind::TcpSyn, family);
     let forger = Forger::start(&host, &flaws).expect("forger");
     let run = Proc::spawn(prober_command(&[
         "-p",
@@ -243,6 +243,23 @@ fn replies_to_probes_never_sent_are_not_counted(family: Family) {
 }
 
 test_both_families!(replies_to_probes_never_sent_are_not_counted);
+
+/// IPv4 probes answered over IPv6 between the IPv4-mapped forms of both addresses (the form
+/// prober keeps IPv4 addresses in, so the IPv6 packet that could pass for an IPv4 reply): never
+/// a reply, and counted nowhere (a mapped destination is no one's); the kernel dropped every
+/// one (it answered none of the SYN-ACKs with a RST).
+#[test]
+fn ipv4_probes_answered_over_ipv6_between_mapped_addresses_are_never_replies() {
+    for (kind, mode) in MODES {
+        let args = [&["-V"], mode].concat();
+        let answered = Answered::run(Family::V4, &args, &[Flaw::MappedIpv6ReplyToIpv4]);
+        answered.assert_nothing_counted(
+            &format!("{kind:?}"),
+            "xdp: 0 replies matched, 0 unmatched packets from the target, 0 malformed,",
+        );
+        assert_eq!(answered.host_resets(), 0, "{}", answered.run);
+    }
+}
 
 /// IPv6, TCP and ICMPv6: replies the kernel takes as they are, with `flaw` (extension headers
 /// before the transport header within the parser's bound, or a hop limit of 0), are replies:
