@@ -1,6 +1,8 @@
 //! `cargo xtask bench sweep`: prober and its peers (masscan, nmap, zmap, hping3, and trafgen for
-//! the packet path's limit) sweep all 65 535 TCP ports of one namespace host and of 20, one
-//! after the other on the same bed, each measured the same way from outside; then a table.
+//! the packet path's limit) sweep all 65 535 TCP ports of one namespace host and of 20, and then
+//! all 65 535 ports of the same host over IPv6 with the tools that have IPv6, one after the other
+//! on the same bed, each measured the same way from outside; then a table per sweep, and
+//! prober's IPv6 send rate against its IPv4 one.
 //!
 //! Everything is sent to addresses of a throwaway `TestHost` in 198.18.0.0/15, out of its veth,
 //! from its veth address: every tool is told the interface, the source address and (where it
@@ -11,13 +13,13 @@ mod rtt;
 mod tools;
 
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _, Result};
-use prober_tests::{SafetyNet, TestHost};
+use prober_tests::{Family, SafetyNet, TestHost};
 
 use crate::{bootstrap, env};
 use measure::Measurement;
@@ -55,7 +57,21 @@ struct Scenario {
     title: String,
     /// For file names.
     slug: &'static str,
-    targets: Vec<Ipv4Addr>,
+    /// All of one family.
+    targets: Vec<IpAddr>,
+}
+
+impl Scenario {
+    fn family(&self) -> Family {
+        Family::of(self.targets[0])
+    }
+
+    /// Whether `tool` runs in this sweep: every tool that has the targets' family, except a
+    /// flood that only ever floods one target.
+    fn runs(&self, tool: &Tool) -> bool {
+        (self.family() == Family::V4 || tool.no_ipv6.is_none())
+            && (!tool.floods_until_stopped || self.targets.len() == 1)
+    }
 }
 
 struct Row<'a> {
@@ -159,7 +175,7 @@ pub fn sweep(only: &[String]) -> Result<()> {
         Scenario {
             title: format!("1 host ({}) x 65535 ports", bed.host.addr),
             slug: "one",
-            targets: vec![bed.host.addr],
+            targets: vec![bed.host.addr.into()],
         },
         Scenario {
             title: format!(
@@ -168,32 +184,57 @@ pub fn sweep(only: &[String]) -> Result<()> {
                 many[many.len() - 1]
             ),
             slug: "many",
-            targets: many,
+            targets: many.into_iter().map(IpAddr::from).collect(),
+        },
+        Scenario {
+            title: format!("1 host over IPv6 ({}) x 65535 ports", bed.host.addr6),
+            slug: "one6",
+            targets: vec![bed.host.addr6.into()],
         },
     ];
     println!(
-        "\nbed: namespace {ns}, host side {host_if} {} ({}), namespace side {} ({}); open on every address: {}",
+        "\nbed: namespace {ns}, host side {host_if} {} {} ({}), namespace side {} {} ({}); open on every address: {}",
         bed.host.host_addr,
+        bed.host.host_addr6,
         bed.host_mac,
         bed.host.addr,
+        bed.host.addr6,
         bed.ns_mac,
         port_list(),
     );
     println!("tool outputs: {}", workdir.display());
 
     let mut report = String::new();
+    // prober's send rate in the one-host sweep of each family.
+    let mut prober_pps = [None, None];
     for scenario in &scenarios {
         println!("\n== {} ==", scenario.title);
         let rows: Vec<Row> = tools
             .iter()
             .copied()
-            .filter(|tool| !tool.floods_until_stopped || scenario.targets.len() == 1)
+            .filter(|tool| scenario.runs(tool))
             .map(|tool| run_tool(&bed, tool, scenario, &workdir, &prober))
             .collect();
-        write_table(&mut report, scenario, &rows);
+        let skipped = tools
+            .iter()
+            .filter(|tool| !scenario.runs(tool))
+            .filter_map(|tool| Some(format!("{}: no IPv6 ({})", tool.name, tool.no_ipv6?)))
+            .filter(|_| scenario.family() == Family::V6);
+        let prober_row = write_table(&mut report, scenario, &rows, skipped);
+        if scenario.targets.len() == 1 {
+            prober_pps[usize::from(scenario.family() == Family::V6)] =
+                prober_row.map(|m| m.send_pps);
+        }
         if env::interrupted() {
             break;
         }
+    }
+    if let [Some(v4), Some(v6)] = prober_pps {
+        let _ = writeln!(
+            report,
+            "\nprober, 1 host x 65535 ports: IPv6 {v6:.0} pps / IPv4 {v4:.0} pps = {:.2} (aim: at least 0.9)",
+            v6 / v4
+        );
     }
     drop(bed);
     println!("{report}");
@@ -385,7 +426,7 @@ fn shell_words(args: &[String]) -> String {
 }
 
 /// Expected (open pairs, answered pairs) of a tool's run on `targets`.
-fn expected(covers: Covers, targets: &[Ipv4Addr]) -> Option<(usize, u64)> {
+fn expected(covers: Covers, targets: &[IpAddr]) -> Option<(usize, u64)> {
     let hosts = targets.len();
     match covers {
         Covers::AllPorts => Some((hosts * OPEN_PORTS.len(), hosts as u64 * PORTS_PER_HOST)),
@@ -394,8 +435,8 @@ fn expected(covers: Covers, targets: &[Ipv4Addr]) -> Option<(usize, u64)> {
     }
 }
 
-fn open_cell(covers: Covers, targets: &[Ipv4Addr], found: &Found) -> String {
-    let expected_pair = |(ip, port): &(Ipv4Addr, u16)| {
+fn open_cell(covers: Covers, targets: &[IpAddr], found: &Found) -> String {
+    let expected_pair = |(ip, port): &(IpAddr, u16)| {
         targets.contains(ip)
             && match covers {
                 Covers::AllPorts => OPEN_PORTS.contains(port),
@@ -415,7 +456,14 @@ fn open_cell(covers: Covers, targets: &[Ipv4Addr], found: &Found) -> String {
     }
 }
 
-fn write_table(out: &mut String, scenario: &Scenario, rows: &[Row]) {
+/// Writes the scenario's table, then the notes: the rows' and `more_notes`. Returns prober's
+/// measurement, when it ran without a note.
+fn write_table<'a>(
+    out: &mut String,
+    scenario: &Scenario,
+    rows: &'a [Row],
+    more_notes: impl Iterator<Item = String>,
+) -> Option<&'a Measurement> {
     let prober = rows
         .iter()
         .find(|row| matches!(row.tool.program, Program::Prober) && row.note.is_none())
@@ -483,9 +531,10 @@ fn write_table(out: &mut String, scenario: &Scenario, rows: &[Row]) {
         );
         notes.extend(row.note.as_ref().map(|n| format!("{}: {n}", row.tool.name)));
     }
-    for note in notes {
+    for note in notes.into_iter().chain(more_notes) {
         let _ = writeln!(out, "  note: {note}");
     }
+    prober
 }
 
 fn print_legend() {
@@ -509,7 +558,10 @@ columns:
   CPU s       user + system CPU time of the tool (wait4's rusage), not the kernel's packet work
   RSS MiB     peak resident set: wait4's ru_maxrss of the tool (through timeout)
   prober-qb   prober with --qdisc-bypass (PACKET_QDISC_BYPASS)
-  pps x       prober's send pps / the tool's      time x  the tool's wall time / prober's (full sweeps)",
+  pps x       prober's send pps / the tool's      time x  the tool's wall time / prober's (full sweeps)
+IPv6: the same host and ports over IPv6 (SYNs of 60 bytes of headers rather than 40), with the
+  tools that have IPv6 (the others are noted under the table); the last line compares prober's
+  send rate over IPv6 with its own over IPv4 in the one-host sweep of the same run",
         ms = measure::SAMPLE_EVERY.as_millis(),
         ports = port_list(),
     );

@@ -3,11 +3,12 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context as _, Result};
+use prober_tests::Family;
 
 use super::Bed;
 use crate::env;
@@ -27,8 +28,10 @@ pub struct Tool {
     /// Which (host, port) pairs the run probes, so which open ports it can find.
     pub covers: Covers,
     /// Floods one target until the time bound stops it (hping3): it runs only in the one-host
-    /// sweep, for FLOOD_SECS, and being stopped is its normal end.
+    /// sweeps, for FLOOD_SECS, and being stopped is its normal end.
     pub floods_until_stopped: bool,
+    /// Why the tool has no IPv6 rows, if it has none.
+    pub no_ipv6: Option<&'static str>,
     pub args: fn(&Invocation) -> Result<Vec<String>>,
     pub results: Results,
 }
@@ -57,7 +60,8 @@ pub enum Covers {
 /// What one run is told: where to send, from where, and where to write.
 pub struct Invocation<'a> {
     pub bed: &'a Bed,
-    pub targets: &'a [Ipv4Addr],
+    /// All of one family.
+    pub targets: &'a [IpAddr],
     /// The file the tool writes its results to (stdout goes next to it).
     pub output: PathBuf,
     /// For helper files the tool reads (zmap's blocklist, trafgen's frames).
@@ -78,7 +82,7 @@ pub enum Results {
 
 /// What a tool reported.
 pub struct Found {
-    pub open: BTreeSet<(Ipv4Addr, u16)>,
+    pub open: BTreeSet<(IpAddr, u16)>,
     /// Probes it reports answered (open or closed), distinct (host, port) pairs, when it
     /// reports closed ports at all.
     pub answered: Option<u64>,
@@ -89,6 +93,7 @@ pub const TOOLS: &[Tool] = &[
         name: "prober",
         program: Program::Prober,
         covers: Covers::AllPorts,
+        no_ipv6: None,
         floods_until_stopped: false,
         args: prober_args,
         results: Results::OpenList { footer: true },
@@ -98,6 +103,7 @@ pub const TOOLS: &[Tool] = &[
         name: "prober-qb",
         program: Program::Prober,
         covers: Covers::AllPorts,
+        no_ipv6: None,
         floods_until_stopped: false,
         args: prober_qdisc_bypass_args,
         results: Results::OpenList { footer: true },
@@ -109,6 +115,7 @@ pub const TOOLS: &[Tool] = &[
             package: "masscan",
         },
         covers: Covers::AllPorts,
+        no_ipv6: None,
         floods_until_stopped: false,
         args: masscan_args,
         results: Results::OpenList { footer: false },
@@ -120,6 +127,7 @@ pub const TOOLS: &[Tool] = &[
             package: "nmap",
         },
         covers: Covers::AllPorts,
+        no_ipv6: None,
         floods_until_stopped: false,
         args: nmap_args,
         results: Results::NmapGrepable,
@@ -131,6 +139,7 @@ pub const TOOLS: &[Tool] = &[
             package: "zmap",
         },
         covers: Covers::SinglePort,
+        no_ipv6: Some("Debian's zmap 2.1.1 scans IPv4 only"),
         floods_until_stopped: false,
         args: zmap_args,
         results: Results::ZmapCsv,
@@ -142,6 +151,7 @@ pub const TOOLS: &[Tool] = &[
             package: "hping3",
         },
         covers: Covers::SendRateOnly,
+        no_ipv6: Some("hping3 sends through an AF_INET raw socket only"),
         floods_until_stopped: true,
         args: hping3_args,
         results: Results::None,
@@ -153,6 +163,7 @@ pub const TOOLS: &[Tool] = &[
             package: "netsniff-ng",
         },
         covers: Covers::SendRateOnly,
+        no_ipv6: None,
         floods_until_stopped: false,
         args: trafgen_args,
         results: Results::None,
@@ -160,7 +171,18 @@ pub const TOOLS: &[Tool] = &[
 ];
 
 fn targets<'a>(inv: &Invocation<'a>) -> impl Iterator<Item = String> + 'a {
-    inv.targets.iter().map(Ipv4Addr::to_string)
+    inv.targets.iter().map(IpAddr::to_string)
+}
+
+impl Invocation<'_> {
+    fn family(&self) -> Family {
+        Family::of(self.targets[0])
+    }
+
+    /// The bed's host-side address of the targets' family: every probe's source.
+    fn source(&self) -> String {
+        self.bed.host.source(self.family()).to_string()
+    }
 }
 
 fn strings<const N: usize>(words: [&str; N]) -> Vec<String> {
@@ -202,7 +224,7 @@ fn masscan_args(inv: &Invocation) -> Result<Vec<String>> {
         "1",
     ]);
     args.extend(["-e".to_owned(), bed.host.host_if.clone()]);
-    args.extend(["--adapter-ip".to_owned(), bed.host.host_addr.to_string()]);
+    args.extend(["--adapter-ip".to_owned(), inv.source()]);
     args.extend(["--adapter-mac".to_owned(), bed.host_mac.clone()]);
     args.extend(["--router-mac".to_owned(), bed.ns_mac.clone()]);
     args.extend(["-oL".to_owned(), path_arg(&inv.output)?]);
@@ -215,8 +237,11 @@ fn nmap_args(inv: &Invocation) -> Result<Vec<String>> {
     // -Pn: every target is up; host discovery would only add probes. --min-rate 10000: faster
     // minimums make nmap report closed ports as filtered on this machine (peers.md).
     let mut args = strings(["-n", "-sS", "-Pn", "-p-", "-T5", "--min-rate", "10000"]);
+    if inv.family() == Family::V6 {
+        args.push("-6".to_owned());
+    }
     args.extend(["-e".to_owned(), bed.host.host_if.clone()]);
-    args.extend(["-S".to_owned(), bed.host.host_addr.to_string()]);
+    args.extend(["-S".to_owned(), inv.source()]);
     args.extend(["-oG".to_owned(), path_arg(&inv.output)?]);
     args.extend(targets(inv));
     Ok(args)
@@ -255,7 +280,7 @@ fn zmap_args(inv: &Invocation) -> Result<Vec<String>> {
         path_arg(&blocklist)?,
     ]);
     args.extend(["-i".to_owned(), bed.host.host_if.clone()]);
-    args.extend(["-S".to_owned(), bed.host.host_addr.to_string()]);
+    args.extend(["-S".to_owned(), inv.source()]);
     args.extend(["--source-mac".to_owned(), bed.host_mac.clone()]);
     args.extend(["-G".to_owned(), bed.ns_mac.clone()]);
     // Every first reply per target, SYN-ACK or RST, not only successes.
@@ -288,8 +313,8 @@ fn hping3_args(inv: &Invocation) -> Result<Vec<String>> {
 fn trafgen_args(inv: &Invocation) -> Result<Vec<String>> {
     let config = write_file(
         inv.workdir,
-        "trafgen.cfg",
-        &trafgen_config(inv.bed, inv.targets),
+        &format!("trafgen-{:?}.cfg", inv.family()),
+        &trafgen_config(inv),
     )?;
     let frames = 65_535 * inv.targets.len();
     // trafgen otherwise retunes the host's socket memory sysctls and the NIC's IRQ affinity,
@@ -307,23 +332,28 @@ fn trafgen_args(inv: &Invocation) -> Result<Vec<String>> {
     Ok(args)
 }
 
-/// One SYN frame per target, from the host veth's MAC and address to the namespace's MAC and
-/// the target, its destination port counting up from 1. trafgen runs the whole list round robin
-/// in a process per CPU, each with its own counters and an equal share of --num, so with two
-/// CPUs each sweeps the lower half of every target's ports: the same number of SYNs as a sweep,
-/// on the same path. (0.6.8's `cpu(N):` prefix, which would split the ports between the CPUs,
-/// makes a process hang with --num.)
-fn trafgen_config(bed: &Bed, targets: &[Ipv4Addr]) -> String {
+/// One SYN frame per target, from the host veth's MAC and address (of the targets' family) to
+/// the namespace's MAC and the target, its destination port counting up from 1. trafgen runs the
+/// whole list round robin in a process per CPU, each with its own counters and an equal share of
+/// --num, so with two CPUs each sweeps the lower half of every target's ports: the same number
+/// of SYNs as a sweep, on the same path. (0.6.8's `cpu(N):` prefix, which would split the ports
+/// between the CPUs, makes a process hang with --num.) trafgen fills in the lengths and the
+/// TCP checksum over either pseudo-header.
+fn trafgen_config(inv: &Invocation) -> String {
+    let bed = inv.bed;
     let mut config = String::new();
-    for target in targets {
+    for target in inv.targets {
+        let ip = match target {
+            IpAddr::V4(target) => format!("ipv4(sa={}, da={target}, ttl=64, df)", inv.source()),
+            IpAddr::V6(target) => format!("ipv6(sa={}, da={target}, hl=64)", inv.source()),
+        };
         // Writing to a String cannot fail.
         let _ = writeln!(
             config,
-            "{{ eth(da={ns_mac}, sa={host_mac}), ipv4(sa={src}, da={target}, ttl=64, df), \
+            "{{ eth(da={ns_mac}, sa={host_mac}), {ip}, \
              tcp(sp={TRAFGEN_SOURCE_PORT}, dp=dinc(1, 65535), seq=1, syn, win=64240) }}",
             ns_mac = bed.ns_mac,
             host_mac = bed.host_mac,
-            src = bed.host.host_addr,
         );
     }
     config
@@ -442,7 +472,7 @@ impl Results {
 }
 
 /// `open tcp <port> <ip> <time>` lines; `#` comments (masscan's) are skipped.
-fn parse_open_list(text: &str) -> Result<BTreeSet<(Ipv4Addr, u16)>> {
+fn parse_open_list(text: &str) -> Result<BTreeSet<(IpAddr, u16)>> {
     let mut open = BTreeSet::new();
     for line in text
         .lines()
@@ -485,7 +515,7 @@ fn parse_nmap_grepable(text: &str) -> Result<Found> {
         .lines()
         .filter(|l| l.starts_with("Host: ") && l.contains("Ports: "))
     {
-        let ip: Ipv4Addr = line["Host: ".len()..]
+        let ip: IpAddr = line["Host: ".len()..]
             .split_whitespace()
             .next()
             .and_then(|w| w.parse().ok())
@@ -530,7 +560,7 @@ fn parse_zmap_csv(text: &str) -> Result<Found> {
         let [ip, port, class] = fields.as_slice() else {
             bail!("unexpected zmap line {line:?}");
         };
-        let key: (Ipv4Addr, u16) = (
+        let key: (IpAddr, u16) = (
             ip.parse().context("address")?,
             port.parse().context("port")?,
         );
@@ -556,6 +586,8 @@ mod tests {
         assert_eq!(open.len(), 2);
         assert!(open.contains(&("198.18.4.2".parse().unwrap(), 65535)));
         assert!(parse_open_list("closed tcp 81 198.18.4.2 1\n").is_err());
+        let v6 = parse_open_list("open tcp 80 2001:db8:100:400::2 1764010000\n").unwrap();
+        assert!(v6.contains(&("2001:db8:100:400::2".parse().unwrap(), 80)));
     }
 
     #[test]
@@ -570,6 +602,11 @@ mod tests {
         let found = parse_nmap_grepable(text).unwrap();
         assert_eq!(found.open.len(), 2);
         assert_eq!(found.answered, Some(65534));
+        let v6 = text.replace("198.18.4.2", "2001:db8:100:400::2");
+        let found = parse_nmap_grepable(&v6).unwrap();
+        assert!(found
+            .open
+            .contains(&("2001:db8:100:400::2".parse().unwrap(), 80)));
     }
 
     #[test]
