@@ -4,12 +4,15 @@ use std::{fmt::Write as _, net::IpAddr};
 use prober_common::ReplyRecord;
 
 use super::Summary;
-use crate::probe::PingProbe;
+use crate::probe::{PingProbe, MAX_PROBE_LEN};
 
-/// `HPING <target> (<ifname> <ip>): <mode>`
+/// `HPING <target> (<ifname> <ip>): <mode>, <n> headers + 0 data bytes`, where n is the
+/// length of the probes as built (IPv4 + TCP 40, IPv6 + TCP 60, IPv4 + ICMP 28, IPv6 +
+/// ICMPv6 48).
 pub fn header(target_name: &str, interface: &str, target: IpAddr, probe: &dyn PingProbe) -> String {
+    let headers = probe.build(0, &mut [0; MAX_PROBE_LEN]);
     format!(
-        "HPING {target_name} ({interface} {target}): {}",
+        "HPING {target_name} ({interface} {target}): {}, {headers} headers + 0 data bytes",
         probe.mode()
     )
 }
@@ -272,6 +275,35 @@ mod tests {
                 }
             ),
             "HPING h (lo 198.18.0.2): icmp mode set, 28 headers + 0 data bytes"
+        );
+    }
+
+    fn ipv6_endpoints() -> Endpoints {
+        Endpoints {
+            source: "2001:db8::1".parse().unwrap(),
+            target: "2001:db8::2".parse().unwrap(),
+            ..endpoints()
+        }
+    }
+
+    #[test]
+    fn ipv6_headers_count_the_ipv6_header() {
+        let target = "2001:db8::2".parse().unwrap();
+        let syn = TcpProbe {
+            endpoints: ipv6_endpoints(),
+            ..syn_probe(1)
+        };
+        assert_eq!(
+            header("2001:db8::2", "veth0", target, &syn),
+            "HPING 2001:db8::2 (veth0 2001:db8::2): S set, 60 headers + 0 data bytes"
+        );
+        let echo = IcmpEcho {
+            endpoints: ipv6_endpoints(),
+            id: 1,
+        };
+        assert_eq!(
+            header("v6.example", "veth0", target, &echo),
+            "HPING v6.example (veth0 2001:db8::2): icmp mode set, 48 headers + 0 data bytes"
         );
     }
 
