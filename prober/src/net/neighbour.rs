@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST};
 use netlink_packet_route::{
     neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState},
-    AddressFamily, RouteNetlinkMessage,
+    RouteNetlinkMessage,
 };
 
 use super::{netlink, Interface, Route};
@@ -48,10 +48,7 @@ fn on_link(ip: IpAddr, port: u16, interface: &Interface) -> SocketAddr {
 
 fn neighbour_mac(route: &Route) -> Result<Option<[u8; 6]>> {
     let mut request = NeighbourMessage::default();
-    request.header.family = match route.next_hop {
-        IpAddr::V4(_) => AddressFamily::Inet,
-        IpAddr::V6(_) => AddressFamily::Inet6,
-    };
+    request.header.family = netlink::family_of(route.next_hop);
     let replies = netlink::request(
         RouteNetlinkMessage::GetNeighbour(request),
         NLM_F_REQUEST | NLM_F_DUMP,
