@@ -5,7 +5,11 @@
 /// (`::ffff:a.b.c.d`, RFC 4291 2.5.5.2): the form is the family tag. The kernel drops IPv6
 /// packets that carry such addresses, so the eBPF programs' IPv6 parser must refuse them too,
 /// or a forged one would pass for IPv4.
-#[repr(C)]
+///
+/// Aligned to 8 so that the programs move and compare it as two words: a byte array of
+/// alignment 1 is taken apart byte by byte, and every byte held across a helper call takes
+/// a word of the 512-byte stack. (Every shared record already has it at an 8-byte offset.)
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, Eq)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct IpAddress(pub [u8; 16]);
@@ -27,6 +31,16 @@ impl IpAddress {
         let mapped = u64::from_ne_bytes([p0, p1, p2, p3, p4, p5, p6, p7]) == 0
             && u32::from_ne_bytes([p8, p9, p10, p11]) == u32::from_ne_bytes(MAPPED_MARK);
         mapped.then_some([a, b, c, d])
+    }
+
+    /// The address as two little-endian words: its first 16 bytes as SipHash reads them.
+    #[inline(always)]
+    pub fn le_words(&self) -> [u64; 2] {
+        let [a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7] = self.0;
+        [
+            u64::from_le_bytes([a0, a1, a2, a3, a4, a5, a6, a7]),
+            u64::from_le_bytes([b0, b1, b2, b3, b4, b5, b6, b7]),
+        ]
     }
 
     /// The address as two words, for comparisons that compile to two loads on either side

@@ -8,7 +8,7 @@ pub mod trace;
 pub mod wire;
 
 pub use address::IpAddress;
-pub use siphash::siphash_2_4;
+pub use siphash::{siphash_2_4, siphash_2_4_blocks};
 
 /// What userspace tells the eBPF programs about the probes it sends, so that only replies to
 /// them are recorded. Ports, sequence numbers and identifiers are in host byte order.
@@ -168,16 +168,14 @@ pub fn syn_cookie(
 ) -> u32 {
     let [tp0, tp1] = target_port.to_be_bytes();
     let [lp0, lp1] = local_port.to_be_bytes();
+    let ports = u64::from(u32::from_le_bytes([tp0, tp1, lp0, lp1]));
     let hash = match (target.ipv4(), local.ipv4()) {
         (Some([t0, t1, t2, t3]), Some([l0, l1, l2, l3])) => {
             siphash_2_4(key, &[t0, t1, t2, t3, l0, l1, l2, l3, tp0, tp1, lp0, lp1])
         }
         _ => {
-            let mut message = [0u8; 36];
-            message[..16].copy_from_slice(&target.0);
-            message[16..32].copy_from_slice(&local.0);
-            message[32..].copy_from_slice(&[tp0, tp1, lp0, lp1]);
-            siphash_2_4(key, &message)
+            let ([t0, t1], [l0, l1]) = (target.le_words(), local.le_words());
+            siphash_2_4_blocks(key, &[t0, t1, l0, l1], ports, 36)
         }
     };
     hash as u32

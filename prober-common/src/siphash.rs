@@ -4,24 +4,34 @@
 /// SipHash-2-4 of an `N`-byte message under `key`.
 #[inline(always)]
 pub fn siphash_2_4<const N: usize>(key: [u64; 2], message: &[u8; N]) -> u64 {
+    let whole_blocks = N / 8;
+    let mut blocks = [0u64; 8];
+    for (block, word) in blocks.iter_mut().enumerate().take(whole_blocks) {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&message[block * 8..block * 8 + 8]);
+        *word = u64::from_le_bytes(bytes);
+    }
+    let mut last = [0u8; 8];
+    last[..N % 8].copy_from_slice(&message[whole_blocks * 8..]);
+    siphash_2_4_blocks(key, &blocks[..whole_blocks], u64::from_le_bytes(last), N)
+}
+
+/// SipHash-2-4 of a `len`-byte message given as its whole 8-byte blocks (little-endian) and
+/// the bytes after them in `tail`: the form the eBPF programs hash in, as a byte array held
+/// in registers is spilled to the stack a word per byte.
+#[inline(always)]
+pub fn siphash_2_4_blocks(key: [u64; 2], blocks: &[u64], tail: u64, len: usize) -> u64 {
     let mut v = [
         key[0] ^ 0x736f_6d65_7073_6575,
         key[1] ^ 0x646f_7261_6e64_6f6d,
         key[0] ^ 0x6c79_6765_6e65_7261,
         key[1] ^ 0x7465_6462_7974_6573,
     ];
-    let whole_blocks = N / 8;
-    for block in 0..whole_blocks {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(&message[block * 8..block * 8 + 8]);
-        compress(&mut v, u64::from_le_bytes(bytes));
+    for &block in blocks {
+        compress(&mut v, block);
     }
     // The last block holds the remaining bytes and the message length in its top byte.
-    let mut last = [0u8; 8];
-    let rest = N % 8;
-    last[..rest].copy_from_slice(&message[whole_blocks * 8..]);
-    last[7] = N as u8;
-    compress(&mut v, u64::from_le_bytes(last));
+    compress(&mut v, tail | ((len as u64) << 56));
     v[2] ^= 0xff;
     for _ in 0..4 {
         sip_round(&mut v);

@@ -1,11 +1,12 @@
 //! Reading frames as the kernel's receive path would judge them, in one place that the XDP
 //! program and the host's tests and fuzzers compile alike: a reply prober counts must be one
-//! the kernel would have accepted (`ip_rcv_core`, `tcp_v4_rcv`, `icmp_rcv`), or a forged packet
-//! the host drops could decide a result.
+//! the kernel would have accepted (`ip_rcv_core`, `ipv6_rcv`, `tcp_v4_rcv`, `tcp_v6_rcv`,
+//! `icmp_rcv`, `icmpv6_rcv`), or a forged packet the host drops could decide a result.
 //!
-//! [`parse`] does the cheap structural checks every packet gets (the ones that make the header
-//! fields safe to use); [`accepted`] the costlier ones — MAC, checksums — that only a packet a
-//! kind has picked out as a candidate reply gets.
+//! [`parse`] branches once on the ethertype, does the cheap structural checks every packet
+//! gets (the ones that make the header fields safe to use) and walks IPv6's extension headers;
+//! both families then meet in one [`IpPacket`]. [`accepted`] does the costlier checks — MAC,
+//! checksums — that only a packet a kind has picked out as a candidate reply gets.
 use crate::{trace::Reason, IpAddress};
 
 /// Bytes of a frame, from its Ethernet header on: packet memory in the programs, a slice on
@@ -15,6 +16,12 @@ pub trait Frame {
     fn holds(&self, len: usize) -> bool;
     /// A copy of the `N` bytes at `offset`, or None when the frame is shorter.
     fn read<const N: usize>(&self, offset: usize) -> Option<[u8; N]>;
+    /// [`Frame::read`] straight into `out` (which the programs keep in memory, where a value
+    /// returned would be taken apart into registers and spilled); false, and `out` unspecified,
+    /// when the frame is shorter.
+    fn read_into<const N: usize>(&self, offset: usize, out: &mut [u8; N]) -> bool {
+        self.read(offset).map(|bytes| *out = bytes).is_some()
+    }
     /// [`sum_words`] over this frame (the programs call it as a function of its own, which the
     /// verifier checks once rather than for every way a packet can reach it).
     fn sum(&self, offset: usize, len: usize, seed: u32) -> Option<u32> {
@@ -35,7 +42,22 @@ impl Frame for [u8] {
 pub const ETH_HEADER_LEN: usize = 14;
 const ETHER_TYPE_OFFSET: usize = 12;
 const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
 const IPV4_HEADER_LEN: usize = 20;
+const IPV6_HEADER_LEN: usize = 40;
+/// IPv6 extension headers [`parse`] skips before it gives up on finding the transport header.
+/// Replies carry none (a router may add hop-by-hop options); a longer chain is left to the
+/// host's stack, unread and uncounted.
+pub const MAX_EXTENSION_HEADERS: usize = 4;
+/// The furthest a transport header may start from the frame's start: past any IPv4 header's
+/// end (74) and any IPv6 extension chain a reply has cause to carry. The programs' checksum
+/// function takes no offset beyond it; an IPv6 packet whose transport header starts later is
+/// left alone, as a longer chain is.
+pub const MAX_L4_OFFSET: usize = 512;
+const NEXT_HEADER_HOP_BY_HOP: u8 = 0;
+const NEXT_HEADER_ROUTING: u8 = 43;
+const NEXT_HEADER_FRAGMENT: u8 = 44;
+const NEXT_HEADER_DESTINATION: u8 = 60;
 const IP_MORE_FRAGMENTS_AND_OFFSET: u16 = 0x3fff;
 pub const TCP_HEADER_LEN: usize = 20;
 pub const ICMP_ECHO_LEN: usize = 8;
@@ -44,71 +66,137 @@ pub const ICMP_ECHO_LEN: usize = 8;
 /// one is passed to the host's stack unmatched, and counted.
 pub const MAX_CHECKED_L4_LEN: usize = 1480;
 
+/// Which IP a packet is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpVersion {
+    V4,
+    V6,
+}
+
 /// An IP packet's header fields, whatever its family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IpPacket {
+    pub version: IpVersion,
     pub src: IpAddress,
     pub dst: IpAddress,
-    /// The transport protocol (IPv4's protocol field).
+    /// The transport protocol: IPv4's protocol field, IPv6's last next header.
     pub protocol: u8,
     /// Where the IP header starts and the transport header starts, from the start of the frame.
     pub l3_offset: usize,
     pub l4_offset: usize,
     /// The transport message's length, as the IP header states it (what follows is trailer).
     pub l4_len: usize,
-    /// The whole IP packet's length as its header states it.
+    /// The whole IP packet's length as its header states it (IPv6: 40 + the payload length,
+    /// at most 65 535).
     pub len: u16,
-    /// IPv4's TTL.
+    /// IPv4's TTL or IPv6's hop limit.
     pub ttl: u8,
-    /// IPv4's TOS byte.
+    /// IPv4's TOS byte or IPv6's traffic class.
     pub tos: u8,
-    /// IPv4's identification, flags and fragment offset.
+    /// IPv4's identification, flags and fragment offset (0 for IPv6).
     pub id: u16,
     pub frag: u16,
+    /// IPv6's flow label (0 for IPv4).
+    pub flow_label: u32,
     /// The frame's destination MAC address.
     pub to_mac: [u8; 6],
     /// The unfolded sum of the fixed IPv4 header's words, from the read that parsed it: the
-    /// header checksum's check needs only the options' words more.
+    /// header checksum's check needs only the options' words more (0 for IPv6, which has none).
     pub header_sum: u32,
+    /// The unfolded sum of the two addresses' words: the part of a pseudo-header that comes
+    /// from the packet (a rewritten reply with the addresses swapped has the same).
+    pub address_sum: u32,
 }
 
 impl IpPacket {
-    /// The IPv4 header carries no options (a rewritten packet can reuse it as it is).
+    /// Where a parser starts: every field zero but the Ethernet header's length.
+    pub const EMPTY: IpPacket = IpPacket {
+        version: IpVersion::V4,
+        src: IpAddress([0; 16]),
+        dst: IpAddress([0; 16]),
+        protocol: 0,
+        l3_offset: ETH_HEADER_LEN,
+        l4_offset: 0,
+        l4_len: 0,
+        len: 0,
+        ttl: 0,
+        tos: 0,
+        id: 0,
+        frag: 0,
+        flow_label: 0,
+        to_mac: [0; 6],
+        header_sum: 0,
+        address_sum: 0,
+    };
+
+    /// The IP header is the fixed one alone: no IPv4 options, no IPv6 extension headers (a
+    /// rewritten packet can reuse it as it is).
     #[inline(always)]
     pub fn plain_header(&self) -> bool {
-        self.l4_offset == self.l3_offset + IPV4_HEADER_LEN
+        self.l4_offset == self.l3_offset + self.fixed_header_len()
+    }
+
+    #[inline(always)]
+    fn fixed_header_len(&self) -> usize {
+        match self.version {
+            IpVersion::V4 => IPV4_HEADER_LEN,
+            IpVersion::V6 => IPV6_HEADER_LEN,
+        }
+    }
+
+    /// The ICMP of this packet's family: ICMP for IPv4, ICMPv6 for IPv6.
+    #[inline(always)]
+    pub fn icmp_protocol(&self) -> u8 {
+        match self.version {
+            IpVersion::V4 => crate::IPPROTO_ICMP,
+            IpVersion::V6 => crate::IPPROTO_ICMPV6,
+        }
     }
 }
 
-/// What [`parse`] makes of a frame.
+/// Why [`parse`] found no packet for prober in a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Parsed {
-    Ip(IpPacket),
-    /// Not IP, or a fragment (whose payload is no transport header; no reply or probe is
-    /// fragmented): nothing for prober.
+pub enum NoPacket {
+    /// Not IP, a fragment (whose payload is no transport header; no reply or probe is
+    /// fragmented), or an IPv6 packet whose extension headers go on past
+    /// [`MAX_EXTENSION_HEADERS`]: nothing for prober.
     Other,
-    /// An IPv4 frame whose header the kernel would drop, with its destination when the fixed
+    /// An IP frame whose headers the kernel would drop, with its destination when the fixed
     /// header was there to read (who it was aimed at decides whether prober counts it).
     Malformed(Option<IpAddress>),
 }
 
-/// The IP header of an Ethernet frame, checked for what `ip_rcv_core` drops: another version,
-/// a header shorter than 20 bytes, a total length shorter than the header or longer than the
-/// frame. The header checksum is left to [`accepted`].
+/// The IP header of an Ethernet frame, IPv4 or IPv6.
 #[inline(always)]
-pub fn parse(frame: &(impl Frame + ?Sized)) -> Parsed {
-    let Some(ethernet) = frame.read::<ETH_HEADER_LEN>(0) else {
-        return Parsed::Other;
+pub fn parse(frame: &(impl Frame + ?Sized)) -> Result<IpPacket, NoPacket> {
+    let mut packet = IpPacket::EMPTY;
+    parse_into(frame, &mut packet).map(|()| packet)
+}
+
+/// [`parse`] into `packet`, which the programs keep off their 512-byte stack.
+#[inline(always)]
+pub fn parse_into(frame: &(impl Frame + ?Sized), packet: &mut IpPacket) -> Result<(), NoPacket> {
+    *packet = IpPacket::EMPTY;
+    let Some(ether_type) = frame.read::<2>(ETHER_TYPE_OFFSET) else {
+        return Err(NoPacket::Other);
     };
-    let ether_type = [ethernet[ETHER_TYPE_OFFSET], ethernet[ETHER_TYPE_OFFSET + 1]];
-    if u16::from_be_bytes(ether_type) != ETH_P_IP {
-        return Parsed::Other;
+    match u16::from_be_bytes(ether_type) {
+        ETH_P_IP => parse_ipv4(frame, packet),
+        ETH_P_IPV6 => parse_ipv6(frame, packet),
+        _ => Err(NoPacket::Other),
     }
-    // The whole fixed header in one read: a second bounds check implied by an earlier one is
-    // one the compiler drops and the verifier then misses.
-    let Some(ip) = frame.read::<IPV4_HEADER_LEN>(ETH_HEADER_LEN) else {
-        return Parsed::Malformed(None);
-    };
+}
+
+/// Checked for what `ip_rcv_core` drops: another version, a header shorter than 20 bytes, a
+/// total length shorter than the header or longer than the frame. The header checksum is left
+/// to [`accepted`].
+#[inline(always)]
+fn parse_ipv4(frame: &(impl Frame + ?Sized), packet: &mut IpPacket) -> Result<(), NoPacket> {
+    let mut header = [0u8; IPV4_HEADER_LEN];
+    if !frame.read_into(ETH_HEADER_LEN, &mut header) {
+        return Err(NoPacket::Malformed(None));
+    }
+    let ip = &header;
     let dst = IpAddress::from_ipv4([ip[16], ip[17], ip[18], ip[19]]);
     let header_len = usize::from(ip[0] & 0x0f) * 4;
     let len = u16::from_be_bytes([ip[2], ip[3]]);
@@ -117,34 +205,124 @@ pub fn parse(frame: &(impl Frame + ?Sized)) -> Parsed {
         || usize::from(len) < header_len
         || !frame.holds(ETH_HEADER_LEN + usize::from(len))
     {
-        return Parsed::Malformed(Some(dst));
+        return Err(NoPacket::Malformed(Some(dst)));
     }
     let frag = u16::from_be_bytes([ip[6], ip[7]]);
-    if frag & IP_MORE_FRAGMENTS_AND_OFFSET != 0 {
-        return Parsed::Other;
+    if frag & IP_MORE_FRAGMENTS_AND_OFFSET != 0 || !frame.read_into(0, &mut packet.to_mac) {
+        return Err(NoPacket::Other);
     }
-    Parsed::Ip(IpPacket {
-        src: IpAddress::from_ipv4([ip[12], ip[13], ip[14], ip[15]]),
-        dst,
-        protocol: ip[9],
-        l3_offset: ETH_HEADER_LEN,
-        l4_offset: ETH_HEADER_LEN + header_len,
-        l4_len: usize::from(len) - header_len,
-        len,
-        ttl: ip[8],
-        tos: ip[1],
-        id: u16::from_be_bytes([ip[4], ip[5]]),
-        frag,
-        to_mac: [
-            ethernet[0],
-            ethernet[1],
-            ethernet[2],
-            ethernet[3],
-            ethernet[4],
-            ethernet[5],
-        ],
-        header_sum: word_sum(&ip),
-    })
+    packet.src = IpAddress::from_ipv4([ip[12], ip[13], ip[14], ip[15]]);
+    packet.dst = dst;
+    packet.protocol = ip[9];
+    packet.l4_offset = ETH_HEADER_LEN + header_len;
+    packet.l4_len = usize::from(len) - header_len;
+    packet.len = len;
+    packet.ttl = ip[8];
+    packet.tos = ip[1];
+    packet.id = u16::from_be_bytes([ip[4], ip[5]]);
+    packet.frag = frag;
+    packet.header_sum = word_sum(ip);
+    packet.address_sum = words_from(ip, 12);
+    Ok(())
+}
+
+/// Checked for what `ipv6_rcv` drops: another version, a payload length beyond the frame, an
+/// IPv4-mapped or multicast source (RFC 4291 2.5.5.2: the kernel's dual stack must not take a
+/// mapped one), a hop-by-hop header anywhere but first, an extension header longer than the
+/// payload. Then the extension headers are skipped, at most [`MAX_EXTENSION_HEADERS`] of them
+/// and only those the kernel skips too, to the transport header; a fragment header ends the
+/// walk (see [`NoPacket::Other`]).
+///
+/// The addresses and the MAC are read straight into the packet: values held across the
+/// helper calls of the walk would be spilled, each byte as a word, and the programs have 512
+/// bytes of stack in all.
+#[inline(always)]
+fn parse_ipv6(frame: &(impl Frame + ?Sized), packet: &mut IpPacket) -> Result<(), NoPacket> {
+    packet.version = IpVersion::V6;
+    let Some([first, second, third, fourth, len0, len1, first_header, hop_limit]) =
+        frame.read::<8>(ETH_HEADER_LEN)
+    else {
+        return Err(NoPacket::Malformed(None));
+    };
+    if !frame.read_into(ETH_HEADER_LEN + 8, &mut packet.src.0)
+        || !frame.read_into(ETH_HEADER_LEN + 24, &mut packet.dst.0)
+    {
+        return Err(NoPacket::Malformed(None));
+    }
+    let dst = packet.dst;
+    // A mapped destination would pass for the IPv4 address it maps: never ours.
+    if dst.ipv4().is_some() {
+        return Err(NoPacket::Malformed(None));
+    }
+    let payload_len = usize::from(u16::from_be_bytes([len0, len1]));
+    let end = ETH_HEADER_LEN + IPV6_HEADER_LEN + payload_len;
+    // ipv6_rcv drops multicast sources too.
+    let multicast_source = packet.src.0[0] == 0xff;
+    if first >> 4 != 6 || !frame.holds(end) || packet.src.ipv4().is_some() || multicast_source {
+        return Err(NoPacket::Malformed(Some(dst)));
+    }
+    packet.ttl = hop_limit;
+    packet.tos = (first << 4) | (second >> 4);
+    packet.flow_label = u32::from_be_bytes([0, second & 0x0f, third, fourth]);
+    packet.len = (IPV6_HEADER_LEN + payload_len).min(usize::from(u16::MAX)) as u16;
+    let mut next_header = first_header;
+    let mut offset = ETH_HEADER_LEN + IPV6_HEADER_LEN;
+    for index in 0..MAX_EXTENSION_HEADERS {
+        match next_header {
+            NEXT_HEADER_HOP_BY_HOP if index == 0 => {}
+            NEXT_HEADER_HOP_BY_HOP => return Err(NoPacket::Malformed(Some(dst))),
+            NEXT_HEADER_ROUTING | NEXT_HEADER_DESTINATION => {}
+            NEXT_HEADER_FRAGMENT => return Err(NoPacket::Other),
+            _ => break,
+        }
+        // Next header and length in 8-byte units beyond the first 8 (RFC 8200 4.3 to 4.6).
+        let Some(header) = frame.read::<8>(offset) else {
+            return Err(NoPacket::Malformed(Some(dst)));
+        };
+        let [next, units, ..] = header;
+        offset += (usize::from(units) + 1) * 8;
+        if offset > end {
+            return Err(NoPacket::Malformed(Some(dst)));
+        }
+        if !skipped_as_the_kernel_does(next_header, header) {
+            return Err(NoPacket::Other);
+        }
+        next_header = next;
+    }
+    let unread = matches!(
+        next_header,
+        NEXT_HEADER_HOP_BY_HOP
+            | NEXT_HEADER_ROUTING
+            | NEXT_HEADER_DESTINATION
+            | NEXT_HEADER_FRAGMENT
+    );
+    if unread || offset > MAX_L4_OFFSET || !frame.read_into(0, &mut packet.to_mac) {
+        return Err(NoPacket::Other);
+    }
+    packet.protocol = next_header;
+    packet.l4_offset = offset;
+    packet.l4_len = end - offset;
+    packet.address_sum = word_sum(&packet.src.0) + word_sum(&packet.dst.0);
+    Ok(())
+}
+
+/// Whether the kernel goes past an extension header (its first 8 bytes) to what follows
+/// without acting on it: a routing header with no segments left, of a type it does not
+/// process anyway (2: Mobile IPv6, 3: RPL, 4: segment routing); an options header that is 8
+/// bytes of padding, a PadN of four zeros or six Pad1s (`ip6_parse_tlv` takes no more than 7
+/// bytes of padding, and options it knows or must not skip may drop the packet). Anything
+/// else is left to the kernel, uncounted: prober takes no reply it might drop.
+#[inline(always)]
+fn skipped_as_the_kernel_does(kind: u8, header: [u8; 8]) -> bool {
+    const PADN_OF_FOUR: u64 = 0x0104_0000_0000;
+    let [_, units, routing_type, segments_left, ..] = header;
+    match kind {
+        NEXT_HEADER_ROUTING => segments_left == 0 && !matches!(routing_type, 2..=4),
+        _ => {
+            let options = u64::from_be_bytes(header) & 0xffff_ffff_ffff;
+            units == 0 && (options == 0 || options == PADN_OF_FOUR)
+        }
+    }
 }
 
 /// The fields of a TCP header, read in one piece.
@@ -188,23 +366,40 @@ pub fn segment(frame: &(impl Frame + ?Sized), ip: &IpPacket) -> Option<Segment> 
     })
 }
 
-/// An ICMP echo message's type, identifier and sequence number.
+/// An ICMP or ICMPv6 echo message's type, identifier and sequence number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Echo {
-    pub kind: u8,
+    pub kind: EchoKind,
     pub id: u16,
     pub seq: u16,
     pub checksum: u16,
 }
 
+/// What an ICMP message of either family is, as far as echoes go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EchoKind {
+    Request,
+    Reply,
+    /// Any other type: errors, neighbour discovery, router advertisements.
+    Other,
+}
+
+/// The echo header of `ip`'s ICMP message (ICMPv6 for IPv6), if it is long enough for one;
+/// the caller has checked that `ip` carries its family's ICMP.
 #[inline(always)]
 pub fn echo(frame: &(impl Frame + ?Sized), ip: &IpPacket) -> Option<Echo> {
     if ip.l4_len < ICMP_ECHO_LEN {
         return None;
     }
     let icmp = frame.read::<ICMP_ECHO_LEN>(ip.l4_offset)?;
+    // RFC 792 and RFC 4443 number them apart.
+    let kind = match (ip.version, icmp[0]) {
+        (IpVersion::V4, 8) | (IpVersion::V6, 128) => EchoKind::Request,
+        (IpVersion::V4, 0) | (IpVersion::V6, 129) => EchoKind::Reply,
+        _ => EchoKind::Other,
+    };
     Some(Echo {
-        kind: icmp[0],
+        kind,
         id: u16::from_be_bytes([icmp[4], icmp[5]]),
         seq: u16::from_be_bytes([icmp[6], icmp[7]]),
         checksum: u16::from_be_bytes([icmp[2], icmp[3]]),
@@ -214,7 +409,8 @@ pub fn echo(frame: &(impl Frame + ?Sized), ip: &IpPacket) -> Option<Echo> {
 /// How a transport message is checksummed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Checksum {
-    /// Over the message alone (ICMP).
+    /// ICMP's: over the message alone for IPv4, with the pseudo-header for ICMPv6 (RFC 4443
+    /// 2.3).
     Message,
     /// Over a pseudo-header too (TCP); `field` is the checksum field as received.
     WithPseudoHeader { field: u16 },
@@ -222,8 +418,8 @@ pub enum Checksum {
 
 /// Whether a frame a kind has picked out as a candidate reply is one the host would accept:
 /// sent to our MAC (`tcp_v4_rcv` drops what is not PACKET_HOST, so a broadcast or another
-/// host's frame never counts), with a valid IPv4 header checksum and a valid transport
-/// checksum. Err: why not.
+/// host's frame never counts), with a valid IPv4 header checksum (IPv6 has none) and a valid
+/// transport checksum. Err: why not.
 ///
 /// One exception, because XDP cannot see the skb's checksum state: a TCP checksum field that
 /// holds just the pseudo-header's sum is taken too. That is CHECKSUM_PARTIAL — a segment from
@@ -243,21 +439,21 @@ pub fn accepted(
     if ip.l4_len > MAX_CHECKED_L4_LEN {
         return Err(Reason::TooLongToVerify);
     }
-    // The fixed header was summed as it was parsed; the options, if any, follow it.
-    let options_len = ip.l4_offset - ip.l3_offset - IPV4_HEADER_LEN;
-    let header_sum = match options_len {
-        0 => Some(ip.header_sum),
-        _ => frame.sum(ip.l3_offset + IPV4_HEADER_LEN, options_len, ip.header_sum),
-    };
-    if header_sum.map(fold) != Some(0) {
-        return Err(Reason::BadChecksum);
-    }
-    let pseudo_header = match (checksum, ip.src.ipv4(), ip.dst.ipv4()) {
-        (Checksum::Message, ..) => 0,
-        (Checksum::WithPseudoHeader { .. }, Some(src), Some(dst)) => {
-            word_sum(&src) + word_sum(&dst) + u32::from(ip.protocol) + ip.l4_len as u32
+    if ip.version == IpVersion::V4 {
+        // The fixed header was summed as it was parsed; the options, if any, follow it.
+        let options_len = ip.l4_offset - ip.l3_offset - IPV4_HEADER_LEN;
+        let header_sum = match options_len {
+            0 => Some(ip.header_sum),
+            _ => frame.sum(ip.l3_offset + IPV4_HEADER_LEN, options_len, ip.header_sum),
+        };
+        if header_sum.map(fold) != Some(0) {
+            return Err(Reason::BadChecksum);
         }
-        _ => return Err(Reason::BadChecksum),
+    }
+    // Both families' pseudo-headers sum to the same: addresses, protocol, length.
+    let pseudo_header = match (checksum, ip.version) {
+        (Checksum::Message, IpVersion::V4) => 0,
+        _ => ip.address_sum + u32::from(ip.protocol) + ip.l4_len as u32,
     };
     if frame.sum(ip.l4_offset, ip.l4_len, pseudo_header).map(fold) == Some(0) {
         return Ok(());
@@ -306,8 +502,14 @@ pub fn sum_words(
 /// The sum of a short byte string's 16-bit words (`N` even).
 #[inline(always)]
 fn word_sum<const N: usize>(bytes: &[u8; N]) -> u32 {
+    words_from(bytes, 0)
+}
+
+/// The sum of the 16-bit words of `bytes` from `from` on.
+#[inline(always)]
+fn words_from<const N: usize>(bytes: &[u8; N], from: usize) -> u32 {
     let mut sum = 0;
-    let mut at = 0;
+    let mut at = from;
     while at + 1 < N {
         sum += u32::from(u16::from_be_bytes([bytes[at], bytes[at + 1]]));
         at += 2;
@@ -360,9 +562,7 @@ mod tests {
     }
 
     fn fix_checksums(frame: &mut [u8]) {
-        let Parsed::Ip(ip) = parse(&frame[..]) else {
-            panic!("not a packet")
-        };
+        let ip = parse(&frame[..]).expect("a packet");
         frame[24..26].fill(0);
         let sum = fold(sum_words(&frame[..], 14, ip.l4_offset - 14, 0).unwrap());
         frame[24..26].copy_from_slice(&sum.to_be_bytes());
@@ -377,7 +577,7 @@ mod tests {
     }
 
     fn judge(frame: &[u8]) -> Result<Segment, Option<Reason>> {
-        let Parsed::Ip(ip) = parse(frame) else {
+        let Ok(ip) = parse(frame) else {
             return Err(None);
         };
         let segment = segment(frame, &ip).ok_or(None)?;
@@ -407,7 +607,7 @@ mod tests {
         total_beyond_frame[16..18].copy_from_slice(&61u16.to_be_bytes());
         for frame in [version_6, short_header, total_beyond_frame] {
             let ours = IpAddress::from_ipv4([198, 18, 4, 1]);
-            assert_eq!(parse(&frame[..]), Parsed::Malformed(Some(ours)));
+            assert_eq!(parse(&frame[..]), Err(NoPacket::Malformed(Some(ours))));
         }
     }
 
@@ -473,6 +673,234 @@ mod tests {
         let mut frame = syn_ack();
         frame[54..].fill(0xa5);
         assert!(judge(&frame).is_ok());
+    }
+
+    /// RFC 1071 over byte strings, written for these tests alone.
+    fn checksum_of(parts: &[&[u8]]) -> u16 {
+        let mut sum = 0u32;
+        for part in parts {
+            for pair in part.chunks(2) {
+                sum += u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]));
+            }
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        !(sum as u16)
+    }
+
+    const V6_SOURCE: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+    const V6_OURS: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    const FRAME_ROOM: usize = 160;
+
+    /// An IPv6 frame to OUR_MAC from V6_SOURCE to V6_OURS: `extensions` (next header, length
+    /// in 8-byte units beyond the first 8) in order, then `transport` (protocol, message), its
+    /// checksum (at `checksum_at` in the message) set over the pseudo-header. Returns the frame
+    /// and its length.
+    fn ipv6_frame(
+        extensions: &[(u8, u8)],
+        protocol: u8,
+        message: &[u8],
+        checksum_at: usize,
+    ) -> ([u8; FRAME_ROOM], usize) {
+        let mut frame = [0u8; FRAME_ROOM];
+        frame[..6].copy_from_slice(&OUR_MAC);
+        frame[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+        frame[12..14].copy_from_slice(&[0x86, 0xdd]);
+        let mut at = 54;
+        // Front to back: each header's next-header field names the one after it.
+        for (index, &(kind, units)) in extensions.iter().enumerate() {
+            let next = extensions
+                .get(index + 1)
+                .map_or(protocol, |&(kind, _)| kind);
+            frame[at] = next;
+            frame[at + 1] = units;
+            if kind != NEXT_HEADER_ROUTING {
+                // Options headers hold a PadN of four zeros; routing headers are of type 0
+                // with no segments left.
+                frame[at + 2] = 1;
+                frame[at + 3] = 4;
+            }
+            at += (usize::from(units) + 1) * 8;
+        }
+        let first_next = extensions.first().map_or(protocol, |&(kind, _)| kind);
+        let mut message_bytes = [0u8; 64];
+        message_bytes[..message.len()].copy_from_slice(message);
+        let length = (message.len() as u32).to_be_bytes();
+        let sum = checksum_of(&[&V6_SOURCE, &V6_OURS, &length, &[0, 0, 0, protocol], message]);
+        message_bytes[checksum_at..checksum_at + 2].copy_from_slice(&sum.to_be_bytes());
+        frame[at..at + message.len()].copy_from_slice(&message_bytes[..message.len()]);
+        let end = at + message.len();
+        let payload = (end - 54) as u16;
+        frame[14..22].copy_from_slice(&[0x60, 0, 0, 0, 0, 0, first_next, 64]);
+        frame[18..20].copy_from_slice(&payload.to_be_bytes());
+        frame[22..38].copy_from_slice(&V6_SOURCE);
+        frame[38..54].copy_from_slice(&V6_OURS);
+        (frame, end)
+    }
+
+    const SYN_ACK_SEGMENT: [u8; 20] = [
+        0, 80, 0xf0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0x50, 0x12, 0xff, 0xff, 0, 0, 0, 0,
+    ];
+
+    fn ipv6_syn_ack(extensions: &[(u8, u8)]) -> ([u8; FRAME_ROOM], usize) {
+        ipv6_frame(extensions, crate::IPPROTO_TCP, &SYN_ACK_SEGMENT, 16)
+    }
+
+    fn judge_echo(frame: &[u8]) -> Result<Echo, Option<Reason>> {
+        let Ok(ip) = parse(frame) else {
+            return Err(None);
+        };
+        let echo = echo(frame, &ip).ok_or(None)?;
+        accepted(frame, &ip, OUR_MAC, Checksum::Message).map_err(Some)?;
+        Ok(echo)
+    }
+
+    #[test]
+    fn an_ipv6_reply_is_parsed_and_accepted() {
+        let (frame, len) = ipv6_syn_ack(&[]);
+        let frame = &frame[..len];
+        let ip = parse(frame).expect("parsed");
+        assert_eq!(ip.version, IpVersion::V6);
+        assert_eq!((ip.src, ip.dst), (IpAddress(V6_SOURCE), IpAddress(V6_OURS)));
+        assert_eq!((ip.l4_offset, ip.l4_len, ip.len, ip.ttl), (54, 20, 60, 64));
+        assert!(ip.plain_header());
+        assert_eq!(judge(frame).unwrap().flags, 0x12);
+        let mut flipped = [0u8; FRAME_ROOM];
+        flipped[..len].copy_from_slice(frame);
+        flipped[70] ^= 1;
+        assert_eq!(judge(&flipped[..len]), Err(Some(Reason::BadChecksum)));
+    }
+
+    #[test]
+    fn traffic_class_and_flow_label_are_read() {
+        let (mut frame, len) = ipv6_syn_ack(&[]);
+        frame[14..18].copy_from_slice(&[0x6a, 0xbc, 0xde, 0xf1]);
+        let ip = parse(&frame[..len]).expect("parsed");
+        assert_eq!((ip.tos, ip.flow_label), (0xab, 0xc_def1));
+    }
+
+    #[test]
+    fn icmpv6_echo_replies_are_checked_over_the_pseudo_header() {
+        let message = [129, 0, 0, 0, 0x12, 0x34, 0, 7];
+        let (frame, len) = ipv6_frame(&[], crate::IPPROTO_ICMPV6, &message, 2);
+        let echo = judge_echo(&frame[..len]).unwrap();
+        assert_eq!((echo.kind, echo.id, echo.seq), (EchoKind::Reply, 0x1234, 7));
+        // A checksum over the message alone, as ICMPv4 has it, is wrong for ICMPv6.
+        let mut v4_style = frame;
+        let sum = checksum_of(&[&[129, 0, 0, 0, 0x12, 0x34, 0, 7]]);
+        v4_style[56..58].copy_from_slice(&sum.to_be_bytes());
+        assert_eq!(judge_echo(&v4_style[..len]), Err(Some(Reason::BadChecksum)));
+        // Neighbour advertisements and the like are no echoes.
+        let (advert, len) = ipv6_frame(&[], crate::IPPROTO_ICMPV6, &[136, 0, 0, 0, 0, 0, 0, 0], 2);
+        assert_eq!(judge_echo(&advert[..len]).unwrap().kind, EchoKind::Other);
+    }
+
+    #[test]
+    fn extension_headers_within_the_bound_are_skipped() {
+        let chain = [
+            (NEXT_HEADER_HOP_BY_HOP, 0),
+            (NEXT_HEADER_DESTINATION, 0),
+            (NEXT_HEADER_ROUTING, 2),
+            (NEXT_HEADER_DESTINATION, 0),
+        ];
+        assert_eq!(chain.len(), MAX_EXTENSION_HEADERS);
+        let (frame, len) = ipv6_syn_ack(&chain);
+        let ip = parse(&frame[..len]).expect("parsed");
+        assert_eq!((ip.protocol, ip.l4_offset, ip.l4_len), (6, 54 + 48, 20));
+        assert!(!ip.plain_header());
+        assert!(judge(&frame[..len]).is_ok());
+        // Six Pad1s pad as well as a PadN.
+        let (mut frame, len) = ipv6_syn_ack(&[(NEXT_HEADER_DESTINATION, 0)]);
+        frame[56..62].fill(0);
+        assert!(judge(&frame[..len]).is_ok());
+    }
+
+    #[test]
+    fn extension_headers_the_kernel_acts_on_are_left_to_it() {
+        let unskipped = |at: usize, bytes: &[u8], chain: &[(u8, u8)]| {
+            let (mut frame, len) = ipv6_syn_ack(chain);
+            frame[at..at + bytes.len()].copy_from_slice(bytes);
+            assert_eq!(parse(&frame[..len]), Err(NoPacket::Other), "{bytes:?}");
+        };
+        let options = [(NEXT_HEADER_DESTINATION, 0)];
+        unskipped(56, &[5, 2, 0, 0, 1, 0], &options); // a router alert
+        unskipped(56, &[1, 4, 0, 0, 0, 1], &options); // PadN, not all zeros
+        unskipped(56, &[0xc2, 4, 0, 0, 0, 0], &options); // an option not to be skipped
+        let routing = [(NEXT_HEADER_ROUTING, 0)];
+        unskipped(57, &[1], &routing); // a segment left
+        unskipped(56, &[4], &routing); // segment routing
+                                       // Padding beyond 7 bytes: a header of 16.
+        unskipped(56, &[1, 12], &[(NEXT_HEADER_DESTINATION, 1)]);
+    }
+
+    #[test]
+    fn longer_chains_and_fragments_are_left_alone() {
+        let too_long = [(NEXT_HEADER_DESTINATION, 0); MAX_EXTENSION_HEADERS + 1];
+        let (frame, len) = ipv6_syn_ack(&too_long);
+        assert_eq!(parse(&frame[..len]), Err(NoPacket::Other));
+        // Within the bound, but too far in for the programs' checksum.
+        let mut far = [0u8; MAX_L4_OFFSET + 100];
+        let (frame, len) = ipv6_syn_ack(&[(NEXT_HEADER_ROUTING, 0)]);
+        far[..len].copy_from_slice(&frame[..len]);
+        far[55] = 60; // 488 bytes, of a routing header with no segments left
+        far[18..20].copy_from_slice(&(488u16 + 20).to_be_bytes());
+        far[54 + 488..54 + 508].copy_from_slice(&SYN_ACK_SEGMENT);
+        assert_eq!(parse(&far[..54 + 508]), Err(NoPacket::Other));
+        for chain in [
+            &[(NEXT_HEADER_FRAGMENT, 0)][..],
+            &[(NEXT_HEADER_DESTINATION, 0), (NEXT_HEADER_FRAGMENT, 0)][..],
+        ] {
+            let (frame, len) = ipv6_syn_ack(chain);
+            assert_eq!(parse(&frame[..len]), Err(NoPacket::Other), "{chain:?}");
+        }
+    }
+
+    #[test]
+    fn ipv6_headers_the_kernel_drops_are_malformed() {
+        let ours = Err(NoPacket::Malformed(Some(IpAddress(V6_OURS))));
+        let (frame, len) = ipv6_syn_ack(&[]);
+        let mut version_4 = frame;
+        version_4[14] = 0x40;
+        let mut beyond_frame = frame;
+        beyond_frame[18..20].copy_from_slice(&21u16.to_be_bytes());
+        let mut mapped_source = frame;
+        mapped_source[22..38].copy_from_slice(&IpAddress::from_ipv4([198, 18, 4, 2]).0);
+        let mut multicast_source = frame;
+        multicast_source[22] = 0xff;
+        for bad in [version_4, beyond_frame, mapped_source, multicast_source] {
+            assert_eq!(parse(&bad[..len]), ours);
+        }
+        // To a mapped address: it would pass for the IPv4 address, and is no one's.
+        let mut mapped_destination = frame;
+        mapped_destination[38..54].copy_from_slice(&IpAddress::from_ipv4([198, 18, 4, 1]).0);
+        assert_eq!(
+            parse(&mapped_destination[..len]),
+            Err(NoPacket::Malformed(None))
+        );
+        assert_eq!(
+            parse(&frame[..50]),
+            Err(NoPacket::Malformed(None)),
+            "truncated header"
+        );
+        let late_hop_by_hop = [(NEXT_HEADER_DESTINATION, 0), (NEXT_HEADER_HOP_BY_HOP, 0)];
+        let (frame, len) = ipv6_syn_ack(&late_hop_by_hop);
+        assert_eq!(parse(&frame[..len]), ours);
+        // An extension header that claims more than the payload holds.
+        let (mut frame, len) = ipv6_syn_ack(&[(NEXT_HEADER_DESTINATION, 0)]);
+        frame[55] = 9;
+        assert_eq!(parse(&frame[..len]), ours);
+        // A payload that ends inside the TCP header: no segment.
+        let (mut frame, len) = ipv6_syn_ack(&[]);
+        frame[18..20].copy_from_slice(&12u16.to_be_bytes());
+        assert_eq!(judge(&frame[..len]), Err(None));
+    }
+
+    #[test]
+    fn a_hop_limit_of_0_is_taken_as_linux_takes_it() {
+        let (mut frame, len) = ipv6_syn_ack(&[]);
+        frame[21] = 0;
+        assert!(judge(&frame[..len]).is_ok());
     }
 
     #[test]

@@ -1,25 +1,23 @@
-//! The ICMP echo kind: echo replies carrying our identifier, and our echo requests leaving.
+//! The ICMP echo kind, ICMPv6's for IPv6: echo replies carrying our identifier, and our echo
+//! requests leaving.
 use prober_common::{
     trace::Reason,
-    wire::{self, Checksum, Echo, Frame, IpPacket},
-    ProbeFilter, IPPROTO_ICMP,
+    wire::{self, Checksum, Echo, EchoKind, Frame, IpPacket},
+    ProbeFilter,
 };
 
 use crate::reply::{self, Decision, Probe};
 
-const ECHO_REPLY: u8 = 0;
-const ECHO_REQUEST: u8 = 8;
-
-/// The echo message of an ICMP packet; Err(()) for an ICMP packet too short to be one.
+/// The echo message of an ICMP packet of its family; Err(()) for one too short to be one.
 #[inline(always)]
 fn echo(packet: &impl Frame, ip: &IpPacket) -> Option<Result<Echo, ()>> {
-    if ip.protocol != IPPROTO_ICMP {
+    if ip.protocol != ip.icmp_protocol() {
         return None;
     }
     Some(wire::echo(packet, ip).ok_or(()))
 }
 
-#[inline(always)]
+#[inline(never)]
 pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns: u64) -> Decision {
     let echo = match echo(frame, ip) {
         None => return Decision::IGNORED,
@@ -30,7 +28,7 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
         return Decision::IGNORED;
     }
     let numbers = (echo.id, echo.seq);
-    if echo.kind != ECHO_REPLY {
+    if echo.kind != EchoKind::Reply {
         return reply::foreign(ip, numbers, Reason::NotAnEchoReply);
     }
     if echo.id != filter.icmp_id {
@@ -44,18 +42,18 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
         target: ip.src,
         target_port: 0,
     };
-    let mut record = reply::record(ip, arrived_ns);
-    record.icmp_id = echo.id;
-    record.icmp_seq = echo.seq;
-    record.l4_checksum = echo.checksum;
-    reply::matched(filter, ip, numbers, &probe, record)
+    reply::matched(filter, ip, numbers, &probe, arrived_ns, |record| {
+        record.icmp_id = echo.id;
+        record.icmp_seq = echo.seq;
+        record.l4_checksum = echo.checksum;
+    })
 }
 
 /// The probe this is, if it is one of our echo requests leaving (TC egress).
 #[inline(always)]
 pub fn departure(packet: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Option<Probe> {
     let echo = echo(packet, ip)?.ok()?;
-    if echo.kind != ECHO_REQUEST || echo.id != filter.icmp_id {
+    if echo.kind != EchoKind::Request || echo.id != filter.icmp_id {
         return None;
     }
     Some(Probe {

@@ -21,9 +21,10 @@ use aya_ebpf::{
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
+use maps::Direction;
 use packet::{TcFrame, XdpFrame};
 use prober_common::{
-    wire::{self, Frame, Parsed},
+    wire::{self, Frame, IpPacket, NoPacket},
     ProbeFilter, KIND_ICMP_ECHO, KIND_TCP, MODE_SWEEP,
 };
 use reply::{Action, Decision};
@@ -72,34 +73,47 @@ pub fn prober_ingress(ctx: TcContext) -> i32 {
 /// What the probe kind makes of a packet coming in at `arrived_ns`, whichever the hook.
 #[inline(always)]
 fn judge(frame: &impl Frame, filter: &ProbeFilter, arrived_ns: u64) -> Decision {
-    let ip = match wire::parse(frame) {
-        Parsed::Ip(ip) => ip,
-        Parsed::Malformed(Some(dst)) if dst == filter.local_addr => {
+    let Some(ip) = maps::packet_room(Direction::Ingress) else {
+        return Decision::IGNORED;
+    };
+    match parse(frame, ip) {
+        Ok(()) => {}
+        Err(NoPacket::Malformed(Some(dst))) if dst == filter.local_addr => {
             return reply::malformed_ip(dst)
         }
-        Parsed::Malformed(_) | Parsed::Other => return Decision::IGNORED,
-    };
+        Err(_) => return Decision::IGNORED,
+    }
     // Who may send a reply is the kind's to say: a direct answer comes from the target, while
     // an ICMP error (no kind takes them yet) would come from any router on the way.
     if ip.dst != filter.local_addr {
         return Decision::IGNORED;
     }
     match filter.kind {
-        KIND_TCP => tcp::reply(frame, &ip, filter, arrived_ns),
-        KIND_ICMP_ECHO => icmp::reply(frame, &ip, filter, arrived_ns),
+        KIND_TCP => tcp::reply(frame, ip, filter, arrived_ns),
+        KIND_ICMP_ECHO => icmp::reply(frame, ip, filter, arrived_ns),
         _ => Decision::IGNORED,
     }
+}
+
+/// [`wire::parse_into`] as a function of its own, whose locals take no room in its callers'
+/// stack frames (the programs have 512 bytes in all, over every call).
+#[inline(never)]
+fn parse(frame: &impl Frame, packet: &mut IpPacket) -> Result<(), NoPacket> {
+    wire::parse_into(frame, packet)
 }
 
 #[classifier]
 pub fn prober_egress(ctx: TcContext) -> i32 {
     let frame = TcFrame(&ctx);
-    if let (Some(filter), Parsed::Ip(ip)) = (maps::filter(), wire::parse(&frame)) {
+    let (Some(filter), Some(ip)) = (maps::filter(), maps::packet_room(Direction::Egress)) else {
+        return TCX_NEXT;
+    };
+    if parse(&frame, ip).is_ok() {
         let ours = ip.src == filter.local_addr
             && (filter.mode == MODE_SWEEP || ip.dst == filter.target_addr);
         let probe = match filter.kind {
-            KIND_TCP if ours => tcp::departure(&frame, &ip, filter),
-            KIND_ICMP_ECHO if ours => icmp::departure(&frame, &ip, filter),
+            KIND_TCP if ours => tcp::departure(&frame, ip, filter),
+            KIND_ICMP_ECHO if ours => icmp::departure(&frame, ip, filter),
             _ => None,
         };
         if let Some(probe) = probe {

@@ -6,7 +6,8 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray, RingBuf},
 };
 use prober_common::{
-    Counter, Departure, IpAddress, ProbeFilter, ReplyRecord, COUNTER_SLOTS, DEPARTURE_SLOTS,
+    wire::IpPacket, Counter, Departure, IpAddress, ProbeFilter, ReplyRecord, COUNTER_SLOTS,
+    DEPARTURE_SLOTS,
 };
 
 #[map]
@@ -22,6 +23,28 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS,
 
 #[map]
 static DEPARTURES: Array<Departure> = Array::with_max_entries(DEPARTURE_SLOTS, 0);
+
+/// Room for the packet being judged, off the programs' 512-byte stack, which the parsed
+/// headers and the kinds' work would not both fit in. One per CPU and direction: a program
+/// runs to its end on its CPU, and an egress program never runs inside an ingress one there.
+#[map]
+static PACKETS: PerCpuArray<IpPacket> = PerCpuArray::with_max_entries(2, 0);
+
+/// Which [`PACKETS`] slot a program uses.
+#[derive(Clone, Copy)]
+pub enum Direction {
+    Ingress = 0,
+    Egress = 1,
+}
+
+/// This CPU's room for a packet going `direction`.
+#[inline(always)]
+pub fn packet_room(direction: Direction) -> Option<&'static mut IpPacket> {
+    // SAFETY: an in-bounds per-CPU slot, used by one program at a time on this CPU (above).
+    PACKETS
+        .get_ptr_mut(direction as u32)
+        .map(|packet| unsafe { &mut *packet })
+}
 
 /// Sweep mode: below this much unread data userspace is not woken; it polls on a timer.
 const SWEEP_WAKE_BYTES: u64 = 1 << 20;
@@ -47,17 +70,18 @@ pub fn count(counter: Counter) {
     }
 }
 
-/// Queues the record for userspace; false when the ring buffer is full. One target: wake
+/// Queues a record for userspace, written in place by `fill` (a record is too large to build
+/// on the stack as well); false when the ring buffer is full. One target: wake
 /// the reader for every reply (it prints each as it comes). Sweeps: a wake-up per reply costs
 /// an inter-processor interrupt that would take a tenth of a CPU at a few hundred thousand
 /// replies a second, so the reader polls and is only woken when the ring fills up.
 #[inline(always)]
-pub fn submit(record: &ReplyRecord, sweep: bool) -> bool {
+pub fn submit(sweep: bool, fill: impl FnOnce(&mut ReplyRecord)) -> bool {
     let Some(mut entry) = REPLIES.reserve::<ReplyRecord>(0) else {
         count(Counter::RingFull);
         return false;
     };
-    entry.write(*record);
+    fill(entry.write(ReplyRecord::default()));
     let wake = if !sweep {
         0
     } else if REPLIES.query(u64::from(BPF_RB_AVAIL_DATA)) >= SWEEP_WAKE_BYTES {

@@ -17,10 +17,10 @@ use core::mem::{size_of, MaybeUninit};
 
 use aya_ebpf::{
     bindings::{__sk_buff, xdp_md},
-    helpers::{bpf_xdp_adjust_tail, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
+    helpers::{bpf_skb_load_bytes, bpf_xdp_adjust_tail, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
     programs::{TcContext, XdpContext},
 };
-use prober_common::wire::{self, Frame, MAX_CHECKED_L4_LEN};
+use prober_common::wire::{self, Frame, MAX_CHECKED_L4_LEN, MAX_L4_OFFSET};
 
 /// A header that may be laid over packet bytes.
 ///
@@ -62,6 +62,15 @@ impl Frame for XdpFrame<'_> {
     }
 
     #[inline(always)]
+    fn read_into<const N: usize>(&self, offset: usize, out: &mut [u8; N]) -> bool {
+        let Ok(offset) = u32::try_from(offset) else {
+            return false;
+        };
+        // SAFETY: the helper writes at most N bytes into `out`, which holds N.
+        unsafe { bpf_xdp_load_bytes(self.0.ctx, offset, out.as_mut_ptr().cast(), N as u32) == 0 }
+    }
+
+    #[inline(always)]
     fn sum(&self, offset: usize, len: usize, seed: u32) -> Option<u32> {
         match prober_sum_words(self.0.ctx, offset as u32, len as u32, seed) {
             NO_SUM => None,
@@ -79,6 +88,22 @@ impl Frame for TcFrame<'_> {
     #[inline(always)]
     fn read<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
         self.0.load(offset).ok()
+    }
+
+    #[inline(always)]
+    fn read_into<const N: usize>(&self, offset: usize, out: &mut [u8; N]) -> bool {
+        let Ok(offset) = u32::try_from(offset) else {
+            return false;
+        };
+        // SAFETY: the helper writes at most N bytes into `out`, which holds N.
+        unsafe {
+            bpf_skb_load_bytes(
+                self.0.skb.skb.cast(),
+                offset,
+                out.as_mut_ptr().cast(),
+                N as u32,
+            ) == 0
+        }
     }
 
     #[inline(always)]
@@ -123,8 +148,7 @@ pub extern "C" fn prober_sum_words_skb(
 /// checked here.
 #[inline(always)]
 fn checked_sum(frame: &impl Frame, offset: u32, len: u32, seed: u32) -> u64 {
-    const MAX_OFFSET: u32 = 0xff; // past any IPv4 header's end
-    if offset > MAX_OFFSET || len as usize > MAX_CHECKED_L4_LEN {
+    if offset as usize > MAX_L4_OFFSET || len as usize > MAX_CHECKED_L4_LEN {
         return NO_SUM;
     }
     wire::sum_words(frame, offset as usize, len as usize, seed).map_or(NO_SUM, u64::from)

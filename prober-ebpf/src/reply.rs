@@ -8,7 +8,7 @@ use aya_ebpf::{programs::TcContext, EbpfContext};
 use aya_log_ebpf::trace;
 use prober_common::{
     trace::{Fate, Reason},
-    wire::{self, Checksum, Frame, IpPacket},
+    wire::{self, Checksum, Frame, IpPacket, IpVersion},
     Counter, IpAddress, ProbeFilter, ReplyRecord, MODE_SWEEP,
 };
 
@@ -48,8 +48,9 @@ pub enum Action {
 /// to theirs, with the SYN-ACK's ack as its sequence number.
 #[derive(Clone, Copy)]
 pub struct Rst {
-    pub source: [u8; 4],
-    pub target: [u8; 4],
+    pub version: IpVersion,
+    /// The SYN-ACK's [`IpPacket::address_sum`], which is the RST's too.
+    pub address_sum: u32,
     pub our_port: u16,
     pub their_port: u16,
     pub seq: u32,
@@ -57,8 +58,8 @@ pub struct Rst {
 
 impl Rst {
     const NONE: Rst = Rst {
-        source: [0; 4],
-        target: [0; 4],
+        version: IpVersion::V4,
+        address_sum: 0,
         our_port: 0,
         their_port: 0,
         seq: 0,
@@ -125,7 +126,7 @@ pub fn malformed(ip: &IpPacket, numbers: (u16, u16), reason: Reason) -> Decision
     Decision::traced(Action::Pass, Fate::Passed, reason, ip, numbers)
 }
 
-/// An IPv4 header to `dst` the kernel would drop (nothing in it can be trusted but that).
+/// An IP header to `dst` the kernel would drop (nothing in it can be trusted but that).
 #[inline(always)]
 pub fn malformed_ip(dst: IpAddress) -> Decision {
     maps::count(Counter::Malformed);
@@ -157,7 +158,8 @@ pub fn validated(
         .map_err(|reason| malformed(ip, numbers, reason))
 }
 
-/// A reply to `probe`: stamped with both ends of its round trip and queued for userspace.
+/// A reply to `probe` that arrived at `arrived_ns`: stamped with both ends of its round trip
+/// and queued for userspace, with the IP header's fields and the kind's (`kind_fields`).
 /// Then one target leaves it to the host's stack (as hping3's replies reach it); a sweep's
 /// replies are dropped, so the host spends nothing on them (the kind may answer them first).
 #[inline(always)]
@@ -166,10 +168,24 @@ pub fn matched(
     ip: &IpPacket,
     numbers: (u16, u16),
     probe: &Probe,
-    mut record: ReplyRecord,
+    arrived_ns: u64,
+    kind_fields: impl FnOnce(&mut ReplyRecord),
 ) -> Decision {
-    record.sent_ns = maps::departure(probe.slot, &probe.target, probe.target_port);
-    let (fate, reason) = if maps::submit(&record, sweep(filter)) {
+    let sent_ns = maps::departure(probe.slot, &probe.target, probe.target_port);
+    let queued = maps::submit(sweep(filter), |record| {
+        record.kernel_ns = arrived_ns;
+        record.sent_ns = sent_ns;
+        record.src_addr = ip.src;
+        record.ip_len = ip.len;
+        record.ip_id = ip.id;
+        record.ip_frag = ip.frag;
+        record.ttl = ip.ttl;
+        record.tos = ip.tos;
+        record.protocol = ip.protocol;
+        record.flow_label = ip.flow_label;
+        kind_fields(record);
+    });
+    let (fate, reason) = if queued {
         (Fate::Matched, Reason::AnswersAProbe)
     } else {
         (Fate::Lost, Reason::RingBufferFull)
@@ -203,23 +219,6 @@ impl Decision {
                 numbers,
             },
         }
-    }
-}
-
-/// The record of a reply that arrived at `arrived_ns`, with the IP header's fields filled in;
-/// the kind adds its own.
-#[inline(always)]
-pub fn record(ip: &IpPacket, arrived_ns: u64) -> ReplyRecord {
-    ReplyRecord {
-        kernel_ns: arrived_ns,
-        src_addr: ip.src,
-        ip_len: ip.len,
-        ip_id: ip.id,
-        ip_frag: ip.frag,
-        ttl: ip.ttl,
-        tos: ip.tos,
-        protocol: ip.protocol,
-        ..ReplyRecord::default()
     }
 }
 

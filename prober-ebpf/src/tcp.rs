@@ -8,7 +8,7 @@ use aya_ebpf::programs::XdpContext;
 use prober_common::{
     syn_cookie,
     trace::{Fate, Reason},
-    wire::{self, Checksum, Frame, IpPacket, Segment, ETH_HEADER_LEN, TCP_HEADER_LEN},
+    wire::{self, Checksum, Frame, IpPacket, IpVersion, Segment, ETH_HEADER_LEN, TCP_HEADER_LEN},
     Counter, ProbeFilter, IPPROTO_TCP,
 };
 
@@ -23,8 +23,12 @@ const SYN: u8 = 0x02;
 const RST: u8 = 0x04;
 const ACK: u8 = 0x10;
 const IPV4_HEADER_LEN: usize = 20;
-/// An Ethernet frame holding a bare IPv4 header and a bare TCP header: the bounced RST.
-const RST_FRAME_LEN: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN + TCP_HEADER_LEN;
+const IPV6_HEADER_LEN: usize = 40;
+/// The bounced RST: an Ethernet frame holding a bare IP header and a bare TCP header.
+const RST_FRAME_LEN_V4: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN + TCP_HEADER_LEN;
+const RST_FRAME_LEN_V6: usize = ETH_HEADER_LEN + IPV6_HEADER_LEN + TCP_HEADER_LEN;
+/// The RST's TTL or hop limit, as the kernel's own RSTs have it.
+const RST_TTL: u8 = 64;
 
 /// Whether `port` is one of our source ports.
 #[inline(always)]
@@ -32,7 +36,7 @@ fn ours(filter: &ProbeFilter, port: u16) -> bool {
     port.wrapping_sub(filter.sport_base) <= filter.sport_max_offset
 }
 
-#[inline(always)]
+#[inline(never)]
 pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns: u64) -> Decision {
     if ip.protocol != IPPROTO_TCP {
         return Decision::IGNORED;
@@ -86,26 +90,22 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
         target: ip.src,
         target_port: segment.source,
     };
-    let mut record = reply::record(ip, arrived_ns);
-    record.src_port = segment.source;
-    record.dst_port = segment.dest;
-    record.tcp_seq = segment.seq;
-    record.tcp_ack = segment.ack;
-    record.tcp_flags = segment.flags;
-    record.tcp_window = segment.window;
-    record.l4_checksum = segment.checksum;
-    record.tcp_urgent = segment.urgent;
-    let mut decision = reply::matched(filter, ip, ports, &probe, record);
-    // The RST reuses the SYN-ACK's frame: an IPv4 header without options.
-    if let (true, Some(source), Some(target)) = (
-        sweep && segment.flags & SYN != 0 && ip.plain_header(),
-        ip.dst.ipv4(),
-        ip.src.ipv4(),
-    ) {
+    let mut decision = reply::matched(filter, ip, ports, &probe, arrived_ns, |record| {
+        record.src_port = segment.source;
+        record.dst_port = segment.dest;
+        record.tcp_seq = segment.seq;
+        record.tcp_ack = segment.ack;
+        record.tcp_flags = segment.flags;
+        record.tcp_window = segment.window;
+        record.l4_checksum = segment.checksum;
+        record.tcp_urgent = segment.urgent;
+    });
+    // The RST reuses the SYN-ACK's frame: an IP header without options or extensions.
+    if sweep && segment.flags & SYN != 0 && ip.plain_header() {
         decision.answer = true;
         decision.rst = Rst {
-            source,
-            target,
+            version: ip.version,
+            address_sum: ip.address_sum,
             our_port: segment.dest,
             their_port: segment.source,
             seq: segment.ack,
@@ -165,40 +165,54 @@ pub fn departure(packet: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Op
 
 /// Rewrites the SYN-ACK in place into the RST that tells its sender to forget the half-open
 /// connection: MACs, addresses and ports swapped, sequence = the SYN-ACK's ack, no options.
-/// None when the packet cannot be rewritten (IP options, not IPv4); it is then just dropped.
+/// None when the packet cannot be rewritten; it is then just dropped.
 #[inline(always)]
 fn bounce_as_rst(ctx: &mut XdpContext, rst: &Rst) -> Option<()> {
-    let (source, target) = (rst.source, rst.target);
-    packet::truncate(ctx, RST_FRAME_LEN)?;
+    match rst.version {
+        IpVersion::V4 => rewrite_as_rst::<RST_FRAME_LEN_V4, 4>(ctx, rst, write_ipv4_fields),
+        IpVersion::V6 => rewrite_as_rst::<RST_FRAME_LEN_V6, 16>(ctx, rst, write_ipv6_fields),
+    }
+}
+
+/// The rewrite for a frame of `LEN` bytes, whose IP header (`LEN` less the Ethernet and TCP
+/// headers) ends with the two addresses of `ADDRESS_LEN` bytes, as both families' do;
+/// `fixed_fields` writes the rest of it.
+#[inline(always)]
+fn rewrite_as_rst<const LEN: usize, const ADDRESS_LEN: usize>(
+    ctx: &mut XdpContext,
+    rst: &Rst,
+    fixed_fields: fn(&mut [u8], &Rst),
+) -> Option<()> {
+    packet::truncate(ctx, LEN)?;
     // One reference over the whole frame: one bounds check the verifier sees.
-    let frame: &mut [u8; RST_FRAME_LEN] = header_mut(ctx, 0)?;
+    let frame: &mut [u8; LEN] = header_mut(ctx, 0)?;
     let (macs, rest) = frame.split_at_mut(2 * 6);
     let (destination, origin) = macs.split_at_mut(6);
     destination.swap_with_slice(origin);
-    let (ip_header, tcp) = rest[2..].split_at_mut(IPV4_HEADER_LEN);
+    let (ip, tcp) = rest[2..].split_at_mut(LEN - ETH_HEADER_LEN - TCP_HEADER_LEN);
+    let (fixed, addresses) = ip.split_at_mut(ip.len() - 2 * ADDRESS_LEN);
+    let (source, target) = addresses.split_at_mut(ADDRESS_LEN);
+    source.swap_with_slice(target);
+    fixed_fields(fixed, rst);
+    write_rst_segment(tcp, rst);
+    Some(())
+}
 
+/// An IPv4 header's first 12 bytes (no options follow the addresses).
+#[inline(always)]
+fn write_ipv4_fields(fields: &mut [u8], rst: &Rst) {
     const TOTAL_LEN: u16 = (IPV4_HEADER_LEN + TCP_HEADER_LEN) as u16;
     const DONT_FRAGMENT: u16 = 0x4000; // as the kernel's own RSTs
-    const TTL: u8 = 64;
-    const OFFSET_FLAGS: u16 = (5 << 12) | RST as u16; // 20-byte header, no options
-    let addresses = wire::sum_of(&[
-        u16::from_be_bytes([source[0], source[1]]),
-        u16::from_be_bytes([source[2], source[3]]),
-        u16::from_be_bytes([target[0], target[1]]),
-        u16::from_be_bytes([target[2], target[3]]),
-    ]);
     let ip_sum = wire::sum_of(&[
         0x4500,
         TOTAL_LEN,
         DONT_FRAGMENT,
-        u16::from_be_bytes([TTL, IPPROTO_TCP]),
-    ]) + addresses;
+        u16::from_be_bytes([RST_TTL, IPPROTO_TCP]),
+    ]) + rst.address_sum;
     let [len0, len1] = TOTAL_LEN.to_be_bytes();
     let [df0, df1] = DONT_FRAGMENT.to_be_bytes();
     let [sum0, sum1] = wire::fold(ip_sum).to_be_bytes();
-    let [s0, s1, s2, s3] = source;
-    let [t0, t1, t2, t3] = target;
-    ip_header.copy_from_slice(&[
+    fields.copy_from_slice(&[
         0x45,
         0,
         len0,
@@ -207,20 +221,25 @@ fn bounce_as_rst(ctx: &mut XdpContext, rst: &Rst) -> Option<()> {
         0,
         df0,
         df1,
-        TTL,
+        RST_TTL,
         IPPROTO_TCP,
         sum0,
         sum1,
-        s0,
-        s1,
-        s2,
-        s3,
-        t0,
-        t1,
-        t2,
-        t3,
     ]);
+}
 
+/// An IPv6 header's first 8 bytes: traffic class and flow label zero, as the kernel's RSTs to
+/// a closed socket have them.
+#[inline(always)]
+fn write_ipv6_fields(fields: &mut [u8], _rst: &Rst) {
+    let [len0, len1] = (TCP_HEADER_LEN as u16).to_be_bytes();
+    fields.copy_from_slice(&[0x60, 0, 0, 0, len0, len1, IPPROTO_TCP, RST_TTL]);
+}
+
+/// The RST's TCP header, its checksum over the pseudo-header of either family.
+#[inline(always)]
+fn write_rst_segment(tcp: &mut [u8], rst: &Rst) {
+    const OFFSET_FLAGS: u16 = (5 << 12) | RST as u16; // 20-byte header, no options
     let seq = rst.seq;
     let tcp_sum = wire::sum_of(&[
         u16::from(IPPROTO_TCP),
@@ -230,7 +249,7 @@ fn bounce_as_rst(ctx: &mut XdpContext, rst: &Rst) -> Option<()> {
         (seq >> 16) as u16,
         seq as u16,
         OFFSET_FLAGS,
-    ]) + addresses;
+    ]) + rst.address_sum;
     let [sp0, sp1] = rst.our_port.to_be_bytes();
     let [dp0, dp1] = rst.their_port.to_be_bytes();
     let [q0, q1, q2, q3] = seq.to_be_bytes();
@@ -240,5 +259,4 @@ fn bounce_as_rst(ctx: &mut XdpContext, rst: &Rst) -> Option<()> {
     tcp.copy_from_slice(&[
         sp0, sp1, dp0, dp1, q0, q1, q2, q3, 0, 0, 0, 0, f0, f1, 0, 0, c0, c1, 0, 0,
     ]);
-    Some(())
 }

@@ -1,14 +1,15 @@
 //! Fuzzing the XDP programs' packet parsing (`prober_common::wire`, the very code the
-//! programs run, compiled for the host): whatever the bytes, parsing never reads past the
-//! frame and never takes what the kernel would drop; a valid reply built from random fields
-//! is accepted, and any one bit flipped in its IP header or segment makes it refused. The
-//! checksums here are computed independently of `wire`'s.
+//! programs run, compiled for the host): whatever the bytes, IPv4 or IPv6, parsing never reads
+//! past the frame and never takes what the kernel would drop; a valid reply built from random
+//! fields is accepted, and with any one bit flipped in its IP header, extension headers or
+//! segment it is taken only if the kernel would take it too. The kernel's rules and the
+//! checksums here are written independently of `wire`'s.
 
 mod fuzzing;
 
 use bolero::{check, TypeGenerator};
 use prober_common::{
-    wire::{self, Checksum, Parsed},
+    wire::{self, Checksum},
     IpAddress,
 };
 
@@ -26,44 +27,121 @@ fn internet_checksum(bytes: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-/// What the kernel checks, judged independently: IPv4, a header of 20 to 60 bytes whose
-/// checksum is right, a total length within the frame, and a TCP header (data offset 5 to
-/// 15 words, within the segment) whose checksum over the pseudo-header is right — or holds
+/// What the kernel checks, judged independently: an IPv4 or IPv6 packet to our MAC that
+/// `kernel_takes_ipv4` or `kernel_takes_ipv6` takes, whose TCP header (data offset 5 to 15
+/// words, within the segment) has a checksum over the pseudo-header that is right — or holds
 /// just the pseudo-header's sum (a segment whose checksum was left to offload).
 fn kernel_takes(frame: &[u8]) -> bool {
-    let Some(ip) = frame.get(14..) else {
+    if frame.len() < 14 || frame[..6] != OUR_MAC {
+        return false;
+    }
+    let taken = match frame[12..14] {
+        [0x08, 0x00] => kernel_takes_ipv4(&frame[14..]),
+        [0x86, 0xdd] => kernel_takes_ipv6(&frame[14..]),
+        _ => None,
+    };
+    let Some((protocol, addresses, segment)) = taken else {
         return false;
     };
-    if frame[12..14] != [0x08, 0x00] || ip.len() < 20 || ip[0] >> 4 != 4 {
-        return false;
-    }
-    let header_len = usize::from(ip[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    if header_len < 20 || total < header_len || total > ip.len() {
-        return false;
-    }
-    if internet_checksum(&ip[..header_len]) != 0 || frame[..6] != OUR_MAC || ip[9] != 6 {
-        return false;
-    }
-    let segment = &ip[header_len..total];
-    if segment.len() < 20 {
+    if protocol != 6 || segment.len() < 20 {
         return false;
     }
     let data_offset = usize::from(segment[12] >> 4) * 4;
     if data_offset < 20 || data_offset > segment.len() {
         return false;
     }
-    let length = (segment.len() as u16).to_be_bytes();
-    let pseudo = [&ip[12..20], &[0, 6], &length[..]].concat();
+    let length = (segment.len() as u32).to_be_bytes();
+    let pseudo = [addresses, &[0, 0, 0, 6], &length[..]].concat();
     let full = [&pseudo[..], segment].concat();
     let partial = !internet_checksum(&pseudo);
     internet_checksum(&full) == 0 || u16::from_be_bytes([segment[16], segment[17]]) == partial
 }
 
+/// `ip_rcv_core`: a header of 20 to 60 bytes whose checksum is right, a total length within
+/// the frame, not a fragment. The protocol, the addresses and the segment.
+fn kernel_takes_ipv4(ip: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    if ip.len() < 20 || ip[0] >> 4 != 4 {
+        return None;
+    }
+    let header_len = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    if header_len < 20 || total < header_len || total > ip.len() {
+        return None;
+    }
+    let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
+    if internet_checksum(&ip[..header_len]) != 0 || fragment {
+        return None;
+    }
+    Some((ip[9], &ip[12..20], &ip[header_len..total]))
+}
+
+/// `ipv6_rcv` and the extension headers' handlers, as far as a reply goes: a payload within
+/// the frame, a source neither IPv4-mapped nor multicast, a destination not mapped (no one's),
+/// hop-by-hop options only first, no fragment; options headers of padding alone (at most 7
+/// bytes of it, PadN of zeros: `ip6_parse_tlv`) and routing headers with no segments left of
+/// a type not processed (2 to 4) — any other option or routing header the kernel may act on,
+/// and is taken for one it drops.
+fn kernel_takes_ipv6(ip: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    if ip.len() < 40 || ip[0] >> 4 != 6 {
+        return None;
+    }
+    let end = 40 + usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+    let mapped = |address: &[u8]| address[..10] == [0; 10] && address[10..12] == [0xff; 2];
+    if end > ip.len() || mapped(&ip[8..24]) || ip[8] == 0xff || mapped(&ip[24..40]) {
+        return None;
+    }
+    let (mut next, mut at, mut first) = (ip[6], 40, true);
+    loop {
+        match next {
+            0 if first => {}
+            43 | 60 => {}
+            0 | 44 => return None,
+            _ => return Some((next, &ip[8..40], &ip[at..end])),
+        }
+        let header = ip.get(at..at + 8)?;
+        let len = (usize::from(header[1]) + 1) * 8;
+        let body = ip.get(at + 2..at + len).filter(|_| at + len <= end)?;
+        let skipped = if next == 43 {
+            header[3] == 0 && !(2..=4).contains(&header[2])
+        } else {
+            padding_alone(body)
+        };
+        if !skipped {
+            return None;
+        }
+        (next, at, first) = (header[0], at + len, false);
+    }
+}
+
+/// Whether a TLV options area is padding the kernel takes: Pad1s and PadNs of zeros, 7 bytes
+/// at most in a row.
+fn padding_alone(options: &[u8]) -> bool {
+    let (mut at, mut run) = (0, 0);
+    while at < options.len() {
+        let len = match options[at] {
+            0 => 1,
+            1 => match options.get(at + 1) {
+                Some(&n) if options.len() >= at + 2 + usize::from(n) => 2 + usize::from(n),
+                _ => return false,
+            },
+            _ => return false,
+        };
+        if len > 2 && options[at + 2..at + len].iter().any(|&byte| byte != 0) {
+            return false;
+        }
+        run += len;
+        if run > 7 {
+            return false;
+        }
+        at += len;
+    }
+    true
+}
+
 /// What `wire` makes of a TCP frame: Some(true) accepted, Some(false) refused, None: not a
 /// candidate at all (no IP packet to us, no TCP header).
 fn wire_takes(frame: &[u8]) -> Option<bool> {
-    let Parsed::Ip(ip) = wire::parse(frame) else {
+    let Ok(ip) = wire::parse(frame) else {
         return None;
     };
     // Whatever parses lies within the frame.
@@ -72,6 +150,10 @@ fn wire_takes(frame: &[u8]) -> Option<bool> {
         "{ip:?}"
     );
     assert_eq!(usize::from(ip.len), ip.l4_offset - ip.l3_offset + ip.l4_len);
+    // Either family's address in its own form: an IPv6 packet never passes for IPv4.
+    let ipv4 = frame[12..14] == [0x08, 0x00];
+    assert_eq!(ip.src.ipv4().is_some(), ipv4, "{ip:?}");
+    assert_eq!(ip.dst.ipv4().is_some(), ipv4, "{ip:?}");
     if ip.protocol != 6 {
         return None;
     }
@@ -88,10 +170,12 @@ fn any_bytes_parse_within_the_frame_and_only_as_the_kernel_would_take_them() {
         .with_type::<Vec<u8>>()
         .with_test_time(fuzzing::CI_TIME)
         .for_each(|bytes| {
-            // Mostly IPv4 frames to us, so that the fuzzer gets past the first checks.
-            let mut frame = [&OUR_MAC[..], &[0x02, 0, 0, 0, 0, 0x02, 0x08, 0x00]].concat();
-            frame.extend_from_slice(bytes);
-            for frame in [&frame[..], &bytes[..]] {
+            // Mostly IP frames to us, so that the fuzzer gets past the first checks.
+            let frame = |ether_type: [u8; 2]| {
+                [&OUR_MAC[..], &[0x02, 0, 0, 0, 0, 0x02], &ether_type, bytes].concat()
+            };
+            let (ipv4, ipv6) = (frame([0x08, 0x00]), frame([0x86, 0xdd]));
+            for frame in [&ipv4[..], &ipv6[..], &bytes[..]] {
                 if wire_takes(frame) == Some(true) {
                     assert!(
                         kernel_takes(frame),
@@ -102,13 +186,18 @@ fn any_bytes_parse_within_the_frame_and_only_as_the_kernel_would_take_them() {
         });
 }
 
-/// A SYN-ACK with options, payload and Ethernet trailer of random lengths.
+/// A SYN-ACK with IP options or IPv6 extension headers, TCP options, payload and Ethernet
+/// trailer of random lengths.
 #[derive(Clone, Debug, TypeGenerator)]
 struct Reply {
-    source: [u8; 4],
-    dest: [u8; 4],
+    ipv6: bool,
+    source: [u8; 16],
+    dest: [u8; 16],
     ttl: u8,
     ip_options_words: u8,
+    /// IPv6: the extension headers' kinds, hop-by-hop (first only), routing or destination
+    /// options by each value's remainder of 3.
+    extensions: Vec<u8>,
     ports: (u16, u16),
     seq: u32,
     ack: u32,
@@ -121,22 +210,50 @@ struct Reply {
 }
 
 impl Reply {
-    /// The frame, every checksum right.
-    fn frame(&self) -> Vec<u8> {
-        let ip_options = usize::from(self.ip_options_words % 11) * 4;
+    /// The addresses as the packet carries them: IPv4's four bytes, or IPv6's sixteen made
+    /// unicast and not IPv4-mapped (which the kernel drops).
+    fn addresses(&self) -> (Vec<u8>, Vec<u8>) {
+        if !self.ipv6 {
+            return (self.source[..4].to_vec(), self.dest[..4].to_vec());
+        }
+        let unicast = |address: &[u8; 16]| [&[0x20, 0x01][..], &address[2..]].concat();
+        (unicast(&self.source), unicast(&self.dest))
+    }
+
+    /// How many extension headers the frame has (at most one more than the parser walks).
+    fn extension_count(&self) -> usize {
+        self.extensions.len().min(wire::MAX_EXTENSION_HEADERS + 1) * usize::from(self.ipv6)
+    }
+
+    /// The extension headers, each 8 bytes of padding or a routing header with no segments
+    /// left, and the first's next-header value (6 when there are none).
+    fn extension_headers(&self) -> (u8, Vec<u8>) {
+        let kinds: Vec<u8> = self.extensions[..self.extension_count()]
+            .iter()
+            .enumerate()
+            .map(|(index, kind)| match kind % 3 {
+                0 if index == 0 => 0,
+                1 => 43,
+                _ => 60,
+            })
+            .collect();
+        let mut headers = Vec::new();
+        for (index, kind) in kinds.iter().enumerate() {
+            let next = kinds.get(index + 1).copied().unwrap_or(6);
+            let body: [u8; 6] = if *kind == 43 {
+                [0; 6]
+            } else {
+                [1, 4, 0, 0, 0, 0]
+            };
+            headers.extend_from_slice(&[next, 0]);
+            headers.extend_from_slice(&body);
+        }
+        (kinds.first().copied().unwrap_or(6), headers)
+    }
+
+    fn segment(&self, source: &[u8], dest: &[u8]) -> Vec<u8> {
         let tcp_options = usize::from(self.tcp_option_words % 11) * 4;
         let payload = &self.payload[..self.payload.len().min(1000)];
-        let header_len = 20 + ip_options;
-        let segment_len = 20 + tcp_options + payload.len();
-        let total = (header_len + segment_len) as u16;
-        let mut ip = vec![(0x40 | (header_len / 4)) as u8, 0];
-        ip.extend_from_slice(&total.to_be_bytes());
-        ip.extend_from_slice(&[0, 0, 0x40, 0, self.ttl, 6, 0, 0]);
-        ip.extend_from_slice(&self.source);
-        ip.extend_from_slice(&self.dest);
-        ip.resize(header_len, 1); // NOP options
-        let sum = internet_checksum(&ip);
-        ip[10..12].copy_from_slice(&sum.to_be_bytes());
         let mut tcp = Vec::new();
         tcp.extend_from_slice(&self.ports.0.to_be_bytes());
         tcp.extend_from_slice(&self.ports.1.to_be_bytes());
@@ -148,14 +265,45 @@ impl Reply {
         tcp.extend_from_slice(&[0, 0, 0, 0]);
         tcp.resize(20 + tcp_options, 1);
         tcp.extend_from_slice(payload);
-        let length = (tcp.len() as u16).to_be_bytes();
-        let pseudo = [&self.source[..], &self.dest, &[0, 6], &length, &tcp].concat();
+        let length = (tcp.len() as u32).to_be_bytes();
+        let pseudo = [source, dest, &[0, 0, 0, 6], &length, &tcp].concat();
         let sum = internet_checksum(&pseudo);
         tcp[16..18].copy_from_slice(&sum.to_be_bytes());
+        tcp
+    }
+
+    /// The frame, every checksum right.
+    fn frame(&self) -> Vec<u8> {
+        let (source, dest) = self.addresses();
+        let tcp = self.segment(&source, &dest);
+        let (ether_type, ip) = if self.ipv6 {
+            let (first, extensions) = self.extension_headers();
+            let payload = (extensions.len() + tcp.len()) as u16;
+            let mut ip = vec![0x60, 0, 0, 0];
+            ip.extend_from_slice(&payload.to_be_bytes());
+            ip.extend_from_slice(&[first, self.ttl]);
+            ip.extend_from_slice(&source);
+            ip.extend_from_slice(&dest);
+            ip.extend_from_slice(&extensions);
+            ([0x86, 0xdd], ip)
+        } else {
+            let header_len = 20 + usize::from(self.ip_options_words % 11) * 4;
+            let total = (header_len + tcp.len()) as u16;
+            let mut ip = vec![(0x40 | (header_len / 4)) as u8, 0];
+            ip.extend_from_slice(&total.to_be_bytes());
+            ip.extend_from_slice(&[0, 0, 0x40, 0, self.ttl, 6, 0, 0]);
+            ip.extend_from_slice(&source);
+            ip.extend_from_slice(&dest);
+            ip.resize(header_len, 1); // NOP options
+            let sum = internet_checksum(&ip);
+            ip[10..12].copy_from_slice(&sum.to_be_bytes());
+            ([0x08, 0x00], ip)
+        };
         let trailer = &self.trailer[..self.trailer.len().min(64)];
         [
             &OUR_MAC[..],
-            &[0x02, 0, 0, 0, 0, 0x02, 0x08, 0x00],
+            &[0x02, 0, 0, 0, 0, 0x02],
+            &ether_type,
             &ip,
             &tcp,
             trailer,
@@ -172,15 +320,25 @@ fn a_valid_reply_is_taken_and_any_bit_flipped_in_it_is_refused() {
         .for_each(|reply| {
             let frame = reply.frame();
             assert!(kernel_takes(&frame), "the harness built a bad frame");
+            if reply.extension_count() > wire::MAX_EXTENSION_HEADERS {
+                // Past the bound: left to the kernel, neither taken nor refused.
+                assert_eq!(wire_takes(&frame), None, "{reply:?}");
+                return;
+            }
             assert_eq!(
                 wire_takes(&frame),
                 Some(true),
                 "a valid reply refused: {reply:?}"
             );
-            let Parsed::Ip(ip) = wire::parse(&frame[..]) else {
+            let Ok(ip) = wire::parse(&frame[..]) else {
                 unreachable!("it was taken")
             };
-            assert_eq!(ip.src, IpAddress::from_ipv4(reply.source));
+            let (source, _) = reply.addresses();
+            let expected = match <[u8; 4]>::try_from(&source[..]) {
+                Ok(ipv4) => IpAddress::from_ipv4(ipv4),
+                Err(_) => IpAddress(source.try_into().expect("16 bytes")),
+            };
+            assert_eq!(ip.src, expected);
             // One bit anywhere from the IP header to the segment's end (not the trailer).
             let end = ip.l4_offset + ip.l4_len;
             let bit = usize::from(reply.flip) % ((end - 14) * 8);
