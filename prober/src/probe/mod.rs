@@ -210,7 +210,8 @@ impl Status {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReplyFields {
     pub ttl: u8,
-    pub ip_id: u16,
+    /// IPv4's identification; IPv6 has none.
+    pub ip_id: Option<u16>,
     pub window: u16,
     pub ip_len: u16,
     pub tcp_flags: u8,
@@ -528,6 +529,7 @@ mod tests {
         };
         let open = probe.classify(&reply);
         assert_eq!((open.host, open.fields.ip_len), (target, 64));
+        assert_eq!(open.fields.ip_id, None, "IPv6 has no identification");
     }
 
     #[test]
@@ -539,6 +541,7 @@ mod tests {
             dst_port: 61441,
             tcp_flags: flags,
             ttl: 63,
+            ip_id: 321,
             kernel_ns: 5,
             ..ReplyRecord::default()
         };
@@ -550,6 +553,7 @@ mod tests {
             (Status::Open, "syn-ack")
         );
         assert_eq!((open.fields.ttl, open.fields.kernel_ns), (63, 5));
+        assert_eq!(open.fields.ip_id, Some(321));
         let closed = probe.classify(&reply(TcpFlags::RST | TcpFlags::ACK));
         assert_eq!(
             (closed.verdict.status, closed.verdict.reason),

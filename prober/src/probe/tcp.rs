@@ -324,7 +324,7 @@ impl SweepProbe for TcpSyn {
             verdict,
             fields: ReplyFields {
                 ttl: reply.ttl,
-                ip_id: reply.ip_id,
+                ip_id: reply.src_addr.ipv4().map(|_| reply.ip_id),
                 window: reply.tcp_window,
                 ip_len: reply.ip_len,
                 tcp_flags: reply.tcp_flags,
