@@ -206,8 +206,8 @@ pub fn is_link_local(ip: IpAddr) -> bool {
 }
 
 /// The interface a zone names (`%eth0`, or `%2` by index), for a target typed as `typed` that is
-/// (or, for a block, reaches into) link-local: every link has the same link-local addresses,
-/// so they mean nothing without one. Other addresses take no zone (`-I` names their interface).
+/// link-local (a block: lies in fe80::/10): every link has the same link-local addresses, so
+/// they mean nothing without one. Other addresses take no zone (`-I` names their interface).
 pub fn zone_interface(
     zone: Option<&str>,
     link_local: bool,

@@ -37,19 +37,7 @@ impl TargetSet {
         let mut first: Option<(&str, IpAddr)> = None;
         let mut zone: Option<Interface> = None;
         for target in targets {
-            let (ip, range, target_zone) = match parse_block(target)? {
-                Some(block) => {
-                    net::resolve::require_family(block.ip, target, family)?;
-                    let link_local = within(block.range, LINK_LOCAL);
-                    let zone = net::resolve::zone_interface(block.zone, link_local, target)?;
-                    (block.ip, block.range, zone)
-                }
-                None => {
-                    let destination = net::resolve(target, family)?;
-                    let ip = destination.ip;
-                    (ip, (key(ip), key(ip)), destination.zone)
-                }
-            };
+            let (ip, range, target_zone) = target_block(target, family)?;
             match first {
                 Some((first_typed, first_ip)) if Family::of(first_ip) != Family::of(ip) => bail!(
                     "'{}' is {} and '{}' {}: a sweep probes one address family; run a prober \
@@ -90,6 +78,7 @@ impl TargetSet {
         let mut hosts_before = Vec::with_capacity(ranges.len());
         let mut hosts: u128 = 0;
         for &(first, last) in &ranges {
+            // Cut short only past the limit, which is refused below.
             hosts_before.push(hosts as u64);
             hosts = hosts.saturating_add(last - first).saturating_add(1);
         }
@@ -147,6 +136,27 @@ impl TargetSet {
     /// The interface the targets' zone names, if they are link-local.
     pub fn zone(&self) -> Option<&Interface> {
         self.zone.as_ref()
+    }
+}
+
+/// A target as typed: the address (a block's, or a name's), its range of keys, and the interface
+/// its zone names.
+fn target_block(
+    target: &str,
+    family: Option<Family>,
+) -> Result<(IpAddr, (u128, u128), Option<Interface>)> {
+    match parse_block(target)? {
+        Some(block) => {
+            net::resolve::require_family(block.ip, target, family)?;
+            let link_local = within(block.range, LINK_LOCAL);
+            let zone = net::resolve::zone_interface(block.zone, link_local, target)?;
+            Ok((block.ip, block.range, zone))
+        }
+        None => {
+            let destination = net::resolve(target, family)?;
+            let ip = destination.ip;
+            Ok((ip, (key(ip), key(ip)), destination.zone))
+        }
     }
 }
 
