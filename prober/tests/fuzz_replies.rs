@@ -97,7 +97,10 @@ fn check_json(line: &str, result: &PortResult) {
     assert_eq!(value["reason"], reason);
     let reply = result.reply;
     assert_eq!(value["ttl"], serde_json::json!(reply.map(|r| r.ttl)));
-    assert_eq!(value["ipid"], serde_json::json!(reply.map(|r| r.ip_id)));
+    assert_eq!(
+        value["ipid"],
+        serde_json::json!(reply.and_then(|r| r.ip_id))
+    );
     assert_eq!(value["win"], serde_json::json!(reply.map(|r| r.window)));
     let rtt_ns = reply.and_then(|r| r.rtt_ns);
     assert_eq!(value["rtt_ns"], serde_json::json!(rtt_ns));
@@ -144,7 +147,12 @@ fn check_sweep(case: &Case, record: &ReplyRecord) {
     };
     assert_eq!(
         (fields.ttl, fields.ip_id, fields.window, fields.ip_len),
-        (record.ttl, record.ip_id, record.tcp_window, record.ip_len)
+        (
+            record.ttl,
+            record.src_addr.ipv4().map(|_| record.ip_id),
+            record.tcp_window,
+            record.ip_len
+        )
     );
     assert_eq!(
         (fields.tcp_flags, fields.kernel_ns),

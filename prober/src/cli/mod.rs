@@ -17,7 +17,7 @@ use clap::{
 use crate::{
     bpf::AttachMode,
     echo,
-    net::{self, Interface},
+    net::{self, Family, Interface},
     ping::{self, Pacing, RttPrecision},
     probe::{PingKind, SweepKind, TcpFlags},
     sweep::{
@@ -48,7 +48,8 @@ pub enum Mode {
     override_usage = "prober host [options]\n       prober -p PORTS|--scan PORTS target... [sweep options]"
 )]
 pub struct Cli {
-    /// Target host name or IPv4 address; sweeps take several, and CIDR blocks
+    /// Target host name or address, IPv4 or IPv6 (link-local with its interface: fe80::1%eth0);
+    /// sweeps take several of one family, and CIDR blocks
     #[arg(required = true, value_name = "TARGET")]
     targets: Vec<String>,
     #[command(flatten, next_help_heading = "Base options")]
@@ -120,9 +121,15 @@ struct ModeArgs {
 
 #[derive(Args, Debug)]
 struct IpArgs {
-    /// IP time to live
+    /// IP time to live (IPv6's hop limit)
     #[arg(short = 't', long, default_value_t = 64)]
     ttl: u8,
+    /// IPv4 only: a name's IPv4 address, and IPv6 targets refused
+    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
+    ipv4: bool,
+    /// IPv6 only: a name's IPv6 address, and IPv4 targets refused
+    #[arg(short = '6', long = "ipv6")]
+    ipv6: bool,
 }
 
 #[derive(Args, Debug)]
@@ -281,12 +288,24 @@ impl Cli {
         }
     }
 
-    fn interface(&self) -> Result<Option<Interface>> {
-        self.base
+    /// The family `-4` or `-6` asks for; None: whichever the targets are.
+    fn family(&self) -> Option<Family> {
+        match (self.ip.ipv4, self.ip.ipv6) {
+            (true, _) => Some(Family::V4),
+            (_, true) => Some(Family::V6),
+            _ => None,
+        }
+    }
+
+    /// The interface to send on: the one `-I` names, or the link-local targets' `zone`.
+    fn interface(&self, zone: Option<&Interface>) -> Result<Option<Interface>> {
+        let named = self
+            .base
             .interface
             .as_deref()
             .map(Interface::by_name)
-            .transpose()
+            .transpose()?;
+        one_interface(named, zone)
     }
 
     fn ping_options(&self) -> Result<ping::Options> {
@@ -307,15 +326,16 @@ impl Cli {
                 window: self.tcp.window,
             }
         };
+        let destination = net::resolve(target, self.family())?;
         let base = &self.base;
         Ok(ping::Options {
             target_name: target.clone(),
-            target: net::supported_family(net::resolve(target)?, target)?,
+            target: destination.ip,
             kind,
             count: base.count.filter(|&count| count > 0),
             pacing: self.pacing(),
             ttl: self.ip.ttl,
-            interface: self.interface()?,
+            interface: self.interface(destination.zone.as_ref())?,
             quiet: base.quiet,
             verbose: base.verbose,
             rtt_precision: base.rtt_precision,
@@ -362,8 +382,8 @@ impl Cli {
         if let Some(path) = &sweep.exclude_file {
             excluded.extend(targets::read_exclude_file(path)?);
         }
-        let targets = TargetSet::new(&self.targets, &excluded)?;
-        let interface = self.interface()?;
+        let targets = TargetSet::new(&self.targets, &excluded, self.family())?;
+        let interface = self.interface(targets.zone())?;
         let one_host = targets.len() == 1;
         let format = sweep.output_format.unwrap_or(if one_host {
             Format::Table
@@ -404,6 +424,18 @@ impl Cli {
             bpf_trace: base.bpf_trace,
             xdp_mode: base.xdp_mode,
         })
+    }
+}
+
+/// `-I`'s interface and the one a link-local target's zone names, which must agree.
+fn one_interface(named: Option<Interface>, zone: Option<&Interface>) -> Result<Option<Interface>> {
+    match (named, zone) {
+        (Some(named), Some(zone)) if named != *zone => bail!(
+            "-I {} and the target's zone (%{}) name different interfaces",
+            named.name,
+            zone.name
+        ),
+        (named, zone) => Ok(named.or_else(|| zone.cloned())),
     }
 }
 
@@ -631,13 +663,106 @@ mod tests {
             "TCP mode needs a destination port: -p PORT (or -1 for ICMP)"
         );
         assert_eq!(
-            refusal(&["-1", "::1"]),
-            "IPv6 targets are not supported yet: '::1'"
+            refusal(&["-1", "fe80::1"]),
+            "'fe80::1' is link-local: name the interface it is on as its zone, fe80::1%IF"
         );
         assert_eq!(
             refusal(&["-1", "-I", "prb-no-such-if", "198.18.4.2"]),
             "unknown interface 'prb-no-such-if'"
         );
+    }
+
+    #[test]
+    fn ipv6_targets_take_either_mode() {
+        let Mode::Ping(syn) = mode(&["-S", "-p", "80", "2001:db8::2"]).unwrap() else {
+            panic!("a ping");
+        };
+        assert_eq!(syn.target, "2001:db8::2".parse::<IpAddr>().unwrap());
+        let Mode::Ping(echo) = mode(&["-1", "-6", "::1"]).unwrap() else {
+            panic!("a ping");
+        };
+        assert_eq!(
+            (echo.kind, echo.target),
+            (
+                PingKind::IcmpEcho,
+                IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])
+            )
+        );
+        let Mode::Sweep(sweep) = mode(&[
+            "-p",
+            "80,443",
+            "2001:db8::/120",
+            "--exclude",
+            "2001:db8::ff",
+        ])
+        .unwrap() else {
+            panic!("a sweep");
+        };
+        assert_eq!(sweep.targets.len(), 255);
+        assert_eq!(sweep.format, Format::List);
+    }
+
+    #[test]
+    fn minus_4_and_6_choose_the_family() {
+        assert_eq!(parse(&["-1", "h"]).family(), None);
+        assert_eq!(parse(&["-4", "-1", "h"]).family(), Some(Family::V4));
+        assert_eq!(parse(&["--ipv6", "-1", "h"]).family(), Some(Family::V6));
+        let error = Cli::try_parse_from(["prober", "-4", "-6", "-1", "h"]).unwrap_err();
+        assert!(
+            parse_error_line(&error)
+                .starts_with("the argument '--ipv4' cannot be used with '--ipv6'"),
+            "{}",
+            parse_error_line(&error)
+        );
+        assert_eq!(
+            refusal(&["-6", "-1", "198.18.4.2"]),
+            "-6 asks for IPv6, but '198.18.4.2' is an IPv4 address"
+        );
+        assert_eq!(
+            refusal(&["-4", "-S", "-p", "80", "2001:db8::2"]),
+            "-4 asks for IPv4, but '2001:db8::2' is an IPv6 address"
+        );
+        assert_eq!(
+            refusal(&["-6", "-p", "80", "2001:db8::/120", "198.18.4.2"]),
+            "-6 asks for IPv6, but '198.18.4.2' is an IPv4 address"
+        );
+        assert!(mode(&["-4", "-1", "198.18.4.2"]).is_ok());
+    }
+
+    #[test]
+    fn a_link_local_targets_zone_is_its_interface() {
+        let lo = Interface::by_name("lo").unwrap();
+        let Mode::Ping(ping) = mode(&["-1", "fe80::1%lo"]).unwrap() else {
+            panic!("a ping");
+        };
+        assert_eq!(ping.interface, Some(lo.clone()));
+        assert_eq!(ping.target_name, "fe80::1%lo", "as typed, for the header");
+        assert_eq!(ping.target, "fe80::1".parse::<IpAddr>().unwrap());
+        let Mode::Ping(both) = mode(&["-1", "-I", "lo", "fe80::1%1"]).unwrap() else {
+            panic!("a ping");
+        };
+        assert_eq!(both.interface, Some(lo.clone()));
+        let Mode::Sweep(sweep) = mode(&["-p", "80", "fe80::%lo/126"]).unwrap() else {
+            panic!("a sweep");
+        };
+        assert_eq!(sweep.interface, Some(lo.clone()));
+        let other = Interface {
+            index: lo.index + 1000,
+            name: "prb-other".into(),
+        };
+        assert_eq!(
+            one_interface(Some(other.clone()), Some(&lo))
+                .unwrap_err()
+                .to_string(),
+            "-I prb-other and the target's zone (%lo) name different interfaces"
+        );
+        assert_eq!(
+            one_interface(Some(other.clone()), None).unwrap(),
+            Some(other)
+        );
+        assert_eq!(one_interface(None, Some(&lo)).unwrap(), Some(lo));
+        assert_eq!(one_interface(None, None).unwrap(), None);
+        assert!(refusal(&["-p", "80,81", "fe80::/120"]).contains("is link-local"));
     }
 
     #[test]
@@ -674,8 +799,12 @@ mod tests {
         );
         assert_eq!(
             refusal(&["-p", "80", "198.18.4.1", "2001:db8::/120"]),
-            "IPv6 targets are not supported yet: '2001:db8::/120'"
+            "'198.18.4.1' is IPv4 and '2001:db8::/120' IPv6: a sweep probes one address family; \
+             run a prober for each"
         );
+        assert!(refusal(&["-p", "80", "2001:db8::/64"]).starts_with(
+            "the targets hold 18446744073709551616 addresses: a sweep probes at most 8589934592"
+        ));
         assert!(refusal(&["-p", "80", "198.18.4.0/24", "--exclude", "x"])
             .starts_with("invalid exclusion 'x'"));
         assert_eq!(

@@ -9,6 +9,6 @@ pub mod route;
 pub mod watch;
 
 pub use interface::Interface;
-pub use resolve::{resolve, supported_family, Host};
+pub use resolve::{resolve, Destination, Family, Host};
 pub use route::Route;
 pub use watch::Watch;

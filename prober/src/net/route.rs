@@ -2,10 +2,11 @@
 use std::net::IpAddr;
 
 use anyhow::{anyhow, Context as _, Result};
-use netlink_packet_core::NLM_F_REQUEST;
+use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST};
 use netlink_packet_route::{
+    address::{AddressAttribute, AddressMessage},
     route::{RouteAddress, RouteAttribute, RouteMessage, RouteType},
-    AddressFamily, RouteNetlinkMessage,
+    RouteNetlinkMessage,
 };
 
 use super::{netlink, Interface};
@@ -19,16 +20,19 @@ pub struct Route {
     pub next_hop: IpAddr,
     /// The target is one of this host's own addresses (delivered over `lo`).
     pub local: bool,
+    /// The interface sockets sending to the target are bound to (SO_BINDTODEVICE): the
+    /// route's, except for one of this host's own IPv6 addresses, which the kernel routes
+    /// (over `lo`) only for the interface that holds the address, not for `lo`.
+    pub bind_interface: Interface,
 }
 
 pub fn lookup(target: IpAddr, via: Option<&Interface>) -> Result<Route> {
     let mut request = RouteMessage::default();
-    let (family, prefix_length) = match target {
-        IpAddr::V4(_) => (AddressFamily::Inet, 32),
-        IpAddr::V6(_) => (AddressFamily::Inet6, 128),
+    request.header.address_family = netlink::family_of(target);
+    request.header.destination_prefix_length = match target {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
     };
-    request.header.address_family = family;
-    request.header.destination_prefix_length = prefix_length;
     request
         .attributes
         .push(RouteAttribute::Destination(route_address(target)));
@@ -60,12 +64,38 @@ pub fn lookup(target: IpAddr, via: Option<&Interface>) -> Result<Route> {
     }
     let interface_index =
         interface_index.ok_or_else(|| anyhow!("the route to {target} names no interface"))?;
+    let interface = Interface::by_index(interface_index)?;
+    let local = route.header.kind == RouteType::Local;
+    let bind_interface = match (local, target) {
+        (true, IpAddr::V6(_)) => holder_of(target)?.unwrap_or_else(|| interface.clone()),
+        _ => interface.clone(),
+    };
     Ok(Route {
-        interface: Interface::by_index(interface_index)?,
+        interface,
         source: source.ok_or_else(|| anyhow!("the route to {target} has no source address"))?,
         next_hop: gateway.unwrap_or(target),
-        local: route.header.kind == RouteType::Local,
+        local,
+        bind_interface,
     })
+}
+
+/// The interface that holds `address`, one of this host's own.
+fn holder_of(address: IpAddr) -> Result<Option<Interface>> {
+    let mut request = AddressMessage::default();
+    request.header.family = netlink::family_of(address);
+    let replies = netlink::request(
+        RouteNetlinkMessage::GetAddress(request),
+        NLM_F_REQUEST | NLM_F_DUMP,
+    )
+    .context("reading the host's addresses")?;
+    let index = replies.iter().find_map(|message| match message {
+        RouteNetlinkMessage::NewAddress(entry) => entry
+            .attributes
+            .contains(&AddressAttribute::Address(address))
+            .then_some(entry.header.index),
+        _ => None,
+    });
+    index.map(Interface::by_index).transpose()
 }
 
 fn route_address(ip: IpAddr) -> RouteAddress {
@@ -97,9 +127,18 @@ mod tests {
         ] {
             let route = lookup(target, None).unwrap();
             assert_eq!(route.interface.name, "lo");
+            assert_eq!(route.bind_interface.name, "lo");
             assert!(route.local, "{target}");
             assert_eq!(route.source, target);
             assert_eq!(route.next_hop, target);
         }
+    }
+
+    #[test]
+    fn own_addresses_are_held_by_an_interface() {
+        let lo = holder_of(IpAddr::V6(Ipv6Addr::LOCALHOST)).unwrap();
+        assert_eq!(lo.map(|interface| interface.name).as_deref(), Some("lo"));
+        let nobodys = "2001:db8:ffff:ffff::dead".parse().unwrap();
+        assert_eq!(holder_of(nobodys).unwrap(), None);
     }
 }

@@ -4,12 +4,15 @@ use std::{fmt::Write as _, net::IpAddr};
 use prober_common::ReplyRecord;
 
 use super::Summary;
-use crate::probe::PingProbe;
+use crate::probe::{PingProbe, MAX_PROBE_LEN};
 
-/// `HPING <target> (<ifname> <ip>): <mode>`
+/// `HPING <target> (<ifname> <ip>): <mode>, <n> headers + 0 data bytes`, where n is the
+/// length of the probes as built (IPv4 + TCP 40, IPv6 + TCP 60, IPv4 + ICMP 28, IPv6 +
+/// ICMPv6 48).
 pub fn header(target_name: &str, interface: &str, target: IpAddr, probe: &dyn PingProbe) -> String {
+    let headers = probe.build(0, &mut [0; MAX_PROBE_LEN]);
     format!(
-        "HPING {target_name} ({interface} {target}): {}",
+        "HPING {target_name} ({interface} {target}): {}, {headers} headers + 0 data bytes",
         probe.mode()
     )
 }
@@ -81,24 +84,27 @@ pub fn footer(target_name: &str, summary: &Summary, precision: RttPrecision) -> 
 }
 
 /// hping3's reply-line prefix: `len=44 ip=1.2.3.4 ttl=64 DF id=0 ` (with `-V`,
-/// `tos=0 iplen=44` and a line break follow).
+/// `tos=0 iplen=44` and a line break follow). IPv6 has neither DF nor an identification:
+/// `len=64 ip=2001:db8::2 ttl=64 `, and `-V` adds its flow label, `tos=0 flow=0x2d4f1 iplen=64`
+/// (`ttl=` is the hop limit, `tos=` the traffic class).
 pub fn write_ip_fields(reply: &ReplyRecord, verbose: bool, line: &mut String) {
     const IP_DF: u16 = 0x4000;
-    let _ = write!(
-        line,
-        "len={} ip={} ttl={} {}id={}",
-        reply.ip_len,
-        IpAddr::from(reply.src_addr),
-        reply.ttl,
-        if reply.ip_frag & IP_DF != 0 {
+    let source = IpAddr::from(reply.src_addr);
+    let _ = write!(line, "len={} ip={source} ttl={}", reply.ip_len, reply.ttl);
+    if source.is_ipv4() {
+        let df = if reply.ip_frag & IP_DF != 0 {
             "DF "
         } else {
             ""
-        },
-        reply.ip_id,
-    );
+        };
+        let _ = write!(line, " {df}id={}", reply.ip_id);
+    }
     if verbose {
-        let _ = writeln!(line, " tos={:x} iplen={}", reply.tos, reply.ip_len);
+        let _ = write!(line, " tos={:x}", reply.tos);
+        if source.is_ipv6() {
+            let _ = write!(line, " flow=0x{:05x}", reply.flow_label);
+        }
+        let _ = writeln!(line, " iplen={}", reply.ip_len);
     } else {
         line.push(' ');
     }
@@ -215,29 +221,51 @@ mod tests {
         );
     }
 
+    /// The line and the `-V` line of an echo reply to sequence number 2 of a probe to
+    /// `endpoints`.
+    fn icmp_lines(endpoints: Endpoints, reply: ReplyRecord) -> [String; 2] {
+        let probe = IcmpEcho { endpoints, id: 7 };
+        let reply = ReplyRecord {
+            icmp_id: 7,
+            icmp_seq: 2,
+            ..reply
+        };
+        let seq = probe.sequence(&reply);
+        [
+            reply_line(&probe, &reply, seq, 0.61, RttPrecision::Us, false, false),
+            reply_line(&probe, &reply, seq, 0.9, RttPrecision::Hping3, false, true),
+        ]
+    }
+
     #[test]
     fn icmp_lines_match_hping3() {
-        let probe = IcmpEcho {
-            endpoints: endpoints(),
-            id: 7,
-        };
         let reply = ReplyRecord {
             src_addr: IpAddress::from_ipv4([198, 18, 0, 2]),
             ip_len: 28,
             ip_id: 403,
             ttl: 64,
-            icmp_id: 7,
-            icmp_seq: 2,
             ..ReplyRecord::default()
         };
-        let seq = probe.sequence(&reply);
         assert_eq!(
-            reply_line(&probe, &reply, seq, 0.61, RttPrecision::Us, false, false),
-            "len=28 ip=198.18.0.2 ttl=64 id=403 icmp_seq=2 rtt=0.610 ms"
+            icmp_lines(endpoints(), reply),
+            [
+                "len=28 ip=198.18.0.2 ttl=64 id=403 icmp_seq=2 rtt=0.610 ms",
+                "len=28 ip=198.18.0.2 ttl=64 id=403 tos=0 iplen=28\nicmp_seq=2 rtt=0.9 ms"
+            ]
         );
+        // ICMPv6's the same, less DF and id, and with the flow label under -V.
+        let reply = from_ipv6(ReplyRecord {
+            ip_len: 48,
+            ttl: 63,
+            flow_label: 5,
+            ..reply
+        });
         assert_eq!(
-            reply_line(&probe, &reply, seq, 0.9, RttPrecision::Hping3, false, true),
-            "len=28 ip=198.18.0.2 ttl=64 id=403 tos=0 iplen=28\nicmp_seq=2 rtt=0.9 ms"
+            icmp_lines(ipv6_endpoints(), reply),
+            [
+                "len=48 ip=2001:db8::2 ttl=63 icmp_seq=2 rtt=0.610 ms",
+                "len=48 ip=2001:db8::2 ttl=63 tos=20 flow=0x00005 iplen=48\nicmp_seq=2 rtt=0.9 ms"
+            ]
         );
     }
 
@@ -272,6 +300,84 @@ mod tests {
                 }
             ),
             "HPING h (lo 198.18.0.2): icmp mode set, 28 headers + 0 data bytes"
+        );
+    }
+
+    fn ipv6_endpoints() -> Endpoints {
+        Endpoints {
+            source: "2001:db8::1".parse().unwrap(),
+            target: "2001:db8::2".parse().unwrap(),
+            ..endpoints()
+        }
+    }
+
+    /// A reply from 2001:db8::2, as the XDP program records IPv6 ones.
+    fn from_ipv6(reply: ReplyRecord) -> ReplyRecord {
+        ReplyRecord {
+            src_addr: IpAddress(
+                "2001:db8::2"
+                    .parse::<std::net::Ipv6Addr>()
+                    .unwrap()
+                    .octets(),
+            ),
+            ip_id: 0,
+            ip_frag: 0,
+            tos: 0x20,
+            ..reply
+        }
+    }
+
+    #[test]
+    fn ipv6_tcp_lines_have_neither_df_nor_id() {
+        let probe = TcpProbe {
+            endpoints: ipv6_endpoints(),
+            ..syn_probe(2000)
+        };
+        let open = from_ipv6(ReplyRecord {
+            ip_len: 64,
+            flow_label: 0x2d4f1,
+            ..syn_ack(2000, 1)
+        });
+        assert_eq!(
+            reply_line(&probe, &open, 1, 0.44, RttPrecision::Hping3, false, false),
+            "len=64 ip=2001:db8::2 ttl=64 sport=80 flags=SA seq=1 win=64240 rtt=0.4 ms"
+        );
+        let closed = ReplyRecord {
+            ip_len: 60,
+            tcp_flags: TcpFlags::RST | TcpFlags::ACK,
+            tcp_window: 0,
+            ..open
+        };
+        assert_eq!(
+            reply_line(&probe, &closed, 1, 0.5, RttPrecision::Us, true, false),
+            "DUP! len=60 ip=2001:db8::2 ttl=64 sport=80 flags=RA seq=1 win=0 rtt=0.500 ms"
+        );
+        assert_eq!(
+            reply_line(&probe, &open, 1, 0.8, RttPrecision::Hping3, false, true),
+            "len=64 ip=2001:db8::2 ttl=64 tos=20 flow=0x2d4f1 iplen=64\n\
+             sport=80 flags=SA seq=1 win=64240 rtt=0.8 ms\n\
+             seq=3218665143 ack=1001 sum=468c urp=0\n"
+        );
+    }
+
+    #[test]
+    fn ipv6_headers_count_the_ipv6_header() {
+        let target = "2001:db8::2".parse().unwrap();
+        let syn = TcpProbe {
+            endpoints: ipv6_endpoints(),
+            ..syn_probe(1)
+        };
+        assert_eq!(
+            header("2001:db8::2", "veth0", target, &syn),
+            "HPING 2001:db8::2 (veth0 2001:db8::2): S set, 60 headers + 0 data bytes"
+        );
+        let echo = IcmpEcho {
+            endpoints: ipv6_endpoints(),
+            id: 1,
+        };
+        assert_eq!(
+            header("v6.example", "veth0", target, &echo),
+            "HPING v6.example (veth0 2001:db8::2): icmp mode set, 48 headers + 0 data bytes"
         );
     }
 

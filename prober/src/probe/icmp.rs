@@ -1,11 +1,12 @@
-//! The ICMP echo kind (hping3 -1): the target's kernel answers with an echo reply.
+//! The ICMP echo kind (hping3 -1): the target's kernel answers with an echo reply. An IPv6
+//! target gets ICMPv6's echo request (type 128) and answers with its echo reply (129).
 use std::fmt::Write as _;
 
-use anyhow::{bail, Result};
-use etherparse::{IcmpEchoHeader, Icmpv4Header, Icmpv4Type, IpNumber};
+use anyhow::Result;
+use etherparse::IcmpEchoHeader;
 use prober_common::{ProbeFilter, ReplyRecord, KIND_ICMP_ECHO};
 
-use super::{Endpoints, PingProbe, ProbeBuffer};
+use super::{ip::Transport, Endpoints, PingProbe, ProbeBuffer};
 use crate::random;
 
 #[derive(Clone, Debug)]
@@ -19,9 +20,6 @@ const ICMP_HEADER_LEN: u16 = 8;
 
 impl IcmpEcho {
     pub fn new(endpoints: Endpoints) -> Result<IcmpEcho> {
-        if endpoints.target.is_ipv6() {
-            bail!("ICMP echo to an IPv6 target needs ICMPv6, which prober does not send yet");
-        }
         Ok(IcmpEcho {
             endpoints,
             id: random()? as u16,
@@ -31,17 +29,18 @@ impl IcmpEcho {
 
 impl PingProbe for IcmpEcho {
     fn mode(&self) -> String {
-        "icmp mode set, 28 headers + 0 data bytes".to_string()
+        "icmp mode set".to_string()
     }
 
     fn build(&self, n: u64, buf: &mut ProbeBuffer) -> usize {
-        let ip = self.endpoints.ip_header(n, IpNumber::ICMP, ICMP_HEADER_LEN);
-        let echo = IcmpEchoHeader {
+        let ip = self
+            .endpoints
+            .ip_header(n, Transport::Icmp, ICMP_HEADER_LEN);
+        let echo = ip.echo_request(IcmpEchoHeader {
             id: self.id,
             seq: n as u16,
-        };
-        let icmp = Icmpv4Header::with_checksum(Icmpv4Type::EchoRequest(echo), &[]);
-        ip.write_with(&icmp, buf)
+        });
+        ip.write_with(&echo, buf)
     }
 
     fn filter(&self) -> ProbeFilter {

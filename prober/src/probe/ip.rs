@@ -1,7 +1,11 @@
-//! The IP header in front of every probe, for either family (etherparse builds it).
+//! The IP header in front of every probe, for either family, and the transport headers whose
+//! checksums cover it (etherparse builds them).
 use std::net::IpAddr;
 
-use etherparse::{IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header};
+use etherparse::{
+    IcmpEchoHeader, Icmpv4Header, Icmpv4Type, Icmpv6Header, Icmpv6Type, IpNumber, Ipv4Header,
+    Ipv6FlowLabel, Ipv6Header,
+};
 use prober_common::IpAddress;
 
 use super::{ProbeBuffer, MAX_PROBE_LEN};
@@ -12,23 +16,40 @@ pub enum IpHeader {
     V6(Ipv6Header),
 }
 
+/// What a probe carries after its IP header, whatever the family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    /// ICMP behind IPv4, ICMPv6 behind IPv6.
+    Icmp,
+}
+
 impl IpHeader {
-    /// The header of a probe from `source` to `target` with `payload_len` bytes after it,
-    /// checksum filled in. IPv6 when either address is (a route's source address always has
-    /// its target's family); `ip_id` is IPv4's alone.
+    /// The header of a probe from `source` to `target` with `payload_len` bytes of `transport`
+    /// after it, checksum filled in. IPv6 when either address is (a route's source address
+    /// always has its target's family); `ip_id` is IPv4's alone.
     pub fn new(
         source: IpAddr,
         target: IpAddr,
         ttl: u8,
         ip_id: u16,
-        protocol: IpNumber,
+        transport: Transport,
         payload_len: u16,
     ) -> IpHeader {
+        let protocol = |icmp| match transport {
+            Transport::Tcp => IpNumber::TCP,
+            Transport::Icmp => icmp,
+        };
         match (source, target) {
             (IpAddr::V4(source), IpAddr::V4(target)) => {
-                let mut header =
-                    Ipv4Header::new(payload_len, ttl, protocol, source.octets(), target.octets())
-                        .expect("probe payloads are far below the IPv4 size limit");
+                let mut header = Ipv4Header::new(
+                    payload_len,
+                    ttl,
+                    protocol(IpNumber::ICMP),
+                    source.octets(),
+                    target.octets(),
+                )
+                .expect("probe payloads are far below the IPv4 size limit");
                 header.identification = ip_id;
                 header.dont_fragment = false;
                 header.header_checksum = header.calc_header_checksum();
@@ -38,7 +59,7 @@ impl IpHeader {
                 traffic_class: 0,
                 flow_label: Ipv6FlowLabel::ZERO,
                 payload_length: payload_len,
-                next_header: protocol,
+                next_header: protocol(IpNumber::IPV6_ICMP),
                 hop_limit: ttl,
                 source: IpAddress::from(source).0,
                 destination: IpAddress::from(target).0,
@@ -53,6 +74,26 @@ impl IpHeader {
             IpHeader::V6(ip) => tcp.calc_checksum_ipv6(ip, &[]),
         }
         .expect("an empty payload fits")
+    }
+
+    /// An echo request with `echo`'s identifier and sequence number behind this header: ICMP's,
+    /// or ICMPv6's, whose checksum covers the IPv6 pseudo-header.
+    pub fn echo_request(&self, echo: IcmpEchoHeader) -> EchoRequest {
+        match self {
+            IpHeader::V4(_) => EchoRequest::V4(Icmpv4Header::with_checksum(
+                Icmpv4Type::EchoRequest(echo),
+                &[],
+            )),
+            IpHeader::V6(ip) => EchoRequest::V6(
+                Icmpv6Header::with_checksum(
+                    Icmpv6Type::EchoRequest(echo),
+                    ip.source,
+                    ip.destination,
+                    &[],
+                )
+                .expect("an empty payload fits"),
+            ),
+        }
     }
 
     /// Writes this header and then `transport` at the start of `buf`; returns the bytes
@@ -80,8 +121,17 @@ impl Serialise for etherparse::TcpHeader {
     }
 }
 
-impl Serialise for etherparse::Icmpv4Header {
+/// An echo request of the family of the IP header in front of it.
+pub enum EchoRequest {
+    V4(Icmpv4Header),
+    V6(Icmpv6Header),
+}
+
+impl Serialise for EchoRequest {
     fn serialise(&self, out: &mut &mut [u8]) -> std::io::Result<()> {
-        self.write(out)
+        match self {
+            EchoRequest::V4(icmp) => icmp.write(out),
+            EchoRequest::V6(icmp) => icmp.write(out),
+        }
     }
 }

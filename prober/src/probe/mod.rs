@@ -39,13 +39,13 @@ impl Endpoints {
     }
 
     /// The IP header of probe `n`, with `payload_len` bytes of `protocol` after it.
-    fn ip_header(&self, n: u64, protocol: etherparse::IpNumber, payload_len: u16) -> ip::IpHeader {
+    fn ip_header(&self, n: u64, transport: ip::Transport, payload_len: u16) -> ip::IpHeader {
         ip::IpHeader::new(
             self.source,
             self.target,
             self.ttl,
             self.ip_id(n),
-            protocol,
+            transport,
             payload_len,
         )
     }
@@ -62,7 +62,7 @@ impl Endpoints {
 
 /// A one-target run's probes (hping3's ping).
 pub trait PingProbe: Send + Sync {
-    /// hping3's header text after the address, e.g. `S set, 40 headers + 0 data bytes`.
+    /// hping3's word for the mode in its header, e.g. `S set` or `icmp mode set`.
     fn mode(&self) -> String;
 
     /// Writes the IP packet of probe number `n` into `buf` and returns its length.
@@ -210,7 +210,8 @@ impl Status {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReplyFields {
     pub ttl: u8,
-    pub ip_id: u16,
+    /// IPv4's identification; IPv6 has none.
+    pub ip_id: Option<u16>,
     pub window: u16,
     pub ip_len: u16,
     pub tcp_flags: u8,
@@ -333,26 +334,29 @@ mod tests {
         assert_eq!(build(&probe, 0)[33], 0xff);
     }
 
-    #[test]
-    fn icmp_echo_probe_is_well_formed() {
+    /// Probe `n` of an echo probe to `endpoints` with identifier 0xbeef, its echo request
+    /// checked (type, code 0, identifier, sequence number `n` mod 2^16); and its filter.
+    fn echo_request(endpoints: Endpoints, n: u64, icmp_type: u8) -> (Vec<u8>, ProbeFilter) {
         let probe = IcmpEcho {
-            endpoints: endpoints(),
+            endpoints,
             id: 0xbeef,
         };
-        let packet = build(&probe, 65537);
-        assert_eq!(packet.len(), 28);
-        assert_ipv4_header(&packet, 1, 1);
-        let icmp = &packet[20..];
-        assert_eq!((icmp[0], icmp[1]), (8, 0), "echo request");
+        let packet = build(&probe, n);
+        let icmp = &packet[packet.len() - 8..];
+        assert_eq!((icmp[0], icmp[1]), (icmp_type, 0), "echo request");
         assert_eq!(u16::from_be_bytes([icmp[4], icmp[5]]), 0xbeef);
-        assert_eq!(
-            u16::from_be_bytes([icmp[6], icmp[7]]),
-            1,
-            "sequence wraps at 2^16"
-        );
-        assert_eq!(internet_checksum(icmp), 0, "ICMP checksum");
+        assert_eq!(u16::from_be_bytes([icmp[6], icmp[7]]), n as u16, "sequence");
         let filter = probe.filter();
         assert_eq!((filter.kind, filter.icmp_id), (KIND_ICMP_ECHO, 0xbeef));
+        (packet, filter)
+    }
+
+    #[test]
+    fn icmp_echo_probe_is_well_formed() {
+        let (packet, _) = echo_request(endpoints(), 65537, 8);
+        assert_eq!(packet.len(), 28);
+        assert_ipv4_header(&packet, 1, 1);
+        assert_eq!(internet_checksum(&packet[20..]), 0, "ICMP checksum");
     }
 
     #[test]
@@ -378,55 +382,85 @@ mod tests {
         assert_eq!(icmp.sequence(&reply), 9);
     }
 
-    /// The pseudo-header sum of a TCP segment over IPv6 (RFC 8200 8.1).
-    fn ipv6_tcp_checksum(packet: &[u8]) -> u16 {
-        let tcp = &packet[40..];
-        let length = (tcp.len() as u32).to_be_bytes();
-        let pseudo_header = [&packet[8..40], &length[..], &[0, 0, 0, 6]].concat();
-        internet_checksum(&[&pseudo_header[..], tcp].concat())
+    /// The sum of an IPv6 packet's upper-layer message with its pseudo-header (RFC 8200 8.1):
+    /// addresses, upper-layer length, next header.
+    fn ipv6_upper_layer_checksum(packet: &[u8]) -> u16 {
+        let message = &packet[40..];
+        let length = (message.len() as u32).to_be_bytes();
+        let pseudo_header = [&packet[8..40], &length[..], &[0, 0, 0, packet[6]]].concat();
+        internet_checksum(&[&pseudo_header[..], message].concat())
+    }
+
+    fn ipv6_endpoints() -> Endpoints {
+        Endpoints {
+            source: "2001:db8::1".parse::<Ipv6Addr>().unwrap().into(),
+            target: "2001:db8::2".parse::<Ipv6Addr>().unwrap().into(),
+            ..endpoints()
+        }
+    }
+
+    /// Checks the IPv6 header of a probe from 2001:db8::1 to 2001:db8::2 carrying
+    /// `next_header`, and the checksum of what follows it, over the pseudo-header.
+    fn assert_ipv6_header(packet: &[u8], next_header: u8) {
+        assert_eq!(packet[0], 0x60, "version 6, traffic class 0");
+        assert_eq!(&packet[1..4], &[0, 0, 0], "flow label 0");
+        assert_eq!(
+            usize::from(u16::from_be_bytes([packet[4], packet[5]])),
+            packet.len() - 40,
+            "payload length"
+        );
+        assert_eq!((packet[6], packet[7]), (next_header, 63), "hop limit");
+        let address = |text: &str| text.parse::<Ipv6Addr>().unwrap().octets();
+        assert_eq!(&packet[8..24], &address("2001:db8::1"));
+        assert_eq!(&packet[24..40], &address("2001:db8::2"));
+        assert_eq!(
+            ipv6_upper_layer_checksum(packet),
+            0,
+            "checksum over the pseudo-header"
+        );
+    }
+
+    #[test]
+    fn icmp_echo_to_ipv6_is_an_icmpv6_echo_request() {
+        let (packet, filter) = echo_request(ipv6_endpoints(), 65538, 128);
+        assert_eq!(packet.len(), 48);
+        assert_ipv6_header(&packet, 58);
+        assert_ne!(
+            internet_checksum(&packet[40..]),
+            0,
+            "not ICMP's checksum of the message alone"
+        );
+        assert_eq!(
+            filter.target_addr,
+            IpAddress("2001:db8::2".parse::<Ipv6Addr>().unwrap().octets())
+        );
     }
 
     #[test]
     fn tcp_probes_to_ipv6_get_an_ipv6_header() {
         let probe = TcpProbe {
-            endpoints: Endpoints {
-                source: "2001:db8::1".parse::<Ipv6Addr>().unwrap().into(),
-                target: "2001:db8::2".parse::<Ipv6Addr>().unwrap().into(),
-                ..endpoints()
-            },
+            endpoints: ipv6_endpoints(),
             ..syn(false)
         };
         let packet = build(&probe, 0);
         assert_eq!(packet.len(), 60);
-        assert_eq!(packet[0] >> 4, 6, "version");
-        assert_eq!(
-            u16::from_be_bytes([packet[4], packet[5]]),
-            20,
-            "payload length"
-        );
-        assert_eq!(
-            (packet[6], packet[7]),
-            (6, 63),
-            "next header TCP, hop limit"
-        );
-        assert_eq!(
-            &packet[24..40],
-            &"2001:db8::2".parse::<Ipv6Addr>().unwrap().octets()
-        );
+        assert_ipv6_header(&packet, 6);
         assert_eq!(u16::from_be_bytes([packet[42], packet[43]]), 443);
-        assert_eq!(ipv6_tcp_checksum(&packet), 0, "TCP checksum");
         assert_eq!(probe.filter().target_addr.ipv4(), None, "an IPv6 filter");
     }
 
-    fn sweep_syn() -> TcpSyn {
-        let endpoints = SweepEndpoints {
+    fn sweep_endpoints() -> SweepEndpoints {
+        SweepEndpoints {
             source: Ipv4Addr::new(198, 18, 0, 1).into(),
             ttl: 64,
             cookie_key: [5, 6],
             first_source_port: 61440,
             source_ports: 4096,
-        };
-        TcpSyn::new(endpoints, 1024)
+        }
+    }
+
+    fn sweep_syn() -> TcpSyn {
+        TcpSyn::new(sweep_endpoints(), 1024)
     }
 
     #[test]
@@ -461,6 +495,44 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_sweep_syns_carry_the_cookie_of_the_sixteen_byte_addresses() {
+        let source: IpAddr = "2001:db8::1".parse().unwrap();
+        let probe = TcpSyn::new(
+            SweepEndpoints {
+                source,
+                ..sweep_endpoints()
+            },
+            1024,
+        );
+        let target: IpAddr = "2001:db8:0:7::9".parse().unwrap();
+        let mut buf = [0u8; MAX_PROBE_LEN];
+        let length = probe.build(target, 443, 61442, 77, &mut buf);
+        let packet = &buf[..length];
+        assert_eq!(length, 60);
+        assert_eq!((packet[0] >> 4, packet[6], packet[7]), (6, 6, 64));
+        assert_eq!(ipv6_upper_layer_checksum(packet), 0, "TCP checksum");
+        let tcp = &packet[40..];
+        assert_eq!(u16::from_be_bytes([tcp[0], tcp[1]]), 61442);
+        assert_eq!(u16::from_be_bytes([tcp[2], tcp[3]]), 443);
+        assert_eq!(
+            u32::from_be_bytes(tcp[4..8].try_into().unwrap()),
+            syn_cookie([5, 6], &target.into(), 443, &source.into(), 61442)
+        );
+        assert_eq!(probe.filter().local_addr, IpAddress::from(source));
+        let reply = ReplyRecord {
+            src_addr: target.into(),
+            src_port: 443,
+            dst_port: 61442,
+            tcp_flags: TcpFlags::SYN | TcpFlags::ACK,
+            ip_len: 64,
+            ..ReplyRecord::default()
+        };
+        let open = probe.classify(&reply);
+        assert_eq!((open.host, open.fields.ip_len), (target, 64));
+        assert_eq!(open.fields.ip_id, None, "IPv6 has no identification");
+    }
+
+    #[test]
     fn sweep_replies_are_classified_by_the_kind() {
         let probe = sweep_syn();
         let reply = |flags| ReplyRecord {
@@ -469,6 +541,7 @@ mod tests {
             dst_port: 61441,
             tcp_flags: flags,
             ttl: 63,
+            ip_id: 321,
             kernel_ns: 5,
             ..ReplyRecord::default()
         };
@@ -480,6 +553,7 @@ mod tests {
             (Status::Open, "syn-ack")
         );
         assert_eq!((open.fields.ttl, open.fields.kernel_ns), (63, 5));
+        assert_eq!(open.fields.ip_id, Some(321));
         let closed = probe.classify(&reply(TcpFlags::RST | TcpFlags::ACK));
         assert_eq!(
             (closed.verdict.status, closed.verdict.reason),

@@ -3,12 +3,13 @@
 use std::{fmt::Write as _, net::IpAddr};
 
 use anyhow::Result;
-use etherparse::{IpNumber, TcpHeader};
+use etherparse::TcpHeader;
 use prober_common::{syn_cookie, IpAddress, ProbeFilter, ReplyRecord, KIND_TCP, MODE_SWEEP};
 
 use super::{
-    ip::IpHeader, Answer, Endpoints, PingProbe, ProbeBuffer, ReplyFields, Status, SweepEndpoints,
-    SweepProbe, Verdict,
+    ip::{IpHeader, Transport},
+    Answer, Endpoints, PingProbe, ProbeBuffer, ReplyFields, Status, SweepEndpoints, SweepProbe,
+    Verdict,
 };
 use crate::random;
 
@@ -85,7 +86,7 @@ impl TcpSegment {
             self.target,
             self.ttl,
             self.ip_id,
-            IpNumber::TCP,
+            Transport::Tcp,
             TCP_HEADER_LEN,
         );
         let mut tcp = TcpHeader::new(self.source_port, self.target_port, self.seq, self.window);
@@ -162,7 +163,7 @@ impl PingProbe for TcpProbe {
         } else {
             letters
         };
-        format!("{flags} set, 40 headers + 0 data bytes")
+        format!("{flags} set")
     }
 
     fn build(&self, n: u64, buf: &mut ProbeBuffer) -> usize {
@@ -323,7 +324,7 @@ impl SweepProbe for TcpSyn {
             verdict,
             fields: ReplyFields {
                 ttl: reply.ttl,
-                ip_id: reply.ip_id,
+                ip_id: reply.src_addr.ipv4().map(|_| reply.ip_id),
                 window: reply.tcp_window,
                 ip_len: reply.ip_len,
                 tcp_flags: reply.tcp_flags,

@@ -120,7 +120,7 @@ mod tests {
 
     fn plan(hosts: &str, ports: &str, shard: Shard, senders: u64) -> Plan {
         Plan::new(
-            TargetSet::new(&[hosts.to_string()], &[]).unwrap(),
+            TargetSet::new(&[hosts.to_string()], &[], None).unwrap(),
             PortList::parse(ports).unwrap(),
             shard,
             senders,

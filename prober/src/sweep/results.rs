@@ -127,7 +127,7 @@ impl ResultWriter {
                     status,
                     reason,
                     ttl: reply.map(|r| r.ttl),
-                    ipid: reply.map(|r| r.ip_id),
+                    ipid: reply.and_then(|r| r.ip_id),
                     win: reply.map(|r| r.window),
                     rtt_us: reply.and_then(|r| r.rtt_ns).map(|ns| ns / 1000),
                     rtt_ns: reply.and_then(|r| r.rtt_ns),
@@ -148,7 +148,7 @@ impl ResultWriter {
                     status,
                     reason,
                     field(reply.map(|r| u64::from(r.ttl))),
-                    field(reply.map(|r| u64::from(r.ip_id))),
+                    field(reply.and_then(|r| r.ip_id).map(u64::from)),
                     field(reply.map(|r| u64::from(r.window))),
                     field(reply.and_then(|r| r.rtt_ns).map(|ns| ns / 1000)),
                     field(reply.and_then(|r| r.rtt_ns)),
@@ -187,7 +187,8 @@ impl ResultWriter {
                 service_name(result.port),
                 TcpFlags(reply.tcp_flags).dotted(),
                 reply.ttl,
-                reply.ip_id,
+                // A numeric column, as hping3's: 0 for IPv6, which has no identification.
+                reply.ip_id.unwrap_or(0),
                 reply.window,
                 reply.ip_len,
             )
@@ -292,7 +293,7 @@ mod tests {
     fn results() -> [PortResult; 4] {
         let reply = |flags, window, ip_len| ReplyFields {
             ttl: 64,
-            ip_id: 0,
+            ip_id: Some(0),
             window,
             ip_len,
             tcp_flags: flags,
@@ -334,10 +335,14 @@ mod tests {
     }
 
     fn render(format: Format, verbose: bool) -> String {
+        render_results(format, verbose, &results())
+    }
+
+    fn render_results(format: Format, verbose: bool, results: &[PortResult]) -> String {
         let out = Shared::default();
         let mut writer = ResultWriter::new(format, verbose, Box::new(out.clone())).unwrap();
-        for result in results() {
-            writer.write(&result).unwrap();
+        for result in results {
+            writer.write(result).unwrap();
         }
         writer.finish().unwrap();
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
@@ -423,5 +428,51 @@ mod tests {
         assert_eq!(lines.len(), 2, "{list}");
         assert!(lines[0].starts_with("open tcp 22 198.18.4.2 "));
         assert!(lines[1].starts_with("unknown tcp 25 198.18.4.2 "));
+    }
+
+    #[test]
+    fn ipv6_results_show_the_address_in_rfc_5952_form_and_no_ip_id() {
+        let [open, closed, ..] = results();
+        let ip: IpAddr = "2001:0DB8:0:0:0:0:0:0002".parse().unwrap();
+        let without_id = |result: PortResult| PortResult {
+            ip,
+            reply: result.reply.map(|reply| ReplyFields {
+                ip_id: None,
+                ip_len: reply.ip_len + 20,
+                ..reply
+            }),
+            ..result
+        };
+        let results = [without_id(open), without_id(closed)];
+        let json = render_results(Format::Json, false, &results);
+        assert!(
+            json.starts_with(
+                r#"{"ip":"2001:db8::2","port":22,"proto":"tcp","status":"open","reason":"syn-ack","ttl":64,"ipid":null,"win":64240,"#
+            ),
+            "{json}"
+        );
+        let csv = render_results(Format::Csv, false, &results);
+        assert!(
+            csv.lines()
+                .nth(1)
+                .unwrap()
+                .starts_with("2001:db8::2,22,tcp,open,syn-ack,64,,64240,87,87654,"),
+            "{csv}"
+        );
+        let list = render_results(Format::List, false, &results);
+        let words: Vec<&str> = list.split_whitespace().collect();
+        assert_eq!(words[..4], ["open", "tcp", "22", "2001:db8::2"], "{list}");
+        assert_eq!(words.len(), 5, "masscan's line: {list}");
+        let table = render_results(Format::Table, true, &results);
+        assert!(table
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with(": .S..A...  64     0 64240    64"));
+        assert!(table
+            .lines()
+            .nth(1)
+            .unwrap()
+            .ends_with(": ..R.A...  64     0     0    60"));
     }
 }

@@ -1,16 +1,18 @@
 //! The hosts of a sweep: addresses, CIDR blocks and host names, minus exclusions, kept as
 //! sorted, disjoint address ranges so that ten million hosts cost a few ranges, not a list.
 //! Either family fits: addresses are kept as 128-bit numbers, IPv4 in its IPv4-mapped form.
-use std::{
-    net::{IpAddr, Ipv4Addr},
-    path::Path,
-};
+//! One sweep probes one family: its targets are all IPv4 or all IPv6 (exclusions may be of
+//! either, as a shared exclude file holds both).
+use std::{net::IpAddr, path::Path};
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use prober_common::IpAddress;
 
-use super::files;
-use crate::{echo, net, net::Host};
+use super::{files, MAX_PROBES};
+use crate::{
+    echo,
+    net::{self, Family, Host, Interface},
+};
 
 /// Disjoint, ascending, inclusive ranges of addresses, with the count of hosts before each.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -18,52 +20,78 @@ pub struct TargetSet {
     ranges: Vec<(u128, u128)>,
     /// `hosts_before[i]`: how many addresses the ranges before `ranges[i]` hold.
     hosts_before: Vec<u64>,
+    /// The interface link-local targets' zone names (`fe80::1%eth0`).
+    zone: Option<Interface>,
 }
 
 impl TargetSet {
-    /// `targets` as typed (addresses, CIDR blocks, names); `excluded` as CIDR blocks or
-    /// addresses. Names resolve to one address each, as for a single probe.
-    pub fn new(targets: &[String], excluded: &[String]) -> Result<TargetSet> {
+    /// `targets` as typed (addresses, CIDR blocks, names), all of one family, `family` if `-4`
+    /// or `-6` asked for one; `excluded` as CIDR blocks or addresses. Names resolve to one
+    /// address each, as for a single probe.
+    pub fn new(
+        targets: &[String],
+        excluded: &[String],
+        family: Option<Family>,
+    ) -> Result<TargetSet> {
         let mut included = Vec::new();
+        let mut first: Option<(&str, IpAddr)> = None;
+        let mut zone: Option<Interface> = None;
         for target in targets {
-            let (typed, block) = match parse_block(target)? {
-                Some(block) => block,
-                None => {
-                    let address = net::resolve(target)?;
-                    (address, (key(address), key(address)))
+            let (ip, range, target_zone) = target_block(target, family)?;
+            match first {
+                Some((first_typed, first_ip)) if Family::of(first_ip) != Family::of(ip) => bail!(
+                    "'{}' is {} and '{}' {}: a sweep probes one address family; run a prober \
+                     for each",
+                    echo::value(first_typed),
+                    Family::of(first_ip).name(),
+                    echo::value(target),
+                    Family::of(ip).name()
+                ),
+                Some(_) => {}
+                None => first = Some((target, ip)),
+            }
+            if let Some(target_zone) = target_zone {
+                match &zone {
+                    Some(zone) if *zone != target_zone => bail!(
+                        "the zones of the targets name {} and {}: a sweep sends through one \
+                         interface",
+                        zone.name,
+                        target_zone.name
+                    ),
+                    _ => zone = Some(target_zone),
                 }
-            };
-            net::supported_family(typed, target)?;
-            included.push(block);
+            }
+            included.extend(subtract(addresses_of(ip, range), &reserved_outside(range)));
         }
         let mut removed = Vec::new();
         for block in excluded {
-            let Some((typed, range)) = parse_block(block)? else {
+            // A zone says nothing about which addresses are excluded.
+            let Some(Block { ip, range, .. }) = parse_block(block)? else {
                 bail!(
-                    "invalid exclusion '{}': expected an IPv4 address or CIDR block",
+                    "invalid exclusion '{}': expected an address or CIDR block",
                     echo::value(block)
                 );
             };
-            net::supported_family(typed, block)?;
-            removed.push(range);
+            removed.extend(addresses_of(ip, range));
         }
-        let included = included
-            .into_iter()
-            .flat_map(|block| subtract(vec![block], &reserved_outside(block)))
-            .collect();
         let ranges = subtract(merge(included), &merge(removed));
         let mut hosts_before = Vec::with_capacity(ranges.len());
-        let mut hosts: u64 = 0;
+        let mut hosts: u128 = 0;
         for &(first, last) in &ranges {
-            hosts_before.push(hosts);
-            hosts = u64::try_from(last - first)
-                .ok()
-                .and_then(|span| hosts.checked_add(span)?.checked_add(1))
-                .ok_or_else(|| anyhow!("more than 2^64 target addresses: split the targets"))?;
+            // Cut short only past the limit, which is refused below.
+            hosts_before.push(hosts as u64);
+            hosts = hosts.saturating_add(last - first).saturating_add(1);
+        }
+        if hosts > u128::from(MAX_PROBES) {
+            bail!(
+                "the targets hold {hosts} addresses: a sweep probes at most {MAX_PROBES} (host, \
+                 port) pairs; exclude parts of them (--exclude) or split them"
+            );
         }
         Ok(TargetSet {
             ranges,
             hosts_before,
+            zone,
         })
     }
 
@@ -104,6 +132,32 @@ impl TargetSet {
     pub fn range_starts(&self) -> impl Iterator<Item = IpAddr> + '_ {
         self.ranges.iter().map(|&(first, _)| address(first))
     }
+
+    /// The interface the targets' zone names, if they are link-local.
+    pub fn zone(&self) -> Option<&Interface> {
+        self.zone.as_ref()
+    }
+}
+
+/// A target as typed: the address (a block's, or a name's), its range of keys, and the interface
+/// its zone names.
+fn target_block(
+    target: &str,
+    family: Option<Family>,
+) -> Result<(IpAddr, (u128, u128), Option<Interface>)> {
+    match parse_block(target)? {
+        Some(block) => {
+            net::resolve::require_family(block.ip, target, family)?;
+            let link_local = within(block.range, LINK_LOCAL);
+            let zone = net::resolve::zone_interface(block.zone, link_local, target)?;
+            Ok((block.ip, block.range, zone))
+        }
+        None => {
+            let destination = net::resolve(target, family)?;
+            let ip = destination.ip;
+            Ok((ip, (key(ip), key(ip)), destination.zone))
+        }
+    }
 }
 
 /// An address as the number ranges are kept in: its 16 bytes as the eBPF programs see them.
@@ -115,31 +169,51 @@ fn address(key: u128) -> IpAddr {
     IpAddress(key.to_be_bytes()).into()
 }
 
-/// An IPv4 block as a range of keys.
-fn ipv4_range(first: u32, last: u32) -> (u128, u128) {
-    (
-        key(IpAddr::V4(Ipv4Addr::from(first))),
-        key(IpAddr::V4(Ipv4Addr::from(last))),
-    )
+/// The keys of IPv4's addresses, `::ffff:0:0/96`.
+const IPV4_KEYS: (u128, u128) = (0xffff << 32, 0xffff_ffff_ffff);
+
+/// fe80::/10, whose addresses need a zone.
+const LINK_LOCAL: (u128, u128) = (0xfe80 << 112, (0xfe80 << 112) | ((1 << 118) - 1));
+
+/// The keys an address or block typed as `ip` stands for: an IPv6 block never holds the
+/// IPv4-mapped addresses, whose keys are IPv4's (so `--exclude ::/0` excludes no IPv4 host).
+fn addresses_of(ip: IpAddr, range: (u128, u128)) -> Vec<(u128, u128)> {
+    match ip {
+        IpAddr::V4(_) => vec![range],
+        IpAddr::V6(_) => subtract(vec![range], &[IPV4_KEYS]),
+    }
 }
 
-/// IPv4 blocks no sweep should reach unless it targets them alone: "this network" 0/8,
-/// loopback 127/8, multicast and the reserved rest from 224/3 up to the limited broadcast
-/// address.
-const RESERVED_IPV4: [(u32, u32); 3] = [
-    (0x0000_0000, 0x00ff_ffff),
-    (0x7f00_0000, 0x7fff_ffff),
-    (0xe000_0000, 0xffff_ffff),
+fn within((first, last): (u128, u128), (outer_first, outer_last): (u128, u128)) -> bool {
+    outer_first <= first && last <= outer_last
+}
+
+/// Blocks no sweep should reach unless it targets them alone, in ascending order: IPv6's
+/// unspecified and loopback addresses (`::/127`); IPv4's "this network" 0/8, loopback 127/8,
+/// and multicast and the reserved rest from 224/3 up to the limited broadcast address; IPv6's
+/// link-local fe80::/10 (targeted, it needs a zone) and multicast ff00::/8. Each family's lie
+/// outside the other's addresses, so one list serves both.
+const RESERVED: [(u128, u128); 6] = [
+    (0, 1),
+    ipv4_keys(0x0000_0000, 0x00ff_ffff),
+    ipv4_keys(0x7f00_0000, 0x7fff_ffff),
+    ipv4_keys(0xe000_0000, 0xffff_ffff),
+    LINK_LOCAL,
+    (0xff << 120, u128::MAX),
 ];
+
+/// An IPv4 block as a range of keys.
+const fn ipv4_keys(first: u32, last: u32) -> (u128, u128) {
+    (IPV4_KEYS.0 | first as u128, IPV4_KEYS.0 | last as u128)
+}
 
 /// The reserved blocks to cut out of `block`: all but one that holds the whole block (so
 /// `127.0.0.1` or `224.0.0.0/24` can still be swept on purpose, but `0.0.0.0/0` means the
 /// unicast Internet).
-fn reserved_outside((first, last): (u128, u128)) -> Vec<(u128, u128)> {
-    RESERVED_IPV4
+fn reserved_outside(block: (u128, u128)) -> Vec<(u128, u128)> {
+    RESERVED
         .into_iter()
-        .map(|(reserved_first, reserved_last)| ipv4_range(reserved_first, reserved_last))
-        .filter(|&(reserved_first, reserved_last)| first < reserved_first || last > reserved_last)
+        .filter(|&reserved| !within(block, reserved))
         .collect()
 }
 
@@ -155,22 +229,31 @@ pub fn read_exclude_file(path: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
-/// An address or CIDR block (`Some`: the address as typed, and the block's range), or a host
-/// name (`None`); addresses read as [`Host::parse`] reads them.
-fn parse_block(text: &str) -> Result<Option<(IpAddr, (u128, u128))>> {
+/// An address or CIDR block as typed.
+struct Block<'a> {
+    /// The address before the `/`.
+    ip: IpAddr,
+    /// Its zone (`fe80::%eth0/120`).
+    zone: Option<&'a str>,
+    range: (u128, u128),
+}
+
+/// An address or CIDR block (`Some`), or a host name (`None`); addresses read as
+/// [`Host::parse`] reads them.
+fn parse_block(text: &str) -> Result<Option<Block<'_>>> {
     let (address, prefix) = match text.split_once('/') {
         Some((address, prefix)) => (address, Some(prefix)),
         None => (text, None),
     };
-    let address = match (Host::parse(address)?, prefix) {
-        (Host::Address(address), _) => address,
+    let (ip, zone) = match (Host::parse(address)?, prefix) {
+        (Host::Address { ip, zone }, _) => (ip, zone),
         (Host::Name(_), None) => return Ok(None),
         (Host::Name(_), Some(_)) => bail!(
             "invalid CIDR block '{}': expected an address before the /",
             echo::value(text)
         ),
     };
-    let bits = match address {
+    let bits = match ip {
         IpAddr::V4(_) => 32,
         IpAddr::V6(_) => 128,
     };
@@ -192,8 +275,12 @@ fn parse_block(text: &str) -> Result<Option<(IpAddr, (u128, u128))>> {
     } else {
         u128::MAX << host_bits
     };
-    let first = key(address) & mask;
-    Ok(Some((address, (first, first | !mask))))
+    let first = key(ip) & mask;
+    Ok(Some(Block {
+        ip,
+        zone,
+        range: (first, first | !mask),
+    }))
 }
 
 /// Sorts ranges and joins those that overlap or touch.
@@ -240,6 +327,8 @@ fn subtract(ranges: Vec<(u128, u128)>, removed: &[(u128, u128)]) -> Vec<(u128, u
 
 #[cfg(test)]
 mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
     use super::*;
 
     fn strings(list: &[&str]) -> Vec<String> {
@@ -247,7 +336,7 @@ mod tests {
     }
 
     fn set(targets: &[&str], excluded: &[&str]) -> TargetSet {
-        TargetSet::new(&strings(targets), &strings(excluded)).unwrap()
+        TargetSet::new(&strings(targets), &strings(excluded), None).unwrap()
     }
 
     fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
@@ -263,8 +352,8 @@ mod tests {
         assert_eq!(
             targets.ranges,
             [
-                ipv4_range(0xc612_0400, 0xc612_0404),
-                ipv4_range(0xc612_0901, 0xc612_0901)
+                ipv4_keys(0xc612_0400, 0xc612_0404),
+                ipv4_keys(0xc612_0901, 0xc612_0901)
             ]
         );
         assert_eq!(targets.len(), 6);
@@ -316,7 +405,7 @@ mod tests {
             .map(|j| Ipv4Addr::from(base + 2 * j).to_string())
             .chain(["10.20.0.0/16".to_string(), "10.255.0.1".to_string()])
             .collect();
-        let set = TargetSet::new(&targets, &excluded).unwrap();
+        let set = TargetSet::new(&targets, &excluded, None).unwrap();
 
         let kept = |address: u32| {
             let offset = address - base;
@@ -357,7 +446,9 @@ mod tests {
             ("198.18.4.0/33", "198.18.9.9"),
             ("198.18.4/24", "198.18.9.9"),
             ("198.18.4.1", "nonsense"),
-            ("198.18.4.1", "2001:db8::/120"),
+            ("198.18.4.1", "2001:db8::/129"),
+            ("198.18.4.1", "::ffff:198.18.4.0/120"),
+            ("2001:db8::/120", "2001:db8::g"),
             ("198.18.4.0/+24", "198.18.9.9"),
             ("198.18.4.0/", "198.18.9.9"),
             ("example.com/24", "198.18.9.9"),
@@ -367,7 +458,7 @@ mod tests {
             ("198.18.4.1", "198.18.9.9/024x"),
         ] {
             assert!(
-                TargetSet::new(&strings(&[targets]), &strings(&[excluded])).is_err(),
+                TargetSet::new(&strings(&[targets]), &strings(&[excluded]), None).is_err(),
                 "{targets} minus {excluded}"
             );
         }
@@ -376,7 +467,7 @@ mod tests {
     #[test]
     fn refusals_show_an_excerpt_of_the_input_escaped() {
         let refusal = |excluded: &str| {
-            TargetSet::new(&strings(&["198.18.4.1"]), &strings(&[excluded]))
+            TargetSet::new(&strings(&["198.18.4.1"]), &strings(&[excluded]), None)
                 .unwrap_err()
                 .to_string()
         };
@@ -384,7 +475,7 @@ mod tests {
         assert_eq!(
             refusal(&long),
             format!(
-                "invalid exclusion '\\x1b[2J{}…': expected an IPv4 address or CIDR block",
+                "invalid exclusion '\\x1b[2J{}…': expected an address or CIDR block",
                 "9".repeat(60)
             )
         );
@@ -409,35 +500,179 @@ mod tests {
         );
     }
 
+    fn refusal(targets: &[&str], excluded: &[&str], family: Option<Family>) -> String {
+        TargetSet::new(&strings(targets), &strings(excluded), family)
+            .unwrap_err()
+            .to_string()
+    }
+
+    fn v6(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
     #[test]
-    fn either_family_parses_and_ipv6_is_refused_for_now() {
-        for (targets, excluded, typed) in [
-            ("2001:db8::/120", "198.18.9.9", "2001:db8::/120"),
-            ("::ffff:198.18.4.2", "198.18.9.9", "::ffff:198.18.4.2"),
-            ("198.18.4.0/30", "2001:db8::/32", "2001:db8::/32"),
-        ] {
-            let error = TargetSet::new(&strings(&[targets]), &strings(&[excluded])).unwrap_err();
-            assert_eq!(
-                error.to_string(),
-                format!("IPv6 targets are not supported yet: '{typed}'")
-            );
-        }
-        let block = |text| parse_block(text).unwrap().unwrap().1;
-        let v6 = |text: &str| key(text.parse().unwrap());
+    fn ipv6_blocks_are_targets_like_ipv4_ones() {
+        let targets = set(
+            &["2001:db8::/120", "2001:db8::1:5"],
+            &["2001:db8::80/121", "2001:db8::7"],
+        );
+        assert_eq!(targets.len(), 128 - 1 + 1);
+        assert_eq!(targets.first(), Some(v6("2001:db8::")));
+        assert_eq!(targets.get(7), v6("2001:db8::8"), "::7 excluded");
+        assert_eq!(targets.get(126), v6("2001:db8::7f"));
+        assert_eq!(targets.get(127), v6("2001:db8::1:5"));
+        assert_eq!(targets.index(v6("2001:db8::1:5")), Some(127));
+        assert_eq!(targets.index(v6("2001:db8::80")), None);
+        assert_eq!(
+            targets.range_starts().collect::<Vec<_>>(),
+            [v6("2001:db8::"), v6("2001:db8::8"), v6("2001:db8::1:5")]
+        );
+        let block = |text| parse_block(text).unwrap().unwrap().range;
+        let key6 = |text: &str| key(v6(text));
         assert_eq!(
             block("2001:db8::17/124"),
-            (v6("2001:db8::10"), v6("2001:db8::1f"))
+            (key6("2001:db8::10"), key6("2001:db8::1f"))
         );
         assert_eq!(block("::/0"), (0, u128::MAX), "a whole family's block");
         assert_eq!(
             block("198.18.4.9/31"),
-            (v6("::ffff:198.18.4.8"), v6("::ffff:198.18.4.9")),
+            (key6("::ffff:198.18.4.8"), key6("::ffff:198.18.4.9")),
             "IPv4 in its mapped form"
         );
         assert_eq!(
             merge(vec![(5, u128::MAX), (0, 4)]),
             [(0, u128::MAX)],
             "the top of the space"
+        );
+        assert_eq!(
+            set(&["2001:db8::2"], &[]).get(0).to_string(),
+            "2001:db8::2",
+            "RFC 5952's form"
+        );
+    }
+
+    #[test]
+    fn ipv6_blocks_never_hold_ipv4_addresses() {
+        // ::fffe:0:0/95 holds the IPv4-mapped /96: those keys are IPv4's, not the block's.
+        let below = set(&["::fffe:0:0/95"], &[]);
+        assert_eq!(below.len(), 1 << 32);
+        assert_eq!(below.index(v4(198, 18, 4, 2)), None);
+        assert!(below.range_starts().all(|start| start.is_ipv6()));
+        // An IPv6 exclusion, however wide, excludes no IPv4 host (a shared exclude file holds
+        // both families), and an IPv4 one no IPv6 host.
+        assert_eq!(set(&["198.18.4.0/30"], &["::/0"]).len(), 4);
+        assert_eq!(set(&["2001:db8::/126"], &["0.0.0.0/0"]).len(), 4);
+        assert_eq!(
+            set(&["2001:db8::/126"], &["2001:db8::/127", "198.18.4.0/24"]).len(),
+            2
+        );
+    }
+
+    #[test]
+    fn ipv6_reserved_blocks_are_left_out_unless_targeted_alone() {
+        let low = set(&["::/120"], &[]);
+        assert_eq!(low.len(), 254, ":: and ::1 cut out");
+        assert_eq!(low.first(), Some(v6("::2")));
+        assert_eq!(set(&["::1"], &[]).len(), 1);
+        assert_eq!(set(&["ff02::1"], &[]).len(), 1);
+        assert_eq!(set(&["ff02::/120"], &[]).len(), 256);
+        assert_eq!(
+            set(&["feff:ffff:ffff:ffff:ffff:ffff:ffff:ff00/120"], &[]).len(),
+            256,
+            "just below multicast"
+        );
+    }
+
+    #[test]
+    fn a_sweep_probes_one_family() {
+        assert_eq!(
+            refusal(&["198.18.4.1", "2001:db8::/120"], &[], None),
+            "'198.18.4.1' is IPv4 and '2001:db8::/120' IPv6: a sweep probes one address family; \
+             run a prober for each"
+        );
+        assert_eq!(
+            refusal(&["2001:db8::2", "198.18.4.0/30"], &[], None),
+            "'2001:db8::2' is IPv6 and '198.18.4.0/30' IPv4: a sweep probes one address family; \
+             run a prober for each"
+        );
+        assert_eq!(
+            refusal(&["2001:db8::/120"], &[], Some(Family::V4)),
+            "-4 asks for IPv4, but '2001:db8::/120' is an IPv6 address"
+        );
+        assert_eq!(
+            refusal(&["198.18.4.0/30"], &[], Some(Family::V6)),
+            "-6 asks for IPv6, but '198.18.4.0/30' is an IPv4 address"
+        );
+        assert_eq!(
+            refusal(&["::ffff:198.18.4.0/120"], &[], None),
+            "'::ffff:198.18.4.0' is an IPv4-mapped address, which IPv6 packets never carry: \
+             probe 198.18.4.0"
+        );
+        assert!(TargetSet::new(&strings(&["2001:db8::2"]), &[], Some(Family::V6)).is_ok());
+    }
+
+    #[test]
+    fn an_ipv6_block_must_fit_the_probe_limit_after_its_exclusions() {
+        assert_eq!(
+            refusal(&["2001:db8::/64"], &[], None),
+            "the targets hold 18446744073709551616 addresses: a sweep probes at most 8589934592 \
+             (host, port) pairs; exclude parts of them (--exclude) or split them"
+        );
+        assert!(refusal(&["::/0"], &[], None).starts_with("the targets hold "));
+        // Excluding every half but the first, from the /65 to the /96, leaves 2001:db8::/96.
+        let halves: Vec<String> = (65..=96)
+            .map(|prefix| {
+                let half = IpAddr::from(Ipv6Addr::from(
+                    u128::from(v6_addr("2001:db8::")) | 1 << (128 - prefix),
+                ));
+                format!("{half}/{prefix}")
+            })
+            .collect();
+        let halves: Vec<&str> = halves.iter().map(String::as_str).collect();
+        let left = set(&["2001:db8::/64"], &halves);
+        assert_eq!(left.len(), 1 << 32);
+        assert_eq!(left.get((1 << 32) - 1), v6("2001:db8::ffff:ffff"));
+        assert_eq!(left.index(v6("2001:db8::1:0:0")), None);
+        // The limit is on what is left: a /95 is as many addresses as the limit allows.
+        assert_eq!(set(&["2001:db8::/95"], &[]).len(), MAX_PROBES);
+        assert!(refusal(&["2001:db8::/94"], &[], None).contains("8589934592 (host, port) pairs"));
+    }
+
+    fn v6_addr(text: &str) -> Ipv6Addr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn link_local_targets_carry_their_interface() {
+        let lo = Interface::by_name("lo").unwrap();
+        let zoned = set(&["fe80::1%lo", "fe80::%lo/126"], &["fe80::2%any"]);
+        assert_eq!(zoned.len(), 3);
+        assert_eq!(zoned.zone(), Some(&lo));
+        assert_eq!(set(&["2001:db8::/126"], &["fe80::/64"]).zone(), None);
+        assert_eq!(
+            refusal(&["fe80::/120"], &[], None),
+            "'fe80::/120' is link-local: name the interface it is on as its zone, fe80::%IF/120"
+        );
+        // A wider block is not link-local: fe80::/10 is cut out of it, as reserved blocks are.
+        let block = |text| parse_block(text).unwrap().unwrap().range;
+        let wider = block("fe80::/9");
+        assert_eq!(
+            subtract(vec![wider], &reserved_outside(wider)),
+            [(
+                key(v6("fec0::")),
+                key(v6("feff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"))
+            )]
+        );
+        assert!(refusal(&["fe80::/9"], &[], None).starts_with("the targets hold "));
+        assert!(!reserved_outside(block("fe80::/120")).contains(&LINK_LOCAL));
+        assert!(refusal(&["2001:db8::%lo/120"], &[], None).contains("has a zone"));
+        assert_eq!(
+            refusal(
+                &["fe80::1%lo", "fe80::2%1", "fe80::3%prb-no-such-if"],
+                &[],
+                None
+            ),
+            "unknown interface 'prb-no-such-if'"
         );
     }
 }

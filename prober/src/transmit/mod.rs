@@ -39,8 +39,9 @@ pub trait Transmit: Send {
 /// tunnels, unresolvable next hops, and several hosts on a directly connected network, each
 /// with its own MAC (`one_next_hop` false); there the kernel's own routing and neighbour
 /// handling do the job, as for hping3. Either path sends through the route's interface only
-/// (the raw socket is bound to it: SO_BINDTODEVICE), so that probes never follow a changed
-/// route out of another one. `qdisc_bypass`: see [`TxRing::open`].
+/// (the raw socket is bound to it, SO_BINDTODEVICE: see [`Route::bind_interface`]), so that
+/// probes never follow a changed route out of another one. `qdisc_bypass`: see
+/// [`TxRing::open`].
 pub fn open(route: &Route, one_next_hop: bool, qdisc_bypass: bool) -> Result<Box<dyn Transmit>> {
     if !route.local && one_next_hop {
         if let Some(source_mac) = route.interface.ethernet_address()? {
@@ -54,7 +55,7 @@ pub fn open(route: &Route, one_next_hop: bool, qdisc_bypass: bool) -> Result<Box
         }
     }
     let socket = RawIpSocket::open(route.source)?;
-    route.interface.bind_socket(&socket)?;
+    route.bind_interface.bind_socket(&socket)?;
     Ok(Box::new(socket))
 }
 
