@@ -184,6 +184,17 @@ impl TestHost {
         run_ip(&[
             "link", "add", h, "type", "veth", "peer", "name", p, "netns", ns,
         ])?;
+        // Before the links come up: their link-local addresses are then usable at once too, and
+        // no duplicate address detection goes on during a test (its multicast solicitations
+        // would skew counts of neighbour discovery).
+        let no_dad = |interface: &str| {
+            let path = format!("/proc/sys/net/ipv6/conf/{interface}/accept_dad");
+            fs::write(&path, "0").with_context(|| format!("writing {path}"))
+        };
+        no_dad(h)?;
+        let peer = p.to_owned();
+        // /proc/sys/net is the namespace of the thread that opens it.
+        host.in_ns(move || no_dad(&peer))??;
         run_ip(&["addr", "add", &format!("{host_addr}/30"), "dev", h])?;
         run_ip(&["link", "set", "dev", h, "up"])?;
         run_ip(&["-n", ns, "addr", "add", &format!("{addr}/30"), "dev", p])?;
@@ -349,7 +360,8 @@ impl TestHost {
     /// An nftables rule inside the namespace that drops incoming TCP to `port` (a "filtered" port).
     /// The rule counts what it drops: see [`TestHost::dropped_packets`].
     pub fn drop_tcp_port(&self, port: u16) -> Result<()> {
-        self.add_input_rule(
+        self.add_rule(
+            "input",
             &format!("drop_{port}"),
             &format!("tcp dport {port}"),
             "drop",
@@ -365,7 +377,7 @@ impl TestHost {
             IpAddr::V4(a) => format!("ip daddr {a}"),
             IpAddr::V6(a) => format!("ip6 daddr {a}"),
         };
-        self.add_input_rule(&drop_all_counter(addr), &matches, "drop")
+        self.add_rule("input", &drop_all_counter(addr), &matches, "drop")
     }
 
     /// Adds a named nftables counter inside the namespace, counting incoming packets that match
@@ -373,16 +385,24 @@ impl TestHost {
     /// [`TestHost::drop_tcp_port`] or [`TestHost::drop_all_to`] before it see the packets first
     /// (dropped ones are not counted).
     pub fn add_counter(&self, name: &str, matches: &str) -> Result<()> {
-        self.add_input_rule(name, matches, "")
+        self.add_rule("input", name, matches, "")
     }
 
-    /// Appends `<matches> counter name <counter> <verdict>` to the namespace's input chain.
-    fn add_input_rule(&self, counter: &str, matches: &str, verdict: &str) -> Result<()> {
+    /// An nftables rule inside the namespace that applies `statement` (e.g. `ip6 flowlabel set
+    /// 0x5eed7`) to every packet the namespace sends that matches `matches`: its replies, with a
+    /// header field of the test's choosing. The rule counts them as `counter`.
+    pub fn rewrite_outgoing(&self, counter: &str, matches: &str, statement: &str) -> Result<()> {
+        self.add_rule("output", counter, matches, statement)
+    }
+
+    /// Appends `<matches> counter name <counter> <statement>` to the namespace's chain of the
+    /// `hook` (input or output), which it creates the first time.
+    fn add_rule(&self, hook: &str, counter: &str, matches: &str, statement: &str) -> Result<()> {
         let script = format!(
             "add table inet {NFT_TABLE}\n\
-             add chain inet {NFT_TABLE} input {{ type filter hook input priority 0; policy accept; }}\n\
+             add chain inet {NFT_TABLE} {hook} {{ type filter hook {hook} priority 0; policy accept; }}\n\
              add counter inet {NFT_TABLE} {counter}\n\
-             add rule inet {NFT_TABLE} input {matches} counter name {counter} {verdict}\n"
+             add rule inet {NFT_TABLE} {hook} {matches} counter name {counter} {statement}\n"
         );
         let mut cmd = self.command_in_ns("nft");
         cmd.args(["-f", "-"]);

@@ -20,7 +20,7 @@ use prober_tests::{
     packets, prober_command,
     proc::{Finished, Proc},
     require_root,
-    sweep::{json_outcome, parse_sweep_footer, Status},
+    sweep::{json_outcome, parse_sweep_footer, Outcome, Status, SweepFooter},
     test_both_families, Family, TestHost, CLOSED_PORT, FILTERED_PORT, OPEN_PORT,
 };
 
@@ -194,20 +194,7 @@ fn replies_the_kernel_would_drop_are_never_counted_in_a_sweep(family: Family) {
     let target = host.target(family);
     let ports = format!("{FILTERED_PORT},{CLOSED_PORT}");
     let flaws = Flaw::applying(&Flaw::MALFORMED, Kind::TcpSyn, family);
-    let forger = Forger::start(&host, &flaws).expect("forger");
-    let run = Proc::spawn(prober_command(&[
-        "-p",
-        &ports,
-        "--wait",
-        "1",
-        "-o",
-        "json",
-        &target.to_string(),
-    ]))
-    .wait(Duration::from_secs(20));
-    let forged = forger.stop().expect("forger");
-    assert_eq!(forged.probes, 2, "the forger answered both probes\n{run}");
-    let got = json_outcome(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{run}"));
+    let (run, got, footer) = sweep_answered_by_the_forger(&host, target, &ports, &flaws, 2);
     assert_eq!(
         got.get(&(target, FILTERED_PORT)),
         Some(&Status::Filtered),
@@ -218,7 +205,6 @@ fn replies_the_kernel_would_drop_are_never_counted_in_a_sweep(family: Family) {
         Some(&Status::Closed),
         "{run}"
     );
-    let footer = parse_sweep_footer(&run.stderr).expect("footer");
     assert_eq!(
         (footer.matched, footer.malformed, footer.bounced),
         (1, 2 * flaws.len() as u64, 0),
@@ -227,6 +213,31 @@ fn replies_the_kernel_would_drop_are_never_counted_in_a_sweep(family: Family) {
 }
 
 test_both_families!(replies_the_kernel_would_drop_are_never_counted_in_a_sweep);
+
+/// A sweep of `ports` of `target` while the forger answers each probe with `flaws`: the run, its
+/// results and its footer, once the forger is found to have answered `probes` probes.
+fn sweep_answered_by_the_forger(
+    host: &TestHost,
+    target: IpAddr,
+    ports: &str,
+    flaws: &[Flaw],
+    probes: u64,
+) -> (Finished, Outcome, SweepFooter) {
+    let forger = Forger::start(host, flaws).expect("forger");
+    let target = target.to_string();
+    let run = Proc::spawn(prober_command(&[
+        "-p", ports, "--wait", "1", "-o", "json", &target,
+    ]))
+    .wait(Duration::from_secs(20));
+    let forged = forger.stop().expect("forger");
+    assert_eq!(
+        forged.probes, probes,
+        "the forger answered every probe\n{run}"
+    );
+    let got = json_outcome(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{run}"));
+    let footer = parse_sweep_footer(&run.stderr).unwrap_or_else(|e| panic!("{e}\n{run}"));
+    (run, got, footer)
+}
 
 /// One target: correct replies, but to source ports and sequence numbers no probe has used yet
 /// (the XDP program's window of our ports is wide; which were used, userspace knows). None
@@ -313,6 +324,43 @@ fn ipv6_replies_with_four_extension_headers_are_matched() {
 #[test]
 fn ipv6_replies_with_a_hop_limit_of_0_are_matched_and_show_ttl_0() {
     replies_the_kernel_takes_are_matched(Flaw::HopLimit0, 0);
+}
+
+/// A sweep over IPv6 whose replies carry a destination options header (the host's own stack
+/// answers nothing; the forger answers every probe so): every port open, each reply matched.
+/// None is bounced as a RST, which the matcher builds only from a reply with the fixed header
+/// alone, and the host's stack never sees them (it sends no RST either).
+#[test]
+fn ipv6_sweep_replies_with_a_destination_options_header_are_matched() {
+    require_root();
+    let host = TestHost::new().expect("test host");
+    host.add_counter(
+        HOST_RESETS,
+        &format!("ip6 saddr {} tcp flags & rst == rst", host.host_addr6),
+    )
+    .expect("nft counter");
+    host.drop_all_to(host.addr6).expect("nft drop");
+    let target = IpAddr::from(host.addr6);
+    let (run, got, footer) =
+        sweep_answered_by_the_forger(&host, target, "79-81", &[Flaw::DESTINATION_OPTIONS], 3);
+    let want = [79, 80, 81].map(|port| ((target, port), Status::Open));
+    assert_eq!(got, want.into_iter().collect(), "{run}");
+    assert_eq!(
+        (
+            footer.matched,
+            footer.unmatched,
+            footer.malformed,
+            footer.bounced
+        ),
+        (3, 0, 0, 0),
+        "{run}"
+    );
+    assert_eq!(
+        host.counter_packets(HOST_RESETS).expect("nft counter"),
+        0,
+        "{run}"
+    );
+    assert_eq!(run.code(), Some(0), "{run}");
 }
 
 /// IPv6, TCP and ICMPv6: replies the kernel takes but the XDP parser does not look into (more

@@ -147,6 +147,39 @@ fn base_source_port_sets_probe_source_ports(family: Family) {
 
 test_both_families!(base_source_port_sets_probe_source_ports);
 
+/// `-V` over IPv6: the first line of each reply shows the traffic class (`tos=`, hex), the flow
+/// label (`flow=0x`, five hex digits) and the length, and neither DF nor `id=`. The namespace
+/// sets both fields on all it sends (an nftables rule on its output), so the values are known.
+#[test]
+fn ipv6_verbose_lines_show_the_traffic_class_and_the_flow_label() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    host.rewrite_outgoing(
+        "labelled",
+        &format!("ip6 daddr {}", host.host_addr6),
+        // DSCP CS1 is traffic class 0x20.
+        "ip6 dscp set cs1 ip6 flowlabel set 0x5eed7",
+    )
+    .expect("nft rule");
+    let (open, closed) = (OPEN_PORT.to_string(), CLOSED_PORT.to_string());
+    let ip = host.addr6;
+    for (mode, len) in [
+        (&["-S", "-p", &open][..], 64),
+        (&["-S", "-p", &closed], 60),
+        (&["-1"], 48),
+    ] {
+        let run = probe(&host, Family::V6, &[&["-V"], mode].concat());
+        let want = format!("len={len} ip={ip} ttl=64 tos=20 flow=0x5eed7 iplen={len}");
+        let first_lines: Vec<&str> = run
+            .stdout_lines()
+            .into_iter()
+            .filter(|line| line.starts_with("len="))
+            .collect();
+        assert_eq!(first_lines, vec![want.as_str(); 4], "{mode:?}\n{run}");
+        assert_eq!(run.code(), Some(0), "{mode:?}\n{run}");
+    }
+}
+
 /// A name with an IPv4 and an IPv6 address (from the namespace's hosts file): `-4` and `-6`
 /// choose the family, and without either prober takes the address getaddrinfo gives first,
 /// as `getent ahosts` shows it. prober runs inside the namespace and probes the namespace's own

@@ -249,6 +249,92 @@ fn ipv6_flood_sweep_of_a_120_reports_the_exact_set() {
     eprintln!("{}", swept.run.stderr);
 }
 
+/// A /64 is refused as too large (errors.rs), unless exclusions leave few enough: here they
+/// leave the /120 of routed addresses at its start (one --exclude for each half above it, from
+/// the /65 down to the /120), and exactly those are swept.
+#[test]
+fn ipv6_a_64_whose_exclusions_leave_a_120_is_swept() {
+    require_root();
+    let mut host = scan_host();
+    let block = ips(&host.add_routed_addresses6(256).expect("routed addresses"));
+    let net = number(block[0]);
+    assert_eq!(net % (1 << 64), 0, "the first block starts the routed /64");
+    let exclusions: Vec<String> = (65..=120)
+        .map(|len| format!("{}/{len}", std::net::Ipv6Addr::from(net | 1 << (128 - len))))
+        .collect();
+    let prefix = format!("{}/64", block[0]);
+    let swept = sweep(
+        &[
+            "-p",
+            "80,81",
+            "--exclude",
+            &exclusions.join(","),
+            "-o",
+            "json",
+            &prefix,
+        ],
+        TIMEOUT,
+    );
+    let want = expected_outcome(&block, [80, 81], |_, port| port_status(port));
+    swept.check_linux_json(&want, (512, 256, 2));
+}
+
+/// A scan table over IPv6 is hping3's (which has no IPv6 to compare with): the same preamble
+/// and rows, with IPv6's lengths (64 for a SYN-ACK with its MSS option, 60 for a RST), and 0 in
+/// the `id` column.
+#[test]
+fn ipv6_table_output_is_the_scan_table_with_ipv6_lengths() {
+    require_root();
+    let host = scan_host();
+    let (spec, target) = ("20-25,80", host.addr6.to_string());
+    let swept = sweep(&["-V", "--scan", spec, &target], TIMEOUT);
+    let row = |port: u16, service: &str, open: bool| {
+        TableRow {
+            port,
+            service: service.to_string(),
+            flags: (if open { ".S..A..." } else { "..R.A..." }).to_string(),
+            ttl: 64,
+            id: 0,
+            win: if open { 64800 } else { 0 },
+            len: if open { 64 } else { 60 },
+        }
+        .to_string()
+    };
+    let mut want = vec![
+        row(20, "ftp-data", false),
+        row(21, "ftp", false),
+        row(22, "ssh", true),
+        row(24, "", false),
+        row(25, "smtp", false),
+        row(80, "http", true),
+    ];
+    want.sort();
+    let lines = swept.run.stdout_lines();
+    let (rows, last) = lines.split_at(lines.len().saturating_sub(1));
+    let mut rows: Vec<String> = rows.iter().map(|row| row.to_string()).collect();
+    rows.sort();
+    assert_eq!(rows, want, "{}", swept.run);
+    assert_eq!(
+        last,
+        ["Not responding ports: (23 telnet) "],
+        "{}",
+        swept.run
+    );
+    let stderr = swept.run.stderr_lines();
+    let start = stderr
+        .iter()
+        .position(|l| l.starts_with("Scanning "))
+        .unwrap_or_else(|| swept.fail("no `Scanning` line"));
+    let preamble = table_preamble(&target, host.addr6.into(), spec, 7);
+    assert_eq!(
+        stderr[start..start + preamble.len()],
+        preamble,
+        "{}",
+        swept.run
+    );
+    assert_eq!(swept.run.code(), Some(0), "{}", swept.run);
+}
+
 #[test]
 fn multi_host_sweep_reports_the_exact_set() {
     require_root();
