@@ -456,7 +456,9 @@ fn forgeries(probe: &Probe, flaw: Flaw, target4: Ipv4Addr) -> Vec<Vec<u8>> {
         Flaw::LengthBeyondFrame => set_be16(&mut frame, ip + 4, packet_len - 40 + 100),
         // Wrong, and not the pseudo-header's sum alone either (a checksum left to offload,
         // which a kernel takes from local senders).
-        Flaw::TransportChecksum => frame[ip + transport_at + checksum_at(protocol)] ^= 0x01,
+        Flaw::TransportChecksum => {
+            frame[ip + transport_at + packets::checksum_offset(protocol)] ^= 0x01
+        }
         _ => {}
     }
     if v4 {
@@ -588,10 +590,6 @@ fn link_local_of(mac: [u8; 6]) -> Ipv6Addr {
 fn ethernet(to: [u8; 6], from_mac: [u8; 6], from: IpAddr, packet: &[u8]) -> Vec<u8> {
     let ethertype = if from.is_ipv4() { ETH_P_IP } else { ETH_P_IPV6 };
     [&to[..], &from_mac, &ethertype.to_be_bytes(), packet].concat()
-}
-
-fn checksum_at(protocol: u8) -> usize {
-    packets::checksum_offset(protocol)
 }
 
 /// Recomputes an IPv4 header's checksum after a change to it.

@@ -275,7 +275,8 @@ impl TestHost {
             .ok_or_else(|| anyhow!("no free /{prefix_len} left in 198.18.4.0-198.19.255.255"))?;
         let addrs: Vec<Ipv4Addr> = (net..net + count).map(Ipv4Addr::from).collect();
         let block = format!("{}/{prefix_len}", Ipv4Addr::from(net));
-        self.route_to_namespace(addrs.iter().map(|&a| a.into()), &block)?;
+        let all: Vec<IpAddr> = addrs.iter().map(|&a| a.into()).collect();
+        self.route_to_namespace(Family::V4, &all, &block)?;
         Ok(addrs)
     }
 
@@ -292,19 +293,17 @@ impl TestHost {
         let net = ipv6_routed_net_of(u32::from(self.addr)) | start;
         let addrs: Vec<Ipv6Addr> = (net..net + u128::from(count)).map(Ipv6Addr::from).collect();
         let block = format!("{}/{}", Ipv6Addr::from(net), 128 - bits);
-        self.route_to_namespace(addrs.iter().map(|&a| a.into()), &block)?;
+        let all: Vec<IpAddr> = addrs.iter().map(|&a| a.into()).collect();
+        self.route_to_namespace(Family::V6, &all, &block)?;
         Ok(addrs)
     }
 
-    /// Puts `addrs` on the namespace's `lo` and routes `block` (which holds them) to the
-    /// namespace, via its veth address of the block's family.
-    fn route_to_namespace(&self, addrs: impl Iterator<Item = IpAddr>, block: &str) -> Result<()> {
-        let mut family = Family::V4;
+    /// Puts `addrs` (of `family`) on the namespace's `lo` and routes `block`, which holds them, to
+    /// the namespace, via its veth address of that family.
+    fn route_to_namespace(&self, family: Family, addrs: &[IpAddr], block: &str) -> Result<()> {
         let batch: String = addrs
-            .map(|a| {
-                family = Family::of(a);
-                format!("address add {a}/{} dev lo nodad\n", family.bits())
-            })
+            .iter()
+            .map(|a| format!("address add {a}/{} dev lo nodad\n", family.bits()))
             .collect();
         let mut cmd = Command::new("ip");
         cmd.args(["-n", &self.ns, "-batch", "-"]);
