@@ -47,8 +47,8 @@ pub fn prober(mut ctx: XdpContext) -> u32 {
     reply::traced(&ctx, filter, &decision);
     match (bounced, decision.action) {
         (true, _) => xdp_action::XDP_TX,
-        (false, Action::Drop) => xdp_action::XDP_DROP,
-        (false, Action::Pass) => xdp_action::XDP_PASS,
+        (false, Action::Drop) if !decision.answer => xdp_action::XDP_DROP,
+        (false, _) => xdp_action::XDP_PASS,
     }
 }
 

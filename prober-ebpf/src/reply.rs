@@ -29,8 +29,10 @@ pub struct Decision {
     pub action: Action,
     pub traced: bool,
     pub event: Event,
-    /// A matched SYN-ACK of a sweep, which the hook may answer itself with `rst` instead of
-    /// leaving that to the host's stack (XDP can: XDP_TX; TC ingress leaves it to the host).
+    /// A matched SYN-ACK of a sweep, which must not be dropped unanswered (the target would
+    /// hold the half-open connection): the hook answers it itself with `rst` where it can
+    /// (XDP_TX), else passes it to the host's stack, whose RST ends the connection (TC ingress;
+    /// XDP, for a frame it cannot rewrite).
     pub answer: bool,
     pub rst: Rst,
 }
@@ -48,6 +50,8 @@ pub enum Action {
 /// to theirs, with the SYN-ACK's ack as its sequence number.
 #[derive(Clone, Copy)]
 pub struct Rst {
+    /// Whether the SYN-ACK's frame can become the RST (no IP options or extension headers).
+    pub rewritable: bool,
     pub version: IpVersion,
     /// The SYN-ACK's [`IpPacket::address_sum`], which is the RST's too.
     pub address_sum: u32,
@@ -58,6 +62,7 @@ pub struct Rst {
 
 impl Rst {
     const NONE: Rst = Rst {
+        rewritable: false,
         version: IpVersion::V4,
         address_sum: 0,
         our_port: 0,

@@ -100,10 +100,11 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
         record.l4_checksum = segment.checksum;
         record.tcp_urgent = segment.urgent;
     });
-    // The RST reuses the SYN-ACK's frame: an IP header without options or extensions.
-    if sweep && segment.flags & SYN != 0 && ip.plain_header() {
+    if sweep && segment.flags & SYN != 0 {
         decision.answer = true;
         decision.rst = Rst {
+            // The RST reuses the SYN-ACK's frame: an IP header without options or extensions.
+            rewritable: ip.plain_header(),
             version: ip.version,
             address_sum: ip.address_sum,
             our_port: segment.dest,
@@ -115,7 +116,8 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
 }
 
 /// Answers a sweep's matched SYN-ACK with its RST, sent straight back (XDP_TX): true if the
-/// packet was rewritten into it. Counted, and the trace says so.
+/// packet was rewritten into it. Counted, and the trace says so. One it cannot rewrite goes
+/// on to the host's stack, which answers it with the RST (see [`Decision::answer`]).
 #[inline(always)]
 pub fn bounce(ctx: &mut XdpContext, decision: &mut Decision) -> bool {
     if !decision.answer || bounce_as_rst(ctx, &decision.rst).is_none() {
@@ -165,9 +167,12 @@ pub fn departure(packet: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Op
 
 /// Rewrites the SYN-ACK in place into the RST that tells its sender to forget the half-open
 /// connection: MACs, addresses and ports swapped, sequence = the SYN-ACK's ack, no options.
-/// None when the packet cannot be rewritten; it is then just dropped.
+/// None when the packet cannot be rewritten, left as it was.
 #[inline(always)]
 fn bounce_as_rst(ctx: &mut XdpContext, rst: &Rst) -> Option<()> {
+    if !rst.rewritable {
+        return None;
+    }
     match rst.version {
         IpVersion::V4 => rewrite_as_rst::<RST_FRAME_LEN_V4, 4>(ctx, rst, write_ipv4_fields),
         IpVersion::V6 => rewrite_as_rst::<RST_FRAME_LEN_V6, 16>(ctx, rst, write_ipv6_fields),
