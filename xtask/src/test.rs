@@ -98,7 +98,11 @@ fn leftovers() -> Result<Vec<String>> {
     let netns = env::output(env::command("ip")?.args(["netns", "list"]))?;
     let links = env::output(env::command("ip")?.args(["-o", "link"]))?;
     let programs = env::output(env::command("bpftool")?.args(["prog", "show"]))?;
-    let routes = env::output(env::command("ip")?.args(["-4", "route", "show", "table", "all"]))?;
+    let mut routes = String::new();
+    for family in ["-4", "-6"] {
+        routes +=
+            &env::output(env::command("ip")?.args([family, "route", "show", "table", "all"]))?;
+    }
     Ok(test_namespaces(&netns)
         .into_iter()
         .map(|ns| format!("network namespace {ns}"))
@@ -120,12 +124,14 @@ fn leftovers() -> Result<Vec<String>> {
         .collect())
 }
 
-/// Routes into the testbed's part of 198.18.0.0/15 (198.18.4.0 on; the safety net's /15
-/// itself is not one) in `ip -4 route show table all` output: a test that routed a block
-/// somewhere and did not take the route away again.
+/// Routes into the testbed's part of 198.18.0.0/15 (198.18.4.0 on) or into 2001:db8::/32 (the
+/// safety net's /15 and /32 themselves are not ones) in `ip -4`/`ip -6 route show table all`
+/// output: a test that routed a block somewhere and did not take the route away again, or a
+/// test veth's address left behind.
 fn test_routes(listing: &str) -> Vec<&str> {
     const FIRST: u32 = u32::from_be_bytes([198, 18, 4, 0]);
     const END: u32 = u32::from_be_bytes([198, 20, 0, 0]);
+    const DOCUMENTATION: u128 = 0x2001_0db8 << 96;
     listing
         .lines()
         .filter(|line| {
@@ -136,14 +142,16 @@ fn test_routes(listing: &str) -> Vec<&str> {
             if !prefix.starts_with(|c: char| c.is_ascii_digit()) {
                 prefix = words.next().unwrap_or(""); // a route type: local, unreachable...
             }
-            let (address, length) = prefix.split_once('/').unwrap_or((prefix, "32"));
-            let (Ok(address), Ok(length)) =
-                (address.parse::<std::net::Ipv4Addr>(), length.parse::<u8>())
-            else {
+            let (address, length) = prefix.split_once('/').unwrap_or((prefix, "128"));
+            let (Ok(address), Ok(length)) = (address.parse(), length.parse::<u8>()) else {
                 return false;
             };
-            let address = u32::from(address);
-            length > 15 && (FIRST..END).contains(&address)
+            match address {
+                std::net::IpAddr::V4(v4) => length > 15 && (FIRST..END).contains(&u32::from(v4)),
+                std::net::IpAddr::V6(v6) => {
+                    length > 32 && u128::from(v6) >> 96 == DOCUMENTATION >> 96
+                }
+            }
         })
         .collect()
 }
@@ -217,12 +225,18 @@ mod tests {
                        unreachable 198.18.0.0/15\n\
                        198.18.1.0/24 dev eth1 proto kernel scope link src 198.18.1.1\n\
                        198.19.20.0/29 via 198.18.7.2 dev prbh1 metric 1000\n\
-                       local 198.18.7.1 dev prbh1 table local proto kernel scope host src 198.18.7.1\n";
+                       local 198.18.7.1 dev prbh1 table local proto kernel scope host src 198.18.7.1\n\
+                       unreachable 2001:db8::/32 dev lo metric 1024 pref medium\n\
+                       2001:db8:102:4a0::/120 via 2001:db8:100:4a0::2 dev prbh1 metric 1024 pref medium\n\
+                       local 2001:db8:100:4a0::1 dev prbh1 table local proto kernel metric 0 pref medium\n\
+                       fe80::/64 dev eth0 proto kernel metric 256 pref medium\n";
         assert_eq!(
             test_routes(listing),
             [
                 "198.19.20.0/29 via 198.18.7.2 dev prbh1 metric 1000",
-                "local 198.18.7.1 dev prbh1 table local proto kernel scope host src 198.18.7.1"
+                "local 198.18.7.1 dev prbh1 table local proto kernel scope host src 198.18.7.1",
+                "2001:db8:102:4a0::/120 via 2001:db8:100:4a0::2 dev prbh1 metric 1024 pref medium",
+                "local 2001:db8:100:4a0::1 dev prbh1 table local proto kernel metric 0 pref medium"
             ]
         );
     }
