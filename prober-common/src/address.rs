@@ -33,6 +33,15 @@ impl IpAddress {
         mapped.then_some([a, b, c, d])
     }
 
+    /// 127.0.0.0/8 or ::1, which the kernel takes only from `lo`.
+    #[inline(always)]
+    pub fn is_loopback(&self) -> bool {
+        match self.ipv4() {
+            Some([first, ..]) => first == 127,
+            None => self.words() == [0, u64::from_ne_bytes([0, 0, 0, 0, 0, 0, 0, 1])],
+        }
+    }
+
     /// The address as two little-endian words: its first 16 bytes as SipHash reads them.
     #[inline(always)]
     pub fn le_words(&self) -> [u64; 2] {

@@ -436,6 +436,11 @@ pub fn accepted(
     if ip.to_mac != our_mac {
         return Err(Reason::NotToOurMac);
     }
+    // Loopback addresses from or to anywhere but `lo` (whose frames carry no MAC) are martians
+    // to `ip_route_input` and dropped by `ip6_rcv_core`.
+    if our_mac != [0; 6] && (ip.src.is_loopback() || ip.dst.is_loopback()) {
+        return Err(Reason::MalformedHeader);
+    }
     if ip.l4_len > MAX_CHECKED_L4_LEN {
         return Err(Reason::TooLongToVerify);
     }
@@ -538,6 +543,8 @@ pub fn sum_of(words: &[u16]) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    use core::net::Ipv6Addr;
+
     use super::*;
 
     const OUR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
@@ -894,6 +901,44 @@ mod tests {
         let (mut frame, len) = ipv6_syn_ack(&[]);
         frame[18..20].copy_from_slice(&12u16.to_be_bytes());
         assert_eq!(judge(&frame[..len]), Err(None));
+    }
+
+    #[test]
+    fn loopback_addresses_count_only_on_lo() {
+        let mut v4 = syn_ack();
+        v4[26..30].copy_from_slice(&[127, 0, 0, 1]);
+        fix_checksums(&mut v4);
+        let (mut v6, len) = ipv6_syn_ack(&[]);
+        v6[22..38].copy_from_slice(&Ipv6Addr::LOCALHOST.octets());
+        let sum = checksum_of(&[
+            &Ipv6Addr::LOCALHOST.octets(),
+            &V6_OURS,
+            &20u32.to_be_bytes(),
+            &[0, 0, 0, 6],
+            &{
+                let mut segment = SYN_ACK_SEGMENT;
+                segment[16..18].fill(0);
+                segment
+            },
+        ]);
+        v6[70..72].copy_from_slice(&sum.to_be_bytes());
+        for frame in [&v4[..], &v6[..len]] {
+            let ip = parse(frame).expect("parsed");
+            let checksum = Checksum::WithPseudoHeader {
+                field: segment(frame, &ip).expect("a segment").checksum,
+            };
+            assert_eq!(
+                accepted(frame, &ip, OUR_MAC, checksum),
+                Err(Reason::MalformedHeader)
+            );
+            // On `lo`, whose frames carry no MAC, the same packet is the kernel's to take.
+            let mut on_lo = [0u8; FRAME_ROOM];
+            on_lo[..frame.len()].copy_from_slice(frame);
+            on_lo[..6].fill(0);
+            let on_lo = &on_lo[..frame.len()];
+            let ip = parse(on_lo).expect("parsed");
+            assert_eq!(accepted(on_lo, &ip, [0; 6], checksum), Ok(()));
+        }
     }
 
     #[test]

@@ -69,7 +69,10 @@ fn kernel_takes_ipv4(ip: &[u8]) -> Option<(u8, &[u8], &[u8])> {
         return None;
     }
     let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
-    if internet_checksum(&ip[..header_len]) != 0 || fragment {
+    // Loopback addresses are martians to `ip_route_input` anywhere but on `lo` (whose frames
+    // have no MAC, and OUR_MAC is not zero).
+    let loopback = ip[12] == 127 || ip[16] == 127;
+    if internet_checksum(&ip[..header_len]) != 0 || fragment || loopback {
         return None;
     }
     Some((ip[9], &ip[12..20], &ip[header_len..total]))
@@ -87,7 +90,16 @@ fn kernel_takes_ipv6(ip: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     }
     let end = 40 + usize::from(u16::from_be_bytes([ip[4], ip[5]]));
     let mapped = |address: &[u8]| address[..10] == [0; 10] && address[10..12] == [0xff; 2];
-    if end > ip.len() || mapped(&ip[8..24]) || ip[8] == 0xff || mapped(&ip[24..40]) {
+    // ::1 is taken only on `lo` (whose frames have no MAC, and OUR_MAC is not zero).
+    let loopback = |address: &[u8]| address[..15] == [0; 15] && address[15] == 1;
+    let (source, destination) = (&ip[8..24], &ip[24..40]);
+    if end > ip.len()
+        || mapped(source)
+        || source[0] == 0xff
+        || mapped(destination)
+        || loopback(source)
+        || loopback(destination)
+    {
         return None;
     }
     let (mut next, mut at, mut first) = (ip[6], 40, true);
@@ -214,7 +226,9 @@ impl Reply {
     /// unicast and not IPv4-mapped (which the kernel drops).
     fn addresses(&self) -> (Vec<u8>, Vec<u8>) {
         if !self.ipv6 {
-            return (self.source[..4].to_vec(), self.dest[..4].to_vec());
+            // Not 127/8, a martian from anywhere but `lo`.
+            let unicast = |address: &[u8; 16]| [&[address[0] % 126 + 1], &address[1..4]].concat();
+            return (unicast(&self.source), unicast(&self.dest));
         }
         let unicast = |address: &[u8; 16]| [&[0x20, 0x01][..], &address[2..]].concat();
         (unicast(&self.source), unicast(&self.dest))
