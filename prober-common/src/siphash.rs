@@ -4,6 +4,7 @@
 /// SipHash-2-4 of an `N`-byte message under `key`.
 #[inline(always)]
 pub fn siphash_2_4<const N: usize>(key: [u64; 2], message: &[u8; N]) -> u64 {
+    const { assert!(N < 72, "at most 8 whole blocks") };
     let whole_blocks = N / 8;
     let mut blocks = [0u64; 8];
     for (block, word) in blocks.iter_mut().enumerate().take(whole_blocks) {

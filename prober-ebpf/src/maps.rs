@@ -26,7 +26,9 @@ static DEPARTURES: Array<Departure> = Array::with_max_entries(DEPARTURE_SLOTS, 0
 
 /// Room for the packet being judged, off the programs' 512-byte stack, which the parsed
 /// headers and the kinds' work would not both fit in. One per CPU and direction: a program
-/// runs to its end on its CPU, and an egress program never runs inside an ingress one there.
+/// runs to its end on its CPU (softirq, or with bottom halves off for egress), and an egress
+/// program never runs inside an ingress one there. Not so on PREEMPT_RT, where programs are
+/// only kept from migrating: userspace refuses those kernels.
 #[map]
 static PACKETS: PerCpuArray<IpPacket> = PerCpuArray::with_max_entries(2, 0);
 

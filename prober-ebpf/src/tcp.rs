@@ -174,20 +174,21 @@ fn bounce_as_rst(ctx: &mut XdpContext, rst: &Rst) -> Option<()> {
         return None;
     }
     match rst.version {
-        IpVersion::V4 => rewrite_as_rst::<RST_FRAME_LEN_V4, 4>(ctx, rst, write_ipv4_fields),
-        IpVersion::V6 => rewrite_as_rst::<RST_FRAME_LEN_V6, 16>(ctx, rst, write_ipv6_fields),
+        IpVersion::V4 => rewrite_as_rst::<RST_FRAME_LEN_V4, 4, 12>(ctx, rst, &ipv4_fields(rst)),
+        IpVersion::V6 => rewrite_as_rst::<RST_FRAME_LEN_V6, 16, 8>(ctx, rst, &IPV6_FIELDS),
     }
 }
 
 /// The rewrite for a frame of `LEN` bytes, whose IP header (`LEN` less the Ethernet and TCP
-/// headers) ends with the two addresses of `ADDRESS_LEN` bytes, as both families' do;
-/// `fixed_fields` writes the rest of it.
+/// headers) is `fixed` and then the two addresses of `ADDRESS_LEN` bytes, as both families'
+/// is without options.
 #[inline(always)]
-fn rewrite_as_rst<const LEN: usize, const ADDRESS_LEN: usize>(
+fn rewrite_as_rst<const LEN: usize, const ADDRESS_LEN: usize, const FIXED_LEN: usize>(
     ctx: &mut XdpContext,
     rst: &Rst,
-    fixed_fields: fn(&mut [u8], &Rst),
+    fixed: &[u8; FIXED_LEN],
 ) -> Option<()> {
+    const { assert!(FIXED_LEN + 2 * ADDRESS_LEN + ETH_HEADER_LEN + TCP_HEADER_LEN == LEN) };
     packet::truncate(ctx, LEN)?;
     // One reference over the whole frame: one bounds check the verifier sees.
     let frame: &mut [u8; LEN] = header_mut(ctx, 0)?;
@@ -195,17 +196,17 @@ fn rewrite_as_rst<const LEN: usize, const ADDRESS_LEN: usize>(
     let (destination, origin) = macs.split_at_mut(6);
     destination.swap_with_slice(origin);
     let (ip, tcp) = rest[2..].split_at_mut(LEN - ETH_HEADER_LEN - TCP_HEADER_LEN);
-    let (fixed, addresses) = ip.split_at_mut(ip.len() - 2 * ADDRESS_LEN);
+    let (fields, addresses) = ip.split_at_mut(FIXED_LEN);
     let (source, target) = addresses.split_at_mut(ADDRESS_LEN);
     source.swap_with_slice(target);
-    fixed_fields(fixed, rst);
+    fields.copy_from_slice(fixed);
     write_rst_segment(tcp, rst);
     Some(())
 }
 
 /// An IPv4 header's first 12 bytes (no options follow the addresses).
 #[inline(always)]
-fn write_ipv4_fields(fields: &mut [u8], rst: &Rst) {
+fn ipv4_fields(rst: &Rst) -> [u8; 12] {
     const TOTAL_LEN: u16 = (IPV4_HEADER_LEN + TCP_HEADER_LEN) as u16;
     const DONT_FRAGMENT: u16 = 0x4000; // as the kernel's own RSTs
     let ip_sum = wire::sum_of(&[
@@ -217,7 +218,7 @@ fn write_ipv4_fields(fields: &mut [u8], rst: &Rst) {
     let [len0, len1] = TOTAL_LEN.to_be_bytes();
     let [df0, df1] = DONT_FRAGMENT.to_be_bytes();
     let [sum0, sum1] = wire::fold(ip_sum).to_be_bytes();
-    fields.copy_from_slice(&[
+    [
         0x45,
         0,
         len0,
@@ -230,16 +231,15 @@ fn write_ipv4_fields(fields: &mut [u8], rst: &Rst) {
         IPPROTO_TCP,
         sum0,
         sum1,
-    ]);
+    ]
 }
 
 /// An IPv6 header's first 8 bytes: traffic class and flow label zero, as the kernel's RSTs to
 /// a closed socket have them.
-#[inline(always)]
-fn write_ipv6_fields(fields: &mut [u8], _rst: &Rst) {
+const IPV6_FIELDS: [u8; 8] = {
     let [len0, len1] = (TCP_HEADER_LEN as u16).to_be_bytes();
-    fields.copy_from_slice(&[0x60, 0, 0, 0, len0, len1, IPPROTO_TCP, RST_TTL]);
-}
+    [0x60, 0, 0, 0, len0, len1, IPPROTO_TCP, RST_TTL]
+};
 
 /// The RST's TCP header, its checksum over the pseudo-header of either family.
 #[inline(always)]

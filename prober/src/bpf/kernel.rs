@@ -6,6 +6,8 @@
 //! pointer arithmetic the verifier allows only with CAP_PERFMON.
 //! TCX links (6.6) time departures in the kernel; without them userspace times them.
 //! Before 5.11 the kernel counts BPF maps against RLIMIT_MEMLOCK.
+//! PREEMPT_RT kernels are refused: the programs keep the packet they judge in a per-CPU map
+//! slot, which is theirs alone only where a program runs to its end unpreempted.
 use anyhow::{bail, Result};
 use aya::{
     programs::ProgramType,
@@ -17,8 +19,8 @@ const MINIMUM: (u8, u8) = (5, 9);
 const MEMCG_ACCOUNTING: (u8, u8) = (5, 11);
 const TCX: (u8, u8) = (6, 6);
 
-/// An error naming the minimum unless this kernel is at least 5.9 and has
-/// `bpf_xdp_load_bytes`.
+/// An error naming the minimum unless this kernel is at least 5.9, has
+/// `bpf_xdp_load_bytes` and is not PREEMPT_RT.
 pub fn require_supported_kernel() -> Result<()> {
     // A kernel whose version cannot be read, or that cannot be probed, is let through: the
     // loader will fail clearly.
@@ -32,7 +34,22 @@ pub fn require_supported_kernel() -> Result<()> {
              this kernel lacks"
         );
     }
+    if realtime(
+        std::fs::read_to_string("/sys/kernel/realtime")
+            .ok()
+            .as_deref(),
+    ) {
+        bail!(
+            "prober does not run on PREEMPT_RT kernels: there a BPF program can be preempted \
+             by another, and its programs' per-CPU packet buffer would be shared"
+        );
+    }
     Ok(())
+}
+
+/// Whether `/sys/kernel/realtime` (absent on other kernels) says PREEMPT_RT.
+fn realtime(contents: Option<&str>) -> bool {
+    contents.is_some_and(|text| text.trim() == "1")
 }
 
 /// Where maps still count against RLIMIT_MEMLOCK (before 5.11), lifts the limit for this
@@ -72,6 +89,13 @@ fn supported(version: KernelVersion) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn realtime_kernels_are_told_by_sys_kernel_realtime() {
+        assert!(realtime(Some("1\n")));
+        assert!(!realtime(Some("0\n")));
+        assert!(!realtime(None));
+    }
 
     #[test]
     fn kernels_before_5_9_are_refused_by_name() {
