@@ -430,7 +430,7 @@ impl Cli {
 /// `-I`'s interface and the one a link-local target's zone names, which must agree.
 fn one_interface(named: Option<Interface>, zone: Option<&Interface>) -> Result<Option<Interface>> {
     match (named, zone) {
-        (Some(named), Some(zone)) if named != *zone => bail!(
+        (Some(named), Some(zone)) if named.index != zone.index => bail!(
             "-I {} and the target's zone (%{}) name different interfaces",
             named.name,
             zone.name
@@ -800,7 +800,7 @@ mod tests {
         assert_eq!(
             refusal(&["-p", "80", "198.18.4.1", "2001:db8::/120"]),
             "'198.18.4.1' is IPv4 and '2001:db8::/120' IPv6: a sweep probes one address family; \
-             run a prober for each"
+             run a prober for each (-4 or -6 picks a name's)"
         );
         assert!(refusal(&["-p", "80", "2001:db8::/64"]).starts_with(
             "the targets hold 18446744073709551616 addresses: a sweep probes at most 8589934592"

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 use anyhow::{Context as _, Result};
 use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 /// The family rtnetlink files `ip` under.
 pub fn family_of(ip: IpAddr) -> AddressFamily {
@@ -12,7 +13,6 @@ pub fn family_of(ip: IpAddr) -> AddressFamily {
         IpAddr::V6(_) => AddressFamily::Inet6,
     }
 }
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 /// Sends `message` and collects the replies until the kernel is done.
 pub fn request(message: RouteNetlinkMessage, flags: u16) -> Result<Vec<RouteNetlinkMessage>> {

@@ -174,8 +174,13 @@ pub fn resolve(text: &str, family: Option<Family>) -> Result<Destination> {
         _ => unknown(),
     })?;
     // DNS gives no zone: a link-local address from it cannot be probed.
-    let zone = zone_interface(None, is_link_local(ip), &ip.to_string())?;
-    Ok(Destination { ip, zone })
+    if is_link_local(ip) {
+        bail!(
+            "'{}' resolves to link-local {ip}, which needs a zone: probe {ip}%IF",
+            echo::value(name)
+        );
+    }
+    Ok(Destination { ip, zone: None })
 }
 
 /// The first of a name's addresses, in the resolver's order, of `family` if one is asked for.
@@ -232,9 +237,14 @@ pub fn zone_interface(
             "'{shown}' has a zone, which only link-local addresses take: name the interface \
              with -I"
         ),
-        (Some(zone), true) => match zone.parse::<u32>() {
-            Ok(index) => Interface::by_index(index).map(Some),
-            Err(_) => Interface::by_name(zone).map(Some),
+        // A zone of digits alone is an interface index (RFC 4007 11.2), as for getaddrinfo.
+        (Some(zone), true) => match zone.bytes().all(|b| b.is_ascii_digit()) {
+            true => zone
+                .parse()
+                .ok()
+                .map_or_else(|| Interface::by_name(zone), Interface::by_index)
+                .map(Some),
+            false => Interface::by_name(zone).map(Some),
         },
     }
 }

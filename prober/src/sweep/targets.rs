@@ -41,7 +41,7 @@ impl TargetSet {
             match first {
                 Some((first_typed, first_ip)) if Family::of(first_ip) != Family::of(ip) => bail!(
                     "'{}' is {} and '{}' {}: a sweep probes one address family; run a prober \
-                     for each",
+                     for each (-4 or -6 picks a name's)",
                     echo::value(first_typed),
                     Family::of(first_ip).name(),
                     echo::value(target),
@@ -588,12 +588,12 @@ mod tests {
         assert_eq!(
             refusal(&["198.18.4.1", "2001:db8::/120"], &[], None),
             "'198.18.4.1' is IPv4 and '2001:db8::/120' IPv6: a sweep probes one address family; \
-             run a prober for each"
+             run a prober for each (-4 or -6 picks a name's)"
         );
         assert_eq!(
             refusal(&["2001:db8::2", "198.18.4.0/30"], &[], None),
             "'2001:db8::2' is IPv6 and '198.18.4.0/30' IPv4: a sweep probes one address family; \
-             run a prober for each"
+             run a prober for each (-4 or -6 picks a name's)"
         );
         assert_eq!(
             refusal(&["2001:db8::/120"], &[], Some(Family::V4)),
