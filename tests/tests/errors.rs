@@ -351,6 +351,19 @@ fn a_name_without_an_ipv6_address_under_dash_6_is_refused() {
     check_error(&refused, &[name], &["IPv6", "AAAA"]);
 }
 
+/// DNS gives no zone: a name that resolves to a link-local address is refused, by name.
+#[test]
+fn a_name_resolving_to_link_local_is_refused() {
+    require_root();
+    let host = TestHost::new().expect("test host");
+    let name = "link-local.prober.test";
+    let link_local: std::net::Ipv6Addr = "fe80::2".parse().expect("an address");
+    host.add_host_name(name, &[link_local.into()])
+        .expect("hosts file");
+    let refused = in_namespace(&host, &["-6", "-c", "1", "-S", "-p", "80", name], TIMEOUT);
+    check_error(&refused, &[name, "link-local fe80::2", "fe80::2%IF"], &[]);
+}
+
 #[test]
 fn unprivileged_user() {
     require_root();
