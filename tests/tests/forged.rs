@@ -144,6 +144,22 @@ impl Answered {
         read(&self.snmp6.1) - read(&self.snmp6.0)
     }
 
+    /// Panics unless the host's stack got every forgery to a probe of `kind` (one each): it
+    /// answered each SYN-ACK with a RST, or counted each ICMPv6 echo reply.
+    fn assert_the_host_took_every_forgery(&self, kind: Kind, what: &str) {
+        let (resets, echo_replies) = match kind {
+            Kind::TcpSyn => (u64::from(PROBES), 0),
+            Kind::IcmpEcho => (0, u64::from(PROBES)),
+        };
+        assert_eq!(
+            (self.host_resets(), self.snmp6_rise("Icmp6InEchoReplies")),
+            (resets, echo_replies),
+            "{what}: the host's stack should have got every forgery (RSTs it sent, echo replies \
+             it counted)\n{}",
+            self.run
+        );
+    }
+
     /// Panics unless the run counted nothing (exit 1, no reply) and `-V`'s counts are `counts`.
     fn assert_nothing_counted(&self, what: &str, counts: &str) {
         let run = &self.run;
@@ -275,7 +291,8 @@ fn ipv4_probes_answered_over_ipv6_between_mapped_addresses_are_never_replies() {
 /// IPv6, TCP and ICMPv6: replies the kernel takes as they are, with `flaw` (extension headers
 /// before the transport header within the parser's bound, or a hop limit of 0), are replies:
 /// every line exact (its length counts the extension headers, its ttl is the hop limit), the
-/// footer, exit 0.
+/// footer, exit 0. A matched reply to one target goes on to the host's stack, and it took
+/// them: it answered each SYN-ACK with a RST, and counted each echo reply.
 fn replies_the_kernel_takes_are_matched(flaw: Flaw, ttl: u8) {
     let extensions = match flaw {
         Flaw::Extensions(kinds) => 8 * kinds.len() as u32,
@@ -308,6 +325,7 @@ fn replies_the_kernel_takes_are_matched(flaw: Flaw, ttl: u8) {
             },
         };
         check_run(run, &expected);
+        answered.assert_the_host_took_every_forgery(kind, &format!("{flaw:?} {kind:?}"));
     }
 }
 
@@ -377,20 +395,7 @@ fn replies_past_the_parser_go_to_the_host_uncounted(flaw: Flaw) {
             &what,
             "xdp: 0 replies matched, 0 unmatched packets from the target, 0 malformed,",
         );
-        let (resets, echo_replies) = match kind {
-            Kind::TcpSyn => (u64::from(PROBES), 0),
-            Kind::IcmpEcho => (0, u64::from(PROBES)),
-        };
-        assert_eq!(
-            (
-                answered.host_resets(),
-                answered.snmp6_rise("Icmp6InEchoReplies")
-            ),
-            (resets, echo_replies),
-            "{what}: the host's stack should have got every forgery (RSTs it sent, echo replies \
-             it counted)\n{}",
-            answered.run
-        );
+        answered.assert_the_host_took_every_forgery(kind, &what);
     }
 }
 
