@@ -444,6 +444,28 @@ impl TestHost {
         bail!("no packet count in `nft list counter` output:\n{out}")
     }
 
+    /// Turns off transmit checksum offload on the namespace's veth end, so that its packets cross
+    /// the veth with their checksums complete. Offloaded, they arrive marked as checksums still
+    /// to be filled in, a mark that generic XDP keeps on the SYN-ACK it rewrites into a RST and
+    /// sends back (XDP_TX): the namespace's kernel then takes that RST without checking its
+    /// checksum.
+    pub fn send_complete_checksums(&self) -> Result<()> {
+        run_checked(
+            self.command_in_ns("ethtool")
+                .args(["-K", &self.peer_if, "tx", "off"]),
+        )?;
+        Ok(())
+    }
+
+    /// The namespace's half-open TCP connections (`ss -Htn state syn-recv`, a line each): the
+    /// request sockets of SYNs it answered whose handshake neither completed nor was reset. A
+    /// valid RST to its SYN-ACK removes one at once; without it the kernel keeps it for about a
+    /// minute, retransmitting the SYN-ACK.
+    pub fn half_open_connections(&self) -> Result<Vec<String>> {
+        let out = run_checked(self.command_in_ns("ss").args(["-Htn", "state", "syn-recv"]))?;
+        Ok(out.lines().map(str::to_owned).collect())
+    }
+
     /// `ip netns exec <ns> <program>`: runs `program` inside the namespace, with
     /// `/etc/netns/<ns>/resolv.conf` (`nameserver 127.0.0.1`, the namespace's own loopback, where
     /// nothing answers) bind-mounted over `/etc/resolv.conf`, and an `nsswitch.conf` whose `hosts:`
