@@ -107,8 +107,11 @@ impl Flaw {
     /// An atomic fragment.
     pub const FRAGMENT: Flaw = Flaw::Extensions(&[FRAGMENT]);
 
-    /// Every flaw for which the kernel drops a reply and prober must count it as malformed
-    /// (the kernel also drops [`Flaw::MappedIpv6ReplyToIpv4`], which is no one's).
+    /// Every flaw for which prober must refuse a reply and count it as malformed. The kernel
+    /// drops a reply with any of them too, with one exception: an ICMP or ICMPv6 echo reply to
+    /// [`Flaw::BroadcastMac`] it takes (IP drops only frames for another host's MAC; TCP drops
+    /// broadcast ones too, but `ping_rcv` and `icmpv6_rcv` never look at the packet type),
+    /// where prober is stricter. The kernel also drops [`Flaw::MappedIpv6ReplyToIpv4`], which is no one's.
     pub const MALFORMED: [Flaw; 10] = [
         Flaw::WrongIpVersion,
         Flaw::DataOffset2,

@@ -176,8 +176,9 @@ impl Answered {
     }
 }
 
-/// One target, TCP and ICMP: every probe answered only by replies the kernel would drop (the
-/// host's own stack answers nothing: all input to it is dropped). None is a reply, each is
+/// One target, TCP and ICMP: every probe answered only by replies prober must refuse, all of
+/// which but an echo reply to the broadcast MAC the kernel drops too (see [`Flaw::MALFORMED`];
+/// the host's own stack answers nothing: all input to it is dropped). None is a reply, each is
 /// malformed, and the host's kernel indeed took none of the SYN-ACKs (it would have answered
 /// with a RST).
 fn replies_the_kernel_would_drop_are_never_counted_one_target(family: Family) {
