@@ -69,10 +69,12 @@ pub enum Flaw {
     /// header is an atomic fragment, offset 0 and no more fragments, which the kernel takes as the
     /// whole packet).
     Extensions(&'static [u8]),
-    /// Instead of a reply to an IPv6 probe, neighbour discovery from the namespace: an
-    /// unsolicited neighbour advertisement (override set) claiming the target's address, with the
-    /// target's true MAC; a neighbour solicitation for our address; and a router advertisement of
-    /// router lifetime 0 without options (no default route, no prefix, nothing to configure).
+    /// Instead of a reply to an IPv6 probe, neighbour discovery from the namespace: a spoof, an
+    /// unsolicited neighbour advertisement (override set) that claims the target's address for
+    /// [`OTHER_MAC`], and a neighbour solicitation for our address from the target's, which
+    /// gives [`OTHER_MAC`] as its link-layer address too (with the true one it would undo the
+    /// spoof); and a router advertisement of router lifetime 0 without options (no default
+    /// route, no prefix, nothing to configure).
     NeighbourDiscovery,
 }
 
@@ -105,8 +107,11 @@ impl Flaw {
     /// An atomic fragment.
     pub const FRAGMENT: Flaw = Flaw::Extensions(&[FRAGMENT]);
 
-    /// Every flaw for which the kernel drops a reply and prober must count it as malformed
-    /// (the kernel also drops [`Flaw::MappedIpv6ReplyToIpv4`], which is no one's).
+    /// Every flaw for which prober must refuse a reply and count it as malformed. The kernel
+    /// drops a reply with any of them too, with one exception: an ICMP or ICMPv6 echo reply to
+    /// [`Flaw::BroadcastMac`] it takes (IP drops only frames for another host's MAC; TCP drops
+    /// broadcast ones too, but `ping_rcv` and `icmpv6_rcv` never look at the packet type),
+    /// where prober is stricter. The kernel also drops [`Flaw::MappedIpv6ReplyToIpv4`], which is no one's.
     pub const MALFORMED: [Flaw; 10] = [
         Flaw::WrongIpVersion,
         Flaw::DataOffset2,
@@ -162,7 +167,9 @@ const ETH_HEADER_LEN: usize = 14;
 const ETH_P_ALL: u16 = 0x0003;
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
-const OTHER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x99];
+/// A MAC no interface of the testbed has: where [`Flaw::OtherMac`] sends its frames, and the
+/// spoofer's in [`Flaw::NeighbourDiscovery`].
+pub const OTHER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x99];
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 const ALL_NODES_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
 
@@ -500,10 +507,11 @@ fn extension_header(kind: u8, next: u8) -> [u8; 8] {
     }
 }
 
-/// Neighbour discovery from the target, in answer to an IPv6 probe: an unsolicited neighbour
-/// advertisement claiming the target's address (override set, with its true MAC), a neighbour
-/// solicitation for our address, and a router advertisement of router lifetime 0. Hop limit
-/// 255, as NDP wants.
+/// Neighbour discovery from the target, in answer to an IPv6 probe: from a spoofer at
+/// [`OTHER_MAC`], an unsolicited neighbour advertisement claiming the target's address for
+/// it (override set) and a neighbour solicitation for our address from the target's, giving
+/// it as its link-layer address; and from the target, a router advertisement of router
+/// lifetime 0. Hop limit 255, as NDP wants.
 fn neighbour_discovery(probe: &Probe) -> Vec<Vec<u8>> {
     const ADVERTISEMENT: u8 = 136;
     const SOLICITATION: u8 = 135;
@@ -512,8 +520,8 @@ fn neighbour_discovery(probe: &Probe) -> Vec<Vec<u8>> {
     let (IpAddr::V6(target), IpAddr::V6(ours)) = (probe.target, probe.ours) else {
         return Vec::new();
     };
-    let target_link_layer = [&[2, 1][..], &probe.target_mac].concat();
-    let source_link_layer = [&[1, 1][..], &probe.target_mac].concat();
+    let target_link_layer = [&[2, 1][..], &OTHER_MAC].concat();
+    let source_link_layer = [&[1, 1][..], &OTHER_MAC].concat();
     let advertisement = [
         &[ADVERTISEMENT, 0, 0, 0, OVERRIDE, 0, 0, 0][..],
         &target.octets(),
@@ -547,9 +555,10 @@ fn neighbour_discovery(probe: &Probe) -> Vec<Vec<u8>> {
     ];
     let link_local = link_local_of(probe.target_mac);
     [
-        (target, ours, probe.our_mac, advertisement),
-        (target, ours, probe.our_mac, solicitation),
+        (OTHER_MAC, target, ours, probe.our_mac, advertisement),
+        (OTHER_MAC, target, ours, probe.our_mac, solicitation),
         (
+            probe.target_mac,
             link_local,
             ALL_NODES,
             ALL_NODES_MAC,
@@ -557,14 +566,14 @@ fn neighbour_discovery(probe: &Probe) -> Vec<Vec<u8>> {
         ),
     ]
     .into_iter()
-    .map(|(from, to, to_mac, mut message)| {
+    .map(|(from_mac, from, to, to_mac, mut message)| {
         let (from, to) = (IpAddr::V6(from), IpAddr::V6(to));
         fill_checksum(from, to, IPPROTO_ICMPV6, &mut message);
         let header = IpHeader {
             ttl: 255,
             ..IpHeader::new(from, to, IPPROTO_ICMPV6)
         };
-        ethernet(to_mac, probe.target_mac, from, &header.packet(&message))
+        ethernet(to_mac, from_mac, from, &header.packet(&message))
     })
     .collect()
 }
@@ -762,6 +771,12 @@ mod unit {
             assert_eq!(internet_checksum(&[pseudo, ip[40..].to_vec()].concat()), 0);
         }
         assert_eq!(ipv6_at(&frames[0][ETH_HEADER_LEN..], 48), ends().target6);
+        // The link-layer address options of the advertisement and the solicitation, and
+        // their Ethernet sources: the spoofer's MAC.
+        for frame in &frames[..2] {
+            assert_eq!(frame[ETH_HEADER_LEN + 66..ETH_HEADER_LEN + 72], OTHER_MAC);
+            assert_eq!(frame[6..12], OTHER_MAC);
+        }
         assert_eq!(
             link_local_of([0x2e, 0xa6, 0xe3, 0xd3, 0x33, 0x5e]),
             "fe80::2ca6:e3ff:fed3:335e".parse::<Ipv6Addr>().unwrap()

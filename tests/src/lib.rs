@@ -1,20 +1,22 @@
 //! Testbed for prober's end-to-end tests (and for `cargo xtask demo`).
 //!
-//! A [`TestHost`] is a network namespace joined to the host by a veth pair, addressed with a /30 inside
-//! 198.18.4.0 – 198.19.255.255 (the benchmarking range 198.18.0.0/15, minus 198.18.0.0/22 which is
-//! left to people) and a /64 inside 2001:db8::/32 that the /30 names; [`TestHost::add_routed_addresses`]
-//! and [`TestHost::add_routed_addresses6`] give it more addresses, from blocks routed to it out of the
-//! same ranges. Tests that run one body over both families name it with [`Family`]. Everything a `TestHost` creates is removed when it is dropped, also when
-//! a test panics. Namespaces left behind by a test process that was killed (named `prb-<pid>-<n>` with no
-//! such process alive any more) are removed the next time a `TestHost` is created.
+//! A [`TestHost`] is a network namespace joined to the host by a veth pair, addressed with a /30
+//! inside 198.18.4.0 – 198.19.255.255 (the benchmarking range 198.18.0.0/15, minus 198.18.0.0/22
+//! which is left to people) and a /64 inside 2001:db8::/32 that the /30 names;
+//! [`TestHost::add_routed_addresses`] and [`TestHost::add_routed_addresses6`] give it more
+//! addresses, from blocks routed to it out of the same ranges. Tests that run one body over both
+//! families name it with [`Family`]. Everything a `TestHost` creates is removed when it is
+//! dropped, also when a test panics. Namespaces left behind by a test process that was killed
+//! (named `prb-<pid>-<n>` with no such process alive any more) are removed the next time a
+//! `TestHost` is created.
 //!
 //! [`proc`] runs programs with timeouts and reads their output line by line while they run;
 //! [`output`] parses and checks hping3-style output, [`sweep`] the output of sweep mode;
 //! [`packets`] builds forged replies to send with [`TestHost::send_raw_from_namespace`];
 //! [`forger`] answers each probe from inside a namespace with replies the kernel would drop;
 //! [`unprivileged`] runs prober as an ordinary user, with file capabilities if asked;
-//! [`responder`] plays a host behind a TAP device that answers after a delay it controls and measures
-//! (ground truth for RTTs).
+//! [`responder`] plays a host behind a TAP device that answers after a delay it controls and
+//! measures (ground truth for RTTs).
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
@@ -301,9 +303,14 @@ impl TestHost {
     /// Puts `addrs` (of `family`) on the namespace's `lo` and routes `block`, which holds them, to
     /// the namespace, via its veth address of that family.
     fn route_to_namespace(&self, family: Family, addrs: &[IpAddr], block: &str) -> Result<()> {
+        // IPv6's nodad: usable at once, rather than after duplicate address detection.
+        let flags = match family {
+            Family::V4 => "",
+            Family::V6 => " nodad",
+        };
         let batch: String = addrs
             .iter()
-            .map(|a| format!("address add {a}/{} dev lo nodad\n", family.bits()))
+            .map(|a| format!("address add {a}/{} dev lo{flags}\n", family.bits()))
             .collect();
         let mut cmd = Command::new("ip");
         cmd.args(["-n", &self.ns, "-batch", "-"]);
@@ -442,6 +449,28 @@ impl TestHost {
             }
         }
         bail!("no packet count in `nft list counter` output:\n{out}")
+    }
+
+    /// Turns off transmit checksum offload on the namespace's veth end, so that its packets cross
+    /// the veth with their checksums complete. Offloaded, they arrive marked as checksums still
+    /// to be filled in, a mark that generic XDP keeps on the SYN-ACK it rewrites into a RST and
+    /// sends back (XDP_TX): the namespace's kernel then takes that RST without checking its
+    /// checksum.
+    pub fn send_complete_checksums(&self) -> Result<()> {
+        run_checked(
+            self.command_in_ns("ethtool")
+                .args(["-K", &self.peer_if, "tx", "off"]),
+        )?;
+        Ok(())
+    }
+
+    /// The namespace's half-open TCP connections (`ss -Htn state syn-recv`, a line each): the
+    /// request sockets of SYNs it answered whose handshake neither completed nor was reset. A
+    /// valid RST to its SYN-ACK removes one at once; without it the kernel keeps it for about a
+    /// minute, retransmitting the SYN-ACK.
+    pub fn half_open_connections(&self) -> Result<Vec<String>> {
+        let out = run_checked(self.command_in_ns("ss").args(["-Htn", "state", "syn-recv"]))?;
+        Ok(out.lines().map(str::to_owned).collect())
     }
 
     /// `ip netns exec <ns> <program>`: runs `program` inside the namespace, with

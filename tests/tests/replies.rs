@@ -50,33 +50,28 @@ fn replies(ip: IpAddr, port: u16, open: bool) -> Vec<String> {
         .collect()
 }
 
-fn open_port_answers_syn_ack(family: Family) {
+/// Four SYNs to `port` of a [`TestHost::standard`], each answered: with a SYN-ACK if `open`,
+/// else with a RST-ACK.
+fn port_answers(family: Family, port: u16, open: bool) {
     require_root();
     let host = TestHost::standard().expect("test host");
-    let port = OPEN_PORT.to_string();
-    let run = probe(&host, family, &["-S", "-p", &port]);
+    let run = probe(&host, family, &["-S", "-p", &port.to_string()]);
     let ip = host.target(family);
     check_run(
         &run,
-        &Expected::four_syns(ip, &host.host_if, replies(ip, OPEN_PORT, true)),
+        &Expected::four_syns(ip, &host.host_if, replies(ip, port, open)),
     );
 }
 
-test_both_families!(open_port_answers_syn_ack);
+fn open_port_answers_syn_ack(family: Family) {
+    port_answers(family, OPEN_PORT, true);
+}
 
 fn closed_port_answers_rst_ack(family: Family) {
-    require_root();
-    let host = TestHost::standard().expect("test host");
-    let port = CLOSED_PORT.to_string();
-    let run = probe(&host, family, &["-S", "-p", &port]);
-    let ip = host.target(family);
-    check_run(
-        &run,
-        &Expected::four_syns(ip, &host.host_if, replies(ip, CLOSED_PORT, false)),
-    );
+    port_answers(family, CLOSED_PORT, false);
 }
 
-test_both_families!(closed_port_answers_rst_ack);
+test_both_families!(open_port_answers_syn_ack, closed_port_answers_rst_ack);
 
 fn filtered_port_gets_no_reply_and_exit_1(family: Family) {
     require_root();

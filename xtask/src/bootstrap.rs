@@ -20,11 +20,12 @@ const BUILD_PACKAGES: &[&str] = &[
     "zlib1g-dev",
     "libxml2-dev",
 ];
-/// Tests: hping3 (reference peer), nft, ip, bpftool, setpriv, setcap.
+/// Tests: hping3 (reference peer), nft, ip and ss, ethtool, bpftool, setpriv, setcap.
 const TEST_PACKAGES: &[&str] = &[
     "hping3",
     "nftables",
     "iproute2",
+    "ethtool",
     "bpftool",
     "util-linux",
     "libcap2-bin",

@@ -62,7 +62,7 @@ const POLL_PERIOD: Duration = Duration::from_millis(5);
 
 /// (host, port) pairs in one sweep at most: the answer map takes a bit per pair (1 GiB here;
 /// a whole /0 on one port fits).
-pub(crate) const MAX_PROBES: u64 = 1 << 33;
+pub const MAX_PROBES: u64 = 1 << 33;
 
 /// Send threads at most: with veth peers the target's and our own softirq work runs on the
 /// sending CPU, so one sender per CPU is what lets a sweep use the machine.

@@ -4,7 +4,7 @@
 //! - `fuzz_replies`: ring-buffer bytes → `ReplyRecord` → each probe kind's reading of it → every
 //!   output format (hping3's reply line; the sweep's table, JSON, CSV and list).
 //! - `fuzz_ports`: port specifications (`-p`, `--scan`).
-//! - `fuzz_targets`: target sets, addresses and CIDR blocks minus exclusions.
+//! - `fuzz_targets`: target sets of either family, addresses and CIDR blocks minus exclusions.
 //! - `fuzz_exclude_file`: the `--exclude-file` reader.
 //! - `fuzz_xdp_parse`: the XDP programs' packet parsing and validation (`prober_common::wire`,
 //!   compiled for the host).
