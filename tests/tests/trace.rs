@@ -8,7 +8,7 @@ use std::time::Duration;
 use prober_tests::{
     packets, prober_command,
     proc::{Finished, Proc},
-    require_root, TestHost, CLOSED_PORT, OPEN_PORT,
+    require_root, test_both_families, Family, TestHost, CLOSED_PORT, OPEN_PORT,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -29,9 +29,15 @@ fn count_between(lines: &[&str], start: &str, end: &str) -> usize {
 
 /// Sends [`FORGED`] SYN-ACKs from the closed port to `to_port(i)`, acknowledging 7, from inside
 /// the host's namespace; then waits for prober, which must have found replies.
-fn forge_then_wait(host: &TestHost, prober: &mut Proc, to_port: impl Fn(u16) -> u16) -> Finished {
+fn forge_then_wait(
+    host: &TestHost,
+    family: Family,
+    prober: &mut Proc,
+    to_port: impl Fn(u16) -> u16,
+) -> Finished {
+    let (from, to) = (host.target(family), host.source(family));
     let forged = (0..FORGED)
-        .map(|i| packets::syn_ack(host.addr, host.host_addr, CLOSED_PORT, to_port(i), 7))
+        .map(|i| packets::syn_ack(from, to, CLOSED_PORT, to_port(i), 7))
         .collect();
     host.send_raw_from_namespace(forged)
         .expect("sending forged SYN-ACKs");
@@ -40,13 +46,13 @@ fn forge_then_wait(host: &TestHost, prober: &mut Proc, to_port: impl Fn(u16) -> 
     run
 }
 
-#[test]
-fn one_target_trace_shows_departures_matches_and_why_forgeries_are_refused() {
+/// Over IPv6 too: the departures TC egress stamps are what make IPv6 RTTs kernel-timed.
+fn one_target_trace_shows_departures_matches_and_why_forgeries_are_refused(family: Family) {
     require_root();
     const BASE: u16 = 41000;
     let host = TestHost::standard().expect("test host");
     let (target, port, base) = (
-        host.addr.to_string(),
+        host.target(family).to_string(),
         CLOSED_PORT.to_string(),
         BASE.to_string(),
     );
@@ -69,9 +75,9 @@ fn one_target_trace_shows_departures_matches_and_why_forgeries_are_refused() {
     {}
     // To the ports the probes use, acknowledging nothing we sent (the run's sequence number is
     // random: one chance in 2^31 of a false failure).
-    let run = forge_then_wait(&host, &mut prober, |i| BASE + i % 3);
+    let run = forge_then_wait(&host, family, &mut prober, |i| BASE + i % 3);
     let lines = run.stderr_lines();
-    let a = &host.addr;
+    let a = host.target(family);
     for seq in 0..3u16 {
         let dport = BASE + seq;
         let left = format!("bpf: tc: probe to {a} port {CLOSED_PORT} left, slot {seq}");
@@ -101,13 +107,14 @@ fn one_target_trace_shows_departures_matches_and_why_forgeries_are_refused() {
     );
 }
 
-#[test]
-fn sweep_trace_shows_bounces_and_passes_forgeries_to_the_host() {
+test_both_families!(one_target_trace_shows_departures_matches_and_why_forgeries_are_refused);
+
+fn sweep_trace_shows_bounces_and_passes_forgeries_to_the_host(family: Family) {
     require_root();
     // Below the ephemeral range (a sweep's block must lie outside it).
     const BASE: u16 = 20480;
     let host = TestHost::standard().expect("test host");
-    let (target, base) = (host.addr.to_string(), BASE.to_string());
+    let (target, base) = (host.target(family).to_string(), BASE.to_string());
     // 300 ports at 100 a second: three seconds for the forgeries to arrive mid-sweep.
     let mut prober = Proc::spawn(prober_command(&[
         "--bpf-trace",
@@ -124,9 +131,9 @@ fn sweep_trace_shows_bounces_and_passes_forgeries_to_the_host() {
         &target,
     ]));
     prober.expect_line(TIMEOUT, "the first result");
-    let run = forge_then_wait(&host, &mut prober, |i| BASE + i * 7);
+    let run = forge_then_wait(&host, family, &mut prober, |i| BASE + i * 7);
     let lines = run.stderr_lines();
-    let a = &host.addr;
+    let a = host.target(family);
     let left = count_between(&lines, &format!("bpf: tc: probe to {a} port "), "");
     assert_eq!(left, 300, "a departure per probe\n{run}");
     let bounced = count_between(
@@ -153,6 +160,8 @@ fn sweep_trace_shows_bounces_and_passes_forgeries_to_the_host() {
         "every forgery passed to the host's stack, with its reason\n{run}"
     );
 }
+
+test_both_families!(sweep_trace_shows_bounces_and_passes_forgeries_to_the_host);
 
 #[test]
 fn without_the_option_the_programs_say_nothing() {
