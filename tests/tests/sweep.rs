@@ -9,6 +9,7 @@
 use prober_tests::output::check_error;
 use prober_tests::packets::syn_ack;
 use prober_tests::proc::{run, Finished, Proc};
+use prober_tests::responder::{ArrivedRst, DelayedResponder};
 use prober_tests::sweep::{
     expected_outcome, linux_peer_field_errors, outcome, outcome_diff, parse_csv, parse_list_line,
     sweep, table_preamble, Outcome, Status, SweepResult, Swept, TableRow,
@@ -266,6 +267,46 @@ fn rsts_whose_checksums_are_completed_on_the_way_end_the_half_open_connections(f
 }
 
 test_both_families!(rsts_whose_checksums_are_completed_on_the_way_end_the_half_open_connections);
+
+/// A VM behind a TAP leaves its SYN-ACKs' checksums to offload. Generic XDP keeps that state on
+/// the RST it makes of each, which then crosses to the VM marked for its device to complete: the
+/// field must hold just the pseudo-header's sum. Native XDP keeps no such state, and its RST
+/// crosses unmarked: the checksum must be complete.
+fn bounced_rsts_reach_a_vm_checksummed_as_its_device_takes_them(mode: &str, left_to_offload: bool) {
+    require_root();
+    let vm = DelayedResponder::start_as_vm(&[80]).expect("responder playing a VM");
+    let target = IpAddr::from(vm.target());
+    let swept = sweep(
+        &[
+            "--xdp-mode",
+            mode,
+            "-p",
+            "79-81",
+            "-o",
+            "json",
+            &target.to_string(),
+        ],
+        TIMEOUT,
+    );
+    let want = expected_outcome(&[target], 79..=81, |_, port| status_with(&[80], port));
+    swept.check_outcome(&swept.json(), &want);
+    let rst = ArrivedRst {
+        dest_port: 80,
+        left_to_offload,
+        checksum_right: true,
+    };
+    assert_eq!(vm.rsts(), [rst], "{}", swept.run);
+}
+
+#[test]
+fn bounced_rsts_reach_a_vm_checksummed_as_its_device_takes_them_in_generic_xdp() {
+    bounced_rsts_reach_a_vm_checksummed_as_its_device_takes_them("generic", true);
+}
+
+#[test]
+fn bounced_rsts_reach_a_vm_checksummed_as_its_device_takes_them_in_native_xdp() {
+    bounced_rsts_reach_a_vm_checksummed_as_its_device_takes_them("native", false);
+}
 
 /// 256 IPv6 addresses (a /120) x 3 ports at full speed, one of the addresses answering nothing:
 /// the exact set, each probe arriving once.
