@@ -189,6 +189,9 @@ pub const DEPARTURES_MAP: &str = "DEPARTURES";
 pub const XDP_PROGRAM: &str = "prober";
 pub const EGRESS_PROGRAM: &str = "prober_egress";
 pub const INGRESS_PROGRAM: &str = "prober_ingress";
+/// A `u8` global of the XDP program, set at load: 1 when it is attached in generic (skb) mode,
+/// where a frame it sends back (XDP_TX) keeps the skb's checksum state.
+pub const GENERIC_XDP_GLOBAL: &str = "PROBER_GENERIC_XDP";
 
 // SAFETY: repr(C), Copy, and free of implicit padding (bytemuck's derive checks that).
 #[cfg(feature = "user")]

@@ -416,10 +416,20 @@ pub enum Checksum {
     WithPseudoHeader { field: u16 },
 }
 
+/// What the transport checksum field of a message [`accepted`] took held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChecksumField {
+    /// The message's checksum, verified (also when it happens to be the pseudo-header's sum
+    /// too).
+    Complete,
+    /// Just the pseudo-header's sum: CHECKSUM_PARTIAL, the rest left to offload.
+    LeftToOffload,
+}
+
 /// Whether a frame a kind has picked out as a candidate reply is one the host would accept:
 /// sent to our MAC (`tcp_v4_rcv` drops what is not PACKET_HOST, so a broadcast or another
 /// host's frame never counts), with a valid IPv4 header checksum (IPv6 has none) and a valid
-/// transport checksum. Err: why not.
+/// transport checksum. Ok: what its checksum field held; Err: why not.
 ///
 /// One exception, because XDP cannot see the skb's checksum state: a TCP checksum field that
 /// holds just the pseudo-header's sum is taken too. That is CHECKSUM_PARTIAL — a segment from
@@ -432,7 +442,7 @@ pub fn accepted(
     ip: &IpPacket,
     our_mac: [u8; 6],
     checksum: Checksum,
-) -> Result<(), Reason> {
+) -> Result<ChecksumField, Reason> {
     if ip.to_mac != our_mac {
         return Err(Reason::NotToOurMac);
     }
@@ -461,10 +471,12 @@ pub fn accepted(
         _ => ip.address_sum + u32::from(ip.protocol) + ip.l4_len as u32,
     };
     if frame.sum(ip.l4_offset, ip.l4_len, pseudo_header).map(fold) == Some(0) {
-        return Ok(());
+        return Ok(ChecksumField::Complete);
     }
     match checksum {
-        Checksum::WithPseudoHeader { field } if field == !fold(pseudo_header) => Ok(()),
+        Checksum::WithPseudoHeader { field } if field == !fold(pseudo_header) => {
+            Ok(ChecksumField::LeftToOffload)
+        }
         _ => Err(Reason::BadChecksum),
     }
 }
@@ -583,7 +595,7 @@ mod tests {
         frame[at..at + 2].copy_from_slice(&sum.to_be_bytes());
     }
 
-    fn judge(frame: &[u8]) -> Result<Segment, Option<Reason>> {
+    fn judge(frame: &[u8]) -> Result<(Segment, ChecksumField), Option<Reason>> {
         let Ok(ip) = parse(frame) else {
             return Err(None);
         };
@@ -591,17 +603,18 @@ mod tests {
         let checksum = Checksum::WithPseudoHeader {
             field: segment.checksum,
         };
-        accepted(frame, &ip, OUR_MAC, checksum).map_err(Some)?;
-        Ok(segment)
+        let field = accepted(frame, &ip, OUR_MAC, checksum).map_err(Some)?;
+        Ok((segment, field))
     }
 
     #[test]
     fn a_valid_reply_is_accepted() {
-        let segment = judge(&syn_ack()).unwrap();
+        let (segment, field) = judge(&syn_ack()).unwrap();
         assert_eq!(
             (segment.source, segment.dest, segment.flags),
             (80, 61440, 0x12)
         );
+        assert_eq!(field, ChecksumField::Complete);
     }
 
     #[test]
@@ -652,9 +665,15 @@ mod tests {
         let mut partial = syn_ack();
         let pseudo = word_sum(&[198, 18, 4, 2]) + word_sum(&[198, 18, 4, 1]) + 6 + 20;
         partial[50..52].copy_from_slice(&(!fold(pseudo)).to_be_bytes());
-        assert!(judge(&partial).is_ok());
+        let field = |frame: &[u8]| judge(frame).map(|(_, field)| field);
+        assert_eq!(field(&partial), Ok(ChecksumField::LeftToOffload));
         partial[50] ^= 0x10;
-        assert_eq!(judge(&partial), Err(Some(Reason::BadChecksum)));
+        assert_eq!(field(&partial), Err(Some(Reason::BadChecksum)));
+        // Over IPv6's pseudo-header alike.
+        let (mut partial6, len) = ipv6_syn_ack(&[]);
+        let pseudo6 = word_sum(&V6_SOURCE) + word_sum(&V6_OURS) + 6 + 20;
+        partial6[70..72].copy_from_slice(&(!fold(pseudo6)).to_be_bytes());
+        assert_eq!(field(&partial6[..len]), Ok(ChecksumField::LeftToOffload));
     }
 
     #[test]
@@ -772,7 +791,7 @@ mod tests {
         assert_eq!((ip.src, ip.dst), (IpAddress(V6_SOURCE), IpAddress(V6_OURS)));
         assert_eq!((ip.l4_offset, ip.l4_len, ip.len, ip.ttl), (54, 20, 60, 64));
         assert!(ip.plain_header());
-        assert_eq!(judge(frame).unwrap().flags, 0x12);
+        assert_eq!(judge(frame).unwrap().0.flags, 0x12);
         let mut flipped = [0u8; FRAME_ROOM];
         flipped[..len].copy_from_slice(frame);
         flipped[70] ^= 1;
@@ -937,7 +956,10 @@ mod tests {
             on_lo[..6].fill(0);
             let on_lo = &on_lo[..frame.len()];
             let ip = parse(on_lo).expect("parsed");
-            assert_eq!(accepted(on_lo, &ip, [0; 6], checksum), Ok(()));
+            assert_eq!(
+                accepted(on_lo, &ip, [0; 6], checksum),
+                Ok(ChecksumField::Complete)
+            );
         }
     }
 

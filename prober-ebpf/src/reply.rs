@@ -8,7 +8,7 @@ use aya_ebpf::{programs::TcContext, EbpfContext};
 use aya_log_ebpf::trace;
 use prober_common::{
     trace::{Fate, Reason},
-    wire::{self, Checksum, Frame, IpPacket, IpVersion},
+    wire::{self, Checksum, ChecksumField, Frame, IpPacket, IpVersion},
     Counter, IpAddress, ProbeFilter, ReplyRecord, MODE_SWEEP,
 };
 
@@ -58,6 +58,8 @@ pub struct Rst {
     pub our_port: u16,
     pub their_port: u16,
     pub seq: u32,
+    /// What the SYN-ACK's checksum field held: the RST's is written alike.
+    pub checksum: ChecksumField,
 }
 
 impl Rst {
@@ -68,6 +70,7 @@ impl Rst {
         our_port: 0,
         their_port: 0,
         seq: 0,
+        checksum: ChecksumField::Complete,
     };
 }
 
@@ -149,8 +152,8 @@ pub fn malformed_ip(dst: IpAddress) -> Decision {
     }
 }
 
-/// A candidate reply, checked as the host would before it counts: Err is the decision on
-/// one it would not accept.
+/// A candidate reply, checked as the host would before it counts: Ok is what its checksum
+/// field held, Err the decision on one it would not accept.
 #[inline(always)]
 pub fn validated(
     frame: &impl Frame,
@@ -158,7 +161,7 @@ pub fn validated(
     filter: &ProbeFilter,
     numbers: (u16, u16),
     checksum: Checksum,
-) -> Result<(), Decision> {
+) -> Result<ChecksumField, Decision> {
     wire::accepted(frame, ip, filter.local_mac, checksum)
         .map_err(|reason| malformed(ip, numbers, reason))
 }

@@ -4,11 +4,14 @@
 //! the sequence number every probe carries. A sweep: the reply's ack − 1 must be the SYN
 //! cookie of its own (target, port, our address, our port); a SYN-ACK is then sent back to its
 //! sender as the RST that ends the half-open connection.
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::{programs::XdpContext, Global};
 use prober_common::{
     syn_cookie,
     trace::{Fate, Reason},
-    wire::{self, Checksum, Frame, IpPacket, IpVersion, Segment, ETH_HEADER_LEN, TCP_HEADER_LEN},
+    wire::{
+        self, Checksum, ChecksumField, Frame, IpPacket, IpVersion, Segment, ETH_HEADER_LEN,
+        TCP_HEADER_LEN,
+    },
     Counter, ProbeFilter, IPPROTO_TCP,
 };
 
@@ -29,6 +32,11 @@ const RST_FRAME_LEN_V4: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN + TCP_HEADER_LE
 const RST_FRAME_LEN_V6: usize = ETH_HEADER_LEN + IPV6_HEADER_LEN + TCP_HEADER_LEN;
 /// The RST's TTL or hop limit, as the kernel's own RSTs have it.
 const RST_TTL: u8 = 64;
+
+/// [`prober_common::GENERIC_XDP_GLOBAL`]: 1 in generic XDP, set by userspace at load (the
+/// verifier then drops the other mode's code).
+#[no_mangle]
+static PROBER_GENERIC_XDP: Global<u8> = Global::new(0);
 
 /// Whether `port` is one of our source ports.
 #[inline(always)]
@@ -56,9 +64,10 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
     let checksum = Checksum::WithPseudoHeader {
         field: segment.checksum,
     };
-    if let Err(refused) = reply::validated(frame, ip, filter, ports, checksum) {
-        return refused;
-    }
+    let checksum = match reply::validated(frame, ip, filter, ports, checksum) {
+        Ok(field) => field,
+        Err(refused) => return refused,
+    };
     let sweep = reply::sweep(filter);
     let answers = if sweep {
         // A sweep's SYNs carry cookies and no ACK, so every answer is a SYN-ACK or a RST-ACK;
@@ -110,6 +119,7 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
             our_port: segment.dest,
             their_port: segment.source,
             seq: segment.ack,
+            checksum,
         };
     }
     decision
@@ -173,9 +183,14 @@ fn bounce_as_rst(ctx: &mut XdpContext, rst: &Rst) -> Option<()> {
     if !rst.rewritable {
         return None;
     }
+    let checksum = rst_checksum(rst);
     match rst.version {
-        IpVersion::V4 => rewrite_as_rst::<RST_FRAME_LEN_V4, 4, 12>(ctx, rst, &ipv4_fields(rst)),
-        IpVersion::V6 => rewrite_as_rst::<RST_FRAME_LEN_V6, 16, 8>(ctx, rst, &IPV6_FIELDS),
+        IpVersion::V4 => {
+            rewrite_as_rst::<RST_FRAME_LEN_V4, 4, 12>(ctx, rst, checksum, &ipv4_fields(rst))
+        }
+        IpVersion::V6 => {
+            rewrite_as_rst::<RST_FRAME_LEN_V6, 16, 8>(ctx, rst, checksum, &IPV6_FIELDS)
+        }
     }
 }
 
@@ -186,6 +201,7 @@ fn bounce_as_rst(ctx: &mut XdpContext, rst: &Rst) -> Option<()> {
 fn rewrite_as_rst<const LEN: usize, const ADDRESS_LEN: usize, const FIXED_LEN: usize>(
     ctx: &mut XdpContext,
     rst: &Rst,
+    checksum: u16,
     fixed: &[u8; FIXED_LEN],
 ) -> Option<()> {
     const { assert!(FIXED_LEN + 2 * ADDRESS_LEN + ETH_HEADER_LEN + TCP_HEADER_LEN == LEN) };
@@ -200,7 +216,7 @@ fn rewrite_as_rst<const LEN: usize, const ADDRESS_LEN: usize, const FIXED_LEN: u
     let (source, target) = addresses.split_at_mut(ADDRESS_LEN);
     source.swap_with_slice(target);
     fields.copy_from_slice(fixed);
-    write_rst_segment(tcp, rst);
+    write_rst_segment(tcp, rst, checksum);
     Some(())
 }
 
@@ -241,25 +257,43 @@ const IPV6_FIELDS: [u8; 8] = {
     [0x60, 0, 0, 0, len0, len1, IPPROTO_TCP, RST_TTL]
 };
 
-/// The RST's TCP header, its checksum over the pseudo-header of either family.
+/// The RST's data offset and flags: a 20-byte header without options, RST alone.
+const OFFSET_FLAGS: u16 = (5 << 12) | RST as u16;
+
+/// The RST's TCP checksum field, over the pseudo-header of either family.
 #[inline(always)]
-fn write_rst_segment(tcp: &mut [u8], rst: &Rst) {
-    const OFFSET_FLAGS: u16 = (5 << 12) | RST as u16; // 20-byte header, no options
+fn rst_checksum(rst: &Rst) -> u16 {
+    let pseudo_header =
+        rst.address_sum + wire::sum_of(&[u16::from(IPPROTO_TCP), TCP_HEADER_LEN as u16]);
+    // Generic XDP sends the SYN-ACK's skb back with its checksum state. When the SYN-ACK's
+    // checksum was left to offload (CHECKSUM_PARTIAL: a sender on this host), whoever sends the
+    // RST on completes its checksum by adding the segment's sum to the field; so the field holds
+    // just the pseudo-header's sum, as tcp_v4_send_check and tcp_v6_send_check leave it. Native
+    // XDP has no skb, and nothing completes it.
+    if rst.checksum == ChecksumField::LeftToOffload && PROBER_GENERIC_XDP.load() == 1 {
+        return !wire::fold(pseudo_header);
+    }
     let seq = rst.seq;
-    let tcp_sum = wire::sum_of(&[
-        u16::from(IPPROTO_TCP),
-        TCP_HEADER_LEN as u16,
-        rst.our_port,
-        rst.their_port,
-        (seq >> 16) as u16,
-        seq as u16,
-        OFFSET_FLAGS,
-    ]) + rst.address_sum;
+    wire::fold(
+        pseudo_header
+            + wire::sum_of(&[
+                rst.our_port,
+                rst.their_port,
+                (seq >> 16) as u16,
+                seq as u16,
+                OFFSET_FLAGS,
+            ]),
+    )
+}
+
+/// The RST's TCP header, with its `checksum` field.
+#[inline(always)]
+fn write_rst_segment(tcp: &mut [u8], rst: &Rst, checksum: u16) {
     let [sp0, sp1] = rst.our_port.to_be_bytes();
     let [dp0, dp1] = rst.their_port.to_be_bytes();
-    let [q0, q1, q2, q3] = seq.to_be_bytes();
+    let [q0, q1, q2, q3] = rst.seq.to_be_bytes();
     let [f0, f1] = OFFSET_FLAGS.to_be_bytes();
-    let [c0, c1] = wire::fold(tcp_sum).to_be_bytes();
+    let [c0, c1] = checksum.to_be_bytes();
     // Window, urgent pointer and acknowledgement zero, as in the kernel's RSTs.
     tcp.copy_from_slice(&[
         sp0, sp1, dp0, dp1, q0, q1, q2, q3, 0, 0, 0, 0, f0, f1, 0, 0, c0, c1, 0, 0,

@@ -138,6 +138,12 @@ pub struct TestHost {
     pub addr6: Ipv6Addr,
     listeners: Vec<TcpListener>,
     etc_dir: PathBuf,
+    /// The namespace `host_if` is in: None for the caller's, a router's for a host
+    /// [`TestHost::behind`] it.
+    upstream: Option<String>,
+    /// Routes to this host added in the caller's namespace (`ip` family option, prefix), which
+    /// go when it is dropped.
+    routes_here: Vec<(&'static str, String)>,
     /// How much of this host's routed IPv6 /64 [`TestHost::add_routed_addresses6`] has handed out.
     routed6_used: u128,
 }
@@ -148,6 +154,21 @@ impl TestHost {
     /// `/etc/netns/<ns>/resolv.conf` (`nameserver 127.0.0.1`) so that name lookups by commands from
     /// [`TestHost::command_in_ns`] never leave the namespace.
     pub fn new() -> Result<TestHost> {
+        TestHost::create(None)
+    }
+
+    /// A host one hop behind `router` (a [`TestHost::new`]): a namespace of its own joined to
+    /// `router`'s by a second veth pair, `host_if` and `host_addr`/`host_addr6` in `router.ns`,
+    /// `router` forwarding between its two veths. The caller's namespace routes this host's /30
+    /// and /64 via `router`, and this host routes 198.18.0.0/15 and 2001:db8::/32 back via its
+    /// router. (Routed addresses, neighbours and [`TestHost::host_snmp6`] are for hosts from
+    /// [`TestHost::new`] only.)
+    pub fn behind(router: &TestHost) -> Result<TestHost> {
+        TestHost::create(Some(router))
+    }
+
+    /// [`TestHost::new`], or with `router` [`TestHost::behind`].
+    fn create(router: Option<&TestHost>) -> Result<TestHost> {
         let pid = std::process::id();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let ns = format!("prb-{pid}-{n}");
@@ -157,6 +178,8 @@ impl TestHost {
             bail!("interface name {host_if} longer than IFNAMSIZ-1 (too many test hosts in one process?)");
         }
 
+        // Held until the /30 is on an interface or, behind a router, routed from here: what marks
+        // it used.
         let (_alloc, net) = allocate_30(pid.wrapping_mul(131).wrapping_add(n))?;
         let host_addr = Ipv4Addr::from(net + 1);
         let addr = Ipv4Addr::from(net + 2);
@@ -165,7 +188,7 @@ impl TestHost {
         let addr6 = Ipv6Addr::from(net6 | 2);
 
         // From here on, Drop cleans up whatever part was created.
-        let host = TestHost {
+        let mut host = TestHost {
             etc_dir: Path::new("/etc/netns").join(&ns),
             ns,
             host_if,
@@ -175,6 +198,8 @@ impl TestHost {
             host_addr6,
             addr6,
             listeners: Vec::new(),
+            upstream: router.map(|router| router.ns.clone()),
+            routes_here: Vec::new(),
             routed6_used: 0,
         };
         let (ns, h, p) = (
@@ -183,7 +208,7 @@ impl TestHost {
             host.peer_if.as_str(),
         );
         run_ip(&["netns", "add", ns])?;
-        run_ip(&[
+        host.upstream_ip(&[
             "link", "add", h, "type", "veth", "peer", "name", p, "netns", ns,
         ])?;
         // Before the links come up: their link-local addresses are then usable at once too, and
@@ -191,19 +216,18 @@ impl TestHost {
         // would skew counts of neighbour discovery).
         let no_dad = |interface: &str| {
             let path = format!("/proc/sys/net/ipv6/conf/{interface}/accept_dad");
-            fs::write(&path, "0").with_context(|| format!("writing {path}"))
+            move || fs::write(&path, "0").with_context(|| format!("writing {path}"))
         };
-        no_dad(h)?;
-        let peer = p.to_owned();
         // /proc/sys/net is the namespace of the thread that opens it.
-        host.in_ns(move || no_dad(&peer))??;
-        run_ip(&["addr", "add", &format!("{host_addr}/30"), "dev", h])?;
-        run_ip(&["link", "set", "dev", h, "up"])?;
+        host.in_upstream(no_dad(h))??;
+        host.in_ns(no_dad(p))??;
+        host.upstream_ip(&["addr", "add", &format!("{host_addr}/30"), "dev", h])?;
+        host.upstream_ip(&["link", "set", "dev", h, "up"])?;
         run_ip(&["-n", ns, "addr", "add", &format!("{addr}/30"), "dev", p])?;
         run_ip(&["-n", ns, "link", "set", "dev", p, "up"])?;
         run_ip(&["-n", ns, "link", "set", "dev", "lo", "up"])?;
         // nodad: usable at once, rather than after duplicate address detection's second or so.
-        run_ip(&[
+        host.upstream_ip(&[
             "addr",
             "add",
             &format!("{host_addr6}/64"),
@@ -221,8 +245,70 @@ impl TestHost {
             p,
             "nodad",
         ])?;
+        if let Some(router) = router {
+            host.route_through(router, net)?;
+        }
         host.write_etc()?;
         Ok(host)
+    }
+
+    /// For a host behind `router`, whose /30 is `net`: forwarding in the router, routes to this
+    /// host from the caller's namespace, and back from this host to the test ranges.
+    fn route_through(&mut self, router: &TestHost, net: u32) -> Result<()> {
+        let forwarding = || -> Result<()> {
+            for path in [
+                "/proc/sys/net/ipv4/ip_forward",
+                "/proc/sys/net/ipv6/conf/all/forwarding",
+            ] {
+                fs::write(path, "1").with_context(|| format!("writing {path}"))?;
+            }
+            Ok(())
+        };
+        router.in_ns(forwarding)??;
+        for family in [Family::V4, Family::V6] {
+            let (option, prefix, test_range) = match family {
+                Family::V4 => ("-4", format!("{}/30", Ipv4Addr::from(net)), "198.18.0.0/15"),
+                Family::V6 => (
+                    "-6",
+                    format!("{}/64", Ipv6Addr::from(ipv6_net_of(net))),
+                    "2001:db8::/32",
+                ),
+            };
+            let via = router.target(family).to_string();
+            run_ip(&[
+                option,
+                "route",
+                "add",
+                &prefix,
+                "via",
+                &via,
+                "dev",
+                &router.host_if,
+            ])?;
+            self.routes_here.push((option, prefix));
+            let back = self.source(family).to_string();
+            let peer = self.peer_if.as_str();
+            run_ip(&[
+                "-n", &self.ns, "route", "add", test_range, "via", &back, "dev", peer,
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` in the namespace `host_if` is in.
+    fn in_upstream<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+        match &self.upstream {
+            None => Ok(f()),
+            Some(upstream) => in_namespace(upstream, f),
+        }
+    }
+
+    /// `ip <args>` in the namespace `host_if` is in.
+    fn upstream_ip(&self, args: &[&str]) -> Result<String> {
+        match &self.upstream {
+            None => run_ip(args),
+            Some(upstream) => run_ip(&[&["-n", upstream.as_str()], args].concat()),
+        }
     }
 
     /// The address to probe over `family`: [`TestHost::addr`] or [`TestHost::addr6`].
@@ -464,6 +550,38 @@ impl TestHost {
         Ok(())
     }
 
+    /// For a host [`TestHost::behind`] a router: turns off transmit checksum offload on the
+    /// router's veth end toward this host, so that the router completes in software
+    /// (`skb_checksum_help`) the checksum of each packet it forwards here that still needs one, as
+    /// a NIC's offload would on the wire. This host's kernel then checks every checksum it gets.
+    pub fn router_completes_checksums(&self) -> Result<()> {
+        let router = self
+            .upstream
+            .as_deref()
+            .context("not a host behind a router")?;
+        run_checked(Command::new("ip").args([
+            "netns",
+            "exec",
+            router,
+            "ethtool",
+            "-K",
+            &self.host_if,
+            "tx",
+            "off",
+        ]))?;
+        Ok(())
+    }
+
+    /// The namespace's TCP counters, the `Tcp:` lines of /proc/net/snmp (both families count
+    /// there), e.g. `InErrs`, `InCsumErrors` (and `MaxConn`, which is -1).
+    pub fn tcp_counters(&self) -> Result<BTreeMap<String, i64>> {
+        // /proc/thread-self/net is the namespace of the thread that reads it.
+        let text = self.in_ns(|| {
+            fs::read_to_string("/proc/thread-self/net/snmp").context("reading /proc/net/snmp")
+        })??;
+        parse_snmp_group(&text, "Tcp")
+    }
+
     /// The namespace's half-open TCP connections (`ss -Htn state syn-recv`, a line each): the
     /// request sockets of SYNs it answered whose handshake neither completed nor was reset. A
     /// valid RST to its SYN-ACK removes one at once; without it the kernel keeps it for about a
@@ -564,18 +682,7 @@ impl TestHost {
 
     /// Runs `f` on a fresh thread that has entered the namespace (sockets created there stay in it).
     pub fn in_ns<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-        let path = PathBuf::from("/var/run/netns").join(&self.ns);
-        std::thread::spawn(move || -> Result<T> {
-            let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-            // SAFETY: plain syscall on a valid fd; it only changes this (short-lived) thread's netns.
-            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error())
-                    .with_context(|| format!("setns({})", path.display()));
-            }
-            Ok(f())
-        })
-        .join()
-        .map_err(|_| anyhow!("thread inside namespace panicked"))?
+        in_namespace(&self.ns, f)
     }
 
     fn write_etc(&self) -> Result<()> {
@@ -611,7 +718,10 @@ impl Drop for TestHost {
         self.listeners.clear();
         // Deleting the host end deletes both ends at once (deleting the namespace alone would remove
         // the veth only once the kernel's asynchronous namespace cleanup ran).
-        let _ = quiet_ip(&["link", "del", "dev", &self.host_if]);
+        let _ = self.upstream_ip(&["link", "del", "dev", &self.host_if]);
+        for (family, prefix) in &self.routes_here {
+            let _ = quiet_ip(&[family, "route", "del", prefix]);
+        }
         let _ = quiet_ip(&["netns", "del", &self.ns]);
         let _ = fs::remove_dir_all(&self.etc_dir);
     }
@@ -816,6 +926,22 @@ impl FileLock {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Runs `f` on a fresh thread that has entered the namespace `ns`.
+fn in_namespace<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    let path = PathBuf::from("/var/run/netns").join(ns);
+    std::thread::spawn(move || -> Result<T> {
+        let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        // SAFETY: plain syscall on a valid fd; it only changes this (short-lived) thread's netns.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("setns({})", path.display()));
+        }
+        Ok(f())
+    })
+    .join()
+    .map_err(|_| anyhow!("thread inside namespace panicked"))?
 }
 
 fn run_ip(args: &[&str]) -> Result<String> {
@@ -1027,6 +1153,37 @@ fn parse_snmp6(text: &str) -> Result<BTreeMap<String, u64>> {
         .collect()
 }
 
+/// The counters of one group (`Tcp`, `Ip`, ...) of a /proc/net/snmp file: a line of names after
+/// `<group>:`, then a line of values.
+fn parse_snmp_group(text: &str, group: &str) -> Result<BTreeMap<String, i64>> {
+    let prefix = format!("{group}:");
+    let mut lines = text.lines().filter_map(|line| line.strip_prefix(&prefix));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        bail!("no {group} counters in /proc/net/snmp:\n{text}");
+    };
+    let (names, values): (Vec<&str>, Vec<&str>) = (
+        names.split_whitespace().collect(),
+        values.split_whitespace().collect(),
+    );
+    if names.len() != values.len() {
+        bail!(
+            "{} {group} counters named, {} given",
+            names.len(),
+            values.len()
+        );
+    }
+    names
+        .into_iter()
+        .zip(values)
+        .map(|(name, value)| {
+            let value = value
+                .parse()
+                .with_context(|| format!("{group} {name} is not a number: {value:?}"))?;
+            Ok((name.to_owned(), value))
+        })
+        .collect()
+}
+
 /// The nftables counter of [`TestHost::drop_all_to`]'s rule for `addr`.
 fn drop_all_counter(addr: IpAddr) -> String {
     format!("drop_all_{}", addr.to_string().replace([':', '.'], "_"))
@@ -1123,6 +1280,17 @@ mod unit {
         assert_eq!(counters["Icmp6InNeighborAdvertisements"], 12);
         assert_eq!(counters["ifIndex"], 7);
         assert!(parse_snmp6("Ip6InReceives\tmany\n").is_err());
+    }
+
+    #[test]
+    fn snmp_groups_parse() {
+        let text = "Ip: Forwarding DefaultTTL\nIp: 1 64\nTcp: RtoAlgorithm MaxConn InCsumErrors\n\
+                    Tcp: 1 -1 3\n";
+        let tcp = parse_snmp_group(text, "Tcp").unwrap();
+        assert_eq!((tcp["MaxConn"], tcp["InCsumErrors"]), (-1, 3));
+        assert_eq!(parse_snmp_group(text, "Ip").unwrap()["DefaultTTL"], 64);
+        assert!(parse_snmp_group(text, "Udp").is_err());
+        assert!(parse_snmp_group("Tcp: InErrs InCsumErrors\nTcp: 0\n", "Tcp").is_err());
     }
 
     #[test]

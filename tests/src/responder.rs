@@ -14,15 +14,20 @@
 //! were taken exactly where frames enter and leave the TAP would measure. A kernel-timed prober stays
 //! a few µs above it.
 //!
+//! [`DelayedResponder::start_as_vm`] plays a VM instead: frames cross the TAP with virtio-net
+//! headers, its TCP segments leave their checksums to offload, and it notes how each RST that
+//! reaches it was checksummed ([`DelayedResponder::rsts`]).
+//!
 //! The TAP is created without `TUNSETPERSIST`, so it exists exactly as long as its file descriptor is
 //! open: dropping the responder (also while a test unwinds from a panic) closes it and the kernel
 //! deletes the interface, and a test process killed outright leaves nothing behind either. The
 //! descriptor is close-on-exec, so a prober or hping3 started meanwhile cannot keep it alive.
 
 use crate::packets::{
-    echo_reply_message, IpHeader, Segment, IPPROTO_ICMP, IPPROTO_TCP, TCP_ACK, TCP_RST, TCP_SYN,
+    echo_reply_message, pseudo_header, IpHeader, Segment, IPPROTO_ICMP, IPPROTO_TCP, TCP_ACK,
+    TCP_RST, TCP_SYN,
 };
-use crate::{allocate_30, run_ip, COUNTER};
+use crate::{allocate_30, internet_checksum, run_ip, COUNTER};
 use anyhow::{bail, Context, Result};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -86,6 +91,41 @@ pub enum ProbeId {
     IcmpEcho { id: u16, seq: u16 },
 }
 
+/// A RST that reached the responder: prober's answer to a SYN-ACK.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArrivedRst {
+    pub dest_port: u16,
+    /// It came marked NEEDS_CSUM (only to a VM, [`DelayedResponder::start_as_vm`]): its checksum
+    /// left to the receiver's device to complete, which the responder did before checking it.
+    pub left_to_offload: bool,
+    /// Its checksum is right, as the receiver's TCP checks it.
+    pub checksum_right: bool,
+}
+
+/// How frames cross the TAP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Nic {
+    /// Bare Ethernet frames.
+    Plain,
+    /// Each behind a `virtio_net_hdr`, as between a VM and its host: the responder's TCP segments
+    /// leave their checksums to offload (NEEDS_CSUM, the field just the pseudo-header's sum), as a
+    /// guest's virtio-net driver sends them.
+    VirtioNet,
+}
+
+/// `struct virtio_net_hdr` (little-endian), and its flag for a checksum left to offload.
+const VIRTIO_NET_HDR_LEN: usize = 10;
+const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
+
+impl Nic {
+    fn header_len(self) -> usize {
+        match self {
+            Nic::Plain => 0,
+            Nic::VirtioNet => VIRTIO_NET_HDR_LEN,
+        }
+    }
+}
+
 /// A host at [`DelayedResponder::target`] behind a TAP device in the caller's namespace. It answers
 /// ARP for its address at once, and ICMP echo requests and TCP SYNs to it (SYN-ACK on an open port,
 /// RST-ACK otherwise) each a set delay after it read them; it ignores everything else.
@@ -102,6 +142,7 @@ struct Shared {
     delay_ns: AtomicU64,
     stop: AtomicBool,
     answered: Mutex<Vec<Held>>,
+    rsts: Mutex<Vec<ArrivedRst>>,
 }
 
 /// The responder's MAC address (locally administered, unicast).
@@ -126,13 +167,24 @@ impl DelayedResponder {
     /// for .2, and ICMP echo requests and TCP SYNs to .2 (SYN-ACK for `open_ports`, RST-ACK
     /// otherwise) each `delay` after it read the request; it ignores everything else.
     pub fn start(delay: Duration, open_ports: &[u16]) -> Result<DelayedResponder> {
+        DelayedResponder::start_on(Nic::Plain, delay, open_ports)
+    }
+
+    /// [`DelayedResponder::start`] for a VM behind the TAP, answering at once: frames cross it
+    /// with virtio-net headers (`IFF_VNET_HDR`), and the responder's TCP segments leave their
+    /// checksums to offload, as a guest's virtio-net driver sends them.
+    pub fn start_as_vm(open_ports: &[u16]) -> Result<DelayedResponder> {
+        DelayedResponder::start_on(Nic::VirtioNet, Duration::ZERO, open_ports)
+    }
+
+    fn start_on(nic: Nic, delay: Duration, open_ports: &[u16]) -> Result<DelayedResponder> {
         let pid = std::process::id();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let interface = format!("prbt{pid:x}x{n:x}");
         if interface.len() > 15 {
             bail!("interface name {interface} longer than IFNAMSIZ-1 (too many responders in one process?)");
         }
-        let tap = open_tap(&interface)?;
+        let tap = open_tap(&interface, nic)?;
         // Bound before the link is up, so it sees every frame the host sends to the responder.
         let frames = FrameLog::open(&interface)?;
         // Without IPv6 the kernel sends no router solicitations or MLD reports on the TAP: nothing for
@@ -152,6 +204,7 @@ impl DelayedResponder {
             delay_ns: AtomicU64::new(duration_ns(delay)),
             stop: AtomicBool::new(false),
             answered: Mutex::new(Vec::new()),
+            rsts: Mutex::new(Vec::new()),
         });
         let host = Host {
             addr: target,
@@ -161,7 +214,7 @@ impl DelayedResponder {
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name(format!("responder {interface}"))
-            .spawn(move || serve(tap, frames, host, &thread_shared))
+            .spawn(move || serve(tap, nic, frames, host, &thread_shared))
             .context("starting the responder thread")?;
         Ok(DelayedResponder {
             interface,
@@ -199,6 +252,11 @@ impl DelayedResponder {
         self.shared.answered.lock().unwrap().clone()
     }
 
+    /// Every RST that reached the responder so far, in the order they came.
+    pub fn rsts(&self) -> Vec<ArrivedRst> {
+        self.shared.rsts.lock().unwrap().clone()
+    }
+
     /// Forgets the requests answered so far.
     pub fn clear(&self) {
         self.shared.answered.lock().unwrap().clear();
@@ -216,9 +274,10 @@ impl Drop for DelayedResponder {
     }
 }
 
-/// Opens /dev/net/tun and attaches it to a new TAP named `name` that carries bare Ethernet frames
-/// (no packet-information prefix). Non-blocking, so the responder can drain it and spin.
-fn open_tap(name: &str) -> Result<OwnedFd> {
+/// Opens /dev/net/tun and attaches it to a new TAP named `name` that carries Ethernet frames (no
+/// packet-information prefix), as `nic` has them. Non-blocking, so the responder can drain it and
+/// spin.
+fn open_tap(name: &str, nic: Nic) -> Result<OwnedFd> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -230,7 +289,12 @@ fn open_tap(name: &str) -> Result<OwnedFd> {
     for (dst, src) in request.ifr_name.iter_mut().zip(name.bytes()) {
         *dst = src as libc::c_char;
     }
-    request.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+    let virtio_net_hdr = match nic {
+        Nic::Plain => 0,
+        Nic::VirtioNet => libc::IFF_VNET_HDR,
+    };
+    request.ifr_ifru.ifru_flags =
+        (libc::IFF_TAP | libc::IFF_NO_PI | virtio_net_hdr) as libc::c_short;
     // SAFETY: TUNSETIFF reads and writes an ifreq, which `request` is, for the duration of the call.
     if unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut request) } != 0 {
         return Err(std::io::Error::last_os_error())
@@ -494,7 +558,7 @@ impl Eq for Pending {}
 
 /// The responder's loop: write what is due, sleep until the next frame or until shortly before the
 /// next reply is due (then spin), read every frame the TAP holds.
-fn serve(tap: OwnedFd, mut frames: FrameLog, mut host: Host, shared: &Shared) {
+fn serve(tap: OwnedFd, nic: Nic, mut frames: FrameLog, mut host: Host, shared: &Shared) {
     // Timed sleeps end up to the thread's timer slack (50 µs by default) late; ask for none, since
     // the spin before each reply only covers the wake-up itself.
     // SAFETY: plain prctl on the calling thread.
@@ -511,7 +575,7 @@ fn serve(tap: OwnedFd, mut frames: FrameLog, mut host: Host, shared: &Shared) {
     let mut arrivals = 0u64;
     let mut frame = vec![0u8; 65536];
     while !shared.stop.load(Ordering::SeqCst) {
-        write_due(&tap, &mut pending, &mut frames, shared);
+        write_due(&tap, nic, &mut pending, &mut frames, shared);
         let now = monotonic_ns();
         let sleep_ns = match pending.peek() {
             Some(Reverse(next)) => next.due_ns.saturating_sub(now + SPIN_NS),
@@ -534,11 +598,16 @@ fn serve(tap: OwnedFd, mut frames: FrameLog, mut host: Host, shared: &Shared) {
                     _ => panic!("responder: reading the TAP: {err}"),
                 }
             }
-            let request = &frame[..n as usize];
+            let (virtio_net_hdr, request) = frame[..n as usize].split_at_mut(nic.header_len());
+            if let Some(rst) = arrived_rst(virtio_net_hdr, request, host.addr) {
+                shared.rsts.lock().unwrap().push(rst);
+                continue;
+            }
             let queued_ns = frames.queued_ns(request);
             let Some((probe, reply)) = answer(request, &mut host) else {
                 continue;
             };
+            let reply = for_the_tap(nic, reply);
             let delay_ns = match probe {
                 Some(_) => shared.delay_ns.load(Ordering::SeqCst),
                 None => 0,
@@ -559,6 +628,7 @@ fn serve(tap: OwnedFd, mut frames: FrameLog, mut host: Host, shared: &Shared) {
 /// Writes every reply whose time has come, recording the probes' hold times.
 fn write_due(
     tap: &OwnedFd,
+    nic: Nic,
     pending: &mut BinaryHeap<Reverse<Pending>>,
     log: &mut FrameLog,
     shared: &Shared,
@@ -587,7 +657,7 @@ fn write_due(
             );
         }
         if let Some(probe) = reply.probe {
-            let delivered_ns = log.delivered_ns(&reply.frame);
+            let delivered_ns = log.delivered_ns(&reply.frame[nic.header_len()..]);
             shared.answered.lock().unwrap().push(Held {
                 probe,
                 queued_ns: reply.queued_ns,
@@ -597,6 +667,73 @@ fn write_due(
             });
         }
     }
+}
+
+/// A RST to `addr` in `frame` (Ethernet, IPv4), judged as the receiver's stack would after its
+/// device completed a checksum `virtio_net_hdr` (empty on a plain TAP) leaves to offload.
+fn arrived_rst(virtio_net_hdr: &[u8], frame: &mut [u8], addr: Ipv4Addr) -> Option<ArrivedRst> {
+    let ip = frame.get(ETH_HEADER_LEN..)?;
+    if be16(frame, 12) != ETHERTYPE_IPV4 || ip.len() < 40 || ip[0] != 0x45 || ip[9] != IPPROTO_TCP {
+        return None;
+    }
+    let (from, to, len) = (ipv4_at(ip, 12), ipv4_at(ip, 16), usize::from(be16(ip, 2)));
+    if to != addr
+        || len < 40
+        || len > ip.len()
+        || ip[20 + 13] & (TCP_SYN | TCP_RST | TCP_ACK) != TCP_RST
+    {
+        return None;
+    }
+    let left_to_offload = virtio_net_hdr
+        .first()
+        .is_some_and(|flags| flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0);
+    if left_to_offload {
+        let le16 = |at: usize| {
+            usize::from(u16::from_le_bytes([
+                virtio_net_hdr[at],
+                virtio_net_hdr[at + 1],
+            ]))
+        };
+        let (start, field) = (le16(6), le16(6) + le16(8));
+        let sum = internet_checksum(frame.get(start..ETH_HEADER_LEN + len)?);
+        frame
+            .get_mut(field..field + 2)?
+            .copy_from_slice(&sum.to_be_bytes());
+    }
+    let segment = &frame[ETH_HEADER_LEN + 20..ETH_HEADER_LEN + len];
+    let pseudo = pseudo_header(from.into(), to.into(), IPPROTO_TCP, segment.len());
+    Some(ArrivedRst {
+        dest_port: be16(segment, 2),
+        left_to_offload,
+        checksum_right: internet_checksum(&[&pseudo[..], segment].concat()) == 0,
+    })
+}
+
+/// `reply` as it crosses the TAP from `nic`: behind a virtio-net header, its TCP checksum left to
+/// offload, from a VM.
+fn for_the_tap(nic: Nic, mut reply: Vec<u8>) -> Vec<u8> {
+    if nic == Nic::Plain {
+        return reply;
+    }
+    let mut virtio_net_hdr = [0u8; VIRTIO_NET_HDR_LEN];
+    let ip = &reply[ETH_HEADER_LEN..];
+    if be16(&reply, 12) == ETHERTYPE_IPV4 && ip[9] == IPPROTO_TCP {
+        let segment_len = usize::from(be16(ip, 2)) - 20;
+        let pseudo = pseudo_header(
+            ipv4_at(ip, 12).into(),
+            ipv4_at(ip, 16).into(),
+            IPPROTO_TCP,
+            segment_len,
+        );
+        // Where the TCP header and its checksum field start in the frame.
+        let start = ETH_HEADER_LEN + 20;
+        let field = start + 16;
+        reply[field..field + 2].copy_from_slice(&(!internet_checksum(&pseudo)).to_be_bytes());
+        virtio_net_hdr[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+        virtio_net_hdr[6..8].copy_from_slice(&(start as u16).to_le_bytes());
+        virtio_net_hdr[8..10].copy_from_slice(&16u16.to_le_bytes());
+    }
+    [&virtio_net_hdr[..], &reply].concat()
 }
 
 /// Sleeps until the TAP has a frame or `timeout_ns` passed (nanosecond resolution, unlike poll).
@@ -918,6 +1055,43 @@ mod unit {
         assert_eq!((&arp[18..24], ipv4_at(arp, 24)), (&PEER_MAC[..], PEER));
         let other = [&request[..24], &[198, 18, 4, 3]].concat();
         assert!(answer(&ethernet(ETHERTYPE_ARP, &other), &mut host()).is_none());
+    }
+
+    #[test]
+    fn a_vm_leaves_tcp_checksums_to_offload_and_completes_those_left_to_it() {
+        let rst = Segment {
+            source_port: 40000,
+            dest_port: 80,
+            seq: 7,
+            ack: 0,
+            flags: TCP_RST,
+            window: 0,
+            options: &[],
+        };
+        let frame = ethernet(
+            ETHERTYPE_IPV4,
+            &ipv4_packet(IPPROTO_TCP, 0, &rst.bytes(PEER.into(), HOST.into())),
+        );
+        let arrived = |left_to_offload, checksum_right| {
+            Some(ArrivedRst {
+                dest_port: 80,
+                left_to_offload,
+                checksum_right,
+            })
+        };
+        assert_eq!(
+            arrived_rst(&[], &mut frame.clone(), HOST),
+            arrived(false, true)
+        );
+        let mut offloaded = for_the_tap(Nic::VirtioNet, frame.clone());
+        let (header, rest) = offloaded.split_at_mut(VIRTIO_NET_HDR_LEN);
+        assert_eq!(arrived_rst(header, rest, HOST), arrived(true, true));
+        // A complete checksum marked as left to offload comes out wrong once completed.
+        let mut marked = for_the_tap(Nic::VirtioNet, frame.clone());
+        marked[VIRTIO_NET_HDR_LEN..].copy_from_slice(&frame);
+        let (header, rest) = marked.split_at_mut(VIRTIO_NET_HDR_LEN);
+        assert_eq!(arrived_rst(header, rest, HOST), arrived(true, false));
+        assert_eq!(arrived_rst(&[], &mut frame.clone(), PEER), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 use prober_tests::output::check_error;
 use prober_tests::packets::syn_ack;
 use prober_tests::proc::{run, Finished, Proc};
+use prober_tests::responder::{ArrivedRst, DelayedResponder};
 use prober_tests::sweep::{
     expected_outcome, linux_peer_field_errors, outcome, outcome_diff, parse_csv, parse_list_line,
     sweep, table_preamble, Outcome, Status, SweepResult, Swept, TableRow,
@@ -224,6 +225,88 @@ fn full_range_sweep_of_one_host_reports_every_port_exactly_once(family: Family) 
 }
 
 test_both_families!(full_range_sweep_of_one_host_reports_every_port_exactly_once);
+
+/// A target one router away whose kernel checks the checksums of the RSTs bounced to it: the
+/// router's veth toward it has no checksum offload, so the router completes checksums in
+/// software, as a NIC's offload does on the wire. The target's SYN-ACKs reach the XDP program
+/// with their checksums left to offload (the target's veth offloads them), and generic XDP keeps
+/// that state on the RST it makes of each: the RST's checksum field must then hold just its
+/// pseudo-header's sum, or the router completes it wrong and the target, dropping the RST, keeps
+/// the half-open connection.
+fn rsts_whose_checksums_are_completed_on_the_way_end_the_half_open_connections(family: Family) {
+    require_root();
+    let router = TestHost::new().expect("router");
+    let mut host = TestHost::behind(&router).expect("test host behind the router");
+    let open = [1, 22, 80, 1000];
+    for port in open {
+        host.listen_tcp(port).expect("listener");
+    }
+    host.drop_tcp_port(FILTERED_PORT).expect("nft drop rule");
+    host.router_completes_checksums().expect("ethtool");
+    let target = host.target(family);
+    let tcp_errors = || {
+        let counters = host.tcp_counters().expect("/proc/net/snmp");
+        (counters["InErrs"], counters["InCsumErrors"])
+    };
+    let errors_before = tcp_errors();
+    let swept = sweep(
+        &["-p", "1-1000", "-o", "json", &target.to_string()],
+        TIMEOUT,
+    );
+    let half_open = host.half_open_connections().expect("ss");
+    let errors_after = tcp_errors();
+    let want = expected_outcome(&[target], 1..=1000, |_, port| status_with(&open, port));
+    swept.check_outcome(&swept.json(), &want);
+    // Both in one message: a RST with a wrong checksum shows in each.
+    assert!(
+        half_open.is_empty() && errors_after == errors_before,
+        "the bounced RSTs left half-open connections: {half_open:#?}; the target's TCP InErrs \
+         and InCsumErrors went from {errors_before:?} to {errors_after:?}\n{}",
+        swept.run
+    );
+}
+
+test_both_families!(rsts_whose_checksums_are_completed_on_the_way_end_the_half_open_connections);
+
+/// A VM behind a TAP leaves its SYN-ACKs' checksums to offload. Generic XDP keeps that state on
+/// the RST it makes of each, which then crosses to the VM marked for its device to complete: the
+/// field must hold just the pseudo-header's sum. Native XDP keeps no such state, and its RST
+/// crosses unmarked: the checksum must be complete.
+fn bounced_rsts_reach_a_vm_checksummed_as_its_device_takes_them(mode: &str, left_to_offload: bool) {
+    require_root();
+    let vm = DelayedResponder::start_as_vm(&[80]).expect("responder playing a VM");
+    let target = IpAddr::from(vm.target());
+    let swept = sweep(
+        &[
+            "--xdp-mode",
+            mode,
+            "-p",
+            "79-81",
+            "-o",
+            "json",
+            &target.to_string(),
+        ],
+        TIMEOUT,
+    );
+    let want = expected_outcome(&[target], 79..=81, |_, port| status_with(&[80], port));
+    swept.check_outcome(&swept.json(), &want);
+    let rst = ArrivedRst {
+        dest_port: 80,
+        left_to_offload,
+        checksum_right: true,
+    };
+    assert_eq!(vm.rsts(), [rst], "{}", swept.run);
+}
+
+#[test]
+fn bounced_rsts_reach_a_vm_checksummed_as_its_device_takes_them_in_generic_xdp() {
+    bounced_rsts_reach_a_vm_checksummed_as_its_device_takes_them("generic", true);
+}
+
+#[test]
+fn bounced_rsts_reach_a_vm_checksummed_as_its_device_takes_them_in_native_xdp() {
+    bounced_rsts_reach_a_vm_checksummed_as_its_device_takes_them("native", false);
+}
 
 /// 256 IPv6 addresses (a /120) x 3 ports at full speed, one of the addresses answering nothing:
 /// the exact set, each probe arriving once.

@@ -20,8 +20,8 @@ use aya::{
 pub use counters::Counters;
 pub use kernel::require_supported_kernel;
 use prober_common::{
-    ProbeFilter, COUNTERS_MAP, EGRESS_PROGRAM, FILTER_MAP, INGRESS_PROGRAM, REPLIES_MAP,
-    XDP_PROGRAM,
+    ProbeFilter, COUNTERS_MAP, EGRESS_PROGRAM, FILTER_MAP, GENERIC_XDP_GLOBAL, INGRESS_PROGRAM,
+    REPLIES_MAP, XDP_PROGRAM,
 };
 pub use trace::BpfTrace;
 
@@ -122,8 +122,10 @@ impl ReplyMatcher {
         attachment: Attachment,
     ) -> Result<(ReplyMatcher, ReplyChannel)> {
         kernel::make_room_for_maps();
+        let generic_xdp = u8::from(attachment.mode == AttachMode::Generic);
         let mut ebpf = EbpfLoader::new()
             .override_global(aya_log::LEVEL, &trace::level(attachment.trace), true)
+            .override_global(GENERIC_XDP_GLOBAL, &generic_xdp, true)
             .load(OBJECT)
             .context("loading the XDP program")?;
         let mut filters: Array<_, ProbeFilter> = Array::try_from(take_map(&mut ebpf, FILTER_MAP)?)?;
