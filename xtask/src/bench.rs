@@ -62,6 +62,25 @@ struct Scenario {
 }
 
 impl Scenario {
+    /// A sweep of all ports of `targets`, titled by their count and range and `over`.
+    fn of(over: &str, slug: &'static str, targets: Vec<IpAddr>) -> Scenario {
+        let title = match targets.as_slice() {
+            [one] => format!("1 host{over} ({one}) x 65535 ports"),
+            [first, .., last] => {
+                format!(
+                    "{} hosts{over} ({first} - {last}) x 65535 ports",
+                    targets.len()
+                )
+            }
+            [] => unreachable!("a sweep has targets"),
+        };
+        Scenario {
+            title,
+            slug,
+            targets,
+        }
+    }
+
     fn family(&self) -> Family {
         Family::of(self.targets[0])
     }
@@ -176,34 +195,14 @@ pub fn sweep(only: &[String]) -> Result<()> {
         .context("adding the many-hosts IPv6 targets")?;
     let (ns, host_if) = (bed.host.ns.clone(), bed.host.host_if.clone());
     let scenarios = [
-        Scenario {
-            title: format!("1 host ({}) x 65535 ports", bed.host.addr),
-            slug: "one",
-            targets: vec![bed.host.addr.into()],
-        },
-        Scenario {
-            title: format!(
-                "{MANY_HOSTS} hosts ({} - {}) x 65535 ports",
-                many[0],
-                many[many.len() - 1]
-            ),
-            slug: "many",
-            targets: many.into_iter().map(IpAddr::from).collect(),
-        },
-        Scenario {
-            title: format!("1 host over IPv6 ({}) x 65535 ports", bed.host.addr6),
-            slug: "one6",
-            targets: vec![bed.host.addr6.into()],
-        },
-        Scenario {
-            title: format!(
-                "{MANY_HOSTS} hosts over IPv6 ({} - {}) x 65535 ports",
-                many6[0],
-                many6[many6.len() - 1]
-            ),
-            slug: "many6",
-            targets: many6.into_iter().map(IpAddr::from).collect(),
-        },
+        Scenario::of("", "one", vec![bed.host.addr.into()]),
+        Scenario::of("", "many", many.into_iter().map(IpAddr::from).collect()),
+        Scenario::of(" over IPv6", "one6", vec![bed.host.addr6.into()]),
+        Scenario::of(
+            " over IPv6",
+            "many6",
+            many6.into_iter().map(IpAddr::from).collect(),
+        ),
     ];
     println!(
         "\nbed: namespace {ns}, host side {host_if} {} {} ({}), namespace side {} {} ({}); open on every address: {}",
