@@ -43,8 +43,8 @@ pub const ETH_HEADER_LEN: usize = 14;
 const ETHER_TYPE_OFFSET: usize = 12;
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
-const IPV4_HEADER_LEN: usize = 20;
-const IPV6_HEADER_LEN: usize = 40;
+pub const IPV4_HEADER_LEN: usize = 20;
+pub const IPV6_HEADER_LEN: usize = 40;
 /// IPv6 extension headers [`parse`] skips before it gives up on finding the transport header.
 /// Replies carry none (a router may add hop-by-hop options); a longer chain is left to the
 /// host's stack, unread and uncounted.

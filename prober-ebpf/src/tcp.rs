@@ -10,7 +10,7 @@ use prober_common::{
     trace::{Fate, Reason},
     wire::{
         self, Checksum, ChecksumField, Frame, IpPacket, IpVersion, Segment, ETH_HEADER_LEN,
-        TCP_HEADER_LEN,
+        IPV4_HEADER_LEN, IPV6_HEADER_LEN, TCP_HEADER_LEN,
     },
     Counter, ProbeFilter, IPPROTO_TCP,
 };
@@ -25,8 +25,6 @@ const FIN: u8 = 0x01;
 const SYN: u8 = 0x02;
 const RST: u8 = 0x04;
 const ACK: u8 = 0x10;
-const IPV4_HEADER_LEN: usize = 20;
-const IPV6_HEADER_LEN: usize = 40;
 /// The bounced RST: an Ethernet frame holding a bare IP header and a bare TCP header.
 const RST_FRAME_LEN_V4: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN + TCP_HEADER_LEN;
 const RST_FRAME_LEN_V6: usize = ETH_HEADER_LEN + IPV6_HEADER_LEN + TCP_HEADER_LEN;
