@@ -3,12 +3,12 @@
 //! reply lines. Targets are test-namespace hosts (or prober runs inside a test namespace), so a
 //! prober that wrongly goes ahead still only sends where it may.
 
-use prober_tests::output::check_error;
+use prober_tests::output::{check_error, parse_footer};
 use prober_tests::proc::{run, Finished, Proc};
 use prober_tests::unprivileged::ProberCopy;
 use prober_tests::{
-    ip_link_show, prober_bin, prober_command, require_root, ScratchDir, ScratchFile, TestHost,
-    OPEN_PORT,
+    ip_link_show, prober_bin, prober_command, require_root, run_checked, test_both_families,
+    Family, ScratchDir, ScratchFile, TestHost, CLOSED_PORT, OPEN_PORT,
 };
 use std::fs;
 use std::io::ErrorKind;
@@ -266,6 +266,72 @@ fn port_not_a_number() {
 fn unknown_interface() {
     let run = against_test_host(&["-c", "1", "-S", "-p", "80", "-I", "nosuchif0"]);
     check_error(&run, &["interface", "nosuchif0"], &[]);
+}
+
+/// `-I` naming an interface no route to the target goes through: one line naming `-I`, the
+/// target and the interface its route does use, before anything is sent (the namespace counts
+/// every SYN that reaches it), for one target and for a sweep. (Before, IPv4 took the target
+/// for one on `lo`'s link: 100 % loss, or every port filtered, and exit 1.)
+fn an_interface_that_does_not_reach_the_target_is_an_error(family: Family) {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    host.count_arriving("syns", "tcp flags syn")
+        .expect("nft counter");
+    let target = host.target(family).to_string();
+    let ports = format!("{OPEN_PORT},{CLOSED_PORT}");
+    let open = OPEN_PORT.to_string();
+    let ping = ["-c", "1", "-S", "-p", &open, "-I", "lo", &target];
+    let sweep = ["-p", &ports, "-o", "json", "-I", "lo", &target];
+    for args in [&ping[..], &sweep[..]] {
+        let refused = run(prober_command(args), TIMEOUT);
+        check_error(&refused, &["-I lo", &target, &host.host_if], &[]);
+    }
+    assert_eq!(
+        host.arriving_packets("syns").expect("counter"),
+        0,
+        "SYNs reached the target"
+    );
+}
+
+test_both_families!(an_interface_that_does_not_reach_the_target_is_an_error);
+
+/// The other side of that check: a link-local target's zone names the interface it is reached
+/// through, and its probe is answered.
+#[test]
+fn a_link_local_target_is_reached_through_its_zone() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let mut show = host.command_in_ns("ip");
+    show.args([
+        "-6",
+        "-o",
+        "addr",
+        "show",
+        "dev",
+        &host.peer_if,
+        "scope",
+        "link",
+    ]);
+    let shown = run_checked(&mut show).expect("ip addr show");
+    let address = shown
+        .split_whitespace()
+        .skip_while(|word| *word != "inet6")
+        .nth(1)
+        .and_then(|block| block.split('/').next())
+        .unwrap_or_else(|| panic!("no link-local address in {shown}"))
+        .to_string();
+    let target = format!("{address}%{}", host.host_if);
+    let open = OPEN_PORT.to_string();
+    let answered = run(
+        prober_command(&["-c", "1", "-S", "-p", &open, &target]),
+        TIMEOUT,
+    );
+    let footer = parse_footer(&answered.stderr).unwrap_or_else(|e| panic!("{e}\n{answered}"));
+    assert_eq!(
+        (footer.received, answered.code()),
+        (1, Some(0)),
+        "{answered}"
+    );
 }
 
 #[test]

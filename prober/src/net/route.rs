@@ -1,11 +1,11 @@
 //! The kernel's answer to `ip route get <target> [oif <interface>]`, for either family.
 use std::net::IpAddr;
 
-use anyhow::{anyhow, Context as _, Result};
+use anyhow::{anyhow, bail, Context as _, Result};
 use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST};
 use netlink_packet_route::{
     address::{AddressAttribute, AddressMessage},
-    route::{RouteAddress, RouteAttribute, RouteMessage, RouteType},
+    route::{RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteType},
     RouteNetlinkMessage,
 };
 
@@ -27,28 +27,11 @@ pub struct Route {
 }
 
 pub fn lookup(target: IpAddr, via: Option<&Interface>) -> Result<Route> {
-    let mut request = RouteMessage::default();
-    request.header.address_family = netlink::family_of(target);
-    request.header.destination_prefix_length = match target {
-        IpAddr::V4(_) => 32,
-        IpAddr::V6(_) => 128,
-    };
-    request
-        .attributes
-        .push(RouteAttribute::Destination(route_address(target)));
     if let Some(interface) = via {
-        request
-            .attributes
-            .push(RouteAttribute::Oif(interface.index));
+        require_route_through(target, interface)?;
     }
-    let replies = netlink::request(RouteNetlinkMessage::GetRoute(request), NLM_F_REQUEST)
-        .with_context(|| format!("looking up the route to {target}"))?;
-    let route = replies
-        .into_iter()
-        .find_map(|message| match message {
-            RouteNetlinkMessage::NewRoute(route) => Some(route),
-            _ => None,
-        })
+    let route = kernel_route(target, via, RouteFlags::empty())
+        .with_context(|| format!("looking up the route to {target}"))?
         .ok_or_else(|| anyhow!("no route to {target}"))?;
 
     let mut interface_index = None;
@@ -77,6 +60,68 @@ pub fn lookup(target: IpAddr, via: Option<&Interface>) -> Result<Route> {
         local,
         bind_interface,
     })
+}
+
+/// With an interface named, IPv4 takes a destination that no route reaches through it for
+/// one on that link ("Apparently, routing tables are wrong", net/ipv4/route.c) and would send
+/// its probes there unanswered; so one must: RTM_F_FIB_MATCH fails where no FIB entry matches.
+/// The target's own route through the interface (an address of this host over `lo`) will do.
+fn require_route_through(target: IpAddr, interface: &Interface) -> Result<()> {
+    if let Ok(Some(_)) = kernel_route(target, Some(interface), RouteFlags::FibMatch) {
+        return Ok(());
+    }
+    let usual = kernel_route(target, None, RouteFlags::empty())
+        .ok()
+        .flatten()
+        .and_then(|route| route_interface(&route))
+        .and_then(|index| Interface::by_index(index).ok());
+    match usual {
+        Some(usual) if usual.index == interface.index => Ok(()),
+        Some(usual) => bail!(
+            "-I {} has no route to {target} (its route is through {})",
+            interface.name,
+            usual.name
+        ),
+        None => bail!("-I {} has no route to {target}", interface.name),
+    }
+}
+
+/// `ip route get <target> [oif <via>]` with the request's `flags`.
+fn kernel_route(
+    target: IpAddr,
+    via: Option<&Interface>,
+    flags: RouteFlags,
+) -> Result<Option<RouteMessage>> {
+    let mut request = RouteMessage::default();
+    request.header.address_family = netlink::family_of(target);
+    request.header.destination_prefix_length = match target {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    };
+    request.header.flags = flags;
+    request
+        .attributes
+        .push(RouteAttribute::Destination(route_address(target)));
+    if let Some(interface) = via {
+        request
+            .attributes
+            .push(RouteAttribute::Oif(interface.index));
+    }
+    let replies = netlink::request(RouteNetlinkMessage::GetRoute(request), NLM_F_REQUEST)?;
+    Ok(replies.into_iter().find_map(|message| match message {
+        RouteNetlinkMessage::NewRoute(route) => Some(route),
+        _ => None,
+    }))
+}
+
+fn route_interface(route: &RouteMessage) -> Option<u32> {
+    route
+        .attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            RouteAttribute::Oif(index) => Some(*index),
+            _ => None,
+        })
 }
 
 /// The interface that holds `address`, one of this host's own.
