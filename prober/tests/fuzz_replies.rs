@@ -91,7 +91,7 @@ fn check_json(line: &str, result: &PortResult) {
         "key order: {line}"
     );
     assert_eq!(value["ip"], result.ip.to_string());
-    assert_eq!(value["port"], result.port);
+    assert_eq!(value["port"], serde_json::json!(result.port));
     let (status, reason) = result.finding.words();
     assert_eq!(value["status"], status);
     assert_eq!(value["reason"], reason);
@@ -160,13 +160,13 @@ fn check_sweep(case: &Case, record: &ReplyRecord) {
     );
     let replied = PortResult {
         ip: answer.host,
-        port: answer.port,
+        port: Some(answer.port),
         protocol: probe.protocol(),
         finding: Finding::Verdict(answer.verdict),
         reply: Some(fields),
     };
     let silent = PortResult {
-        port: answer.port.wrapping_add(1),
+        port: Some(answer.port.wrapping_add(1)),
         finding: Finding::Verdict(probe.silence()),
         reply: None,
         ..replied
@@ -186,7 +186,7 @@ fn check_sweep(case: &Case, record: &ReplyRecord) {
         let columns: Vec<&str> = line.split(',').collect();
         assert_eq!(columns.len(), JSON_KEYS.len(), "{line}");
         assert_eq!(columns[0], result.ip.to_string());
-        assert_eq!(columns[1], result.port.to_string());
+        assert_eq!(columns[1], result.port.unwrap().to_string());
         assert_eq!(columns[3], result.finding.words().0);
     }
 
@@ -210,7 +210,7 @@ fn check_sweep(case: &Case, record: &ReplyRecord) {
             assert!(table[0].contains(&TcpFlags(record.tcp_flags).dotted()));
         }
         assert!(
-            table[rows].starts_with(&format!("Not responding ports: ({} ", silent.port)),
+            table[rows].starts_with(&format!("Not responding ports: ({} ", silent.port.unwrap())),
             "{table:?}"
         );
     }

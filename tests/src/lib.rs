@@ -487,6 +487,12 @@ impl TestHost {
         self.add_rule("output", counter, matches, statement)
     }
 
+    /// An nftables rule inside the namespace that drops every packet the namespace sends that
+    /// matches `matches`: its sockets' sends fail with EPERM. The rule counts them as `counter`.
+    pub fn drop_outgoing(&self, counter: &str, matches: &str) -> Result<()> {
+        self.add_rule("output", counter, matches, "drop")
+    }
+
     /// Appends `<matches> counter name <counter> <statement>` to the namespace's chain of the
     /// `hook` (input or output), which it creates the first time.
     fn add_rule(&self, hook: &str, counter: &str, matches: &str, statement: &str) -> Result<()> {

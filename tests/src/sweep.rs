@@ -30,6 +30,21 @@ pub enum Status {
     /// No answer seen, but replies were lost on the way to the output (a full ring buffer), so
     /// it may have answered.
     Unknown,
+    /// Not probed: the kernel refused the probe, or prober did not send it.
+    Refused(Refusal),
+}
+
+/// Why a probe was refused (the `reason` of a `refused` result).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Refusal {
+    /// A broadcast address (EACCES, or prober's own look at the local routing table).
+    Broadcast,
+    /// A firewall's output chain (EPERM).
+    Firewall,
+    /// No route (ENETUNREACH, EHOSTUNREACH).
+    NoRoute,
+    /// This host's own address, in a sweep of others.
+    OwnAddress,
 }
 
 impl Status {
@@ -39,9 +54,14 @@ impl Status {
             ("closed", "rst") => Ok(Status::Closed),
             ("filtered", "timeout") => Ok(Status::Filtered),
             ("unknown", "reply-lost") => Ok(Status::Unknown),
+            ("refused", "broadcast") => Ok(Status::Refused(Refusal::Broadcast)),
+            ("refused", "firewall") => Ok(Status::Refused(Refusal::Firewall)),
+            ("refused", "no-route") => Ok(Status::Refused(Refusal::NoRoute)),
+            ("refused", "own-address") => Ok(Status::Refused(Refusal::OwnAddress)),
             _ => Err(format!(
                 "status/reason {status:?}/{reason:?} is none of open/syn-ack, closed/rst, \
-                 filtered/timeout, unknown/reply-lost"
+                 filtered/timeout, unknown/reply-lost, refused/(broadcast, firewall, no-route, \
+                 own-address)"
             )),
         }
     }
@@ -51,6 +71,8 @@ impl Status {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SweepResult {
     pub ip: IpAddr,
+    /// 0 for a result about the host as a whole (`port` null: refused broadcast or own
+    /// addresses).
     pub port: u16,
     pub status: Status,
     pub ttl: Option<u8>,
@@ -83,7 +105,7 @@ pub type Outcome = BTreeMap<(IpAddr, u16), Status>;
 
 /// Parses one JSON result line: an object with exactly the keys of [`FIELDS`] in that order, `ip` an
 /// address in its canonical text (a dotted quad, or IPv6 as RFC 5952 writes it), `port` 1–65535,
-/// `proto` `"tcp"`, a consistent status and reason, `ttl`, `win` (and over IPv4 `ipid`) integers in
+/// or `null` for a refused host (broadcast or own address), `proto` `"tcp"`, a consistent status and reason, `ttl`, `win` (and over IPv4 `ipid`) integers in
 /// range when answered and `null` when filtered (`ipid` always `null` over IPv6), `rtt_us` a non-negative
 /// integer or `null` (always `null` when filtered), `ts` a number.
 pub fn parse_json_line(line: &str) -> Result<SweepResult, String> {
@@ -218,7 +240,7 @@ pub fn linux_peer_field_errors(results: &[SweepResult]) -> Vec<String> {
             let win = match r.status {
                 Status::Open => syn_ack_win,
                 Status::Closed => 0,
-                Status::Filtered | Status::Unknown => return None,
+                Status::Filtered | Status::Unknown | Status::Refused(_) => return None,
             };
             (r.ttl != Some(64) || r.ipid != ipid || r.win != Some(win)).then(|| {
                 format!(
@@ -597,13 +619,19 @@ fn result_from_fields(fields: Vec<(String, Value)>) -> Result<SweepResult, Strin
             .ok_or_else(|| format!("{} is not a string", FIELDS[i]))
     };
     let ip = canonical_address(text(0)?)?;
-    let port = integer::<u16>(v[1], "port")?
-        .filter(|&p| p != 0)
-        .ok_or("port is not 1-65535")?;
     if text(2)? != "tcp" {
         return Err("proto is not \"tcp\"".into());
     }
     let status = Status::parse(text(3)?, text(4)?)?;
+    let host_level = matches!(
+        status,
+        Status::Refused(Refusal::Broadcast | Refusal::OwnAddress)
+    );
+    let port = match integer::<u16>(v[1], "port")? {
+        None if host_level => 0,
+        Some(port) if port != 0 => port,
+        _ => return Err("port is not 1-65535 (or null for a refused host)".into()),
+    };
     let ttl = integer::<u8>(v[5], "ttl")?;
     let ipid = integer::<u16>(v[6], "ipid")?;
     let win = integer::<u16>(v[7], "win")?;
@@ -619,7 +647,7 @@ fn result_from_fields(fields: Vec<(String, Value)>) -> Result<SweepResult, Strin
     let has_ipid = ip.is_ipv4();
     let header_fields = [ttl.is_some(), win.is_some()];
     match status {
-        Status::Filtered | Status::Unknown
+        Status::Filtered | Status::Unknown | Status::Refused(_)
             if header_fields.contains(&true) || ipid.is_some() || rtt_us.is_some() =>
         {
             return Err("a result without a reply must have null ttl, ipid, win and rtt_us".into())

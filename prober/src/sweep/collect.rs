@@ -55,7 +55,7 @@ impl ReplyHandler for Collector<'_> {
         }
         self.results.push(PortResult {
             ip: answer.host,
-            port: answer.port,
+            port: Some(answer.port),
             protocol: self.probe.protocol(),
             finding: Finding::Verdict(answer.verdict),
             reply: Some(answer.fields),
@@ -78,6 +78,7 @@ impl ReplyHandler for Collector<'_> {
     }
 
     fn drained(&mut self) -> Result<()> {
+        self.write_refusals();
         self.results.send()
     }
 
@@ -96,6 +97,8 @@ impl ReplyHandler for Collector<'_> {
     /// What has not answered is counted, and written after everything else by the output
     /// thread; after an interrupt or an error nothing had its `--wait`, so nothing is.
     fn finish(&mut self, waited: bool) -> Finishing {
+        // The senders are done: these are the last.
+        self.write_refusals();
         let silence = waited.then(|| {
             let (finding, count) = if self.progress.last_pass_lost() {
                 (Finding::Unknown, &mut self.summary.unknown)
@@ -116,6 +119,22 @@ impl ReplyHandler for Collector<'_> {
             }
             results.finish()
         })))
+    }
+}
+
+impl Collector<'_> {
+    /// Queues a result for each probe the kernel refused since the last look.
+    fn write_refusals(&mut self) {
+        for (target, reason) in self.progress.take_refusals() {
+            let (ip, port) = self.plan.endpoint(target);
+            self.results.push(PortResult {
+                ip,
+                port: Some(port),
+                protocol: self.probe.protocol(),
+                finding: Finding::Refused(reason),
+                reply: None,
+            });
+        }
     }
 }
 
@@ -159,7 +178,7 @@ fn write_silence(
             let (ip, port) = plan.endpoint(target);
             results.write(&PortResult {
                 ip,
-                port,
+                port: Some(port),
                 protocol,
                 finding,
                 reply: None,

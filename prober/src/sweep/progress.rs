@@ -1,18 +1,23 @@
 //! What the send threads and the reply side of a sweep share while it runs: what has been
 //! answered, what each sender has done, when replies were lost, and, where the kernel does not
 //! time departures, when the recent probes left.
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Mutex,
+};
 
 use super::{bitset::BitSet, plan::SOURCE_PORTS};
 use crate::monotonic_ns;
 
 pub struct Progress {
-    /// One bit per target: answered or not.
+    /// One bit per target: settled (answered, or its probe refused) or not.
     answered: BitSet,
-    /// Distinct targets that have answered.
+    /// Distinct targets settled.
     answered_count: AtomicU64,
     /// Probes the kernel refused to send (a broadcast address, a firewall's output chain).
     refused: AtomicU64,
+    /// The refused targets, with the reason, that the reply side has not written yet.
+    refusals: Mutex<Vec<(u64, &'static str)>>,
     /// When the reply side last saw that the kernel had lost replies (CLOCK_MONOTONIC ns; 0:
     /// never).
     loss_seen_ns: AtomicU64,
@@ -48,6 +53,7 @@ impl Progress {
             answered: BitSet::new(targets),
             answered_count: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            refusals: Mutex::new(Vec::new()),
             loss_seen_ns: AtomicU64::new(0),
             senders: (0..senders).map(|_| SenderProgress::default()).collect(),
             recent: userspace_send_times.then(|| {
@@ -74,7 +80,7 @@ impl Progress {
         self.answered.contains(target)
     }
 
-    /// Marks `target` answered; false when it had been already (a duplicate).
+    /// Marks `target` answered (settled); false when it had been already (a duplicate).
     pub fn answer(&self, target: u64) -> bool {
         let first = self.answered.insert(target);
         if first {
@@ -87,8 +93,21 @@ impl Progress {
         self.answered_count.load(Ordering::Relaxed)
     }
 
-    pub fn refuse(&self) {
+    /// The kernel refused the probe to `target` for `reason`: it is settled, as answered
+    /// targets are (no retry, no silence), and its result is for the reply side to write.
+    pub fn refuse(&self, target: u64, reason: &'static str) {
         self.refused.fetch_add(1, Ordering::Relaxed);
+        if self.answer(target) {
+            self.refusals
+                .lock()
+                .expect("no thread panics holding it")
+                .push((target, reason));
+        }
+    }
+
+    /// The refused targets not taken yet.
+    pub fn take_refusals(&self) -> Vec<(u64, &'static str)> {
+        std::mem::take(&mut *self.refusals.lock().expect("no thread panics holding it"))
     }
 
     pub fn refused(&self) -> u64 {
@@ -146,6 +165,17 @@ mod tests {
         assert!(!progress.answer(7));
         assert!(progress.is_answered(7) && !progress.is_answered(8));
         assert_eq!(progress.answered(), 1);
+    }
+
+    #[test]
+    fn a_refused_target_is_settled_and_written_once() {
+        let progress = Progress::new(100, 1, false);
+        progress.refuse(7, "firewall");
+        assert!(progress.is_answered(7) && progress.answered() == 1);
+        assert!(!progress.answer(7), "no reply can answer it again");
+        assert_eq!(progress.refused(), 1);
+        assert_eq!(progress.take_refusals(), [(7, "firewall")]);
+        assert_eq!(progress.take_refusals(), []);
     }
 
     #[test]

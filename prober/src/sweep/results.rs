@@ -20,7 +20,8 @@ use crate::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortResult {
     pub ip: IpAddr,
-    pub port: u16,
+    /// None: a finding about the host as a whole.
+    pub port: Option<u16>,
     /// The probe kind's transport (`tcp`).
     pub protocol: &'static str,
     pub finding: Finding,
@@ -36,6 +37,9 @@ pub enum Finding {
     /// No reply was seen, but the kernel lost replies (its ring buffer was full) while one to
     /// this target's last probe could have come: it may well have answered.
     Unknown,
+    /// Not probed, for the reason given: the kernel refused the probe (`broadcast`,
+    /// `firewall`, `no-route`), or prober did not send it (`broadcast`, `own-address`).
+    Refused(&'static str),
 }
 
 impl Finding {
@@ -44,6 +48,7 @@ impl Finding {
         match self {
             Finding::Verdict(verdict) => (verdict.status.word(), verdict.reason),
             Finding::Unknown => ("unknown", "reply-lost"),
+            Finding::Refused(reason) => ("refused", reason),
         }
     }
 }
@@ -64,7 +69,7 @@ pub enum Format {
 #[derive(Serialize)]
 struct JsonLine {
     ip: IpAddr,
-    port: u16,
+    port: Option<u16>,
     proto: &'static str,
     status: &'static str,
     reason: &'static str,
@@ -85,6 +90,8 @@ pub struct ResultWriter {
     not_responding: Vec<u16>,
     /// Table: the unknown ones, listed after them.
     unknown: Vec<u16>,
+    /// Table: the refused ones (or the host), with the reason, listed last.
+    refused: Vec<String>,
     /// CLOCK_REALTIME minus CLOCK_MONOTONIC, to date kernel timestamps.
     realtime_offset_ns: i128,
 }
@@ -109,6 +116,7 @@ impl ResultWriter {
             out,
             not_responding: Vec::new(),
             unknown: Vec::new(),
+            refused: Vec::new(),
             realtime_offset_ns: realtime_ns - i128::from(monotonic_ns()),
         })
     }
@@ -143,7 +151,7 @@ impl ResultWriter {
                     self.out,
                     "{},{},{},{},{},{},{},{},{},{},{ts:.6}",
                     result.ip,
-                    result.port,
+                    field(result.port.map(u64::from)),
                     result.protocol,
                     status,
                     reason,
@@ -157,10 +165,14 @@ impl ResultWriter {
             }
             Format::List => {
                 if self.lists(result.finding) {
+                    // Port 0 for the host as a whole, as masscan writes its ICMP findings.
                     writeln!(
                         self.out,
                         "{status} {} {} {} {}",
-                        result.protocol, result.port, result.ip, ts as u64
+                        result.protocol,
+                        result.port.unwrap_or(0),
+                        result.ip,
+                        ts as u64
                     )
                     .context("writing results")?;
                 }
@@ -170,21 +182,33 @@ impl ResultWriter {
     }
 
     fn write_table_row(&mut self, result: &PortResult) -> Result<()> {
+        // One host, so a host-level finding is about it (refused: one of this host's).
+        let Some(port) = result.port else {
+            if let Finding::Refused(reason) = result.finding {
+                self.refused.push(format!("(the host: {reason}) "));
+            }
+            return Ok(());
+        };
         let status = match result.finding {
             Finding::Verdict(verdict) => verdict.status,
             Finding::Unknown => {
-                self.unknown.push(result.port);
+                self.unknown.push(port);
+                return Ok(());
+            }
+            Finding::Refused(reason) => {
+                self.refused
+                    .push(format!("({port} {}: {reason}) ", service_name(port)));
                 return Ok(());
             }
         };
         match (status, result.reply) {
-            (Status::Filtered, _) => self.not_responding.push(result.port),
+            (Status::Filtered, _) => self.not_responding.push(port),
             (Status::Closed, _) if !self.verbose => {}
             (_, Some(reply)) => writeln!(
                 self.out,
                 "{:5} {:<11.11}: {} {:3} {:5} {:5} {:5}",
-                result.port,
-                service_name(result.port),
+                port,
+                service_name(port),
                 TcpFlags(reply.tcp_flags).dotted(),
                 reply.ttl,
                 // A numeric column, as hping3's: 0 for IPv6, which has no identification.
@@ -198,13 +222,14 @@ impl ResultWriter {
         Ok(())
     }
 
-    /// Whether this format writes such results (masscan's list: open ports, and unknown ones
-    /// as they might be open).
+    /// Whether this format writes such results (masscan's list: open ports, unknown ones as
+    /// they might be open, and refused ones, which nothing else would tell).
     pub fn lists(&self, finding: Finding) -> bool {
         self.format != Format::List
             || matches!(
                 finding,
                 Finding::Unknown
+                    | Finding::Refused(_)
                     | Finding::Verdict(Verdict {
                         status: Status::Open,
                         ..
@@ -216,8 +241,8 @@ impl ResultWriter {
         self.out.flush().context("writing results")
     }
 
-    /// Ends the output: the table's lists of ports that did not respond, and of those whose
-    /// replies may have been lost.
+    /// Ends the output: the table's lists of ports that did not respond, of those whose
+    /// replies may have been lost, and of those refused.
     pub fn finish(&mut self) -> Result<()> {
         if self.format == Format::Table {
             for (title, ports) in [
@@ -233,6 +258,10 @@ impl ResultWriter {
                     .map(|&port| format!("({port} {}) ", service_name(port)))
                     .collect();
                 writeln!(self.out, "{title}: {list}").context("writing results")?;
+            }
+            if !self.refused.is_empty() {
+                let list = self.refused.concat();
+                writeln!(self.out, "Refused ports: {list}").context("writing results")?;
             }
         }
         self.flush()
@@ -305,28 +334,28 @@ mod tests {
         [
             PortResult {
                 ip,
-                port: 22,
+                port: Some(22),
                 protocol: "tcp",
                 finding: verdict(Status::Open, "syn-ack"),
                 reply: Some(reply(0x12, 64240, 44)),
             },
             PortResult {
                 ip,
-                port: 81,
+                port: Some(81),
                 protocol: "tcp",
                 finding: verdict(Status::Closed, "rst"),
                 reply: Some(reply(0x14, 0, 40)),
             },
             PortResult {
                 ip,
-                port: 23,
+                port: Some(23),
                 protocol: "tcp",
                 finding: verdict(Status::Filtered, "timeout"),
                 reply: None,
             },
             PortResult {
                 ip,
-                port: 25,
+                port: Some(25),
                 protocol: "tcp",
                 finding: Finding::Unknown,
                 reply: None,
@@ -428,6 +457,42 @@ mod tests {
         assert_eq!(lines.len(), 2, "{list}");
         assert!(lines[0].starts_with("open tcp 22 198.18.4.2 "));
         assert!(lines[1].starts_with("unknown tcp 25 198.18.4.2 "));
+    }
+
+    #[test]
+    fn refused_results_in_every_format() {
+        let ip = IpAddr::from([198, 18, 4, 7]);
+        let refused = |port, reason| PortResult {
+            ip,
+            port,
+            protocol: "tcp",
+            finding: Finding::Refused(reason),
+            reply: None,
+        };
+        let results = [refused(None, "broadcast"), refused(Some(23), "firewall")];
+        let json = render_results(Format::Json, false, &results);
+        assert!(
+            json.starts_with(
+                r#"{"ip":"198.18.4.7","port":null,"proto":"tcp","status":"refused","reason":"broadcast","ttl":null,"ipid":null,"win":null,"rtt_us":null,"rtt_ns":null,"ts":"#
+            ),
+            "{json}"
+        );
+        let csv = render_results(Format::Csv, false, &results);
+        let list = render_results(Format::List, false, &results);
+        for (text, line, start) in [
+            (&csv, 1, "198.18.4.7,,tcp,refused,broadcast,,,,,,"),
+            (&csv, 2, "198.18.4.7,23,tcp,refused,firewall,,,,,,"),
+            (&list, 0, "refused tcp 0 198.18.4.7 "),
+            (&list, 1, "refused tcp 23 198.18.4.7 "),
+        ] {
+            assert!(text.lines().nth(line).unwrap().starts_with(start), "{text}");
+        }
+        let table = render_results(Format::Table, false, &results);
+        assert!(
+            table.starts_with("Refused ports: (the host: broadcast) (23 "),
+            "{table}"
+        );
+        assert!(table.trim_end().ends_with(": firewall)"), "{table}");
     }
 
     #[test]

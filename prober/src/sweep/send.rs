@@ -102,6 +102,8 @@ fn send_part(
     let mine = progress.sender(sender);
     let (first_port, ports) = plan.source_ports(sender);
     let mut sent_here = 0u64;
+    // Of them, the ones the kernel refused: they were not sent.
+    let mut refused_here = 0u64;
     'passes: for pass in 0..=retries {
         if pass > 0 && !retry_needed_after(plan, progress, wait, stop) {
             break;
@@ -134,13 +136,13 @@ fn send_part(
                 progress.sending(source_port - plan.base_port, target);
                 let length = probe.build(ip, port, source_port, sent_here as u16, &mut packet);
                 sent_here += 1;
-                match transmit.send(&packet[..length]) {
-                    Err(error) if refused_destination(&error) => progress.refuse(),
-                    result => result?,
+                if let Err(error) = transmit.send(&packet[..length]) {
+                    progress.refuse(target, refusal(&error).ok_or(error)?);
+                    refused_here += 1;
                 }
             }
             transmit.flush()?;
-            mine.sent.store(sent_here, Ordering::Release);
+            mine.sent.store(sent_here - refused_here, Ordering::Release);
             if pass == 0 {
                 mine.first_pass_reached.store(position, Ordering::Release);
             }
@@ -154,13 +156,16 @@ fn send_part(
     Ok(transmit.full_waits())
 }
 
-/// Send errors that concern one destination only (a broadcast address without
-/// SO_BROADCAST, a firewall's output chain, no route): the probe is counted and skipped.
-fn refused_destination(error: &io::Error) -> bool {
-    matches!(
-        error.raw_os_error(),
-        Some(libc::EACCES | libc::EPERM | libc::ENETUNREACH | libc::EHOSTUNREACH)
-    )
+/// Why the kernel refused a probe, for send errors that concern one destination only (a
+/// broadcast address without SO_BROADCAST, a firewall's output chain, no route): that probe
+/// is refused and the rest go on.
+fn refusal(error: &io::Error) -> Option<&'static str> {
+    match error.raw_os_error()? {
+        libc::EACCES => Some("broadcast"),
+        libc::EPERM => Some("firewall"),
+        libc::ENETUNREACH | libc::EHOSTUNREACH => Some("no-route"),
+        _ => None,
+    }
 }
 
 /// Waits `wait` for late replies before a retry pass; false when none is needed any more

@@ -1,0 +1,58 @@
+//! Targets a sweep does not probe are reported `refused`, with the reason, never `filtered`, and
+//! are not counted as sent: here, a probe a firewall's output chain refuses.
+
+use prober_tests::proc::run;
+use prober_tests::sweep::{Outcome, Refusal, Status, Swept};
+use prober_tests::{
+    prober_bin, require_root, test_both_families, Family, TestHost, CLOSED_PORT, OPEN_PORT,
+};
+use std::time::{Duration, SystemTime};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `-p <open>,<closed> -o json` and `more`.
+fn sweep_args(more: &[String]) -> Vec<String> {
+    let ports = format!("{OPEN_PORT},{CLOSED_PORT}");
+    let mut args: Vec<String> = ["-p", &ports, "-o", "json"].map(String::from).into();
+    args.extend_from_slice(more);
+    args
+}
+
+/// prober inside a namespace whose output chain drops one probe (its sweep of the namespace's
+/// own address goes over `lo` through a raw socket, which gets EPERM): that (host, port) is
+/// `refused` with reason `firewall`, not filtered, and not counted sent; the other port is
+/// answered.
+fn a_probe_the_firewall_refuses_is_refused_not_filtered(family: Family) {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let target = host.target(family);
+    let daddr = match family {
+        Family::V4 => "ip daddr",
+        Family::V6 => "ip6 daddr",
+    };
+    host.drop_outgoing(
+        "refused",
+        &format!("{daddr} {target} tcp dport {CLOSED_PORT} tcp flags syn"),
+    )
+    .expect("nft rule");
+    let mut cmd = host.command_in_ns(prober_bin());
+    cmd.args(sweep_args(&[target.to_string()]));
+    let started = SystemTime::now();
+    let swept = Swept::new(run(cmd, TIMEOUT), started);
+    let mut want = Outcome::new();
+    want.insert((target, OPEN_PORT), Status::Open);
+    want.insert((target, CLOSED_PORT), Status::Refused(Refusal::Firewall));
+    // Over lo: windows are lo's, not a veth's, so not check_linux_json.
+    let footer = swept.check_outcome(&swept.json(), &want);
+    assert_eq!(
+        (footer.sent, footer.refused),
+        (1, 1),
+        "the footer's probes sent and refused"
+    );
+    assert!(
+        host.counter_packets("refused").expect("counter") >= 1,
+        "the rule refused nothing"
+    );
+}
+
+test_both_families!(a_probe_the_firewall_refuses_is_refused_not_filtered);
