@@ -1,11 +1,13 @@
 //! Targets a sweep does not probe are reported `refused`, with the reason, never `filtered`, and
-//! are not counted as sent: here, a probe a firewall's output chain refuses.
+//! are not counted as sent: broadcast addresses, and a firewall's output chain that refuses a
+//! probe.
 
 use prober_tests::proc::run;
-use prober_tests::sweep::{Outcome, Refusal, Status, Swept};
+use prober_tests::sweep::{expected_outcome, sweep, Outcome, Refusal, Status, Swept};
 use prober_tests::{
     prober_bin, require_root, test_both_families, Family, TestHost, CLOSED_PORT, OPEN_PORT,
 };
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, SystemTime};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -16,6 +18,46 @@ fn sweep_args(more: &[String]) -> Vec<String> {
     let mut args: Vec<String> = ["-p", &ports, "-o", "json"].map(String::from).into();
     args.extend_from_slice(more);
     args
+}
+
+/// What a [`TestHost::standard`]'s addresses answer on [`ports`].
+fn answers(hosts: &[IpAddr]) -> Outcome {
+    expected_outcome(hosts, [OPEN_PORT, CLOSED_PORT], |_, port| {
+        if port == OPEN_PORT {
+            Status::Open
+        } else {
+            Status::Closed
+        }
+    })
+}
+
+/// A sweep of five on-link neighbours and their /29's broadcast address: the broadcast
+/// address gets one `refused` line (`port` null, reason `broadcast`), no probe (the
+/// namespace counts every SYN to it) and none counted sent. (Before, the kernel refused each
+/// probe with EACCES, the footer counted them sent, and each port was listed filtered.)
+#[test]
+fn a_broadcast_address_is_refused_not_filtered() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let neighbours = host.add_neighbours().expect("neighbours");
+    let broadcast = Ipv4Addr::from(u32::from(neighbours[0]) | 7);
+    host.count_arriving(
+        "to_broadcast",
+        &format!("ip daddr {broadcast} tcp flags syn"),
+    )
+    .expect("nft counter");
+    let mut targets: Vec<String> = neighbours.iter().map(ToString::to_string).collect();
+    targets.push(broadcast.to_string());
+    let swept = sweep(&sweep_args(&targets), TIMEOUT);
+    let hosts: Vec<IpAddr> = neighbours.iter().map(|&n| n.into()).collect();
+    let mut want = answers(&hosts);
+    want.insert((broadcast.into(), 0), Status::Refused(Refusal::Broadcast));
+    swept.check_linux_json(&want, (10, 5, 2));
+    assert_eq!(
+        host.arriving_packets("to_broadcast").expect("counter"),
+        0,
+        "probes reached the broadcast address"
+    );
 }
 
 /// prober inside a namespace whose output chain drops one probe (its sweep of the namespace's

@@ -6,6 +6,7 @@ pub mod neighbour;
 mod netlink;
 pub mod resolve;
 pub mod route;
+pub mod topology;
 pub mod watch;
 
 pub use interface::Interface;

@@ -2,7 +2,9 @@
 use std::net::IpAddr;
 
 use anyhow::{Context as _, Result};
-use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP};
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
@@ -16,8 +18,27 @@ pub fn family_of(ip: IpAddr) -> AddressFamily {
 
 /// Sends `message` and collects the replies until the kernel is done.
 pub fn request(message: RouteNetlinkMessage, flags: u16) -> Result<Vec<RouteNetlinkMessage>> {
+    exchange(message, flags, false)
+}
+
+/// A dump of what matches the request's header (NETLINK_GET_STRICT_CHK): one routing table's
+/// routes, say, not those of every table.
+pub fn filtered_dump(message: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>> {
+    exchange(message, NLM_F_REQUEST | NLM_F_DUMP, true)
+}
+
+fn exchange(
+    message: RouteNetlinkMessage,
+    flags: u16,
+    strict: bool,
+) -> Result<Vec<RouteNetlinkMessage>> {
     let mut socket = Socket::new(NETLINK_ROUTE).context("opening a netlink socket")?;
     socket.bind_auto().context("binding the netlink socket")?;
+    if strict {
+        socket
+            .set_netlink_get_strict_chk(true)
+            .context("asking netlink for strict checks")?;
+    }
     socket
         .connect(&SocketAddr::new(0, 0))
         .context("connecting the netlink socket")?;

@@ -150,7 +150,7 @@ fn route_address(ip: IpAddr) -> RouteAddress {
     }
 }
 
-fn ip_of(address: &RouteAddress) -> Option<IpAddr> {
+pub(super) fn ip_of(address: &RouteAddress) -> Option<IpAddr> {
     match address {
         RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
         RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),

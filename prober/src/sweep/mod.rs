@@ -34,7 +34,7 @@ use prober_common::Counter;
 
 use crate::{
     bpf::{AttachMode, Departures, ReplyChannel},
-    net::{route, Interface, Route},
+    net::{route, topology::LocalTable, Interface, Route},
     output::{self, Output},
     privileges,
     probe::{SweepEndpoints, SweepKind, SweepProbe},
@@ -50,7 +50,7 @@ use plan::Plan;
 pub use plan::{Shard, DEFAULT_BASE_PORT, SOURCE_PORTS};
 use ports::PortList;
 use progress::Progress;
-use results::{Format, ResultWriter};
+use results::{Finding, Format, PortResult, ResultWriter};
 use send::Sending;
 use status::StatusLine;
 use summary::SweepSummary;
@@ -171,6 +171,7 @@ pub fn run(options: Options) -> Result<Conclusion> {
 /// Set up: route, probes, transmit paths open, reply matcher attached.
 pub struct Sweep {
     options: Options,
+    unprobed: Unprobed,
     route: Route,
     probe: Arc<dyn SweepProbe>,
     plan: Plan,
@@ -178,10 +179,11 @@ pub struct Sweep {
 }
 
 impl Sweep {
-    pub fn prepare(options: Options) -> Result<Sweep> {
+    pub fn prepare(mut options: Options) -> Result<Sweep> {
         if options.targets.is_empty() {
             bail!("no targets left to probe after the exclusions");
         }
+        let unprobed = Unprobed::set_aside(&mut options.targets)?;
         let pairs = options.targets.len() * options.ports.len();
         if pairs > MAX_PROBES {
             bail!(
@@ -232,6 +234,7 @@ impl Sweep {
         );
         Ok(Sweep {
             options,
+            unprobed,
             route,
             probe,
             plan,
@@ -254,14 +257,16 @@ impl Sweep {
 
     /// Sends every probe, writes each result to `results` as it is known, then the silent
     /// ones; returns the totals, and how the run ended.
-    pub fn run(self, results: Output<ResultWriter>) -> Result<(SweepSummary, End)> {
+    pub fn run(self, mut results: Output<ResultWriter>) -> Result<(SweepSummary, End)> {
         let Sweep {
             options,
+            unprobed,
             route,
             probe,
             plan,
             plumbing,
         } = self;
+        unprobed.report(probe.protocol(), &mut results);
         let Plumbing {
             transmits,
             matcher,
@@ -350,6 +355,38 @@ impl Sweep {
         summary.ring_full = counters.read(Counter::RingFull);
         drop(matcher);
         Ok((summary, outcome.end))
+    }
+}
+
+/// Targets no probe goes to, each reported `refused` as a host: the broadcast addresses of
+/// this host's networks (the kernel refuses probes to them, and the TX ring would send them
+/// to every host on the link).
+struct Unprobed {
+    broadcast: TargetSet,
+}
+
+impl Unprobed {
+    /// Takes them out of `targets`; refuses a sweep that probes none of its targets.
+    fn set_aside(targets: &mut TargetSet) -> Result<Unprobed> {
+        let local = LocalTable::read(targets.first().expect("targets are not empty"))?;
+        let broadcast = targets.split_off(&local.broadcast);
+        if let (true, Some(first)) = (targets.is_empty(), broadcast.first()) {
+            bail!("{first} is a broadcast address of this host's networks: not probed");
+        }
+        Ok(Unprobed { broadcast })
+    }
+
+    /// Their results.
+    fn report(&self, protocol: &'static str, results: &mut Output<ResultWriter>) {
+        for ip in self.broadcast.addresses() {
+            results.push(PortResult {
+                ip,
+                port: None,
+                protocol,
+                finding: Finding::Refused("broadcast"),
+                reply: None,
+            });
+        }
     }
 }
 

@@ -75,24 +75,51 @@ impl TargetSet {
             removed.extend(addresses_of(ip, range));
         }
         let ranges = subtract(merge(included), &merge(removed));
-        let mut hosts_before = Vec::with_capacity(ranges.len());
-        let mut hosts: u128 = 0;
-        for &(first, last) in &ranges {
-            // Cut short only past the limit, which is refused below.
-            hosts_before.push(hosts as u64);
-            hosts = hosts.saturating_add(last - first).saturating_add(1);
-        }
+        let hosts = ranges.iter().fold(0u128, |hosts, &(first, last)| {
+            hosts.saturating_add(last - first).saturating_add(1)
+        });
         if hosts > u128::from(MAX_PROBES) {
             bail!(
                 "the targets hold {hosts} addresses: a sweep probes at most {MAX_PROBES} (host, \
                  port) pairs; exclude parts of them (--exclude) or split them"
             );
         }
-        Ok(TargetSet {
+        Ok(TargetSet::of(ranges, zone))
+    }
+
+    /// The set of `ranges` (sorted, disjoint, and no more than [`MAX_PROBES`] addresses).
+    fn of(ranges: Vec<(u128, u128)>, zone: Option<Interface>) -> TargetSet {
+        let mut hosts_before = Vec::with_capacity(ranges.len());
+        let mut hosts = 0;
+        for &(first, last) in &ranges {
+            hosts_before.push(hosts);
+            hosts += (last - first) as u64 + 1;
+        }
+        TargetSet {
             ranges,
             hosts_before,
             zone,
-        })
+        }
+    }
+
+    /// Takes the addresses inside `blocks` (address, prefix length) out of the set and
+    /// returns them as a set of their own.
+    pub fn split_off(&mut self, blocks: &[(IpAddr, u8)]) -> TargetSet {
+        let cut = merge(
+            blocks
+                .iter()
+                .map(|&(ip, prefix)| block_keys(ip, u32::from(prefix)))
+                .collect(),
+        );
+        let kept = subtract(self.ranges.clone(), &cut);
+        let taken = subtract(std::mem::take(&mut self.ranges), &kept);
+        *self = TargetSet::of(kept, self.zone.clone());
+        TargetSet::of(taken, self.zone.clone())
+    }
+
+    /// Every address, in ascending order.
+    pub fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        (0..self.len()).map(|index| self.get(index))
     }
 
     pub fn len(&self) -> u64 {
@@ -253,10 +280,7 @@ fn parse_block(text: &str) -> Result<Option<Block<'_>>> {
             echo::value(text)
         ),
     };
-    let bits = match ip {
-        IpAddr::V4(_) => 32,
-        IpAddr::V6(_) => 128,
-    };
+    let bits = address_bits(ip);
     let prefix: u32 = match prefix {
         None => bits,
         Some(prefix) => match prefix.parse() {
@@ -268,19 +292,31 @@ fn parse_block(text: &str) -> Result<Option<Block<'_>>> {
             ),
         },
     };
+    Ok(Some(Block {
+        ip,
+        zone,
+        range: block_keys(ip, prefix),
+    }))
+}
+
+fn address_bits(ip: IpAddr) -> u32 {
+    match ip {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    }
+}
+
+/// The keys of the block of `ip` with `prefix` bits, which must fit its family.
+fn block_keys(ip: IpAddr, prefix: u32) -> (u128, u128) {
     // Host bits counted in the 128-bit key, where an IPv4 address fills the last 32.
-    let host_bits = bits - prefix;
+    let host_bits = address_bits(ip) - prefix;
     let mask = if host_bits == 128 {
         0
     } else {
         u128::MAX << host_bits
     };
     let first = key(ip) & mask;
-    Ok(Some(Block {
-        ip,
-        zone,
-        range: (first, first | !mask),
-    }))
+    (first, first | !mask)
 }
 
 /// Sorts ranges and joins those that overlap or touch.
@@ -341,6 +377,33 @@ mod tests {
 
     fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
         IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+    }
+
+    #[test]
+    fn split_off_takes_the_addresses_inside_the_blocks() {
+        let mut targets = set(&["198.18.4.0/29", "198.18.9.1"], &[]);
+        let taken = targets.split_off(&[(v4(198, 18, 4, 1), 32), (v4(198, 18, 4, 7), 32)]);
+        assert_eq!(
+            taken.addresses().collect::<Vec<_>>(),
+            [v4(198, 18, 4, 1), v4(198, 18, 4, 7)]
+        );
+        assert_eq!(
+            targets,
+            set(
+                &[
+                    "198.18.4.0",
+                    "198.18.4.2/31",
+                    "198.18.4.4/31",
+                    "198.18.4.6",
+                    "198.18.9.1"
+                ],
+                &[]
+            )
+        );
+        assert_eq!(targets.index(v4(198, 18, 9, 1)), Some(6));
+        let all = targets.split_off(&[(v4(198, 18, 0, 0), 16)]);
+        assert!(targets.is_empty());
+        assert_eq!(all.len(), 7);
     }
 
     #[test]
