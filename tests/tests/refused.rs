@@ -1,6 +1,6 @@
 //! Targets a sweep does not probe are reported `refused`, with the reason, never `filtered`, and
-//! are not counted as sent: broadcast addresses, and a firewall's output chain that refuses a
-//! probe.
+//! are not counted as sent: broadcast addresses, a firewall's output chain that refuses a probe,
+//! and this host's own addresses in a sweep of others (whose results they must not spoil).
 
 use prober_tests::proc::run;
 use prober_tests::sweep::{expected_outcome, sweep, Outcome, Refusal, Status, Swept};
@@ -97,4 +97,52 @@ fn a_probe_the_firewall_refuses_is_refused_not_filtered(family: Family) {
     );
 }
 
-test_both_families!(a_probe_the_firewall_refuses_is_refused_not_filtered);
+/// A sweep of this host's own address and the namespace's (`-p 80,81 <own> <peer>`, one range
+/// that starts with the own address): the peer's ports are exactly open and closed, the own
+/// address is one `refused` line, reason `own-address`, with a line on stderr saying so.
+/// (Before, the own address's route sent every probe over `lo`: all filtered.)
+fn own_address_in_a_sweep_of_others_is_refused(family: Family) {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let (own, peer) = (host.source(family), host.target(family));
+    let swept = sweep(&sweep_args(&[own.to_string(), peer.to_string()]), TIMEOUT);
+    let mut want = answers(&[peer]);
+    want.insert((own, 0), Status::Refused(Refusal::OwnAddress));
+    swept.check_linux_json(&want, (2, 1, 2));
+    let note = format!(
+        "prober: {own} is this host's own address: not probed (sweep it on its own to probe it \
+         over lo)"
+    );
+    if !swept.run.stderr_lines().contains(&note.as_str()) {
+        swept.fail(&format!("no line {note:?} on stderr"));
+    }
+}
+
+test_both_families!(
+    a_probe_the_firewall_refuses_is_refused_not_filtered,
+    own_address_in_a_sweep_of_others_is_refused,
+);
+
+/// The test host's /30 block but its network address (`.1` ours, `.2` the namespace's, `.3`
+/// the broadcast address): the namespace's ports exactly, ours and the broadcast address
+/// refused. (Before, ours was listed filtered.)
+#[test]
+fn a_block_with_our_own_and_its_broadcast_address() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let network = Ipv4Addr::from(u32::from(host.addr) & !3);
+    let broadcast = Ipv4Addr::from(u32::from(network) | 3);
+    let targets = [
+        format!("{network}/30"),
+        "--exclude".into(),
+        network.to_string(),
+    ];
+    let swept = sweep(&sweep_args(&targets), TIMEOUT);
+    let mut want = answers(&[host.addr.into()]);
+    want.insert(
+        (host.host_addr.into(), 0),
+        Status::Refused(Refusal::OwnAddress),
+    );
+    want.insert((broadcast.into(), 0), Status::Refused(Refusal::Broadcast));
+    swept.check_linux_json(&want, (2, 1, 2));
+}

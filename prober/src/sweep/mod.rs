@@ -360,9 +360,12 @@ impl Sweep {
 
 /// Targets no probe goes to, each reported `refused` as a host: the broadcast addresses of
 /// this host's networks (the kernel refuses probes to them, and the TX ring would send them
-/// to every host on the link).
+/// to every host on the link), and, in a sweep of other hosts, this host's own addresses (the
+/// kernel delivers them over `lo`, where nothing matches the replies of a sweep sent along
+/// the others' route).
 struct Unprobed {
     broadcast: TargetSet,
+    own: TargetSet,
 }
 
 impl Unprobed {
@@ -370,22 +373,35 @@ impl Unprobed {
     fn set_aside(targets: &mut TargetSet) -> Result<Unprobed> {
         let local = LocalTable::read(targets.first().expect("targets are not empty"))?;
         let broadcast = targets.split_off(&local.broadcast);
+        let mut own = targets.split_off(&local.own);
+        if targets.is_empty() {
+            // A sweep of this host alone: probed over lo.
+            std::mem::swap(targets, &mut own);
+        }
         if let (true, Some(first)) = (targets.is_empty(), broadcast.first()) {
             bail!("{first} is a broadcast address of this host's networks: not probed");
         }
-        Ok(Unprobed { broadcast })
+        Ok(Unprobed { broadcast, own })
     }
 
-    /// Their results.
+    /// Their results, and a line on stderr for each own address.
     fn report(&self, protocol: &'static str, results: &mut Output<ResultWriter>) {
-        for ip in self.broadcast.addresses() {
-            results.push(PortResult {
-                ip,
-                port: None,
-                protocol,
-                finding: Finding::Refused("broadcast"),
-                reply: None,
-            });
+        for ip in self.own.addresses() {
+            eprintln!(
+                "prober: {ip} is this host's own address: not probed (sweep it on its own to \
+                 probe it over lo)"
+            );
+        }
+        for (set, reason) in [(&self.broadcast, "broadcast"), (&self.own, "own-address")] {
+            for ip in set.addresses() {
+                results.push(PortResult {
+                    ip,
+                    port: None,
+                    protocol,
+                    finding: Finding::Refused(reason),
+                    reply: None,
+                });
+            }
         }
     }
 }
@@ -395,7 +411,8 @@ impl Unprobed {
 /// Also says whether every probe goes to one next hop: not so for several hosts on a
 /// directly connected network, each with its own MAC, which the kernel's neighbour handling
 /// (the raw socket) then has to address. Routes are looked up for the first address of each
-/// target range; a more specific route inside a range is not seen.
+/// target range; a more specific route inside a range is not seen. (This host's own addresses,
+/// routed over `lo`, are among the targets only in a sweep of them alone: see [`Unprobed`].)
 fn shared_route(targets: &TargetSet, interface: Option<&Interface>) -> Result<(Route, bool)> {
     let mut starts = targets.range_starts();
     let first = starts.next().expect("targets are not empty");
