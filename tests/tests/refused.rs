@@ -2,10 +2,12 @@
 //! are not counted as sent: broadcast addresses, a firewall's output chain that refuses a probe,
 //! and this host's own addresses in a sweep of others (whose results they must not spoil).
 
+use prober_tests::output::check_error;
 use prober_tests::proc::run;
 use prober_tests::sweep::{expected_outcome, sweep, Outcome, Refusal, Status, Swept};
 use prober_tests::{
-    prober_bin, require_root, test_both_families, Family, TestHost, CLOSED_PORT, OPEN_PORT,
+    prober_bin, prober_command, require_root, test_both_families, Family, TestHost, CLOSED_PORT,
+    OPEN_PORT,
 };
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, SystemTime};
@@ -145,4 +147,20 @@ fn a_block_with_our_own_and_its_broadcast_address() {
     );
     want.insert((broadcast.into(), 0), Status::Refused(Refusal::Broadcast));
     swept.check_linux_json(&want, (2, 1, 2));
+}
+
+/// Every machine of a sharded sweep must plan the same targets, and which are this host's own
+/// is for each machine to say: a sharded sweep that holds one is refused before anything is
+/// sent, with the way out.
+#[test]
+fn a_sharded_sweep_holding_our_own_address_is_refused() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let (own, peer) = (host.host_addr.to_string(), host.addr.to_string());
+    let shard = ["--shard", "1/2", "--seed", "7"].map(String::from);
+    let refused = run(
+        prober_command(&sweep_args(&[&shard[..], &[own.clone(), peer]].concat())),
+        TIMEOUT,
+    );
+    check_error(&refused, &[&own, "own address", "--exclude"], &[]);
 }

@@ -183,7 +183,7 @@ impl Sweep {
         if options.targets.is_empty() {
             bail!("no targets left to probe after the exclusions");
         }
-        let unprobed = Unprobed::set_aside(&mut options.targets)?;
+        let unprobed = Unprobed::set_aside(&mut options.targets, options.shard)?;
         let pairs = options.targets.len() * options.ports.len();
         if pairs > MAX_PROBES {
             bail!(
@@ -369,8 +369,10 @@ struct Unprobed {
 }
 
 impl Unprobed {
-    /// Takes them out of `targets`; refuses a sweep that probes none of its targets.
-    fn set_aside(targets: &mut TargetSet) -> Result<Unprobed> {
+    /// Takes them out of `targets`; refuses a sweep that probes none of its targets, and a
+    /// sharded one that holds any (every machine must plan the same targets, and they are
+    /// this machine's).
+    fn set_aside(targets: &mut TargetSet, shard: Shard) -> Result<Unprobed> {
         let local = LocalTable::read(targets.first().expect("targets are not empty"))?;
         let broadcast = targets.split_off(&local.broadcast);
         let mut own = targets.split_off(&local.own);
@@ -378,8 +380,20 @@ impl Unprobed {
             // A sweep of this host alone: probed over lo.
             std::mem::swap(targets, &mut own);
         }
-        if let (true, Some(first)) = (targets.is_empty(), broadcast.first()) {
-            bail!("{first} is a broadcast address of this host's networks: not probed");
+        let first_own = own.first().map(|ip| (ip, "this host's own address"));
+        let first_broadcast = broadcast
+            .first()
+            .map(|ip| (ip, "a broadcast address of this host's networks"));
+        if let Some((ip, what)) = first_own.or(first_broadcast) {
+            if shard.count > 1 {
+                bail!(
+                    "{ip} is {what}, not probed, which only this machine of a sharded sweep \
+                     would leave out: --exclude it on every one"
+                );
+            }
+            if targets.is_empty() {
+                bail!("{ip} is {what}: not probed");
+            }
         }
         Ok(Unprobed { broadcast, own })
     }
