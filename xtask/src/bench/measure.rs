@@ -35,6 +35,8 @@ pub struct Outcome {
     pub failure: Option<String>,
     /// The time bound stopped it (timeout's SIGTERM, and the tool then exited).
     pub timed_out: bool,
+    /// Its exit status, when it exited rather than died of a signal.
+    pub exit_status: Option<libc::c_int>,
     /// Spawn to exit.
     pub wall_secs: f64,
     /// User + system CPU time of the tool (wait4's rusage of `timeout`, which includes the tool
@@ -176,6 +178,7 @@ pub fn run_bounded(
     Ok(Outcome {
         failure: describe_failure(wait_status),
         timed_out: libc::WIFEXITED(wait_status) && libc::WEXITSTATUS(wait_status) == TIMED_OUT,
+        exit_status: libc::WIFEXITED(wait_status).then(|| libc::WEXITSTATUS(wait_status)),
         wall_secs: started.elapsed().as_secs_f64(),
         cpu_secs: seconds(usage.ru_utime) + seconds(usage.ru_stime),
         max_rss_kib: peak.kib,
@@ -335,6 +338,7 @@ mod tests {
         let outcome = Outcome {
             failure: Some("stopped by the time bound".to_owned()),
             timed_out: true,
+            exit_status: Some(TIMED_OUT),
             wall_secs: 20.0,
             cpu_secs: 5.0,
             max_rss_kib: 0,
