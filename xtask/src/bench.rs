@@ -3,8 +3,8 @@
 //! routed to it, of 8 on a directly connected /24 (no gateway), and of 16 that drop every probe;
 //! and the one host and the 20 again over IPv6 with the tools that have IPv6. One after the
 //! other on the same bed, each measured the same way from outside; then a table per sweep with
-//! prober's send rate against trafgen's, masscan's and zmap's, and prober's IPv6 send rate
-//! against its IPv4 one and its memory in every sweep.
+//! prober's send rate against trafgen's, masscan's and zmap's, the cost of prober's BPF programs
+//! per packet, and prober's IPv6 send rate against its IPv4 one and its memory in every sweep.
 //!
 //! Everything is sent to addresses of a throwaway `TestHost` in 198.18.0.0/15 and
 //! 2001:db8::/32, out of its veth, from the veth's address on the targets' network: every tool
@@ -12,6 +12,7 @@
 //! none of them picks a route, a gateway or a name server; and every target's route is checked
 //! to leave by that veth before anything is sent to it.
 
+mod bpf_cost;
 mod built;
 pub mod measure;
 mod rtt;
@@ -29,6 +30,8 @@ use prober_tests::{Family, SafetyNet, TestHost};
 use crate::{bootstrap, env};
 use measure::Measurement;
 use tools::{Covers, Found, Invocation, Program, Tool, WhenUnanswered, SINGLE_PORT, TOOLS};
+
+use bpf_cost::ProgramCost;
 
 pub use rtt::run as rtt;
 
@@ -135,6 +138,8 @@ struct Row<'a> {
     note: Option<String>,
     measured: Option<Measurement>,
     found: Option<Found>,
+    /// prober's BPF programs on the veth, their runs and run time (or why not read).
+    bpf: Option<Result<Vec<ProgramCost>, String>>,
 }
 
 /// A tool a benchmark can run: its name on the command line and what runs it.
@@ -463,6 +468,7 @@ fn run_tool<'a>(
         note: None,
         measured: None,
         found: None,
+        bpf: None,
     };
     if env::interrupted() {
         row.note = Some("not run: interrupted".to_owned());
@@ -499,13 +505,22 @@ fn run_tool<'a>(
     } else {
         BOUND_BASE_SECS + probes / BOUND_PPS
     };
-    let measured = match measure::run(
+    let mut bpf = matches!(tool.program, Program::Prober)
+        .then(|| bpf_cost::Sampler::start(&bed.host.host_if).map_err(|err| format!("{err:#}")));
+    let measured = measure::run(
         bed,
         &program,
         &args,
         Duration::from_secs(limit),
         &base.with_extension("stdout"),
-    ) {
+        || {
+            if let Some(Ok(sampler)) = &mut bpf {
+                sampler.sample();
+            }
+        },
+    );
+    row.bpf = bpf.map(|sampler| sampler.map(bpf_cost::Sampler::finish));
+    let measured = match measured {
         Ok(measured) => measured,
         Err(err) => {
             row.note = Some(format!("measuring failed: {err:#}"));
@@ -689,6 +704,19 @@ fn write_table<'a>(
             let _ = writeln!(out, "  prober's send pps over {}", ratios.join(", "));
         }
     }
+    for row in rows {
+        let line = match &row.bpf {
+            None => continue,
+            Some(Ok(programs)) if programs.is_empty() => "none seen on the veth".to_owned(),
+            Some(Ok(programs)) => programs
+                .iter()
+                .map(ProgramCost::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            Some(Err(err)) => format!("not measured: {err}"),
+        };
+        let _ = writeln!(out, "  {} BPF: {line}", row.tool.name);
+    }
     for note in notes.into_iter().chain(more_notes) {
         let _ = writeln!(out, "  note: {note}");
     }
@@ -719,7 +747,10 @@ columns:
               ru_maxrss, which starts from xtask's own)
   prober-qb   prober with --qdisc-bypass (PACKET_QDISC_BYPASS)
   pps x       prober's send pps / the tool's      time x  the tool's wall time / prober's (full sweeps)
-under each table: prober's send pps over trafgen's, masscan's and zmap's with issue 11's aims
+under each table: prober's send pps over trafgen's, masscan's and zmap's with issue 11's aims;
+  per BPF program of prober's on the veth (XDP: every frame arriving, the replies; TC egress:
+  every frame leaving, the probes), its runs and mean run time (kernel.bpf_stats, on only
+  while prober runs; the clock reads it adds are in prober's figures)
 on-link: hosts of a directly connected network, no gateway (each needs its own neighbour entry;
   here they share the namespace veth's MAC, to which trafgen sends); unanswered: the namespace
   drops everything to those hosts after counting the SYNs, and every probe is filtered

@@ -88,13 +88,14 @@ pub struct Measurement {
 }
 
 /// Runs `program args` as `timeout -k 2 <limit> program args` with stdout into `stdout_file`,
-/// sampling the host veth's counters until it exits.
+/// sampling the host veth's counters until it exits, and calling `also_sample` after each sample.
 pub fn run(
     bed: &Bed,
     program: &Path,
     args: &[String],
     limit: Duration,
     stdout_file: &Path,
+    mut also_sample: impl FnMut(),
 ) -> Result<Measurement> {
     let syns_before = bed.syn_count()?;
     let ns_before = bed.ns_tx_packets()?;
@@ -105,6 +106,7 @@ pub fn run(
         if let Ok(frames) = bed.host_tx_frames() {
             samples.push((Instant::now(), frames));
         }
+        also_sample();
     })?;
     samples.push((Instant::now(), bed.host_tx_frames()?));
 
