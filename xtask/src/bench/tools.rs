@@ -290,7 +290,6 @@ fn zmap_args(inv: &Invocation) -> Result<Vec<String>> {
         "10000000",
         "-c",
         "1",
-        "-q",
         "--disable-syslog",
     ]);
     args.extend([
@@ -303,7 +302,9 @@ fn zmap_args(inv: &Invocation) -> Result<Vec<String>> {
     args.extend(["-S".to_owned(), inv.source()]);
     args.extend(["--source-mac".to_owned(), bed.host_mac.clone()]);
     args.extend(["-G".to_owned(), bed.ns_mac.clone()]);
-    // Every first reply per (target, port), SYN-ACK or RST, not only successes.
+    // Its status line every second goes to its stderr file: its "drops" (libpcap's) say where
+    // replies it did not report went. Every first reply per (target, port), SYN-ACK or RST,
+    // not only successes.
     args.extend(strings([
         "-O",
         "csv",
