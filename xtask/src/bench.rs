@@ -19,7 +19,7 @@ mod rtt;
 mod tools;
 
 use std::fmt::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -246,14 +246,13 @@ pub fn sweep(only: &[String]) -> Result<()> {
         .context("dropping everything sent to the unanswered targets")?;
     let (ns, host_if) = (bed.host.ns.clone(), bed.host.host_if.clone());
     let (source, source6) = (bed.host.host_addr.into(), bed.host.host_addr6.into());
-    let all = |addrs: Vec<std::net::Ipv4Addr>| addrs.into_iter().map(IpAddr::from).collect();
     let scenarios = [
         Scenario::of("", "one", vec![bed.host.addr.into()], source),
-        Scenario::of("", "many", all(many), source),
+        Scenario::of("", "many", ip_addrs(many), source),
         Scenario::of(
             &format!(" on-link in a /{ON_LINK_PREFIX}, no gateway"),
             "on-link",
-            all(on_link),
+            ip_addrs(on_link),
             on_link_source.into(),
         ),
         Scenario {
@@ -261,17 +260,12 @@ pub fn sweep(only: &[String]) -> Result<()> {
             ..Scenario::of(
                 " that drop every probe",
                 "unanswered",
-                all(unanswered),
+                ip_addrs(unanswered),
                 source,
             )
         },
         Scenario::of(" over IPv6", "one6", vec![bed.host.addr6.into()], source6),
-        Scenario::of(
-            " over IPv6",
-            "many6",
-            many6.into_iter().map(IpAddr::from).collect(),
-            source6,
-        ),
+        Scenario::of(" over IPv6", "many6", ip_addrs(many6), source6),
     ];
     println!(
         "\nbed: namespace {ns}, host side {host_if} {} {} ({}), namespace side {} {} ({}); open on every address: {}",
@@ -342,6 +336,10 @@ pub fn sweep(only: &[String]) -> Result<()> {
     Ok(())
 }
 
+fn ip_addrs<A: Into<IpAddr>>(addrs: Vec<A>) -> Vec<IpAddr> {
+    addrs.into_iter().map(Into::into).collect()
+}
+
 /// Every target's route leaves by the bed's veth (`ip route get`): nothing a tool sends to
 /// them can take another way out.
 fn check_routes(targets: &[IpAddr], host_if: &str) -> Result<()> {
@@ -381,7 +379,7 @@ impl Bed {
 
     /// Drops everything sent to `targets` (a routed block, in order) in the namespace, after the
     /// SYN counter has counted it: a block of hosts that answer nothing.
-    fn drop_everything_to(&self, targets: &[std::net::Ipv4Addr]) -> Result<()> {
+    fn drop_everything_to(&self, targets: &[Ipv4Addr]) -> Result<()> {
         let (Some(first), Some(last)) = (targets.first(), targets.last()) else {
             return Ok(());
         };
