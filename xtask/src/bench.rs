@@ -1,19 +1,25 @@
-//! `cargo xtask bench sweep`: prober and its peers (masscan, nmap, zmap, hping3, and trafgen for
-//! the packet path's limit) sweep all 65 535 TCP ports of one namespace host and of 20, and then
-//! all 65 535 ports of the same host over IPv6 with the tools that have IPv6, one after the other
-//! on the same bed, each measured the same way from outside; then a table per sweep, and
-//! prober's IPv6 send rate against its IPv4 one.
+//! `cargo xtask bench sweep`: prober and its peers (masscan, nmap, zmap 4.3.4, hping3, and
+//! trafgen for the packet path's limit) sweep all 65 535 TCP ports of one namespace host, of 20
+//! routed to it, of 8 on a directly connected /24 (no gateway), and of 16 that drop every probe;
+//! and the one host and the 20 again over IPv6 with the tools that have IPv6. One after the
+//! other on the same bed, each measured the same way from outside; then a table per sweep with
+//! prober's send rate against trafgen's, masscan's and zmap's, the cost of prober's BPF programs
+//! per packet, and prober's IPv6 send rate against its IPv4 one and its memory in every sweep.
 //!
-//! Everything is sent to addresses of a throwaway `TestHost` in 198.18.0.0/15, out of its veth,
-//! from its veth address: every tool is told the interface, the source address and (where it
-//! builds frames itself) both MACs, so none of them picks a route, a gateway or a name server.
+//! Everything is sent to addresses of a throwaway `TestHost` in 198.18.0.0/15 and
+//! 2001:db8::/32, out of its veth, from the veth's address on the targets' network: every tool
+//! is told the interface, the source address and (where it builds frames itself) both MACs, so
+//! none of them picks a route, a gateway or a name server; and every target's route is checked
+//! to leave by that veth before anything is sent to it.
 
+mod bpf_cost;
+mod built;
 pub mod measure;
 mod rtt;
 mod tools;
 
 use std::fmt::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -23,7 +29,9 @@ use prober_tests::{Family, SafetyNet, TestHost};
 
 use crate::{bootstrap, env};
 use measure::Measurement;
-use tools::{Covers, Found, Invocation, Program, Tool, SINGLE_PORT, TOOLS};
+use tools::{Covers, Found, Invocation, Program, Tool, WhenUnanswered, SINGLE_PORT, TOOLS};
+
+use bpf_cost::ProgramCost;
 
 pub use rtt::run as rtt;
 
@@ -32,12 +40,24 @@ pub use rtt::run as rtt;
 const OPEN_PORTS: [u16; 5] = [1, 80, 443, 8080, 65535];
 /// Targets of the many-hosts sweep (besides the bed's own address, which is the one-host sweep).
 const MANY_HOSTS: u32 = 20;
+/// Hosts on the directly connected network, and its prefix length: most of it has no host.
+const ON_LINK_HOSTS: u32 = 8;
+const ON_LINK_PREFIX: u8 = 24;
+/// Targets of the sweep that nothing answers.
+const UNANSWERED_HOSTS: u32 = 16;
+/// The namespace's nftables table that drops everything sent to the unanswered targets, after
+/// the SYN counter (a later priority on the same hook) has counted it.
+const DROP_TABLE: &str = "bench_unanswered";
+/// prober's send rate over each tool's, and what issue 11 aims at.
+const AIMS: [(&str, f64); 3] = [("trafgen", 0.9), ("masscan", 2.5), ("zmap-4.3.4", 1.5)];
 const PORTS_PER_HOST: u64 = 65_535;
 /// The nftables counter of TCP SYNs (without ACK) arriving in the namespace: the probes.
 const SYN_COUNTER: &str = "bench_syns";
 /// Time bound of a sweep: this much, plus one second per BOUND_PPS probes it sends.
 const BOUND_BASE_SECS: u64 = 10;
 const BOUND_PPS: u64 = 20_000;
+/// The same for a tool that never ends by itself where nothing answers (its bound is its end).
+const HANG_BOUND_PPS: u64 = 100_000;
 /// How long hping3 floods (it never ends by itself; its rate is the result).
 const FLOOD_SECS: u64 = 3;
 /// Between two runs: long enough for the namespace to finish with the last run's half-open
@@ -59,11 +79,16 @@ struct Scenario {
     slug: &'static str,
     /// All of one family.
     targets: Vec<IpAddr>,
+    /// The probes' source: the host side's address on the targets' network.
+    source: IpAddr,
+    /// Whether every probe is answered (SYN-ACK or RST), or none is.
+    answered: bool,
 }
 
 impl Scenario {
-    /// A sweep of all ports of `targets`, titled by their count and range and `over`.
-    fn of(over: &str, slug: &'static str, targets: Vec<IpAddr>) -> Scenario {
+    /// A sweep of all ports of `targets` from `source`, titled by their count and range and
+    /// `over`; every probe is answered.
+    fn of(over: &str, slug: &'static str, targets: Vec<IpAddr>, source: IpAddr) -> Scenario {
         let title = match targets.as_slice() {
             [one] => format!("1 host{over} ({one}) x 65535 ports"),
             [first, .., last] => {
@@ -78,6 +103,8 @@ impl Scenario {
             title,
             slug,
             targets,
+            source,
+            answered: true,
         }
     }
 
@@ -85,11 +112,23 @@ impl Scenario {
         Family::of(self.targets[0])
     }
 
-    /// Whether `tool` runs in this sweep: every tool that has the targets' family, except a
-    /// flood that only ever floods one target.
-    fn runs(&self, tool: &Tool) -> bool {
-        (self.family() == Family::V4 || tool.no_ipv6.is_none())
-            && (!tool.floods_until_stopped || self.targets.len() == 1)
+    /// Why `tool` does not run in this sweep, or None when it does: every tool runs that has
+    /// the targets' family, except a flood that only ever floods one target and, where nothing
+    /// answers, a tool that then only retransmits.
+    fn not_run(&self, tool: &Tool) -> Option<String> {
+        let reason = match self.family() {
+            Family::V6 => tool.no_ipv6.map(|why| format!("no IPv6 ({why})")),
+            Family::V4 => None,
+        };
+        reason
+            .or_else(|| {
+                (tool.floods_until_stopped && self.targets.len() > 1)
+                    .then(|| "floods one target only".to_owned())
+            })
+            .or_else(|| match tool.unanswered {
+                WhenUnanswered::Skipped(why) if !self.answered => Some(why.to_owned()),
+                _ => None,
+            })
     }
 }
 
@@ -99,6 +138,8 @@ struct Row<'a> {
     note: Option<String>,
     measured: Option<Measurement>,
     found: Option<Found>,
+    /// prober's BPF programs on the veth, their runs and run time (or why not read).
+    bpf: Option<Result<Vec<ProgramCost>, String>>,
 }
 
 /// A tool a benchmark can run: its name on the command line and what runs it.
@@ -193,16 +234,38 @@ pub fn sweep(only: &[String]) -> Result<()> {
         .host
         .add_routed_addresses6(MANY_HOSTS)
         .context("adding the many-hosts IPv6 targets")?;
+    let (on_link_source, on_link) = bed
+        .host
+        .add_on_link_network(ON_LINK_PREFIX, ON_LINK_HOSTS)
+        .context("adding the directly connected targets")?;
+    let unanswered = bed
+        .host
+        .add_routed_addresses(UNANSWERED_HOSTS)
+        .context("adding the unanswered targets")?;
+    bed.drop_everything_to(&unanswered)
+        .context("dropping everything sent to the unanswered targets")?;
     let (ns, host_if) = (bed.host.ns.clone(), bed.host.host_if.clone());
+    let (source, source6) = (bed.host.host_addr.into(), bed.host.host_addr6.into());
     let scenarios = [
-        Scenario::of("", "one", vec![bed.host.addr.into()]),
-        Scenario::of("", "many", many.into_iter().map(IpAddr::from).collect()),
-        Scenario::of(" over IPv6", "one6", vec![bed.host.addr6.into()]),
+        Scenario::of("", "one", vec![bed.host.addr.into()], source),
+        Scenario::of("", "many", ip_addrs(many), source),
         Scenario::of(
-            " over IPv6",
-            "many6",
-            many6.into_iter().map(IpAddr::from).collect(),
+            &format!(" on-link in a /{ON_LINK_PREFIX}, no gateway"),
+            "on-link",
+            ip_addrs(on_link),
+            on_link_source.into(),
         ),
+        Scenario {
+            answered: false,
+            ..Scenario::of(
+                " that drop every probe",
+                "unanswered",
+                ip_addrs(unanswered),
+                source,
+            )
+        },
+        Scenario::of(" over IPv6", "one6", vec![bed.host.addr6.into()], source6),
+        Scenario::of(" over IPv6", "many6", ip_addrs(many6), source6),
     ];
     println!(
         "\nbed: namespace {ns}, host side {host_if} {} {} ({}), namespace side {} {} ({}); open on every address: {}",
@@ -217,33 +280,35 @@ pub fn sweep(only: &[String]) -> Result<()> {
     println!("tool outputs: {}", workdir.display());
 
     let mut report = String::new();
-    // prober's send rate in each sweep, by [one host, many][IPv4, IPv6].
-    let mut prober_pps = [[None; 2]; 2];
+    // prober's send rate and peak RSS in each sweep that ran it without a note.
+    let mut prober_runs: Vec<(&str, f64, u64)> = Vec::new();
     for scenario in &scenarios {
         println!("\n== {} ==", scenario.title);
+        check_routes(&scenario.targets, &host_if)?;
         let rows: Vec<Row> = tools
             .iter()
             .copied()
-            .filter(|tool| scenario.runs(tool))
+            .filter(|tool| scenario.not_run(tool).is_none())
             .map(|tool| run_tool(&bed, tool, scenario, &workdir, &prober))
             .collect();
         let skipped = tools
             .iter()
-            .filter(|tool| !scenario.runs(tool))
-            .filter_map(|tool| Some(format!("{}: no IPv6 ({})", tool.name, tool.no_ipv6?)))
-            .filter(|_| scenario.family() == Family::V6);
-        let prober_row = write_table(&mut report, scenario, &rows, skipped);
-        prober_pps[usize::from(scenario.targets.len() > 1)]
-            [usize::from(scenario.family() == Family::V6)] = prober_row.map(|m| m.send_pps);
+            .filter_map(|tool| Some(format!("{}: {}", tool.name, scenario.not_run(tool)?)));
+        if let Some(m) = write_table(&mut report, scenario, &rows, skipped) {
+            prober_runs.push((scenario.slug, m.send_pps, m.outcome.max_rss_kib));
+        }
         if env::interrupted() {
             break;
         }
     }
     // The many-hosts sweeps send for seconds rather than a quarter of one: their ratio is
     // the steadier.
-    let sweeps = ["1 host".to_string(), format!("{MANY_HOSTS} hosts")];
-    for (sweep, pps) in sweeps.iter().zip(prober_pps) {
-        if let [Some(v4), Some(v6)] = pps {
+    for (sweep, v4, v6) in [
+        ("1 host".to_owned(), "one", "one6"),
+        (format!("{MANY_HOSTS} hosts"), "many", "many6"),
+    ] {
+        let pps = |slug: &str| prober_runs.iter().find(|r| r.0 == slug).map(|r| r.1);
+        if let (Some(v4), Some(v6)) = (pps(v4), pps(v6)) {
             let _ = writeln!(
                 report,
                 "\nprober, {sweep} x 65535 ports: IPv6 {v6:.0} pps / IPv4 {v4:.0} pps = {:.2} \
@@ -252,12 +317,41 @@ pub fn sweep(only: &[String]) -> Result<()> {
             );
         }
     }
+    let rss: Vec<String> = prober_runs
+        .iter()
+        .map(|(slug, _, kib)| format!("{slug} {:.1}", *kib as f64 / 1024.0))
+        .collect();
+    let _ = writeln!(
+        report,
+        "prober peak RSS per sweep, MiB: {} (aim: flat in the sweep's size)",
+        rss.join(", ")
+    );
     drop(bed);
     println!("{report}");
     print_legend();
     check_cleanup(&ns, &host_if)?;
     if env::interrupted() {
         bail!("interrupted (the bed is removed)");
+    }
+    Ok(())
+}
+
+fn ip_addrs<A: Into<IpAddr>>(addrs: Vec<A>) -> Vec<IpAddr> {
+    addrs.into_iter().map(Into::into).collect()
+}
+
+/// Every target's route leaves by the bed's veth (`ip route get`): nothing a tool sends to
+/// them can take another way out.
+fn check_routes(targets: &[IpAddr], host_if: &str) -> Result<()> {
+    for target in targets {
+        let json =
+            env::output(Command::new("ip").args(["-j", "route", "get", &target.to_string()]))?;
+        let routes: serde_json::Value =
+            serde_json::from_str(&json).context("parsing `ip -j route get`")?;
+        let dev = routes[0]["dev"].as_str();
+        if dev != Some(host_if) {
+            bail!("{target} is routed via {dev:?}, not the bench's veth {host_if}: not probing it");
+        }
     }
     Ok(())
 }
@@ -281,6 +375,26 @@ impl Bed {
             host_mac,
             ns_mac,
         })
+    }
+
+    /// Drops everything sent to `targets` (a routed block, in order) in the namespace, after the
+    /// SYN counter has counted it: a block of hosts that answer nothing.
+    fn drop_everything_to(&self, targets: &[Ipv4Addr]) -> Result<()> {
+        let (Some(first), Some(last)) = (targets.first(), targets.last()) else {
+            return Ok(());
+        };
+        let chain = "{ type filter hook input priority 10; policy accept; }";
+        let range = format!("{first}-{last}");
+        for command in [
+            vec!["add", "table", "inet", DROP_TABLE],
+            vec!["add", "chain", "inet", DROP_TABLE, "input", chain],
+            vec![
+                "add", "rule", "inet", DROP_TABLE, "input", "ip", "daddr", &range, "drop",
+            ],
+        ] {
+            env::run(self.host.command_in_ns("nft").args(command))?;
+        }
+        Ok(())
     }
 
     /// tx_packets and tx_dropped of the host's veth end.
@@ -352,15 +466,18 @@ fn run_tool<'a>(
         note: None,
         measured: None,
         found: None,
+        bpf: None,
     };
     if env::interrupted() {
         row.note = Some("not run: interrupted".to_owned());
         return row;
     }
-    let base = workdir.join(format!("{}-{}", scenario.slug, tool.name));
+    // Without the dots of a version: the files' extensions replace what follows the last one.
+    let base = workdir.join(format!("{}-{}", scenario.slug, tool.name.replace('.', "_")));
     let invocation = Invocation {
         bed,
         targets: &scenario.targets,
+        source: scenario.source,
         output: base.with_extension("out"),
         workdir,
     };
@@ -378,27 +495,50 @@ fn run_tool<'a>(
     };
     println!("$ {} {}", program.display(), shell_words(&args));
     let probes = scenario.targets.len() as u64 * PORTS_PER_HOST;
+    let hangs = !scenario.answered && matches!(tool.unanswered, WhenUnanswered::Hangs);
     let limit = if tool.floods_until_stopped {
         FLOOD_SECS
+    } else if hangs {
+        BOUND_BASE_SECS + probes / HANG_BOUND_PPS
     } else {
         BOUND_BASE_SECS + probes / BOUND_PPS
     };
-    let measured = match measure::run(
+    let mut bpf = matches!(tool.program, Program::Prober)
+        .then(|| bpf_cost::Sampler::start(&bed.host.host_if).map_err(|err| format!("{err:#}")));
+    let measured = measure::run(
         bed,
         &program,
         &args,
         Duration::from_secs(limit),
         &base.with_extension("stdout"),
-    ) {
+        || {
+            if let Some(Ok(sampler)) = &mut bpf {
+                sampler.sample();
+            }
+        },
+    );
+    row.bpf = bpf.map(|sampler| sampler.map(bpf_cost::Sampler::finish));
+    let measured = match measured {
         Ok(measured) => measured,
         Err(err) => {
             row.note = Some(format!("measuring failed: {err:#}"));
             return row;
         }
     };
-    // A flood that only ends by the time bound has ended normally.
-    let flood_stopped = tool.floods_until_stopped && measured.outcome.timed_out;
-    if let Some(note) = measured.outcome.failure_note().filter(|_| !flood_stopped) {
+    // A flood or a hang that only ends by the time bound has ended normally, as has a tool
+    // that says nothing answered where nothing does.
+    let stopped = (tool.floods_until_stopped || hangs) && measured.outcome.timed_out;
+    let silence_said = match tool.unanswered {
+        WhenUnanswered::Exits(status) => {
+            !scenario.answered && measured.outcome.exit_status == Some(status)
+        }
+        _ => false,
+    };
+    if let Some(note) = measured
+        .outcome
+        .failure_note()
+        .filter(|_| !stopped && !silence_said)
+    {
         row.note = Some(note);
     } else {
         match tool
@@ -441,26 +581,27 @@ fn shell_words(args: &[String]) -> String {
     quoted.join(" ")
 }
 
-/// Expected (open pairs, answered pairs) of a tool's run on `targets`.
-fn expected(covers: Covers, targets: &[IpAddr]) -> Option<(usize, u64)> {
-    let hosts = targets.len();
+/// Expected (open pairs, answered pairs) of a tool's run in `scenario`.
+fn expected(covers: Covers, scenario: &Scenario) -> Option<(usize, u64)> {
+    let answering = if scenario.answered {
+        scenario.targets.len()
+    } else {
+        0
+    };
     match covers {
-        Covers::AllPorts => Some((hosts * OPEN_PORTS.len(), hosts as u64 * PORTS_PER_HOST)),
-        Covers::SinglePort => Some((hosts, hosts as u64)),
+        Covers::AllPorts => Some((
+            answering * OPEN_PORTS.len(),
+            answering as u64 * PORTS_PER_HOST,
+        )),
         Covers::SendRateOnly => None,
     }
 }
 
-fn open_cell(covers: Covers, targets: &[IpAddr], found: &Found) -> String {
+fn open_cell(covers: Covers, scenario: &Scenario, found: &Found) -> String {
     let expected_pair = |(ip, port): &(IpAddr, u16)| {
-        targets.contains(ip)
-            && match covers {
-                Covers::AllPorts => OPEN_PORTS.contains(port),
-                Covers::SinglePort => *port == SINGLE_PORT,
-                Covers::SendRateOnly => false,
-            }
+        scenario.answered && scenario.targets.contains(ip) && OPEN_PORTS.contains(port)
     };
-    let Some((open_expected, _)) = expected(covers, targets) else {
+    let Some((open_expected, _)) = expected(covers, scenario) else {
         return "-".to_owned();
     };
     let right = found.open.iter().filter(|pair| expected_pair(pair)).count();
@@ -487,7 +628,7 @@ fn write_table<'a>(
     let _ = writeln!(out, "\n== {} ==", scenario.title);
     let _ = writeln!(
         out,
-        "{:9} {:>9} {:>9} {:>7} {:>9} {:>7} {:>8} {:>7} {:>10} {:>9} {:>6} {:>7} {:>6} {:>6}",
+        "{:10} {:>9} {:>9} {:>7} {:>9} {:>7} {:>8} {:>7} {:>10} {:>9} {:>6} {:>7} {:>6} {:>6}",
         "tool",
         "probes",
         "frames",
@@ -506,14 +647,14 @@ fn write_table<'a>(
     let mut notes = Vec::new();
     for row in rows {
         let Some(m) = &row.measured else {
-            let _ = writeln!(out, "{:9} (no run)", row.tool.name);
+            let _ = writeln!(out, "{:10} (no run)", row.tool.name);
             notes.extend(row.note.as_ref().map(|n| format!("{}: {n}", row.tool.name)));
             continue;
         };
         let (open, lost) = match &row.found {
             Some(found) => (
-                open_cell(row.tool.covers, &scenario.targets, found),
-                match (expected(row.tool.covers, &scenario.targets), found.answered) {
+                open_cell(row.tool.covers, scenario, found),
+                match (expected(row.tool.covers, scenario), found.answered) {
                     (Some((_, want)), Some(got)) => (want as i64 - got as i64).to_string(),
                     _ => "-".to_owned(),
                 },
@@ -529,7 +670,7 @@ fn write_table<'a>(
             .map(|p| format!("{:.2}", m.outcome.wall_secs / p.outcome.wall_secs));
         let _ = writeln!(
             out,
-            "{:9} {:>9} {:>9} {:>7.3} {:>9.0} {:>7.2} {:>8} {:>7} {:>10} {:>9} {:>6.2} {:>7.1} {:>6} {:>6}",
+            "{:10} {:>9} {:>9} {:>7.3} {:>9.0} {:>7.2} {:>8} {:>7} {:>10} {:>9} {:>6.2} {:>7.1} {:>6} {:>6}",
             row.tool.name,
             m.probes,
             m.frames,
@@ -547,6 +688,33 @@ fn write_table<'a>(
         );
         notes.extend(row.note.as_ref().map(|n| format!("{}: {n}", row.tool.name)));
     }
+    if let Some(prober) = prober.filter(|p| p.send_pps > 0.0) {
+        let ratios: Vec<String> = AIMS
+            .iter()
+            .filter_map(|(name, aim)| {
+                // A row with a note still sent what it sent (the note is under the table).
+                let tool = rows.iter().find(|row| row.tool.name == *name)?;
+                let pps = tool.measured.as_ref()?.send_pps;
+                (pps > 0.0).then(|| format!("{name}'s {:.2} (aim {aim})", prober.send_pps / pps))
+            })
+            .collect();
+        if !ratios.is_empty() {
+            let _ = writeln!(out, "  prober's send pps over {}", ratios.join(", "));
+        }
+    }
+    for row in rows {
+        let line = match &row.bpf {
+            None => continue,
+            Some(Ok(programs)) if programs.is_empty() => "none seen on the veth".to_owned(),
+            Some(Ok(programs)) => programs
+                .iter()
+                .map(ProgramCost::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            Some(Err(err)) => format!("not measured: {err}"),
+        };
+        let _ = writeln!(out, "  {} BPF: {line}", row.tool.name);
+    }
     for note in notes.into_iter().chain(more_notes) {
         let _ = writeln!(out, "  note: {note}");
     }
@@ -559,22 +727,31 @@ fn print_legend() {
 columns:
   probes      TCP SYNs (no ACK) that reached the namespace (an nftables counter in it) + veth drop
   frames      host veth tx_packets + tx_dropped, delta over the run: the probes, plus one RST
-              from the host kernel per SYN-ACK for tools that leave SYN-ACKs to it (zmap and
-              hping3 flood open port {SINGLE_PORT}: about 2 frames per probe), plus ARP
+              from the host kernel per SYN-ACK for tools that leave SYN-ACKs to it (zmap; hping3
+              floods open port {SINGLE_PORT}: about 2 frames per probe), plus ARP
   send s      sending time: first to last {ms} ms sample of the frames counter that rose by at
               least 1% of the busiest sample's rise
   send pps    probes / send s
   wall s      spawn to exit: the time to the tool's full result, its own final wait included
-  open        expected (host, port) pairs found open / expected (ports {ports} on every target;
-              zmap probes port {SINGLE_PORT} only); +N: pairs reported open that are not
-  lost        answers expected (every probed pair answers, open or closed) - distinct answers the
-              tool reported; '-' where the tool reports open ports only
+  open        expected (host, port) pairs found open / expected (ports {ports} on every target
+              that answers); +N: pairs reported open that are not
+  lost        answers expected (every probed pair answers, open or closed; none where every
+              probe is dropped) - distinct answers the tool reported; '-' where the tool
+              reports open ports only
   ns replies  packets the namespace's veth end sent: its SYN-ACKs and RSTs
   veth drop   of frames, dropped by the veth: the namespace's backlog was full
   CPU s       user + system CPU time of the tool (wait4's rusage), not the kernel's packet work
-  RSS MiB     peak resident set: wait4's ru_maxrss of the tool (through timeout)
+  RSS MiB     peak resident set of the tool: its VmHWM, read every {ms} ms (not wait4's
+              ru_maxrss, which starts from xtask's own)
   prober-qb   prober with --qdisc-bypass (PACKET_QDISC_BYPASS)
   pps x       prober's send pps / the tool's      time x  the tool's wall time / prober's (full sweeps)
+under each table: prober's send pps over trafgen's, masscan's and zmap's with issue 11's aims;
+  per BPF program of prober's on the veth (XDP: every frame arriving, the replies; TC egress:
+  every frame leaving, the probes), its runs and mean run time (kernel.bpf_stats, on only
+  while prober runs; the clock reads it adds are in prober's figures)
+on-link: hosts of a directly connected network, no gateway (each needs its own neighbour entry;
+  here they share the namespace veth's MAC, to which trafgen sends); unanswered: the namespace
+  drops everything to those hosts after counting the SYNs, and every probe is filtered
 IPv6: the same hosts and ports over IPv6 (SYNs of 60 bytes of headers rather than 40), with
   the tools that have IPv6 (the others are noted under the table); the last lines compare
   prober's send rate over IPv6 with its own over IPv4 in the sweeps of the same run",

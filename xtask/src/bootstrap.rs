@@ -99,7 +99,7 @@ pub fn run() -> Result<()> {
 }
 
 /// The packages among `packages` that dpkg does not report as installed.
-fn missing_packages<'a>(packages: &[&'a str]) -> Result<Vec<&'a str>> {
+pub fn missing_packages<'a>(packages: &[&'a str]) -> Result<Vec<&'a str>> {
     // dpkg-query exits 1 when a package is unknown to it; that one is simply not listed.
     let out = Command::new("dpkg-query")
         .arg("-W")
@@ -123,7 +123,7 @@ fn is_installed(listing: &str, package: &str) -> bool {
         .any(|(name, status)| name == package && status.trim() == "install ok installed")
 }
 
-fn install_packages(packages: &[&str]) -> Result<()> {
+pub fn install_packages(packages: &[&str]) -> Result<()> {
     if !env::is_root() {
         bail!(
             "missing apt packages ({}); installing them needs root",

@@ -55,10 +55,13 @@ enum Task {
 
 #[derive(Subcommand)]
 enum Bench {
-    /// Sweep all 65535 TCP ports of one host and of 20 hosts with prober, masscan, nmap and zmap,
-    /// flood with hping3, measure the packet path with trafgen, and print a table.
+    /// Sweep all 65535 TCP ports of one host, of 20 routed hosts, of 8 on a directly connected
+    /// /24 and of 16 that drop every probe with prober, masscan, nmap and zmap 4.3.4 (built from
+    /// ../shared/peers), flood with hping3, measure the packet path with trafgen, and print a
+    /// table per sweep.
     Sweep {
-        /// Run only these tools (repeatable): prober, prober-qb, masscan, nmap, zmap, hping3, trafgen.
+        /// Run only these tools (repeatable): prober, prober-qb, masscan, nmap, zmap-4.3.4,
+        /// hping3, trafgen.
         #[arg(long = "tool", value_name = "NAME")]
         tools: Vec<String>,
     },

@@ -35,25 +35,31 @@ pub struct Outcome {
     pub failure: Option<String>,
     /// The time bound stopped it (timeout's SIGTERM, and the tool then exited).
     pub timed_out: bool,
+    /// Its exit status, when it exited rather than died of a signal.
+    pub exit_status: Option<libc::c_int>,
     /// Spawn to exit.
     pub wall_secs: f64,
     /// User + system CPU time of the tool (wait4's rusage of `timeout`, which includes the tool
     /// it waited for; not the kernel's softirq work for its packets).
     pub cpu_secs: f64,
-    /// Peak resident set of the tool (wait4's ru_maxrss of `timeout`, which includes the tool it
-    /// waited for), in KiB.
+    /// Peak resident set of the tool, in KiB: the VmHWM of timeout's child, read at every
+    /// sample (growth in its last SAMPLE_EVERY is missed). Not wait4's ru_maxrss of timeout:
+    /// a process's maxrss starts from the high-water mark of the address space it was forked
+    /// with (exec records it), which for timeout is xtask's, tens of MiB once it has read a
+    /// sweep's results. 0 when the tool was never seen running.
     pub max_rss_kib: u64,
     /// What the tool wrote to stderr.
     pub stderr: String,
 }
 
 impl Outcome {
-    /// The failure, if any, with the last line the tool wrote to stderr (which says why).
+    /// The failure, if any, with the last line the tool wrote to stderr (which says why). A
+    /// status line rewritten with carriage returns (masscan's) counts as its last version.
     pub fn failure_note(&self) -> Option<String> {
         let failure = self.failure.as_ref()?;
         let last_words = self
             .stderr
-            .lines()
+            .split(['\n', '\r'])
             .rev()
             .find(|l| !l.trim().is_empty())
             .unwrap_or("");
@@ -82,13 +88,14 @@ pub struct Measurement {
 }
 
 /// Runs `program args` as `timeout -k 2 <limit> program args` with stdout into `stdout_file`,
-/// sampling the host veth's counters until it exits.
+/// sampling the host veth's counters until it exits, and calling `also_sample` after each sample.
 pub fn run(
     bed: &Bed,
     program: &Path,
     args: &[String],
     limit: Duration,
     stdout_file: &Path,
+    mut also_sample: impl FnMut(),
 ) -> Result<Measurement> {
     let syns_before = bed.syn_count()?;
     let ns_before = bed.ns_tx_packets()?;
@@ -99,6 +106,7 @@ pub fn run(
         if let Ok(frames) = bed.host_tx_frames() {
             samples.push((Instant::now(), frames));
         }
+        also_sample();
     })?;
     samples.push((Instant::now(), bed.host_tx_frames()?));
 
@@ -133,7 +141,7 @@ pub fn run_bounded(
     args: &[String],
     limit: Duration,
     stdout_file: &Path,
-    every_sample: impl FnMut(),
+    mut every_sample: impl FnMut(),
 ) -> Result<Outcome> {
     let stderr_file = stdout_file.with_extension("stderr");
     let mut cmd = Command::new("timeout");
@@ -160,13 +168,22 @@ pub fn run_bounded(
     // timeout puts itself in a new process group (its PID) with the tool: killing that group
     // kills exactly what this run started.
     let pid = child.id() as libc::pid_t;
-    let (wait_status, usage) = wait_sampling(pid, started, limit, every_sample)?;
+    let mut peak = PeakRss {
+        timeout: pid,
+        tool: None,
+        kib: 0,
+    };
+    let (wait_status, usage) = wait_sampling(pid, started, limit, || {
+        peak.sample();
+        every_sample();
+    })?;
     Ok(Outcome {
         failure: describe_failure(wait_status),
         timed_out: libc::WIFEXITED(wait_status) && libc::WEXITSTATUS(wait_status) == TIMED_OUT,
+        exit_status: libc::WIFEXITED(wait_status).then(|| libc::WEXITSTATUS(wait_status)),
         wall_secs: started.elapsed().as_secs_f64(),
         cpu_secs: seconds(usage.ru_utime) + seconds(usage.ru_stime),
-        max_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+        max_rss_kib: peak.kib,
         stderr: std::fs::read_to_string(&stderr_file).unwrap_or_default(),
     })
 }
@@ -212,6 +229,44 @@ fn wait_sampling(
         thread::sleep(SAMPLE_EVERY);
         every_sample();
     }
+}
+
+/// The tool's peak resident set so far: timeout's child's VmHWM (which only grows).
+struct PeakRss {
+    timeout: libc::pid_t,
+    tool: Option<libc::pid_t>,
+    kib: u64,
+}
+
+impl PeakRss {
+    /// Reads it; a read that fails (the tool not forked yet, or gone) changes nothing.
+    fn sample(&mut self) {
+        if self.tool.is_none() {
+            let children = format!("/proc/{0}/task/{0}/children", self.timeout);
+            self.tool = std::fs::read_to_string(children)
+                .ok()
+                .and_then(|text| text.split_whitespace().next()?.parse().ok());
+        }
+        let Some(tool) = self.tool else { return };
+        if let Some(kib) = std::fs::read_to_string(format!("/proc/{tool}/status"))
+            .ok()
+            .and_then(|status| vm_hwm_kib(&status))
+        {
+            self.kib = self.kib.max(kib);
+        }
+    }
+}
+
+/// `VmHWM:     1234 kB` of /proc/PID/status.
+fn vm_hwm_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn seconds(time: libc::timeval) -> f64 {
@@ -278,6 +333,32 @@ mod tests {
             at(t, 12, 2002),
         ];
         assert_eq!(sending_window(&samples), 0.004);
+    }
+
+    #[test]
+    fn failure_note_ends_with_the_last_status_line() {
+        let outcome = Outcome {
+            failure: Some("stopped by the time bound".to_owned()),
+            timed_out: true,
+            exit_status: Some(TIMED_OUT),
+            wall_secs: 20.0,
+            cpu_secs: 5.0,
+            max_rss_kib: 0,
+            stderr: "Scanning 16 hosts\nrate: 98.00-kpps, 50% done\rrate:  0.00-kpps, 100.00% done, waiting -5-secs\r".to_owned(),
+        };
+        assert_eq!(
+            outcome.failure_note().unwrap(),
+            "stopped by the time bound: rate:  0.00-kpps, 100.00% done, waiting -5-secs"
+        );
+    }
+
+    #[test]
+    fn high_water_mark_of_proc_status() {
+        let status =
+            "Name:\tprober\nVmPeak:\t  120000 kB\nVmHWM:\t   10240 kB\nVmRSS:\t    9000 kB\n";
+        assert_eq!(vm_hwm_kib(status), Some(10240));
+        // A zombie has no VmHWM.
+        assert_eq!(vm_hwm_kib("Name:\tprober\nState:\tZ (zombie)\n"), None);
     }
 
     #[test]

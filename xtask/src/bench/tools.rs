@@ -10,10 +10,11 @@ use std::process::Command;
 use anyhow::{bail, Context as _, Result};
 use prober_tests::Family;
 
+use super::built::{SourceBuild, ZMAP_4};
 use super::Bed;
-use crate::env;
+use crate::bootstrap;
 
-/// The port zmap (one port per scan in the installed 2.1.x) and hping3 probe; open in the bed.
+/// The port hping3 floods; open in the bed.
 pub const SINGLE_PORT: u16 = 80;
 /// Probes hping3 may send before its time bound stops it.
 const HPING3_COUNT: u32 = 1_000_000;
@@ -32,8 +33,23 @@ pub struct Tool {
     pub floods_until_stopped: bool,
     /// Why the tool has no IPv6 rows, if it has none.
     pub no_ipv6: Option<&'static str>,
+    /// How it ends on the bed that answers nothing.
+    pub unanswered: WhenUnanswered,
     pub args: fn(&Invocation) -> Result<Vec<String>>,
     pub results: Results,
+}
+
+/// How a tool ends on the bed that answers nothing.
+pub enum WhenUnanswered {
+    /// As anywhere else.
+    Ends,
+    /// With this exit status, which says that no reply came (prober's 1).
+    Exits(i32),
+    /// Never by itself: its time bound ends it, normally. masscan 1.3.2's receive thread only
+    /// notices that its --wait is over when a packet arrives.
+    Hangs,
+    /// It does not run there, for this reason.
+    Skipped(&'static str),
 }
 
 pub enum Program {
@@ -44,15 +60,14 @@ pub enum Program {
         command: &'static str,
         package: &'static str,
     },
+    /// A peer built from source into the target directory.
+    Built(&'static SourceBuild),
 }
 
 #[derive(Clone, Copy, PartialEq)]
 pub enum Covers {
     /// Every port of every target: a full sweep.
     AllPorts,
-    /// SINGLE_PORT of every target, many probes each: it measures the send rate, and whether
-    /// the open port was seen.
-    SinglePort,
     /// Nothing is reported: the send rate is the result.
     SendRateOnly,
 }
@@ -62,6 +77,8 @@ pub struct Invocation<'a> {
     pub bed: &'a Bed,
     /// All of one family.
     pub targets: &'a [IpAddr],
+    /// The probes' source: the host side's address on the targets' network.
+    pub source: IpAddr,
     /// The file the tool writes its results to (stdout goes next to it).
     pub output: PathBuf,
     /// For helper files the tool reads (zmap's blocklist, trafgen's frames).
@@ -94,6 +111,7 @@ pub const TOOLS: &[Tool] = &[
         program: Program::Prober,
         covers: Covers::AllPorts,
         no_ipv6: None,
+        unanswered: WhenUnanswered::Exits(1),
         floods_until_stopped: false,
         args: prober_args,
         results: Results::OpenList { footer: true },
@@ -104,6 +122,7 @@ pub const TOOLS: &[Tool] = &[
         program: Program::Prober,
         covers: Covers::AllPorts,
         no_ipv6: None,
+        unanswered: WhenUnanswered::Exits(1),
         floods_until_stopped: false,
         args: prober_qdisc_bypass_args,
         results: Results::OpenList { footer: true },
@@ -116,6 +135,7 @@ pub const TOOLS: &[Tool] = &[
         },
         covers: Covers::AllPorts,
         no_ipv6: None,
+        unanswered: WhenUnanswered::Hangs,
         floods_until_stopped: false,
         args: masscan_args,
         results: Results::OpenList { footer: false },
@@ -128,18 +148,21 @@ pub const TOOLS: &[Tool] = &[
         },
         covers: Covers::AllPorts,
         no_ipv6: None,
+        // Its retries of every unanswered probe bring it down to --min-rate: minutes of
+        // retransmissions, not a send rate.
+        unanswered: WhenUnanswered::Skipped(
+            "nmap retransmits every unanswered probe at --min-rate",
+        ),
         floods_until_stopped: false,
         args: nmap_args,
         results: Results::NmapGrepable,
     },
     Tool {
-        name: "zmap",
-        program: Program::Peer {
-            command: "zmap",
-            package: "zmap",
-        },
-        covers: Covers::SinglePort,
-        no_ipv6: Some("Debian's zmap 2.1.1 scans IPv4 only"),
+        name: "zmap-4.3.4",
+        program: Program::Built(&ZMAP_4),
+        covers: Covers::AllPorts,
+        no_ipv6: Some("zmap 4.3.4 scans IPv4 only"),
+        unanswered: WhenUnanswered::Ends,
         floods_until_stopped: false,
         args: zmap_args,
         results: Results::ZmapCsv,
@@ -152,6 +175,7 @@ pub const TOOLS: &[Tool] = &[
         },
         covers: Covers::SendRateOnly,
         no_ipv6: Some("hping3 sends through an AF_INET raw socket only"),
+        unanswered: WhenUnanswered::Ends,
         floods_until_stopped: true,
         args: hping3_args,
         results: Results::None,
@@ -164,6 +188,7 @@ pub const TOOLS: &[Tool] = &[
         },
         covers: Covers::SendRateOnly,
         no_ipv6: None,
+        unanswered: WhenUnanswered::Ends,
         floods_until_stopped: false,
         args: trafgen_args,
         results: Results::None,
@@ -179,9 +204,9 @@ impl Invocation<'_> {
         Family::of(self.targets[0])
     }
 
-    /// The bed's host-side address of the targets' family: every probe's source.
+    /// Every probe's source.
     fn source(&self) -> String {
-        self.bed.host.source(self.family()).to_string()
+        self.source.to_string()
     }
 }
 
@@ -249,29 +274,23 @@ fn nmap_args(inv: &Invocation) -> Result<Vec<String>> {
 
 fn zmap_args(inv: &Invocation) -> Result<Vec<String>> {
     let bed = inv.bed;
-    // zmap's default blocklist (named in /etc/zmap/zmap.conf) excludes 198.18.0.0/15: an empty
+    // zmap's default blocklist (named in /etc/zmap/zmap.conf, which Debian's zmap package
+    // installs and this build reads too) excludes 198.18.0.0/15: an empty
     // config file and an empty blocklist of our own leave only the explicit targets.
     let config = write_file(inv.workdir, "zmap.conf", "")?;
     let blocklist = write_file(inv.workdir, "zmap-blocklist.conf", "")?;
-    // As many probes as a full sweep of each target would send, all to SINGLE_PORT: zmap 2.1
-    // takes one port per scan. It varies the source port per probe, so each is a new SYN.
     let mut args = strings([
         "-M",
         "tcp_synscan",
+        "-p",
+        "1-65535",
         "-T",
         "2",
         "-r",
         "10000000",
         "-c",
         "1",
-        "-q",
         "--disable-syslog",
-    ]);
-    args.extend([
-        "-p".to_owned(),
-        SINGLE_PORT.to_string(),
-        "-P".to_owned(),
-        "65535".to_owned(),
     ]);
     args.extend([
         "-C".to_owned(),
@@ -283,12 +302,14 @@ fn zmap_args(inv: &Invocation) -> Result<Vec<String>> {
     args.extend(["-S".to_owned(), inv.source()]);
     args.extend(["--source-mac".to_owned(), bed.host_mac.clone()]);
     args.extend(["-G".to_owned(), bed.ns_mac.clone()]);
-    // Every first reply per target, SYN-ACK or RST, not only successes.
+    // Its status line every second goes to its stderr file: its "drops" (libpcap's) say where
+    // replies it did not report went. Every first reply per (target, port), SYN-ACK or RST,
+    // not only successes.
     args.extend(strings([
         "-O",
         "csv",
         "-f",
-        "saddr,sport,classification",
+        ZMAP_CSV_HEADER,
         "--output-filter",
         "repeat = 0",
     ]));
@@ -372,35 +393,41 @@ fn path_arg(path: &Path) -> Result<String> {
 }
 
 impl Program {
-    /// Installs the peers that are missing (one apt-get run for all of them).
+    /// Installs the peers that are missing and what the peers built from source need (one
+    /// apt-get run for all of them), then builds those.
     pub fn install_missing_peers<'a>(
         programs: impl IntoIterator<Item = &'a Program>,
     ) -> Result<()> {
-        let mut missing: Vec<&str> = programs
-            .into_iter()
+        let programs: Vec<&Program> = programs.into_iter().collect();
+        let mut build_packages: Vec<&str> = programs
+            .iter()
             .filter_map(|program| match program {
-                Program::Peer { command, package } if !on_path(command) => Some(*package),
+                Program::Built(build) => Some(build.packages),
                 _ => None,
             })
+            .flatten()
+            .copied()
             .collect();
+        build_packages.sort_unstable();
+        build_packages.dedup();
+        let mut missing = bootstrap::missing_packages(&build_packages)?;
+        missing.extend(programs.iter().filter_map(|program| match program {
+            Program::Peer { command, package } if !on_path(command) => Some(*package),
+            _ => None,
+        }));
         // Two commands may come from one package (nmap and nping).
         missing.sort_unstable();
         missing.dedup();
-        if missing.is_empty() {
-            return Ok(());
+        if !missing.is_empty() {
+            bootstrap::install_packages(&missing)?;
         }
-        eprintln!("xtask: bench: installing {}", missing.join(" "));
-        env::run(
-            Command::new("apt-get")
-                .args(["update", "-q"])
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
-        env::run(
-            Command::new("apt-get")
-                .args(["install", "-y", "-q"])
-                .args(&missing)
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )
+        programs
+            .iter()
+            .filter_map(|program| match program {
+                Program::Built(build) => Some(build),
+                _ => None,
+            })
+            .try_for_each(|build| build.ensure_built())
     }
 
     /// The first line the program prints for `--version` (all of them take it).
@@ -429,6 +456,13 @@ impl Program {
             (Program::Prober, Err(err)) => bail!("prober is not built: {err:#}"),
             (Program::Peer { command, .. }, _) => {
                 which(command).with_context(|| format!("{command} is not installed"))
+            }
+            (Program::Built(build), _) => {
+                let path = build.path()?;
+                if !path.is_file() {
+                    bail!("{} is not built", path.display());
+                }
+                Ok(path)
             }
         }
     }
@@ -551,11 +585,19 @@ fn parse_nmap_grepable(text: &str) -> Result<Found> {
     })
 }
 
-/// zmap's csv (header `saddr,sport,classification`): one line per target's first reply.
+/// The header of zmap's csv with the fields it is asked for.
+const ZMAP_CSV_HEADER: &str = "saddr,sport,classification";
+
+/// zmap's csv (header `saddr,sport,classification`): a line per first reply of a (target,
+/// port); over many ports its dedup is a window, so a pair may come twice and counts once.
 fn parse_zmap_csv(text: &str) -> Result<Found> {
     let mut open = BTreeSet::new();
     let mut answered = BTreeSet::new();
-    for line in text.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+    let mut lines = text.lines();
+    if let Some(header) = lines.next().filter(|h| *h != ZMAP_CSV_HEADER) {
+        bail!("zmap's csv starts with {header:?}, not {ZMAP_CSV_HEADER:?}");
+    }
+    for line in lines.filter(|l| !l.trim().is_empty()) {
         let fields: Vec<&str> = line.split(',').collect();
         let [ip, port, class] = fields.as_slice() else {
             bail!("unexpected zmap line {line:?}");
@@ -615,5 +657,21 @@ mod tests {
         let found = parse_zmap_csv(text).unwrap();
         assert_eq!(found.open.len(), 1);
         assert_eq!(found.answered, Some(2));
+    }
+
+    #[test]
+    fn zmap_csv_of_many_ports_counts_each_pair_once() {
+        let text = "saddr,sport,classification\n198.18.8.1,80,synack\n198.18.8.1,81,rst\n\
+                    198.18.8.1,80,synack\n198.18.8.2,65535,synack\n198.18.8.2,1,rst\n";
+        let found = parse_zmap_csv(text).unwrap();
+        assert_eq!(found.open.len(), 2);
+        assert!(found.open.contains(&("198.18.8.2".parse().unwrap(), 65535)));
+        assert_eq!(found.answered, Some(4));
+        // Nothing answered (the bed that drops every SYN): a header and no lines.
+        let none = parse_zmap_csv("saddr,sport,classification\n").unwrap();
+        assert_eq!((none.open.len(), none.answered), (0, Some(0)));
+        assert_eq!(parse_zmap_csv("").unwrap().answered, Some(0));
+        // Other fields than asked for are an error, not misread columns.
+        assert!(parse_zmap_csv("saddr,dport,classification\n198.18.8.1,80,synack\n").is_err());
     }
 }
