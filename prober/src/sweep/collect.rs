@@ -17,9 +17,8 @@ use crate::{
     bpf::Counters,
     monotonic_ns,
     output::{Finishing, Output},
-    probe::{Status, SweepProbe},
+    probe::{Answer, Status, SweepProbe},
     reply_loop::ReplyHandler,
-    setup,
 };
 
 pub struct Collector<'a> {
@@ -31,6 +30,8 @@ pub struct Collector<'a> {
     pub summary: SweepSummary,
     pub status: StatusLine,
     pub started: Instant,
+    /// Passes the senders make at most (1 + retries): each may have sent a target's probe.
+    pub passes: u32,
 }
 
 impl ReplyHandler for Collector<'_> {
@@ -48,10 +49,10 @@ impl ReplyHandler for Collector<'_> {
             Status::Closed => self.summary.closed += 1,
             Status::Filtered => self.summary.filtered += 1,
         }
-        let slot = answer.source_port.wrapping_sub(self.plan.base_port);
-        answer.fields.rtt_ns = setup::rtt_ns(reply, || self.progress.sent_at(slot, target));
-        if let Some(rtt_ns) = answer.fields.rtt_ns {
-            self.summary.rtt.add(rtt_ns);
+        answer.fields.rtt_ns = self.rtt_ns(target, &answer, reply.kernel_ns);
+        match answer.fields.rtt_ns {
+            Some(rtt_ns) => self.summary.rtt.add(rtt_ns),
+            None => self.summary.untimed += 1,
         }
         self.results.push(PortResult {
             ip: answer.host,
@@ -116,6 +117,25 @@ impl ReplyHandler for Collector<'_> {
             }
             results.finish()
         })))
+    }
+}
+
+impl Collector<'_> {
+    /// The RTT of `answer` to `target`, which arrived at `arrived_ns`: from the latest of its
+    /// probes' departures before then that the table still holds. Passes are a `--wait`
+    /// apart, so a reply within its `--wait` answers the latest.
+    fn rtt_ns(&self, target: u64, answer: &Answer, arrived_ns: u64) -> Option<u64> {
+        let sent_ns = self
+            .plan
+            .departures_of(target, answer.source_port, self.passes)
+            .filter_map(|slot| {
+                let port_offset = slot.source_port - self.plan.base_port;
+                let departures = &self.progress.departures;
+                departures.sent_ns(port_offset, slot.epoch, answer.cookie)
+            })
+            .filter(|&sent_ns| sent_ns <= arrived_ns)
+            .max()?;
+        Some(arrived_ns - sent_ns)
     }
 }
 

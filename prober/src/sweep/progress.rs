@@ -1,10 +1,8 @@
 //! What the send threads and the reply side of a sweep share while it runs: what has been
-//! answered, what each sender has done, when replies were lost, and, where the kernel does not
-//! time departures, when the recent probes left.
+//! answered, what each sender has done, when replies were lost, and when the probes left.
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{bitset::BitSet, plan::SOURCE_PORTS};
-use crate::monotonic_ns;
+use super::{bitset::BitSet, departures::Departures};
 
 pub struct Progress {
     /// One bit per target: answered or not.
@@ -17,9 +15,7 @@ pub struct Progress {
     /// never).
     loss_seen_ns: AtomicU64,
     senders: Box<[SenderProgress]>,
-    /// Per source port: the target (+1; 0 = none) of the last probe sent from it, and when.
-    /// Kept only when TC egress does not time departures (`--qdisc-bypass`, no TCX).
-    recent: Option<Box<[(AtomicU64, AtomicU64)]>>,
+    pub departures: Departures,
 }
 
 /// What one send thread has done, on a cache line of its own so that the threads never
@@ -43,18 +39,14 @@ impl SenderProgress {
 }
 
 impl Progress {
-    pub fn new(targets: u64, senders: u64, userspace_send_times: bool) -> Progress {
+    pub fn new(targets: u64, senders: u64, departures: Departures) -> Progress {
         Progress {
             answered: BitSet::new(targets),
             answered_count: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             loss_seen_ns: AtomicU64::new(0),
             senders: (0..senders).map(|_| SenderProgress::default()).collect(),
-            recent: userspace_send_times.then(|| {
-                (0..SOURCE_PORTS)
-                    .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
-                    .collect()
-            }),
+            departures,
         }
     }
 
@@ -115,24 +107,6 @@ impl Progress {
         let seen = self.loss_seen_ns.load(Ordering::Acquire);
         seen != 0 && seen >= last_pass
     }
-
-    /// Notes, where userspace keeps send times, that the probe to `target` leaves from the
-    /// source port at `slot` (its offset from the base port) now.
-    pub fn sending(&self, slot: u16, target: u64) {
-        if let Some(recent) = &self.recent {
-            let (sent_target, sent_ns) = &recent[usize::from(slot)];
-            sent_target.store(target + 1, Ordering::Relaxed);
-            sent_ns.store(monotonic_ns(), Ordering::Release);
-        }
-    }
-
-    /// When the probe to `target` from the port at `slot` left, if userspace kept it and the
-    /// port has not been reused since.
-    pub fn sent_at(&self, slot: u16, target: u64) -> Option<u64> {
-        let (sent_target, sent_ns) = self.recent.as_ref()?.get(usize::from(slot))?;
-        let sent_ns = sent_ns.load(Ordering::Acquire);
-        (sent_target.load(Ordering::Relaxed) == target + 1).then_some(sent_ns)
-    }
 }
 
 #[cfg(test)]
@@ -141,7 +115,7 @@ mod tests {
 
     #[test]
     fn answers_count_once() {
-        let progress = Progress::new(100, 2, false);
+        let progress = Progress::new(100, 2, Departures::in_process(1));
         assert!(progress.answer(7));
         assert!(!progress.answer(7));
         assert!(progress.is_answered(7) && !progress.is_answered(8));
@@ -150,7 +124,7 @@ mod tests {
 
     #[test]
     fn silence_is_unknown_only_when_replies_were_lost_during_the_last_pass() {
-        let progress = Progress::new(100, 2, false);
+        let progress = Progress::new(100, 2, Departures::in_process(1));
         progress.sender(0).start_pass_at(1_000);
         progress.sender(1).start_pass_at(1_100);
         assert!(!progress.last_pass_lost(), "nothing lost");
@@ -172,17 +146,5 @@ mod tests {
         // An earlier sighting never undoes a later one.
         progress.note_loss_at(2_000);
         assert!(progress.last_pass_lost());
-    }
-
-    #[test]
-    fn userspace_send_times_belong_to_the_last_probe_from_a_port() {
-        let progress = Progress::new(100, 1, true);
-        progress.sending(3, 10);
-        let sent = progress.sent_at(3, 10).expect("kept");
-        assert!(sent > 0);
-        assert_eq!(progress.sent_at(3, 11), None, "another target's reply");
-        progress.sending(3, 11);
-        assert_eq!(progress.sent_at(3, 10), None, "the port was reused");
-        assert_eq!(Progress::new(100, 1, false).sent_at(3, 10), None);
     }
 }
