@@ -153,15 +153,11 @@ impl ReplyMatcher {
             .set(0, filter, 0)
             .context("setting the reply filter")?;
         let replies = RingBuf::try_from(take_map(&mut ebpf, REPLIES_MAP)?)?;
-        let sweep_departures = match (
-            attachment.sweep_epochs,
-            take_map(&mut ebpf, SWEEP_DEPARTURES_MAP)?,
-        ) {
-            (Some(_), aya::maps::Map::Array(map)) => {
-                let words = sweep_departure_slots as usize * size_of::<SweepDeparture>() / 8;
-                Some(MappedWords::map(map, words).context("mapping the sweep's departure table")?)
-            }
-            _ => None,
+        // Taken only in sweeps: a map taken out of `ebpf` and dropped would close the fd the
+        // egress program is yet to be loaded with.
+        let sweep_departures = match attachment.sweep_epochs {
+            Some(_) => Some(map_departures(&mut ebpf, sweep_departure_slots)?),
+            None => None,
         };
         let counters = Counters::new(PerCpuArray::try_from(take_map(&mut ebpf, COUNTERS_MAP)?)?);
         let trace = attachment
@@ -209,6 +205,15 @@ impl ReplyMatcher {
             },
         ))
     }
+}
+
+/// The sweep's departure table of `slots` entries, mapped (each entry two words).
+fn map_departures(ebpf: &mut Ebpf, slots: u32) -> Result<MappedWords> {
+    let aya::maps::Map::Array(map) = take_map(ebpf, SWEEP_DEPARTURES_MAP)? else {
+        return Err(anyhow!("{SWEEP_DEPARTURES_MAP} is no array"));
+    };
+    let words = slots as usize * size_of::<SweepDeparture>() / size_of::<u64>();
+    MappedWords::map(map, words).context("mapping the sweep's departure table")
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
