@@ -30,8 +30,6 @@ pub struct Collector<'a> {
     pub summary: SweepSummary,
     pub status: StatusLine,
     pub started: Instant,
-    /// Passes the senders make at most (1 + retries): each may have sent a target's probe.
-    pub passes: u32,
 }
 
 impl ReplyHandler for Collector<'_> {
@@ -121,20 +119,28 @@ impl ReplyHandler for Collector<'_> {
 }
 
 impl Collector<'_> {
-    /// The RTT of `answer` to `target`, which arrived at `arrived_ns`: from the latest of its
-    /// probes' departures before then that the table still holds. Passes are a `--wait`
-    /// apart, so a reply within its `--wait` answers the latest.
+    /// The RTT of `answer` to `target`, which arrived at `arrived_ns`, from its probe's
+    /// departure in the table. A retry pass begins a `--wait` after its sender's last probe,
+    /// so a reply within its `--wait` answers the probe of its sender's latest pass or, once
+    /// the next has begun, of the one before: of those two the latest that left before the
+    /// reply came. The latest pass may not have sent it yet, and its slot can then hold an
+    /// older pass's probe to the same target (a retry skips answered targets without writing
+    /// their slots): only a departure since that pass began is its.
     fn rtt_ns(&self, target: u64, answer: &Answer, arrived_ns: u64) -> Option<u64> {
-        let sent_ns = self
-            .plan
-            .departures_of(target, answer.source_port, self.passes)
-            .filter_map(|slot| {
+        let (sender, index) = self.plan.walk_index(target)?;
+        let (latest, latest_began_ns) = self.progress.sender(sender).latest_pass();
+        let departures = &self.progress.departures;
+        let sent_ns = (latest.saturating_sub(1)..=latest)
+            .rev()
+            .map(|pass| (pass, self.plan.send_slot(sender, pass, index)))
+            .filter(|(_, slot)| slot.source_port == answer.source_port)
+            .find_map(|(pass, slot)| {
                 let port_offset = slot.source_port - self.plan.base_port;
-                let departures = &self.progress.departures;
-                departures.sent_ns(port_offset, slot.epoch, answer.cookie)
-            })
-            .filter(|&sent_ns| sent_ns <= arrived_ns)
-            .max()?;
+                let not_before = if pass == latest { latest_began_ns } else { 0 };
+                departures
+                    .sent_ns(port_offset, slot.epoch, answer.cookie)
+                    .filter(|sent_ns| (not_before..=arrived_ns).contains(sent_ns))
+            })?;
         Some(arrived_ns - sent_ns)
     }
 }

@@ -3,7 +3,7 @@
 //! sweep's rate, so its memory is flat in the sweep's size. The TC egress program fills it
 //! where it sees the probes leave (userspace reads it mapped, without a system call); where
 //! it does not (`--qdisc-bypass`, no TCX), the send threads fill one of their own, in the same
-//! slots. A reply finds its probe's slot from its target and port ([`super::plan::Plan::departures_of`]);
+//! slots. A reply finds its probe's slot from its target and port ([`super::plan::Plan::walk_index`]);
 //! the slot's cookie must be the one the reply echoes, so a slot reused meanwhile gives no RTT
 //! (counted), never another probe's.
 use std::{

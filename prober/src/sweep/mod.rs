@@ -322,7 +322,6 @@ impl Sweep {
             summary: SweepSummary::default(),
             status: StatusLine::new(options.status_line, plan.probes_in_first_pass()),
             started,
-            passes: options.retries + 1,
         };
         let timing = Timing {
             linger: options.wait,

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use super::{permutation::Permutation, ports::PortList, targets::TargetSet};
 
 /// Source ports a sweep uses: `base_port .. base_port + SOURCE_PORTS`. A reply's destination
-/// port and its target name the probe it answers (see [`Plan::departures_of`]).
+/// port and its target name the probe it answers (see [`Plan::walk_index`]).
 pub const SOURCE_PORTS: u16 = prober_common::SWEEP_SOURCE_PORTS;
 /// Above Linux's default ephemeral range (32768–60999), so the host's own connections
 /// never share a port with the sweep.
@@ -127,27 +127,14 @@ impl Plan {
         }
     }
 
-    /// The send slots of every probe to `target` that left from `source_port` in one of the
-    /// first `passes` passes (a sender's walk puts a target at one index, and each pass sends
-    /// it from that index's port, so at most one per pass).
-    pub fn departures_of(
-        &self,
-        target: u64,
-        source_port: u16,
-        passes: u32,
-    ) -> impl Iterator<Item = SendSlot> + '_ {
+    /// Which sender's walk has `target`, and at which index of it (what [`Plan::send_slot`]
+    /// takes); None when it is another shard's.
+    pub fn walk_index(&self, target: u64) -> Option<(u64, u64)> {
         let position = self.permutation.position_of(target);
         // This shard's positions are index + k * count; sender j has every senders-th of them.
-        let mine = position
-            .checked_sub(self.shard.index)
-            .filter(|offset| offset % self.shard.count == 0)
-            .map(|offset| offset / self.shard.count);
-        mine.into_iter().flat_map(move |ordinal| {
-            let (sender, index) = (ordinal % self.senders, ordinal / self.senders);
-            (0..passes)
-                .map(move |pass| self.send_slot(sender, pass, index))
-                .filter(move |slot| slot.source_port == source_port)
-        })
+        let offset = position.checked_sub(self.shard.index)?;
+        let ordinal = (offset % self.shard.count == 0).then_some(offset / self.shard.count)?;
+        Some((ordinal % self.senders, ordinal / self.senders))
     }
 
     /// Sender `sender`'s source ports: the first, and how many.
@@ -274,31 +261,29 @@ mod tests {
     }
 
     #[test]
-    fn a_reply_names_the_probes_it_may_answer() {
+    fn a_target_names_its_probes_in_every_pass() {
         // 3 senders of 1365 ports each, 2 of 3 shards, 2 passes: 1000 ports of 4 hosts.
         let plan = plan("198.18.4.0/30", "1-1000", Shard { index: 1, count: 3 }, 3);
-        let mut sent = HashSet::new();
+        let mut slots = HashSet::new();
         for sender in 0..3 {
-            for pass in 0..2 {
-                for (index, position) in plan.positions_before(sender, u64::MAX).enumerate() {
-                    let slot = plan.send_slot(sender, pass, index as u64);
-                    let target = plan.target_at(position);
+            for (index, position) in plan.positions_before(sender, u64::MAX).enumerate() {
+                let index = index as u64;
+                assert_eq!(
+                    plan.walk_index(plan.target_at(position)),
+                    Some((sender, index))
+                );
+                for pass in 0..2 {
+                    let slot = plan.send_slot(sender, pass, index);
                     assert!(
-                        sent.insert((slot.source_port, slot.epoch)),
+                        slots.insert((slot.source_port, slot.epoch)),
                         "{slot:?} twice"
                     );
-                    let found: Vec<SendSlot> =
-                        plan.departures_of(target, slot.source_port, 2).collect();
-                    assert!(
-                        found.contains(&slot),
-                        "{slot:?} of target {target}: {found:?}"
-                    );
-                    assert!(found.len() <= 2);
+                    let (first, ports) = plan.source_ports(sender);
+                    assert!((first..first + ports).contains(&slot.source_port));
                 }
             }
         }
-        let other_shard = plan.target_at(0);
-        assert_eq!(plan.departures_of(other_shard, 61440, 2).count(), 0);
+        assert_eq!(plan.walk_index(plan.target_at(0)), None, "shard 0's");
     }
 
     fn plan_with_senders(senders: u64) -> Plan {

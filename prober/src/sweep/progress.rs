@@ -1,6 +1,6 @@
 //! What the send threads and the reply side of a sweep share while it runs: what has been
 //! answered, what each sender has done, when replies were lost, and when the probes left.
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::{bitset::BitSet, departures::Departures};
 
@@ -29,12 +29,22 @@ pub struct SenderProgress {
     pub first_pass_reached: AtomicU64,
     /// When its latest pass began (CLOCK_MONOTONIC ns).
     pass_started_ns: AtomicU64,
+    /// Its latest pass (0: the first).
+    pass: AtomicU32,
 }
 
 impl SenderProgress {
-    /// A pass begins at `now_ns`.
-    pub fn start_pass_at(&self, now_ns: u64) {
+    /// Pass `pass` begins at `now_ns`.
+    pub fn start_pass_at(&self, pass: u32, now_ns: u64) {
+        self.pass.store(pass, Ordering::Release);
         self.pass_started_ns.store(now_ns, Ordering::Release);
+    }
+
+    /// Its latest pass, and when that began (read apart from each other: the time may be the
+    /// pass before's).
+    pub fn latest_pass(&self) -> (u32, u64) {
+        let pass = self.pass.load(Ordering::Acquire);
+        (pass, self.pass_started_ns.load(Ordering::Acquire))
     }
 }
 
@@ -125,20 +135,20 @@ mod tests {
     #[test]
     fn silence_is_unknown_only_when_replies_were_lost_during_the_last_pass() {
         let progress = Progress::new(100, 2, Departures::in_process(1));
-        progress.sender(0).start_pass_at(1_000);
-        progress.sender(1).start_pass_at(1_100);
+        progress.sender(0).start_pass_at(0, 1_000);
+        progress.sender(1).start_pass_at(0, 1_100);
         assert!(!progress.last_pass_lost(), "nothing lost");
         progress.note_loss_at(1_500);
         assert!(progress.last_pass_lost(), "lost during the only pass");
 
         // A retry pass re-probes every silent target: once both senders have begun it, the
         // first pass's losses no longer matter ...
-        progress.sender(0).start_pass_at(3_000);
+        progress.sender(0).start_pass_at(1, 3_000);
         assert!(
             progress.last_pass_lost(),
             "sender 1's targets had their last probe in the pass with losses"
         );
-        progress.sender(1).start_pass_at(3_100);
+        progress.sender(1).start_pass_at(1, 3_100);
         assert!(!progress.last_pass_lost(), "the retry has lost nothing");
         // ... but a loss seen once it has begun does, for every sender's silent targets.
         progress.note_loss_at(3_050);

@@ -105,7 +105,7 @@ fn send_part(
         if pass > 0 && !retry_needed_after(plan, progress, wait, stop) {
             break;
         }
-        mine.start_pass_at(monotonic_ns());
+        mine.start_pass_at(pass, monotonic_ns());
         // Which of this sender's positions `position` is: it numbers the probe's slot.
         let (mut position, mut index) = (first, 0);
         while position < total && !all_answered(plan, progress) {
