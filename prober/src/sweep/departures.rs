@@ -40,6 +40,11 @@ pub fn epochs(rate: Option<u64>, wait: Duration, senders: u64, probes_per_sender
     probes.div_ceil(ports).next_power_of_two().min(MAX_EPOCHS) as u32
 }
 
+/// Slots of a table of `epochs` rows.
+pub fn slots(epochs: u32) -> usize {
+    usize::from(SWEEP_SOURCE_PORTS) * epochs as usize
+}
+
 pub struct Departures {
     words: Words,
     epochs_mask: u16,
@@ -64,7 +69,7 @@ impl Departures {
 
     /// A table the send threads fill, `epochs` rows.
     pub fn in_process(epochs: u32) -> Departures {
-        let words = 2 * u32::from(SWEEP_SOURCE_PORTS) as usize * epochs as usize;
+        let words = 2 * slots(epochs);
         Departures {
             words: Words::Process((0..words).map(|_| AtomicU64::new(0)).collect()),
             epochs_mask: (epochs - 1) as u16,

@@ -256,13 +256,15 @@ impl Sweep {
     /// For `-V`: the paths probes and replies take.
     pub fn describe(&self) -> String {
         let transmits = &self.plumbing.transmits;
+        let slots = departures::slots(self.epochs);
         format!(
-            "sending through {} x {} on {} from {}, {}",
+            "sending through {} x {} on {} from {}, {}, departure table of {slots} slots ({} KiB)",
             transmits.len(),
             transmits[0].describe(),
             self.route.interface.name,
             self.route.source,
             self.plumbing.describe_matching(),
+            slots * size_of::<prober_common::SweepDeparture>() / 1024,
         )
     }
 
