@@ -75,7 +75,8 @@ pub struct ReplyRecord {
     /// `bpf_ktime_get_ns()` when the reply reached XDP, before it was parsed (CLOCK_MONOTONIC).
     pub kernel_ns: u64,
     /// `bpf_ktime_get_ns()` when the probe it answers left through TC egress; 0 when that
-    /// departure was not seen (egress program not attached, PACKET_QDISC_BYPASS).
+    /// departure was not seen (egress program not attached, PACKET_QDISC_BYPASS), and in
+    /// sweeps, whose departures userspace looks up itself ([`SweepDeparture`]).
     pub sent_ns: u64,
     /// Who sent the reply (its form is the reply's IP version).
     pub src_addr: IpAddress,
@@ -134,6 +135,49 @@ pub struct Departure {
 /// One departure slot per possible 16-bit slot number.
 pub const DEPARTURE_SLOTS: u32 = 1 << 16;
 
+/// A sweep's source ports: replies name their probe's slot by the port they come to, and the
+/// departure table has a row of this many slots per epoch.
+pub const SWEEP_SOURCE_PORTS: u16 = 4096;
+
+/// A sweep probe's departure, filed by the TC egress program (or, where it does not run, by
+/// the send thread) in the slot [`sweep_departure_slot`] names, for the reply's side to find
+/// from the reply alone. Two words, each written and read whole: `tag` holds the probe's cookie
+/// and the low half of `sent_ns`, so a reader that met a rewrite between the two words sees
+/// halves that disagree, never another probe's time with this probe's cookie.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct SweepDeparture {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the probe left.
+    pub sent_ns: u64,
+    pub tag: u64,
+}
+
+impl SweepDeparture {
+    #[inline(always)]
+    pub fn new(sent_ns: u64, cookie: u32) -> SweepDeparture {
+        SweepDeparture {
+            sent_ns,
+            tag: (sent_ns << 32) | u64::from(cookie),
+        }
+    }
+
+    /// When the probe with `cookie` left, if these two words, read apart, are its departure.
+    pub fn sent_ns_of(sent_ns: u64, tag: u64, cookie: u32) -> Option<u64> {
+        (sent_ns != 0 && SweepDeparture::new(sent_ns, cookie).tag == tag).then_some(sent_ns)
+    }
+}
+
+/// The departure table's slot of a sweep probe leaving from the source port at `port_offset`
+/// (< [`SWEEP_SOURCE_PORTS`]) in `epoch`: a row per epoch, `epochs_mask + 1` rows (a power of
+/// two). The sender numbers its probes in send order: port offset and epoch count through them
+/// (the epoch travels in the IPv4 ID or the IPv6 flow label, for TC egress), so a slot is
+/// reused only after `SWEEP_SOURCE_PORTS * (epochs_mask + 1)` probes.
+#[inline(always)]
+pub fn sweep_departure_slot(port_offset: u16, epoch: u16, epochs_mask: u16) -> u32 {
+    u32::from(port_offset) + u32::from(SWEEP_SOURCE_PORTS) * u32::from(epoch & epochs_mask)
+}
+
 /// Slots of the per-CPU counter array the XDP program keeps.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,12 +230,16 @@ pub const FILTER_MAP: &str = "FILTER";
 pub const REPLIES_MAP: &str = "REPLIES";
 pub const COUNTERS_MAP: &str = "COUNTERS";
 pub const DEPARTURES_MAP: &str = "DEPARTURES";
+pub const SWEEP_DEPARTURES_MAP: &str = "SWEEP_DEPARTURES";
 pub const XDP_PROGRAM: &str = "prober";
 pub const EGRESS_PROGRAM: &str = "prober_egress";
 pub const INGRESS_PROGRAM: &str = "prober_ingress";
 /// A `u8` global of the XDP program, set at load: 1 when it is attached in generic (skb) mode,
 /// where a frame it sends back (XDP_TX) keeps the skb's checksum state.
 pub const GENERIC_XDP_GLOBAL: &str = "PROBER_GENERIC_XDP";
+/// A `u16` global of the TC egress program, set at load: the departure table's rows less one
+/// (see [`sweep_departure_slot`]).
+pub const SWEEP_EPOCHS_MASK_GLOBAL: &str = "PROBER_SWEEP_EPOCHS_MASK";
 
 // SAFETY: repr(C), Copy, and free of implicit padding (bytemuck's derive checks that).
 #[cfg(feature = "user")]
@@ -253,5 +301,60 @@ mod tests {
         assert_eq!(core::mem::size_of::<ProbeFilter>(), 72);
         assert_eq!(core::mem::size_of::<ReplyRecord>(), 72);
         assert_eq!(core::mem::size_of::<Departure>(), 32);
+        assert_eq!(core::mem::size_of::<SweepDeparture>(), 16);
+    }
+
+    #[test]
+    fn departure_slots_are_distinct_over_a_table_of_probes() {
+        // Probe q of a sender leaves from port offset q mod P in epoch q / P (P its ports).
+        for (ports, mask) in [(4096u16, 0u16), (2048, 7), (1365, 3)] {
+            let table = u32::from(SWEEP_SOURCE_PORTS) * (u32::from(mask) + 1);
+            let slot = |q: u32| {
+                sweep_departure_slot(
+                    (q % u32::from(ports)) as u16,
+                    (q / u32::from(ports)) as u16,
+                    mask,
+                )
+            };
+            let window = u32::from(ports) * (u32::from(mask) + 1);
+            let mut seen = [false; 4096 * 8];
+            for q in 1000..1000 + window {
+                let slot = slot(q);
+                assert!(slot < table, "slot {slot} beyond the table");
+                assert!(
+                    !seen[slot as usize],
+                    "{ports} ports, mask {mask}: slot {slot} twice"
+                );
+                seen[slot as usize] = true;
+            }
+            assert_eq!(slot(1000), slot(1000 + window), "reused one window later");
+        }
+    }
+
+    #[test]
+    fn a_departure_is_its_probes_only_when_read_whole() {
+        let departure = SweepDeparture::new(0x1234_5678_9abc, 77);
+        let (sent, tag) = (departure.sent_ns, departure.tag);
+        assert_eq!(
+            SweepDeparture::sent_ns_of(sent, tag, 77),
+            Some(0x1234_5678_9abc)
+        );
+        assert_eq!(
+            SweepDeparture::sent_ns_of(sent, tag, 78),
+            None,
+            "another probe's"
+        );
+        let next = SweepDeparture::new(0x1234_5679_0000, 99);
+        assert_eq!(
+            SweepDeparture::sent_ns_of(next.sent_ns, tag, 77),
+            None,
+            "torn: new time, old tag"
+        );
+        assert_eq!(
+            SweepDeparture::sent_ns_of(sent, next.tag, 99),
+            None,
+            "torn: old time, new tag"
+        );
+        assert_eq!(SweepDeparture::sent_ns_of(0, 0, 0), None, "never written");
     }
 }

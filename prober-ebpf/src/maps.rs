@@ -1,13 +1,14 @@
 //! The maps userspace shares with the programs, and the small operations on them.
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{BPF_F_MMAPABLE, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::bpf_ktime_get_ns,
     macros::map,
     maps::{Array, PerCpuArray, RingBuf},
+    Global,
 };
 use prober_common::{
-    wire::IpPacket, Counter, Departure, IpAddress, ProbeFilter, ReplyRecord, COUNTER_SLOTS,
-    DEPARTURE_SLOTS,
+    sweep_departure_slot, wire::IpPacket, Counter, Departure, IpAddress, ProbeFilter, ReplyRecord,
+    SweepDeparture, COUNTER_SLOTS, DEPARTURE_SLOTS,
 };
 
 #[map]
@@ -21,8 +22,19 @@ static REPLIES: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
 
+/// One target's departures, by slot (userspace shrinks it to one entry for sweeps).
 #[map]
 static DEPARTURES: Array<Departure> = Array::with_max_entries(DEPARTURE_SLOTS, 0);
+
+/// A sweep's departures, a slot per probe in send order ([`sweep_departure_slot`]); sized at
+/// load from the sweep's rate and wait, and mapped into userspace, which reads each reply's
+/// departure there without a system call.
+#[map]
+static SWEEP_DEPARTURES: Array<SweepDeparture> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+
+/// [`prober_common::SWEEP_EPOCHS_MASK_GLOBAL`], set by userspace at load.
+#[no_mangle]
+static PROBER_SWEEP_EPOCHS_MASK: Global<u16> = Global::new(0);
 
 /// Room for the packet being judged, off the programs' 512-byte stack, which the parsed
 /// headers and the kinds' work would not both fit in. One per CPU and direction: a program
@@ -112,6 +124,18 @@ pub fn note_departure(slot: u16, target: &IpAddress, target_port: u16) {
             target_port,
             _pad: [0; 6],
         };
+    }
+}
+
+/// Files that the sweep probe with `cookie`, from the port at `port_offset` in `epoch`, is
+/// leaving now.
+#[inline(always)]
+pub fn note_sweep_departure(port_offset: u16, epoch: u16, cookie: u32) {
+    let slot = sweep_departure_slot(port_offset, epoch, PROBER_SWEEP_EPOCHS_MASK.load());
+    if let Some(departure) = SWEEP_DEPARTURES.get_ptr_mut(slot) {
+        // SAFETY: an in-bounds array slot; userspace reads it concurrently, and the entry's
+        // tag tells it a torn read (see SweepDeparture).
+        unsafe { *departure = SweepDeparture::new(now_ns(), cookie) };
     }
 }
 

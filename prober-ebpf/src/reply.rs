@@ -179,7 +179,12 @@ pub fn matched(
     arrived_ns: u64,
     kind_fields: impl FnOnce(&mut ReplyRecord),
 ) -> Decision {
-    let sent_ns = maps::departure(probe.slot, &probe.target, probe.target_port);
+    // A sweep's departures are userspace's to look up (a reply does not say which epoch).
+    let sent_ns = if sweep(filter) {
+        0
+    } else {
+        maps::departure(probe.slot, &probe.target, probe.target_port)
+    };
     let queued = maps::submit(sweep(filter), |record| {
         record.kernel_ns = arrived_ns;
         record.sent_ns = sent_ns;
@@ -230,10 +235,12 @@ impl Decision {
     }
 }
 
-/// Files the departure of one of our probes (TC egress).
+/// Files the departure of one of our probes (TC egress; the kind files a sweep's itself).
 #[inline(always)]
 pub fn departed(ctx: &TcContext, filter: &ProbeFilter, probe: &Probe) {
-    maps::note_departure(probe.slot, &probe.target, probe.target_port);
+    if !sweep(filter) {
+        maps::note_departure(probe.slot, &probe.target, probe.target_port);
+    }
     log(
         ctx,
         filter,

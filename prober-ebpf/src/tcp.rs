@@ -147,7 +147,8 @@ fn acknowledges(filter: &ProbeFilter, segment: &Segment) -> bool {
     }
 }
 
-/// The probe this segment is, if it is one of ours leaving (TC egress).
+/// The probe this segment is, if it is one of ours leaving (TC egress); a sweep's is filed
+/// here, in its own slot.
 #[inline(always)]
 pub fn departure(packet: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Option<Probe> {
     if ip.protocol != IPPROTO_TCP {
@@ -165,6 +166,18 @@ pub fn departure(packet: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Op
     };
     if !ours(filter, segment.source) || !probe {
         return None;
+    }
+    if reply::sweep(filter) {
+        // The sender put the probe's epoch where replies and the kernel ignore it.
+        let epoch = match ip.version {
+            IpVersion::V4 => ip.id,
+            IpVersion::V6 => ip.flow_label as u16,
+        };
+        maps::note_sweep_departure(
+            segment.source.wrapping_sub(filter.sport_base),
+            epoch,
+            segment.seq,
+        );
     }
     Some(Probe {
         slot: segment.source.wrapping_sub(filter.sport_base),

@@ -29,6 +29,8 @@ pub struct Wiring<'a> {
     pub xdp_mode: AttachMode,
     /// `--bpf-trace`.
     pub trace: bool,
+    /// A sweep's departure table rows (see [`Attachment::sweep_epochs`]).
+    pub sweep_epochs: Option<u32>,
 }
 
 /// A run's plumbing: probes can leave, replies are being matched.
@@ -72,6 +74,7 @@ impl Plumbing {
             mode: wiring.xdp_mode,
             time_departures: !transmits[0].skips_tc(),
             trace: wiring.trace,
+            sweep_epochs: wiring.sweep_epochs,
         };
         let filter = ProbeFilter {
             // `lo` has no Ethernet address: its frames carry zeros.

@@ -20,6 +20,7 @@
 use prober_tests::output::hping_loss_percent;
 use prober_tests::proc::{run, Finished, Proc};
 use prober_tests::responder::{DelayedResponder, Held, ProbeId};
+use prober_tests::sweep::{parse_json_line, Status, SweepResult};
 use prober_tests::{hping3_command, prober_command, require_root, CLOSED_PORT, OPEN_PORT};
 use std::ops::RangeInclusive;
 use std::process::Command;
@@ -753,4 +754,111 @@ fn check_histogram(rows: &[Row], rtts: &[f64], split_ms: f64, slow_probes: u64, 
         rtts[0],
         max(rtts)
     );
+}
+
+/// How far above the responder's measured round trip (from the request's entering the TAP) a
+/// sweep's RTT may lie: the qdisc and the reply's way up, on a loaded 2-CPU machine. Coarse on
+/// purpose: what it catches is an RTT timed against another probe's departure, which is off by
+/// whole multiples of the time the sweep takes to send a table's worth of probes (seconds here).
+const SWEEP_RTT_SLACK: Duration = Duration::from_millis(100);
+/// The same without the TAP's stamp of the request (`--qdisc-bypass` sends past the packet
+/// taps), from the responder's read: then the request's wait in the TAP, unmeasured, counts too,
+/// and a responder busy with the replies' receive path was seen 138 ms behind.
+const SWEEP_RTT_SLACK_FROM_READ: Duration = Duration::from_millis(500);
+
+/// A sweep with far more probes in flight than it has source ports: 20 000 ports at 10 000 probes
+/// a second, each held 1 s, keeps about 10 000 on their way. Every reply that came must carry its
+/// RTT, at least the responder's hold and at most [`SWEEP_RTT_SLACK`] above its measured round
+/// trip, and `--histogram` (under -V) must count every one. Without `--qdisc-bypass`
+/// the TC egress program times the probes; with it, the send threads do.
+fn delayed_replies_in_a_sweep_all_carry_rtts(extra: &[&str]) {
+    require_root();
+    let _serial = serial();
+    const PORTS: u16 = 20_000;
+    let hold = Duration::from_secs(1);
+    let responder = DelayedResponder::start(hold, &[OPEN_PORT]).expect("responder");
+    let target = responder.target().to_string();
+    let ports = format!("1-{PORTS}");
+    let mut args = vec![
+        "-p",
+        &ports,
+        "--rate",
+        "20000",
+        "--wait",
+        "2",
+        "-o",
+        "json",
+        "-V",
+        "--histogram",
+    ];
+    args.extend(extra);
+    args.push(&target);
+    let run = run(prober_command(&args), RUN_TIMEOUT);
+    let held = responder.answered();
+    let held_by_port: std::collections::HashMap<u16, &Held> = held
+        .iter()
+        .filter_map(|h| match h.probe {
+            ProbeId::Tcp { dest_port, .. } => Some((dest_port, h)),
+            ProbeId::IcmpEcho { .. } => None,
+        })
+        .collect();
+    assert_eq!(held_by_port.len(), held.len(), "one probe per port\n{run}");
+    let answered: Vec<SweepResult> = run
+        .stdout
+        .lines()
+        .map(|line| parse_json_line(line).unwrap_or_else(|e| panic!("{e}\n{run}")))
+        .filter(|result| matches!(result.status, Status::Open | Status::Closed))
+        .collect();
+    // The responder keeps up with most of it; what it missed is filtered and not checked.
+    assert!(
+        answered.len() > usize::from(PORTS) / 2,
+        "only {} of {PORTS} ports answered\n{run}",
+        answered.len()
+    );
+    let mut wrong = Vec::new();
+    for result in &answered {
+        let Some(held) = held_by_port.get(&result.port) else {
+            wrong.push(format!(
+                "port {}: answered, but the responder never held it",
+                result.port
+            ));
+            continue;
+        };
+        let (truth, slack) = match held.ideal_rtt_ns() {
+            Some(ideal) => (ideal, SWEEP_RTT_SLACK),
+            None => (held.hold_ns(), SWEEP_RTT_SLACK_FROM_READ),
+        };
+        let window = held.hold_ns()..=truth + slack.as_nanos() as u64;
+        match result.rtt_ns {
+            Some(rtt) if window.contains(&rtt) => {}
+            rtt => wrong.push(format!(
+                "port {}: rtt_ns {rtt:?}, want {window:?}",
+                result.port
+            )),
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} replies without their RTT, e.g. {:?}\n{}",
+        wrong.len(),
+        answered.len(),
+        &wrong[..wrong.len().min(10)],
+        run.stderr
+    );
+    let title = format!("rtt histogram ({} replies, ms):", answered.len());
+    assert!(
+        run.stderr.lines().any(|line| line == title),
+        "want {title:?} in stderr\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn delayed_replies_in_a_sweep_all_carry_rtts_timed_by_tc_egress() {
+    delayed_replies_in_a_sweep_all_carry_rtts(&[]);
+}
+
+#[test]
+fn delayed_replies_in_a_sweep_all_carry_rtts_timed_by_the_send_threads() {
+    delayed_replies_in_a_sweep_all_carry_rtts(&["--qdisc-bypass"]);
 }

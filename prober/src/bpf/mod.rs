@@ -5,6 +5,7 @@
 
 mod counters;
 mod kernel;
+mod mapped;
 mod trace;
 
 use std::io;
@@ -19,9 +20,11 @@ use aya::{
 };
 pub use counters::Counters;
 pub use kernel::require_supported_kernel;
+pub use mapped::MappedWords;
 use prober_common::{
-    ProbeFilter, COUNTERS_MAP, EGRESS_PROGRAM, FILTER_MAP, GENERIC_XDP_GLOBAL, INGRESS_PROGRAM,
-    REPLIES_MAP, XDP_PROGRAM,
+    ProbeFilter, SweepDeparture, COUNTERS_MAP, DEPARTURES_MAP, EGRESS_PROGRAM, FILTER_MAP,
+    GENERIC_XDP_GLOBAL, INGRESS_PROGRAM, REPLIES_MAP, SWEEP_DEPARTURES_MAP,
+    SWEEP_EPOCHS_MASK_GLOBAL, SWEEP_SOURCE_PORTS, XDP_PROGRAM,
 };
 pub use trace::BpfTrace;
 
@@ -66,6 +69,9 @@ pub struct Attachment {
     pub time_departures: bool,
     /// Let the programs log their decisions (`--bpf-trace`).
     pub trace: bool,
+    /// A sweep: the rows of its departure table (a power of two, see
+    /// [`prober_common::sweep_departure_slot`]); None for one target.
+    pub sweep_epochs: Option<u32>,
 }
 
 /// Where probes' send times come from.
@@ -110,6 +116,9 @@ impl std::fmt::Display for AttachMode {
 /// Replies from the XDP program, what it counted, and its trace if one was asked for.
 pub struct ReplyChannel {
     pub replies: RingBuf<MapData>,
+    /// A sweep's departure table as the TC egress program fills it: each
+    /// [`SweepDeparture`]'s two words.
+    pub sweep_departures: Option<MappedWords>,
     pub counters: Counters,
     pub trace: Option<BpfTrace>,
 }
@@ -123,9 +132,20 @@ impl ReplyMatcher {
     ) -> Result<(ReplyMatcher, ReplyChannel)> {
         kernel::make_room_for_maps();
         let generic_xdp = u8::from(attachment.mode == AttachMode::Generic);
+        // Each run kind's departure table at its size, the other's at one entry.
+        let (departure_slots, sweep_departure_slots) = match attachment.sweep_epochs {
+            Some(epochs) => (1, u32::from(SWEEP_SOURCE_PORTS) * epochs),
+            None => (prober_common::DEPARTURE_SLOTS, 1),
+        };
+        let epochs_mask = attachment
+            .sweep_epochs
+            .map_or(0, |epochs| (epochs - 1) as u16);
         let mut ebpf = EbpfLoader::new()
             .override_global(aya_log::LEVEL, &trace::level(attachment.trace), true)
             .override_global(GENERIC_XDP_GLOBAL, &generic_xdp, true)
+            .override_global(SWEEP_EPOCHS_MASK_GLOBAL, &epochs_mask, true)
+            .map_max_entries(DEPARTURES_MAP, departure_slots)
+            .map_max_entries(SWEEP_DEPARTURES_MAP, sweep_departure_slots)
             .load(OBJECT)
             .context("loading the XDP program")?;
         let mut filters: Array<_, ProbeFilter> = Array::try_from(take_map(&mut ebpf, FILTER_MAP)?)?;
@@ -133,6 +153,12 @@ impl ReplyMatcher {
             .set(0, filter, 0)
             .context("setting the reply filter")?;
         let replies = RingBuf::try_from(take_map(&mut ebpf, REPLIES_MAP)?)?;
+        // Taken only in sweeps: a map taken out of `ebpf` and dropped would close the fd the
+        // egress program is yet to be loaded with.
+        let sweep_departures = match attachment.sweep_epochs {
+            Some(_) => Some(map_departures(&mut ebpf, sweep_departure_slots)?),
+            None => None,
+        };
         let counters = Counters::new(PerCpuArray::try_from(take_map(&mut ebpf, COUNTERS_MAP)?)?);
         let trace = attachment
             .trace
@@ -173,11 +199,21 @@ impl ReplyMatcher {
             },
             ReplyChannel {
                 replies,
+                sweep_departures,
                 counters,
                 trace,
             },
         ))
     }
+}
+
+/// The sweep's departure table of `slots` entries, mapped (each entry two words).
+fn map_departures(ebpf: &mut Ebpf, slots: u32) -> Result<MappedWords> {
+    let aya::maps::Map::Array(map) = take_map(ebpf, SWEEP_DEPARTURES_MAP)? else {
+        return Err(anyhow!("{SWEEP_DEPARTURES_MAP} is no array"));
+    };
+    let words = slots as usize * size_of::<SweepDeparture>() / size_of::<u64>();
+    MappedWords::map(map, words).context("mapping the sweep's departure table")
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
@@ -330,7 +366,6 @@ const GENERIC_HINT: &str = "; --xdp-mode generic (the default) works on any inte
 #[cfg(test)]
 mod tests {
     use aya_obj::Object;
-    use prober_common::DEPARTURES_MAP;
 
     use super::*;
 
@@ -405,6 +440,7 @@ mod tests {
             REPLIES_MAP,
             COUNTERS_MAP,
             DEPARTURES_MAP,
+            SWEEP_DEPARTURES_MAP,
             "AYA_LOGS",
         ] {
             assert!(object.maps.contains_key(map), "no map {map}");

@@ -186,6 +186,7 @@ impl Session {
             answers_replies: false,
             xdp_mode: options.xdp_mode,
             trace: options.bpf_trace,
+            sweep_epochs: None,
         };
         let plumbing = Plumbing::install(&route, &probe.filter(), wiring)?;
         Ok(Session {

@@ -24,15 +24,26 @@ pub enum Transport {
     Icmp,
 }
 
+/// What tells a probe's IP header from its neighbours'.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpMark {
+    /// hping3's: an IPv4 identification counting up (IPv6 has none), fragments allowed.
+    Id(u16),
+    /// A sweep's: the probe's epoch (see [`prober_common::sweep_departure_slot`]) in the IPv4
+    /// identification, with DF set so that the reused number can never join two packets'
+    /// fragments (an atomic datagram, RFC 6864), or in the IPv6 flow label's low 16 bits.
+    Epoch(u16),
+}
+
 impl IpHeader {
     /// The header of a probe from `source` to `target` with `payload_len` bytes of `transport`
     /// after it, checksum filled in. IPv6 when either address is (a route's source address
-    /// always has its target's family); `ip_id` is IPv4's alone.
+    /// always has its target's family).
     pub fn new(
         source: IpAddr,
         target: IpAddr,
         ttl: u8,
-        ip_id: u16,
+        mark: IpMark,
         transport: Transport,
         payload_len: u16,
     ) -> IpHeader {
@@ -50,14 +61,20 @@ impl IpHeader {
                     target.octets(),
                 )
                 .expect("probe payloads are far below the IPv4 size limit");
-                header.identification = ip_id;
-                header.dont_fragment = false;
+                (header.identification, header.dont_fragment) = match mark {
+                    IpMark::Id(id) => (id, false),
+                    IpMark::Epoch(epoch) => (epoch, true),
+                };
                 header.header_checksum = header.calc_header_checksum();
                 IpHeader::V4(header)
             }
             (source, target) => IpHeader::V6(Ipv6Header {
                 traffic_class: 0,
-                flow_label: Ipv6FlowLabel::ZERO,
+                flow_label: match mark {
+                    IpMark::Id(_) => Ipv6FlowLabel::ZERO,
+                    IpMark::Epoch(epoch) => Ipv6FlowLabel::try_new(u32::from(epoch))
+                        .expect("16 bits fit in a flow label"),
+                },
                 payload_length: payload_len,
                 next_header: protocol(IpNumber::IPV6_ICMP),
                 hop_limit: ttl,

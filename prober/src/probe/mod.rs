@@ -44,7 +44,7 @@ impl Endpoints {
             self.source,
             self.target,
             self.ttl,
-            self.ip_id(n),
+            ip::IpMark::Id(self.ip_id(n)),
             transport,
             payload_len,
         )
@@ -125,16 +125,16 @@ pub trait SweepProbe: Send + Sync {
     /// What the XDP program matches the sweep's replies with.
     fn filter(&self) -> ProbeFilter;
 
-    /// Writes the probe to `target:port` leaving from `source_port` into `buf`; returns its
-    /// length.
+    /// Writes the probe to `target:port` leaving from `source_port` in `epoch` (see
+    /// [`ip::IpMark::Epoch`]) into `buf`.
     fn build(
         &self,
         target: IpAddr,
         port: u16,
         source_port: u16,
-        ip_id: u16,
+        epoch: u16,
         buf: &mut ProbeBuffer,
-    ) -> usize;
+    ) -> BuiltProbe;
 
     /// What a reply the XDP program matched says.
     fn classify(&self, reply: &ReplyRecord) -> Answer;
@@ -170,13 +170,23 @@ impl SweepKind {
     }
 }
 
+/// A sweep probe as written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BuiltProbe {
+    pub len: usize,
+    /// The cookie it carries, which its replies echo.
+    pub cookie: u32,
+}
+
 /// What a reply says about the (host, port) it answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Answer {
     pub host: IpAddr,
     pub port: u16,
-    /// The source port of the probe it answers, which names that probe's send slot.
+    /// The source port of the probe it answers, which with the target names that probe.
     pub source_port: u16,
+    /// The cookie of the probe it answers, as the reply echoes it.
+    pub cookie: u32,
     pub verdict: Verdict,
     pub fields: ReplyFields,
 }
@@ -468,12 +478,21 @@ mod tests {
         let probe = sweep_syn();
         let target: IpAddr = Ipv4Addr::new(198, 18, 7, 9).into();
         let mut buf = [0u8; MAX_PROBE_LEN];
-        let length = probe.build(target, 8080, 61441, 77, &mut buf);
-        let packet = &buf[..length];
-        assert_eq!(length, 40);
+        let built = probe.build(target, 8080, 61441, 77, &mut buf);
+        let packet = &buf[..built.len];
+        assert_eq!(built.len, 40);
         assert_eq!(internet_checksum(&packet[..20]), 0, "IP header checksum");
-        assert_eq!(u16::from_be_bytes([packet[4], packet[5]]), 77, "ip id");
+        assert_eq!(
+            u16::from_be_bytes([packet[4], packet[5]]),
+            77,
+            "the epoch as ip id"
+        );
+        assert_eq!(packet[6] & 0x40, 0x40, "DF");
         let tcp = &packet[20..];
+        assert_eq!(
+            u32::from_be_bytes(tcp[4..8].try_into().unwrap()),
+            built.cookie
+        );
         assert_eq!(u16::from_be_bytes([tcp[0], tcp[1]]), 61441);
         assert_eq!(u16::from_be_bytes([tcp[2], tcp[3]]), 8080);
         assert_eq!(
@@ -506,10 +525,12 @@ mod tests {
         );
         let target: IpAddr = "2001:db8:0:7::9".parse().unwrap();
         let mut buf = [0u8; MAX_PROBE_LEN];
-        let length = probe.build(target, 443, 61442, 77, &mut buf);
-        let packet = &buf[..length];
-        assert_eq!(length, 60);
+        let built = probe.build(target, 443, 61442, 77, &mut buf);
+        let packet = &buf[..built.len];
+        assert_eq!(built.len, 60);
         assert_eq!((packet[0] >> 4, packet[6], packet[7]), (6, 6, 64));
+        let flow_label = u32::from_be_bytes(packet[..4].try_into().unwrap()) & 0xf_ffff;
+        assert_eq!(flow_label, 77, "the epoch as flow label");
         assert_eq!(ipv6_upper_layer_checksum(packet), 0, "TCP checksum");
         let tcp = &packet[40..];
         assert_eq!(u16::from_be_bytes([tcp[0], tcp[1]]), 61442);

@@ -7,9 +7,9 @@ use etherparse::TcpHeader;
 use prober_common::{syn_cookie, IpAddress, ProbeFilter, ReplyRecord, KIND_TCP, MODE_SWEEP};
 
 use super::{
-    ip::{IpHeader, Transport},
-    Answer, Endpoints, PingProbe, ProbeBuffer, ReplyFields, Status, SweepEndpoints, SweepProbe,
-    Verdict,
+    ip::{IpHeader, IpMark, Transport},
+    Answer, BuiltProbe, Endpoints, PingProbe, ProbeBuffer, ReplyFields, Status, SweepEndpoints,
+    SweepProbe, Verdict,
 };
 use crate::random;
 
@@ -69,7 +69,7 @@ pub struct TcpSegment {
     pub source: IpAddr,
     pub target: IpAddr,
     pub ttl: u8,
-    pub ip_id: u16,
+    pub mark: IpMark,
     pub source_port: u16,
     pub target_port: u16,
     pub seq: u32,
@@ -85,7 +85,7 @@ impl TcpSegment {
             self.source,
             self.target,
             self.ttl,
-            self.ip_id,
+            self.mark,
             Transport::Tcp,
             TCP_HEADER_LEN,
         );
@@ -177,7 +177,7 @@ impl PingProbe for TcpProbe {
             source,
             target,
             ttl,
-            ip_id: self.endpoints.ip_id(n),
+            mark: IpMark::Id(self.endpoints.ip_id(n)),
             source_port: self.source_port(n),
             target_port: self.target_port,
             seq: self.seq,
@@ -281,28 +281,30 @@ impl SweepProbe for TcpSyn {
         target: IpAddr,
         port: u16,
         source_port: u16,
-        ip_id: u16,
+        epoch: u16,
         buf: &mut ProbeBuffer,
-    ) -> usize {
+    ) -> BuiltProbe {
         let SweepEndpoints {
             source,
             ttl,
             cookie_key,
             ..
         } = self.endpoints;
-        TcpSegment {
+        let cookie = syn_cookie(cookie_key, &target.into(), port, &self.source, source_port);
+        let len = TcpSegment {
             source,
             target,
             ttl,
-            ip_id,
+            mark: IpMark::Epoch(epoch),
             source_port,
             target_port: port,
-            seq: syn_cookie(cookie_key, &target.into(), port, &self.source, source_port),
+            seq: cookie,
             ack: 0,
             flags: TcpFlags(TcpFlags::SYN),
             window: self.window,
         }
-        .write(buf)
+        .write(buf);
+        BuiltProbe { len, cookie }
     }
 
     fn classify(&self, reply: &ReplyRecord) -> Answer {
@@ -321,6 +323,7 @@ impl SweepProbe for TcpSyn {
             host: reply.src_addr.into(),
             port: reply.src_port,
             source_port: reply.dst_port,
+            cookie: reply.tcp_ack.wrapping_sub(1),
             verdict,
             fields: ReplyFields {
                 ttl: reply.ttl,

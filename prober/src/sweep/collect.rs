@@ -19,7 +19,6 @@ use crate::{
     output::{Finishing, Output},
     probe::{Status, SweepProbe},
     reply_loop::ReplyHandler,
-    setup,
 };
 
 pub struct Collector<'a> {
@@ -48,10 +47,12 @@ impl ReplyHandler for Collector<'_> {
             Status::Closed => self.summary.closed += 1,
             Status::Filtered => self.summary.filtered += 1,
         }
-        let slot = answer.source_port.wrapping_sub(self.plan.base_port);
-        answer.fields.rtt_ns = setup::rtt_ns(reply, || self.progress.sent_at(slot, target));
-        if let Some(rtt_ns) = answer.fields.rtt_ns {
-            self.summary.rtt.add(rtt_ns);
+        let probe = (answer.source_port, answer.cookie);
+        let sent_ns = departure_of(&self.plan, &self.progress, target, probe, reply.kernel_ns);
+        answer.fields.rtt_ns = sent_ns.map(|sent_ns| reply.kernel_ns - sent_ns);
+        match answer.fields.rtt_ns {
+            Some(rtt_ns) => self.summary.rtt.add(rtt_ns),
+            None => self.summary.untimed += 1,
         }
         self.results.push(PortResult {
             ip: answer.host,
@@ -138,6 +139,35 @@ impl Collector<'_> {
     }
 }
 
+/// When the probe that a reply to `target`, at `source_port` echoing `cookie`, answers left,
+/// if the departure table still holds it and it left by `arrived_ns`. A retry pass begins a
+/// `--wait` after its sender's last probe, so a reply within its `--wait` answers the probe of
+/// its sender's latest pass or, once the next has begun, of the one before: of those two the
+/// latest. The latest pass may not have sent it yet, and its slot can then hold an older
+/// pass's probe to the same target (a retry skips answered targets without writing their
+/// slots): only a departure since that pass began is its.
+fn departure_of(
+    plan: &Plan,
+    progress: &Progress,
+    target: u64,
+    (source_port, cookie): (u16, u32),
+    arrived_ns: u64,
+) -> Option<u64> {
+    let (sender, index) = plan.walk_index(target)?;
+    let (latest, latest_began_ns) = progress.sender(sender).latest_pass();
+    (latest.saturating_sub(1)..=latest)
+        .rev()
+        .map(|pass| (pass, plan.send_slot(sender, pass, index)))
+        .filter(|(_, slot)| slot.source_port == source_port)
+        .find_map(|(pass, slot)| {
+            let not_before = if pass == latest { latest_began_ns } else { 0 };
+            progress
+                .departures
+                .sent_ns(slot.source_port - plan.base_port, slot.epoch, cookie)
+                .filter(|sent_ns| (not_before..=arrived_ns).contains(sent_ns))
+        })
+}
+
 /// How far each sender's first pass got.
 fn reached(progress: &Progress, sender: u64) -> u64 {
     progress
@@ -186,4 +216,63 @@ fn write_silence(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sweep::{
+        departures::Departures,
+        plan::{Shard, DEFAULT_BASE_PORT},
+        ports::PortList,
+        targets::TargetSet,
+    };
+
+    #[test]
+    fn a_reply_is_timed_from_the_pass_it_answers() {
+        // 4096 targets, one sender of 4096 ports, two epochs: pass r sends target i from port
+        // offset i in epoch r, so passes 0 and 2 share a slot.
+        let targets = TargetSet::new(&["198.18.4.0/30".to_string()], &[], None).unwrap();
+        let ports = PortList::parse("1-1024").unwrap();
+        let plan = Plan::new(targets, ports, Shard::WHOLE, 1, DEFAULT_BASE_PORT, [1, 2]);
+        let progress = Progress::new(plan.len(), 1, Departures::in_process(2));
+        let target = plan.target_at(77);
+        let (sender, index) = plan.walk_index(target).unwrap();
+        let send = |pass| {
+            let slot = plan.send_slot(sender, pass, index);
+            let offset = slot.source_port - plan.base_port;
+            progress.departures.sending(offset, slot.epoch, 9);
+            slot.source_port
+        };
+        let mine = progress.sender(sender);
+        mine.start_pass_at(0, monotonic_ns());
+        let port = send(0);
+        let sent = |port| departure_of(&plan, &progress, target, (port, 9), monotonic_ns());
+        let first = sent(port).expect("pass 0's departure");
+        assert_eq!(
+            departure_of(&plan, &progress, target, (port, 8), monotonic_ns()),
+            None
+        );
+        assert_eq!(
+            departure_of(&plan, &progress, target, (port, 9), first - 1),
+            None
+        );
+
+        mine.start_pass_at(1, monotonic_ns());
+        assert_eq!(sent(port), Some(first), "pass 1 has not sent it yet");
+        assert_eq!(
+            send(1),
+            port,
+            "a pass's worth of probes later: the same port"
+        );
+        let second = sent(port).expect("pass 1's departure");
+        assert!(second > first);
+
+        // Pass 2 has begun but not reached the target: its slot still holds pass 0's probe,
+        // which is not what a reply now answers.
+        mine.start_pass_at(2, monotonic_ns());
+        assert_eq!(sent(port), Some(second));
+        send(2);
+        assert!(sent(port).unwrap() > second);
+    }
 }

@@ -1,14 +1,14 @@
 //! A sweep: a probe to every (host, port) of a target set at a set rate, in a keyed random
 //! order, matched statelessly in the kernel by cookies. Userspace keeps one bit per
-//! (host, port) (answered or not, for duplicates and the filtered list) and, where the kernel
-//! does not time departures, the send times of the last few thousand probes: nothing per
-//! probe in flight.
+//! (host, port) (answered or not, for duplicates and the filtered list) and a departure
+//! table sized from the rate and `--wait` ([`departures`]): nothing per probe in flight.
 //!
 //! [`plan`] says what is probed in which order, [`send`] sends it, [`collect`] reads the
 //! replies, [`results`] writes them, [`summary`] counts them.
 
 mod bitset;
 mod collect;
+mod departures;
 pub mod files;
 mod pacer;
 mod permutation;
@@ -33,7 +33,7 @@ use anyhow::{bail, Result};
 use prober_common::Counter;
 
 use crate::{
-    bpf::{AttachMode, Departures, ReplyChannel},
+    bpf::{self, AttachMode, ReplyChannel},
     net::{route, topology::LocalTable, Interface, Route},
     output::{self, Output},
     privileges,
@@ -45,6 +45,7 @@ use crate::{
     setup::{Plumbing, Wiring},
 };
 use collect::Collector;
+use departures::Departures;
 use files::OutputFile;
 use plan::Plan;
 pub use plan::{Shard, DEFAULT_BASE_PORT, SOURCE_PORTS};
@@ -154,6 +155,7 @@ pub fn run(options: Options) -> Result<Conclusion> {
         eprintln!("{line}");
     }
     if verbose {
+        eprintln!("{}", summary::timing_line(&summary));
         rtt::print_percentiles(&summary.rtt);
     }
     if histogram {
@@ -176,6 +178,8 @@ pub struct Sweep {
     probe: Arc<dyn SweepProbe>,
     plan: Plan,
     plumbing: Plumbing,
+    /// Rows of the departure table.
+    epochs: u32,
 }
 
 impl Sweep {
@@ -209,6 +213,14 @@ impl Sweep {
             first_source_port: base_port,
             source_ports: SOURCE_PORTS,
         });
+        let probes_per_sender = (options.retries as u64 + 1)
+            .saturating_mul(pairs.div_ceil(options.shard.count * senders.max(1) as u64));
+        let epochs = departures::epochs(
+            options.rate,
+            options.wait,
+            senders as u64,
+            probes_per_sender,
+        );
         let wiring = Wiring {
             senders,
             one_next_hop,
@@ -218,6 +230,7 @@ impl Sweep {
             answers_replies: true,
             xdp_mode: options.xdp_mode,
             trace: options.bpf_trace,
+            sweep_epochs: Some(epochs),
         };
         let plumbing = Plumbing::install(&route, &probe.filter(), wiring)?;
         let order_key = match options.seed {
@@ -239,19 +252,22 @@ impl Sweep {
             probe,
             plan,
             plumbing,
+            epochs,
         })
     }
 
     /// For `-V`: the paths probes and replies take.
     pub fn describe(&self) -> String {
         let transmits = &self.plumbing.transmits;
+        let slots = departures::slots(self.epochs);
         format!(
-            "sending through {} x {} on {} from {}, {}",
+            "sending through {} x {} on {} from {}, {}, departure table of {slots} slots ({} KiB)",
             transmits.len(),
             transmits[0].describe(),
             self.route.interface.name,
             self.route.source,
             self.plumbing.describe_matching(),
+            slots * size_of::<prober_common::SweepDeparture>() / 1024,
         )
     }
 
@@ -265,6 +281,7 @@ impl Sweep {
             probe,
             plan,
             plumbing,
+            epochs,
         } = self;
         unprobed.report(probe.protocol(), &mut results);
         let Plumbing {
@@ -275,15 +292,15 @@ impl Sweep {
         } = plumbing;
         let ReplyChannel {
             replies,
+            sweep_departures,
             counters,
             trace,
         } = channel;
-        let userspace_send_times = matcher.departures != Departures::TcEgress;
-        let progress = Arc::new(Progress::new(
-            plan.len(),
-            plan.senders,
-            userspace_send_times,
-        ));
+        let departures = match (&matcher.departures, sweep_departures) {
+            (bpf::Departures::TcEgress, Some(words)) => Departures::in_kernel(words, epochs),
+            _ => Departures::in_process(epochs),
+        };
+        let progress = Arc::new(Progress::new(plan.len(), plan.senders, departures));
         let plan = Arc::new(plan);
         let dropped_before = route.interface.dropped_packets();
         let started = Instant::now();

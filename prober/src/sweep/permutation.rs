@@ -1,7 +1,8 @@
 //! The order of a sweep: a keyed pseudo-random permutation of `0..len` (a balanced Feistel
 //! network with cycle walking, as masscan does), so that consecutive probes go to unrelated
 //! (host, port) pairs and no host sees a burst of neighbouring ports. Nothing is stored:
-//! position i maps to its target on demand, whatever the sweep's size.
+//! position i maps to its target on demand, whatever the sweep's size, and a target back to
+//! its position (which times its reply).
 use prober_common::siphash_2_4;
 
 const ROUNDS: usize = 4;
@@ -33,11 +34,23 @@ impl Permutation {
     /// The element at `position` (< len).
     pub fn get(&self, position: u64) -> u64 {
         debug_assert!(position < self.len);
-        // Encrypting again from a value outside 0..len walks the cycle back into it; that
-        // keeps the mapping a bijection on 0..len.
-        let mut value = position;
+        self.walk(position, Permutation::encrypt)
+    }
+
+    /// The position of `element` (< len): [`Permutation::get`] undone, the Feistel rounds
+    /// backwards and the cycle walked the other way.
+    pub fn position_of(&self, element: u64) -> u64 {
+        debug_assert!(element < self.len);
+        self.walk(element, Permutation::decrypt)
+    }
+
+    /// Applies `step` until the value is back in 0..len: cycle walking, which keeps the
+    /// mapping a bijection on 0..len (and its inverse one too).
+    #[inline(always)]
+    fn walk(&self, start: u64, step: fn(&Permutation, u64) -> u64) -> u64 {
+        let mut value = start;
         loop {
-            value = self.encrypt(value);
+            value = step(self, value);
             if value < self.len {
                 return value;
             }
@@ -49,6 +62,15 @@ impl Permutation {
         let (mut left, mut right) = (value >> self.half_bits, value & mask);
         for key in self.round_keys {
             (left, right) = (right, left ^ (mix(right ^ key) & mask));
+        }
+        (left << self.half_bits) | right
+    }
+
+    fn decrypt(&self, value: u64) -> u64 {
+        let mask = (1u64 << self.half_bits) - 1;
+        let (mut left, mut right) = (value >> self.half_bits, value & mask);
+        for key in self.round_keys.iter().rev() {
+            (left, right) = (right ^ (mix(left ^ key) & mask), left);
         }
         (left << self.half_bits) | right
     }
@@ -74,6 +96,18 @@ mod tests {
                 let value = permutation.get(position);
                 assert!(!seen[value as usize], "len {len}: {value} twice");
                 seen[value as usize] = true;
+            }
+        }
+    }
+
+    #[test]
+    fn position_of_undoes_get() {
+        for len in [1u64, 2, 3, 5, 17, 1000, 65535, (1 << 33) - 7] {
+            let permutation = Permutation::new(len, [7, 11]);
+            let probes = len.min(5000);
+            for position in (0..probes).chain((len - probes.min(len)..len).rev().take(100)) {
+                let element = permutation.get(position);
+                assert_eq!(permutation.position_of(element), position, "len {len}");
             }
         }
     }

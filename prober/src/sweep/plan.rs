@@ -1,13 +1,14 @@
 //! What a sweep probes and in which order: every (host, port) of the targets, numbered hosts
 //! major and ports minor, visited in a keyed random order; this machine's shard of that order,
-//! split between the send threads, each with its own block of source ports.
+//! split between the send threads, each with its own block of source ports; and, for a
+//! reply, which probe it answers.
 use std::net::IpAddr;
 
 use super::{permutation::Permutation, ports::PortList, targets::TargetSet};
 
-/// Source ports a sweep uses: `base_port .. base_port + SOURCE_PORTS`. A send slot is a
-/// source port: a reply's destination port names the probe it answers.
-pub const SOURCE_PORTS: u16 = 4096;
+/// Source ports a sweep uses: `base_port .. base_port + SOURCE_PORTS`. A reply's destination
+/// port and its target name the probe it answers (see [`Plan::walk_index`]).
+pub const SOURCE_PORTS: u16 = prober_common::SWEEP_SOURCE_PORTS;
 /// Above Linux's default ephemeral range (32768–60999), so the host's own connections
 /// never share a port with the sweep.
 pub const DEFAULT_BASE_PORT: u16 = 61440;
@@ -22,6 +23,13 @@ pub struct Shard {
 
 impl Shard {
     pub const WHOLE: Shard = Shard { index: 0, count: 1 };
+}
+
+/// Where a probe leaves from: its source port, and the epoch that numbers its departure slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SendSlot {
+    pub source_port: u16,
+    pub epoch: u16,
 }
 
 pub struct Plan {
@@ -103,6 +111,30 @@ impl Plan {
     pub fn count_before(&self, sender: u64, reached: u64) -> u64 {
         let (first, step) = self.walk(sender);
         reached.min(self.len()).saturating_sub(first).div_ceil(step)
+    }
+
+    /// Where sender `sender`'s probe at `index` of its walk (the index-th of its positions)
+    /// leaves from in pass `pass`. Its probes are numbered in send order, pass after pass, a
+    /// number for every position whether a retry skips it or not, so that the reply's side can
+    /// tell the number from the target: the number counts through the sender's source ports,
+    /// and then an epoch up.
+    pub fn send_slot(&self, sender: u64, pass: u32, index: u64) -> SendSlot {
+        let (first_port, ports) = self.source_ports(sender);
+        let number = u64::from(pass) * self.count_before(sender, u64::MAX) + index;
+        SendSlot {
+            source_port: first_port + (number % u64::from(ports)) as u16,
+            epoch: (number / u64::from(ports)) as u16,
+        }
+    }
+
+    /// Which sender's walk has `target`, and at which index of it (what [`Plan::send_slot`]
+    /// takes); None when it is another shard's.
+    pub fn walk_index(&self, target: u64) -> Option<(u64, u64)> {
+        let position = self.permutation.position_of(target);
+        // This shard's positions are index + k * count; sender j has every senders-th of them.
+        let offset = position.checked_sub(self.shard.index)?;
+        let ordinal = (offset % self.shard.count == 0).then_some(offset / self.shard.count)?;
+        Some((ordinal % self.senders, ordinal / self.senders))
     }
 
     /// Sender `sender`'s source ports: the first, and how many.
@@ -226,6 +258,32 @@ mod tests {
             (61440 + 2 * 1365, 1365),
             "an uneven split leaves the top unused, never beyond it"
         );
+    }
+
+    #[test]
+    fn a_target_names_its_probes_in_every_pass() {
+        // 3 senders of 1365 ports each, 2 of 3 shards, 2 passes: 1000 ports of 4 hosts.
+        let plan = plan("198.18.4.0/30", "1-1000", Shard { index: 1, count: 3 }, 3);
+        let mut slots = HashSet::new();
+        for sender in 0..3 {
+            for (index, position) in plan.positions_before(sender, u64::MAX).enumerate() {
+                let index = index as u64;
+                assert_eq!(
+                    plan.walk_index(plan.target_at(position)),
+                    Some((sender, index))
+                );
+                for pass in 0..2 {
+                    let slot = plan.send_slot(sender, pass, index);
+                    assert!(
+                        slots.insert((slot.source_port, slot.epoch)),
+                        "{slot:?} twice"
+                    );
+                    let (first, ports) = plan.source_ports(sender);
+                    assert!((first..first + ports).contains(&slot.source_port));
+                }
+            }
+        }
+        assert_eq!(plan.walk_index(plan.target_at(0)), None, "shard 0's");
     }
 
     fn plan_with_senders(senders: u64) -> Plan {

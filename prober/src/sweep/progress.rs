@@ -1,13 +1,11 @@
 //! What the send threads and the reply side of a sweep share while it runs: what has been
-//! answered, what each sender has done, when replies were lost, and, where the kernel does not
-//! time departures, when the recent probes left.
+//! answered, what each sender has done, when replies were lost, and when the probes left.
 use std::sync::{
-    atomic::{AtomicU64, Ordering},
+    atomic::{AtomicU32, AtomicU64, Ordering},
     Mutex,
 };
 
-use super::{bitset::BitSet, plan::SOURCE_PORTS};
-use crate::monotonic_ns;
+use super::{bitset::BitSet, departures::Departures};
 
 pub struct Progress {
     /// One bit per target: settled (answered, or its probe refused) or not.
@@ -22,9 +20,7 @@ pub struct Progress {
     /// never).
     loss_seen_ns: AtomicU64,
     senders: Box<[SenderProgress]>,
-    /// Per source port: the target (+1; 0 = none) of the last probe sent from it, and when.
-    /// Kept only when TC egress does not time departures (`--qdisc-bypass`, no TCX).
-    recent: Option<Box<[(AtomicU64, AtomicU64)]>>,
+    pub departures: Departures,
 }
 
 /// What one send thread has done, on a cache line of its own so that the threads never
@@ -38,17 +34,27 @@ pub struct SenderProgress {
     pub first_pass_reached: AtomicU64,
     /// When its latest pass began (CLOCK_MONOTONIC ns).
     pass_started_ns: AtomicU64,
+    /// Its latest pass (0: the first).
+    pass: AtomicU32,
 }
 
 impl SenderProgress {
-    /// A pass begins at `now_ns`.
-    pub fn start_pass_at(&self, now_ns: u64) {
+    /// Pass `pass` begins at `now_ns`.
+    pub fn start_pass_at(&self, pass: u32, now_ns: u64) {
+        self.pass.store(pass, Ordering::Release);
         self.pass_started_ns.store(now_ns, Ordering::Release);
+    }
+
+    /// Its latest pass, and when that began (read apart from each other: the time may be the
+    /// pass before's).
+    pub fn latest_pass(&self) -> (u32, u64) {
+        let pass = self.pass.load(Ordering::Acquire);
+        (pass, self.pass_started_ns.load(Ordering::Acquire))
     }
 }
 
 impl Progress {
-    pub fn new(targets: u64, senders: u64, userspace_send_times: bool) -> Progress {
+    pub fn new(targets: u64, senders: u64, departures: Departures) -> Progress {
         Progress {
             answered: BitSet::new(targets),
             answered_count: AtomicU64::new(0),
@@ -56,11 +62,7 @@ impl Progress {
             refusals: Mutex::new(Vec::new()),
             loss_seen_ns: AtomicU64::new(0),
             senders: (0..senders).map(|_| SenderProgress::default()).collect(),
-            recent: userspace_send_times.then(|| {
-                (0..SOURCE_PORTS)
-                    .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
-                    .collect()
-            }),
+            departures,
         }
     }
 
@@ -134,24 +136,6 @@ impl Progress {
         let seen = self.loss_seen_ns.load(Ordering::Acquire);
         seen != 0 && seen >= last_pass
     }
-
-    /// Notes, where userspace keeps send times, that the probe to `target` leaves from the
-    /// source port at `slot` (its offset from the base port) now.
-    pub fn sending(&self, slot: u16, target: u64) {
-        if let Some(recent) = &self.recent {
-            let (sent_target, sent_ns) = &recent[usize::from(slot)];
-            sent_target.store(target + 1, Ordering::Relaxed);
-            sent_ns.store(monotonic_ns(), Ordering::Release);
-        }
-    }
-
-    /// When the probe to `target` from the port at `slot` left, if userspace kept it and the
-    /// port has not been reused since.
-    pub fn sent_at(&self, slot: u16, target: u64) -> Option<u64> {
-        let (sent_target, sent_ns) = self.recent.as_ref()?.get(usize::from(slot))?;
-        let sent_ns = sent_ns.load(Ordering::Acquire);
-        (sent_target.load(Ordering::Relaxed) == target + 1).then_some(sent_ns)
-    }
 }
 
 #[cfg(test)]
@@ -160,7 +144,7 @@ mod tests {
 
     #[test]
     fn answers_count_once() {
-        let progress = Progress::new(100, 2, false);
+        let progress = Progress::new(100, 2, Departures::in_process(1));
         assert!(progress.answer(7));
         assert!(!progress.answer(7));
         assert!(progress.is_answered(7) && !progress.is_answered(8));
@@ -169,7 +153,7 @@ mod tests {
 
     #[test]
     fn a_refused_target_is_settled_and_written_once() {
-        let progress = Progress::new(100, 1, false);
+        let progress = Progress::new(100, 1, Departures::in_process(1));
         progress.refuse(7, "firewall");
         assert!(progress.is_answered(7) && progress.answered() == 1);
         assert!(!progress.answer(7), "no reply can answer it again");
@@ -180,21 +164,21 @@ mod tests {
 
     #[test]
     fn silence_is_unknown_only_when_replies_were_lost_during_the_last_pass() {
-        let progress = Progress::new(100, 2, false);
-        progress.sender(0).start_pass_at(1_000);
-        progress.sender(1).start_pass_at(1_100);
+        let progress = Progress::new(100, 2, Departures::in_process(1));
+        progress.sender(0).start_pass_at(0, 1_000);
+        progress.sender(1).start_pass_at(0, 1_100);
         assert!(!progress.last_pass_lost(), "nothing lost");
         progress.note_loss_at(1_500);
         assert!(progress.last_pass_lost(), "lost during the only pass");
 
         // A retry pass re-probes every silent target: once both senders have begun it, the
         // first pass's losses no longer matter ...
-        progress.sender(0).start_pass_at(3_000);
+        progress.sender(0).start_pass_at(1, 3_000);
         assert!(
             progress.last_pass_lost(),
             "sender 1's targets had their last probe in the pass with losses"
         );
-        progress.sender(1).start_pass_at(3_100);
+        progress.sender(1).start_pass_at(1, 3_100);
         assert!(!progress.last_pass_lost(), "the retry has lost nothing");
         // ... but a loss seen once it has begun does, for every sender's silent targets.
         progress.note_loss_at(3_050);
@@ -202,17 +186,5 @@ mod tests {
         // An earlier sighting never undoes a later one.
         progress.note_loss_at(2_000);
         assert!(progress.last_pass_lost());
-    }
-
-    #[test]
-    fn userspace_send_times_belong_to_the_last_probe_from_a_port() {
-        let progress = Progress::new(100, 1, true);
-        progress.sending(3, 10);
-        let sent = progress.sent_at(3, 10).expect("kept");
-        assert!(sent > 0);
-        assert_eq!(progress.sent_at(3, 11), None, "another target's reply");
-        progress.sending(3, 11);
-        assert_eq!(progress.sent_at(3, 10), None, "the port was reused");
-        assert_eq!(Progress::new(100, 1, false).sent_at(3, 10), None);
     }
 }

@@ -100,7 +100,6 @@ fn send_part(
     let total = plan.len();
     let (first, step) = plan.walk(sender);
     let mine = progress.sender(sender);
-    let (first_port, ports) = plan.source_ports(sender);
     let mut sent_here = 0u64;
     // Of them, the ones the kernel refused: they were not sent.
     let mut refused_here = 0u64;
@@ -108,8 +107,9 @@ fn send_part(
         if pass > 0 && !retry_needed_after(plan, progress, wait, stop) {
             break;
         }
-        mine.start_pass_at(monotonic_ns());
-        let mut position = first;
+        mine.start_pass_at(pass, monotonic_ns());
+        // Which of this sender's positions `position` is: it numbers the probe's slot.
+        let (mut position, mut index) = (first, 0);
         while position < total && !all_answered(plan, progress) {
             let batch = match pacer.grant(u64::MAX) {
                 Grant::Send(batch) => batch,
@@ -123,20 +123,22 @@ fn send_part(
             let mut sent = 0;
             while sent < batch && position < total {
                 let target = plan.target_at(position);
-                position += step;
+                let slot = plan.send_slot(sender, pass, index);
+                (position, index) = (position + step, index + 1);
                 // Later passes re-probe only what has not answered, and only what they
                 // send costs them rate.
                 if pass > 0 && progress.is_answered(target) {
                     continue;
                 }
                 sent += 1;
-                let port_offset = (sent_here % u64::from(ports)) as u16;
-                let source_port = first_port + port_offset;
                 let (ip, port) = plan.endpoint(target);
-                progress.sending(source_port - plan.base_port, target);
-                let length = probe.build(ip, port, source_port, sent_here as u16, &mut packet);
+                let built = probe.build(ip, port, slot.source_port, slot.epoch, &mut packet);
+                let port_offset = slot.source_port - plan.base_port;
+                progress
+                    .departures
+                    .sending(port_offset, slot.epoch, built.cookie);
                 sent_here += 1;
-                if let Err(error) = transmit.send(&packet[..length]) {
+                if let Err(error) = transmit.send(&packet[..built.len]) {
                     progress.refuse(target, refusal(&error).ok_or(error)?);
                     refused_here += 1;
                 }

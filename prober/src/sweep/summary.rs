@@ -20,6 +20,9 @@ pub struct SweepSummary {
     pub duplicates: u64,
     /// Of the first reply from each (host, port) whose probe's send time is known.
     pub rtt: RttStats,
+    /// First replies whose probe's departure the table no longer held (its slot reused: the
+    /// reply came later than the table is sized for).
+    pub untimed: u64,
     /// Cut short: by a signal, or by an error.
     pub interrupted: bool,
     /// From the XDP program's counters.
@@ -85,6 +88,15 @@ pub fn footer(summary: &SweepSummary) -> String {
         summary.refused,
         summary.kernel_tx_dropped,
         summary.kernel_rx_dropped,
+    )
+}
+
+/// `-V`: how many replies have an RTT, and why the others have none.
+pub fn timing_line(summary: &SweepSummary) -> String {
+    format!(
+        "rtt: {} replies timed, {} untimed (their probes' departure slots had been reused)",
+        summary.rtt.count(),
+        summary.untimed
     )
 }
 
