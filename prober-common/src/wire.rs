@@ -412,6 +412,12 @@ const ETH_P_ARP: u16 = 0x0806;
 pub const ARP_LEN: usize = 28;
 const ARP_FRAME_LEN: usize = ETH_HEADER_LEN + ARP_LEN;
 const ARP_REPLY: u16 = 2;
+/// Where an ARP frame's fields start, from the frame's start.
+const ARP_OPERATION: usize = ETH_HEADER_LEN + 6;
+const ARP_SENDER_MAC: usize = ETH_HEADER_LEN + 8;
+const ARP_SENDER_IP: usize = ETH_HEADER_LEN + 14;
+const ARP_TARGET_MAC: usize = ETH_HEADER_LEN + 18;
+const ARP_TARGET_IP: usize = ETH_HEADER_LEN + 24;
 pub const ICMPV6_NEIGHBOUR_ADVERT: u8 = 136;
 /// A neighbour advertisement's fixed part: type, code, checksum, flags, target address.
 const NEIGHBOUR_ADVERT_LEN: usize = 24;
@@ -439,6 +445,38 @@ pub enum Neighbourly {
     Answer,
 }
 
+/// An ARP frame's bytes, read as fixed-size values (the programs have no `memcmp` for slices).
+struct Arp<'a>(&'a [u8; ARP_FRAME_LEN]);
+
+impl Arp<'_> {
+    #[inline(always)]
+    fn word(&self, at: usize) -> u16 {
+        u16::from_be_bytes([self.0[at], self.0[at + 1]])
+    }
+
+    #[inline(always)]
+    fn mac(&self, at: usize) -> [u8; 6] {
+        let b = self.0;
+        [b[at], b[at + 1], b[at + 2], b[at + 3], b[at + 4], b[at + 5]]
+    }
+
+    #[inline(always)]
+    fn ipv4(&self, at: usize) -> IpAddress {
+        let b = self.0;
+        IpAddress::from_ipv4([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    }
+
+    /// Hardware type 1 (Ethernet), protocol type IPv4, lengths 6 and 4.
+    #[inline(always)]
+    fn ipv4_over_ethernet(&self) -> bool {
+        let start = ETH_HEADER_LEN;
+        self.word(start) == 1
+            && self.word(start + 2) == ETH_P_IP
+            && self.0[start + 4] == 6
+            && self.0[start + 5] == 4
+    }
+}
+
 /// Whether a MAC address is one host's: not zero, not multicast or broadcast.
 #[inline(always)]
 fn unicast_mac(mac: &[u8; 6]) -> bool {
@@ -461,36 +499,30 @@ pub fn arp_reply(
     if !frame.read_into(0, &mut bytes) {
         return Neighbourly::Other;
     }
-    let b = &bytes;
-    let word = |at: usize| u16::from_be_bytes([b[at], b[at + 1]]);
-    if word(ETHER_TYPE_OFFSET) != ETH_P_ARP || word(ETH_HEADER_LEN + 6) != ARP_REPLY {
+    let arp = Arp(&bytes);
+    if arp.word(ETHER_TYPE_OFFSET) != ETH_P_ARP || arp.word(ARP_OPERATION) != ARP_REPLY {
         return Neighbourly::Other;
     }
-    let field = |at: usize| ETH_HEADER_LEN + at;
-    let mac = |at: usize| [b[at], b[at + 1], b[at + 2], b[at + 3], b[at + 4], b[at + 5]];
-    let ipv4 = |at: usize| [b[at], b[at + 1], b[at + 2], b[at + 3]];
-    let ethernet_ipv4 =
-        word(field(0)) == 1 && word(field(2)) == ETH_P_IP && b[field(4)] == 6 && b[field(5)] == 4;
-    if !ethernet_ipv4 {
+    if !arp.ipv4_over_ethernet() {
         return Neighbourly::Refused(Reason::MalformedHeader);
     }
-    let sender_mac = mac(field(8));
-    if mac(0) != our_mac {
+    if arp.mac(0) != our_mac {
         return Neighbourly::Refused(Reason::NotToOurMac);
     }
-    if sender_mac != mac(6) || !unicast_mac(&sender_mac) {
+    let sender_mac = arp.mac(ARP_SENDER_MAC);
+    if sender_mac != arp.mac(6) || !unicast_mac(&sender_mac) {
         return Neighbourly::Refused(Reason::MalformedHeader);
     }
     // The sender's address: not 0/8, loopback, multicast or reserved (class E and the
     // broadcast address).
-    let first = b[field(14)];
+    let first = bytes[ARP_SENDER_IP];
     if first == 0 || first == 127 || first >= 224 {
         return Neighbourly::Refused(Reason::MalformedHeader);
     }
-    if IpAddress::from_ipv4(ipv4(field(24))) != *our_addr || mac(field(18)) != our_mac {
+    if arp.ipv4(ARP_TARGET_IP) != *our_addr || arp.mac(ARP_TARGET_MAC) != our_mac {
         return Neighbourly::Refused(Reason::AnotherTarget);
     }
-    answer.addr = IpAddress::from_ipv4(ipv4(field(14)));
+    answer.addr = arp.ipv4(ARP_SENDER_IP);
     answer.mac = sender_mac;
     Neighbourly::Answer
 }
@@ -553,6 +585,43 @@ pub fn neighbour_advert(
         at += len;
     }
     Neighbourly::Refused(Reason::MalformedHeader)
+}
+
+const ARP_REQUEST: u16 = 1;
+pub const ICMPV6_NEIGHBOUR_SOLICIT: u8 = 135;
+
+/// Whether `frame` is our ARP request (IPv4 over Ethernet, operation 1, from `our_addr` at
+/// `our_mac`), and if so the address it asks for, in `target` (TC egress: what it asks is
+/// noted before any answer can come).
+#[inline(always)]
+pub fn arp_request(
+    frame: &(impl Frame + ?Sized),
+    our_addr: &IpAddress,
+    our_mac: [u8; 6],
+    target: &mut IpAddress,
+) -> bool {
+    let mut bytes = [0u8; ARP_FRAME_LEN];
+    if !frame.read_into(0, &mut bytes) {
+        return false;
+    }
+    let arp = Arp(&bytes);
+    *target = arp.ipv4(ARP_TARGET_IP);
+    arp.word(ETHER_TYPE_OFFSET) == ETH_P_ARP
+        && arp.word(ARP_OPERATION) == ARP_REQUEST
+        && arp.ipv4_over_ethernet()
+        && arp.mac(ARP_SENDER_MAC) == our_mac
+        && arp.ipv4(ARP_SENDER_IP) == *our_addr
+}
+
+/// Whether `ip` (the caller checked it is from our address) is a neighbour solicitation, and
+/// if so its target, in `target`.
+#[inline(always)]
+pub fn solicitation(frame: &(impl Frame + ?Sized), ip: &IpPacket, target: &mut IpAddress) -> bool {
+    ip.version == IpVersion::V6
+        && ip.protocol == crate::IPPROTO_ICMPV6
+        && ip.l4_len >= NEIGHBOUR_ADVERT_LEN
+        && frame.read::<1>(ip.l4_offset) == Some([ICMPV6_NEIGHBOUR_SOLICIT])
+        && frame.read_into(ip.l4_offset + 8, &mut target.0)
 }
 
 /// How a transport message is checksummed.
@@ -1279,6 +1348,34 @@ mod tests {
             let (frame, len) = advert_with(0, &[kind]);
             assert_eq!(judge_advert(&frame[..len]), Err(Neighbourly::Other));
         }
+    }
+
+    #[test]
+    fn our_asks_are_told_by_their_target() {
+        let mut request = arp_answer();
+        // From us, broadcast, asking for theirs.
+        request[..6].fill(0xff);
+        request[6..12].copy_from_slice(&OUR_MAC);
+        request[20..22].copy_from_slice(&[0, 1]);
+        request[22..28].copy_from_slice(&OUR_MAC);
+        request[28..32].copy_from_slice(&V4_OURS);
+        request[32..38].fill(0);
+        request[38..42].copy_from_slice(&V4_THEIRS);
+        let ours = IpAddress::from_ipv4(V4_OURS);
+        let mut target = IpAddress::default();
+        assert!(arp_request(&request[..], &ours, OUR_MAC, &mut target));
+        assert_eq!(target, IpAddress::from_ipv4(V4_THEIRS));
+        // Another host's request, and an answer, are not ours.
+        let other = IpAddress::from_ipv4([198, 18, 4, 9]);
+        assert!(!arp_request(&request[..], &other, OUR_MAC, &mut target));
+        assert!(!arp_request(&arp_answer()[..], &ours, OUR_MAC, &mut target));
+        let (solicit, len) = advert_with(0, &[ICMPV6_NEIGHBOUR_SOLICIT]);
+        let ip = parse(&solicit[..len]).unwrap();
+        assert!(solicitation(&solicit[..len], &ip, &mut target));
+        assert_eq!(target, IpAddress(V6_SOURCE));
+        let (advert, len) = advert();
+        let ip = parse(&advert[..len]).unwrap();
+        assert!(!solicitation(&advert[..len], &ip, &mut target));
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub struct Wiring<'a> {
     pub xdp_mode: AttachMode,
     /// `--bpf-trace`.
     pub trace: bool,
+    /// On-link targets the run resolves itself, at most this many at a time (0: none; the
+    /// kernel addresses probes, see [`transmit::open`]).
+    pub neighbours: u32,
 }
 
 /// A run's plumbing: probes can leave, replies are being matched.
@@ -72,10 +75,12 @@ impl Plumbing {
             mode: wiring.xdp_mode,
             time_departures: !transmits[0].skips_tc(),
             trace: wiring.trace,
+            neighbours: wiring.neighbours,
         };
         let filter = ProbeFilter {
             // `lo` has no Ethernet address: its frames carry zeros.
             local_mac: route.interface.ethernet_address()?.unwrap_or_default(),
+            neighbours: u8::from(wiring.neighbours > 0),
             ..*filter
         };
         let (matcher, channel) = ReplyMatcher::attach(&route.interface, &filter, attachment)?;

@@ -11,7 +11,7 @@ use std::io;
 
 use anyhow::{anyhow, Context as _, Result};
 use aya::{
-    maps::{Array, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{
         tc::TcAttachOptions, LinkOrder, ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode,
     },
@@ -20,8 +20,8 @@ use aya::{
 pub use counters::Counters;
 pub use kernel::require_supported_kernel;
 use prober_common::{
-    ProbeFilter, COUNTERS_MAP, EGRESS_PROGRAM, FILTER_MAP, GENERIC_XDP_GLOBAL, INGRESS_PROGRAM,
-    REPLIES_MAP, XDP_PROGRAM,
+    IpAddress, Neighbour, ProbeFilter, COUNTERS_MAP, EGRESS_PROGRAM, FILTER_MAP,
+    GENERIC_XDP_GLOBAL, INGRESS_PROGRAM, NEIGHBOURS_MAP, REPLIES_MAP, XDP_PROGRAM,
 };
 pub use trace::BpfTrace;
 
@@ -66,7 +66,12 @@ pub struct Attachment {
     pub time_departures: bool,
     /// Let the programs log their decisions (`--bpf-trace`).
     pub trace: bool,
+    /// Room for this many neighbours asked and not yet settled (see [`NeighbourMap`]).
+    pub neighbours: u32,
 }
+
+/// What the programs know of the neighbours a sweep asks for, by address.
+pub type NeighbourMap = HashMap<MapData, IpAddress, Neighbour>;
 
 /// Where probes' send times come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,6 +117,7 @@ pub struct ReplyChannel {
     pub replies: RingBuf<MapData>,
     pub counters: Counters,
     pub trace: Option<BpfTrace>,
+    pub neighbours: NeighbourMap,
 }
 
 impl ReplyMatcher {
@@ -126,6 +132,7 @@ impl ReplyMatcher {
         let mut ebpf = EbpfLoader::new()
             .override_global(aya_log::LEVEL, &trace::level(attachment.trace), true)
             .override_global(GENERIC_XDP_GLOBAL, &generic_xdp, true)
+            .map_max_entries(NEIGHBOURS_MAP, attachment.neighbours.max(1))
             .load(OBJECT)
             .context("loading the XDP program")?;
         let mut filters: Array<_, ProbeFilter> = Array::try_from(take_map(&mut ebpf, FILTER_MAP)?)?;
@@ -134,6 +141,7 @@ impl ReplyMatcher {
             .context("setting the reply filter")?;
         let replies = RingBuf::try_from(take_map(&mut ebpf, REPLIES_MAP)?)?;
         let counters = Counters::new(PerCpuArray::try_from(take_map(&mut ebpf, COUNTERS_MAP)?)?);
+        let neighbours = HashMap::try_from(take_map(&mut ebpf, NEIGHBOURS_MAP)?)?;
         let trace = attachment
             .trace
             .then(|| BpfTrace::start(&mut ebpf))
@@ -175,6 +183,7 @@ impl ReplyMatcher {
                 replies,
                 counters,
                 trace,
+                neighbours,
             },
         ))
     }
@@ -405,6 +414,7 @@ mod tests {
             REPLIES_MAP,
             COUNTERS_MAP,
             DEPARTURES_MAP,
+            NEIGHBOURS_MAP,
             "AYA_LOGS",
         ] {
             assert!(object.maps.contains_key(map), "no map {map}");

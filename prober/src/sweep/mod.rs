@@ -208,6 +208,7 @@ impl Sweep {
             source_ports: SOURCE_PORTS,
         });
         let wiring = Wiring {
+            neighbours: 0,
             senders,
             one_next_hop,
             qdisc_bypass: options.qdisc_bypass,
@@ -272,6 +273,7 @@ impl Sweep {
             replies,
             counters,
             trace,
+            neighbours: _,
         } = channel;
         let userspace_send_times = matcher.departures != Departures::TcEgress;
         let progress = Arc::new(Progress::new(
