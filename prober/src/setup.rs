@@ -69,7 +69,10 @@ impl Plumbing {
         // The transmit paths next: opening one may wait up to a second for the next hop's
         // MAC, and nothing should be attached to the interface during that wait.
         let transmits = (0..wiring.senders.max(1))
-            .map(|_| transmit::open(route, wiring.one_next_hop, wiring.qdisc_bypass))
+            .map(|_| match wiring.neighbours {
+                0 => transmit::open(route, wiring.one_next_hop, wiring.qdisc_bypass),
+                _ => transmit::open_on_link(route, wiring.qdisc_bypass),
+            })
             .collect::<Result<Vec<_>>>()?;
         let attachment = Attachment {
             mode: wiring.xdp_mode,

@@ -30,6 +30,9 @@ pub enum Status {
     /// No answer seen, but replies were lost on the way to the output (a full ring buffer), so
     /// it may have answered.
     Unknown,
+    /// The whole host (port null, kept as 0): it answered no ARP (`no-arp-response`) or
+    /// neighbour solicitation (`no-nd-response`).
+    Down,
 }
 
 impl Status {
@@ -39,9 +42,10 @@ impl Status {
             ("closed", "rst") => Ok(Status::Closed),
             ("filtered", "timeout") => Ok(Status::Filtered),
             ("unknown", "reply-lost") => Ok(Status::Unknown),
+            ("down", "no-arp-response" | "no-nd-response") => Ok(Status::Down),
             _ => Err(format!(
                 "status/reason {status:?}/{reason:?} is none of open/syn-ack, closed/rst, \
-                 filtered/timeout, unknown/reply-lost"
+                 filtered/timeout, unknown/reply-lost, down/no-arp-response, down/no-nd-response"
             )),
         }
     }
@@ -218,7 +222,7 @@ pub fn linux_peer_field_errors(results: &[SweepResult]) -> Vec<String> {
             let win = match r.status {
                 Status::Open => syn_ack_win,
                 Status::Closed => 0,
-                Status::Filtered | Status::Unknown => return None,
+                Status::Filtered | Status::Unknown | Status::Down => return None,
             };
             (r.ttl != Some(64) || r.ipid != ipid || r.win != Some(win)).then(|| {
                 format!(
@@ -473,7 +477,9 @@ impl Swept {
                 "the sweep's results differ from the expected set:\n{diff}"
             ));
         }
-        let silent = |r: &&SweepResult| matches!(r.status, Status::Filtered | Status::Unknown);
+        let silent = |r: &&SweepResult| {
+            matches!(r.status, Status::Filtered | Status::Unknown | Status::Down)
+        };
         let first_silent = results.iter().position(|r| silent(&r));
         if let Some(late) = first_silent.and_then(|i| results[i..].iter().find(|r| !silent(r))) {
             self.fail(&format!(
@@ -597,13 +603,16 @@ fn result_from_fields(fields: Vec<(String, Value)>) -> Result<SweepResult, Strin
             .ok_or_else(|| format!("{} is not a string", FIELDS[i]))
     };
     let ip = canonical_address(text(0)?)?;
-    let port = integer::<u16>(v[1], "port")?
-        .filter(|&p| p != 0)
-        .ok_or("port is not 1-65535")?;
+    let status = Status::parse(text(3)?, text(4)?)?;
+    // A host-level line (a host down) has a null port, every other one a port.
+    let port = match (integer::<u16>(v[1], "port")?, status) {
+        (None, Status::Down) => 0,
+        (Some(port), status) if port != 0 && status != Status::Down => port,
+        _ => return Err("port is not 1-65535 (or null for a host down)".into()),
+    };
     if text(2)? != "tcp" {
         return Err("proto is not \"tcp\"".into());
     }
-    let status = Status::parse(text(3)?, text(4)?)?;
     let ttl = integer::<u8>(v[5], "ttl")?;
     let ipid = integer::<u16>(v[6], "ipid")?;
     let win = integer::<u16>(v[7], "win")?;
@@ -619,7 +628,7 @@ fn result_from_fields(fields: Vec<(String, Value)>) -> Result<SweepResult, Strin
     let has_ipid = ip.is_ipv4();
     let header_fields = [ttl.is_some(), win.is_some()];
     match status {
-        Status::Filtered | Status::Unknown
+        Status::Filtered | Status::Unknown | Status::Down
             if header_fields.contains(&true) || ipid.is_some() || rtt_us.is_some() =>
         {
             return Err("a result without a reply must have null ttl, ipid, win and rtt_us".into())

@@ -15,6 +15,7 @@ mod permutation;
 mod plan;
 pub mod ports;
 mod progress;
+mod resolve;
 pub mod results;
 mod send;
 mod services;
@@ -50,6 +51,7 @@ use plan::Plan;
 pub use plan::{Shard, DEFAULT_BASE_PORT, SOURCE_PORTS};
 use ports::PortList;
 use progress::Progress;
+use resolve::{Neighbours, Resolver};
 use results::{Format, ResultWriter};
 use send::Sending;
 use status::StatusLine;
@@ -175,6 +177,11 @@ pub struct Sweep {
     probe: Arc<dyn SweepProbe>,
     plan: Plan,
     plumbing: Plumbing,
+    /// Targets on a directly connected network: prober resolves them itself.
+    neighbours: Option<(
+        Arc<Neighbours>,
+        std::sync::mpsc::Receiver<prober_common::NeighbourRecord>,
+    )>,
 }
 
 impl Sweep {
@@ -207,8 +214,16 @@ impl Sweep {
             first_source_port: base_port,
             source_ports: SOURCE_PORTS,
         });
+        let neighbours = resolve::on_link(&options.targets, &route, options.interface.as_ref())?
+            .then(|| Neighbours::new(route.source));
         let wiring = Wiring {
-            neighbours: 0,
+            neighbours: match neighbours {
+                Some(_) => options
+                    .targets
+                    .len()
+                    .min(u64::from(resolve::MAX_OUTSTANDING)) as u32,
+                None => 0,
+            },
             senders,
             one_next_hop,
             qdisc_bypass: options.qdisc_bypass,
@@ -237,6 +252,7 @@ impl Sweep {
             probe,
             plan,
             plumbing,
+            neighbours: neighbours.map(|(neighbours, answers)| (Arc::new(neighbours), answers)),
         })
     }
 
@@ -262,6 +278,7 @@ impl Sweep {
             probe,
             plan,
             plumbing,
+            neighbours,
         } = self;
         let Plumbing {
             transmits,
@@ -273,8 +290,9 @@ impl Sweep {
             replies,
             counters,
             trace,
-            neighbours: _,
+            neighbours: neighbour_map,
         } = channel;
+        let (neighbours, answers) = neighbours.unzip();
         let userspace_send_times = matcher.departures != Departures::TcEgress;
         let progress = Arc::new(Progress::new(
             plan.len(),
@@ -288,7 +306,34 @@ impl Sweep {
         let send = {
             let (plan, progress, probe) = (plan.clone(), progress.clone(), probe.clone());
             let (rate, retries, wait) = (options.rate, options.retries, options.wait);
+            let neighbours = neighbours.clone();
+            let (interface, source) = (route.interface.clone(), route.source);
+            let source_mac = route.interface.ethernet_address().ok().flatten();
             move |stop: &_| {
+                let mut transmits = transmits;
+                // On-link targets are resolved first: only those that answer get SYNs.
+                let next_hops = match (&neighbours, answers, source_mac) {
+                    (Some(neighbours), Some(answers), Some(source_mac)) => {
+                        let resolver = Resolver {
+                            targets: &plan.targets,
+                            interface: &interface,
+                            source,
+                            source_mac,
+                            rate,
+                            wait,
+                            map: neighbour_map,
+                            answers,
+                            file_asks: userspace_send_times,
+                        };
+                        Some(resolve::resolve(
+                            resolver,
+                            neighbours,
+                            transmits[0].as_mut(),
+                            stop,
+                        )?)
+                    }
+                    _ => None,
+                };
                 let sending = Sending {
                     plan: &plan,
                     progress: &progress,
@@ -296,11 +341,13 @@ impl Sweep {
                     rate,
                     retries,
                     wait,
+                    next_hops,
                 };
                 send::send_all(sending, transmits, stop)
             }
         };
         let mut collector = Collector {
+            neighbours: neighbours.clone(),
             plan: plan.clone(),
             progress: progress.clone(),
             probe: probe.clone(),

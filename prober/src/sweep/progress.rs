@@ -13,6 +13,8 @@ pub struct Progress {
     answered_count: AtomicU64,
     /// Probes the kernel refused to send (a broadcast address, a firewall's output chain).
     refused: AtomicU64,
+    /// First-pass probes not sent because their host is down (it answered no ARP/NDP).
+    down: AtomicU64,
     /// When the reply side last saw that the kernel had lost replies (CLOCK_MONOTONIC ns; 0:
     /// never).
     loss_seen_ns: AtomicU64,
@@ -48,6 +50,7 @@ impl Progress {
             answered: BitSet::new(targets),
             answered_count: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            down: AtomicU64::new(0),
             loss_seen_ns: AtomicU64::new(0),
             senders: (0..senders).map(|_| SenderProgress::default()).collect(),
             recent: userspace_send_times.then(|| {
@@ -85,6 +88,18 @@ impl Progress {
 
     pub fn answered(&self) -> u64 {
         self.answered_count.load(Ordering::Relaxed)
+    }
+
+    /// `probes` of the first pass went unsent: their hosts are down.
+    pub fn settle_down(&self, probes: u64) {
+        if probes > 0 {
+            self.down.fetch_add(probes, Ordering::Relaxed);
+        }
+    }
+
+    /// First-pass probes settled without a reply being needed: answered, or to a host down.
+    pub fn settled(&self) -> u64 {
+        self.answered() + self.down.load(Ordering::Relaxed)
     }
 
     pub fn refuse(&self) {

@@ -28,6 +28,13 @@ pub struct PortResult {
     pub reply: Option<ReplyFields>,
 }
 
+impl PortResult {
+    /// The port, unless the result is the whole host's.
+    pub fn port(&self) -> Option<u16> {
+        (!matches!(self.finding, Finding::Down(_))).then_some(self.port)
+    }
+}
+
 /// What a sweep reports about a (host, port).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Finding {
@@ -36,6 +43,9 @@ pub enum Finding {
     /// No reply was seen, but the kernel lost replies (its ring buffer was full) while one to
     /// this target's last probe could have come: it may well have answered.
     Unknown,
+    /// The whole host (`port` means nothing): it answered no ARP request or neighbour
+    /// solicitation, for this reason, and got no probes.
+    Down(&'static str),
 }
 
 impl Finding {
@@ -44,6 +54,7 @@ impl Finding {
         match self {
             Finding::Verdict(verdict) => (verdict.status.word(), verdict.reason),
             Finding::Unknown => ("unknown", "reply-lost"),
+            Finding::Down(reason) => ("down", reason),
         }
     }
 }
@@ -64,7 +75,8 @@ pub enum Format {
 #[derive(Serialize)]
 struct JsonLine {
     ip: IpAddr,
-    port: u16,
+    /// None for a host-level line (a host down).
+    port: Option<u16>,
     proto: &'static str,
     status: &'static str,
     reason: &'static str,
@@ -85,6 +97,8 @@ pub struct ResultWriter {
     not_responding: Vec<u16>,
     /// Table: the unknown ones, listed after them.
     unknown: Vec<u16>,
+    /// Table: the hosts that are down.
+    down: Vec<IpAddr>,
     /// CLOCK_REALTIME minus CLOCK_MONOTONIC, to date kernel timestamps.
     realtime_offset_ns: i128,
 }
@@ -109,6 +123,7 @@ impl ResultWriter {
             out,
             not_responding: Vec::new(),
             unknown: Vec::new(),
+            down: Vec::new(),
             realtime_offset_ns: realtime_ns - i128::from(monotonic_ns()),
         })
     }
@@ -116,13 +131,14 @@ impl ResultWriter {
     pub fn write(&mut self, result: &PortResult) -> Result<()> {
         let ts = self.unix_seconds(result.reply.map_or_else(monotonic_ns, |r| r.kernel_ns));
         let (status, reason) = result.finding.words();
+        let port = result.port().map_or(String::new(), |port| port.to_string());
         match self.format {
             Format::Table => self.write_table_row(result)?,
             Format::Json => {
                 let reply = result.reply;
                 let line = JsonLine {
                     ip: result.ip,
-                    port: result.port,
+                    port: result.port(),
                     proto: result.protocol,
                     status,
                     reason,
@@ -141,9 +157,8 @@ impl ResultWriter {
                 let reply = result.reply;
                 writeln!(
                     self.out,
-                    "{},{},{},{},{},{},{},{},{},{},{ts:.6}",
+                    "{},{port},{},{},{},{},{},{},{},{},{ts:.6}",
                     result.ip,
-                    result.port,
                     result.protocol,
                     status,
                     reason,
@@ -154,6 +169,11 @@ impl ResultWriter {
                     field(reply.and_then(|r| r.rtt_ns)),
                 )
                 .context("writing results")?;
+            }
+            // A comment line, which masscan's readers skip.
+            Format::List if status == "down" => {
+                writeln!(self.out, "# host {} down ({reason})", result.ip)
+                    .context("writing results")?
             }
             Format::List => {
                 if self.lists(result.finding) {
@@ -174,6 +194,10 @@ impl ResultWriter {
             Finding::Verdict(verdict) => verdict.status,
             Finding::Unknown => {
                 self.unknown.push(result.port);
+                return Ok(());
+            }
+            Finding::Down(_) => {
+                self.down.push(result.ip);
                 return Ok(());
             }
         };
@@ -205,6 +229,7 @@ impl ResultWriter {
             || matches!(
                 finding,
                 Finding::Unknown
+                    | Finding::Down(_)
                     | Finding::Verdict(Verdict {
                         status: Status::Open,
                         ..
@@ -233,6 +258,15 @@ impl ResultWriter {
                     .map(|&port| format!("({port} {}) ", service_name(port)))
                     .collect();
                 writeln!(self.out, "{title}: {list}").context("writing results")?;
+            }
+            if !self.down.is_empty() {
+                let hosts: Vec<String> = self.down.iter().map(IpAddr::to_string).collect();
+                writeln!(
+                    self.out,
+                    "Hosts down (no ARP or neighbour answer): {}",
+                    hosts.join(" ")
+                )
+                .context("writing results")?;
             }
         }
         self.flush()
