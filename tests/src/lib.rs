@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub mod forger;
+pub mod neighbour_forger;
 pub mod output;
 pub mod packets;
 pub mod proc;

@@ -8,6 +8,8 @@ use std::net::IpAddr;
 use std::process::Command;
 use std::time::Duration;
 
+use prober_tests::forger::OTHER_MAC;
+use prober_tests::neighbour_forger::{Lie, NeighbourForger};
 use prober_tests::sweep::{expected_outcome, outcome, outcome_diff, sweep, Status};
 use prober_tests::{
     require_root, run_checked, test_both_families, Family, OnLink, TestHost, CLOSED_PORT,
@@ -203,4 +205,62 @@ fn a_sparse_local_subnet_flooded_completes_with_the_absent_hosts_down() {
     assert_eq!((footer.sent, footer.interrupted), (40_000, false), "{run}");
     let open = results.iter().filter(|r| r.status == Status::Open).count();
     assert_eq!(open, 8, "port 80 open on each live host\n{run}");
+}
+
+/// Forged ARP answers redirect no probe (see README, "What a sweep takes from its
+/// neighbours"): an answer for an address not asked yet, one whose target is not ours, a
+/// second answer after the real host's and a gratuitous reply for it. Each claims its address
+/// for a MAC nobody has; no frame goes to that MAC, the dead addresses stay down, the live
+/// ones get their exact set, and XDP counts the forgeries as unmatched.
+#[test]
+fn forged_arp_answers_redirect_no_probe() {
+    require_root();
+    let (host, on_link) = local_bed(Family::V4, 2, 2);
+    let v4 = |ip: IpAddr| match ip {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(_) => unreachable!("an IPv4 bed"),
+    };
+    let (live, dead) = (&on_link.live, &on_link.dead);
+    let lies = [
+        // The hosts are asked in address order, 20 ms apart: the last dead one long after.
+        Lie::Unsolicited {
+            asked: v4(live[0]),
+            claimed: v4(dead[1]),
+        },
+        Lie::WrongTarget { asked: v4(dead[0]) },
+        Lie::Late {
+            asked: v4(live[1]),
+            delay: Duration::from_millis(20),
+        },
+    ];
+    let other_mac: Vec<String> = OTHER_MAC.iter().map(|byte| format!("{byte:02x}")).collect();
+    host.count_arriving("to_forger", &format!("ether daddr {}", other_mac.join(":")))
+        .expect("nft counter");
+    host.count_arriving("to_dead", &daddr_in(dead))
+        .expect("nft counter");
+    let forger = NeighbourForger::start(&host, &lies).expect("forger");
+    let targets = strings(&[&live[..], &dead[..]].concat());
+    let mut args = vec!["-p", "80,81", "--rate", "50", "-o", "json"];
+    args.extend(targets.iter().map(String::as_str));
+    let swept = sweep(&args, TIMEOUT);
+    let forged = forger.stop().expect("forger");
+    let run = &swept.run;
+    let got = outcome(&swept.json()).unwrap_or_else(|e| swept.fail(&e));
+    let mut want = expected_outcome(live, vec![80, 81], |_, port| match port {
+        OPEN_PORT => Status::Open,
+        _ => Status::Closed,
+    });
+    want.extend(dead.iter().map(|&dead| ((dead, 0), Status::Down)));
+    if let Some(diff) = outcome_diff(&got, &want) {
+        swept.fail(&format!("not the exact set:\n{diff}"));
+    }
+    // One unsolicited, one wrong target for each of the dead host's three asks, a late one
+    // and a gratuitous one.
+    assert_eq!(forged, 6, "the forger's answers\n{run}");
+    assert_eq!(host.arriving_packets("to_forger").unwrap(), 0, "{run}");
+    assert_eq!(host.arriving_packets("to_dead").unwrap(), 0, "{run}");
+    assert!(
+        swept.footer().unmatched >= forged,
+        "forgeries uncounted\n{run}"
+    );
 }
