@@ -63,6 +63,20 @@ fn local_bed(family: Family, live: u32, dead: u32) -> (TestHost, OnLink) {
 }
 
 fn local_sweep_finds_the_live_hosts_exact_sets_and_the_dead_ones_down(family: Family) {
+    local_sweep(family, &[]);
+}
+
+test_both_families!(local_sweep_finds_the_live_hosts_exact_sets_and_the_dead_ones_down);
+
+/// Probes that bypass TC egress leave no trace of the asks there: the resolver files them
+/// itself, and the answers are taken all the same.
+#[test]
+fn with_qdisc_bypass_the_resolver_files_its_own_asks() {
+    local_sweep(Family::V4, &["--qdisc-bypass"]);
+}
+
+/// A sweep of 4 live and 4 dead addresses of an on-link /27, with `extra` options.
+fn local_sweep(family: Family, extra: &[&str]) {
     require_root();
     let (host, on_link) = local_bed(family, 4, 4);
     // Every frame to a dead address, whatever it carries (asks go to broadcast or multicast
@@ -77,7 +91,11 @@ fn local_sweep_finds_the_live_hosts_exact_sets_and_the_dead_ones_down(family: Fa
     .expect("nft counter");
     let ports = [FILTERED_PORT, OPEN_PORT, CLOSED_PORT];
     let targets = strings(&[&on_link.live[..], &on_link.dead[..]].concat());
-    let mut args = vec!["-p", "23,80,81", "--rate", "2000", "-o", "json", "-V"];
+    let mut args = [
+        &["-p", "23,80,81", "--rate", "2000", "-o", "json", "-V"],
+        extra,
+    ]
+    .concat();
     args.extend(targets.iter().map(String::as_str));
     let swept = sweep(&args, TIMEOUT);
     let run = &swept.run;
@@ -115,8 +133,6 @@ fn local_sweep_finds_the_live_hosts_exact_sets_and_the_dead_ones_down(family: Fa
         "the kernel's table filled: {left:?}\n{run}"
     );
 }
-
-test_both_families!(local_sweep_finds_the_live_hosts_exact_sets_and_the_dead_ones_down);
 
 /// A host the kernel's table holds as PERMANENT is taken from it: not asked (no ARP request
 /// for it arrives), and probed at that MAC all the same. Another live host is asked, which

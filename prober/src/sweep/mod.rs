@@ -218,10 +218,7 @@ impl Sweep {
             .then(|| Neighbours::new(route.source));
         let wiring = Wiring {
             neighbours: match neighbours {
-                Some(_) => options
-                    .targets
-                    .len()
-                    .min(u64::from(resolve::MAX_OUTSTANDING)) as u32,
+                Some(_) => resolve::map_capacity(options.targets.len()),
                 None => 0,
             },
             senders,
@@ -325,12 +322,13 @@ impl Sweep {
                             answers,
                             file_asks: userspace_send_times,
                         };
-                        Some(resolve::resolve(
-                            resolver,
-                            neighbours,
-                            transmits[0].as_mut(),
-                            stop,
-                        )?)
+                        let resolved =
+                            resolve::resolve(resolver, neighbours, transmits[0].as_mut(), stop)?;
+                        // Stopped while resolving: not one SYN more.
+                        if stop.requested() {
+                            return Ok(send::SendReport::default());
+                        }
+                        Some(resolved)
                     }
                     _ => None,
                 };

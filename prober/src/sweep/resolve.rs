@@ -63,6 +63,12 @@ pub fn on_link(targets: &TargetSet, route: &Route, via: Option<&Interface>) -> R
     Ok(true)
 }
 
+/// The programs' map size for a sweep of `hosts` on-link hosts: those asked at once, and room
+/// for the kernel's own asks, which TC egress files too and nobody removes.
+pub fn map_capacity(hosts: u64) -> u32 {
+    hosts.min(u64::from(MAX_OUTSTANDING)) as u32 + 256
+}
+
 /// What the reply side and the senders share about the sweep's neighbours.
 pub struct Neighbours {
     answers: Sender<NeighbourRecord>,
