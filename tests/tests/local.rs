@@ -4,6 +4,7 @@
 //! ring, and the kernel's neighbour table is left as it was. Ground truth is what nftables
 //! counts at the namespace's veth (every frame that arrives, whoever it is addressed to) and
 //! what `ip neigh` lists.
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::process::Command;
 use std::time::Duration;
@@ -12,8 +13,8 @@ use prober_tests::forger::OTHER_MAC;
 use prober_tests::neighbour_forger::{Lie, NeighbourForger};
 use prober_tests::sweep::{expected_outcome, outcome, outcome_diff, sweep, Status};
 use prober_tests::{
-    require_root, run_checked, test_both_families, Family, OnLink, TestHost, CLOSED_PORT,
-    FILTERED_PORT, OPEN_PORT,
+    prober_command, require_root, run_checked, test_both_families, Family, OnLink, TestHost,
+    CLOSED_PORT, FILTERED_PORT, OPEN_PORT,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -142,18 +143,7 @@ fn a_static_neighbour_entry_is_not_asked_again() {
     require_root();
     let (host, on_link) = local_bed(Family::V4, 2, 0);
     let (seeded, asked) = (on_link.live[0], on_link.live[1]);
-    let mac = run_checked(Command::new("ip").args([
-        "-n",
-        &host.ns,
-        "-j",
-        "link",
-        "show",
-        "dev",
-        &host.peer_if,
-    ]))
-    .expect("ip link");
-    let link: serde_json::Value = serde_json::from_str(&mac).expect("ip -j link");
-    let mac = link[0]["address"].as_str().expect("a MAC").to_string();
+    let mac = peer_mac(&host);
     run_checked(Command::new("ip").args([
         "neigh",
         "replace",
@@ -280,3 +270,116 @@ fn forged_arp_answers_redirect_no_probe() {
         "forgeries uncounted\n{run}"
     );
 }
+
+/// The MAC of the namespace's veth end: what its hosts answer with.
+fn peer_mac(host: &TestHost) -> String {
+    let out = run_checked(Command::new("ip").args([
+        "-n",
+        &host.ns,
+        "-j",
+        "link",
+        "show",
+        "dev",
+        &host.peer_if,
+    ]))
+    .expect("ip link");
+    let link: serde_json::Value = serde_json::from_str(&out).expect("ip -j link");
+    link[0]["address"].as_str().expect("a MAC").to_string()
+}
+
+/// `--arp`: one line per host that answered (the dead ones have none), with its MAC and
+/// RTT, in every format; the statistic counts the hosts asked and those that responded.
+fn arp_mode_fields_in_every_format(family: Family) {
+    require_root();
+    let (host, on_link) = local_bed(family, 3, 2);
+    let mac = peer_mac(&host);
+    let reason = match family {
+        Family::V4 => "arp-response",
+        Family::V6 => "nd-response",
+    };
+    let targets = strings(&[&on_link.live[..], &on_link.dead[..]].concat());
+    let live: BTreeSet<String> = strings(&on_link.live).into_iter().collect();
+    for format in ["json", "csv", "list", "table"] {
+        let mut args = vec!["--arp", "-o", format];
+        args.extend(targets.iter().map(String::as_str));
+        let run = prober_tests::proc::run(prober_command(&args), TIMEOUT);
+        assert_eq!(run.code(), Some(0), "{run}");
+        assert!(
+            run.stderr.contains("5 hosts scanned in ") && run.stderr.contains(". 3 responded"),
+            "the statistic\n{run}"
+        );
+        let mut lines = run.stdout_lines();
+        if format == "csv" {
+            assert_eq!(
+                lines.remove(0),
+                "ip,mac,status,reason,rtt_us,rtt_ns,ts",
+                "{run}"
+            );
+        }
+        let mut seen = BTreeSet::new();
+        for line in lines {
+            let (ip, fields) = match format {
+                "json" => {
+                    let members: serde_json::Map<String, serde_json::Value> =
+                        serde_json::from_str(line).expect("a JSON line");
+                    // The keys, in the documented order (serde_json's map sorts them).
+                    let keys = ["ip", "mac", "status", "reason", "rtt_us", "rtt_ns", "ts"];
+                    let at: Vec<Option<usize>> = keys
+                        .iter()
+                        .map(|key| line.find(&format!("\"{key}\":")))
+                        .collect();
+                    assert!(
+                        members.len() == keys.len() && at.is_sorted() && at[0].is_some(),
+                        "{line}"
+                    );
+                    let text = |key: &str| members[key].as_str().unwrap_or_default().to_string();
+                    let (us, ns) = (members["rtt_us"].as_u64(), members["rtt_ns"].as_u64());
+                    assert_eq!(us, ns.map(|ns| ns / 1000), "{line}");
+                    assert!(members["ts"].as_f64().is_some(), "{line}");
+                    (
+                        text("ip"),
+                        vec![text("mac"), text("status"), text("reason")],
+                    )
+                }
+                "csv" => {
+                    let cells: Vec<&str> = line.split(',').collect();
+                    assert_eq!(cells.len(), 7, "{line}");
+                    let ns: u64 = cells[5].parse().expect("rtt_ns");
+                    assert_eq!(cells[4].parse::<u64>().ok(), Some(ns / 1000), "{line}");
+                    let cells: Vec<String> = cells.iter().map(ToString::to_string).collect();
+                    (cells[0].clone(), cells[1..4].to_vec())
+                }
+                "list" => {
+                    let (ip, line_mac) = line.split_once('\t').expect("IP<TAB>MAC");
+                    (
+                        ip.to_string(),
+                        vec![line_mac.to_string(), "up".into(), reason.into()],
+                    )
+                }
+                _ => {
+                    let words: Vec<&str> = line.split_whitespace().collect();
+                    assert!(words[2].starts_with("rtt=") && words[3] == "ms", "{line}");
+                    (
+                        words[0].to_string(),
+                        vec![words[1].to_string(), "up".into(), reason.into()],
+                    )
+                }
+            };
+            assert_eq!(
+                fields,
+                [mac.as_str(), "up", reason],
+                "{format}: {line}\n{run}"
+            );
+            assert!(seen.insert(ip), "a host twice\n{run}");
+        }
+        assert_eq!(seen, live, "{format}: not the live hosts\n{run}");
+    }
+    // Nobody answers: exit 1, as a sweep with no reply.
+    let dead = strings(&on_link.dead);
+    let mut args = vec!["--arp"];
+    args.extend(dead.iter().map(String::as_str));
+    let run = prober_tests::proc::run(prober_command(&args), TIMEOUT);
+    assert_eq!((run.code(), run.stdout.as_str()), (Some(1), ""), "{run}");
+}
+
+test_both_families!(arp_mode_fields_in_every_format);

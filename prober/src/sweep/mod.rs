@@ -15,7 +15,7 @@ mod permutation;
 mod plan;
 pub mod ports;
 mod progress;
-mod resolve;
+pub mod resolve;
 pub mod results;
 mod send;
 mod services;
@@ -321,6 +321,7 @@ impl Sweep {
                             map: neighbour_map,
                             answers,
                             file_asks: userspace_send_times,
+                            seed: true,
                         };
                         let resolved =
                             resolve::resolve(resolver, neighbours, transmits[0].as_mut(), stop)?;

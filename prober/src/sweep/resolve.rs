@@ -134,6 +134,9 @@ pub struct Resolver<'a> {
     /// TC egress does not see the asks leave (`--qdisc-bypass`, no TCX): the resolver files
     /// them in the map itself, just before each first ask.
     pub file_asks: bool,
+    /// Take the hosts the kernel's neighbour table holds as current from it, unasked (a
+    /// sweep); or ask them too (`--arp`, which reports answers).
+    pub seed: bool,
 }
 
 /// One host's resolution.
@@ -164,12 +167,16 @@ pub fn resolve<'n>(
         mut map,
         answers,
         file_asks,
+        seed,
     } = resolver;
     let count = targets.len();
     let mut hosts = vec![Host::default(); count as usize];
     let mut settled = 0u64;
     // Seeded from the kernel's table: one dump, whatever the sweep's size.
-    let table = neighbour::table(interface, source).map_err(io::Error::other)?;
+    let table = match seed {
+        true => neighbour::table(interface, source).map_err(io::Error::other)?,
+        false => Vec::new(),
+    };
     for entry in table.iter().filter(|entry| entry.current()) {
         if let Some(index) = targets.index(entry.ip) {
             let host = &mut hosts[index as usize];
