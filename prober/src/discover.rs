@@ -56,11 +56,14 @@ pub struct Options {
 pub fn run(options: Options) -> Result<Conclusion> {
     let first = options.targets.first().expect("targets are not empty");
     let route = route::lookup(first, options.interface.as_ref())?;
-    if !resolve::on_link(&options.targets, &route, options.interface.as_ref())? {
+    if let Some((target, taken)) =
+        resolve::off_link(&options.targets, &route, options.interface.as_ref())?
+    {
         bail!(
-            "--arp finds hosts on a directly connected Ethernet network; {first} is not on \
-             one of {}",
-            route.interface.name
+            "--arp asks hosts on a directly connected Ethernet network only, and {target} is \
+             not on one (its route: via {} on {})",
+            taken.next_hop,
+            taken.interface.name
         );
     }
     let out: Box<dyn Write + Send> = match &options.output {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use prober_tests::forger::OTHER_MAC;
 use prober_tests::neighbour_forger::{Lie, NeighbourForger};
+use prober_tests::output::check_error;
 use prober_tests::sweep::{expected_outcome, outcome, outcome_diff, sweep, Status};
 use prober_tests::{
     prober_command, require_root, run_checked, test_both_families, Family, OnLink, TestHost,
@@ -383,3 +384,19 @@ fn arp_mode_fields_in_every_format(family: Family) {
 }
 
 test_both_families!(arp_mode_fields_in_every_format);
+
+/// `--arp` of hosts behind a gateway is one error line naming the target and its route, and
+/// nothing is asked.
+#[test]
+fn arp_of_routed_targets_is_an_error() {
+    require_root();
+    let mut host = TestHost::new().expect("test host");
+    let routed = host.add_routed_addresses(2).expect("routed addresses");
+    host.count_arriving("asked", "arp operation request")
+        .expect("nft counter");
+    let target = routed[0].to_string();
+    let run = prober_tests::proc::run(prober_command(&["--arp", &target]), TIMEOUT);
+    let line = check_error(&run, &["--arp", &target, &host.addr.to_string()], &[]);
+    assert!(line.contains(&host.host_if), "{line}");
+    assert_eq!(host.arriving_packets("asked").unwrap(), 0, "{run}");
+}

@@ -52,15 +52,27 @@ pub const MAX_OUTSTANDING: u32 = 1 << 16;
 /// gateway keep the kernel's addressing (one MAC: the gateway's); a sweep that mixes both
 /// does too, as before.
 pub fn on_link(targets: &TargetSet, route: &Route, via: Option<&Interface>) -> Result<bool> {
+    Ok(off_link(targets, route, via)?.is_none())
+}
+
+/// The first target range start that is not on a directly connected Ethernet network, with
+/// the route it takes instead; None when all are.
+pub fn off_link(
+    targets: &TargetSet,
+    route: &Route,
+    via: Option<&Interface>,
+) -> Result<Option<(IpAddr, Route)>> {
+    let first = targets.first().expect("targets are not empty");
     if route.local || route.interface.ethernet_address()?.is_none() {
-        return Ok(false);
+        return Ok(Some((first, route.clone())));
     }
     for start in targets.range_starts() {
-        if route::lookup(start, via)?.next_hop != start {
-            return Ok(false);
+        let other = route::lookup(start, via)?;
+        if other.next_hop != start {
+            return Ok(Some((start, other)));
         }
     }
-    Ok(true)
+    Ok(None)
 }
 
 /// The programs' map size for a sweep of `hosts` on-link hosts: those asked at once, and room
