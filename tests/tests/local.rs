@@ -136,13 +136,24 @@ fn local_sweep(family: Family, extra: &[&str]) {
     );
 }
 
+/// How the asks for `address` are told at the namespace's veth: ARP requests for it (IPv4),
+/// frames to its solicited-node group (IPv6).
+fn asks_for(address: IpAddr) -> String {
+    match address {
+        IpAddr::V4(v4) => format!("arp operation request arp daddr ip {v4}"),
+        IpAddr::V6(v6) => {
+            let [.., x, y, z] = v6.octets();
+            format!("ip6 daddr ff02::1:ff{x:02x}:{y:02x}{z:02x}")
+        }
+    }
+}
+
 /// A host the kernel's table holds as PERMANENT is taken from it: not asked (no ARP request
-/// for it arrives), and probed at that MAC all the same. Another live host is asked, which
-/// shows the counter counts asks.
-#[test]
-fn a_static_neighbour_entry_is_not_asked_again() {
+/// or solicitation for it arrives), and probed at that MAC all the same. Another live host is
+/// asked, which shows the counter counts asks.
+fn a_static_neighbour_entry_is_not_asked_again(family: Family) {
     require_root();
-    let (host, on_link) = local_bed(Family::V4, 2, 0);
+    let (host, on_link) = local_bed(family, 2, 0);
     let (seeded, asked) = (on_link.live[0], on_link.live[1]);
     let mac = peer_mac(&host);
     run_checked(Command::new("ip").args([
@@ -158,11 +169,8 @@ fn a_static_neighbour_entry_is_not_asked_again() {
     ]))
     .expect("a static entry");
     for (name, address) in [("asked_seeded", seeded), ("asked_other", asked)] {
-        host.count_arriving(
-            name,
-            &format!("arp operation request arp daddr ip {address}"),
-        )
-        .expect("nft counter");
+        host.count_arriving(name, &asks_for(address))
+            .expect("nft counter");
     }
     let targets = strings(&on_link.live);
     let mut args = vec!["-p", "80,81", "-o", "json"];
@@ -184,17 +192,18 @@ fn a_static_neighbour_entry_is_not_asked_again() {
     );
 }
 
+test_both_families!(a_static_neighbour_entry_is_not_asked_again);
+
 /// The issue's collapse case: 16 addresses of an on-link /24, 8 of them absent, ports
 /// 1-5000, flooded. Through the kernel (a raw socket) every probe to an absent host waited
 /// in its neighbour queue and the send buffer stalled: 20 480 probes in 61 s, cut off by a
 /// timeout. Now the absent hosts are down after `--wait`, and the 40 000 probes to the live
 /// ones go at once.
-#[test]
-fn a_sparse_local_subnet_flooded_completes_with_the_absent_hosts_down() {
+fn a_sparse_local_subnet_flooded_completes_with_the_absent_hosts_down(family: Family) {
     require_root();
     let host = TestHost::standard().expect("test host");
     let on_link = host
-        .add_on_link(Family::V4, 8, 8, 24)
+        .add_on_link(family, 8, 8, 24)
         .expect("on-link addresses");
     let targets = strings(&[&on_link.live[..], &on_link.dead[..]].concat());
     let mut args = vec!["-p", "1-5000", "--flood", "-o", "json"];
@@ -213,6 +222,8 @@ fn a_sparse_local_subnet_flooded_completes_with_the_absent_hosts_down() {
     let open = results.iter().filter(|r| r.status == Status::Open).count();
     assert_eq!(open, 8, "port 80 open on each live host\n{run}");
 }
+
+test_both_families!(a_sparse_local_subnet_flooded_completes_with_the_absent_hosts_down);
 
 /// Forged ARP answers redirect no probe (see README, "What a sweep takes from its
 /// neighbours"): an answer for an address not asked yet, one whose target is not ours, a
