@@ -1,9 +1,10 @@
-//! A hostile neighbour on the namespace's veth end: it reads the ARP requests the host sends
-//! and answers them falsely, each answer claiming an address for [`OTHER_MAC`], a MAC nobody
-//! on the testbed has, so that any probe a forgery redirected would be seen arriving for it.
-//! The answers are well formed (sender MAC = the frame's source, to our MAC) but for one
-//! thing each ([`Lie`]).
-use std::net::Ipv4Addr;
+//! A hostile neighbour on the namespace's veth end: it reads the ARP requests and neighbour
+//! solicitations the host sends and answers them falsely, each answer claiming an address for
+//! [`OTHER_MAC`], a MAC nobody on the testbed has, so that any probe a forgery redirected
+//! would be seen arriving for it. The answers are well formed (ARP: sender MAC = the frame's
+//! source; IPv6: a solicited advertisement with hop limit 255, a right checksum and a target
+//! link-layer address) but for one thing each ([`Lie`]).
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -11,21 +12,24 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::forger::{open_socket, Worker, OTHER_MAC};
+use crate::packets::{fill_checksum, IpHeader, IPPROTO_ICMPV6};
 use crate::TestHost;
 
 /// How a forged answer lies, and which of our asks it answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lie {
     /// On our ask for `asked`, an answer for `claimed` (asked later, or never): unsolicited.
-    Unsolicited { asked: Ipv4Addr, claimed: Ipv4Addr },
-    /// On our ask for `asked`, an answer for it whose target address is not ours.
-    WrongTarget { asked: Ipv4Addr },
+    Unsolicited { asked: IpAddr, claimed: IpAddr },
+    /// On our ask for `asked`, an answer for it to another than us: ARP's target address is
+    /// not ours; an advertisement's source is not the address it claims.
+    WrongTarget { asked: IpAddr },
     /// `delay` after our ask for `asked` (which its real host answers at once), a second
-    /// answer, then a gratuitous reply for it to everyone.
-    Late { asked: Ipv4Addr, delay: Duration },
+    /// answer, then a gratuitous one for it to everyone (IPv6: an unsolicited override
+    /// advertisement to us).
+    Late { asked: IpAddr, delay: Duration },
 }
 
-/// Answers the host's ARP requests with [`Lie`]s, until stopped.
+/// Answers the host's asks with [`Lie`]s, until stopped.
 pub struct NeighbourForger(Worker<u64>);
 
 impl NeighbourForger {
@@ -43,11 +47,11 @@ impl NeighbourForger {
     }
 }
 
-/// An ARP request read off the wire: who asks (MAC, address) and for whom.
+/// An ask read off the wire: who asks (MAC, address) and for whom.
 struct Ask {
     mac: [u8; 6],
-    ours: Ipv4Addr,
-    asked: Ipv4Addr,
+    ours: IpAddr,
+    asked: IpAddr,
 }
 
 fn serve(socket: &OwnedFd, lies: &[Lie], stop: &AtomicBool) -> Result<u64> {
@@ -82,49 +86,96 @@ fn serve(socket: &OwnedFd, lies: &[Lie], stop: &AtomicBool) -> Result<u64> {
     Ok(sent)
 }
 
+/// An ARP request, or a neighbour solicitation (without extension headers).
 fn read_ask(frame: &[u8]) -> Option<Ask> {
-    let arp = frame.get(14..42)?;
-    let request = frame[12..14] == [0x08, 0x06] && arp[..8] == [0, 1, 0x08, 0, 6, 4, 0, 1];
-    let ipv4 = |at: usize| Ipv4Addr::new(arp[at], arp[at + 1], arp[at + 2], arp[at + 3]);
-    request.then(|| Ask {
-        mac: arp[8..14].try_into().expect("6 bytes"),
-        ours: ipv4(14),
-        asked: ipv4(24),
-    })
+    let mac = frame.get(6..12)?.try_into().ok()?;
+    match frame.get(12..14)? {
+        [0x08, 0x06] => {
+            let arp = frame.get(14..42)?;
+            let ipv4 = |at: usize| Ipv4Addr::new(arp[at], arp[at + 1], arp[at + 2], arp[at + 3]);
+            (arp[..8] == [0, 1, 0x08, 0, 6, 4, 0, 1]).then(|| Ask {
+                mac,
+                ours: ipv4(14).into(),
+                asked: ipv4(24).into(),
+            })
+        }
+        [0x86, 0xdd] => {
+            let ip = frame.get(14..)?;
+            let ipv6 = |at: usize| -> Option<IpAddr> {
+                let octets: [u8; 16] = ip.get(at..at + 16)?.try_into().ok()?;
+                Some(Ipv6Addr::from(octets).into())
+            };
+            let solicitation = ip.get(6) == Some(&IPPROTO_ICMPV6) && ip.get(40) == Some(&135);
+            solicitation.then_some(())?;
+            Some(Ask {
+                mac,
+                ours: ipv6(8)?,
+                asked: ipv6(48)?,
+            })
+        }
+        _ => None,
+    }
 }
 
 /// The frames `lie` sends on `ask` (none if it is not the ask it answers).
 fn answers(lie: &Lie, ask: &Ask) -> Vec<Vec<u8>> {
     match *lie {
         Lie::Unsolicited { asked, claimed } if asked == ask.asked => {
-            vec![arp_reply(ask.mac, claimed, ask.mac, ask.ours)]
+            vec![answer(ask.mac, claimed, claimed, ask.ours, true)]
         }
         Lie::WrongTarget { asked } if asked == ask.asked => {
-            let elsewhere = Ipv4Addr::from(u32::from(ask.ours) ^ 0x80);
-            vec![arp_reply(ask.mac, asked, ask.mac, elsewhere)]
+            let elsewhere = match ask.ours {
+                IpAddr::V4(ours) => IpAddr::V4(Ipv4Addr::from(u32::from(ours) ^ 0x80)),
+                // The advertisement comes to us, but from another address than it claims.
+                IpAddr::V6(ours) => IpAddr::V6(Ipv6Addr::from(u128::from(ours) ^ 0x80)),
+            };
+            vec![match asked {
+                IpAddr::V4(_) => answer(ask.mac, asked, asked, elsewhere, true),
+                IpAddr::V6(_) => answer(ask.mac, asked, elsewhere, ask.ours, true),
+            }]
         }
         Lie::Late { asked, delay } if asked == ask.asked => {
             std::thread::sleep(delay);
-            vec![
-                arp_reply(ask.mac, asked, ask.mac, ask.ours),
-                arp_reply([0xff; 6], asked, [0xff; 6], asked),
-            ]
+            let gratuitous = match asked {
+                IpAddr::V4(_) => answer([0xff; 6], asked, asked, asked, false),
+                IpAddr::V6(_) => answer(ask.mac, asked, asked, ask.ours, false),
+            };
+            vec![answer(ask.mac, asked, asked, ask.ours, true), gratuitous]
         }
         _ => Vec::new(),
     }
 }
 
-/// An ARP reply from [`OTHER_MAC`] in a frame to `to`: `claimed` is at [`OTHER_MAC`], for
-/// `target_mac` at `target`.
-fn arp_reply(to: [u8; 6], claimed: Ipv4Addr, target_mac: [u8; 6], target: Ipv4Addr) -> Vec<u8> {
-    [
-        &to[..],
-        &OTHER_MAC,
-        &[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 2],
-        &OTHER_MAC,
-        &claimed.octets(),
-        &target_mac,
-        &target.octets(),
-    ]
-    .concat()
+/// A frame from [`OTHER_MAC`] to `to` saying that `claimed` is at [`OTHER_MAC`]: an ARP reply
+/// from `from` (= `claimed`) to `target`, or a neighbour advertisement from `from` to
+/// `target`, `solicited` or not (then an override).
+fn answer(to: [u8; 6], claimed: IpAddr, from: IpAddr, target: IpAddr, solicited: bool) -> Vec<u8> {
+    let head = [&to[..], &OTHER_MAC].concat();
+    match (claimed, target) {
+        (IpAddr::V4(claimed), IpAddr::V4(target)) => {
+            let target_mac = if to == [0xff; 6] { [0xff; 6] } else { to };
+            [
+                &head[..],
+                &[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 2],
+                &OTHER_MAC,
+                &claimed.octets(),
+                &target_mac,
+                &target.octets(),
+            ]
+            .concat()
+        }
+        (claimed, target) => {
+            let IpAddr::V6(claimed) = claimed else {
+                unreachable!("one family")
+            };
+            let flags = if solicited { 0x60 } else { 0x20 };
+            let mut message = [&[136, 0, 0, 0, flags, 0, 0, 0][..], &claimed.octets()].concat();
+            message.extend_from_slice(&[2, 1]);
+            message.extend_from_slice(&OTHER_MAC);
+            fill_checksum(from, target, IPPROTO_ICMPV6, &mut message);
+            let mut ip = IpHeader::new(from, target, IPPROTO_ICMPV6);
+            ip.ttl = 255;
+            [&head[..], &[0x86, 0xdd], &ip.packet(&message)].concat()
+        }
+    }
 }

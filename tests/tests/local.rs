@@ -225,29 +225,24 @@ fn a_sparse_local_subnet_flooded_completes_with_the_absent_hosts_down(family: Fa
 
 test_both_families!(a_sparse_local_subnet_flooded_completes_with_the_absent_hosts_down);
 
-/// Forged ARP answers redirect no probe (see README, "What a sweep takes from its
-/// neighbours"): an answer for an address not asked yet, one whose target is not ours, a
-/// second answer after the real host's and a gratuitous reply for it. Each claims its address
-/// for a MAC nobody has; no frame goes to that MAC, the dead addresses stay down, the live
-/// ones get their exact set, and XDP counts the forgeries as unmatched.
-#[test]
-fn forged_arp_answers_redirect_no_probe() {
+/// Forged ARP answers and neighbour advertisements redirect no probe (see README, "Local
+/// networks"): an answer for an address not asked yet, one for another target, a second
+/// answer after the real host's, and a gratuitous one (IPv6: an unsolicited override). Each
+/// claims its address for a MAC nobody has; no frame goes to that MAC, the dead addresses
+/// stay down, the live ones get their exact set, and XDP counts the forgeries as unmatched.
+fn forged_neighbour_answers_redirect_no_probe(family: Family) {
     require_root();
-    let (host, on_link) = local_bed(Family::V4, 2, 2);
-    let v4 = |ip: IpAddr| match ip {
-        IpAddr::V4(v4) => v4,
-        IpAddr::V6(_) => unreachable!("an IPv4 bed"),
-    };
+    let (host, on_link) = local_bed(family, 2, 2);
     let (live, dead) = (&on_link.live, &on_link.dead);
     let lies = [
         // The hosts are asked in address order, 20 ms apart: the last dead one long after.
         Lie::Unsolicited {
-            asked: v4(live[0]),
-            claimed: v4(dead[1]),
+            asked: live[0],
+            claimed: dead[1],
         },
-        Lie::WrongTarget { asked: v4(dead[0]) },
+        Lie::WrongTarget { asked: dead[0] },
         Lie::Late {
-            asked: v4(live[1]),
+            asked: live[1],
             delay: Duration::from_millis(20),
         },
     ];
@@ -282,6 +277,8 @@ fn forged_arp_answers_redirect_no_probe() {
         "forgeries uncounted\n{run}"
     );
 }
+
+test_both_families!(forged_neighbour_answers_redirect_no_probe);
 
 /// The MAC of the namespace's veth end: what its hosts answer with.
 fn peer_mac(host: &TestHost) -> String {
