@@ -244,8 +244,12 @@ pub fn resolve<'n>(
             by_first.pop_front();
         }
         let mut sent = 0;
-        let wanted = next < count || !by_last.is_empty();
-        if wanted {
+        // Rate is granted only when an ask can go: a re-ask due, or a new host with room.
+        let re_ask_due = by_last.front().is_some_and(|&index| {
+            let host = &hosts[index as usize];
+            host.settled || now >= host.last_ask.expect("asked") + re_ask_after
+        });
+        if re_ask_due || (next < count && outstanding < MAX_OUTSTANDING) {
             match pacer.grant(FLOOD_BATCH) {
                 Grant::Wait(pause) => {
                     stop.sleep(pause.min(Duration::from_millis(1)));
@@ -341,4 +345,59 @@ fn new_host(hosts: &[Host], next: &mut u64, count: u64, outstanding: u32) -> Opt
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asked(at: Instant) -> Host {
+        Host {
+            asks: 1,
+            first_ask: Some(at),
+            last_ask: Some(at),
+            ..Host::default()
+        }
+    }
+
+    #[test]
+    fn new_hosts_come_in_order_skip_the_settled_and_wait_for_room() {
+        let settled = Host {
+            settled: true,
+            ..Host::default()
+        };
+        let hosts = [Host::default(), settled, Host::default()];
+        let mut next = 0;
+        assert_eq!(new_host(&hosts, &mut next, 3, 0), Some(0));
+        assert_eq!(
+            new_host(&hosts, &mut next, 3, 0),
+            Some(2),
+            "the settled one skipped"
+        );
+        assert_eq!(new_host(&hosts, &mut next, 3, 0), None);
+        let mut next = 0;
+        assert_eq!(
+            new_host(&hosts, &mut next, 3, MAX_OUTSTANDING),
+            None,
+            "the map is full"
+        );
+        assert_eq!(next, 0, "nothing skipped while waiting for room");
+    }
+
+    #[test]
+    fn a_host_is_asked_again_once_its_last_ask_is_old_enough() {
+        let start = Instant::now();
+        let after = Duration::from_millis(300);
+        let mut hosts = [asked(start), asked(start)];
+        hosts[0].settled = true;
+        let mut by_last = VecDeque::from([0, 1]);
+        assert_eq!(
+            due(&mut hosts, &mut by_last, start, after),
+            None,
+            "too early"
+        );
+        assert_eq!(by_last, [1], "the settled one dropped");
+        assert_eq!(due(&mut hosts, &mut by_last, start + after, after), Some(1));
+        assert!(by_last.is_empty());
+    }
 }
