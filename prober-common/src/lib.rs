@@ -46,6 +46,10 @@ pub struct ProbeFilter {
     /// Every kind: the MAC address of the interface the programs are on (all zero on `lo`);
     /// a reply must come in a frame to it.
     pub local_mac: [u8; 6],
+    /// 1: note our ARP requests and neighbour solicitations leaving, and take the answers to
+    /// them into [`NEIGHBOURS_MAP`] (a sweep resolving on-link targets itself); 0: neither.
+    pub neighbours: u8,
+    pub _pad: [u8; 7],
 }
 
 /// The filter matches nothing (the programs pass every packet untouched).
@@ -178,6 +182,46 @@ pub fn sweep_departure_slot(port_offset: u16, epoch: u16, epochs_mask: u16) -> u
     u32::from(port_offset) + u32::from(SWEEP_SOURCE_PORTS) * u32::from(epoch & epochs_mask)
 }
 
+/// What the programs know of one neighbour a sweep resolves ([`NEIGHBOURS_MAP`], keyed by its
+/// address): TC egress files it [`NEIGHBOUR_ASKED`] when our ARP request or neighbour
+/// solicitation for it leaves; XDP takes the first answer to that ask and makes it
+/// [`NEIGHBOUR_RESOLVED`], which nothing changes again.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct Neighbour {
+    /// `bpf_ktime_get_ns()` when the first ask left, and when the answer came (0: none yet).
+    pub asked_ns: u64,
+    pub answered_ns: u64,
+    /// The answer's MAC (zero until one came): also there when its record was lost to a full
+    /// ring buffer.
+    pub mac: [u8; 6],
+    pub state: u8,
+    pub _pad: u8,
+}
+
+pub const NEIGHBOUR_ASKED: u8 = 1;
+pub const NEIGHBOUR_RESOLVED: u8 = 2;
+
+/// A neighbour's answer, as XDP queues it in the reply ring buffer. Told apart from a
+/// [`ReplyRecord`] by its length.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct NeighbourRecord {
+    /// When our first ask left (TC egress) and the answer arrived (XDP), CLOCK_MONOTONIC.
+    pub asked_ns: u64,
+    pub answered_ns: u64,
+    /// Who answered, for its own address.
+    pub addr: IpAddress,
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+// The ring buffer's reader tells the records apart by their length alone.
+const _: () =
+    assert!(core::mem::size_of::<NeighbourRecord>() != core::mem::size_of::<ReplyRecord>());
+
 /// Slots of the per-CPU counter array the XDP program keeps.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -231,6 +275,7 @@ pub const REPLIES_MAP: &str = "REPLIES";
 pub const COUNTERS_MAP: &str = "COUNTERS";
 pub const DEPARTURES_MAP: &str = "DEPARTURES";
 pub const SWEEP_DEPARTURES_MAP: &str = "SWEEP_DEPARTURES";
+pub const NEIGHBOURS_MAP: &str = "NEIGHBOURS";
 pub const XDP_PROGRAM: &str = "prober";
 pub const EGRESS_PROGRAM: &str = "prober_egress";
 pub const INGRESS_PROGRAM: &str = "prober_ingress";
@@ -244,6 +289,12 @@ pub const SWEEP_EPOCHS_MASK_GLOBAL: &str = "PROBER_SWEEP_EPOCHS_MASK";
 // SAFETY: repr(C), Copy, and free of implicit padding (bytemuck's derive checks that).
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for ProbeFilter {}
+// SAFETY: as for ProbeFilter.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for Neighbour {}
+// SAFETY: as for ProbeFilter.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for IpAddress {}
 
 #[cfg(test)]
 mod tests {
@@ -298,7 +349,9 @@ mod tests {
 
     #[test]
     fn shared_types_have_the_layout_both_sides_expect() {
-        assert_eq!(core::mem::size_of::<ProbeFilter>(), 72);
+        assert_eq!(core::mem::size_of::<ProbeFilter>(), 80);
+        assert_eq!(core::mem::size_of::<Neighbour>(), 24);
+        assert_eq!(core::mem::size_of::<NeighbourRecord>(), 40);
         assert_eq!(core::mem::size_of::<ReplyRecord>(), 72);
         assert_eq!(core::mem::size_of::<Departure>(), 32);
         assert_eq!(core::mem::size_of::<SweepDeparture>(), 16);

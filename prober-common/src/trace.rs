@@ -32,6 +32,8 @@ pub enum Reason {
     MalformedHeader = 8,
     BadChecksum = 9,
     TooLongToVerify = 10,
+    AnotherTarget = 11,
+    AnswersNoAsk = 12,
 }
 
 impl Fate {
@@ -55,7 +57,7 @@ impl Fate {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 13] = [
         Reason::AnswersAProbe,
         Reason::NotSynAckOrRstAck,
         Reason::AcknowledgesNoProbe,
@@ -67,6 +69,8 @@ impl Reason {
         Reason::MalformedHeader,
         Reason::BadChecksum,
         Reason::TooLongToVerify,
+        Reason::AnotherTarget,
+        Reason::AnswersNoAsk,
     ];
 
     pub fn words(self) -> &'static str {
@@ -84,6 +88,10 @@ impl Reason {
             }
             Reason::BadChecksum => "a bad IP, TCP or ICMP checksum",
             Reason::TooLongToVerify => "too long to verify its checksum",
+            Reason::AnotherTarget => "an ARP or neighbour answer for another address or MAC",
+            Reason::AnswersNoAsk => {
+                "answers none of our neighbour asks (unsolicited, gratuitous, or a second answer)"
+            }
         }
     }
 }

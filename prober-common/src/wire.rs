@@ -406,6 +406,224 @@ pub fn echo(frame: &(impl Frame + ?Sized), ip: &IpPacket) -> Option<Echo> {
     })
 }
 
+const ETH_P_ARP: u16 = 0x0806;
+/// An ARP message for IPv4 over Ethernet: hardware type, protocol type, their lengths, the
+/// operation, then sender and target MAC and IPv4 address.
+pub const ARP_LEN: usize = 28;
+const ARP_FRAME_LEN: usize = ETH_HEADER_LEN + ARP_LEN;
+const ARP_REPLY: u16 = 2;
+/// Where an ARP frame's fields start, from the frame's start.
+const ARP_OPERATION: usize = ETH_HEADER_LEN + 6;
+const ARP_SENDER_MAC: usize = ETH_HEADER_LEN + 8;
+const ARP_SENDER_IP: usize = ETH_HEADER_LEN + 14;
+const ARP_TARGET_MAC: usize = ETH_HEADER_LEN + 18;
+const ARP_TARGET_IP: usize = ETH_HEADER_LEN + 24;
+pub const ICMPV6_NEIGHBOUR_ADVERT: u8 = 136;
+/// A neighbour advertisement's fixed part: type, code, checksum, flags, target address.
+const NEIGHBOUR_ADVERT_LEN: usize = 24;
+const ADVERT_SOLICITED: u8 = 0x40;
+const OPTION_TARGET_LINK_LAYER: u8 = 2;
+/// Options a neighbour advertisement's parser walks for the target's MAC: a solicited answer
+/// carries it alone (RFC 4861 7.2.4), and the kernel's own put nothing before it.
+const MAX_ADVERT_OPTIONS: usize = 4;
+
+/// A neighbour's answer to an ARP request or neighbour solicitation: who it is, and its MAC.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NeighbourAnswer {
+    pub addr: IpAddress,
+    pub mac: [u8; 6],
+}
+
+/// What a frame is to the neighbour resolver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Neighbourly {
+    /// No ARP reply or neighbour advertisement: none of its business.
+    Other,
+    /// One, but not one the kernel would take as an answer to our ask.
+    Refused(Reason),
+    /// An answer for its sender's own address, to us: written to the caller's answer.
+    Answer,
+}
+
+/// An ARP frame's bytes, read as fixed-size values (the programs have no `memcmp` for slices).
+struct Arp<'a>(&'a [u8; ARP_FRAME_LEN]);
+
+impl Arp<'_> {
+    #[inline(always)]
+    fn word(&self, at: usize) -> u16 {
+        u16::from_be_bytes([self.0[at], self.0[at + 1]])
+    }
+
+    #[inline(always)]
+    fn mac(&self, at: usize) -> [u8; 6] {
+        let b = self.0;
+        [b[at], b[at + 1], b[at + 2], b[at + 3], b[at + 4], b[at + 5]]
+    }
+
+    #[inline(always)]
+    fn ipv4(&self, at: usize) -> IpAddress {
+        let b = self.0;
+        IpAddress::from_ipv4([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    }
+
+    /// Hardware type 1 (Ethernet), protocol type IPv4, lengths 6 and 4.
+    #[inline(always)]
+    fn ipv4_over_ethernet(&self) -> bool {
+        let start = ETH_HEADER_LEN;
+        self.word(start) == 1
+            && self.word(start + 2) == ETH_P_IP
+            && self.0[start + 4] == 6
+            && self.0[start + 5] == 4
+    }
+}
+
+/// Whether a MAC address is one host's: not zero, not multicast or broadcast.
+#[inline(always)]
+fn unicast_mac(mac: &[u8; 6]) -> bool {
+    mac[0] & 1 == 0 && *mac != [0; 6]
+}
+
+/// An ARP reply to our request, judged as `arp_process` would and more strictly (prober
+/// takes an answer only for the address it asked, from the host that has it): IPv4 over
+/// Ethernet (hardware type 1, protocol 0x0800, lengths 6 and 4), a reply (operation 2), in a
+/// frame to our MAC; its target our address and MAC; its sender MAC the frame's source and
+/// one host's, its sender address a unicast one. `frame` holds a whole Ethernet frame.
+#[inline(always)]
+pub fn arp_reply(
+    frame: &(impl Frame + ?Sized),
+    our_addr: &IpAddress,
+    our_mac: [u8; 6],
+    answer: &mut NeighbourAnswer,
+) -> Neighbourly {
+    let mut bytes = [0u8; ARP_FRAME_LEN];
+    if !frame.read_into(0, &mut bytes) {
+        return Neighbourly::Other;
+    }
+    let arp = Arp(&bytes);
+    if arp.word(ETHER_TYPE_OFFSET) != ETH_P_ARP || arp.word(ARP_OPERATION) != ARP_REPLY {
+        return Neighbourly::Other;
+    }
+    if !arp.ipv4_over_ethernet() {
+        return Neighbourly::Refused(Reason::MalformedHeader);
+    }
+    if arp.mac(0) != our_mac {
+        return Neighbourly::Refused(Reason::NotToOurMac);
+    }
+    let sender_mac = arp.mac(ARP_SENDER_MAC);
+    if sender_mac != arp.mac(6) || !unicast_mac(&sender_mac) {
+        return Neighbourly::Refused(Reason::MalformedHeader);
+    }
+    // The sender's address: not 0/8, loopback, multicast or reserved (class E and the
+    // broadcast address).
+    let first = bytes[ARP_SENDER_IP];
+    if first == 0 || first == 127 || first >= 224 {
+        return Neighbourly::Refused(Reason::MalformedHeader);
+    }
+    if arp.ipv4(ARP_TARGET_IP) != *our_addr || arp.mac(ARP_TARGET_MAC) != our_mac {
+        return Neighbourly::Refused(Reason::AnotherTarget);
+    }
+    answer.addr = arp.ipv4(ARP_SENDER_IP);
+    answer.mac = sender_mac;
+    Neighbourly::Answer
+}
+
+/// A neighbour advertisement answering our solicitation, judged as `ndisc_rcv` and
+/// `ndisc_recv_na` would and more strictly: to our MAC and (the caller checked) our address,
+/// hop limit 255, code 0, a valid ICMPv6 checksum, long enough for its target; solicited;
+/// sent by the target itself (source = target); carrying the target's MAC in a link-layer
+/// address option (one of at most [`MAX_ADVERT_OPTIONS`], none of length 0), which is one
+/// host's and the frame's source.
+#[inline(always)]
+pub fn neighbour_advert(
+    frame: &(impl Frame + ?Sized),
+    ip: &IpPacket,
+    our_mac: [u8; 6],
+    answer: &mut NeighbourAnswer,
+) -> Neighbourly {
+    if ip.version != IpVersion::V6 || ip.protocol != crate::IPPROTO_ICMPV6 {
+        return Neighbourly::Other;
+    }
+    let Some([kind, code, _, _, flags]) = frame.read::<5>(ip.l4_offset) else {
+        return Neighbourly::Other;
+    };
+    if kind != ICMPV6_NEIGHBOUR_ADVERT {
+        return Neighbourly::Other;
+    }
+    if ip.ttl != 255 || code != 0 || ip.l4_len < NEIGHBOUR_ADVERT_LEN {
+        return Neighbourly::Refused(Reason::MalformedHeader);
+    }
+    if let Err(reason) = accepted(frame, ip, our_mac, Checksum::Message) {
+        return Neighbourly::Refused(reason);
+    }
+    if !frame.read_into(ip.l4_offset + 8, &mut answer.addr.0) {
+        return Neighbourly::Refused(Reason::MalformedHeader);
+    }
+    if flags & ADVERT_SOLICITED == 0 || answer.addr != ip.src {
+        return Neighbourly::Refused(Reason::AnotherTarget);
+    }
+    let Some(source_mac) = frame.read::<6>(6) else {
+        return Neighbourly::Other;
+    };
+    let end = ip.l4_offset + ip.l4_len;
+    let mut at = ip.l4_offset + NEIGHBOUR_ADVERT_LEN;
+    for _ in 0..MAX_ADVERT_OPTIONS {
+        let Some([option, units, m0, m1, m2, m3, m4, m5]) = frame.read::<8>(at) else {
+            break;
+        };
+        let len = usize::from(units) * 8;
+        if len == 0 || at + len > end {
+            return Neighbourly::Refused(Reason::MalformedHeader);
+        }
+        if option == OPTION_TARGET_LINK_LAYER {
+            let mac = [m0, m1, m2, m3, m4, m5];
+            if units != 1 || mac != source_mac || !unicast_mac(&mac) {
+                return Neighbourly::Refused(Reason::MalformedHeader);
+            }
+            answer.mac = mac;
+            return Neighbourly::Answer;
+        }
+        at += len;
+    }
+    Neighbourly::Refused(Reason::MalformedHeader)
+}
+
+const ARP_REQUEST: u16 = 1;
+pub const ICMPV6_NEIGHBOUR_SOLICIT: u8 = 135;
+
+/// Whether `frame` is our ARP request (IPv4 over Ethernet, operation 1, from `our_addr` at
+/// `our_mac`), and if so the address it asks for, in `target` (TC egress: what it asks is
+/// noted before any answer can come).
+#[inline(always)]
+pub fn arp_request(
+    frame: &(impl Frame + ?Sized),
+    our_addr: &IpAddress,
+    our_mac: [u8; 6],
+    target: &mut IpAddress,
+) -> bool {
+    let mut bytes = [0u8; ARP_FRAME_LEN];
+    if !frame.read_into(0, &mut bytes) {
+        return false;
+    }
+    let arp = Arp(&bytes);
+    *target = arp.ipv4(ARP_TARGET_IP);
+    arp.word(ETHER_TYPE_OFFSET) == ETH_P_ARP
+        && arp.word(ARP_OPERATION) == ARP_REQUEST
+        && arp.ipv4_over_ethernet()
+        && arp.mac(ARP_SENDER_MAC) == our_mac
+        && arp.ipv4(ARP_SENDER_IP) == *our_addr
+}
+
+/// Whether `ip` (the caller checked it is from our address) is a neighbour solicitation, and
+/// if so its target, in `target`.
+#[inline(always)]
+pub fn solicitation(frame: &(impl Frame + ?Sized), ip: &IpPacket, target: &mut IpAddress) -> bool {
+    ip.version == IpVersion::V6
+        && ip.protocol == crate::IPPROTO_ICMPV6
+        && ip.l4_len >= NEIGHBOUR_ADVERT_LEN
+        && frame.read::<1>(ip.l4_offset) == Some([ICMPV6_NEIGHBOUR_SOLICIT])
+        && frame.read_into(ip.l4_offset + 8, &mut target.0)
+}
+
 /// How a transport message is checksummed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Checksum {
@@ -968,6 +1186,196 @@ mod tests {
         let (mut frame, len) = ipv6_syn_ack(&[]);
         frame[21] = 0;
         assert!(judge(&frame[..len]).is_ok());
+    }
+
+    const THEIR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
+    const V4_OURS: [u8; 4] = [198, 18, 4, 1];
+    const V4_THEIRS: [u8; 4] = [198, 18, 4, 2];
+
+    /// 198.18.4.2 at THEIR_MAC answers 198.18.4.1 at OUR_MAC, padded to 60 bytes.
+    fn arp_answer() -> [u8; 60] {
+        let mut frame = [0u8; 60];
+        frame[..6].copy_from_slice(&OUR_MAC);
+        frame[6..12].copy_from_slice(&THEIR_MAC);
+        frame[12..14].copy_from_slice(&[0x08, 0x06]);
+        frame[14..22].copy_from_slice(&[0, 1, 0x08, 0, 6, 4, 0, 2]);
+        frame[22..28].copy_from_slice(&THEIR_MAC);
+        frame[28..32].copy_from_slice(&V4_THEIRS);
+        frame[32..38].copy_from_slice(&OUR_MAC);
+        frame[38..42].copy_from_slice(&V4_OURS);
+        frame
+    }
+
+    fn judge_arp(frame: &[u8]) -> Result<NeighbourAnswer, Neighbourly> {
+        let mut answer = NeighbourAnswer::default();
+        match arp_reply(frame, &IpAddress::from_ipv4(V4_OURS), OUR_MAC, &mut answer) {
+            Neighbourly::Answer => Ok(answer),
+            other => Err(other),
+        }
+    }
+
+    #[test]
+    fn an_arp_reply_to_our_request_is_an_answer() {
+        let answer = judge_arp(&arp_answer()).unwrap();
+        assert_eq!(answer.addr, IpAddress::from_ipv4(V4_THEIRS));
+        assert_eq!(answer.mac, THEIR_MAC);
+        // Unpadded, as a veth delivers it, too.
+        assert!(judge_arp(&arp_answer()[..42]).is_ok());
+        assert_eq!(judge_arp(&arp_answer()[..41]), Err(Neighbourly::Other));
+    }
+
+    #[test]
+    fn arp_replies_the_kernel_or_prober_would_not_take_are_refused() {
+        let refused = |at: usize, bytes: &[u8], why: Neighbourly| {
+            let mut frame = arp_answer();
+            frame[at..at + bytes.len()].copy_from_slice(bytes);
+            assert_eq!(judge_arp(&frame), Err(why), "{at}: {bytes:?}");
+        };
+        let malformed = Neighbourly::Refused(Reason::MalformedHeader);
+        refused(14, &[0, 6], malformed); // IEEE 802 hardware
+        refused(16, &[0x86, 0xdd], malformed);
+        refused(18, &[8], malformed);
+        refused(19, &[16], malformed);
+        refused(0, &[0xff; 6], Neighbourly::Refused(Reason::NotToOurMac));
+        refused(22, &[2, 0, 0, 0, 0, 3], malformed); // another sender than the frame's
+        refused(6, &[3, 0, 0, 0, 0, 2], malformed); // a multicast sender, in both places
+        let mut multicast = arp_answer();
+        multicast[6] = 3;
+        multicast[22] = 3;
+        assert_eq!(judge_arp(&multicast), Err(malformed));
+        for sender in [[0, 0, 0, 0], [127, 0, 0, 1], [224, 0, 0, 1], [255; 4]] {
+            refused(28, &sender, malformed);
+        }
+        let another = Neighbourly::Refused(Reason::AnotherTarget);
+        refused(38, &[198, 18, 4, 3], another);
+        refused(32, &[2, 0, 0, 0, 0, 9], another);
+        // Requests (gratuitous ones too) and other ether types are no answers at all.
+        refused(20, &[0, 1], Neighbourly::Other);
+        refused(12, &[0x08, 0x00], Neighbourly::Other);
+    }
+
+    /// A solicited advertisement from V6_SOURCE at THEIR_MAC for itself, with a target
+    /// link-layer address option (its ICMPv6 message).
+    fn advert_message() -> [u8; 32] {
+        let mut message = [0u8; 32];
+        message[0] = ICMPV6_NEIGHBOUR_ADVERT;
+        message[4] = 0x60; // solicited, override
+        message[8..24].copy_from_slice(&V6_SOURCE);
+        message[24..26].copy_from_slice(&[OPTION_TARGET_LINK_LAYER, 1]);
+        message[26..32].copy_from_slice(&THEIR_MAC);
+        message
+    }
+
+    /// `message` to V6_OURS at OUR_MAC with hop limit 255 and its checksum set, and the
+    /// frame's length.
+    fn advert_of(message: &[u8]) -> ([u8; FRAME_ROOM], usize) {
+        let (mut frame, len) = ipv6_frame(&[], crate::IPPROTO_ICMPV6, message, 2);
+        frame[21] = 255;
+        (frame, len)
+    }
+
+    fn advert() -> ([u8; FRAME_ROOM], usize) {
+        advert_of(&advert_message())
+    }
+
+    /// The advertisement with `bytes` at `at` of its message.
+    fn advert_with(at: usize, bytes: &[u8]) -> ([u8; FRAME_ROOM], usize) {
+        let mut message = advert_message();
+        message[at..at + bytes.len()].copy_from_slice(bytes);
+        advert_of(&message)
+    }
+
+    fn judge_advert(frame: &[u8]) -> Result<NeighbourAnswer, Neighbourly> {
+        let Ok(ip) = parse(frame) else {
+            return Err(Neighbourly::Other);
+        };
+        let mut answer = NeighbourAnswer::default();
+        match neighbour_advert(frame, &ip, OUR_MAC, &mut answer) {
+            Neighbourly::Answer => Ok(answer),
+            other => Err(other),
+        }
+    }
+
+    #[test]
+    fn a_solicited_advert_for_its_senders_own_address_is_an_answer() {
+        let (frame, len) = advert();
+        let answer = judge_advert(&frame[..len]).unwrap();
+        assert_eq!((answer.addr, answer.mac), (IpAddress(V6_SOURCE), THEIR_MAC));
+        // Another option first is walked past.
+        let message = advert_message();
+        let nonce = [14, 1, 0, 0, 0, 0, 0, 0];
+        let (frame, len) = advert_of(&[&message[..24], &nonce, &message[24..]].concat());
+        assert!(judge_advert(&frame[..len]).is_ok());
+    }
+
+    #[test]
+    fn adverts_the_kernel_or_prober_would_not_take_are_refused() {
+        let malformed = Err(Neighbourly::Refused(Reason::MalformedHeader));
+        let another = Err(Neighbourly::Refused(Reason::AnotherTarget));
+        let (frame, len) = advert();
+        let mut hop_limit = frame;
+        hop_limit[21] = 64;
+        assert_eq!(judge_advert(&hop_limit[..len]), malformed);
+        let mut checksum = frame;
+        checksum[56] ^= 1;
+        assert_eq!(
+            judge_advert(&checksum[..len]),
+            Err(Neighbourly::Refused(Reason::BadChecksum))
+        );
+        let mut broadcast = frame;
+        broadcast[..6].fill(0xff);
+        assert_eq!(
+            judge_advert(&broadcast[..len]),
+            Err(Neighbourly::Refused(Reason::NotToOurMac))
+        );
+        for (at, bytes, why) in [
+            (1, &[1][..], malformed),                 // code
+            (4, &[0x20][..], another),                // unsolicited (override only)
+            (23, &[9][..], another),                  // another target
+            (24, &[1][..], malformed),                // a source, not a target, option
+            (25, &[0][..], malformed),                // an option of length 0
+            (25, &[2][..], malformed),                // longer than the message
+            (26, &[2, 0, 0, 0, 0, 3][..], malformed), // not the frame's source
+        ] {
+            let (frame, len) = advert_with(at, bytes);
+            assert_eq!(judge_advert(&frame[..len]), why, "{at}: {bytes:?}");
+        }
+        // Too short for its target.
+        let (short, len) = advert_of(&advert_message()[..20]);
+        assert_eq!(judge_advert(&short[..len]), malformed);
+        // Echo replies and solicitations are no answers.
+        for kind in [129, 135] {
+            let (frame, len) = advert_with(0, &[kind]);
+            assert_eq!(judge_advert(&frame[..len]), Err(Neighbourly::Other));
+        }
+    }
+
+    #[test]
+    fn our_asks_are_told_by_their_target() {
+        let mut request = arp_answer();
+        // From us, broadcast, asking for theirs.
+        request[..6].fill(0xff);
+        request[6..12].copy_from_slice(&OUR_MAC);
+        request[20..22].copy_from_slice(&[0, 1]);
+        request[22..28].copy_from_slice(&OUR_MAC);
+        request[28..32].copy_from_slice(&V4_OURS);
+        request[32..38].fill(0);
+        request[38..42].copy_from_slice(&V4_THEIRS);
+        let ours = IpAddress::from_ipv4(V4_OURS);
+        let mut target = IpAddress::default();
+        assert!(arp_request(&request[..], &ours, OUR_MAC, &mut target));
+        assert_eq!(target, IpAddress::from_ipv4(V4_THEIRS));
+        // Another host's request, and an answer, are not ours.
+        let other = IpAddress::from_ipv4([198, 18, 4, 9]);
+        assert!(!arp_request(&request[..], &other, OUR_MAC, &mut target));
+        assert!(!arp_request(&arp_answer()[..], &ours, OUR_MAC, &mut target));
+        let (solicit, len) = advert_with(0, &[ICMPV6_NEIGHBOUR_SOLICIT]);
+        let ip = parse(&solicit[..len]).unwrap();
+        assert!(solicitation(&solicit[..len], &ip, &mut target));
+        assert_eq!(target, IpAddress(V6_SOURCE));
+        let (advert, len) = advert();
+        let ip = parse(&advert[..len]).unwrap();
+        assert!(!solicitation(&advert[..len], &ip, &mut target));
     }
 
     #[test]

@@ -5,13 +5,15 @@
 //!
 //! Both parse the IP header once (`prober_common::wire`, shared with the host's tests and
 //! fuzzers) and hand the packet to the probe kind the filter names, one module per kind
-//! ([`tcp`], [`icmp`]); [`reply`] holds what every kind does with a verdict, [`maps`] the maps,
+//! ([`tcp`], [`icmp`]), and ARP and neighbour discovery to [`neighbour`] when a sweep
+//! resolves its on-link targets itself; [`reply`] holds what every kind does with a verdict, [`maps`] the maps,
 //! [`packet`] the only access to packet memory.
 #![no_std]
 #![no_main]
 
 mod icmp;
 mod maps;
+mod neighbour;
 mod packet;
 mod reply;
 mod tcp;
@@ -25,7 +27,7 @@ use maps::Direction;
 use packet::{TcFrame, XdpFrame};
 use prober_common::{
     wire::{self, Frame, IpPacket, NoPacket},
-    ProbeFilter, KIND_ICMP_ECHO, KIND_TCP, MODE_SWEEP,
+    ProbeFilter, IPPROTO_ICMPV6, KIND_ICMP_ECHO, KIND_TCP, MODE_SWEEP,
 };
 use reply::{Action, Decision};
 
@@ -81,12 +83,19 @@ fn judge(frame: &impl Frame, filter: &ProbeFilter, arrived_ns: u64) -> Decision 
         Err(NoPacket::Malformed(Some(dst))) if dst == filter.local_addr => {
             return reply::malformed_ip(dst)
         }
+        Err(NoPacket::Other) if neighbour::resolving(filter) => {
+            return neighbour::arp(frame, ip, filter, arrived_ns)
+        }
         Err(_) => return Decision::IGNORED,
     }
     // Who may send a reply is the kind's to say: a direct answer comes from the target, while
     // an ICMP error (no kind takes them yet) would come from any router on the way.
     if ip.dst != filter.local_addr {
         return Decision::IGNORED;
+    }
+    // Only TCP sweeps resolve neighbours: no kind of theirs takes ICMPv6.
+    if neighbour::resolving(filter) && ip.protocol == IPPROTO_ICMPV6 {
+        return neighbour::advert(frame, ip, filter, arrived_ns);
     }
     match filter.kind {
         KIND_TCP => tcp::reply(frame, ip, filter, arrived_ns),
@@ -108,7 +117,15 @@ pub fn prober_egress(ctx: TcContext) -> i32 {
     let (Some(filter), Some(ip)) = (maps::filter(), maps::packet_room(Direction::Egress)) else {
         return TCX_NEXT;
     };
-    if parse(&frame, ip).is_ok() {
+    let parsed = parse(&frame, ip);
+    if neighbour::resolving(filter) {
+        match parsed {
+            Ok(()) if ip.protocol == IPPROTO_ICMPV6 => neighbour::asked(&frame, Some(ip), filter),
+            Err(NoPacket::Other) => neighbour::asked(&frame, None, filter),
+            _ => {}
+        }
+    }
+    if parsed.is_ok() {
         let ours = ip.src == filter.local_addr
             && (filter.mode == MODE_SWEEP || ip.dst == filter.target_addr);
         let probe = match filter.kind {

@@ -17,7 +17,7 @@ static FILTER: Array<ProbeFilter> = Array::with_max_entries(1, 0);
 /// 4 MiB: each record takes 72 bytes with its header, so ~58 000 replies can wait for
 /// userspace.
 #[map]
-static REPLIES: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+pub static REPLIES: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);

@@ -213,7 +213,7 @@ pub fn matched(
 
 impl Decision {
     #[inline(always)]
-    fn traced(
+    pub fn traced(
         action: Action,
         fate: Fate,
         reason: Reason,

@@ -5,11 +5,13 @@
 //! it directly. The run kinds are [`ping`] (hping3's one target) and [`sweep`] (many hosts and
 //! ports); both build their packets with a [`probe`] kind, send them through [`transmit`] on
 //! the route [`net`] finds, and read replies from the eBPF programs of [`bpf`], set up by
-//! [`setup`] and drained by [`reply_loop`]. Once set up, a run gives up its capabilities
+//! [`setup`] and drained by [`reply_loop`]. [`discover`] (`--arp`) finds the hosts of a
+//! directly connected network with the sweep's neighbour resolver. Once set up, a run gives up its capabilities
 //! ([`privileges`]).
 
 pub mod bpf;
 pub mod cli;
+pub mod discover;
 pub mod echo;
 pub mod net;
 pub mod output;

@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::Parser as _;
 use prober::{
     cli::{self, Cli, Mode},
-    ping, preflight,
+    discover, ping, preflight,
     reply_loop::Conclusion,
     sweep,
 };
@@ -40,6 +40,7 @@ fn run(cli: Cli) -> Result<Conclusion> {
     match mode {
         Mode::Ping(options) => ping::run(options),
         Mode::Sweep(options) => sweep::run(options),
+        Mode::Discover(options) => discover::run(options),
     }
 }
 

@@ -22,7 +22,7 @@ use std::{
 
 use anyhow::{anyhow, Context as _, Result};
 use aya::maps::{MapData, RingBuf};
-use prober_common::{Counter, ReplyRecord};
+use prober_common::{Counter, NeighbourRecord, ReplyRecord};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{signal, Signal, SignalKind},
@@ -47,6 +47,8 @@ const CHECK_PERIOD: Duration = Duration::from_millis(10);
 /// What the run does with replies.
 pub trait ReplyHandler {
     fn reply(&mut self, reply: &ReplyRecord) -> Result<()>;
+    /// A neighbour answered the run's ARP request or neighbour solicitation.
+    fn neighbour(&mut self, _answer: &NeighbourRecord) {}
     /// Every reply the run waits for has come: the wait for late ones can end now.
     fn complete(&self) -> bool;
     /// Once a second while the run lasts.
@@ -471,8 +473,15 @@ fn drain(
 ) -> Result<()> {
     for _ in 0..room {
         let Some(item) = replies.next() else { break };
-        if let Some(bytes) = item.get(..size_of::<ReplyRecord>()) {
-            handler.reply(&bytemuck::pod_read_unaligned(bytes))?;
+        // Told apart by their lengths (prober-common asserts they differ).
+        match item.len() {
+            len if len == size_of::<ReplyRecord>() => {
+                handler.reply(&bytemuck::pod_read_unaligned(&item))?
+            }
+            len if len == size_of::<NeighbourRecord>() => {
+                handler.neighbour(&bytemuck::pod_read_unaligned(&item))
+            }
+            _ => {}
         }
     }
     handler.drained()

@@ -31,6 +31,9 @@ pub struct Wiring<'a> {
     pub trace: bool,
     /// A sweep's departure table rows (see [`Attachment::sweep_epochs`]).
     pub sweep_epochs: Option<u32>,
+    /// On-link targets the run resolves itself, at most this many at a time (0: none; the
+    /// kernel addresses probes, see [`transmit::open`]).
+    pub neighbours: u32,
 }
 
 /// A run's plumbing: probes can leave, replies are being matched.
@@ -68,17 +71,22 @@ impl Plumbing {
         // The transmit paths next: opening one may wait up to a second for the next hop's
         // MAC, and nothing should be attached to the interface during that wait.
         let transmits = (0..wiring.senders.max(1))
-            .map(|_| transmit::open(route, wiring.one_next_hop, wiring.qdisc_bypass))
+            .map(|_| match wiring.neighbours {
+                0 => transmit::open(route, wiring.one_next_hop, wiring.qdisc_bypass),
+                _ => transmit::open_on_link(route, wiring.qdisc_bypass),
+            })
             .collect::<Result<Vec<_>>>()?;
         let attachment = Attachment {
             mode: wiring.xdp_mode,
             time_departures: !transmits[0].skips_tc(),
             trace: wiring.trace,
             sweep_epochs: wiring.sweep_epochs,
+            neighbours: wiring.neighbours,
         };
         let filter = ProbeFilter {
             // `lo` has no Ethernet address: its frames carry zeros.
             local_mac: route.interface.ethernet_address()?.unwrap_or_default(),
+            neighbours: u8::from(wiring.neighbours > 0),
             ..*filter
         };
         let (matcher, channel) = ReplyMatcher::attach(&route.interface, &filter, attachment)?;

@@ -2,8 +2,11 @@
 //! programs run, compiled for the host): whatever the bytes, IPv4 or IPv6, parsing never reads
 //! past the frame and never takes what the kernel would drop; a valid reply built from random
 //! fields is accepted, and with any one bit flipped in its IP header, extension headers or
-//! segment it is taken only if the kernel would take it too. The kernel's rules and the
-//! checksums here are written independently of `wire`'s.
+//! segment it is taken only if the kernel would take it too. Neighbours' answers (ARP
+//! replies, neighbour advertisements) alike: any bytes are an answer exactly when the rules
+//! here say so, a valid one is taken, and a bit flipped in it refuses it unless no check
+//! covers that bit. The kernel's rules and the checksums here are written independently of
+//! `wire`'s.
 
 mod fuzzing;
 
@@ -176,6 +179,11 @@ fn wire_takes(frame: &[u8]) -> Option<bool> {
     Some(wire::accepted(frame, &ip, OUR_MAC, checksum).is_ok())
 }
 
+/// An Ethernet frame to us of `ether_type` around `bytes`.
+fn to_us(ether_type: [u8; 2], bytes: &[u8]) -> Vec<u8> {
+    [&OUR_MAC[..], &[0x02, 0, 0, 0, 0, 0x02], &ether_type, bytes].concat()
+}
+
 #[test]
 fn any_bytes_parse_within_the_frame_and_only_as_the_kernel_would_take_them() {
     check!()
@@ -183,10 +191,7 @@ fn any_bytes_parse_within_the_frame_and_only_as_the_kernel_would_take_them() {
         .with_test_time(fuzzing::CI_TIME)
         .for_each(|bytes| {
             // Mostly IP frames to us, so that the fuzzer gets past the first checks.
-            let frame = |ether_type: [u8; 2]| {
-                [&OUR_MAC[..], &[0x02, 0, 0, 0, 0, 0x02], &ether_type, bytes].concat()
-            };
-            let (ipv4, ipv6) = (frame([0x08, 0x00]), frame([0x86, 0xdd]));
+            let (ipv4, ipv6) = (to_us([0x08, 0x00], bytes), to_us([0x86, 0xdd], bytes));
             for frame in [&ipv4[..], &ipv6[..], &bytes[..]] {
                 if wire_takes(frame) == Some(true) {
                     assert!(
@@ -365,6 +370,198 @@ fn a_valid_reply_is_taken_and_any_bit_flipped_in_it_is_refused() {
                     kernel_takes(&flipped),
                     "bit {bit} flipped, still taken: {reply:?}"
                 );
+            }
+        });
+}
+
+/// Our address in the neighbour tests: 198.18.4.1 and 2001:db8::1.
+const OUR_V4: [u8; 4] = [198, 18, 4, 1];
+const OUR_V6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+
+/// One host's MAC: not zero, not multicast.
+fn unicast(mac: &[u8]) -> bool {
+    mac[0] & 1 == 0 && mac.iter().any(|&byte| byte != 0)
+}
+
+/// An ARP reply prober may take as the kernel's `arp_process` would (and more strictly:
+/// only for our request, from the host itself): IPv4 over Ethernet, operation 2, to our MAC;
+/// target our address and MAC; sender MAC the frame's source and unicast, sender address not
+/// 0/8, loopback, multicast or reserved. The sender's address and MAC.
+fn kernel_takes_arp(frame: &[u8]) -> Option<(IpAddress, [u8; 6])> {
+    let arp = frame.get(14..42)?;
+    let (sender_mac, sender, target_mac, target) =
+        (&arp[8..14], &arp[14..18], &arp[18..24], &arp[24..28]);
+    let taken = frame[..6] == OUR_MAC
+        && frame[12..14] == [0x08, 0x06]
+        && arp[..8] == [0, 1, 0x08, 0, 6, 4, 0, 2]
+        && sender_mac == &frame[6..12]
+        && unicast(sender_mac)
+        && !matches!(sender[0], 0 | 127 | 224..)
+        && target_mac == OUR_MAC
+        && target == OUR_V4;
+    let sender: [u8; 4] = sender.try_into().ok()?;
+    taken.then(|| (IpAddress::from_ipv4(sender), sender_mac.try_into().unwrap()))
+}
+
+/// A neighbour advertisement prober may take as `ndisc_rcv` / `ndisc_recv_na` would (and
+/// more strictly): an IPv6 packet the kernel takes, ICMPv6 with hop limit 255, a right
+/// checksum over the pseudo-header, type 136, code 0, at least 24 bytes, solicited, its
+/// target its source, and among its first four options (none of length 0, all within the
+/// message) a target link-layer address of 8 bytes whose MAC is the frame's source and
+/// unicast. The target and its MAC.
+fn kernel_takes_advert(frame: &[u8]) -> Option<(IpAddress, [u8; 6])> {
+    if frame.len() < 54 || frame[..6] != OUR_MAC || frame[12..14] != [0x86, 0xdd] {
+        return None;
+    }
+    let (58, addresses, message) = kernel_takes_ipv6(&frame[14..])? else {
+        return None;
+    };
+    let length = (message.len() as u32).to_be_bytes();
+    let summed = [addresses, &length[..], &[0, 0, 0, 58], message].concat();
+    if frame[21] != 255
+        || message.len() < 24
+        || message[..2] != [136, 0]
+        || internet_checksum(&summed) != 0
+        || message[4] & 0x40 == 0
+        || message[8..24] != addresses[..16]
+    {
+        return None;
+    }
+    let mut at = 24;
+    for _ in 0..4 {
+        let len = usize::from(*message.get(at + 1)?) * 8;
+        if len == 0 || at + len > message.len() {
+            return None;
+        }
+        if message[at] == 2 {
+            let mac = &message[at + 2..at + 8];
+            let taken = len == 8 && mac == &frame[6..12] && unicast(mac);
+            let target: [u8; 16] = message[8..24].try_into().unwrap();
+            return taken.then(|| (IpAddress(target), mac.try_into().unwrap()));
+        }
+        at += len;
+    }
+    None
+}
+
+/// What `wire` makes of a frame as a neighbour's answer: the answer, if it is one.
+fn wire_answer(frame: &[u8]) -> Option<(IpAddress, [u8; 6])> {
+    let mut answer = wire::NeighbourAnswer::default();
+    let ours = IpAddress::from_ipv4(OUR_V4);
+    let neighbourly = match wire::parse(frame) {
+        Ok(ip) => wire::neighbour_advert(frame, &ip, OUR_MAC, &mut answer),
+        Err(_) => wire::arp_reply(frame, &ours, OUR_MAC, &mut answer),
+    };
+    (neighbourly == wire::Neighbourly::Answer).then_some((answer.addr, answer.mac))
+}
+
+#[test]
+fn any_bytes_are_a_neighbours_answer_only_as_the_kernel_would_take_it() {
+    check!()
+        .with_type::<Vec<u8>>()
+        .with_test_time(fuzzing::CI_TIME)
+        .for_each(|bytes| {
+            let (arp, ipv6) = (to_us([0x08, 0x06], bytes), to_us([0x86, 0xdd], bytes));
+            for frame in [&arp[..], &ipv6[..], &bytes[..]] {
+                // Frames shorter than a read give no answer rather than a read past the end.
+                let expected = kernel_takes_arp(frame).or_else(|| kernel_takes_advert(frame));
+                assert_eq!(wire_answer(frame), expected, "{frame:02x?}");
+            }
+        });
+}
+
+/// An ARP reply or solicited neighbour advertisement of random fields, options before its
+/// target link-layer address, and trailer.
+#[derive(Clone, Debug, TypeGenerator)]
+struct NeighbourReply {
+    ipv6: bool,
+    address: [u8; 16],
+    mac: [u8; 6],
+    /// IPv6: nonce options before the link-layer address (at most 3).
+    options_before: u8,
+    trailer: Vec<u8>,
+    flip: u16,
+}
+
+impl NeighbourReply {
+    fn mac(&self) -> [u8; 6] {
+        let mut mac = self.mac;
+        mac[0] = (mac[0] & 0xfc) | 0x02; // unicast, locally administered: never zero
+        mac
+    }
+
+    fn frame(&self) -> Vec<u8> {
+        let mac = self.mac();
+        let head = [&OUR_MAC[..], &mac].concat();
+        let trailer = &self.trailer[..self.trailer.len().min(64)];
+        if !self.ipv6 {
+            let sender = [self.address[0] % 126 + 1, self.address[1], 4, 2];
+            let arp = [
+                &[0, 1, 0x08, 0, 6, 4, 0, 2][..],
+                &mac,
+                &sender,
+                &OUR_MAC,
+                &OUR_V4,
+            ]
+            .concat();
+            return [&head[..], &[0x08, 0x06], &arp, trailer].concat();
+        }
+        let source = [&[0x20, 0x01][..], &self.address[2..]].concat();
+        let mut message = vec![136, 0, 0, 0, 0x60, 0, 0, 0];
+        message.extend_from_slice(&source);
+        for _ in 0..self.options_before % 4 {
+            message.extend_from_slice(&[14, 1, 1, 2, 3, 4, 5, 6]);
+        }
+        message.extend_from_slice(&[2, 1]);
+        message.extend_from_slice(&mac);
+        let length = (message.len() as u32).to_be_bytes();
+        let sum =
+            internet_checksum(&[&source[..], &OUR_V6, &length, &[0, 0, 0, 58], &message].concat());
+        message[2..4].copy_from_slice(&sum.to_be_bytes());
+        let mut ip = vec![0x60, 0, 0, 0];
+        ip.extend_from_slice(&(message.len() as u16).to_be_bytes());
+        ip.extend_from_slice(&[58, 255]);
+        ip.extend_from_slice(&source);
+        ip.extend_from_slice(&OUR_V6);
+        [&head[..], &[0x86, 0xdd], &ip, &message, trailer].concat()
+    }
+
+    /// Where the answer ends (the trailer follows).
+    fn end(&self) -> usize {
+        match self.ipv6 {
+            false => 42,
+            true => 54 + 32 + usize::from(self.options_before % 4) * 8,
+        }
+    }
+}
+
+#[test]
+fn a_valid_neighbour_answer_is_taken_and_a_bit_flipped_in_it_is_refused() {
+    check!()
+        .with_type::<NeighbourReply>()
+        .with_test_time(fuzzing::CI_TIME)
+        .for_each(|reply| {
+            let frame = reply.frame();
+            let taken = wire_answer(&frame).expect("a valid answer refused");
+            assert_eq!(taken.1, reply.mac());
+            assert_eq!(
+                Some(taken),
+                kernel_takes_arp(&frame).or_else(|| kernel_takes_advert(&frame))
+            );
+            let bit = usize::from(reply.flip) % (reply.end() * 8);
+            let mut flipped = frame.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            let expected = kernel_takes_arp(&flipped).or_else(|| kernel_takes_advert(&flipped));
+            assert_eq!(wire_answer(&flipped), expected, "bit {bit}: {reply:?}");
+            // Only bits no check covers may change and still be taken: ARP's sender address
+            // (an answer for another address, then), IPv6's traffic class and flow label.
+            // (Bits are numbered from each byte's lowest: byte 14's top four are the version.)
+            let unchecked = match reply.ipv6 {
+                false => (28 * 8..32 * 8).contains(&bit),
+                true => (14 * 8..18 * 8).contains(&bit) && !(14 * 8 + 4..15 * 8).contains(&bit),
+            };
+            if !unchecked {
+                assert_eq!(wire_answer(&flipped), None, "bit {bit} flipped: {reply:?}");
             }
         });
 }

@@ -149,9 +149,48 @@ impl Flaw {
 }
 
 /// Answers each probe with each of its flaws that applies, until stopped.
-pub struct Forger {
+pub struct Forger(Worker<Forged>);
+
+/// A thread that runs until it is asked to stop (or dropped), then says what it did.
+pub(crate) struct Worker<T> {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Result<Forged>>>,
+    thread: Option<JoinHandle<Result<T>>>,
+}
+
+impl<T: Send + 'static> Worker<T> {
+    pub(crate) fn spawn(
+        name: &str,
+        work: impl FnOnce(&AtomicBool) -> Result<T> + Send + 'static,
+    ) -> Result<Worker<T>> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || work(&stopping))
+            .with_context(|| format!("starting the {name}"))?;
+        Ok(Worker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the thread and returns what it did.
+    pub(crate) fn stop(mut self) -> Result<T> {
+        self.stop.store(true, Ordering::Release);
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            _ => bail!("the worker thread panicked"),
+        }
+    }
+}
+
+impl<T> Drop for Worker<T> {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// What the forger did.
@@ -194,40 +233,19 @@ impl Forger {
             target6: host.addr6,
             ours6: host.host_addr6,
         };
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop_thread = stop.clone();
         // Opened in the namespace before the caller starts probing, so no probe is missed.
         let socket = host.in_ns(move || open_socket(&interface))??;
-        let thread = std::thread::Builder::new()
-            .name("forger".into())
-            .spawn(move || serve(&socket, ends, &flaws, &stop_thread))
-            .context("starting the forger")?;
-        Ok(Forger {
-            stop,
-            thread: Some(thread),
-        })
+        let worker = Worker::spawn("forger", move |stop| serve(&socket, ends, &flaws, stop))?;
+        Ok(Forger(worker))
     }
 
     /// Stops and says what was sent.
-    pub fn stop(mut self) -> Result<Forged> {
-        self.stop.store(true, Ordering::Release);
-        match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(result)) => result,
-            _ => bail!("the forger thread panicked"),
-        }
+    pub fn stop(self) -> Result<Forged> {
+        self.0.stop()
     }
 }
 
-impl Drop for Forger {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn open_socket(interface: &str) -> Result<OwnedFd> {
+pub(crate) fn open_socket(interface: &str) -> Result<OwnedFd> {
     // SAFETY: plain socket call; the fd is owned right below.
     let fd = unsafe {
         libc::socket(

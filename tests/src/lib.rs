@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub mod forger;
+pub mod neighbour_forger;
 pub mod output;
 pub mod packets;
 pub mod proc;
@@ -449,6 +450,70 @@ impl TestHost {
         Ok((ours, hosts))
     }
 
+    /// A directly connected network of `family` on the veth, prefix length `prefix_len`
+    /// (IPv4; IPv6 takes the /64 the block's first /30 names, see [`ipv6_net_of`]): the host
+    /// side takes its first address, the namespace the `live` after it, and the `dead` after
+    /// those belong to nobody, so that nothing can answer for them. Chosen under the
+    /// allocator's lock like the /30s; the connected route is what marks the block used, and
+    /// goes with the veth.
+    pub fn add_on_link(
+        &self,
+        family: Family,
+        live: u32,
+        dead: u32,
+        prefix_len: u8,
+    ) -> Result<OnLink> {
+        let _alloc = FileLock::acquire(ALLOC_LOCK, Duration::from_secs(60))?;
+        let net = free_block(&used_prefixes()?, prefix_len, u32::from(self.addr))
+            .ok_or_else(|| anyhow!("no free /{prefix_len} left in 198.18.4.0-198.19.255.255"))?;
+        if 2 + live + dead >= 1 << (32 - prefix_len) {
+            bail!("{live} live and {dead} dead addresses do not fit in a /{prefix_len}");
+        }
+        let nth = |n: u32| -> IpAddr {
+            match family {
+                Family::V4 => Ipv4Addr::from(net + n).into(),
+                Family::V6 => Ipv6Addr::from(ipv6_net_of(net) | u128::from(n)).into(),
+            }
+        };
+        let prefix = match family {
+            Family::V4 => prefix_len,
+            Family::V6 => 64,
+        };
+        // The IPv4 block is taken on the host side for IPv6 too: its route marks it used.
+        run_ip(&[
+            "addr",
+            "add",
+            &format!("{}/{prefix_len}", Ipv4Addr::from(net + 1)),
+            "dev",
+            &self.host_if,
+        ])?;
+        if family == Family::V6 {
+            run_ip(&[
+                "addr",
+                "add",
+                &format!("{}/64", nth(1)),
+                "dev",
+                &self.host_if,
+                "nodad",
+            ])?;
+        }
+        let live: Vec<IpAddr> = (2..2 + live).map(nth).collect();
+        let nodad = if family == Family::V6 { " nodad" } else { "" };
+        let batch: String = live
+            .iter()
+            .map(|a| format!("address add {a}/{prefix} dev {}{nodad}\n", self.peer_if))
+            .collect();
+        let mut cmd = Command::new("ip");
+        cmd.args(["-n", &self.ns, "-batch", "-"]);
+        run_with_stdin(&mut cmd, &batch)?;
+        let first_dead = 2 + live.len() as u32;
+        Ok(OnLink {
+            source: nth(1),
+            live,
+            dead: (first_dead..first_dead + dead).map(nth).collect(),
+        })
+    }
+
     /// A named nftables counter at the ingress of the namespace's veth end: every frame that
     /// arrives there and matches `matches`, whoever it is addressed to (read it with
     /// [`TestHost::arriving_packets`]).
@@ -733,6 +798,17 @@ impl TestHost {
         }
         Ok(())
     }
+}
+
+/// A directly connected network from [`TestHost::add_on_link`].
+#[derive(Clone, Debug)]
+pub struct OnLink {
+    /// The host side's address on it: the probes' source.
+    pub source: IpAddr,
+    /// The namespace's addresses on it.
+    pub live: Vec<IpAddr>,
+    /// Addresses of it that nobody holds.
+    pub dead: Vec<IpAddr>,
 }
 
 impl Drop for TestHost {

@@ -32,6 +32,9 @@ pub enum Status {
     Unknown,
     /// Not probed: the kernel refused the probe, or prober did not send it.
     Refused(Refusal),
+    /// The whole host (port null, kept as 0): it answered no ARP (`no-arp-response`) or
+    /// neighbour solicitation (`no-nd-response`).
+    Down,
 }
 
 /// Why a probe was refused (the `reason` of a `refused` result).
@@ -58,10 +61,11 @@ impl Status {
             ("refused", "firewall") => Ok(Status::Refused(Refusal::Firewall)),
             ("refused", "no-route") => Ok(Status::Refused(Refusal::NoRoute)),
             ("refused", "own-address") => Ok(Status::Refused(Refusal::OwnAddress)),
+            ("down", "no-arp-response" | "no-nd-response") => Ok(Status::Down),
             _ => Err(format!(
                 "status/reason {status:?}/{reason:?} is none of open/syn-ack, closed/rst, \
                  filtered/timeout, unknown/reply-lost, refused/(broadcast, firewall, no-route, \
-                 own-address)"
+                 own-address), down/(no-arp-response, no-nd-response)"
             )),
         }
     }
@@ -240,7 +244,9 @@ pub fn linux_peer_field_errors(results: &[SweepResult]) -> Vec<String> {
             let win = match r.status {
                 Status::Open => syn_ack_win,
                 Status::Closed => 0,
-                Status::Filtered | Status::Unknown | Status::Refused(_) => return None,
+                Status::Filtered | Status::Unknown | Status::Refused(_) | Status::Down => {
+                    return None
+                }
             };
             (r.ttl != Some(64) || r.ipid != ipid || r.win != Some(win)).then(|| {
                 format!(
@@ -495,7 +501,9 @@ impl Swept {
                 "the sweep's results differ from the expected set:\n{diff}"
             ));
         }
-        let silent = |r: &&SweepResult| matches!(r.status, Status::Filtered | Status::Unknown);
+        let silent = |r: &&SweepResult| {
+            matches!(r.status, Status::Filtered | Status::Unknown | Status::Down)
+        };
         let first_silent = results.iter().position(|r| silent(&r));
         if let Some(late) = first_silent.and_then(|i| results[i..].iter().find(|r| !silent(r))) {
             self.fail(&format!(
@@ -625,12 +633,12 @@ fn result_from_fields(fields: Vec<(String, Value)>) -> Result<SweepResult, Strin
     let status = Status::parse(text(3)?, text(4)?)?;
     let host_level = matches!(
         status,
-        Status::Refused(Refusal::Broadcast | Refusal::OwnAddress)
+        Status::Down | Status::Refused(Refusal::Broadcast | Refusal::OwnAddress)
     );
     let port = match integer::<u16>(v[1], "port")? {
         None if host_level => 0,
         Some(port) if port != 0 => port,
-        _ => return Err("port is not 1-65535 (or null for a refused host)".into()),
+        _ => return Err("port is not 1-65535 (or null for a host down or refused)".into()),
     };
     let ttl = integer::<u8>(v[5], "ttl")?;
     let ipid = integer::<u16>(v[6], "ipid")?;
@@ -647,7 +655,7 @@ fn result_from_fields(fields: Vec<(String, Value)>) -> Result<SweepResult, Strin
     let has_ipid = ip.is_ipv4();
     let header_fields = [ttl.is_some(), win.is_some()];
     match status {
-        Status::Filtered | Status::Unknown | Status::Refused(_)
+        Status::Filtered | Status::Unknown | Status::Refused(_) | Status::Down
             if header_fields.contains(&true) || ipid.is_some() || rtt_us.is_some() =>
         {
             return Err("a result without a reply must have null ttl, ipid, win and rtt_us".into())

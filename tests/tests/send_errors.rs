@@ -73,11 +73,12 @@ fn a_sweep_whose_interface_goes_down_prints_the_footer_and_exits_2() {
     check_error_after_footer(&run, &lines[title + 5..]);
 }
 
-/// A sweep over the raw-socket path (several hosts on a directly connected network) whose veth
-/// and namespace are deleted mid-sweep, with a second route to the same network in place (to
-/// another test host, which counts every SYN that reaches it): not one probe may take that
-/// route, and the run ends with its statistic, one line naming the interface, and exit 2.
-/// (Before, the sweep went on along the other route and exited 0.)
+/// A sweep of several hosts on a directly connected network (which prober resolves itself and
+/// probes through the TX ring, bound to the veth) whose veth and namespace are deleted
+/// mid-sweep, with a second route to the same network in place (to another test host, which
+/// counts every SYN that reaches it): not one probe may take that route, and the run ends with
+/// its statistic, one line naming the interface, and exit 2. (Before, the sweep went on along
+/// the other route and exited 0.)
 #[test]
 fn a_sweep_whose_interface_is_deleted_sends_nothing_along_the_next_route() {
     require_root();
@@ -111,8 +112,8 @@ fn a_sweep_whose_interface_is_deleted_sends_nothing_along_the_next_route() {
     drop(target);
     let run = p.wait(TIMEOUT);
     assert!(
-        run.stderr.contains("raw IP socket"),
-        "not the raw-socket path\n{run}"
+        run.stderr.contains("AF_PACKET TX ring"),
+        "not the TX ring\n{run}"
     );
     assert_eq!(
         catch.arriving_packets("leaked").expect("counter"),

@@ -12,7 +12,7 @@ use std::io;
 
 use anyhow::{anyhow, Context as _, Result};
 use aya::{
-    maps::{Array, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{
         tc::TcAttachOptions, LinkOrder, ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode,
     },
@@ -22,9 +22,9 @@ pub use counters::Counters;
 pub use kernel::require_supported_kernel;
 pub use mapped::MappedWords;
 use prober_common::{
-    ProbeFilter, SweepDeparture, COUNTERS_MAP, DEPARTURES_MAP, EGRESS_PROGRAM, FILTER_MAP,
-    GENERIC_XDP_GLOBAL, INGRESS_PROGRAM, REPLIES_MAP, SWEEP_DEPARTURES_MAP,
-    SWEEP_EPOCHS_MASK_GLOBAL, SWEEP_SOURCE_PORTS, XDP_PROGRAM,
+    IpAddress, Neighbour, ProbeFilter, SweepDeparture, COUNTERS_MAP, DEPARTURES_MAP,
+    EGRESS_PROGRAM, FILTER_MAP, GENERIC_XDP_GLOBAL, INGRESS_PROGRAM, NEIGHBOURS_MAP, REPLIES_MAP,
+    SWEEP_DEPARTURES_MAP, SWEEP_EPOCHS_MASK_GLOBAL, SWEEP_SOURCE_PORTS, XDP_PROGRAM,
 };
 pub use trace::BpfTrace;
 
@@ -72,7 +72,12 @@ pub struct Attachment {
     /// A sweep: the rows of its departure table (a power of two, see
     /// [`prober_common::sweep_departure_slot`]); None for one target.
     pub sweep_epochs: Option<u32>,
+    /// Room for this many neighbours asked and not yet settled (see [`NeighbourMap`]).
+    pub neighbours: u32,
 }
+
+/// What the programs know of the neighbours a sweep asks for, by address.
+pub type NeighbourMap = HashMap<MapData, IpAddress, Neighbour>;
 
 /// Where probes' send times come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,6 +126,7 @@ pub struct ReplyChannel {
     pub sweep_departures: Option<MappedWords>,
     pub counters: Counters,
     pub trace: Option<BpfTrace>,
+    pub neighbours: NeighbourMap,
 }
 
 impl ReplyMatcher {
@@ -146,6 +152,7 @@ impl ReplyMatcher {
             .override_global(SWEEP_EPOCHS_MASK_GLOBAL, &epochs_mask, true)
             .map_max_entries(DEPARTURES_MAP, departure_slots)
             .map_max_entries(SWEEP_DEPARTURES_MAP, sweep_departure_slots)
+            .map_max_entries(NEIGHBOURS_MAP, attachment.neighbours.max(1))
             .load(OBJECT)
             .context("loading the XDP program")?;
         let mut filters: Array<_, ProbeFilter> = Array::try_from(take_map(&mut ebpf, FILTER_MAP)?)?;
@@ -160,6 +167,7 @@ impl ReplyMatcher {
             None => None,
         };
         let counters = Counters::new(PerCpuArray::try_from(take_map(&mut ebpf, COUNTERS_MAP)?)?);
+        let neighbours = HashMap::try_from(take_map(&mut ebpf, NEIGHBOURS_MAP)?)?;
         let trace = attachment
             .trace
             .then(|| BpfTrace::start(&mut ebpf))
@@ -202,6 +210,7 @@ impl ReplyMatcher {
                 sweep_departures,
                 counters,
                 trace,
+                neighbours,
             },
         ))
     }
@@ -441,6 +450,7 @@ mod tests {
             COUNTERS_MAP,
             DEPARTURES_MAP,
             SWEEP_DEPARTURES_MAP,
+            NEIGHBOURS_MAP,
             "AYA_LOGS",
         ] {
             assert!(object.maps.contains_key(map), "no map {map}");

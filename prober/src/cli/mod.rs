@@ -16,7 +16,7 @@ use clap::{
 
 use crate::{
     bpf::AttachMode,
-    echo,
+    discover, echo,
     net::{self, Family, Interface},
     ping::{self, Pacing, RttPrecision},
     probe::{PingKind, SweepKind, TcpFlags},
@@ -37,6 +37,8 @@ pub enum Mode {
     Ping(ping::Options),
     /// Many ports, many hosts.
     Sweep(sweep::Options),
+    /// The hosts of a directly connected network (`--arp`).
+    Discover(discover::Options),
 }
 
 #[derive(Parser, Debug)]
@@ -177,6 +179,10 @@ struct SweepArgs {
     /// Sweep these ports with SYN probes (hping3's scan mode): 1-1024,8080 | all | known
     #[arg(short = '8', long = "scan", value_name = "PORTS")]
     scan: Option<String>,
+    /// Find the hosts of a directly connected network by ARP (IPv6: neighbour discovery): a
+    /// line per host that answers, with its MAC and RTT
+    #[arg(long, conflicts_with_all = ["scan", "port", "retries", "seed", "shard"])]
+    arp: bool,
     /// Probes per second [default: 10000]
     #[arg(long, value_name = "PPS", value_parser = values::rate, conflicts_with = "flood")]
     rate: Option<u64>,
@@ -223,7 +229,9 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(1);
 impl Cli {
     /// Validates the options into what they ask for (resolving targets on the way).
     pub fn into_mode(self) -> Result<Mode> {
-        if self.is_sweep() {
+        if self.sweep.arp {
+            self.discover_options().map(Mode::Discover)
+        } else if self.is_sweep() {
             self.sweep_options().map(Mode::Sweep)
         } else {
             self.ping_options().map(Mode::Ping)
@@ -374,16 +382,7 @@ impl Cli {
         if sweep.shard.is_some_and(|shard| shard.count > 1) && sweep.seed.is_none() {
             bail!("--shard needs --seed: every shard must walk the same order");
         }
-        let mut excluded: Vec<String> = sweep
-            .exclude
-            .iter()
-            .map(|block| block.trim().to_string())
-            .collect();
-        if let Some(path) = &sweep.exclude_file {
-            excluded.extend(targets::read_exclude_file(path)?);
-        }
-        let targets = TargetSet::new(&self.targets, &excluded, self.family())?;
-        let interface = self.interface(targets.zone())?;
+        let (targets, interface) = self.targets_and_interface()?;
         let one_host = targets.len() == 1;
         let format = sweep.output_format.unwrap_or(if one_host {
             Format::Table
@@ -423,6 +422,51 @@ impl Cli {
             histogram: base.histogram,
             bpf_trace: base.bpf_trace,
             xdp_mode: base.xdp_mode,
+        })
+    }
+}
+
+impl Cli {
+    /// The targets of a sweep or discovery, less the exclusions, and the interface to use.
+    fn targets_and_interface(&self) -> Result<(TargetSet, Option<Interface>)> {
+        let sweep = &self.sweep;
+        let mut excluded: Vec<String> = sweep
+            .exclude
+            .iter()
+            .map(|block| block.trim().to_string())
+            .collect();
+        if let Some(path) = &sweep.exclude_file {
+            excluded.extend(targets::read_exclude_file(path)?);
+        }
+        let targets = TargetSet::new(&self.targets, &excluded, self.family())?;
+        let interface = self.interface(targets.zone())?;
+        Ok((targets, interface))
+    }
+
+    fn discover_options(&self) -> Result<discover::Options> {
+        let (base, sweep) = (&self.base, &self.sweep);
+        let (targets, interface) = self.targets_and_interface()?;
+        if targets.is_empty() {
+            bail!("no targets left to ask after the exclusions");
+        }
+        Ok(discover::Options {
+            targets,
+            rate: if base.flood {
+                None
+            } else {
+                Some(sweep.rate.unwrap_or(DEFAULT_RATE))
+            },
+            wait: sweep.wait.unwrap_or(DEFAULT_WAIT),
+            interface,
+            qdisc_bypass: sweep.qdisc_bypass,
+            format: sweep.output_format.unwrap_or(Format::List),
+            output: sweep.output.clone().map(|path| OutputFile {
+                path,
+                overwrite: sweep.force,
+            }),
+            bpf_trace: base.bpf_trace,
+            xdp_mode: base.xdp_mode,
+            verbose: base.verbose,
         })
     }
 }
@@ -574,10 +618,28 @@ mod tests {
     }
 
     #[test]
+    fn arp_asks_a_block_and_lists_by_default() {
+        let Mode::Discover(options) = mode(&["--arp", "198.18.4.0/30"]).unwrap() else {
+            panic!("--arp is a discovery");
+        };
+        assert_eq!(options.targets.len(), 4, "the block");
+        assert_eq!(options.format, Format::List);
+        assert_eq!(options.rate, Some(DEFAULT_RATE));
+        for with in [&["-p", "80"][..], &["--scan", "80"], &["--retries", "1"]] {
+            let args = [&["--arp", "198.18.4.0/30"], with].concat();
+            assert!(
+                Cli::try_parse_from(["prober"].iter().chain(&args)).is_err(),
+                "{with:?}"
+            );
+        }
+    }
+
+    #[test]
     fn xdp_mode_is_generic_unless_native_is_asked_for() {
         let xdp_mode = |args: &[&str]| match mode(args).unwrap() {
             Mode::Ping(options) => options.xdp_mode,
             Mode::Sweep(options) => options.xdp_mode,
+            Mode::Discover(options) => options.xdp_mode,
         };
         assert_eq!(xdp_mode(&["-1", "198.18.4.2"]), AttachMode::Generic);
         assert_eq!(

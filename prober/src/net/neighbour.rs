@@ -47,43 +47,78 @@ fn on_link(ip: IpAddr, port: u16, interface: &Interface) -> SocketAddr {
 }
 
 fn neighbour_mac(route: &Route) -> Result<Option<[u8; 6]>> {
+    let entries = table(&route.interface, route.next_hop)?;
+    Ok(entries
+        .into_iter()
+        .find(|entry| entry.ip == route.next_hop && entry.usable())
+        .map(|entry| entry.mac))
+}
+
+/// One entry of the kernel's neighbour table that has a MAC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub ip: IpAddr,
+    pub mac: [u8; 6],
+    pub state: NeighbourState,
+}
+
+impl Entry {
+    /// Whether the kernel would send to it without asking (again).
+    fn usable(&self) -> bool {
+        !matches!(
+            self.state,
+            NeighbourState::Incomplete | NeighbourState::Failed | NeighbourState::None
+        )
+    }
+
+    /// Whether it stands for its host without asking it: static (PERMANENT), needing no
+    /// resolution (NOARP), or confirmed lately (REACHABLE). A STALE, DELAY or PROBE entry may
+    /// be a host that is gone, which a sweep must find down, not filtered.
+    pub fn current(&self) -> bool {
+        matches!(
+            self.state,
+            NeighbourState::Permanent | NeighbourState::Noarp | NeighbourState::Reachable
+        )
+    }
+}
+
+/// The kernel's neighbour entries on `interface` for addresses of `family`'s family, in one
+/// dump.
+pub fn table(interface: &Interface, family: IpAddr) -> Result<Vec<Entry>> {
     let mut request = NeighbourMessage::default();
-    request.header.family = netlink::family_of(route.next_hop);
+    request.header.family = netlink::family_of(family);
     let replies = netlink::request(
         RouteNetlinkMessage::GetNeighbour(request),
         NLM_F_REQUEST | NLM_F_DUMP,
     )
     .context("reading the neighbour table")?;
-    Ok(replies.iter().find_map(|message| match message {
-        RouteNetlinkMessage::NewNeighbour(entry) => usable_mac(entry, route),
-        _ => None,
-    }))
+    Ok(replies
+        .iter()
+        .filter_map(|message| match message {
+            RouteNetlinkMessage::NewNeighbour(entry) if entry.header.ifindex == interface.index => {
+                entry_of(entry)
+            }
+            _ => None,
+        })
+        .collect())
 }
 
-/// The MAC of a neighbour entry that is the route's next hop on its interface and usable.
-fn usable_mac(entry: &NeighbourMessage, route: &Route) -> Option<[u8; 6]> {
-    let usable = !matches!(
-        entry.header.state,
-        NeighbourState::Incomplete | NeighbourState::Failed | NeighbourState::None
-    );
-    if entry.header.ifindex != route.interface.index || !usable {
-        return None;
-    }
-    let mut is_next_hop = false;
+fn entry_of(entry: &NeighbourMessage) -> Option<Entry> {
+    let mut ip = None;
     let mut mac = None;
     for attribute in &entry.attributes {
         match attribute {
-            NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => {
-                is_next_hop = route.next_hop == IpAddr::V4(*ip)
-            }
-            NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => {
-                is_next_hop = route.next_hop == IpAddr::V6(*ip)
-            }
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => ip = Some((*v4).into()),
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => ip = Some((*v6).into()),
             NeighbourAttribute::LinkLayerAddress(address) => {
                 mac = <[u8; 6]>::try_from(address.as_slice()).ok()
             }
             _ => {}
         }
     }
-    mac.filter(|_| is_next_hop)
+    Some(Entry {
+        ip: ip?,
+        mac: mac?,
+        state: entry.header.state,
+    })
 }

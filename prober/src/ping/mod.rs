@@ -178,6 +178,7 @@ impl Session {
         };
         let probe = options.kind.probe(endpoints)?;
         let wiring = Wiring {
+            neighbours: 0,
             senders: 1,
             one_next_hop: true,
             qdisc_bypass: false,

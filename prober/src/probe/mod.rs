@@ -5,6 +5,7 @@
 
 mod icmp;
 mod ip;
+pub mod neighbour;
 mod tcp;
 
 use std::{net::IpAddr, sync::Arc};

@@ -4,11 +4,12 @@
 use std::{sync::atomic::Ordering, sync::Arc, time::Instant};
 
 use anyhow::Result;
-use prober_common::{Counter, ReplyRecord};
+use prober_common::{Counter, NeighbourRecord, ReplyRecord};
 
 use super::{
     plan::Plan,
     progress::Progress,
+    resolve::Neighbours,
     results::{Finding, PortResult, ResultWriter},
     status::StatusLine,
     summary::SweepSummary,
@@ -22,6 +23,8 @@ use crate::{
 };
 
 pub struct Collector<'a> {
+    /// On-link targets: their answers go to the resolver; its down hosts are written once.
+    pub neighbours: Option<Arc<Neighbours>>,
     pub plan: Arc<Plan>,
     pub progress: Arc<Progress>,
     pub probe: Arc<dyn SweepProbe>,
@@ -64,8 +67,14 @@ impl ReplyHandler for Collector<'_> {
         Ok(())
     }
 
+    fn neighbour(&mut self, answer: &NeighbourRecord) {
+        if let Some(neighbours) = &self.neighbours {
+            neighbours.answered(answer);
+        }
+    }
+
     fn complete(&self) -> bool {
-        self.progress.answered() >= self.plan.probes_in_first_pass()
+        self.progress.settled() >= self.plan.probes_in_first_pass()
     }
 
     fn tick(&mut self) {
@@ -114,9 +123,30 @@ impl ReplyHandler for Collector<'_> {
         });
         let (plan, progress, probe) =
             (self.plan.clone(), self.progress.clone(), self.probe.clone());
+        // Hosts found down, once each, whenever resolution got to its end.
+        let neighbours = self.neighbours.clone().filter(|_| waited);
+        self.summary.down = neighbours
+            .as_ref()
+            .and_then(|neighbours| neighbours.resolved())
+            .map_or(0, |resolved| resolved.down.len() as u64);
         self.results.finish(Some(Box::new(move |results| {
+            let resolved = neighbours
+                .as_ref()
+                .and_then(|neighbours| neighbours.resolved());
+            if let (Some(neighbours), Some(resolved)) = (&neighbours, resolved) {
+                for &ip in &resolved.down {
+                    results.write(&PortResult {
+                        ip,
+                        port: None,
+                        protocol: probe.protocol(),
+                        finding: Finding::Down(neighbours.reason),
+                        reply: None,
+                    })?;
+                }
+            }
             if let Some(finding) = silence {
-                write_silence(&plan, &progress, probe.protocol(), finding, results)?;
+                let down = |host| resolved.is_some_and(|resolved| resolved.mac(host).is_none());
+                write_silence(&plan, &progress, probe.protocol(), finding, down, results)?;
             }
             results.finish()
         })))
@@ -184,7 +214,7 @@ fn silent(plan: &Plan, progress: &Progress) -> u64 {
     let probed: u64 = (0..plan.senders)
         .map(|sender| plan.count_before(sender, reached(progress, sender)))
         .sum();
-    probed.saturating_sub(progress.answered())
+    probed.saturating_sub(progress.settled())
 }
 
 /// Writes the silent targets as `finding`, where the format lists such results: walking the
@@ -194,6 +224,7 @@ fn write_silence(
     progress: &Progress,
     protocol: &'static str,
     finding: Finding,
+    down: impl Fn(u64) -> bool,
     results: &mut ResultWriter,
 ) -> Result<()> {
     if !results.lists(finding) {
@@ -202,7 +233,7 @@ fn write_silence(
     for sender in 0..plan.senders {
         for position in plan.positions_before(sender, reached(progress, sender)) {
             let target = plan.target_at(position);
-            if progress.is_answered(target) {
+            if progress.is_answered(target) || down(target / plan.ports.len()) {
                 continue;
             }
             let (ip, port) = plan.endpoint(target);

@@ -15,6 +15,7 @@ mod permutation;
 mod plan;
 pub mod ports;
 mod progress;
+pub mod resolve;
 pub mod results;
 mod send;
 mod services;
@@ -51,6 +52,7 @@ use plan::Plan;
 pub use plan::{Shard, DEFAULT_BASE_PORT, SOURCE_PORTS};
 use ports::PortList;
 use progress::Progress;
+use resolve::{Neighbours, Resolver};
 use results::{Finding, Format, PortResult, ResultWriter};
 use send::Sending;
 use status::StatusLine;
@@ -180,6 +182,11 @@ pub struct Sweep {
     plumbing: Plumbing,
     /// Rows of the departure table.
     epochs: u32,
+    /// Targets on a directly connected network: prober resolves them itself.
+    neighbours: Option<(
+        Arc<Neighbours>,
+        std::sync::mpsc::Receiver<prober_common::NeighbourRecord>,
+    )>,
 }
 
 impl Sweep {
@@ -221,7 +228,13 @@ impl Sweep {
             senders as u64,
             probes_per_sender,
         );
+        let neighbours = resolve::on_link(&options.targets, &route, options.interface.as_ref())?
+            .then(|| Neighbours::new(route.source));
         let wiring = Wiring {
+            neighbours: match neighbours {
+                Some(_) => resolve::map_capacity(options.targets.len()),
+                None => 0,
+            },
             senders,
             one_next_hop,
             qdisc_bypass: options.qdisc_bypass,
@@ -253,6 +266,7 @@ impl Sweep {
             plan,
             plumbing,
             epochs,
+            neighbours: neighbours.map(|(neighbours, answers)| (Arc::new(neighbours), answers)),
         })
     }
 
@@ -282,6 +296,7 @@ impl Sweep {
             plan,
             plumbing,
             epochs,
+            neighbours,
         } = self;
         unprobed.report(probe.protocol(), &mut results);
         let Plumbing {
@@ -295,7 +310,10 @@ impl Sweep {
             sweep_departures,
             counters,
             trace,
+            neighbours: neighbour_map,
         } = channel;
+        let (neighbours, answers) = neighbours.unzip();
+        let userspace_send_times = matcher.departures != bpf::Departures::TcEgress;
         let departures = match (&matcher.departures, sweep_departures) {
             (bpf::Departures::TcEgress, Some(words)) => Departures::in_kernel(words, epochs),
             _ => Departures::in_process(epochs),
@@ -308,7 +326,36 @@ impl Sweep {
         let send = {
             let (plan, progress, probe) = (plan.clone(), progress.clone(), probe.clone());
             let (rate, retries, wait) = (options.rate, options.retries, options.wait);
+            let neighbours = neighbours.clone();
+            let (interface, source) = (route.interface.clone(), route.source);
+            let source_mac = route.interface.ethernet_address().ok().flatten();
             move |stop: &_| {
+                let mut transmits = transmits;
+                // On-link targets are resolved first: only those that answer get SYNs.
+                let next_hops = match (&neighbours, answers, source_mac) {
+                    (Some(neighbours), Some(answers), Some(source_mac)) => {
+                        let resolver = Resolver {
+                            targets: &plan.targets,
+                            interface: &interface,
+                            source,
+                            source_mac,
+                            rate,
+                            wait,
+                            map: neighbour_map,
+                            answers,
+                            file_asks: userspace_send_times,
+                            seed: true,
+                        };
+                        let resolved =
+                            resolve::resolve(resolver, neighbours, transmits[0].as_mut(), stop)?;
+                        // Stopped while resolving: not one SYN more.
+                        if stop.requested() {
+                            return Ok(send::SendReport::default());
+                        }
+                        Some(resolved)
+                    }
+                    _ => None,
+                };
                 let sending = Sending {
                     plan: &plan,
                     progress: &progress,
@@ -316,11 +363,13 @@ impl Sweep {
                     rate,
                     retries,
                     wait,
+                    next_hops,
                 };
                 send::send_all(sending, transmits, stop)
             }
         };
         let mut collector = Collector {
+            neighbours: neighbours.clone(),
             plan: plan.clone(),
             progress: progress.clone(),
             probe: probe.clone(),

@@ -16,6 +16,8 @@ pub struct Progress {
     refused: AtomicU64,
     /// The refused targets, with the reason, that the reply side has not written yet.
     refusals: Mutex<Vec<(u64, &'static str)>>,
+    /// First-pass probes not sent because their host is down (it answered no ARP/NDP).
+    down: AtomicU64,
     /// When the reply side last saw that the kernel had lost replies (CLOCK_MONOTONIC ns; 0:
     /// never).
     loss_seen_ns: AtomicU64,
@@ -60,6 +62,7 @@ impl Progress {
             answered_count: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             refusals: Mutex::new(Vec::new()),
+            down: AtomicU64::new(0),
             loss_seen_ns: AtomicU64::new(0),
             senders: (0..senders).map(|_| SenderProgress::default()).collect(),
             departures,
@@ -93,6 +96,18 @@ impl Progress {
 
     pub fn answered(&self) -> u64 {
         self.answered_count.load(Ordering::Relaxed)
+    }
+
+    /// `probes` of the first pass went unsent: their hosts are down.
+    pub fn settle_down(&self, probes: u64) {
+        if probes > 0 {
+            self.down.fetch_add(probes, Ordering::Relaxed);
+        }
+    }
+
+    /// First-pass probes settled without a reply being needed: answered, or to a host down.
+    pub fn settled(&self) -> u64 {
+        self.answered() + self.down.load(Ordering::Relaxed)
     }
 
     /// The kernel refused the probe to `target` for `reason`: it is settled, as answered

@@ -40,6 +40,9 @@ pub enum Finding {
     /// Not probed, for the reason given: the kernel refused the probe (`broadcast`,
     /// `firewall`, `no-route`), or prober did not send it (`broadcast`, `own-address`).
     Refused(&'static str),
+    /// The whole host (`port` means nothing): it answered no ARP request or neighbour
+    /// solicitation, for this reason, and got no probes.
+    Down(&'static str),
 }
 
 impl Finding {
@@ -49,6 +52,7 @@ impl Finding {
             Finding::Verdict(verdict) => (verdict.status.word(), verdict.reason),
             Finding::Unknown => ("unknown", "reply-lost"),
             Finding::Refused(reason) => ("refused", reason),
+            Finding::Down(reason) => ("down", reason),
         }
     }
 }
@@ -92,6 +96,8 @@ pub struct ResultWriter {
     unknown: Vec<u16>,
     /// Table: the refused ones (or the host), with the reason, listed last.
     refused: Vec<String>,
+    /// Table: the hosts that are down.
+    down: Vec<IpAddr>,
     /// CLOCK_REALTIME minus CLOCK_MONOTONIC, to date kernel timestamps.
     realtime_offset_ns: i128,
 }
@@ -117,6 +123,7 @@ impl ResultWriter {
             not_responding: Vec::new(),
             unknown: Vec::new(),
             refused: Vec::new(),
+            down: Vec::new(),
             realtime_offset_ns: realtime_ns - i128::from(monotonic_ns()),
         })
     }
@@ -163,6 +170,11 @@ impl ResultWriter {
                 )
                 .context("writing results")?;
             }
+            // A comment line, which masscan's readers skip.
+            Format::List if status == "down" => {
+                writeln!(self.out, "# host {} down ({reason})", result.ip)
+                    .context("writing results")?
+            }
             Format::List => {
                 if self.lists(result.finding) {
                     // Port 0 for the host as a whole, as masscan writes its ICMP findings.
@@ -200,6 +212,10 @@ impl ResultWriter {
                     .push(format!("({port} {}: {reason}) ", service_name(port)));
                 return Ok(());
             }
+            Finding::Down(_) => {
+                self.down.push(result.ip);
+                return Ok(());
+            }
         };
         match (status, result.reply) {
             (Status::Filtered, _) => self.not_responding.push(port),
@@ -230,6 +246,7 @@ impl ResultWriter {
                 finding,
                 Finding::Unknown
                     | Finding::Refused(_)
+                    | Finding::Down(_)
                     | Finding::Verdict(Verdict {
                         status: Status::Open,
                         ..
@@ -262,6 +279,15 @@ impl ResultWriter {
             if !self.refused.is_empty() {
                 let list = self.refused.concat();
                 writeln!(self.out, "Refused ports: {list}").context("writing results")?;
+            }
+            if !self.down.is_empty() {
+                let hosts: Vec<String> = self.down.iter().map(IpAddr::to_string).collect();
+                writeln!(
+                    self.out,
+                    "Hosts down (no ARP or neighbour answer): {}",
+                    hosts.join(" ")
+                )
+                .context("writing results")?;
             }
         }
         self.flush()

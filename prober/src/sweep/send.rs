@@ -10,12 +10,13 @@ use super::{
     pacer::{Grant, Pacer},
     plan::Plan,
     progress::Progress,
+    resolve::Resolved,
 };
 use crate::{
     monotonic_ns,
     probe::{ProbeBuffer, SweepProbe, MAX_PROBE_LEN},
     reply_loop::StopSignal,
-    transmit::Transmit,
+    transmit::{tx_ring, Transmit},
 };
 
 /// What the senders need besides the plan.
@@ -29,6 +30,9 @@ pub struct Sending<'a> {
     pub retries: u32,
     /// How long to wait for late replies before a retry pass.
     pub wait: Duration,
+    /// On-link targets: each host's MAC, or none for a host that is down (it gets no
+    /// probes). None: the transmit path addresses probes itself.
+    pub next_hops: Option<&'a Resolved>,
 }
 
 /// What the send threads report when they are done.
@@ -93,8 +97,10 @@ fn send_part(
         probe,
         retries,
         wait,
+        next_hops,
         ..
     } = sending;
+    let ports_per_host = plan.ports.len();
     let mut pacer = Pacer::new(rate);
     let mut packet: ProbeBuffer = [0u8; MAX_PROBE_LEN];
     let total = plan.len();
@@ -120,7 +126,7 @@ fn send_part(
                     continue;
                 }
             };
-            let mut sent = 0;
+            let (mut sent, mut down) = (0, 0);
             while sent < batch && position < total {
                 let target = plan.target_at(position);
                 let slot = plan.send_slot(sender, pass, index);
@@ -130,6 +136,15 @@ fn send_part(
                 if pass > 0 && progress.is_answered(target) {
                     continue;
                 }
+                let next_hop = match next_hops.map(|hops| hops.mac(target / ports_per_host)) {
+                    // A host that is down gets nothing; its probes count as settled, once.
+                    Some(None) => {
+                        down += u64::from(pass == 0);
+                        continue;
+                    }
+                    Some(mac) => mac,
+                    None => None,
+                };
                 sent += 1;
                 let (ip, port) = plan.endpoint(target);
                 let built = probe.build(ip, port, slot.source_port, slot.epoch, &mut packet);
@@ -138,12 +153,18 @@ fn send_part(
                     .departures
                     .sending(port_offset, slot.epoch, built.cookie);
                 sent_here += 1;
-                if let Err(error) = transmit.send(&packet[..built.len]) {
+                let packet = &packet[..built.len];
+                let queued = match next_hop {
+                    Some(mac) => transmit.send_frame(mac, tx_ring::ether_type(packet)?, packet),
+                    None => transmit.send(packet),
+                };
+                if let Err(error) = queued {
                     progress.refuse(target, refusal(&error).ok_or(error)?);
                     refused_here += 1;
                 }
             }
             transmit.flush()?;
+            progress.settle_down(down);
             mine.sent.store(sent_here - refused_here, Ordering::Release);
             if pass == 0 {
                 mine.first_pass_reached.store(position, Ordering::Release);
@@ -189,7 +210,7 @@ fn retry_needed_after(plan: &Plan, progress: &Progress, wait: Duration, stop: &S
     }
 }
 
-/// Every probe of this shard has been answered: no retry is needed.
+/// Every probe of this shard has been answered (or its host is down): no retry is needed.
 fn all_answered(plan: &Plan, progress: &Progress) -> bool {
-    progress.answered() >= plan.probes_in_first_pass()
+    progress.settled() >= plan.probes_in_first_pass()
 }

@@ -35,6 +35,8 @@ pub struct SweepSummary {
     pub tx_full_waits: u64,
     /// Probes the kernel refused to send.
     pub refused: u64,
+    /// Hosts that answered no ARP request or neighbour solicitation (on-link sweeps).
+    pub down: u64,
     /// The interface's drop counters over the run.
     pub kernel_tx_dropped: Reading,
     pub kernel_rx_dropped: Reading,
@@ -62,12 +64,19 @@ impl SweepSummary {
 /// A sweep's statistic footer (stderr), in the spirit of hping3's.
 pub fn footer(summary: &SweepSummary) -> String {
     let sending = summary.sending.as_secs_f64();
+    let down = match summary.down {
+        0 => String::new(),
+        down => format!(
+            "\n{down} of {} hosts down: no ARP or neighbour answer",
+            summary.hosts
+        ),
+    };
     format!(
         "\n--- prober sweep statistic ---\n\
          {} probes sent to {} hosts x {} ports in {sending:.2} s ({:.0} pps), {:.2} s in all{}\n\
          {} open, {} closed, {} filtered, {} unknown, {} duplicate replies\n\
          xdp: {} replies matched, {} unmatched or forged passed, {} malformed, {} RSTs bounced, {} lost to a full ring buffer\n\
-         tx: {} waits for a full TX ring, {} probes refused by the kernel; kernel drops: {} tx, {} rx",
+         tx: {} waits for a full TX ring, {} probes refused by the kernel; kernel drops: {} tx, {} rx{down}",
         summary.sent,
         summary.hosts,
         summary.ports,

@@ -19,6 +19,19 @@ pub const FLOOD_BATCH: u64 = 256;
 pub trait Transmit: Send {
     /// Queues one IP packet; it may leave only on the next `flush`.
     fn send(&mut self, ip_packet: &[u8]) -> io::Result<()>;
+    /// Queues one Ethernet frame to `next_hop` carrying `payload` as `ether_type`: only a
+    /// path that writes whole frames (the TX ring) can.
+    fn send_frame(
+        &mut self,
+        _next_hop: [u8; 6],
+        _ether_type: u16,
+        _payload: &[u8],
+    ) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this transmit path leaves addressing to the kernel",
+        ))
+    }
     /// Hands every queued packet to the kernel.
     fn flush(&mut self) -> io::Result<()>;
     /// For `-V`: which path this is.
@@ -57,6 +70,19 @@ pub fn open(route: &Route, one_next_hop: bool, qdisc_bypass: bool) -> Result<Box
     let socket = RawIpSocket::open(route.source)?;
     route.bind_interface.bind_socket(&socket)?;
     Ok(Box::new(socket))
+}
+
+/// TX rings on `route`'s Ethernet interface for probes that carry their own next hop (a
+/// sweep of a directly connected network, whose hosts prober resolves itself): nothing waits
+/// on the kernel's neighbour table, which is left as it was.
+pub fn open_on_link(route: &Route, qdisc_bypass: bool) -> Result<Box<dyn Transmit>> {
+    let source_mac = route
+        .interface
+        .ethernet_address()?
+        .with_context(|| format!("{} has no Ethernet address", route.interface.name))?;
+    let ring = TxRing::open(&route.interface, source_mac, [0xff; 6], qdisc_bypass)
+        .with_context(|| format!("opening a TX ring on {}", route.interface.name))?;
+    Ok(Box::new(ring))
 }
 
 /// The IP version of a packet, from its first nibble.

@@ -1,6 +1,9 @@
 //! AF_PACKET socket with a PACKET_TX_RING (TPACKET_V2): probes are written straight into
-//! memory shared with the kernel and sent with one `send()` per batch. Every frame gets the
-//! EtherType of its own packet's IP version, so one ring carries either family.
+//! memory shared with the kernel and sent with one `send()` per batch. Every frame gets its
+//! own destination MAC and EtherType ([`Transmit::send_frame`]): a sweep of a directly
+//! connected network addresses each host at its own MAC, and asks for them (ARP) through the
+//! same ring. [`Transmit::send`] sends an IP packet to the one next hop the ring was opened
+//! with (ping's), with its IP version's EtherType.
 use std::{
     io,
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
@@ -22,14 +25,16 @@ const DATA_OFFSET: usize = libc::TPACKET2_HDRLEN - std::mem::size_of::<libc::soc
 /// Destination and source MAC: the part of the Ethernet header every frame shares.
 const MACS_LEN: usize = 12;
 const ETH_HEADER_LEN: usize = MACS_LEN + 2;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86dd;
+pub const ETH_P_ARP: u16 = 0x0806;
 
 pub struct TxRing {
     fd: OwnedFd,
     ring: NonNull<u8>,
-    /// Destination and source MAC, copied in front of every packet.
-    macs: [u8; MACS_LEN],
+    source_mac: [u8; 6],
+    /// Where [`Transmit::send`] addresses its packets.
+    next_hop_mac: [u8; 6],
     next_frame: usize,
     queued: usize,
     full_waits: u64,
@@ -113,7 +118,8 @@ impl TxRing {
         let ring = TxRing {
             fd,
             ring,
-            macs: macs(next_hop_mac, source_mac),
+            source_mac,
+            next_hop_mac,
             next_frame: 0,
             queued: 0,
             full_waits: 0,
@@ -177,25 +183,24 @@ impl TxRing {
 
 impl Transmit for TxRing {
     fn send(&mut self, ip_packet: &[u8]) -> io::Result<()> {
+        self.send_frame(self.next_hop_mac, ether_type(ip_packet)?, ip_packet)
+    }
+
+    fn send_frame(&mut self, next_hop: [u8; 6], ether_type: u16, payload: &[u8]) -> io::Result<()> {
         let frame = self.next_frame;
         self.wait_available(frame)?;
-        let length = ETH_HEADER_LEN + ip_packet.len();
+        let length = ETH_HEADER_LEN + payload.len();
         assert!(
             DATA_OFFSET + length <= FRAME_SIZE,
             "probe larger than a ring frame"
         );
-        let ether_type = ether_type(ip_packet)?.to_be_bytes();
+        let head = ethernet_header(next_hop, self.source_mac, ether_type);
         let header = self.frame_header(frame);
         // SAFETY: the frame is ours (status AVAILABLE) and the copies stay inside it.
         unsafe {
             let data = header.cast::<u8>().add(DATA_OFFSET);
-            ptr::copy_nonoverlapping(self.macs.as_ptr(), data, MACS_LEN);
-            ptr::copy_nonoverlapping(ether_type.as_ptr(), data.add(MACS_LEN), 2);
-            ptr::copy_nonoverlapping(
-                ip_packet.as_ptr(),
-                data.add(ETH_HEADER_LEN),
-                ip_packet.len(),
-            );
+            ptr::copy_nonoverlapping(head.as_ptr(), data, ETH_HEADER_LEN);
+            ptr::copy_nonoverlapping(payload.as_ptr(), data.add(ETH_HEADER_LEN), payload.len());
             (*header).tp_len = length as u32;
             // The frame's contents must be visible before the kernel sees the request.
             fence(Ordering::Release);
@@ -239,15 +244,16 @@ impl Drop for TxRing {
     }
 }
 
-fn macs(destination: [u8; 6], source: [u8; 6]) -> [u8; MACS_LEN] {
-    let mut macs = [0u8; MACS_LEN];
-    macs[..6].copy_from_slice(&destination);
-    macs[6..].copy_from_slice(&source);
-    macs
+fn ethernet_header(destination: [u8; 6], source: [u8; 6], ether_type: u16) -> [u8; ETH_HEADER_LEN] {
+    let mut header = [0u8; ETH_HEADER_LEN];
+    header[..6].copy_from_slice(&destination);
+    header[6..MACS_LEN].copy_from_slice(&source);
+    header[MACS_LEN..].copy_from_slice(&ether_type.to_be_bytes());
+    header
 }
 
 /// The EtherType that announces `ip_packet`.
-fn ether_type(ip_packet: &[u8]) -> io::Result<u16> {
+pub fn ether_type(ip_packet: &[u8]) -> io::Result<u16> {
     match ip_version(ip_packet) {
         4 => Ok(ETH_P_IP),
         6 => Ok(ETH_P_IPV6),
@@ -282,8 +288,8 @@ mod tests {
     #[test]
     fn frames_start_with_destination_source_and_the_packets_ether_type() {
         assert_eq!(
-            macs([1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12]),
-            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+            ethernet_header([1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12], 0x0806),
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 8, 6]
         );
         assert_eq!(ether_type(&[0x45, 0]).unwrap(), 0x0800);
         assert_eq!(ether_type(&[0x60, 0]).unwrap(), 0x86dd);
