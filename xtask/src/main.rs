@@ -57,11 +57,11 @@ enum Task {
 enum Bench {
     /// Sweep all 65535 TCP ports of one host, of 20 routed hosts, of 8 on a directly connected
     /// /24 and of 16 that drop every probe with prober, masscan, nmap and zmap 4.3.4 (built from
-    /// ../shared/peers), flood with hping3, measure the packet path with trafgen, and print a
-    /// table per sweep.
+    /// ../shared/peers), flood with hping3, measure the packet path with trafgen (bypassing the
+    /// qdisc and through it), and print a table per sweep.
     Sweep {
         /// Run only these tools (repeatable): prober, prober-qb, masscan, nmap, zmap-4.3.4,
-        /// hping3, trafgen.
+        /// hping3, trafgen, trafgen-q.
         #[arg(long = "tool", value_name = "NAME")]
         tools: Vec<String>,
     },

@@ -180,8 +180,16 @@ pub const TOOLS: &[Tool] = &[
         args: hping3_args,
         results: Results::None,
     },
+    trafgen("trafgen", trafgen_args),
+    // The same frames through the qdisc, the path prober's default takes (its TC egress program
+    // times the probes there).
+    trafgen("trafgen-q", trafgen_qdisc_args),
+];
+
+/// trafgen, measuring the packet path with `args`.
+const fn trafgen(name: &'static str, args: fn(&Invocation) -> Result<Vec<String>>) -> Tool {
     Tool {
-        name: "trafgen",
+        name,
         program: Program::Peer {
             command: "trafgen",
             package: "netsniff-ng",
@@ -190,10 +198,10 @@ pub const TOOLS: &[Tool] = &[
         no_ipv6: None,
         unanswered: WhenUnanswered::Ends,
         floods_until_stopped: false,
-        args: trafgen_args,
+        args,
         results: Results::None,
-    },
-];
+    }
+}
 
 fn targets<'a>(inv: &Invocation<'a>) -> impl Iterator<Item = String> + 'a {
     inv.targets.iter().map(IpAddr::to_string)
@@ -350,6 +358,12 @@ fn trafgen_args(inv: &Invocation) -> Result<Vec<String>> {
     args.extend(["--dev".to_owned(), inv.bed.host.host_if.clone()]);
     args.extend(["--conf".to_owned(), path_arg(&config)?]);
     args.extend(["--num".to_owned(), frames.to_string()]);
+    Ok(args)
+}
+
+fn trafgen_qdisc_args(inv: &Invocation) -> Result<Vec<String>> {
+    let mut args = trafgen_args(inv)?;
+    args.push("--qdisc-path".to_owned());
     Ok(args)
 }
 
