@@ -409,45 +409,17 @@ impl TestHost {
 
     /// Five more hosts on a network of their own directly connected to the veth (a /29: the
     /// host side takes its first address, the namespace the other five), so that a sweep of them
-    /// has a next hop per target (the raw-socket path).
+    /// has a next hop per target.
     pub fn add_neighbours(&self) -> Result<Vec<Ipv4Addr>> {
-        Ok(self.add_on_link_network(29, 5)?.1)
-    }
-
-    /// `count` more hosts on a /`prefix_len` network of their own directly connected to the veth
-    /// (no gateway): the host side takes its first address, the namespace's veth the next
-    /// `count`; the rest of the prefix has no host. Returns (the host side's address, the hosts).
-    /// Chosen under the allocator's lock like the /30s; the connected route is what marks the
-    /// block used, and both go with the veth.
-    pub fn add_on_link_network(
-        &self,
-        prefix_len: u8,
-        count: u32,
-    ) -> Result<(Ipv4Addr, Vec<Ipv4Addr>)> {
-        let size = 1u32.checked_shl(32 - u32::from(prefix_len)).unwrap_or(0);
-        if count == 0 || u64::from(count) + 3 > u64::from(size) {
-            bail!("{count} hosts do not fit beside the host side in a /{prefix_len}");
-        }
-        let _alloc = FileLock::acquire(ALLOC_LOCK, Duration::from_secs(60))?;
-        let net = free_block(&used_prefixes()?, prefix_len, u32::from(self.addr))
-            .ok_or_else(|| anyhow!("no free /{prefix_len} left in 198.18.4.0-198.19.255.255"))?;
-        let ours = Ipv4Addr::from(net + 1);
-        run_ip(&[
-            "addr",
-            "add",
-            &format!("{ours}/{prefix_len}"),
-            "dev",
-            &self.host_if,
-        ])?;
-        let hosts: Vec<Ipv4Addr> = (net + 2..net + 2 + count).map(Ipv4Addr::from).collect();
-        let batch: String = hosts
+        let on_link = self.add_on_link(Family::V4, 5, 0, 29)?;
+        Ok(on_link
+            .live
             .iter()
-            .map(|h| format!("address add {h}/{prefix_len} dev {}\n", self.peer_if))
-            .collect();
-        let mut cmd = Command::new("ip");
-        cmd.args(["-n", &self.ns, "-batch", "-"]);
-        run_with_stdin(&mut cmd, &batch)?;
-        Ok((ours, hosts))
+            .filter_map(|address| match address {
+                IpAddr::V4(v4) => Some(*v4),
+                IpAddr::V6(_) => None,
+            })
+            .collect())
     }
 
     /// A directly connected network of `family` on the veth, prefix length `prefix_len`

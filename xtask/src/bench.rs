@@ -243,9 +243,9 @@ pub fn sweep(only: &[String]) -> Result<()> {
         .host
         .add_routed_addresses6(MANY_HOSTS)
         .context("adding the many-hosts IPv6 targets")?;
-    let (on_link_source, on_link) = bed
+    let on_link = bed
         .host
-        .add_on_link_network(ON_LINK_PREFIX, ON_LINK_HOSTS)
+        .add_on_link(Family::V4, ON_LINK_HOSTS, 0, ON_LINK_PREFIX)
         .context("adding the directly connected targets")?;
     let unanswered = bed
         .host
@@ -261,8 +261,8 @@ pub fn sweep(only: &[String]) -> Result<()> {
         Scenario::of(
             &format!(" on-link in a /{ON_LINK_PREFIX}, no gateway"),
             "on-link",
-            ip_addrs(on_link),
-            on_link_source.into(),
+            on_link.live,
+            on_link.source,
         ),
         Scenario {
             answered: false,
