@@ -3,8 +3,9 @@
 //! routed to it, of 8 on a directly connected /24 (no gateway), and of 16 that drop every probe;
 //! and the one host and the 20 again over IPv6 with the tools that have IPv6. One after the
 //! other on the same bed, each measured the same way from outside; then a table per sweep with
-//! prober's send rate against trafgen's, masscan's and zmap's, the cost of prober's BPF programs
-//! per packet, and prober's IPv6 send rate against its IPv4 one and its memory in every sweep.
+//! prober's send rate against trafgen's (bypassing the qdisc and through it), masscan's and
+//! zmap's, with `--bpf-stats` the cost of prober's BPF programs per packet, and prober's IPv6
+//! send rate against its IPv4 one and its memory in every sweep.
 //!
 //! Everything is sent to addresses of a throwaway `TestHost` in 198.18.0.0/15 and
 //! 2001:db8::/32, out of its veth, from the veth's address on the targets' network: every tool
@@ -225,7 +226,9 @@ impl<'a, T: BenchTool> Setup<'a, T> {
 }
 
 /// Runs the sweep benchmark with `only` the tools named there, or all when it is empty.
-pub fn sweep(only: &[String]) -> Result<()> {
+/// `bpf_stats`: also time prober's BPF programs (kernel.bpf_stats). Off by default: the clock
+/// reads it adds to every program run would slow prober's rows, and only prober's.
+pub fn sweep(only: &[String], bpf_stats: bool) -> Result<()> {
     let Setup {
         tools,
         prober,
@@ -298,7 +301,7 @@ pub fn sweep(only: &[String]) -> Result<()> {
             .iter()
             .copied()
             .filter(|tool| scenario.not_run(tool).is_none())
-            .map(|tool| run_tool(&bed, tool, scenario, &workdir, &prober))
+            .map(|tool| run_tool(&bed, tool, scenario, &workdir, &prober, bpf_stats))
             .collect();
         let skipped = tools
             .iter()
@@ -469,6 +472,7 @@ fn run_tool<'a>(
     scenario: &Scenario,
     workdir: &Path,
     prober: &Result<PathBuf>,
+    bpf_stats: bool,
 ) -> Row<'a> {
     let mut row = Row {
         tool,
@@ -512,7 +516,7 @@ fn run_tool<'a>(
     } else {
         BOUND_BASE_SECS + probes / BOUND_PPS
     };
-    let mut bpf = matches!(tool.program, Program::Prober)
+    let mut bpf = (bpf_stats && matches!(tool.program, Program::Prober))
         .then(|| bpf_cost::Sampler::start(&bed.host.host_if).map_err(|err| format!("{err:#}")));
     let measured = measure::run(
         bed,
@@ -763,9 +767,9 @@ columns:
   pps x       prober's send pps / the tool's      time x  the tool's wall time / prober's (full sweeps)
 under each table: send pps ratios with issue 11's aims: prober over trafgen-q and prober-qb
   over trafgen (each against the packet path it takes), prober over masscan and zmap;
-  per BPF program of prober's on the veth (XDP: every frame arriving, the replies; TC egress:
-  every frame leaving, the probes), its runs and mean run time (kernel.bpf_stats, on only
-  while prober runs; the clock reads it adds are in prober's figures)
+  with --bpf-stats, per BPF program of prober's on the veth (XDP: every frame arriving, the
+  replies; TC egress: every frame leaving, the probes), its runs and mean run time
+  (kernel.bpf_stats, on only while prober runs; the clock reads it adds slow prober's rows)
 on-link: hosts of a directly connected network, no gateway (each needs its own neighbour entry;
   here they share the namespace veth's MAC, to which trafgen sends); unanswered: the namespace
   drops everything to those hosts after counting the SYNs, and every probe is filtered

@@ -64,6 +64,10 @@ enum Bench {
         /// hping3, trafgen, trafgen-q.
         #[arg(long = "tool", value_name = "NAME")]
         tools: Vec<String>,
+        /// Also time each of prober's BPF programs per run (kernel.bpf_stats); the clock reads
+        /// that adds slow prober's own rows, so its ratios are for runs without it.
+        #[arg(long)]
+        bpf_stats: bool,
     },
     /// Hold each probe for 0, 200 µs, 2 ms and 20 ms in a responder that records the true hold
     /// times, probe it with prober, hping3 and nping (TCP SYN and ICMP echo), and print each
@@ -86,8 +90,8 @@ fn main() -> ExitCode {
             sample_seconds,
         } => soak::run(minutes, std::time::Duration::from_secs(sample_seconds)),
         Task::Bench {
-            bench: Bench::Sweep { tools },
-        } => bench::sweep(&tools),
+            bench: Bench::Sweep { tools, bpf_stats },
+        } => bench::sweep(&tools, bpf_stats),
         Task::Bench {
             bench: Bench::Rtt { tools },
         } => bench::rtt(&tools),
