@@ -10,7 +10,7 @@ use super::{
     plan::Plan,
     progress::Progress,
     resolve::Neighbours,
-    results::{Finding, PortResult, ResultWriter},
+    results::{Finding, PortResult, ResultWriter, Shown},
     status::StatusLine,
     summary::SweepSummary,
 };
@@ -30,6 +30,8 @@ pub struct Collector<'a> {
     pub probe: Arc<dyn SweepProbe>,
     pub counters: &'a Counters,
     pub results: Output<ResultWriter>,
+    /// Which of them `results` writes: only those are queued.
+    pub shown: Shown,
     pub summary: SweepSummary,
     pub status: StatusLine,
     pub started: Instant,
@@ -57,13 +59,16 @@ impl ReplyHandler for Collector<'_> {
             Some(rtt_ns) => self.summary.rtt.add(rtt_ns),
             None => self.summary.untimed += 1,
         }
-        self.results.push(PortResult {
-            ip: answer.host,
-            port: Some(answer.port),
-            protocol: self.probe.protocol(),
-            finding: Finding::Verdict(answer.verdict),
-            reply: Some(answer.fields),
-        });
+        let finding = Finding::Verdict(answer.verdict);
+        if self.shown.lists(finding) {
+            self.results.push(PortResult {
+                ip: answer.host,
+                port: Some(answer.port),
+                protocol: self.probe.protocol(),
+                finding,
+                reply: Some(answer.fields),
+            });
+        }
         Ok(())
     }
 

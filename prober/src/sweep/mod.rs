@@ -53,7 +53,7 @@ pub use plan::{Shard, DEFAULT_BASE_PORT, SOURCE_PORTS};
 use ports::PortList;
 use progress::Progress;
 use resolve::{Neighbours, Resolver};
-use results::{Finding, Format, PortResult, ResultWriter};
+use results::{Finding, Format, PortResult, ResultWriter, Shown};
 use send::Sending;
 use status::StatusLine;
 use summary::SweepSummary;
@@ -375,6 +375,7 @@ impl Sweep {
             probe: probe.clone(),
             counters: &counters,
             results,
+            shown: Shown::of(options.format, options.verbose),
             summary: SweepSummary::default(),
             status: StatusLine::new(options.status_line, plan.probes_in_first_pass()),
             started,

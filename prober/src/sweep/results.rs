@@ -85,6 +85,47 @@ struct JsonLine {
     ts: f64,
 }
 
+/// Which results a format writes, so that the reply side queues only those: a sweep's closed
+/// ports are most of its replies, and most formats leave them out.
+#[derive(Clone, Copy, Debug)]
+pub struct Shown {
+    format: Format,
+    verbose: bool,
+}
+
+impl Shown {
+    pub fn of(format: Format, verbose: bool) -> Shown {
+        Shown { format, verbose }
+    }
+
+    /// masscan's list: open ports, unknown ones as they might be open, and refused ones and
+    /// hosts down, which nothing else would tell; the table: closed ports only under -V
+    /// (hping3's); JSON and CSV: everything.
+    pub fn lists(self, finding: Finding) -> bool {
+        let closed = matches!(
+            finding,
+            Finding::Verdict(Verdict {
+                status: Status::Closed,
+                ..
+            })
+        );
+        match self.format {
+            Format::List => matches!(
+                finding,
+                Finding::Unknown
+                    | Finding::Refused(_)
+                    | Finding::Down(_)
+                    | Finding::Verdict(Verdict {
+                        status: Status::Open,
+                        ..
+                    })
+            ),
+            Format::Table => !closed || self.verbose,
+            Format::Json | Format::Csv => true,
+        }
+    }
+}
+
 pub struct ResultWriter {
     format: Format,
     /// Table: closed ports get rows too (hping3's -V).
@@ -238,20 +279,9 @@ impl ResultWriter {
         Ok(())
     }
 
-    /// Whether this format writes such results (masscan's list: open ports, unknown ones as
-    /// they might be open, and refused ones, which nothing else would tell).
+    /// Whether this format writes such results.
     pub fn lists(&self, finding: Finding) -> bool {
-        self.format != Format::List
-            || matches!(
-                finding,
-                Finding::Unknown
-                    | Finding::Refused(_)
-                    | Finding::Down(_)
-                    | Finding::Verdict(Verdict {
-                        status: Status::Open,
-                        ..
-                    })
-            )
+        Shown::of(self.format, self.verbose).lists(finding)
     }
 
     pub fn flush(&mut self) -> Result<()> {
@@ -330,6 +360,32 @@ mod tests {
     };
 
     use super::*;
+
+    #[test]
+    fn closed_ports_are_queued_only_for_formats_that_write_them() {
+        let closed = Finding::Verdict(Verdict {
+            status: Status::Closed,
+            reason: "rst",
+        });
+        let open = Finding::Verdict(Verdict {
+            status: Status::Open,
+            reason: "syn-ack",
+        });
+        for (format, verbose, closed_shown) in [
+            (Format::List, true, false),
+            (Format::Table, false, false),
+            (Format::Table, true, true),
+            (Format::Json, false, true),
+            (Format::Csv, false, true),
+        ] {
+            let shown = Shown::of(format, verbose);
+            assert_eq!(shown.lists(closed), closed_shown, "{format:?} -V {verbose}");
+            assert!(
+                shown.lists(open) && shown.lists(Finding::Unknown),
+                "{format:?}"
+            );
+        }
+    }
 
     /// A Write that the test can read back after the writer is done with it.
     #[derive(Clone, Default)]
