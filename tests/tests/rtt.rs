@@ -260,8 +260,8 @@ fn max(values: &[f64]) -> f64 {
 
 /// The responder's own precision for a run: every probe held for at least the requested delay and
 /// at most [`RESPONDER_LATE_US`] more, [`RESPONDER_MEDIAN_LATE_US`] at the median. Returns how late
-/// each reply left, µs.
-fn check_holds(matched: &[Matched], delay: Duration, run: &Finished) -> Vec<f64> {
+/// each reply left, µs, or what was wrong.
+fn check_holds(matched: &[Matched], delay: Duration) -> Result<Vec<f64>, String> {
     let late_us: Vec<f64> = matched
         .iter()
         .map(|m| (m.held.hold_ns() as f64 - delay.as_nanos() as f64) / 1000.0)
@@ -269,13 +269,19 @@ fn check_holds(matched: &[Matched], delay: Duration, run: &Finished) -> Vec<f64>
     let punctual = late_us
         .iter()
         .all(|late| (0.0..=RESPONDER_LATE_US).contains(late));
-    assert!(
-        punctual && median(&late_us) <= RESPONDER_MEDIAN_LATE_US,
-        "the responder held probes for {delay:?} + {late_us:?} µs (want + 0 to {RESPONDER_LATE_US}, \
-         median at most {RESPONDER_MEDIAN_LATE_US})\n{run}"
-    );
-    late_us
+    if punctual && median(&late_us) <= RESPONDER_MEDIAN_LATE_US {
+        Ok(late_us)
+    } else {
+        Err(format!(
+            "the responder held probes for {delay:?} + {late_us:?} µs (want + 0 to \
+             {RESPONDER_LATE_US}, median at most {RESPONDER_MEDIAN_LATE_US})"
+        ))
+    }
 }
+
+/// Runs in which the responder itself was late (a busy machine) say nothing of the tool
+/// probing it: such a run is made again, this many times at most, before the test fails.
+const RESPONDER_ATTEMPTS: usize = 3;
 
 /// Checks prober's replies against the truth: each error within [`PROBER_ERROR_US`] (its upper
 /// end raised by the reply's measured `write()` stall), the median within
@@ -316,15 +322,26 @@ fn probe_with(
     mode: Mode,
     interval: Duration,
 ) -> (Finished, Vec<f64>) {
-    responder.clear();
     let target = responder.target().to_string();
-    let run = run(
-        tool.command(mode, PROBES, interval, &[], &target),
-        RUN_TIMEOUT,
-    );
-    let replies = replies_one_per_probe(&run, PROBES);
-    let matched = match_replies(&replies, &responder.answered(), tool, mode, &run);
-    let late_us = check_holds(&matched, delay, &run);
+    let (run, matched, late_us) = (1..=RESPONDER_ATTEMPTS)
+        .find_map(|attempt| {
+            responder.clear();
+            let run = run(
+                tool.command(mode, PROBES, interval, &[], &target),
+                RUN_TIMEOUT,
+            );
+            let replies = replies_one_per_probe(&run, PROBES);
+            let matched = match_replies(&replies, &responder.answered(), tool, mode, &run);
+            match check_holds(&matched, delay) {
+                Ok(late_us) => Some((run, matched, late_us)),
+                Err(late) if attempt < RESPONDER_ATTEMPTS => {
+                    println!("  {tool:?} run {attempt} not judged, again: {late}");
+                    None
+                }
+                Err(late) => panic!("{late}, in {RESPONDER_ATTEMPTS} runs; the last:\n{run}"),
+            }
+        })
+        .expect("the last attempt returns or panics");
     let errors: Vec<f64> = matched.iter().map(Matched::error_us).collect();
     let wake_us: Vec<f64> = matched.iter().map(Matched::wake_us).collect();
     println!(
