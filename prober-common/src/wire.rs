@@ -142,6 +142,20 @@ impl IpPacket {
         self.l4_offset == self.l3_offset + self.fixed_header_len()
     }
 
+    /// The transport message's first 20 bytes (a TCP header without options), when the head
+    /// holds them: behind a fixed IPv4 header.
+    #[inline(always)]
+    pub fn transport_head(&self) -> Option<&[u8; TCP_HEADER_LEN]> {
+        let in_head = self.head_len == HEAD_LEN
+            && self.l4_offset == SHORT_HEAD_LEN
+            && self.l4_len >= TCP_HEADER_LEN;
+        if in_head {
+            self.head.last_chunk()
+        } else {
+            None
+        }
+    }
+
     #[inline(always)]
     fn fixed_header_len(&self) -> usize {
         match self.version {
@@ -384,12 +398,9 @@ pub fn segment(frame: &(impl Frame + ?Sized), ip: &IpPacket) -> Option<Segment> 
     if ip.l4_len < TCP_HEADER_LEN {
         return None;
     }
-    let header = match ip.head.last_chunk::<TCP_HEADER_LEN>() {
-        // Behind a fixed IPv4 header, in the head [`parse`] read.
-        Some(in_head) if ip.head_len == HEAD_LEN && ip.l4_offset == HEAD_LEN - TCP_HEADER_LEN => {
-            *in_head
-        }
-        _ => frame.read::<TCP_HEADER_LEN>(ip.l4_offset)?,
+    let header = match ip.transport_head() {
+        Some(in_head) => *in_head,
+        None => frame.read::<TCP_HEADER_LEN>(ip.l4_offset)?,
     };
     let data_offset = usize::from(header[12] >> 4) * 4;
     if data_offset < TCP_HEADER_LEN || data_offset > ip.l4_len {
@@ -733,7 +744,17 @@ pub fn accepted(
         (Checksum::Message, IpVersion::V4) => 0,
         _ => ip.address_sum + u32::from(ip.protocol) + ip.l4_len as u32,
     };
-    if frame.sum(ip.l4_offset, ip.l4_len, pseudo_header).map(fold) == Some(0) {
+    let sum = match ip.transport_head() {
+        // The message's first bytes came with the head: only the rest is read (a SYN-ACK's
+        // options; nothing of a RST).
+        Some(start) => frame.sum(
+            ip.l4_offset + TCP_HEADER_LEN,
+            ip.l4_len - TCP_HEADER_LEN,
+            pseudo_header + word_sum(start),
+        ),
+        None => frame.sum(ip.l4_offset, ip.l4_len, pseudo_header),
+    };
+    if sum.map(fold) == Some(0) {
         return Ok(ChecksumField::Complete);
     }
     match checksum {
