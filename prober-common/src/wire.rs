@@ -106,6 +106,10 @@ pub struct IpPacket {
     /// The unfolded sum of the two addresses' words: the part of a pseudo-header that comes
     /// from the packet (a rewritten reply with the addresses swapped has the same).
     pub address_sum: u32,
+    /// The frame's first [`HEAD_LEN`] bytes, or [`SHORT_HEAD_LEN`] when it is shorter
+    /// (`head_len` says which): what [`parse`] read in one piece.
+    pub head: [u8; HEAD_LEN],
+    pub head_len: usize,
 }
 
 impl IpPacket {
@@ -127,6 +131,8 @@ impl IpPacket {
         to_mac: [0; 6],
         header_sum: 0,
         address_sum: 0,
+        head: [0; HEAD_LEN],
+        head_len: 0,
     };
 
     /// The IP header is the fixed one alone: no IPv4 options, no IPv6 extension headers (a
@@ -134,6 +140,20 @@ impl IpPacket {
     #[inline(always)]
     pub fn plain_header(&self) -> bool {
         self.l4_offset == self.l3_offset + self.fixed_header_len()
+    }
+
+    /// The transport message's first 20 bytes (a TCP header without options), when the head
+    /// holds them: behind a fixed IPv4 header.
+    #[inline(always)]
+    pub fn transport_head(&self) -> Option<&[u8; TCP_HEADER_LEN]> {
+        let in_head = self.head_len == HEAD_LEN
+            && self.l4_offset == SHORT_HEAD_LEN
+            && self.l4_len >= TCP_HEADER_LEN;
+        if in_head {
+            self.head.last_chunk()
+        } else {
+            None
+        }
     }
 
     #[inline(always)]
@@ -173,18 +193,49 @@ pub fn parse(frame: &(impl Frame + ?Sized)) -> Result<IpPacket, NoPacket> {
     parse_into(frame, &mut packet).map(|()| packet)
 }
 
-/// [`parse`] into `packet`, which the programs keep off their 512-byte stack.
+/// What every frame's parse reads first, in one piece: the Ethernet header, a fixed IPv4
+/// header and a TCP header without options (a whole sweep probe, or a reply but for its
+/// options), or an IPv6 header's first 40 bytes. Each read of packet memory is a helper call
+/// in the programs, and at TC egress one that walks the skb's fragments (a TX-ring frame's IP
+/// and TCP headers are in one): one read instead of four (ethertype, IP header, MAC, TCP
+/// header).
+pub const HEAD_LEN: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN + TCP_HEADER_LEN;
+/// What is read of a frame shorter than [`HEAD_LEN`] (an ICMP echo, an ARP message): enough
+/// for the Ethernet header and a fixed IPv4 header.
+pub const SHORT_HEAD_LEN: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN;
+
+/// [`parse`] into `packet`, which the programs keep off their 512-byte stack (the frame's
+/// head is read straight into it).
 #[inline(always)]
 pub fn parse_into(frame: &(impl Frame + ?Sized), packet: &mut IpPacket) -> Result<(), NoPacket> {
     *packet = IpPacket::EMPTY;
-    let Some(ether_type) = frame.read::<2>(ETHER_TYPE_OFFSET) else {
-        return Err(NoPacket::Other);
+    packet.head_len = if frame.read_into(0, &mut packet.head) {
+        HEAD_LEN
+    } else if packet
+        .head
+        .first_chunk_mut::<SHORT_HEAD_LEN>()
+        .is_some_and(|short| frame.read_into(0, short))
+    {
+        SHORT_HEAD_LEN
+    } else {
+        // Too short for either family's IP header.
+        return match frame.read::<2>(ETHER_TYPE_OFFSET).map(u16::from_be_bytes) {
+            Some(ETH_P_IP | ETH_P_IPV6) => Err(NoPacket::Malformed(None)),
+            _ => Err(NoPacket::Other),
+        };
     };
-    match u16::from_be_bytes(ether_type) {
+    let head = &packet.head;
+    match u16::from_be_bytes([head[ETHER_TYPE_OFFSET], head[ETHER_TYPE_OFFSET + 1]]) {
         ETH_P_IP => parse_ipv4(frame, packet),
         ETH_P_IPV6 => parse_ipv6(frame, packet),
         _ => Err(NoPacket::Other),
     }
+}
+
+/// The destination MAC of the frame whose head is `head`.
+#[inline(always)]
+fn mac_of(head: &[u8; HEAD_LEN]) -> [u8; 6] {
+    [head[0], head[1], head[2], head[3], head[4], head[5]]
 }
 
 /// Checked for what `ip_rcv_core` drops: another version, a header shorter than 20 bytes, a
@@ -192,37 +243,35 @@ pub fn parse_into(frame: &(impl Frame + ?Sized), packet: &mut IpPacket) -> Resul
 /// to [`accepted`].
 #[inline(always)]
 fn parse_ipv4(frame: &(impl Frame + ?Sized), packet: &mut IpPacket) -> Result<(), NoPacket> {
-    let mut header = [0u8; IPV4_HEADER_LEN];
-    if !frame.read_into(ETH_HEADER_LEN, &mut header) {
-        return Err(NoPacket::Malformed(None));
-    }
-    let ip = &header;
-    let dst = IpAddress::from_ipv4([ip[16], ip[17], ip[18], ip[19]]);
-    let header_len = usize::from(ip[0] & 0x0f) * 4;
-    let len = u16::from_be_bytes([ip[2], ip[3]]);
-    if ip[0] >> 4 != 4
+    let head = &packet.head;
+    let ip = |at: usize| head[ETH_HEADER_LEN + at];
+    let dst = IpAddress::from_ipv4([ip(16), ip(17), ip(18), ip(19)]);
+    let header_len = usize::from(ip(0) & 0x0f) * 4;
+    let len = u16::from_be_bytes([ip(2), ip(3)]);
+    if ip(0) >> 4 != 4
         || header_len < IPV4_HEADER_LEN
         || usize::from(len) < header_len
         || !frame.holds(ETH_HEADER_LEN + usize::from(len))
     {
         return Err(NoPacket::Malformed(Some(dst)));
     }
-    let frag = u16::from_be_bytes([ip[6], ip[7]]);
-    if frag & IP_MORE_FRAGMENTS_AND_OFFSET != 0 || !frame.read_into(0, &mut packet.to_mac) {
+    let frag = u16::from_be_bytes([ip(6), ip(7)]);
+    if frag & IP_MORE_FRAGMENTS_AND_OFFSET != 0 {
         return Err(NoPacket::Other);
     }
-    packet.src = IpAddress::from_ipv4([ip[12], ip[13], ip[14], ip[15]]);
+    packet.to_mac = mac_of(head);
+    packet.src = IpAddress::from_ipv4([ip(12), ip(13), ip(14), ip(15)]);
     packet.dst = dst;
-    packet.protocol = ip[9];
+    packet.protocol = ip(9);
     packet.l4_offset = ETH_HEADER_LEN + header_len;
     packet.l4_len = usize::from(len) - header_len;
     packet.len = len;
-    packet.ttl = ip[8];
-    packet.tos = ip[1];
-    packet.id = u16::from_be_bytes([ip[4], ip[5]]);
+    packet.ttl = ip(8);
+    packet.tos = ip(1);
+    packet.id = u16::from_be_bytes([ip(4), ip(5)]);
     packet.frag = frag;
-    packet.header_sum = word_sum(ip);
-    packet.address_sum = words_from(ip, 12);
+    packet.header_sum = words_in(head, ETH_HEADER_LEN, SHORT_HEAD_LEN);
+    packet.address_sum = words_in(head, ETH_HEADER_LEN + 12, SHORT_HEAD_LEN);
     Ok(())
 }
 
@@ -233,22 +282,25 @@ fn parse_ipv4(frame: &(impl Frame + ?Sized), packet: &mut IpPacket) -> Result<()
 /// and only those the kernel skips too, to the transport header; a fragment header ends the
 /// walk (see [`NoPacket::Other`]).
 ///
-/// The addresses and the MAC are read straight into the packet: values held across the
-/// helper calls of the walk would be spilled, each byte as a word, and the programs have 512
-/// bytes of stack in all.
+/// The addresses and the MAC are copied from the head straight into the packet: values held
+/// across the helper calls of the walk would be spilled, each byte as a word, and the programs
+/// have 512 bytes of stack in all.
 #[inline(always)]
 fn parse_ipv6(frame: &(impl Frame + ?Sized), packet: &mut IpPacket) -> Result<(), NoPacket> {
     packet.version = IpVersion::V6;
-    let Some([first, second, third, fourth, len0, len1, first_header, hop_limit]) =
-        frame.read::<8>(ETH_HEADER_LEN)
-    else {
-        return Err(NoPacket::Malformed(None));
-    };
-    if !frame.read_into(ETH_HEADER_LEN + 8, &mut packet.src.0)
-        || !frame.read_into(ETH_HEADER_LEN + 24, &mut packet.dst.0)
-    {
+    let ip = |at: usize| packet.head[ETH_HEADER_LEN + at];
+    let [first, second, third, fourth, len0, len1, first_header, hop_limit] =
+        [ip(0), ip(1), ip(2), ip(3), ip(4), ip(5), ip(6), ip(7)];
+    // The fixed header is the head's last 40 bytes; a frame too short for it has no head.
+    if packet.head_len != HEAD_LEN {
         return Err(NoPacket::Malformed(None));
     }
+    let (source, destination) = (ETH_HEADER_LEN + 8, ETH_HEADER_LEN + 24);
+    packet
+        .src
+        .0
+        .copy_from_slice(&packet.head[source..destination]);
+    packet.dst.0.copy_from_slice(&packet.head[destination..]);
     let dst = packet.dst;
     // A mapped destination would pass for the IPv4 address it maps: never ours.
     if dst.ipv4().is_some() {
@@ -296,9 +348,10 @@ fn parse_ipv6(frame: &(impl Frame + ?Sized), packet: &mut IpPacket) -> Result<()
             | NEXT_HEADER_DESTINATION
             | NEXT_HEADER_FRAGMENT
     );
-    if unread || offset > MAX_L4_OFFSET || !frame.read_into(0, &mut packet.to_mac) {
+    if unread || offset > MAX_L4_OFFSET {
         return Err(NoPacket::Other);
     }
+    packet.to_mac = mac_of(&packet.head);
     packet.protocol = next_header;
     packet.l4_offset = offset;
     packet.l4_len = end - offset;
@@ -345,7 +398,10 @@ pub fn segment(frame: &(impl Frame + ?Sized), ip: &IpPacket) -> Option<Segment> 
     if ip.l4_len < TCP_HEADER_LEN {
         return None;
     }
-    let header = frame.read::<TCP_HEADER_LEN>(ip.l4_offset)?;
+    let header = match ip.transport_head() {
+        Some(in_head) => *in_head,
+        None => frame.read::<TCP_HEADER_LEN>(ip.l4_offset)?,
+    };
     let data_offset = usize::from(header[12] >> 4) * 4;
     if data_offset < TCP_HEADER_LEN || data_offset > ip.l4_len {
         return None;
@@ -688,7 +744,17 @@ pub fn accepted(
         (Checksum::Message, IpVersion::V4) => 0,
         _ => ip.address_sum + u32::from(ip.protocol) + ip.l4_len as u32,
     };
-    if frame.sum(ip.l4_offset, ip.l4_len, pseudo_header).map(fold) == Some(0) {
+    let sum = match ip.transport_head() {
+        // The message's first bytes came with the head: only the rest is read (a SYN-ACK's
+        // options; nothing of a RST).
+        Some(start) => frame.sum(
+            ip.l4_offset + TCP_HEADER_LEN,
+            ip.l4_len - TCP_HEADER_LEN,
+            pseudo_header + word_sum(start),
+        ),
+        None => frame.sum(ip.l4_offset, ip.l4_len, pseudo_header),
+    };
+    if sum.map(fold) == Some(0) {
         return Ok(ChecksumField::Complete);
     }
     match checksum {
@@ -743,9 +809,15 @@ fn word_sum<const N: usize>(bytes: &[u8; N]) -> u32 {
 /// The sum of the 16-bit words of `bytes` from `from` on.
 #[inline(always)]
 fn words_from<const N: usize>(bytes: &[u8; N], from: usize) -> u32 {
+    words_in(bytes, from, N)
+}
+
+/// The sum of the 16-bit words of `bytes` from `from` up to `to`.
+#[inline(always)]
+fn words_in<const N: usize>(bytes: &[u8; N], from: usize, to: usize) -> u32 {
     let mut sum = 0;
     let mut at = from;
-    while at + 1 < N {
+    while at + 1 < to {
         sum += u32::from(u16::from_be_bytes([bytes[at], bytes[at + 1]]));
         at += 2;
     }
