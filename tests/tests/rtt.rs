@@ -35,6 +35,12 @@ use std::time::Duration;
 /// the µs. 60: room for that, while the responder's wake-up (10–130 µs) shows what a userspace
 /// timestamp would add; the median bound below is what catches a systematic offset.
 const PROBER_ERROR_US: RangeInclusive<f64> = -1.0..=60.0;
+/// One reply of a run may lie above [`PROBER_ERROR_US`], up to this: this VM's CPUs are now and
+/// then taken away (steal time in /proc/stat), and a stall between TC egress's stamp and the
+/// TAP's adds itself to that probe's RTT (128 and 132 µs seen in two clean-checkout runs here,
+/// one reply each; an older prober binary failed the same way on the same day). Two such replies
+/// fail the run, and the median bound is untouched.
+const PROBER_STALLED_ERROR_US: f64 = 500.0;
 /// ... and at the median of a run. Runs spaced 7 to 20 ms apart find the path cold: their medians
 /// were 6 to 11 µs here, and a CI run on a busy machine saw 15.1 µs (before the XDP program
 /// stamped replies ahead of parsing them, which took about 1 µs off). 20 leaves that room, and is
@@ -284,8 +290,8 @@ fn check_holds(matched: &[Matched], delay: Duration) -> Result<Vec<f64>, String>
 const RESPONDER_ATTEMPTS: usize = 3;
 
 /// Checks prober's replies against the truth: each error within [`PROBER_ERROR_US`] (its upper
-/// end raised by the reply's measured `write()` stall), the median within
-/// [`PROBER_MEDIAN_ERROR_US`].
+/// end raised by the reply's measured `write()` stall) but for one at most, within
+/// [`PROBER_STALLED_ERROR_US`], and the median within [`PROBER_MEDIAN_ERROR_US`].
 fn check_prober_errors(matched: &[Matched], what: &str, output: &dyn std::fmt::Display) {
     let errors: Vec<f64> = matched.iter().map(Matched::error_us).collect();
     let write_path_us = |m: &Matched| m.held.write_path_ns().unwrap_or(0) as f64 / 1000.0;
@@ -302,14 +308,21 @@ fn check_prober_errors(matched: &[Matched], what: &str, output: &dyn std::fmt::D
             )
         })
         .collect();
-    let within = |m: &Matched| {
+    let within = |m: &Matched, upper: f64| {
         let error = m.error_us();
-        error >= *PROBER_ERROR_US.start() && error <= PROBER_ERROR_US.end() + write_path_us(m)
+        error >= *PROBER_ERROR_US.start() && error <= upper + write_path_us(m)
     };
+    let stalled = matched
+        .iter()
+        .filter(|m| !within(m, *PROBER_ERROR_US.end()))
+        .count();
     assert!(
-        matched.iter().all(within) && median(&errors) <= PROBER_MEDIAN_ERROR_US,
+        stalled <= 1
+            && matched.iter().all(|m| within(m, PROBER_STALLED_ERROR_US))
+            && median(&errors) <= PROBER_MEDIAN_ERROR_US,
         "{what}: prober's RTTs are off the truth (want each error within {PROBER_ERROR_US:?} µs \
-         plus its write path, the median at most {PROBER_MEDIAN_ERROR_US}):{table}\n{output}"
+         plus its write path, but one at most up to {PROBER_STALLED_ERROR_US}; the median at \
+         most {PROBER_MEDIAN_ERROR_US}):{table}\n{output}"
     );
 }
 
