@@ -9,7 +9,7 @@ use std::{
     io::{BufWriter, Write},
     net::IpAddr,
     sync::Arc,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use anyhow::{bail, Result};
@@ -18,10 +18,9 @@ use serde::Serialize;
 
 use crate::{
     bpf::{AttachMode, Departures, ReplyChannel},
-    monotonic_ns,
     net::{route, Interface},
     output::{self, Finishing, Lines, Output},
-    privileges,
+    privileges, realtime_offset_ns,
     reply_loop::{self, Conclusion, ReplyHandler, Sources, Timing, Wakeup},
     setup::{Plumbing, Wiring},
     sweep::{
@@ -275,12 +274,4 @@ impl ReplyHandler for Hosts<'_> {
     fn finish(&mut self, _waited: bool) -> Finishing {
         self.out.finish(None)
     }
-}
-
-/// CLOCK_REALTIME minus CLOCK_MONOTONIC, to date kernel timestamps.
-fn realtime_offset_ns() -> i128 {
-    let realtime_ns = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_nanos() as i128);
-    realtime_ns - i128::from(monotonic_ns())
 }

@@ -37,6 +37,14 @@ pub fn monotonic_ns() -> u64 {
     now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
+/// CLOCK_REALTIME minus CLOCK_MONOTONIC now: added to a kernel timestamp, its Unix time.
+pub fn realtime_offset_ns() -> i128 {
+    let realtime_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos() as i128);
+    realtime_ns - i128::from(monotonic_ns())
+}
+
 /// 64 random bits from the kernel, for keys and per-run identifiers.
 pub(crate) fn random() -> anyhow::Result<u64> {
     let mut bytes = [0u8; 8];

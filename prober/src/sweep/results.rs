@@ -1,11 +1,7 @@
 //! A sweep's results, one per (host, port), in the formats people and scripts read:
 //! hping3's scan table, JSON lines, CSV, and masscan's list. They are written on the output
 //! thread ([`crate::output`]), which owns the [`ResultWriter`].
-use std::{
-    io::Write,
-    net::IpAddr,
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::{io::Write, net::IpAddr};
 
 use anyhow::{Context as _, Result};
 use serde::Serialize;
@@ -15,6 +11,7 @@ use crate::{
     echo, monotonic_ns,
     output::Sink,
     probe::{ReplyFields, Status, TcpFlags, Verdict},
+    realtime_offset_ns,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,9 +151,6 @@ impl ResultWriter {
         if format == Format::Csv {
             writeln!(out, "{CSV_HEADER}").context("writing results")?;
         }
-        let realtime_ns = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_nanos() as i128);
         Ok(ResultWriter {
             format,
             verbose,
@@ -165,7 +159,7 @@ impl ResultWriter {
             unknown: Vec::new(),
             refused: Vec::new(),
             down: Vec::new(),
-            realtime_offset_ns: realtime_ns - i128::from(monotonic_ns()),
+            realtime_offset_ns: realtime_offset_ns(),
         })
     }
 
@@ -357,6 +351,7 @@ mod tests {
     use std::{
         io,
         sync::{Arc, Mutex},
+        time::{SystemTime, UNIX_EPOCH},
     };
 
     use super::*;
