@@ -225,10 +225,16 @@ impl<'a, T: BenchTool> Setup<'a, T> {
     }
 }
 
-/// Runs the sweep benchmark with `only` the tools named there, or all when it is empty.
+/// Runs the sweep benchmark with `only` the tools named there, or all when it is empty, in
+/// the sweeps `only_scenarios` names (all when empty), each tool `rounds` times per sweep.
 /// `bpf_stats`: also time prober's BPF programs (kernel.bpf_stats). Off by default: the clock
 /// reads it adds to every program run would slow prober's rows, and only prober's.
-pub fn sweep(only: &[String], bpf_stats: bool) -> Result<()> {
+pub fn sweep(
+    only: &[String],
+    only_scenarios: &[String],
+    rounds: u32,
+    bpf_stats: bool,
+) -> Result<()> {
     let Setup {
         tools,
         prober,
@@ -279,6 +285,17 @@ pub fn sweep(only: &[String], bpf_stats: bool) -> Result<()> {
         Scenario::of(" over IPv6", "one6", vec![bed.host.addr6.into()], source6),
         Scenario::of(" over IPv6", "many6", ip_addrs(many6), source6),
     ];
+    if let Some(unknown) = only_scenarios.iter().find(|name| {
+        !scenarios
+            .iter()
+            .any(|scenario| scenario.slug == name.as_str())
+    }) {
+        let known: Vec<&str> = scenarios.iter().map(|scenario| scenario.slug).collect();
+        bail!(
+            "unknown sweep {unknown:?}; the sweeps are {}",
+            known.join(", ")
+        );
+    }
     println!(
         "\nbed: namespace {ns}, host side {host_if} {} {} ({}), namespace side {} {} ({}); open on every address: {}",
         bed.host.host_addr,
@@ -294,18 +311,50 @@ pub fn sweep(only: &[String], bpf_stats: bool) -> Result<()> {
     let mut report = String::new();
     // prober's send rate and peak RSS in each sweep that ran it without a note.
     let mut prober_runs: Vec<(&str, f64, u64)> = Vec::new();
-    for scenario in &scenarios {
+    let chosen = scenarios.iter().filter(|scenario| {
+        only_scenarios.is_empty() || only_scenarios.iter().any(|s| s == scenario.slug)
+    });
+    for scenario in chosen {
         println!("\n== {} ==", scenario.title);
         check_routes(&scenario.targets, &host_if)?;
-        let rows: Vec<Row> = tools
+        let runs: Vec<&Tool> = tools
             .iter()
             .copied()
             .filter(|tool| scenario.not_run(tool).is_none())
-            .map(|tool| run_tool(&bed, tool, scenario, &workdir, &prober, bpf_stats))
             .collect();
+        let mut by_tool: Vec<Vec<Row>> = runs.iter().map(|_| Vec::new()).collect();
+        for round in 0..rounds as usize {
+            // Each round starts one tool later, so no tool always runs right after another.
+            for turn in 0..runs.len() {
+                let index = (turn + round) % runs.len();
+                let row = run_tool(
+                    &bed,
+                    runs[index],
+                    scenario,
+                    round,
+                    &workdir,
+                    &prober,
+                    bpf_stats,
+                );
+                by_tool[index].push(row);
+            }
+        }
+        let spreads: Vec<String> = by_tool
+            .iter()
+            .filter(|_| rounds > 1)
+            .filter_map(|rows| Some(format!("{} {}", rows.first()?.tool.name, spread(rows))))
+            .collect();
+        let rows: Vec<Row> = by_tool.into_iter().filter_map(median_run).collect();
         let skipped = tools
             .iter()
             .filter_map(|tool| Some(format!("{}: {}", tool.name, scenario.not_run(tool)?)));
+        if !spreads.is_empty() {
+            let _ = writeln!(
+                report,
+                "\n(each row: the median of {rounds} runs by send pps; send kpps of every run: {})",
+                spreads.join("; ")
+            );
+        }
         if let Some(m) = write_table(&mut report, scenario, &rows, skipped) {
             prober_runs.push((scenario.slug, m.send_pps, m.outcome.max_rss_kib));
         }
@@ -346,6 +395,27 @@ pub fn sweep(only: &[String], bpf_stats: bool) -> Result<()> {
         bail!("interrupted (the bed is removed)");
     }
     Ok(())
+}
+
+/// A tool's runs' send rates, in kpps, in the order they ran.
+fn spread(rows: &[Row]) -> String {
+    let rates: Vec<String> = rows
+        .iter()
+        .map(|row| match &row.measured {
+            Some(m) => format!("{:.0}", m.send_pps / 1000.0),
+            None => "-".to_owned(),
+        })
+        .collect();
+    rates.join(" ")
+}
+
+/// The run of a tool whose send rate is the median of its runs (a run that measured nothing
+/// counts as the slowest); None if it has none.
+fn median_run(mut rows: Vec<Row>) -> Option<Row> {
+    let pps = |row: &Row| row.measured.as_ref().map_or(-1.0, |m| m.send_pps);
+    rows.sort_by(|a, b| pps(a).total_cmp(&pps(b)));
+    let middle = rows.len() / 2;
+    rows.into_iter().nth(middle)
 }
 
 fn ip_addrs<A: Into<IpAddr>>(addrs: Vec<A>) -> Vec<IpAddr> {
@@ -470,6 +540,7 @@ fn run_tool<'a>(
     bed: &Bed,
     tool: &'a Tool,
     scenario: &Scenario,
+    round: usize,
     workdir: &Path,
     prober: &Result<PathBuf>,
     bpf_stats: bool,
@@ -486,7 +557,15 @@ fn run_tool<'a>(
         return row;
     }
     // Without the dots of a version: the files' extensions replace what follows the last one.
-    let base = workdir.join(format!("{}-{}", scenario.slug, tool.name.replace('.', "_")));
+    let round = match round {
+        0 => String::new(),
+        later => format!("-{}", later + 1),
+    };
+    let base = workdir.join(format!(
+        "{}-{}{round}",
+        scenario.slug,
+        tool.name.replace('.', "_")
+    ));
     let invocation = Invocation {
         bed,
         targets: &scenario.targets,

@@ -68,6 +68,14 @@ enum Bench {
         /// that adds slow prober's own rows, so its ratios are for runs without it.
         #[arg(long)]
         bpf_stats: bool,
+        /// Run only these sweeps (repeatable): one, many, on-link, unanswered, one6, many6.
+        #[arg(long = "scenario", value_name = "NAME")]
+        scenarios: Vec<String>,
+        /// Run every tool this many times per sweep, in turn (the order rotates each round),
+        /// and table each tool's median run by send rate: on a shared VM one run of each can
+        /// be off by tens of percent.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
+        rounds: u32,
     },
     /// Hold each probe for 0, 200 µs, 2 ms and 20 ms in a responder that records the true hold
     /// times, probe it with prober, hping3 and nping (TCP SYN and ICMP echo), and print each
@@ -90,8 +98,14 @@ fn main() -> ExitCode {
             sample_seconds,
         } => soak::run(minutes, std::time::Duration::from_secs(sample_seconds)),
         Task::Bench {
-            bench: Bench::Sweep { tools, bpf_stats },
-        } => bench::sweep(&tools, bpf_stats),
+            bench:
+                Bench::Sweep {
+                    tools,
+                    bpf_stats,
+                    scenarios,
+                    rounds,
+                },
+        } => bench::sweep(&tools, &scenarios, rounds, bpf_stats),
         Task::Bench {
             bench: Bench::Rtt { tools },
         } => bench::rtt(&tools),
