@@ -4,6 +4,12 @@
 //! connected network addresses each host at its own MAC, and asks for them (ARP) through the
 //! same ring. [`Transmit::send`] sends an IP packet to the one next hop the ring was opened
 //! with (ping's), with its IP version's EtherType.
+//!
+//! Each frame is preceded by a virtio-net header (PACKET_VNET_HDR) whose `hdr_len` covers the
+//! whole frame: the kernel then copies the frame into the socket buffer's linear part instead
+//! of attaching the ring's page to it. Probes are small, and a linear buffer spares every later
+//! step its work on a paged one: TC egress reads it in place, the veth need not copy the page
+//! before it crosses into another namespace, and the receiver need not pull the headers in.
 use std::{
     io,
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
@@ -22,6 +28,8 @@ const BLOCK_COUNT: usize = 8;
 const FRAME_COUNT: usize = BLOCK_SIZE / FRAME_SIZE * BLOCK_COUNT;
 /// Without PACKET_TX_HAS_OFF, TX data starts here in each frame.
 const DATA_OFFSET: usize = libc::TPACKET2_HDRLEN - std::mem::size_of::<libc::sockaddr_ll>();
+/// struct virtio_net_hdr: flags, gso_type, hdr_len, gso_size, csum_start, csum_offset.
+const VNET_HEADER_LEN: usize = 10;
 /// Destination and source MAC: the part of the Ethernet header every frame shares.
 const MACS_LEN: usize = 12;
 const ETH_HEADER_LEN: usize = MACS_LEN + 2;
@@ -69,6 +77,9 @@ impl TxRing {
             &(libc::tpacket_versions::TPACKET_V2 as libc::c_int),
         )
         .context("selecting TPACKET_V2")?;
+        // Before the ring: the kernel refuses to change it on a socket that has one.
+        set_option(&fd, libc::PACKET_VNET_HDR, &(1 as libc::c_int))
+            .context("enabling PACKET_VNET_HDR")?;
         let request = libc::tpacket_req {
             tp_block_size: BLOCK_SIZE as u32,
             tp_block_nr: BLOCK_COUNT as u32,
@@ -191,17 +202,20 @@ impl Transmit for TxRing {
         self.wait_available(frame)?;
         let length = ETH_HEADER_LEN + payload.len();
         assert!(
-            DATA_OFFSET + length <= FRAME_SIZE,
+            DATA_OFFSET + VNET_HEADER_LEN + length <= FRAME_SIZE,
             "probe larger than a ring frame"
         );
+        let vnet = vnet_header(length);
         let head = ethernet_header(next_hop, self.source_mac, ether_type);
         let header = self.frame_header(frame);
         // SAFETY: the frame is ours (status AVAILABLE) and the copies stay inside it.
         unsafe {
             let data = header.cast::<u8>().add(DATA_OFFSET);
+            ptr::copy_nonoverlapping(vnet.as_ptr(), data, VNET_HEADER_LEN);
+            let data = data.add(VNET_HEADER_LEN);
             ptr::copy_nonoverlapping(head.as_ptr(), data, ETH_HEADER_LEN);
             ptr::copy_nonoverlapping(payload.as_ptr(), data.add(ETH_HEADER_LEN), payload.len());
-            (*header).tp_len = length as u32;
+            (*header).tp_len = (VNET_HEADER_LEN + length) as u32;
             // The frame's contents must be visible before the kernel sees the request.
             fence(Ordering::Release);
             ptr::write_volatile(
@@ -242,6 +256,15 @@ impl Drop for TxRing {
         // SAFETY: unmaps exactly the mapping made in open(); the fd closes after this.
         unsafe { libc::munmap(self.ring.as_ptr().cast(), BLOCK_SIZE * BLOCK_COUNT) };
     }
+}
+
+/// The virtio-net header of a frame of `frame_len` bytes: no offloads, and all of it header,
+/// so that all of it is copied into the socket buffer's linear part (little-endian, as packet
+/// sockets read it).
+fn vnet_header(frame_len: usize) -> [u8; VNET_HEADER_LEN] {
+    let mut header = [0u8; VNET_HEADER_LEN];
+    header[2..4].copy_from_slice(&(frame_len as u16).to_le_bytes());
+    header
 }
 
 fn ethernet_header(destination: [u8; 6], source: [u8; 6], ether_type: u16) -> [u8; ETH_HEADER_LEN] {
@@ -295,6 +318,12 @@ mod tests {
         assert_eq!(ether_type(&[0x60, 0]).unwrap(), 0x86dd);
         assert!(ether_type(&[0x00]).is_err());
         assert!(ether_type(&[]).is_err());
+    }
+
+    #[test]
+    fn the_vnet_header_asks_for_no_offload_and_a_linear_frame() {
+        assert_eq!(vnet_header(74), [0, 0, 74, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(vnet_header(0x1234)[2..4], [0x34, 0x12]);
     }
 
     #[test]
