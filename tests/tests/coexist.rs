@@ -49,7 +49,7 @@ fn a_second_prober_on_the_interface_matches_at_tcx_ingress_and_both_get_their_re
     // A sweep, too: it drops its replies after matching them; the first passes them on.
     let ports = format!("{OPEN_PORT},{CLOSED_PORT},{FILTERED_PORT}");
     let sweep = run(
-        prober_command(&["-p", &ports, "--wait", "1", "-o", "json", &target]),
+        prober_command(&["-p", &ports, "--wait", "1", "-O", "json", &target]),
         TIMEOUT,
     );
     assert_eq!(sweep.code(), Some(0), "{sweep}");

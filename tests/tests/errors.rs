@@ -107,7 +107,7 @@ fn numeric_forms_that_are_not_addresses_are_refused_without_a_lookup() {
 
 /// A sweep of two ports of `host` with `--output output` and `more` arguments.
 fn sweep_with_output(host: &TestHost, output: &Path, more: &[&str]) -> Finished {
-    let mut cmd = prober_command(&["-p", "80,81", "-o", "list", "--output"]);
+    let mut cmd = prober_command(&["-p", "80,81", "-O", "list", "--output"]);
     cmd.arg(output).args(more).arg(host.addr.to_string());
     run(cmd, TIMEOUT)
 }
@@ -281,7 +281,7 @@ fn an_interface_that_does_not_reach_the_target_is_an_error(family: Family) {
     let ports = format!("{OPEN_PORT},{CLOSED_PORT}");
     let open = OPEN_PORT.to_string();
     let ping = ["-c", "1", "-S", "-p", &open, "-I", "lo", &target];
-    let sweep = ["-p", &ports, "-o", "json", "-I", "lo", &target];
+    let sweep = ["-p", &ports, "-O", "json", "-I", "lo", &target];
     for args in [&ping[..], &sweep[..]] {
         let refused = run(prober_command(args), TIMEOUT);
         check_error(&refused, &["-I lo", &target, &host.host_if], &[]);

@@ -243,7 +243,7 @@ fn sweep_answered_by_the_forger(
     let forger = Forger::start(host, flaws).expect("forger");
     let target = target.to_string();
     let run = Proc::spawn(prober_command(&[
-        "-p", ports, "--wait", "1", "-o", "json", &target,
+        "-p", ports, "--wait", "1", "-O", "json", &target,
     ]))
     .wait(Duration::from_secs(20));
     let forged = forger.stop().expect("forger");

@@ -112,7 +112,7 @@ fn the_hosts_connections_from_the_sweeps_ports_work_during_a_sweep() {
     let (first, target) = (FIRST.to_string(), host.addr.to_string());
     // 6 000 probes at 1 000 a second: six seconds of sweep for connections that take a few.
     let args = [
-        "-s", &first, "-p", "1-6000", "--rate", "1000", "-o", "json", &target,
+        "-s", &first, "-p", "1-6000", "--rate", "1000", "-O", "json", &target,
     ];
     let started = SystemTime::now();
     let mut prober = Proc::spawn(prober_command(&args));
@@ -240,7 +240,7 @@ fn the_default_block_moves_off_a_port_the_host_uses() {
     let _listener = TcpListener::bind((Ipv4Addr::LOCALHOST, HELD)).expect("host listener");
     let target = host.addr.to_string();
     let started = SystemTime::now();
-    let args = ["-V", "--scan", "1-100", "-o", "json", &target];
+    let args = ["-V", "--scan", "1-100", "-O", "json", &target];
     let swept = Swept::new(run(prober_command(&args), TIMEOUT), started);
 
     let why = format!(

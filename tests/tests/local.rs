@@ -94,7 +94,7 @@ fn local_sweep(family: Family, extra: &[&str]) {
     let ports = [FILTERED_PORT, OPEN_PORT, CLOSED_PORT];
     let targets = strings(&[&on_link.live[..], &on_link.dead[..]].concat());
     let mut args = [
-        &["-p", "23,80,81", "--rate", "2000", "-o", "json", "-V"],
+        &["-p", "23,80,81", "--rate", "2000", "-O", "json", "-V"],
         extra,
     ]
     .concat();
@@ -173,7 +173,7 @@ fn a_static_neighbour_entry_is_not_asked_again(family: Family) {
             .expect("nft counter");
     }
     let targets = strings(&on_link.live);
-    let mut args = vec!["-p", "80,81", "-o", "json"];
+    let mut args = vec!["-p", "80,81", "-O", "json"];
     args.extend(targets.iter().map(String::as_str));
     let swept = sweep(&args, TIMEOUT);
     let got = outcome(&swept.json()).unwrap_or_else(|e| swept.fail(&e));
@@ -206,7 +206,7 @@ fn a_sparse_local_subnet_flooded_completes_with_the_absent_hosts_down(family: Fa
         .add_on_link(family, 8, 8, 24)
         .expect("on-link addresses");
     let targets = strings(&[&on_link.live[..], &on_link.dead[..]].concat());
-    let mut args = vec!["-p", "1-5000", "--flood", "-o", "json"];
+    let mut args = vec!["-p", "1-5000", "--flood", "-O", "json"];
     args.extend(targets.iter().map(String::as_str));
     let swept = sweep(&args, Duration::from_secs(30));
     let run = &swept.run;
@@ -253,7 +253,7 @@ fn forged_neighbour_answers_redirect_no_probe(family: Family) {
         .expect("nft counter");
     let forger = NeighbourForger::start(&host, &lies).expect("forger");
     let targets = strings(&[&live[..], &dead[..]].concat());
-    let mut args = vec!["-p", "80,81", "--rate", "50", "-o", "json"];
+    let mut args = vec!["-p", "80,81", "--rate", "50", "-O", "json"];
     args.extend(targets.iter().map(String::as_str));
     let swept = sweep(&args, TIMEOUT);
     let forged = forger.stop().expect("forger");
@@ -309,7 +309,7 @@ fn arp_mode_fields_in_every_format(family: Family) {
     let targets = strings(&[&on_link.live[..], &on_link.dead[..]].concat());
     let live: BTreeSet<String> = strings(&on_link.live).into_iter().collect();
     for format in ["json", "csv", "list", "table"] {
-        let mut args = vec!["--arp", "-o", format];
+        let mut args = vec!["--arp", "-O", format];
         args.extend(targets.iter().map(String::as_str));
         let run = prober_tests::proc::run(prober_command(&args), TIMEOUT);
         assert_eq!(run.code(), Some(0), "{run}");

@@ -115,7 +115,7 @@ fn a_running_sweep_holds_no_capability() {
     let host = TestHost::standard().expect("test host");
     let target = host.addr.to_string();
     let mut prober = Proc::spawn(prober_command(&[
-        "-S", "-p", "1-65535", "--rate", "100", "-o", "json", &target,
+        "-S", "-p", "1-65535", "--rate", "100", "-O", "json", &target,
     ]));
     prober.expect_line(TIMEOUT, "the first result");
     expect_no_privileges_left(&mut prober);

@@ -17,7 +17,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// `-p <open>,<closed> -o json` and `more`.
 fn sweep_args(more: &[String]) -> Vec<String> {
     let ports = format!("{OPEN_PORT},{CLOSED_PORT}");
-    let mut args: Vec<String> = ["-p", &ports, "-o", "json"].map(String::from).into();
+    let mut args: Vec<String> = ["-p", &ports, "-O", "json"].map(String::from).into();
     args.extend_from_slice(more);
     args
 }

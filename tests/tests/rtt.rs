@@ -848,7 +848,7 @@ fn delayed_replies_in_a_sweep_all_carry_rtts(extra: &[&str]) {
         "20000",
         "--wait",
         "2",
-        "-o",
+        "-O",
         "json",
         "-V",
         "--histogram",

@@ -55,7 +55,7 @@ fn a_sweep_whose_interface_goes_down_prints_the_footer_and_exits_2() {
     let a = host.addr.to_string();
     // 65 535 probes at 5 000 a second would take 13 s.
     let mut p = Proc::spawn(prober_command(&[
-        "-p", "1-65535", "--rate", "5000", "-o", "json", &a,
+        "-p", "1-65535", "--rate", "5000", "-O", "json", &a,
     ]));
     p.expect_line(Duration::from_secs(10), "the first result");
     set_down(&host);
@@ -102,7 +102,7 @@ fn a_sweep_whose_interface_is_deleted_sends_nothing_along_the_next_route() {
         "1000",
     ]))
     .expect("the second route");
-    let mut args = vec!["-p", "1-20000", "--rate", "10000", "-o", "json"];
+    let mut args = vec!["-p", "1-20000", "--rate", "10000", "-O", "json"];
     let addresses: Vec<String> = neighbours.iter().map(ToString::to_string).collect();
     args.extend(addresses.iter().map(String::as_str));
     args.push("-V");

@@ -198,7 +198,7 @@ fn full_range_sweep_of_one_host_reports_every_port_exactly_once(family: Family) 
             "all",
             "--rate",
             "50000",
-            "-o",
+            "-O",
             "json",
             &target.to_string(),
         ],
@@ -250,7 +250,7 @@ fn rsts_whose_checksums_are_completed_on_the_way_end_the_half_open_connections(f
     };
     let errors_before = tcp_errors();
     let swept = sweep(
-        &["-p", "1-1000", "-o", "json", &target.to_string()],
+        &["-p", "1-1000", "-O", "json", &target.to_string()],
         TIMEOUT,
     );
     let half_open = host.half_open_connections().expect("ss");
@@ -282,7 +282,7 @@ fn bounced_rsts_reach_a_vm_checksummed_as_its_device_takes_them(mode: &str, left
             mode,
             "-p",
             "79-81",
-            "-o",
+            "-O",
             "json",
             &target.to_string(),
         ],
@@ -322,7 +322,7 @@ fn ipv6_flood_sweep_of_a_120_reports_the_exact_set() {
         .expect("nft counter");
     let prefix = cidr(&block);
     let swept = sweep(
-        &["-S", "-p", "22,80,443", &prefix, "--flood", "-o", "json"],
+        &["-S", "-p", "22,80,443", &prefix, "--flood", "-O", "json"],
         TIMEOUT,
     );
     let want = expected_outcome(&ips(&block), [22, 80, 443], |ip, port| {
@@ -364,7 +364,7 @@ fn ipv6_a_64_whose_exclusions_leave_a_120_is_swept() {
             "80,81",
             "--exclude",
             &exclusions.join(","),
-            "-o",
+            "-O",
             "json",
             &prefix,
         ],
@@ -448,7 +448,7 @@ fn multi_host_sweep_reports_the_exact_set() {
             "1-300,8080",
             "--rate",
             "20000",
-            "-o",
+            "-O",
             "json",
             &target,
             &block,
@@ -608,7 +608,7 @@ fn forged_syn_acks_during_a_sweep_are_counted_and_left_to_the_host(family: Famil
     let target = host.target(family).to_string();
     let base = BASE.to_string();
     let args = [
-        "-s", &base, "-p", "1-3000", "--rate", "1000", "-o", "json", &target,
+        "-s", &base, "-p", "1-3000", "--rate", "1000", "-O", "json", &target,
     ];
     let started = SystemTime::now();
     let mut prober = Proc::spawn(prober_command(&args));
@@ -681,7 +681,7 @@ fn two_shards_with_the_same_seed_make_the_whole_sweep() {
         .map(|shard| {
             let swept = sweep(
                 &[
-                    "-p", "1-200", "--seed", "4242", "--shard", shard, "-o", "json", &target,
+                    "-p", "1-200", "--seed", "4242", "--shard", shard, "-O", "json", &target,
                     &block,
                 ],
                 TIMEOUT,
@@ -739,7 +739,7 @@ fn rate_holds_within_ten_percent() {
     let started = SystemTime::now();
     let before = tx();
     let mut prober = Proc::spawn(prober_command(&[
-        "--scan", "all", "--rate", &rate, "--wait", "0.5", "-o", "list", &target,
+        "--scan", "all", "--rate", &rate, "--wait", "0.5", "-O", "list", &target,
     ]));
     // Measure from a tenth of a second into the sending, past any start-up burst.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -794,7 +794,7 @@ fn retries_probe_again_only_what_has_not_answered() {
             "2",
             "--wait",
             "0.3",
-            "-o",
+            "-O",
             "json",
             &target,
         ],
@@ -820,7 +820,7 @@ fn a_sweep_ends_once_every_port_has_answered() {
     let host = scan_host();
     let (target, wait) = (host.addr.to_string(), WAIT.as_secs().to_string());
     let swept = sweep(
-        &["-p", "20-22,80", "--wait", &wait, "-o", "json", &target],
+        &["-p", "20-22,80", "--wait", &wait, "-O", "json", &target],
         TIMEOUT,
     );
     let results = swept.json();
@@ -854,7 +854,7 @@ fn known_sweeps_the_tcp_ports_of_etc_services() {
     assert!(ports.len() > 50, "/etc/services names only {ports:?}");
     let target = host.addr.to_string();
     let swept = sweep(
-        &["--scan", "known", "--rate", "20000", "-o", "json", &target],
+        &["--scan", "known", "--rate", "20000", "-O", "json", &target],
         TIMEOUT,
     );
     let results = swept.json();
@@ -876,7 +876,7 @@ fn sigint_stops_a_sweep_with_the_footer_and_leaves_no_xdp() {
     let started = SystemTime::now();
     // 65535 probes at 2000 pps would take half a minute.
     let mut prober = Proc::spawn(prober_command(&[
-        "--scan", "all", "--rate", "2000", "-o", "json", &target,
+        "--scan", "all", "--rate", "2000", "-O", "json", &target,
     ]));
     let deadline = Instant::now() + Duration::from_secs(10);
     while host.dropped_packets_to(silent).expect("nft counter") < SENT_BEFORE_SIGINT {
@@ -919,7 +919,7 @@ fn json_csv_and_list_outputs_agree() {
     let ports = [20, 21, 22, 23, 24, 25, 80, 443];
     let want = expected_outcome(&[host.addr.into()], ports, |_, port| port_status(port));
 
-    let json = sweep(&["--scan", spec, "-o", "json", &target], TIMEOUT);
+    let json = sweep(&["--scan", spec, "-O", "json", &target], TIMEOUT);
     let json_results = json.json();
     json.check_outcome(&json_results, &want);
     let wrong = linux_peer_field_errors(&json_results);
@@ -937,7 +937,7 @@ fn json_csv_and_list_outputs_agree() {
     let file = dir.path.join("results.csv");
     let path = file.to_str().expect("utf-8 path");
     let csv = sweep(
-        &["--scan", spec, "-o", "csv", "--output", path, &target],
+        &["--scan", spec, "-O", "csv", "--output", path, &target],
         TIMEOUT,
     );
     assert_eq!(
@@ -1030,7 +1030,7 @@ fn excluded_addresses_are_never_probed() {
             &single,
             "--exclude-file",
             path,
-            "-o",
+            "-O",
             "json",
             &block,
         ],
@@ -1119,7 +1119,7 @@ fn a_rate_of_one_probe_a_second_still_probes_every_port() {
     let ports = [79, 80, 81];
     let want = expected_outcome(&[host.addr.into()], ports, |_, port| port_status(port));
     let swept = sweep(
-        &["-p", "79-81", "--rate", "1", "-o", "json", &target],
+        &["-p", "79-81", "--rate", "1", "-O", "json", &target],
         TIMEOUT,
     );
     let results = swept.json();
@@ -1149,7 +1149,7 @@ fn retries_stop_once_everything_has_answered() {
             "3",
             "--wait",
             "5",
-            "-o",
+            "-O",
             "json",
             &target,
         ],
@@ -1178,7 +1178,7 @@ fn a_sweep_whose_interface_vanishes_during_its_wait_reports_what_came_and_exits_
     // waiting its 3 s for late replies, and meanwhile the interface is deleted.
     let started = SystemTime::now();
     let mut prober = Proc::spawn(prober_command(&[
-        "-p", "1-100", "--wait", "3", "-o", "json", &target,
+        "-p", "1-100", "--wait", "3", "-O", "json", &target,
     ]));
     prober.expect_line(Duration::from_secs(10), "the first result");
     std::thread::sleep(Duration::from_millis(300));
@@ -1239,7 +1239,7 @@ fn a_stalled_reader_gets_the_exact_result_or_unknown_for_the_lost_replies() {
     let target = host.addr.to_string();
     let started = SystemTime::now();
     let mut prober = Proc::spawn_stalled(
-        prober_command(&["-S", "-p", "1-65535", &target, "--flood", "-o", "json"]),
+        prober_command(&["-S", "-p", "1-65535", &target, "--flood", "-O", "json"]),
         Some(STALL),
     );
     let swept = Swept::new(prober.wait(TIMEOUT + STALL), started);

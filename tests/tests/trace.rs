@@ -126,7 +126,7 @@ fn sweep_trace_shows_bounces_and_passes_forgeries_to_the_host(family: Family) {
         "0.5",
         "-s",
         &base,
-        "-o",
+        "-O",
         "json",
         &target,
     ]));

@@ -185,7 +185,7 @@ impl Soak {
             "1",
             "--retries",
             "1",
-            "-o",
+            "-O",
             "list",
             "-q",
             "-I",

@@ -206,7 +206,7 @@ struct SweepArgs {
     #[arg(long, value_name = "FILE")]
     exclude_file: Option<PathBuf>,
     /// Result format [default: table for one host, list for several]
-    #[arg(short = 'o', long = "output-format", value_name = "FORMAT")]
+    #[arg(short = 'O', long = "output-format", value_name = "FORMAT")]
     output_format: Option<Format>,
     /// Skip the interface's queueing discipline (PACKET_QDISC_BYPASS): cheaper per probe,
     /// but probes are dropped, not queued, when the driver's queue is full
@@ -390,7 +390,7 @@ impl Cli {
             Format::List
         });
         if format == Format::Table && !one_host {
-            bail!("-o table shows one host; for several use -o list, json or csv");
+            bail!("-O table shows one host; for several use -O list, json or csv");
         }
         Ok(sweep::Options {
             targets,
@@ -687,7 +687,7 @@ mod tests {
         assert!(parse(&["-p", "22,80", "h"]).is_sweep());
         assert!(parse(&["-p", "80", "h1", "h2"]).is_sweep());
         assert!(parse(&["-p", "80", "198.18.4.0/24"]).is_sweep());
-        assert!(parse(&["-p", "80", "h", "-o", "json"]).is_sweep());
+        assert!(parse(&["-p", "80", "h", "-O", "json"]).is_sweep());
         assert!(parse(&["-p", "80", "h", "--rate", "5"]).is_sweep());
     }
 
@@ -856,8 +856,8 @@ mod tests {
         assert!(refusal(&["-p", "80", "--scan", "80", "198.18.4.2"]).contains("ports once"));
         assert!(refusal(&["--rate", "5", "198.18.4.2"]).contains("needs ports"));
         assert_eq!(
-            refusal(&["-p", "80", "-o", "table", "198.18.4.0/30"]),
-            "-o table shows one host; for several use -o list, json or csv"
+            refusal(&["-p", "80", "-O", "table", "198.18.4.0/30"]),
+            "-O table shows one host; for several use -O list, json or csv"
         );
         assert_eq!(
             refusal(&["-p", "80", "198.18.4.1", "2001:db8::/120"]),
@@ -873,7 +873,7 @@ mod tests {
             refusal(&[
                 "-p",
                 "80",
-                "-o",
+                "-O",
                 "table",
                 "-I",
                 "prb-no-such-if",

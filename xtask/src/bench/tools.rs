@@ -224,7 +224,7 @@ fn strings<const N: usize>(words: [&str; N]) -> Vec<String> {
 
 fn prober_args(inv: &Invocation) -> Result<Vec<String>> {
     let mut args = strings([
-        "-p", "1-65535", "--flood", "--wait", "1", "-o", "list", "-q",
+        "-p", "1-65535", "--flood", "--wait", "1", "-O", "list", "-q",
     ]);
     args.extend(["--output".to_owned(), path_arg(&inv.output)?]);
     args.extend(["-I".to_owned(), inv.bed.host.host_if.clone()]);
