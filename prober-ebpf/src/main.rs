@@ -45,7 +45,7 @@ pub fn prober(mut ctx: XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     };
     let mut decision = judge(&XdpFrame(&ctx), filter, arrived_ns);
-    let bounced = tcp::bounce(&mut ctx, &mut decision);
+    let bounced = tcp::bounce(&mut ctx, &mut decision, tcp::xdp_keeps_checksum_state());
     reply::traced(&ctx, filter, &decision);
     match (bounced, decision.action) {
         (true, _) => xdp_action::XDP_TX,
@@ -54,21 +54,24 @@ pub fn prober(mut ctx: XdpContext) -> u32 {
     }
 }
 
-/// The same matcher at TCX ingress, for interfaces whose XDP hook another program holds
-/// (another prober, any XDP user): TCX links stack. It sees what XDP passed. A matched
-/// SYN-ACK goes on to the host's stack, which answers it with the RST that XDP would send
-/// itself.
+/// The same matcher at TCX ingress: a sweep's default where XDP would be generic (it spares
+/// each reply generic XDP's copy into a head with XDP's headroom), and where another program
+/// holds the XDP hook (another prober, any XDP user): TCX links stack. A sweep's matched
+/// SYN-ACK is rewritten into its RST and redirected out of the interface it came in by, as
+/// XDP_TX would send it.
 #[classifier]
-pub fn prober_ingress(ctx: TcContext) -> i32 {
+pub fn prober_ingress(mut ctx: TcContext) -> i32 {
     let arrived_ns = maps::now_ns();
     let Some(filter) = maps::filter() else {
         return TCX_NEXT;
     };
-    let decision = judge(&TcFrame(&ctx), filter, arrived_ns);
+    let mut decision = judge(&TcFrame(&ctx), filter, arrived_ns);
+    let bounced = tcp::bounce(&mut ctx, &mut decision, true);
     reply::traced(&ctx, filter, &decision);
-    match decision.action {
-        Action::Drop if !decision.answer => TC_ACT_SHOT,
-        _ => TCX_NEXT,
+    match (bounced, decision.action) {
+        (true, _) => packet::send_back(&ctx),
+        (false, Action::Drop) if !decision.answer => TC_ACT_SHOT,
+        (false, _) => TCX_NEXT,
     }
 }
 

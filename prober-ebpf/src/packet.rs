@@ -1,8 +1,8 @@
 //! The only access to packet memory. Headers are copied out with the kernel's helpers,
 //! `bpf_xdp_load_bytes` and `bpf_skb_load_bytes` (TC sees AF_PACKET TX-ring frames before they
 //! are linearised), for the shared parser (`prober_common::wire`) to read. The one rewrite in
-//! place, the XDP program's bounced RST, goes through a reference bounds-checked here, at a
-//! constant offset.
+//! place, a sweep's bounced RST (at XDP or TCX ingress), goes through a reference
+//! bounds-checked here, at a constant offset.
 //!
 //! Why copies: a packet pointer moved by a variable offset (where the transport header starts)
 //! passes the verifier only with CAP_PERFMON, which lifts its Spectre v1 hardening, and so does
@@ -10,14 +10,17 @@
 //! CAP_NET_ADMIN and CAP_NET_RAW are enough to load the programs. (A helper call is also
 //! something the compiler cannot hoist out of a loop or drop as implied by another check.)
 //!
-//! Invariant the reference relies on: each program holds the one `XdpContext` the kernel gave
-//! it and never makes another from its raw pointer, so borrowing that context is borrowing the
+//! Invariant the reference relies on: each program holds the one context the kernel gave it
+//! and never makes another from its raw pointer, so borrowing that context is borrowing the
 //! packet.
 use core::mem::{size_of, MaybeUninit};
 
 use aya_ebpf::{
     bindings::{__sk_buff, xdp_md},
-    helpers::{bpf_skb_load_bytes, bpf_xdp_adjust_tail, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
+    helpers::{
+        bpf_redirect, bpf_skb_change_tail, bpf_skb_load_bytes, bpf_skb_pull_data,
+        bpf_xdp_adjust_tail, bpf_xdp_get_buff_len, bpf_xdp_load_bytes,
+    },
     programs::{TcContext, XdpContext},
 };
 use prober_common::wire::{self, Frame, MAX_CHECKED_L4_LEN, MAX_L4_OFFSET};
@@ -161,10 +164,73 @@ fn xdp_len(ctx: &XdpContext) -> usize {
     unsafe { bpf_xdp_get_buff_len(ctx.ctx) as usize }
 }
 
-/// The `T` at `offset` into the XDP packet, to rewrite in place. `offset` must be a constant
-/// (see the module's doc).
+/// A packet that can be cut short and rewritten in place: XDP's, or TC's once its head is
+/// pulled into the socket buffer's linear part.
+pub trait Rewritable {
+    /// Cuts the packet to its first `len` bytes, all of them writable in place; None (and the
+    /// packet as it was) if the kernel refuses.
+    fn truncate(&mut self, len: usize) -> Option<()>;
+    fn data(&self) -> usize;
+    fn data_end(&self) -> usize;
+}
+
+impl Rewritable for XdpContext {
+    #[inline(always)]
+    fn truncate(&mut self, len: usize) -> Option<()> {
+        let surplus = xdp_len(self).checked_sub(len)?;
+        if surplus == 0 {
+            return Some(());
+        }
+        // SAFETY: `self.ctx` is the program's own xdp_md; the exclusive borrow of the context
+        // means no reference into the packet is alive while its end moves.
+        match unsafe { bpf_xdp_adjust_tail(self.ctx, -(surplus as i32)) } {
+            0 => Some(()),
+            _ => None,
+        }
+    }
+
+    #[inline(always)]
+    fn data(&self) -> usize {
+        XdpContext::data(self)
+    }
+
+    #[inline(always)]
+    fn data_end(&self) -> usize {
+        XdpContext::data_end(self)
+    }
+}
+
+impl Rewritable for TcContext {
+    #[inline(always)]
+    fn truncate(&mut self, len: usize) -> Option<()> {
+        let skb = self.skb.skb;
+        let len = u32::try_from(len).ok()?;
+        // Pulled first, so that a refusal leaves the packet whole. Both helpers move the
+        // packet; the exclusive borrow of the context means no reference into it is alive.
+        // SAFETY: `skb` is the program's own __sk_buff.
+        unsafe {
+            if self.len() < len || bpf_skb_pull_data(skb, len) != 0 {
+                return None;
+            }
+            (bpf_skb_change_tail(skb, len, 0) == 0).then_some(())
+        }
+    }
+
+    #[inline(always)]
+    fn data(&self) -> usize {
+        TcContext::data(self)
+    }
+
+    #[inline(always)]
+    fn data_end(&self) -> usize {
+        TcContext::data_end(self)
+    }
+}
+
+/// The `T` at `offset` into the packet, to rewrite in place. `offset` must be a constant (see
+/// the module's doc).
 #[inline(always)]
-pub fn header_mut<T: Header>(ctx: &mut XdpContext, offset: usize) -> Option<&mut T> {
+pub fn header_mut<T: Header>(ctx: &mut impl Rewritable, offset: usize) -> Option<&mut T> {
     const { assert!(core::mem::align_of::<T>() == 1) };
     let start = ctx.data() + offset;
     if start + size_of::<T>() > ctx.data_end() {
@@ -175,23 +241,15 @@ pub fn header_mut<T: Header>(ctx: &mut XdpContext, offset: usize) -> Option<&mut
     // another thing the verifier allows only with CAP_PERFMON.
     unsafe { core::hint::assert_unchecked(start != 0) };
     // SAFETY: `start .. start + size_of::<T>()` lies inside the packet, which stays valid and
-    // unmoved while the exclusive borrow of `ctx` lasts (only `&mut XdpContext` can resize
+    // unmoved while the exclusive borrow of `ctx` lasts (only a `&mut` context can resize
     // it), and makes this the only reference into the packet while it lives; `T` has
     // alignment 1 and no invalid bit patterns (`Header`).
     Some(unsafe { &mut *(start as *mut T) })
 }
 
-/// Cuts the XDP packet to its first `len` bytes; None if the kernel refuses.
+/// TC's verdict that sends the packet out of the interface it came in by (XDP_TX's twin).
 #[inline(always)]
-pub fn truncate(ctx: &mut XdpContext, len: usize) -> Option<()> {
-    let surplus = xdp_len(ctx).checked_sub(len)?;
-    if surplus == 0 {
-        return Some(());
-    }
-    // SAFETY: `ctx.ctx` is the program's own xdp_md; the exclusive borrow of `ctx` means no
-    // reference into the packet is alive while its end moves.
-    match unsafe { bpf_xdp_adjust_tail(ctx.ctx, -(surplus as i32)) } {
-        0 => Some(()),
-        _ => None,
-    }
+pub fn send_back(ctx: &TcContext) -> i32 {
+    // SAFETY: reads the program's own __sk_buff; bpf_redirect only records where to send it.
+    unsafe { bpf_redirect((*ctx.skb.skb).ifindex, 0) as i32 }
 }

@@ -4,7 +4,7 @@
 //! the sequence number every probe carries. A sweep: the reply's ack − 1 must be the SYN
 //! cookie of its own (target, port, our address, our port); a SYN-ACK is then sent back to its
 //! sender as the RST that ends the half-open connection.
-use aya_ebpf::{programs::XdpContext, Global};
+use aya_ebpf::Global;
 use prober_common::{
     syn_cookie,
     trace::{Fate, Reason},
@@ -17,7 +17,7 @@ use prober_common::{
 
 use crate::{
     maps,
-    packet::{self, header_mut},
+    packet::{header_mut, Rewritable},
     reply::{self, Decision, Probe, Rst},
 };
 
@@ -35,6 +35,13 @@ const RST_TTL: u8 = 64;
 /// verifier then drops the other mode's code).
 #[no_mangle]
 static PROBER_GENERIC_XDP: Global<u8> = Global::new(0);
+
+/// Whether the packet XDP holds is a socket buffer, which keeps its checksum state (see
+/// [`rst_checksum`]); TC's always is.
+#[inline(always)]
+pub fn xdp_keeps_checksum_state() -> bool {
+    PROBER_GENERIC_XDP.load() == 1
+}
 
 /// Whether `port` is one of our source ports.
 #[inline(always)]
@@ -123,12 +130,18 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
     decision
 }
 
-/// Answers a sweep's matched SYN-ACK with its RST, sent straight back (XDP_TX): true if the
-/// packet was rewritten into it. Counted, and the trace says so. One it cannot rewrite goes
-/// on to the host's stack, which answers it with the RST (see [`Decision::answer`]).
+/// Answers a sweep's matched SYN-ACK with its RST, for the hook to send straight back (XDP_TX,
+/// or a TC redirect to the interface's egress): true if the packet was rewritten into it.
+/// Counted, and the trace says so. One it cannot rewrite goes on to the host's stack, which
+/// answers it with the RST (see [`Decision::answer`]). `keeps_checksum_state`: the packet is
+/// a socket buffer (see [`rst_checksum`]).
 #[inline(always)]
-pub fn bounce(ctx: &mut XdpContext, decision: &mut Decision) -> bool {
-    if !decision.answer || bounce_as_rst(ctx, &decision.rst).is_none() {
+pub fn bounce(
+    ctx: &mut impl Rewritable,
+    decision: &mut Decision,
+    keeps_checksum_state: bool,
+) -> bool {
+    if !decision.answer || bounce_as_rst(ctx, &decision.rst, keeps_checksum_state).is_none() {
         return false;
     }
     maps::count(Counter::Bounced);
@@ -190,11 +203,11 @@ pub fn departure(packet: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Op
 /// connection: MACs, addresses and ports swapped, sequence = the SYN-ACK's ack, no options.
 /// None when the packet cannot be rewritten, left as it was.
 #[inline(always)]
-fn bounce_as_rst(ctx: &mut XdpContext, rst: &Rst) -> Option<()> {
+fn bounce_as_rst(ctx: &mut impl Rewritable, rst: &Rst, keeps_checksum_state: bool) -> Option<()> {
     if !rst.rewritable {
         return None;
     }
-    let checksum = rst_checksum(rst);
+    let checksum = rst_checksum(rst, keeps_checksum_state);
     match rst.version {
         IpVersion::V4 => {
             rewrite_as_rst::<RST_FRAME_LEN_V4, 4, 12>(ctx, rst, checksum, &ipv4_fields(rst))
@@ -210,13 +223,13 @@ fn bounce_as_rst(ctx: &mut XdpContext, rst: &Rst) -> Option<()> {
 /// is without options.
 #[inline(always)]
 fn rewrite_as_rst<const LEN: usize, const ADDRESS_LEN: usize, const FIXED_LEN: usize>(
-    ctx: &mut XdpContext,
+    ctx: &mut impl Rewritable,
     rst: &Rst,
     checksum: u16,
     fixed: &[u8; FIXED_LEN],
 ) -> Option<()> {
     const { assert!(FIXED_LEN + 2 * ADDRESS_LEN + ETH_HEADER_LEN + TCP_HEADER_LEN == LEN) };
-    packet::truncate(ctx, LEN)?;
+    ctx.truncate(LEN)?;
     // One reference over the whole frame: one bounds check the verifier sees.
     let frame: &mut [u8; LEN] = header_mut(ctx, 0)?;
     let (macs, rest) = frame.split_at_mut(2 * 6);
@@ -273,15 +286,15 @@ const OFFSET_FLAGS: u16 = (5 << 12) | RST as u16;
 
 /// The RST's TCP checksum field, over the pseudo-header of either family.
 #[inline(always)]
-fn rst_checksum(rst: &Rst) -> u16 {
+fn rst_checksum(rst: &Rst, keeps_checksum_state: bool) -> u16 {
     let pseudo_header =
         rst.address_sum + wire::sum_of(&[u16::from(IPPROTO_TCP), TCP_HEADER_LEN as u16]);
-    // Generic XDP sends the SYN-ACK's skb back with its checksum state. When the SYN-ACK's
-    // checksum was left to offload (CHECKSUM_PARTIAL: a sender on this host), whoever sends the
-    // RST on completes its checksum by adding the segment's sum to the field; so the field holds
-    // just the pseudo-header's sum, as tcp_v4_send_check and tcp_v6_send_check leave it. Native
-    // XDP has no skb, and nothing completes it.
-    if rst.checksum == ChecksumField::LeftToOffload && PROBER_GENERIC_XDP.load() == 1 {
+    // Generic XDP and TC send the SYN-ACK's skb back with its checksum state. When the
+    // SYN-ACK's checksum was left to offload (CHECKSUM_PARTIAL: a sender on this host), whoever
+    // sends the RST on completes its checksum by adding the segment's sum to the field; so the
+    // field holds just the pseudo-header's sum, as tcp_v4_send_check and tcp_v6_send_check
+    // leave it. Native XDP has no skb, and nothing completes it.
+    if rst.checksum == ChecksumField::LeftToOffload && keeps_checksum_state {
         return !wire::fold(pseudo_header);
     }
     let seq = rst.seq;

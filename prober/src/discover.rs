@@ -81,7 +81,7 @@ pub fn run(options: Options) -> Result<Conclusion> {
         via: options.interface.as_ref(),
         destinations: &options.targets.range_starts().take(16).collect::<Vec<_>>(),
         answers_replies: false,
-        xdp_mode: options.xdp_mode,
+        xdp_mode: Some(options.xdp_mode),
         trace: options.bpf_trace,
         sweep_epochs: None,
     };

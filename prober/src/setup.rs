@@ -25,8 +25,8 @@ pub struct Wiring<'a> {
     pub destinations: &'a [IpAddr],
     /// The XDP program answers replies itself (XDP_TX), as sweeps bounce SYN-ACKs.
     pub answers_replies: bool,
-    /// `--xdp-mode`.
-    pub xdp_mode: AttachMode,
+    /// `--xdp-mode`, or None for TCX ingress where the kernel has it (see [`Attachment::mode`]).
+    pub xdp_mode: Option<AttachMode>,
     /// `--bpf-trace`.
     pub trace: bool,
     /// A sweep's departure table rows (see [`Attachment::sweep_epochs`]).
@@ -56,7 +56,7 @@ impl Plumbing {
         // count on the peer (often in another namespace, not ours to change), and the targets
         // would keep half-open connections while the footer counts RSTs bounced; so refused.
         if wiring.answers_replies
-            && wiring.xdp_mode == AttachMode::Native
+            && wiring.xdp_mode == Some(AttachMode::Native)
             && route.interface.is_veth()?
         {
             bail!(

@@ -841,13 +841,14 @@ columns:
               ru_maxrss, which starts from xtask's own)
   prober-qb   prober with --qdisc-bypass (PACKET_QDISC_BYPASS): no TC egress stamps, send
               times taken by its send threads
+  prober-gx   prober with --xdp-mode generic: replies matched in generic XDP, not at TCX ingress
   trafgen     the same SYN frames from a TX ring, bypassing the qdisc (trafgen's default);
               trafgen-q the same through the qdisc (--qdisc-path), as prober's default goes
   pps x       prober's send pps / the tool's      time x  the tool's wall time / prober's (full sweeps)
 under each table: send pps ratios with issue 11's aims: prober over trafgen-q and prober-qb
   over trafgen (each against the packet path it takes), prober over masscan and zmap;
-  with --bpf-stats, per BPF program of prober's on the veth (XDP: every frame arriving, the
-  replies; TC egress: every frame leaving, the probes), its runs and mean run time
+  with --bpf-stats, per BPF program of prober's on the veth (XDP or TCX ingress: every frame
+  arriving, the replies; TC egress: every frame leaving, the probes), its runs and mean run time
   (kernel.bpf_stats, on only while prober runs; the clock reads it adds slow prober's rows)
 on-link: hosts of a directly connected network, no gateway (each needs its own neighbour entry;
   here they share the namespace veth's MAC, to which trafgen sends); unanswered: the namespace

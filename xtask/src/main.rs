@@ -60,7 +60,7 @@ enum Bench {
     /// ../shared/peers), flood with hping3, measure the packet path with trafgen (bypassing the
     /// qdisc and through it), and print a table per sweep.
     Sweep {
-        /// Run only these tools (repeatable): prober, prober-qb, masscan, nmap, zmap-4.3.4,
+        /// Run only these tools (repeatable): prober, prober-qb, prober-gx, masscan, nmap, zmap-4.3.4,
         /// hping3, trafgen, trafgen-q.
         #[arg(long = "tool", value_name = "NAME")]
         tools: Vec<String>,

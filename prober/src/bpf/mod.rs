@@ -47,16 +47,20 @@ pub struct ReplyMatcher {
 pub enum Hook {
     /// XDP, in the mode asked for: there is no fallback from native to generic.
     Xdp(AttachMode),
-    /// TCX ingress: the interface's XDP hook holds another program (another prober, any XDP
-    /// user), and TCX links stack where XDP does not. Only instead of generic XDP.
-    TcxIngress,
+    /// TCX ingress: a sweep's default where the kernel has TCX, or instead of generic XDP when
+    /// the interface's XDP hook holds another program (another prober, any XDP user), as TCX
+    /// links stack where XDP does not.
+    TcxIngress { xdp_taken: bool },
 }
 
 impl std::fmt::Display for Hook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Hook::Xdp(mode) => write!(f, "XDP, {mode} mode"),
-            Hook::TcxIngress => f.write_str("TCX ingress (the interface's XDP hook is taken)"),
+            Hook::TcxIngress { xdp_taken: false } => f.write_str("TCX ingress"),
+            Hook::TcxIngress { xdp_taken: true } => {
+                f.write_str("TCX ingress (the interface's XDP hook is taken)")
+            }
         }
     }
 }
@@ -64,7 +68,10 @@ impl std::fmt::Display for Hook {
 /// How to attach.
 #[derive(Clone, Copy, Debug)]
 pub struct Attachment {
-    pub mode: AttachMode,
+    /// XDP in this mode, or None for TCX ingress (generic XDP on a kernel without TCX): in
+    /// the stack either way, and TCX ingress spares each reply generic XDP's copy of the
+    /// packet into a head with XDP's headroom.
+    pub mode: Option<AttachMode>,
     /// Attach the TC egress program (pointless when probes bypass TC).
     pub time_departures: bool,
     /// Let the programs log their decisions (`--bpf-trace`).
@@ -137,7 +144,7 @@ impl ReplyMatcher {
         attachment: Attachment,
     ) -> Result<(ReplyMatcher, ReplyChannel)> {
         kernel::make_room_for_maps();
-        let generic_xdp = u8::from(attachment.mode == AttachMode::Generic);
+        let generic_xdp = u8::from(attachment.mode != Some(AttachMode::Native));
         // Each run kind's departure table at its size, the other's at one entry.
         let (departure_slots, sweep_departure_slots) = match attachment.sweep_epochs {
             Some(epochs) => (1, u32::from(SWEEP_SOURCE_PORTS) * epochs),
@@ -173,25 +180,21 @@ impl ReplyMatcher {
             .then(|| BpfTrace::start(&mut ebpf))
             .transpose()?;
 
-        let hook = match attach_xdp(&mut ebpf, interface, attachment.mode)? {
-            Attached::Yes => Hook::Xdp(attachment.mode),
-            // Native is asked for by name: the hook someone else holds is the user's to free.
-            Attached::HookTaken(error)
-                if attachment.mode == AttachMode::Native || !kernel::has_tcx() =>
-            {
-                return Err(attach_error(interface, attachment.mode, error))
-            }
-            Attached::HookTaken(_) => {
-                // Last, behind whatever filters the interface already has.
-                attach_tc(
-                    &mut ebpf,
-                    interface,
-                    INGRESS_PROGRAM,
-                    TcAttachType::Ingress,
-                    LinkOrder::last(),
-                )
-                .context("attaching the reply matcher at TCX ingress")?;
-                Hook::TcxIngress
+        let hook = match attachment.mode {
+            None if kernel::has_tcx() => attach_ingress(&mut ebpf, interface, false)?,
+            mode => {
+                let mode = mode.unwrap_or_default();
+                match attach_xdp(&mut ebpf, interface, mode)? {
+                    Attached::Yes => Hook::Xdp(mode),
+                    // Native is asked for by name: the hook someone else holds is the user's
+                    // to free.
+                    Attached::HookTaken(error)
+                        if mode == AttachMode::Native || !kernel::has_tcx() =>
+                    {
+                        return Err(attach_error(interface, mode, error))
+                    }
+                    Attached::HookTaken(_) => attach_ingress(&mut ebpf, interface, true)?,
+                }
             }
         };
         let departures = if attachment.time_departures {
@@ -253,6 +256,20 @@ fn attach_xdp(ebpf: &mut Ebpf, interface: &Interface, mode: AttachMode) -> Resul
         Err(error) if hook_taken(&error) => Ok(Attached::HookTaken(error)),
         Err(error) => Err(attach_error(interface, mode, error)),
     }
+}
+
+/// Attaches the reply matcher at TCX ingress, last, behind whatever filters the interface
+/// already has.
+fn attach_ingress(ebpf: &mut Ebpf, interface: &Interface, xdp_taken: bool) -> Result<Hook> {
+    attach_tc(
+        ebpf,
+        interface,
+        INGRESS_PROGRAM,
+        TcAttachType::Ingress,
+        LinkOrder::last(),
+    )
+    .context("attaching the reply matcher at TCX ingress")?;
+    Ok(Hook::TcxIngress { xdp_taken })
 }
 
 /// Attaches the departure-timing program to `interface`'s egress as a TCX link, which, like

@@ -185,7 +185,7 @@ impl Session {
             via: options.interface.as_ref(),
             destinations: &[options.target],
             answers_replies: false,
-            xdp_mode: options.xdp_mode,
+            xdp_mode: Some(options.xdp_mode),
             trace: options.bpf_trace,
             sweep_epochs: None,
         };

@@ -101,7 +101,8 @@ pub struct Options {
     pub verbose: bool,
     pub histogram: bool,
     pub bpf_trace: bool,
-    pub xdp_mode: AttachMode,
+    /// `--xdp-mode`; None: TCX ingress where the kernel has it.
+    pub xdp_mode: Option<AttachMode>,
 }
 
 /// Runs the sweep, writes its results, and prints the statistic (also when an error ended the

@@ -127,6 +127,17 @@ pub const TOOLS: &[Tool] = &[
         args: prober_qdisc_bypass_args,
         results: Results::OpenList { footer: true },
     },
+    // The same sweep with its reply matcher in generic XDP rather than at TCX ingress.
+    Tool {
+        name: "prober-gx",
+        program: Program::Prober,
+        covers: Covers::AllPorts,
+        no_ipv6: None,
+        unanswered: WhenUnanswered::Exits(1),
+        floods_until_stopped: false,
+        args: prober_generic_xdp_args,
+        results: Results::OpenList { footer: true },
+    },
     Tool {
         name: "masscan",
         program: Program::Peer {
@@ -232,10 +243,19 @@ fn prober_args(inv: &Invocation) -> Result<Vec<String>> {
     Ok(args)
 }
 
-fn prober_qdisc_bypass_args(inv: &Invocation) -> Result<Vec<String>> {
+/// prober's sweep with `extra` options.
+fn prober_args_and(inv: &Invocation, extra: &[&str]) -> Result<Vec<String>> {
     let mut args = prober_args(inv)?;
-    args.push("--qdisc-bypass".to_owned());
+    args.extend(extra.iter().map(|arg| arg.to_string()));
     Ok(args)
+}
+
+fn prober_qdisc_bypass_args(inv: &Invocation) -> Result<Vec<String>> {
+    prober_args_and(inv, &["--qdisc-bypass"])
+}
+
+fn prober_generic_xdp_args(inv: &Invocation) -> Result<Vec<String>> {
+    prober_args_and(inv, &["--xdp-mode", "generic"])
 }
 
 fn masscan_args(inv: &Invocation) -> Result<Vec<String>> {
