@@ -1,15 +1,22 @@
 //! The TCP kind: probes with any combination of hping3's flags (-S -A -F -R -P -U -X -Y) for
 //! one target, and SYNs carrying cookies for sweeps. SYN-ACK means open, RST-ACK closed.
-use std::{fmt::Write as _, net::IpAddr};
+use std::{
+    fmt::Write as _,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
 use anyhow::Result;
 use etherparse::TcpHeader;
-use prober_common::{syn_cookie, IpAddress, ProbeFilter, ReplyRecord, KIND_TCP, MODE_SWEEP};
+use prober_common::{
+    syn_cookie,
+    wire::{fold, sum_of},
+    IpAddress, ProbeFilter, ReplyRecord, KIND_TCP, MODE_SWEEP,
+};
 
 use super::{
     ip::{IpHeader, IpMark, Transport},
     Answer, BuiltProbe, Endpoints, PingProbe, ProbeBuffer, ReplyFields, Status, SweepEndpoints,
-    SweepProbe, Verdict,
+    SweepProbe, Verdict, MAX_PROBE_LEN,
 };
 use crate::random;
 
@@ -237,19 +244,126 @@ impl PingProbe for TcpProbe {
 #[derive(Clone, Copy, Debug)]
 pub struct TcpSyn {
     endpoints: SweepEndpoints,
-    window: u16,
     /// `endpoints.source` as the cookie hashes it, converted once rather than per probe.
     source: IpAddress,
+    template: SynTemplate,
 }
 
 impl TcpSyn {
     pub fn new(endpoints: SweepEndpoints, window: u16) -> TcpSyn {
         TcpSyn {
             endpoints,
-            window,
             source: endpoints.source.into(),
+            template: SynTemplate::new(endpoints, window),
         }
     }
+}
+
+/// A sweep's SYN with what every probe shares already written: a probe copies it, writes its
+/// target, ports, cookie and epoch, and completes both checksums from the template's sums of
+/// the shared words (RFC 1071's sum is order-free, and the probe's own words were zero in
+/// them). perf, 16 unanswered hosts: the send thread's own work per probe went from about 211
+/// to 186 ns (of some 4 µs a probe costs the machine in all), the general writer's header
+/// building and checksums having taken about 105 ns of it.
+#[derive(Clone, Copy, Debug)]
+struct SynTemplate {
+    packet: ProbeBuffer,
+    len: usize,
+    /// Where the TCP header starts: after IPv4's 20 bytes or IPv6's 40.
+    tcp: usize,
+    /// The IPv4 header's words, checksum field included as zero (0 for IPv6, which has none).
+    ip_sum: u32,
+    /// The TCP pseudo-header's and header's words, checksum field included as zero.
+    tcp_sum: u32,
+}
+
+impl SynTemplate {
+    fn new(endpoints: SweepEndpoints, window: u16) -> SynTemplate {
+        let target = match endpoints.source {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
+        let mut packet = [0u8; MAX_PROBE_LEN];
+        let len = TcpSegment {
+            source: endpoints.source,
+            target,
+            ttl: endpoints.ttl,
+            mark: IpMark::Epoch(0),
+            source_port: 0,
+            target_port: 0,
+            seq: 0,
+            ack: 0,
+            flags: TcpFlags(TcpFlags::SYN),
+            window,
+        }
+        .write(&mut packet);
+        let tcp = len - usize::from(TCP_HEADER_LEN);
+        let (source_address, protocol) = match endpoints.source {
+            IpAddr::V4(_) => (&packet[12..16], packet[9]),
+            IpAddr::V6(_) => (&packet[8..24], packet[6]),
+        };
+        let pseudo_header = words(source_address) + sum_of(&[u16::from(protocol), TCP_HEADER_LEN]);
+        let checksum_less =
+            |header: &[u8], field: usize| words(header) - words(&header[field..field + 2]);
+        SynTemplate {
+            ip_sum: match endpoints.source {
+                IpAddr::V4(_) => checksum_less(&packet[..tcp], 10),
+                IpAddr::V6(_) => 0,
+            },
+            tcp_sum: pseudo_header + checksum_less(&packet[tcp..len], 16),
+            packet,
+            len,
+            tcp,
+        }
+    }
+
+    /// Writes the probe into `buf`; returns its length.
+    fn write(
+        &self,
+        target: IpAddr,
+        port: u16,
+        source_port: u16,
+        epoch: u16,
+        seq: u32,
+        buf: &mut ProbeBuffer,
+    ) -> usize {
+        let (len, tcp) = (self.len, self.tcp);
+        buf[..len].copy_from_slice(&self.packet[..len]);
+        let epoch_bytes = epoch.to_be_bytes();
+        let target_sum = match target {
+            IpAddr::V4(target) => {
+                let octets = target.octets();
+                buf[16..20].copy_from_slice(&octets);
+                buf[4..6].copy_from_slice(&epoch_bytes);
+                let target_sum = words(&octets);
+                let ip_checksum = fold(self.ip_sum + target_sum + u32::from(epoch));
+                buf[10..12].copy_from_slice(&ip_checksum.to_be_bytes());
+                target_sum
+            }
+            IpAddr::V6(target) => {
+                let octets = target.octets();
+                buf[24..40].copy_from_slice(&octets);
+                // The flow label's low 16 bits (its top four are zero in the template).
+                buf[2..4].copy_from_slice(&epoch_bytes);
+                words(&octets)
+            }
+        };
+        buf[tcp..tcp + 2].copy_from_slice(&source_port.to_be_bytes());
+        buf[tcp + 2..tcp + 4].copy_from_slice(&port.to_be_bytes());
+        buf[tcp + 4..tcp + 8].copy_from_slice(&seq.to_be_bytes());
+        let probe_sum = sum_of(&[source_port, port, (seq >> 16) as u16, seq as u16]);
+        let tcp_checksum = fold(self.tcp_sum + target_sum + probe_sum);
+        buf[tcp + 16..tcp + 18].copy_from_slice(&tcp_checksum.to_be_bytes());
+        len
+    }
+}
+
+/// The sum of `bytes` as big-endian 16-bit words (an even number of bytes).
+fn words(bytes: &[u8]) -> u32 {
+    bytes
+        .chunks_exact(2)
+        .map(|word| u32::from(u16::from_be_bytes([word[0], word[1]])))
+        .sum()
 }
 
 impl SweepProbe for TcpSyn {
@@ -284,26 +398,16 @@ impl SweepProbe for TcpSyn {
         epoch: u16,
         buf: &mut ProbeBuffer,
     ) -> BuiltProbe {
-        let SweepEndpoints {
-            source,
-            ttl,
-            cookie_key,
-            ..
-        } = self.endpoints;
-        let cookie = syn_cookie(cookie_key, &target.into(), port, &self.source, source_port);
-        let len = TcpSegment {
-            source,
-            target,
-            ttl,
-            mark: IpMark::Epoch(epoch),
+        let cookie = syn_cookie(
+            self.endpoints.cookie_key,
+            &target.into(),
+            port,
+            &self.source,
             source_port,
-            target_port: port,
-            seq: cookie,
-            ack: 0,
-            flags: TcpFlags(TcpFlags::SYN),
-            window: self.window,
-        }
-        .write(buf);
+        );
+        let len = self
+            .template
+            .write(target, port, source_port, epoch, cookie, buf);
         BuiltProbe { len, cookie }
     }
 
