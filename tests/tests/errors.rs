@@ -199,7 +199,7 @@ fn exclude_file_that_is_not_a_regular_file_is_refused_at_once() {
         (fifo, "FIFO"),
         (dir.path.clone(), "directory"),
     ] {
-        let mut cmd = prober_command(&["-p", "80", "--exclude-file"]);
+        let mut cmd = prober_command(&["-p", "80-80", "--exclude-file"]);
         cmd.arg(&file).arg(host.addr.to_string());
         let refused = run(cmd, AT_ONCE);
         check_error(&refused, &[kind, "not a regular file"], &[]);
@@ -225,7 +225,10 @@ fn bad_input_is_echoed_short_and_escaped() {
     let a = host.addr.to_string();
     for (args, shown) in [
         (vec!["-c", "1", "-S", "-p", &hostile, &a], all_escaped),
-        (vec!["-p", "80", "--exclude-file", &path, &a], all_escaped),
+        (
+            vec!["-p", "80-80", "--exclude-file", &path, &a],
+            all_escaped,
+        ),
         (vec!["-p", "80", &unknown_option, &a], "--\\x0d\\x9b1m999"),
     ] {
         let refused = run(prober_command(&args), TIMEOUT);

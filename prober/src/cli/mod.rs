@@ -2,6 +2,8 @@
 //! also the help's sections, then validated into a [`Mode`] — everything a run needs, checked.
 mod values;
 
+use values::DestPorts;
+
 use std::{
     io::{self, IsTerminal as _},
     path::PathBuf,
@@ -136,9 +138,10 @@ struct IpArgs {
 
 #[derive(Args, Debug)]
 struct TcpArgs {
-    /// Destination port; a list or range (22,80,8000-8100, all, known) sweeps them
-    #[arg(short = 'p', long = "destport", value_name = "PORTS", value_parser = PortList::parse)]
-    port: Option<PortList>,
+    /// Destination port; a list or range (22,80,8000-8100, all, known) sweeps them, and so
+    /// does a range of one port (80-80)
+    #[arg(short = 'p', long = "destport", value_name = "PORTS", value_parser = values::dest_ports)]
+    port: Option<DestPorts>,
     /// Base source port (default random)
     #[arg(short = 's', long = "baseport", value_parser = values::port)]
     base_port: Option<u16>,
@@ -189,7 +192,8 @@ struct SweepArgs {
     /// Extra passes that re-probe what has not answered
     #[arg(long, default_value_t = 0, value_name = "N")]
     retries: u32,
-    /// Seconds to wait for late replies after the last probe (and between passes)
+    /// Seconds to wait for late replies after the last probe (and between a sweep's passes)
+    /// [default: 1]
     #[arg(long, value_name = "SECONDS", value_parser = values::wait)]
     wait: Option<Duration>,
     /// Seed of the probe order, for a reproducible sweep
@@ -212,8 +216,8 @@ struct SweepArgs {
     /// but probes are dropped, not queued, when the driver's queue is full
     #[arg(long)]
     qdisc_bypass: bool,
-    /// Write results to FILE instead of standard output: a new file (mode 0600), never
-    /// through a symbolic link
+    /// Write results (a ping's header and reply lines) to FILE instead of standard output: a
+    /// new file (mode 0600), never through a symbolic link
     #[arg(long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
     /// Let --output overwrite FILE if it exists (a regular file only)
@@ -223,7 +227,8 @@ struct SweepArgs {
 
 /// zmap's default: polite enough for shared networks, fast enough for a /24.
 const DEFAULT_RATE: u64 = 10_000;
-/// Late replies on a LAN come within milliseconds; across the Internet, raise it.
+/// hping3's wait for late replies; on a LAN they come within milliseconds, across the
+/// Internet raise it.
 const DEFAULT_WAIT: Duration = Duration::from_secs(1);
 
 impl Cli {
@@ -238,28 +243,14 @@ impl Cli {
         }
     }
 
-    /// Whether this is a sweep rather than hping3's one-target ping: several ports or
-    /// targets, or any option that only sweeps have.
+    /// Whether this is a sweep rather than hping3's one-target ping: only what is to be
+    /// probed says so (several targets or a block, a list or range of ports, or --scan),
+    /// never an option (one that only sweeps take is refused in a ping instead).
     fn is_sweep(&self) -> bool {
-        let sweep = &self.sweep;
-        sweep.scan.is_some()
-            || self
-                .tcp
-                .port
-                .as_ref()
-                .is_some_and(|ports| ports.single().is_none())
+        self.sweep.scan.is_some()
+            || matches!(self.tcp.port, Some(DestPorts::Sweep(_)))
             || self.targets.len() > 1
             || self.targets.iter().any(|target| target.contains('/'))
-            || sweep.rate.is_some()
-            || sweep.retries > 0
-            || sweep.wait.is_some()
-            || sweep.seed.is_some()
-            || sweep.shard.is_some()
-            || !sweep.exclude.is_empty()
-            || sweep.exclude_file.is_some()
-            || sweep.output_format.is_some()
-            || sweep.output.is_some()
-            || sweep.qdisc_bypass
     }
 
     fn tcp_flags(&self) -> TcpFlags {
@@ -320,10 +311,24 @@ impl Cli {
         let [target] = &self.targets[..] else {
             unreachable!("several targets make a sweep");
         };
+        let sweep = &self.sweep;
+        let sweep_options = [
+            (sweep.rate.is_some(), "--rate"),
+            (sweep.retries > 0, "--retries"),
+            (sweep.seed.is_some(), "--seed"),
+            (sweep.shard.is_some(), "--shard"),
+            (!sweep.exclude.is_empty(), "--exclude"),
+            (sweep.exclude_file.is_some(), "--exclude-file"),
+            (sweep.output_format.is_some(), "-O"),
+            (sweep.qdisc_bypass, "--qdisc-bypass"),
+        ];
+        if let Some(option) = first_given(&sweep_options) {
+            bail!("{option} has no meaning for one target and one port: it is for sweeps (several targets or ports, a range such as -p 80-80, or --scan)");
+        }
         let kind = if self.mode.icmp {
             PingKind::IcmpEcho
         } else {
-            let Some(port) = self.tcp.port.as_ref().and_then(PortList::single) else {
+            let Some(DestPorts::One(port)) = self.tcp.port else {
                 bail!("TCP mode needs a destination port: -p PORT (or -1 for ICMP)");
             };
             PingKind::Tcp {
@@ -342,6 +347,7 @@ impl Cli {
             kind,
             count: base.count.filter(|&count| count > 0),
             pacing: self.pacing(),
+            wait: sweep.wait.unwrap_or(DEFAULT_WAIT),
             ttl: self.ip.ttl,
             interface: self.interface(destination.zone.as_ref())?,
             quiet: base.quiet,
@@ -350,6 +356,7 @@ impl Cli {
             histogram: base.histogram,
             bpf_trace: base.bpf_trace,
             xdp_mode: base.xdp_mode,
+            output: self.output_file(),
         })
     }
 
@@ -363,7 +370,7 @@ impl Cli {
             (base.faster, "--faster"),
             (self.tcp.keep, "-k"),
         ];
-        if let Some((_, option)) = single_target_options.iter().find(|(given, _)| *given) {
+        if let Some(option) = first_given(&single_target_options) {
             bail!("{option} has no meaning in a sweep (sweeps send one TCP SYN per port and host; see --rate and --retries)");
         }
         let flags = self.tcp_flags();
@@ -376,7 +383,8 @@ impl Cli {
         let ports = match (&sweep.scan, &self.tcp.port) {
             (Some(_), Some(_)) => bail!("give the ports once: --scan PORTS or -p PORTS"),
             (Some(spec), None) => PortList::parse(spec)?,
-            (None, Some(ports)) => ports.clone(),
+            (None, Some(DestPorts::Sweep(ports))) => ports.clone(),
+            (None, Some(DestPorts::One(port))) => PortList::parse(&port.to_string())?,
             (None, None) => bail!("a sweep needs ports: -p PORTS or --scan PORTS"),
         };
         if sweep.shard.is_some_and(|shard| shard.count > 1) && sweep.seed.is_none() {
@@ -414,10 +422,7 @@ impl Cli {
             qdisc_bypass: sweep.qdisc_bypass,
             status_line: !base.quiet && io::stderr().is_terminal(),
             format,
-            output: sweep.output.clone().map(|path| OutputFile {
-                path,
-                overwrite: sweep.force,
-            }),
+            output: self.output_file(),
             verbose: base.verbose,
             histogram: base.histogram,
             bpf_trace: base.bpf_trace,
@@ -427,6 +432,14 @@ impl Cli {
 }
 
 impl Cli {
+    /// `--output`'s file, and whether `--force` lets it be overwritten.
+    fn output_file(&self) -> Option<OutputFile> {
+        self.sweep.output.clone().map(|path| OutputFile {
+            path,
+            overwrite: self.sweep.force,
+        })
+    }
+
     /// The targets of a sweep or discovery, less the exclusions, and the interface to use.
     fn targets_and_interface(&self) -> Result<(TargetSet, Option<Interface>)> {
         let sweep = &self.sweep;
@@ -460,15 +473,20 @@ impl Cli {
             interface,
             qdisc_bypass: sweep.qdisc_bypass,
             format: sweep.output_format.unwrap_or(Format::List),
-            output: sweep.output.clone().map(|path| OutputFile {
-                path,
-                overwrite: sweep.force,
-            }),
+            output: self.output_file(),
             bpf_trace: base.bpf_trace,
             xdp_mode: base.xdp_mode,
             verbose: base.verbose,
         })
     }
+}
+
+/// The first option of `options` (given, name) that was given.
+fn first_given<'a>(options: &[(bool, &'a str)]) -> Option<&'a str> {
+    options
+        .iter()
+        .find(|(given, _)| *given)
+        .map(|&(_, option)| option)
 }
 
 /// `-I`'s interface and the one a link-local target's zone names, which must agree.
@@ -685,10 +703,83 @@ mod tests {
         assert!(!parse(&["-1", "h"]).is_sweep());
         assert!(parse(&["--scan", "1-1024", "h"]).is_sweep());
         assert!(parse(&["-p", "22,80", "h"]).is_sweep());
+        assert!(
+            parse(&["-p", "80-80", "h"]).is_sweep(),
+            "a range, even of one port"
+        );
         assert!(parse(&["-p", "80", "h1", "h2"]).is_sweep());
         assert!(parse(&["-p", "80", "198.18.4.0/24"]).is_sweep());
-        assert!(parse(&["-p", "80", "h", "-O", "json"]).is_sweep());
-        assert!(parse(&["-p", "80", "h", "--rate", "5"]).is_sweep());
+        // Options never switch modes: only what is probed does.
+        for option in [
+            &["-O", "json"][..],
+            &["--rate", "5"],
+            &["--output", "x.txt"],
+            &["--wait", "2"],
+            &["--retries", "1"],
+            &["--qdisc-bypass"],
+        ] {
+            let args = [&["-S", "-p", "80", "h"], option].concat();
+            assert!(!parse(&args).is_sweep(), "{option:?}");
+        }
+    }
+
+    #[test]
+    fn a_ping_takes_output_and_wait() {
+        let Mode::Ping(ping) = mode(&[
+            "-c",
+            "2",
+            "-S",
+            "-p",
+            "80",
+            "198.18.4.2",
+            "--output",
+            "x.txt",
+            "--force",
+            "--wait",
+            "2.5",
+        ])
+        .unwrap() else {
+            panic!("a ping");
+        };
+        assert_eq!(
+            ping.output,
+            Some(OutputFile {
+                path: PathBuf::from("x.txt"),
+                overwrite: true
+            })
+        );
+        assert_eq!(ping.wait, Duration::from_millis(2500));
+        assert_eq!(ping.count, Some(2));
+        let Mode::Ping(default) = mode(&["-1", "198.18.4.2"]).unwrap() else {
+            panic!("a ping");
+        };
+        assert_eq!((default.wait, default.output), (DEFAULT_WAIT, None));
+    }
+
+    #[test]
+    fn a_ping_refuses_what_only_sweeps_do() {
+        for (option, args) in [
+            ("--rate", &["--rate", "5"][..]),
+            ("--retries", &["--retries", "1"]),
+            ("--seed", &["--seed", "1"]),
+            ("--shard", &["--shard", "1/1"]),
+            ("--exclude", &["--exclude", "198.18.4.9"]),
+            ("--exclude-file", &["--exclude-file", "x"]),
+            ("-O", &["-O", "json"]),
+            ("--qdisc-bypass", &["--qdisc-bypass"]),
+        ] {
+            let args = [&["-S", "-p", "80", "198.18.4.2"], args].concat();
+            assert_eq!(
+                refusal(&args),
+                format!("{option} has no meaning for one target and one port: it is for sweeps (several targets or ports, a range such as -p 80-80, or --scan)")
+            );
+        }
+        let Mode::Sweep(one_port) = mode(&["-p", "80-80", "-O", "json", "198.18.4.2"]).unwrap()
+        else {
+            panic!("a sweep");
+        };
+        assert_eq!(one_port.ports.len(), 1);
+        assert_eq!(one_port.format, Format::Json);
     }
 
     #[test]
@@ -854,7 +945,7 @@ mod tests {
         assert!(refusal(&["-A", "--scan", "80", "198.18.4.2"]).contains("SYN probes only"));
         assert!(refusal(&["--shard", "1/2", "--scan", "80", "198.18.4.2"]).contains("needs --seed"));
         assert!(refusal(&["-p", "80", "--scan", "80", "198.18.4.2"]).contains("ports once"));
-        assert!(refusal(&["--rate", "5", "198.18.4.2"]).contains("needs ports"));
+        assert!(refusal(&["--rate", "5", "198.18.4.2", "198.18.4.3"]).contains("needs ports"));
         assert_eq!(
             refusal(&["-p", "80", "-O", "table", "198.18.4.0/30"]),
             "-O table shows one host; for several use -O list, json or csv"

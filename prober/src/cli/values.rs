@@ -4,8 +4,26 @@ use std::time::Duration;
 
 use crate::{
     echo,
-    sweep::{ports, Shard},
+    sweep::{ports, ports::PortList, Shard},
 };
+
+/// What `-p` asks for: one port, hping3's ping of it; or a list or range, even of one port
+/// (`80-80`), a sweep of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DestPorts {
+    One(u16),
+    Sweep(PortList),
+}
+
+pub fn dest_ports(text: &str) -> Result<DestPorts, String> {
+    let number = !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit());
+    match ports::parse_port(text) {
+        Some(port) if number => Ok(DestPorts::One(port)),
+        _ => PortList::parse(text)
+            .map(DestPorts::Sweep)
+            .map_err(|error| error.to_string()),
+    }
+}
 
 pub fn count(text: &str) -> Result<u64, String> {
     text.parse().map_err(|_| {
@@ -94,6 +112,19 @@ mod tests {
         assert!(interval("abc").unwrap_err().contains("interval"));
         assert!(interval("u").is_err());
         assert!(interval("99999999999").is_err());
+    }
+
+    #[test]
+    fn one_port_pings_and_a_list_or_range_sweeps() {
+        assert_eq!(dest_ports("80"), Ok(DestPorts::One(80)));
+        let range = |spec| DestPorts::Sweep(PortList::parse(spec).unwrap());
+        assert_eq!(dest_ports("80-80"), Ok(range("80-80")));
+        assert_eq!(dest_ports("80,81"), Ok(range("80,81")));
+        assert_eq!(dest_ports("all"), Ok(range("all")));
+        assert!(dest_ports("65536")
+            .unwrap_err()
+            .starts_with("invalid port '65536'"));
+        assert!(dest_ports("").is_err());
     }
 
     #[test]

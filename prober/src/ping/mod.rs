@@ -1,13 +1,13 @@
 //! One target, as hping3 probes it: probes at an interval (or flooding) until the count is
-//! reached, plus hping3's one second for late replies, or Ctrl-C / SIGTERM; a line per reply
-//! and hping3's statistic at the end.
+//! reached, plus a wait for late replies (hping3's one second unless `--wait` says), or
+//! Ctrl-C / SIGTERM; a line per reply (to stdout or `--output`'s file) and hping3's statistic
+//! at the end.
 
 mod send;
 pub mod text;
 
 use std::{
-    fs::File,
-    io::BufWriter,
+    io::Write,
     net::IpAddr,
     sync::{atomic::Ordering, Arc},
     time::Duration,
@@ -19,7 +19,7 @@ use prober_common::{Counter, ReplyRecord};
 use crate::{
     bpf::AttachMode,
     net::{route, Interface, Route},
-    output::{self, Finishing, Lines, Output},
+    output::{Finishing, Lines, Output},
     privileges,
     probe::{Endpoints, PingKind, PingProbe},
     random,
@@ -27,15 +27,13 @@ use crate::{
     reply_loop::{self, Conclusion, End, ReplyHandler, Sources, Timing, Wakeup},
     rtt::{self, RttStats},
     setup::{self, Plumbing, Wiring},
+    sweep::files::{self, OutputFile},
 };
 use send::{Answered, SendLog};
 pub use text::RttPrecision;
 
-/// How long hping3 waits for replies after the last probe.
-const LINGER: Duration = Duration::from_secs(1);
-
-/// Where the header and reply lines go: stdout, from the output thread.
-pub type LineOutput = Output<Lines<BufWriter<File>>>;
+/// Where the header and reply lines go (stdout or the output file), from the output thread.
+pub type LineOutput = Output<Lines<Box<dyn Write + Send>>>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pacing {
@@ -54,6 +52,8 @@ pub struct Options {
     /// None: until interrupted.
     pub count: Option<u64>,
     pub pacing: Pacing,
+    /// How long to wait for late replies after the last probe.
+    pub wait: Duration,
     pub ttl: u8,
     pub interface: Option<Interface>,
     pub quiet: bool,
@@ -62,6 +62,8 @@ pub struct Options {
     pub histogram: bool,
     pub bpf_trace: bool,
     pub xdp_mode: AttachMode,
+    /// None: stdout.
+    pub output: Option<OutputFile>,
 }
 
 /// What a run counted, as hping3's footer reports it.
@@ -102,8 +104,10 @@ impl Summary {
 /// early: that error comes back after it).
 pub fn run(options: Options) -> Result<Conclusion> {
     let session = Session::prepare(options)?;
+    // Created while the capabilities last: root may need them in a directory it does not own.
+    let lines = files::writer(session.options.output.as_ref())?;
     privileges::drop_after_setup()?;
-    let mut out = Output::start(Lines::new(output::stdout()?, "reply lines"))?;
+    let mut out = Output::start(Lines::new(lines, "reply lines"))?;
     for line in session.header()? {
         out.push(line);
     }
@@ -258,7 +262,7 @@ impl Session {
             watch,
         };
         let timing = Timing {
-            linger: LINGER,
+            linger: options.wait,
             wakeup: Wakeup::EachReply,
         };
         let outcome = reply_loop::run(sources, send, &mut printer, timing)?;
