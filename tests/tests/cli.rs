@@ -3,9 +3,11 @@
 //! not. Targets are test-namespace hosts, so a prober that wrongly goes ahead still only sends
 //! where it may.
 
-use prober_tests::output::{check_error, normalize, parse_footer, tcp_reply, tcp_syn_header};
+use prober_tests::output::{
+    check_error, compare_with_hping3, normalize, parse_footer, tcp_reply, tcp_syn_header,
+};
 use prober_tests::proc::{run, Finished};
-use prober_tests::{prober_command, require_root, ScratchDir, TestHost, OPEN_PORT};
+use prober_tests::{hping3_command, prober_command, require_root, ScratchDir, TestHost, OPEN_PORT};
 use std::fs;
 use std::time::Duration;
 
@@ -86,4 +88,40 @@ fn sweep_options_are_refused_in_a_ping() {
             &[],
         );
     }
+}
+
+/// hping3, then prober, with `-n -S -i u200000 args` against a host that listens on 80, 81
+/// and 82, drops 83 and has nothing on 79 (closed): the same lines but for RTTs, the same
+/// footer counts and exit status.
+fn same_as_hping3(args: &[&str]) {
+    require_root();
+    let mut host = TestHost::new().expect("test host");
+    for port in [80, 81, 82] {
+        host.listen_tcp(port).expect("listener");
+    }
+    host.drop_tcp_port(83).expect("nft drop rule");
+    let target = host.addr.to_string();
+    let all = [&["-n", "-S", "-i", "u200000"][..], args, &[&target]].concat();
+    let hping3 = run(hping3_command(&all), TIMEOUT);
+    let prober = run(prober_command(&all), TIMEOUT);
+    compare_with_hping3(&hping3, &prober, false);
+}
+
+/// `-p +81`: one port up for each reply, so 81 and 82 answer, then 83 is probed until the
+/// count runs out (no reply moves it on).
+#[test]
+fn plus_port_moves_up_with_each_reply_as_hping3() {
+    same_as_hping3(&["-c", "4", "-p", "+81"]);
+}
+
+/// `-p ++79`: one port up for each probe: closed 79, then 80, 81 and 82.
+#[test]
+fn plus_plus_port_moves_up_with_each_probe_as_hping3() {
+    same_as_hping3(&["-c", "4", "-p", "++79"]);
+}
+
+/// `-p 0`, which hping3 takes.
+#[test]
+fn port_zero_as_hping3() {
+    same_as_hping3(&["-c", "2", "-p", "0"]);
 }

@@ -248,12 +248,6 @@ fn bad_input_is_echoed_short_and_escaped() {
 }
 
 #[test]
-fn port_zero() {
-    let run = against_test_host(&["-c", "1", "-S", "-p", "0"]);
-    check_error(&run, &["port"], &[]);
-}
-
-#[test]
 fn port_too_large() {
     let run = against_test_host(&["-c", "1", "-S", "-p", "65536"]);
     check_error(&run, &[], &["port", "65536"]);

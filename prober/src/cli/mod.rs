@@ -21,7 +21,7 @@ use crate::{
     discover, echo,
     net::{self, Family, Interface},
     ping::{self, Pacing, RttPrecision},
-    probe::{PingKind, SweepKind, TcpFlags},
+    probe::{PingKind, PortStep, SweepKind, TcpFlags},
     sweep::{
         self,
         files::OutputFile,
@@ -138,8 +138,9 @@ struct IpArgs {
 
 #[derive(Args, Debug)]
 struct TcpArgs {
-    /// Destination port; a list or range (22,80,8000-8100, all, known) sweeps them, and so
-    /// does a range of one port (80-80)
+    /// Destination port (0-65535); +N: one up for each reply, ++N: for each probe (hping3's);
+    /// a list or range (22,80,8000-8100, all, known) sweeps them, and so does a range of one
+    /// port (80-80)
     #[arg(short = 'p', long = "destport", value_name = "PORTS", value_parser = values::dest_ports)]
     port: Option<DestPorts>,
     /// Base source port (default random)
@@ -328,12 +329,13 @@ impl Cli {
         let kind = if self.mode.icmp {
             PingKind::IcmpEcho
         } else {
-            let Some(DestPorts::One(port)) = self.tcp.port else {
+            let Some(DestPorts::One { port, step }) = self.tcp.port else {
                 bail!("TCP mode needs a destination port: -p PORT (or -1 for ICMP)");
             };
             PingKind::Tcp {
                 flags: self.tcp_flags(),
                 port,
+                port_step: step,
                 base_port: self.tcp.base_port,
                 keep_port: self.tcp.keep,
                 window: self.tcp.window,
@@ -384,7 +386,12 @@ impl Cli {
             (Some(_), Some(_)) => bail!("give the ports once: --scan PORTS or -p PORTS"),
             (Some(spec), None) => PortList::parse(spec)?,
             (None, Some(DestPorts::Sweep(ports))) => ports.clone(),
-            (None, Some(DestPorts::One(port))) => PortList::parse(&port.to_string())?,
+            (None, Some(DestPorts::One { port, step })) => {
+                if *step != PortStep::Fixed {
+                    bail!("-p +N and ++N move one target's port; a sweep takes a list or range of ports");
+                }
+                PortList::parse(&port.to_string())?
+            }
             (None, None) => bail!("a sweep needs ports: -p PORTS or --scan PORTS"),
         };
         if sweep.shard.is_some_and(|shard| shard.count > 1) && sweep.seed.is_none() {
@@ -590,7 +597,7 @@ mod tests {
         let error = Cli::try_parse_from(["prober", "-p", "99999", "h"]).unwrap_err();
         assert_eq!(
             parse_error_line(&error),
-            "invalid port '99999': expected ports from 1 to 65535 as in 80, 1-1024,8080, all or known (--destport <PORTS>)"
+            "invalid port '99999': expected a port from 0 to 65535 (+N: one up for each reply, ++N: for each probe), or ports from 1 to 65535 as in 1-1024,8080, all or known (--destport <PORTS>)"
         );
         let error = Cli::try_parse_from(["prober"]).unwrap_err();
         assert_eq!(
@@ -945,6 +952,7 @@ mod tests {
         assert!(refusal(&["-A", "--scan", "80", "198.18.4.2"]).contains("SYN probes only"));
         assert!(refusal(&["--shard", "1/2", "--scan", "80", "198.18.4.2"]).contains("needs --seed"));
         assert!(refusal(&["-p", "80", "--scan", "80", "198.18.4.2"]).contains("ports once"));
+        assert!(refusal(&["-p", "+80", "198.18.4.2", "198.18.4.3"]).starts_with("-p +N and ++N"));
         assert!(refusal(&["--rate", "5", "198.18.4.2", "198.18.4.3"]).contains("needs ports"));
         assert_eq!(
             refusal(&["-p", "80", "-O", "table", "198.18.4.0/30"]),

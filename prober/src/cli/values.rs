@@ -4,25 +4,41 @@ use std::time::Duration;
 
 use crate::{
     echo,
+    probe::PortStep,
     sweep::{ports, ports::PortList, Shard},
 };
 
-/// What `-p` asks for: one port, hping3's ping of it; or a list or range, even of one port
-/// (`80-80`), a sweep of them.
+/// What `-p` asks for: one port, hping3's ping of it (`80`, `0`, `+80`: one port up for each
+/// reply, `++80`: for each probe); or a list or range, even of one port (`80-80`), a sweep of
+/// them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DestPorts {
-    One(u16),
+    One { port: u16, step: PortStep },
     Sweep(PortList),
 }
 
 pub fn dest_ports(text: &str) -> Result<DestPorts, String> {
-    let number = !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit());
-    match ports::parse_port(text) {
-        Some(port) if number => Ok(DestPorts::One(port)),
-        _ => PortList::parse(text)
+    let (step, number) = if let Some(number) = text.strip_prefix("++") {
+        (PortStep::PerProbe, number)
+    } else if let Some(number) = text.strip_prefix('+') {
+        (PortStep::PerReply, number)
+    } else {
+        (PortStep::Fixed, text)
+    };
+    if !number.is_empty() && number.bytes().all(|byte| byte.is_ascii_digit()) {
+        if let Ok(port) = number.parse() {
+            return Ok(DestPorts::One { port, step });
+        }
+    } else if step == PortStep::Fixed {
+        return PortList::parse(text)
             .map(DestPorts::Sweep)
-            .map_err(|error| error.to_string()),
+            .map_err(|error| error.to_string());
     }
+    Err(format!(
+        "invalid port '{}': expected a port from 0 to 65535 (+N: one up for each reply, ++N: \
+         for each probe), or ports from 1 to 65535 as in 1-1024,8080, all or known",
+        echo::value(text)
+    ))
 }
 
 pub fn count(text: &str) -> Result<u64, String> {
@@ -116,7 +132,26 @@ mod tests {
 
     #[test]
     fn one_port_pings_and_a_list_or_range_sweeps() {
-        assert_eq!(dest_ports("80"), Ok(DestPorts::One(80)));
+        let one = |port, step| Ok(DestPorts::One { port, step });
+        assert_eq!(dest_ports("80"), one(80, PortStep::Fixed));
+        assert_eq!(
+            dest_ports("0"),
+            one(0, PortStep::Fixed),
+            "hping3 takes port 0"
+        );
+        assert_eq!(dest_ports("+80"), one(80, PortStep::PerReply));
+        assert_eq!(dest_ports("++79"), one(79, PortStep::PerProbe));
+        assert_eq!(dest_ports("++0"), one(0, PortStep::PerProbe));
+        for bad in [
+            "+", "++", "+++80", "+80-90", "++all", "+-1", "65536", "+65536",
+        ] {
+            assert!(
+                dest_ports(bad)
+                    .unwrap_err()
+                    .starts_with(&format!("invalid port '{bad}': expected a port from 0")),
+                "{bad}"
+            );
+        }
         let range = |spec| DestPorts::Sweep(PortList::parse(spec).unwrap());
         assert_eq!(dest_ports("80-80"), Ok(range("80-80")));
         assert_eq!(dest_ports("80,81"), Ok(range("80,81")));

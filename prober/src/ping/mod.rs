@@ -77,6 +77,8 @@ pub struct Summary {
     /// Replies the XDP program matched to a port or sequence number no probe was sent with:
     /// forged, or from an earlier run.
     pub unsolicited: u64,
+    /// Replies from a port the probes have moved past (`-p +N`), not taken.
+    pub stale: u64,
     pub rtt: RttStats,
     /// Replies the XDP program matched and queued (equals `received` unless the run ended
     /// with replies still queued).
@@ -136,9 +138,9 @@ pub fn run(options: Options) -> Result<Conclusion> {
         rtt::print_percentiles(&summary.rtt);
         eprintln!(
             "xdp: {} replies matched, {} unmatched packets from the target, {} malformed, {} lost to a full ring buffer; \
-             {} duplicate replies, {} replies to probes never sent",
+             {} duplicate replies, {} replies to probes never sent, {} from ports -p +N had left",
             summary.matched, summary.unmatched, summary.malformed, summary.ring_full,
-            summary.duplicates, summary.unsolicited
+            summary.duplicates, summary.unsolicited, summary.stale
         );
     }
     for failure in reading::failures([
@@ -288,6 +290,11 @@ struct ReplyPrinter<'a> {
 
 impl ReplyHandler for ReplyPrinter<'_> {
     fn reply(&mut self, reply: &ReplyRecord) -> Result<()> {
+        if !self.probe.take(reply) {
+            // From a port -p +N has moved past: hping3 does not take it either.
+            self.summary.stale += 1;
+            return Ok(());
+        }
         let seq = self.probe.sequence(reply);
         let (userspace_sent_ns, duplicate) = match self.log.answer(seq) {
             Answered::NeverSent => {

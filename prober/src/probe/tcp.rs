@@ -1,6 +1,10 @@
 //! The TCP kind: probes with any combination of hping3's flags (-S -A -F -R -P -U -X -Y) for
 //! one target, and SYNs carrying cookies for sweeps. SYN-ACK means open, RST-ACK closed.
-use std::{fmt::Write as _, net::IpAddr};
+use std::{
+    fmt::Write as _,
+    net::IpAddr,
+    sync::atomic::{AtomicU16, Ordering},
+};
 
 use anyhow::Result;
 use etherparse::TcpHeader;
@@ -62,6 +66,61 @@ impl TcpFlags {
 
 const TCP_HEADER_LEN: u16 = 20;
 
+/// How a one-target run's destination port moves: hping3's `-p N`, `-p +N`, `-p ++N`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PortStep {
+    #[default]
+    Fixed,
+    /// One up for each reply received (`+N`): each port is probed until it answers.
+    PerReply,
+    /// One up for each probe sent (`++N`).
+    PerProbe,
+}
+
+/// A one-target run's destination port: the first, and how far it has moved.
+#[derive(Debug, Default)]
+pub struct DestPort {
+    pub first: u16,
+    pub step: PortStep,
+    /// With [`PortStep::PerReply`]: the replies taken so far (mod 2^16, as ports wrap).
+    answered: AtomicU16,
+}
+
+impl DestPort {
+    pub fn new(first: u16, step: PortStep) -> DestPort {
+        DestPort {
+            first,
+            step,
+            answered: AtomicU16::new(0),
+        }
+    }
+
+    /// The port probe `n` goes to.
+    fn of_probe(&self, n: u64) -> u16 {
+        let moved = match self.step {
+            PortStep::Fixed => 0,
+            PortStep::PerProbe => n as u16,
+            PortStep::PerReply => self.answered.load(Ordering::Relaxed),
+        };
+        self.first.wrapping_add(moved)
+    }
+
+    /// Whether a reply from `port` answers the probes as they go now, as hping3 takes it: with
+    /// `+N` only a reply from the port probed now, which moves the probes on to the next.
+    fn take(&self, port: u16) -> bool {
+        if self.step != PortStep::PerReply {
+            return true;
+        }
+        let answered = self.answered.load(Ordering::Relaxed);
+        let current = port == self.first.wrapping_add(answered);
+        if current {
+            self.answered
+                .store(answered.wrapping_add(1), Ordering::Relaxed);
+        }
+        current
+    }
+}
+
 /// One TCP segment without options or payload, in its IP packet: what every TCP probe (one
 /// target or a sweep) sends.
 #[derive(Clone, Copy, Debug)]
@@ -106,11 +165,11 @@ impl TcpSegment {
 }
 
 /// One target's TCP probes (hping3's default mode).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct TcpProbe {
     pub endpoints: Endpoints,
     pub flags: TcpFlags,
-    pub target_port: u16,
+    pub target_port: DestPort,
     /// Source port of probe 0; probe n uses `base_port + n` unless `keep_port`.
     pub base_port: u16,
     pub keep_port: bool,
@@ -126,7 +185,7 @@ impl TcpProbe {
     pub fn new(
         endpoints: Endpoints,
         flags: TcpFlags,
-        target_port: u16,
+        target_port: DestPort,
         base_port: Option<u16>,
         keep_port: bool,
         window: u16,
@@ -179,7 +238,7 @@ impl PingProbe for TcpProbe {
             ttl,
             mark: IpMark::Id(self.endpoints.ip_id(n)),
             source_port: self.source_port(n),
-            target_port: self.target_port,
+            target_port: self.target_port.of_probe(n),
             seq: self.seq,
             ack: self.ack,
             flags: self.flags,
@@ -191,7 +250,12 @@ impl PingProbe for TcpProbe {
     fn filter(&self) -> ProbeFilter {
         ProbeFilter {
             kind: KIND_TCP,
-            target_port: self.target_port,
+            target_port: self.target_port.first,
+            // A moving port is followed here: the programs take replies from any port.
+            target_port_max_offset: match self.target_port.step {
+                PortStep::Fixed => 0,
+                PortStep::PerReply | PortStep::PerProbe => u16::MAX,
+            },
             sport_base: self.base_port,
             // With -k every probe leaves from one port; otherwise from a window of ports that
             // wraps around, as hping3's do.
@@ -204,6 +268,10 @@ impl PingProbe for TcpProbe {
 
     fn sequence(&self, reply: &ReplyRecord) -> u16 {
         reply.dst_port.wrapping_sub(self.base_port)
+    }
+
+    fn take(&self, reply: &ReplyRecord) -> bool {
+        self.target_port.take(reply.src_port)
     }
 
     /// With -k every probe is sequence 0: replies cannot tell them apart.
