@@ -125,3 +125,16 @@ fn plus_plus_port_moves_up_with_each_probe_as_hping3() {
 fn port_zero_as_hping3() {
     same_as_hping3(&["-c", "2", "-p", "0"]);
 }
+
+/// `-v` prints prober's version line and exits 0, as hping3's `-v` prints its own.
+#[test]
+fn minus_v_prints_the_version() {
+    let shown = run(prober_command(&["-v"]), TIMEOUT);
+    assert_eq!(shown.code(), Some(0), "{shown}");
+    let version = shown.stdout.strip_prefix("prober ").unwrap_or_default();
+    assert!(
+        version.trim_end().split('.').count() == 3 && shown.stdout.lines().count() == 1,
+        "not one version line\n{shown}"
+    );
+    assert_eq!(shown.stderr, "", "{shown}");
+}

@@ -111,8 +111,8 @@ struct BaseArgs {
     /// link)
     #[arg(long, value_name = "MODE", default_value = "generic")]
     xdp_mode: AttachMode,
-    /// Print version information
-    #[arg(long, action = ArgAction::Version)]
+    /// Print version information (hping3's -v)
+    #[arg(short = 'v', long, action = ArgAction::Version)]
     version: (),
 }
 
@@ -615,6 +615,18 @@ mod tests {
             "{line}"
         );
         assert!(!line.contains('\x1b') && line.len() < 1100, "{line}");
+    }
+
+    #[test]
+    fn minus_v_prints_the_version_as_hping3s_does() {
+        for flag in ["-v", "--version"] {
+            let shown = Cli::try_parse_from(["prober", flag]).unwrap_err();
+            assert!(printed_help(&shown), "{flag}");
+            assert_eq!(
+                shown.to_string(),
+                format!("prober {}\n", env!("CARGO_PKG_VERSION"))
+            );
+        }
     }
 
     #[test]
