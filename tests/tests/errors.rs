@@ -482,3 +482,39 @@ fn second_native_instance_on_same_interface() {
     first.signal(libc::SIGKILL);
     first.wait(Duration::from_secs(5));
 }
+
+/// A bad number is named with its option and the values it may take, also when it starts with
+/// '-' (clap took `-i -1` for a missing value followed by -1, and `--rate -5` for an unknown
+/// option) or is no number at all (`-t abc`: "invalid digit found in string").
+#[test]
+fn bad_numbers_name_the_option_and_its_range() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let a = host.addr.to_string();
+    for (args, words) in [
+        (
+            &["-S", "-p", "80", "-i", "-1"][..],
+            &["--interval", "'-1'", "microseconds"][..],
+        ),
+        (
+            &["-p", "80,81", "--rate", "-5"],
+            &["--rate", "'-5'", "positive"],
+        ),
+        (
+            &["-S", "-p", "80", "-t", "abc"],
+            &["--ttl", "'abc'", "0 to 255"],
+        ),
+        (
+            &["-S", "-p", "80", "-w", "-1"],
+            &["--win", "'-1'", "0 to 65535"],
+        ),
+        (
+            &["-p", "80,81", "--retries", "-1"],
+            &["--retries", "'-1'", "0 to"],
+        ),
+        (&["-S", "-p", "-1"], &["--destport", "'-1'", "to 65535"]),
+    ] {
+        let refused = run(prober_command(&[args, &[&a]].concat()), AT_ONCE);
+        check_error(&refused, words, &[]);
+    }
+}

@@ -74,7 +74,7 @@ struct BaseArgs {
     #[arg(short = 'c', long = "count", value_parser = values::count, allow_negative_numbers = true)]
     count: Option<u64>,
     /// Wait between probes: seconds, or uX for X microseconds (-i 2, -i u100)
-    #[arg(short = 'i', long = "interval", value_parser = values::interval)]
+    #[arg(short = 'i', long = "interval", value_parser = values::interval, allow_negative_numbers = true)]
     interval: Option<Duration>,
     /// Alias for -i u100000 (10 packets a second)
     #[arg(long)]
@@ -126,7 +126,7 @@ struct ModeArgs {
 #[derive(Args, Debug)]
 struct IpArgs {
     /// IP time to live (IPv6's hop limit)
-    #[arg(short = 't', long, default_value_t = 64)]
+    #[arg(short = 't', long, default_value_t = 64, value_parser = values::ttl, allow_negative_numbers = true)]
     ttl: u8,
     /// IPv4 only: a name's IPv4 address, and IPv6 targets refused
     #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
@@ -141,16 +141,22 @@ struct TcpArgs {
     /// Destination port (0-65535); +N: one up for each reply, ++N: for each probe (hping3's);
     /// a list or range (22,80,8000-8100, all, known) sweeps them, and so does a range of one
     /// port (80-80)
-    #[arg(short = 'p', long = "destport", value_name = "PORTS", value_parser = values::dest_ports)]
+    #[arg(
+        short = 'p',
+        long = "destport",
+        value_name = "PORTS",
+        value_parser = values::dest_ports,
+        allow_negative_numbers = true
+    )]
     port: Option<DestPorts>,
     /// Base source port (default random)
-    #[arg(short = 's', long = "baseport", value_parser = values::port)]
+    #[arg(short = 's', long = "baseport", value_parser = values::port, allow_negative_numbers = true)]
     base_port: Option<u16>,
     /// Keep the source port fixed
     #[arg(short = 'k', long = "keep")]
     keep: bool,
     /// TCP window size
-    #[arg(short = 'w', long = "win", default_value_t = 64)]
+    #[arg(short = 'w', long = "win", default_value_t = 64, value_parser = values::window, allow_negative_numbers = true)]
     window: u16,
     /// Set the FIN flag
     #[arg(short = 'F', long = "fin")]
@@ -188,20 +194,26 @@ struct SweepArgs {
     #[arg(long, conflicts_with_all = ["scan", "port", "retries", "seed", "shard"])]
     arp: bool,
     /// Probes per second [default: 10000]
-    #[arg(long, value_name = "PPS", value_parser = values::rate, conflicts_with = "flood")]
+    #[arg(
+        long,
+        value_name = "PPS",
+        value_parser = values::rate,
+        conflicts_with = "flood",
+        allow_negative_numbers = true
+    )]
     rate: Option<u64>,
     /// Extra passes that re-probe what has not answered
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    #[arg(long, default_value_t = 0, value_name = "N", value_parser = values::retries, allow_negative_numbers = true)]
     retries: u32,
     /// Seconds to wait for late replies after the last probe (and between a sweep's passes)
     /// [default: 1]
-    #[arg(long, value_name = "SECONDS", value_parser = values::wait)]
+    #[arg(long, value_name = "SECONDS", value_parser = values::wait, allow_negative_numbers = true)]
     wait: Option<Duration>,
     /// Seed of the probe order, for a reproducible sweep
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = values::seed, allow_negative_numbers = true)]
     seed: Option<u64>,
     /// This machine's share of the sweep: shard I of N (needs --seed)
-    #[arg(long, value_name = "I/N", value_parser = values::shard)]
+    #[arg(long, value_name = "I/N", value_parser = values::shard, allow_hyphen_values = true)]
     shard: Option<Shard>,
     /// Never probe these addresses or CIDR blocks
     #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
@@ -599,6 +611,36 @@ mod tests {
             parse_error_line(&error),
             "invalid port '99999': expected a port from 0 to 65535 (+N: one up for each reply, ++N: for each probe), or ports from 1 to 65535 as in 1-1024,8080, all or known (--destport <PORTS>)"
         );
+        // A value that starts with '-' is the option's (and wrong), not another option.
+        for (args, line) in [
+            (
+                &["-i", "-1"][..],
+                "invalid interval '-1': expected seconds, or uX for X microseconds, at most a day (--interval <INTERVAL>)",
+            ),
+            (
+                &["--rate", "-5"],
+                "invalid rate '-5': expected a positive number of probes per second (--rate <PPS>)",
+            ),
+            (
+                &["-t", "abc"],
+                "invalid ttl 'abc': expected a number from 0 to 255 (--ttl <TTL>)",
+            ),
+            (
+                &["-w", "-1"],
+                "invalid window '-1': expected a number from 0 to 65535 (--win <WINDOW>)",
+            ),
+            (
+                &["-c", "-1"],
+                "invalid count '-1': expected a number (0: until interrupted) (--count <COUNT>)",
+            ),
+            (
+                &["--wait", "-1"],
+                "invalid wait '-1': expected seconds from 0 to 86400 (--wait <SECONDS>)",
+            ),
+        ] {
+            let error = Cli::try_parse_from([&["prober", "-1"], args, &["h"]].concat()).unwrap_err();
+            assert_eq!(parse_error_line(&error), line);
+        }
         let error = Cli::try_parse_from(["prober"]).unwrap_err();
         assert_eq!(
             parse_error_line(&error),

@@ -1,11 +1,11 @@
 //! Parsers of option values: each turns text into a validated value, or says in one line
 //! what was expected.
-use std::time::Duration;
+use std::{fmt::Display, ops::RangeInclusive, str::FromStr, time::Duration};
 
 use crate::{
     echo,
     probe::PortStep,
-    sweep::{ports, ports::PortList, Shard},
+    sweep::{ports::PortList, Shard},
 };
 
 /// What `-p` asks for: one port, hping3's ping of it (`80`, `0`, `+80`: one port up for each
@@ -60,13 +60,41 @@ pub fn rate(text: &str) -> Result<u64, String> {
     }
 }
 
+/// A whole number from `range`, or a message that says what was expected:
+/// `invalid ttl 'abc': expected a number from 0 to 255`.
+fn whole<T>(text: &str, what: &str, range: RangeInclusive<T>) -> Result<T, String>
+where
+    T: FromStr + PartialOrd + Display,
+{
+    match text.parse() {
+        Ok(value) if range.contains(&value) => Ok(value),
+        _ => Err(format!(
+            "invalid {what} '{}': expected a number from {} to {}",
+            echo::value(text),
+            range.start(),
+            range.end()
+        )),
+    }
+}
+
 pub fn port(text: &str) -> Result<u16, String> {
-    ports::parse_port(text).ok_or_else(|| {
-        format!(
-            "invalid port '{}': expected a number from 1 to 65535",
-            echo::value(text)
-        )
-    })
+    whole(text, "port", 1..=u16::MAX)
+}
+
+pub fn ttl(text: &str) -> Result<u8, String> {
+    whole(text, "ttl", 0..=u8::MAX)
+}
+
+pub fn window(text: &str) -> Result<u16, String> {
+    whole(text, "window", 0..=u16::MAX)
+}
+
+pub fn retries(text: &str) -> Result<u32, String> {
+    whole(text, "retry count", 0..=u32::MAX)
+}
+
+pub fn seed(text: &str) -> Result<u64, String> {
+    whole(text, "seed", 0..=u64::MAX)
 }
 
 pub fn wait(text: &str) -> Result<Duration, String> {
@@ -160,6 +188,23 @@ mod tests {
             .unwrap_err()
             .starts_with("invalid port '65536'"));
         assert!(dest_ports("").is_err());
+    }
+
+    #[test]
+    fn whole_numbers_name_their_range() {
+        assert_eq!(ttl("0"), Ok(0));
+        assert_eq!(
+            ttl("abc"),
+            Err("invalid ttl 'abc': expected a number from 0 to 255".into())
+        );
+        assert!(ttl("256").unwrap_err().ends_with("from 0 to 255"));
+        assert!(ttl("-1").unwrap_err().starts_with("invalid ttl '-1'"));
+        assert_eq!(window("65535"), Ok(65535));
+        assert!(window("-1").unwrap_err().ends_with("from 0 to 65535"));
+        assert!(retries("-1")
+            .unwrap_err()
+            .starts_with("invalid retry count '-1'"));
+        assert!(seed("x").unwrap_err().starts_with("invalid seed 'x'"));
     }
 
     #[test]
