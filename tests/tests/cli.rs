@@ -71,6 +71,12 @@ fn a_range_of_one_port_is_a_sweep() {
     );
     let open_row = format!("{OPEN_PORT:>5} http");
     assert!(sweep.stdout.contains(&open_row), "{sweep}");
+    assert!(
+        sweep
+            .stderr
+            .contains("\n1 probe sent to 1 host x 1 port in "),
+        "counts of one are singular\n{sweep}"
+    );
 }
 
 /// What only sweeps do is refused in a ping, before anything is sent, instead of turning it

@@ -49,7 +49,8 @@ pub enum Mode {
     version,
     about = "hping3-compatible TCP and ICMP prober with kernel (XDP) reply timestamps",
     disable_version_flag = true,
-    override_usage = "prober host [options]\n       prober -p PORTS|--scan PORTS target... [sweep options]"
+    override_usage = "prober host [options]\n       prober -p PORTS|--scan PORTS target... [sweep options]",
+    after_help = EXIT_STATUS_HELP
 )]
 pub struct Cli {
     /// Target host name or address, IPv4 or IPv6 (link-local with its interface: fe80::1%eth0);
@@ -73,7 +74,7 @@ struct BaseArgs {
     /// Stop after sending (and receiving) COUNT packets; 0: until interrupted
     #[arg(short = 'c', long = "count", value_parser = values::count, allow_negative_numbers = true)]
     count: Option<u64>,
-    /// Wait between probes: seconds, or uX for X microseconds (-i 2, -i u100)
+    /// Wait between probes: seconds, or uX for X microseconds (-i 2, -i u100) [default: 1]
     #[arg(short = 'i', long = "interval", value_parser = values::interval, allow_negative_numbers = true)]
     interval: Option<Duration>,
     /// Alias for -i u100000 (10 packets a second)
@@ -149,7 +150,7 @@ struct TcpArgs {
         allow_negative_numbers = true
     )]
     port: Option<DestPorts>,
-    /// Base source port (default random)
+    /// Base source port [default: random; a sweep's: 61440, the first of its block of 4096]
     #[arg(short = 's', long = "baseport", value_parser = values::port, allow_negative_numbers = true)]
     base_port: Option<u16>,
     /// Keep the source port fixed
@@ -209,7 +210,7 @@ struct SweepArgs {
     /// [default: 1]
     #[arg(long, value_name = "SECONDS", value_parser = values::wait, allow_negative_numbers = true)]
     wait: Option<Duration>,
-    /// Seed of the probe order, for a reproducible sweep
+    /// Seed of the probe order, for a reproducible sweep [default: random]
     #[arg(long, value_name = "N", value_parser = values::seed, allow_negative_numbers = true)]
     seed: Option<u64>,
     /// This machine's share of the sweep: shard I of N (needs --seed)
@@ -237,6 +238,13 @@ struct SweepArgs {
     #[arg(long, requires = "output")]
     force: bool,
 }
+
+/// The exit statuses, at the end of the help (README.md has them too).
+const EXIT_STATUS_HELP: &str =
+    "Exit status, of a ping and a sweep alike: 0 a reply came (a sweep: a port answered open or \
+     closed; --arp: a host answered) and the result is complete; 1 none came; 2 error (one line on \
+     stderr); 3 incomplete: replies lost in the kernel (a sweep reports them unknown), or output \
+     cut short after Ctrl-C";
 
 /// zmap's default: polite enough for shared networks, fast enough for a /24.
 const DEFAULT_RATE: u64 = 10_000;
@@ -602,6 +610,29 @@ mod tests {
                 "Sweep:"
             ]
         );
+    }
+
+    #[test]
+    fn help_gives_the_defaults_and_exit_statuses() {
+        let help = Cli::command().render_long_help().to_string();
+        let option = |name: &str| {
+            let start = help
+                .find(name)
+                .unwrap_or_else(|| panic!("{name} in the help"));
+            let rest = &help[start..];
+            rest[..rest.find("\n\n").unwrap_or(rest.len())].to_string()
+        };
+        assert!(option("--interval <").contains("[default: 1]"));
+        assert!(option("--wait <").contains(&format!("[default: {}]", DEFAULT_WAIT.as_secs())));
+        assert!(option("--rate <").contains("[default: 10000]"));
+        assert_eq!(DEFAULT_RATE, 10_000);
+        assert!(option("--baseport <").contains(&format!(
+            "a sweep's: {}, the first of its block of {}",
+            sweep::DEFAULT_BASE_PORT,
+            sweep::SOURCE_PORTS
+        )));
+        assert!(option("--seed <").contains("[default: random]"));
+        assert!(help.contains("Exit status, of a ping and a sweep alike: 0 a reply came"));
     }
 
     #[test]
