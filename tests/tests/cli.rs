@@ -9,6 +9,7 @@ use prober_tests::output::{
 use prober_tests::proc::{run, Finished};
 use prober_tests::{hping3_command, prober_command, require_root, ScratchDir, TestHost, OPEN_PORT};
 use std::fs;
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -143,4 +144,20 @@ fn minus_v_prints_the_version() {
         "not one version line\n{shown}"
     );
     assert_eq!(shown.stderr, "", "{shown}");
+}
+
+/// A ping of a broadcast address (the test veth's /30's) is refused before the header, in one
+/// line: it printed the header, then `sending probes: Permission denied`, and no footer.
+#[test]
+fn a_broadcast_address_is_refused_before_the_header() {
+    require_root();
+    let host = TestHost::new().expect("test host");
+    let broadcast = Ipv4Addr::from(u32::from(host.addr) + 1).to_string();
+    let port = OPEN_PORT.to_string();
+    for mode in [&["-S", "-p", &port][..], &["-1"]] {
+        let args = [&["-c", "1"], mode, &[&broadcast]].concat();
+        let refused = run(prober_command(&args), TIMEOUT);
+        check_error(&refused, &[&broadcast, "is a broadcast address"], &[]);
+        assert_eq!(refused.stdout, "", "no header\n{refused}");
+    }
 }

@@ -13,12 +13,12 @@ use std::{
     time::Duration,
 };
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use prober_common::{Counter, ReplyRecord};
 
 use crate::{
     bpf::AttachMode,
-    net::{route, Interface, Route},
+    net::{route, topology::LocalTable, Interface, Route},
     output::{Finishing, Lines, Output},
     privileges,
     probe::{Endpoints, PingKind, PingProbe},
@@ -27,7 +27,10 @@ use crate::{
     reply_loop::{self, Conclusion, End, ReplyHandler, Sources, Timing, Wakeup},
     rtt::{self, RttStats},
     setup::{self, Plumbing, Wiring},
-    sweep::files::{self, OutputFile},
+    sweep::{
+        files::{self, OutputFile},
+        targets,
+    },
 };
 use send::{Answered, SendLog};
 pub use text::RttPrecision;
@@ -175,6 +178,13 @@ pub struct Session {
 
 impl Session {
     pub fn prepare(options: Options) -> Result<Session> {
+        // The kernel refuses to send to one, and hping3 probes one host.
+        if targets::in_blocks(&LocalTable::read(options.target)?.broadcast, options.target) {
+            bail!(
+                "{} is a broadcast address of this host's networks: prober probes one host",
+                options.target
+            );
+        }
         let route = route::lookup(options.target, options.interface.as_ref())?;
         let endpoints = Endpoints {
             source: route.source,
