@@ -2,8 +2,6 @@
 //! also the help's sections, then validated into a [`Mode`] — everything a run needs, checked.
 mod values;
 
-use values::DestPorts;
-
 use std::{
     io::{self, IsTerminal as _},
     path::PathBuf,
@@ -31,6 +29,7 @@ use crate::{
         Shard,
     },
 };
+use values::DestPorts;
 
 /// What the command line asks for.
 #[derive(Debug)]

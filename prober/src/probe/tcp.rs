@@ -67,9 +67,8 @@ impl TcpFlags {
 const TCP_HEADER_LEN: u16 = 20;
 
 /// How a one-target run's destination port moves: hping3's `-p N`, `-p +N`, `-p ++N`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PortStep {
-    #[default]
     Fixed,
     /// One up for each reply received (`+N`): each port is probed until it answers.
     PerReply,
@@ -78,7 +77,7 @@ pub enum PortStep {
 }
 
 /// A one-target run's destination port: the first, and how far it has moved.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DestPort {
     pub first: u16,
     pub step: PortStep,
