@@ -31,7 +31,9 @@ pub struct ProbeFilter {
     /// TCP, one target: the acknowledgement number probes carry; a RST without ACK echoes it
     /// as its sequence number.
     pub tcp_ack: u32,
-    /// Kinds with ports (TCP), one target: replies come from the probed port.
+    /// Kinds with ports (TCP), one target: replies come from the probed ports,
+    /// `target_port ..= target_port + target_port_max_offset` (wrapping; see
+    /// [`ProbeFilter::probes_port`]).
     pub target_port: u16,
     /// Kinds with ports: our source ports are `sport_base ..= sport_base + sport_max_offset`
     /// (wrapping).
@@ -39,6 +41,9 @@ pub struct ProbeFilter {
     pub sport_max_offset: u16,
     /// ICMP echo: the identifier of our probes.
     pub icmp_id: u16,
+    /// 0: one destination port; `u16::MAX`: any (hping3's `-p +N` and `-p ++N` move it
+    /// during the run, and userspace tells which replies answer the port probed).
+    pub target_port_max_offset: u16,
     /// [`KIND_TCP`] or [`KIND_ICMP_ECHO`]; [`KIND_NONE`] matches nothing.
     pub kind: u8,
     /// [`MODE_SINGLE`] or [`MODE_SWEEP`].
@@ -49,7 +54,15 @@ pub struct ProbeFilter {
     /// 1: note our ARP requests and neighbour solicitations leaving, and take the answers to
     /// them into [`NEIGHBOURS_MAP`] (a sweep resolving on-link targets itself); 0: neither.
     pub neighbours: u8,
-    pub _pad: [u8; 7],
+    pub _pad: [u8; 5],
+}
+
+impl ProbeFilter {
+    /// One target: whether `port` is one of the destination ports our probes go to.
+    #[inline(always)]
+    pub fn probes_port(&self, port: u16) -> bool {
+        port.wrapping_sub(self.target_port) <= self.target_port_max_offset
+    }
 }
 
 /// The filter matches nothing (the programs pass every packet untouched).

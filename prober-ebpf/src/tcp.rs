@@ -91,7 +91,7 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
     } else {
         // Without -k every port is one of ours: the target's other traffic to us (an SSH
         // session, on `lo` our own probes) is no reply, and not traced either.
-        if segment.source != filter.target_port {
+        if !filter.probes_port(segment.source) {
             return Decision::IGNORED;
         }
         acknowledges(filter, &segment)
@@ -173,7 +173,7 @@ pub fn departure(packet: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Op
     let probe = if reply::sweep(filter) {
         segment.flags & (SYN | ACK) == SYN
     } else {
-        segment.dest == filter.target_port
+        filter.probes_port(segment.dest)
             && segment.seq == filter.tcp_seq
             && segment.ack == filter.tcp_ack
     };

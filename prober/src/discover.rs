@@ -6,7 +6,7 @@
 //! kernel's neighbour table are asked too: the answers are what is reported.
 use std::{
     collections::HashSet,
-    io::{BufWriter, Write},
+    io::Write,
     net::IpAddr,
     sync::Arc,
     time::{Duration, Instant},
@@ -19,12 +19,12 @@ use serde::Serialize;
 use crate::{
     bpf::{AttachMode, Departures, ReplyChannel},
     net::{route, Interface},
-    output::{self, Finishing, Lines, Output},
+    output::{Finishing, Lines, Output},
     privileges, realtime_offset_ns,
     reply_loop::{self, Conclusion, ReplyHandler, Sources, Timing, Wakeup},
     setup::{Plumbing, Wiring},
     sweep::{
-        files::OutputFile,
+        files::{self, OutputFile},
         resolve::{self, Neighbours, Resolver},
         results::Format,
         targets::TargetSet,
@@ -65,10 +65,7 @@ pub fn run(options: Options) -> Result<Conclusion> {
             taken.interface.name
         );
     }
-    let out: Box<dyn Write + Send> = match &options.output {
-        Some(file) => Box::new(BufWriter::new(file.create()?)),
-        None => Box::new(output::stdout()?),
-    };
+    let out = files::writer(options.output.as_ref())?;
     let filter = ProbeFilter {
         local_addr: route.source.into(),
         ..ProbeFilter::default()

@@ -18,8 +18,8 @@ use bolero::{check, TypeGenerator};
 use prober::{
     ping::{text::reply_line, RttPrecision},
     probe::{
-        Endpoints, IcmpEcho, PingProbe, ReplyFields, Status, SweepEndpoints, SweepKind, TcpFlags,
-        TcpProbe,
+        DestPort, Endpoints, IcmpEcho, PingProbe, PortStep, ReplyFields, Status, SweepEndpoints,
+        SweepKind, TcpFlags, TcpProbe,
     },
     setup,
     sweep::results::{Finding, Format, PortResult, ResultWriter},
@@ -262,7 +262,7 @@ fn check_ping(case: &Case, record: &ReplyRecord) {
     let tcp = TcpProbe {
         endpoints,
         flags: TcpFlags(TcpFlags::SYN),
-        target_port: record.src_port,
+        target_port: DestPort::new(record.src_port, PortStep::Fixed),
         base_port: case.base_port,
         keep_port: case.keep_port,
         window: case.window,

@@ -316,6 +316,17 @@ pub fn parse_sweep_footer(stderr: &str) -> Result<SweepFooter, String> {
         Some(first) => (first, true),
         None => (body[0], false),
     };
+    // A count of one is singular (`1 probe sent to 1 host x 1 port`); the template's are not.
+    let first = [
+        (" probe sent ", " probes sent "),
+        (" host x ", " hosts x "),
+        (" port in ", " ports in "),
+    ]
+    .iter()
+    .fold(first.to_string(), |line, (one, many)| {
+        line.replace(one, many)
+    });
+    let first = first.as_str();
     let mut values = Vec::new();
     for (line, template) in std::iter::once(&first).chain(&body[1..]).zip(TEMPLATES) {
         let fields = fill(template, line)
@@ -833,7 +844,7 @@ mod unit {
     #[test]
     fn footer_parses() {
         let stderr = "something before\n\n--- prober sweep statistic ---\n\
-            65535 probes sent to 1 hosts x 65535 ports in 1.31 s (50026 pps), 2.32 s in all, interrupted\n\
+            65535 probes sent to 1 host x 65535 ports in 1.31 s (50026 pps), 2.32 s in all, interrupted\n\
             5 open, 65529 closed, 1 filtered, 0 unknown, 0 duplicate replies\n\
             xdp: 65534 replies matched, 3 unmatched or forged passed, 2 malformed, 5 RSTs bounced, 0 lost to a full ring buffer\n\
             tx: 12 waits for a full TX ring, 0 probes refused by the kernel; kernel drops: 0 tx, 0 rx\n";

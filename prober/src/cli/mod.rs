@@ -19,7 +19,7 @@ use crate::{
     discover, echo,
     net::{self, Family, Interface},
     ping::{self, Pacing, RttPrecision},
-    probe::{PingKind, SweepKind, TcpFlags},
+    probe::{PingKind, PortStep, SweepKind, TcpFlags},
     sweep::{
         self,
         files::OutputFile,
@@ -29,6 +29,7 @@ use crate::{
         Shard,
     },
 };
+use values::DestPorts;
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -47,7 +48,8 @@ pub enum Mode {
     version,
     about = "hping3-compatible TCP and ICMP prober with kernel (XDP) reply timestamps",
     disable_version_flag = true,
-    override_usage = "prober host [options]\n       prober -p PORTS|--scan PORTS target... [sweep options]"
+    override_usage = "prober host [options]\n       prober -p PORTS|--scan PORTS target... [sweep options]",
+    after_help = EXIT_STATUS_HELP
 )]
 pub struct Cli {
     /// Target host name or address, IPv4 or IPv6 (link-local with its interface: fe80::1%eth0);
@@ -71,8 +73,8 @@ struct BaseArgs {
     /// Stop after sending (and receiving) COUNT packets; 0: until interrupted
     #[arg(short = 'c', long = "count", value_parser = values::count, allow_negative_numbers = true)]
     count: Option<u64>,
-    /// Wait between probes: seconds, or uX for X microseconds (-i 2, -i u100)
-    #[arg(short = 'i', long = "interval", value_parser = values::interval)]
+    /// Wait between probes: seconds, or uX for X microseconds (-i 2, -i u100) [default: 1]
+    #[arg(short = 'i', long = "interval", value_parser = values::interval, allow_negative_numbers = true)]
     interval: Option<Duration>,
     /// Alias for -i u100000 (10 packets a second)
     #[arg(long)]
@@ -110,8 +112,8 @@ struct BaseArgs {
     /// 6.6 or later), which costs each reply less than generic XDP
     #[arg(long, value_name = "MODE")]
     xdp_mode: Option<AttachMode>,
-    /// Print version information
-    #[arg(long, action = ArgAction::Version)]
+    /// Print version information (hping3's -v)
+    #[arg(short = 'v', long, action = ArgAction::Version)]
     version: (),
 }
 
@@ -125,7 +127,7 @@ struct ModeArgs {
 #[derive(Args, Debug)]
 struct IpArgs {
     /// IP time to live (IPv6's hop limit)
-    #[arg(short = 't', long, default_value_t = 64)]
+    #[arg(short = 't', long, default_value_t = 64, value_parser = values::ttl, allow_negative_numbers = true)]
     ttl: u8,
     /// IPv4 only: a name's IPv4 address, and IPv6 targets refused
     #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
@@ -137,17 +139,25 @@ struct IpArgs {
 
 #[derive(Args, Debug)]
 struct TcpArgs {
-    /// Destination port; a list or range (22,80,8000-8100, all, known) sweeps them
-    #[arg(short = 'p', long = "destport", value_name = "PORTS", value_parser = PortList::parse)]
-    port: Option<PortList>,
-    /// Base source port (default random)
-    #[arg(short = 's', long = "baseport", value_parser = values::port)]
+    /// Destination port (0-65535); +N: one up for each reply, ++N: for each probe (hping3's);
+    /// a list or range (22,80,8000-8100, all, known) sweeps them, and so does a range of one
+    /// port (80-80)
+    #[arg(
+        short = 'p',
+        long = "destport",
+        value_name = "PORTS",
+        value_parser = values::dest_ports,
+        allow_negative_numbers = true
+    )]
+    port: Option<DestPorts>,
+    /// Base source port [default: random; a sweep's: 61440, the first of its block of 4096]
+    #[arg(short = 's', long = "baseport", value_parser = values::port, allow_negative_numbers = true)]
     base_port: Option<u16>,
     /// Keep the source port fixed
     #[arg(short = 'k', long = "keep")]
     keep: bool,
     /// TCP window size
-    #[arg(short = 'w', long = "win", default_value_t = 64)]
+    #[arg(short = 'w', long = "win", default_value_t = 64, value_parser = values::window, allow_negative_numbers = true)]
     window: u16,
     /// Set the FIN flag
     #[arg(short = 'F', long = "fin")]
@@ -185,19 +195,26 @@ struct SweepArgs {
     #[arg(long, conflicts_with_all = ["scan", "port", "retries", "seed", "shard"])]
     arp: bool,
     /// Probes per second [default: 10000]
-    #[arg(long, value_name = "PPS", value_parser = values::rate, conflicts_with = "flood")]
+    #[arg(
+        long,
+        value_name = "PPS",
+        value_parser = values::rate,
+        conflicts_with = "flood",
+        allow_negative_numbers = true
+    )]
     rate: Option<u64>,
     /// Extra passes that re-probe what has not answered
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    #[arg(long, default_value_t = 0, value_name = "N", value_parser = values::retries, allow_negative_numbers = true)]
     retries: u32,
-    /// Seconds to wait for late replies after the last probe (and between passes)
-    #[arg(long, value_name = "SECONDS", value_parser = values::wait)]
+    /// Seconds to wait for late replies after the last probe (and between a sweep's passes)
+    /// [default: 1]
+    #[arg(long, value_name = "SECONDS", value_parser = values::wait, allow_negative_numbers = true)]
     wait: Option<Duration>,
-    /// Seed of the probe order, for a reproducible sweep
-    #[arg(long, value_name = "N")]
+    /// Seed of the probe order, for a reproducible sweep [default: random]
+    #[arg(long, value_name = "N", value_parser = values::seed, allow_negative_numbers = true)]
     seed: Option<u64>,
     /// This machine's share of the sweep: shard I of N (needs --seed)
-    #[arg(long, value_name = "I/N", value_parser = values::shard)]
+    #[arg(long, value_name = "I/N", value_parser = values::shard, allow_hyphen_values = true)]
     shard: Option<Shard>,
     /// Never probe these addresses or CIDR blocks
     #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
@@ -213,8 +230,8 @@ struct SweepArgs {
     /// but probes are dropped, not queued, when the driver's queue is full
     #[arg(long)]
     qdisc_bypass: bool,
-    /// Write results to FILE instead of standard output: a new file (mode 0600), never
-    /// through a symbolic link
+    /// Write results (a ping's header and reply lines) to FILE instead of standard output: a
+    /// new file (mode 0600), never through a symbolic link
     #[arg(long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
     /// Let --output overwrite FILE if it exists (a regular file only)
@@ -222,9 +239,17 @@ struct SweepArgs {
     force: bool,
 }
 
+/// The exit statuses, at the end of the help (README.md has them too).
+const EXIT_STATUS_HELP: &str =
+    "Exit status, of a ping and a sweep alike: 0 a reply came (a sweep: a port answered open or \
+     closed; --arp: a host answered) and the result is complete; 1 none came; 2 error (one line on \
+     stderr); 3 incomplete: replies lost in the kernel (a sweep reports them unknown), or output \
+     cut short after Ctrl-C";
+
 /// zmap's default: polite enough for shared networks, fast enough for a /24.
 const DEFAULT_RATE: u64 = 10_000;
-/// Late replies on a LAN come within milliseconds; across the Internet, raise it.
+/// hping3's wait for late replies; on a LAN they come within milliseconds, across the
+/// Internet raise it.
 const DEFAULT_WAIT: Duration = Duration::from_secs(1);
 
 impl Cli {
@@ -239,28 +264,14 @@ impl Cli {
         }
     }
 
-    /// Whether this is a sweep rather than hping3's one-target ping: several ports or
-    /// targets, or any option that only sweeps have.
+    /// Whether this is a sweep rather than hping3's one-target ping: only what is to be
+    /// probed says so (several targets or a block, a list or range of ports, or --scan),
+    /// never an option (one that only sweeps take is refused in a ping instead).
     fn is_sweep(&self) -> bool {
-        let sweep = &self.sweep;
-        sweep.scan.is_some()
-            || self
-                .tcp
-                .port
-                .as_ref()
-                .is_some_and(|ports| ports.single().is_none())
+        self.sweep.scan.is_some()
+            || matches!(self.tcp.port, Some(DestPorts::Sweep(_)))
             || self.targets.len() > 1
             || self.targets.iter().any(|target| target.contains('/'))
-            || sweep.rate.is_some()
-            || sweep.retries > 0
-            || sweep.wait.is_some()
-            || sweep.seed.is_some()
-            || sweep.shard.is_some()
-            || !sweep.exclude.is_empty()
-            || sweep.exclude_file.is_some()
-            || sweep.output_format.is_some()
-            || sweep.output.is_some()
-            || sweep.qdisc_bypass
     }
 
     fn tcp_flags(&self) -> TcpFlags {
@@ -321,15 +332,30 @@ impl Cli {
         let [target] = &self.targets[..] else {
             unreachable!("several targets make a sweep");
         };
+        let sweep = &self.sweep;
+        let sweep_options = [
+            (sweep.rate.is_some(), "--rate"),
+            (sweep.retries > 0, "--retries"),
+            (sweep.seed.is_some(), "--seed"),
+            (sweep.shard.is_some(), "--shard"),
+            (!sweep.exclude.is_empty(), "--exclude"),
+            (sweep.exclude_file.is_some(), "--exclude-file"),
+            (sweep.output_format.is_some(), "-O"),
+            (sweep.qdisc_bypass, "--qdisc-bypass"),
+        ];
+        if let Some(option) = first_given(&sweep_options) {
+            bail!("{option} has no meaning for one target and one port: it is for sweeps (several targets or ports, a range such as -p 80-80, or --scan)");
+        }
         let kind = if self.mode.icmp {
             PingKind::IcmpEcho
         } else {
-            let Some(port) = self.tcp.port.as_ref().and_then(PortList::single) else {
+            let Some(DestPorts::One { port, step }) = self.tcp.port else {
                 bail!("TCP mode needs a destination port: -p PORT (or -1 for ICMP)");
             };
             PingKind::Tcp {
                 flags: self.tcp_flags(),
                 port,
+                port_step: step,
                 base_port: self.tcp.base_port,
                 keep_port: self.tcp.keep,
                 window: self.tcp.window,
@@ -343,6 +369,7 @@ impl Cli {
             kind,
             count: base.count.filter(|&count| count > 0),
             pacing: self.pacing(),
+            wait: sweep.wait.unwrap_or(DEFAULT_WAIT),
             ttl: self.ip.ttl,
             interface: self.interface(destination.zone.as_ref())?,
             quiet: base.quiet,
@@ -351,6 +378,7 @@ impl Cli {
             histogram: base.histogram,
             bpf_trace: base.bpf_trace,
             xdp_mode: base.xdp_mode.unwrap_or_default(),
+            output: self.output_file(),
         })
     }
 
@@ -364,7 +392,7 @@ impl Cli {
             (base.faster, "--faster"),
             (self.tcp.keep, "-k"),
         ];
-        if let Some((_, option)) = single_target_options.iter().find(|(given, _)| *given) {
+        if let Some(option) = first_given(&single_target_options) {
             bail!("{option} has no meaning in a sweep (sweeps send one TCP SYN per port and host; see --rate and --retries)");
         }
         let flags = self.tcp_flags();
@@ -377,7 +405,13 @@ impl Cli {
         let ports = match (&sweep.scan, &self.tcp.port) {
             (Some(_), Some(_)) => bail!("give the ports once: --scan PORTS or -p PORTS"),
             (Some(spec), None) => PortList::parse(spec)?,
-            (None, Some(ports)) => ports.clone(),
+            (None, Some(DestPorts::Sweep(ports))) => ports.clone(),
+            (None, Some(DestPorts::One { port, step })) => {
+                if *step != PortStep::Fixed {
+                    bail!("-p +N and ++N move one target's port; a sweep takes a list or range of ports");
+                }
+                PortList::parse(&port.to_string())?
+            }
             (None, None) => bail!("a sweep needs ports: -p PORTS or --scan PORTS"),
         };
         if sweep.shard.is_some_and(|shard| shard.count > 1) && sweep.seed.is_none() {
@@ -415,10 +449,7 @@ impl Cli {
             qdisc_bypass: sweep.qdisc_bypass,
             status_line: !base.quiet && io::stderr().is_terminal(),
             format,
-            output: sweep.output.clone().map(|path| OutputFile {
-                path,
-                overwrite: sweep.force,
-            }),
+            output: self.output_file(),
             verbose: base.verbose,
             histogram: base.histogram,
             bpf_trace: base.bpf_trace,
@@ -428,6 +459,14 @@ impl Cli {
 }
 
 impl Cli {
+    /// `--output`'s file, and whether `--force` lets it be overwritten.
+    fn output_file(&self) -> Option<OutputFile> {
+        self.sweep.output.clone().map(|path| OutputFile {
+            path,
+            overwrite: self.sweep.force,
+        })
+    }
+
     /// The targets of a sweep or discovery, less the exclusions, and the interface to use.
     fn targets_and_interface(&self) -> Result<(TargetSet, Option<Interface>)> {
         let sweep = &self.sweep;
@@ -461,15 +500,20 @@ impl Cli {
             interface,
             qdisc_bypass: sweep.qdisc_bypass,
             format: sweep.output_format.unwrap_or(Format::List),
-            output: sweep.output.clone().map(|path| OutputFile {
-                path,
-                overwrite: sweep.force,
-            }),
+            output: self.output_file(),
             bpf_trace: base.bpf_trace,
             xdp_mode: base.xdp_mode.unwrap_or_default(),
             verbose: base.verbose,
         })
     }
+}
+
+/// The first option of `options` (given, name) that was given.
+fn first_given<'a>(options: &[(bool, &'a str)]) -> Option<&'a str> {
+    options
+        .iter()
+        .find(|(given, _)| *given)
+        .map(|&(_, option)| option)
 }
 
 /// `-I`'s interface and the one a link-local target's zone names, which must agree.
@@ -569,12 +613,65 @@ mod tests {
     }
 
     #[test]
+    fn help_gives_the_defaults_and_exit_statuses() {
+        let help = Cli::command().render_long_help().to_string();
+        let option = |name: &str| {
+            let start = help
+                .find(name)
+                .unwrap_or_else(|| panic!("{name} in the help"));
+            let rest = &help[start..];
+            rest[..rest.find("\n\n").unwrap_or(rest.len())].to_string()
+        };
+        assert!(option("--interval <").contains("[default: 1]"));
+        assert!(option("--wait <").contains(&format!("[default: {}]", DEFAULT_WAIT.as_secs())));
+        assert!(option("--rate <").contains("[default: 10000]"));
+        assert_eq!(DEFAULT_RATE, 10_000);
+        assert!(option("--baseport <").contains(&format!(
+            "a sweep's: {}, the first of its block of {}",
+            sweep::DEFAULT_BASE_PORT,
+            sweep::SOURCE_PORTS
+        )));
+        assert!(option("--seed <").contains("[default: random]"));
+        assert!(help.contains("Exit status, of a ping and a sweep alike: 0 a reply came"));
+    }
+
+    #[test]
     fn parse_errors_are_one_line() {
         let error = Cli::try_parse_from(["prober", "-p", "99999", "h"]).unwrap_err();
         assert_eq!(
             parse_error_line(&error),
-            "invalid port '99999': expected ports from 1 to 65535 as in 80, 1-1024,8080, all or known (--destport <PORTS>)"
+            "invalid port '99999': expected a port from 0 to 65535 (+N: one up for each reply, ++N: for each probe), or ports from 1 to 65535 as in 1-1024,8080, all or known (--destport <PORTS>)"
         );
+        // A value that starts with '-' is the option's (and wrong), not another option.
+        for (args, line) in [
+            (
+                &["-i", "-1"][..],
+                "invalid interval '-1': expected seconds, or uX for X microseconds, at most a day (--interval <INTERVAL>)",
+            ),
+            (
+                &["--rate", "-5"],
+                "invalid rate '-5': expected a positive number of probes per second (--rate <PPS>)",
+            ),
+            (
+                &["-t", "abc"],
+                "invalid ttl 'abc': expected a number from 0 to 255 (--ttl <TTL>)",
+            ),
+            (
+                &["-w", "-1"],
+                "invalid window '-1': expected a number from 0 to 65535 (--win <WINDOW>)",
+            ),
+            (
+                &["-c", "-1"],
+                "invalid count '-1': expected a number (0: until interrupted) (--count <COUNT>)",
+            ),
+            (
+                &["--wait", "-1"],
+                "invalid wait '-1': expected seconds from 0 to 86400 (--wait <SECONDS>)",
+            ),
+        ] {
+            let error = Cli::try_parse_from([&["prober", "-1"], args, &["h"]].concat()).unwrap_err();
+            assert_eq!(parse_error_line(&error), line);
+        }
         let error = Cli::try_parse_from(["prober"]).unwrap_err();
         assert_eq!(
             parse_error_line(&error),
@@ -591,6 +688,18 @@ mod tests {
             "{line}"
         );
         assert!(!line.contains('\x1b') && line.len() < 1100, "{line}");
+    }
+
+    #[test]
+    fn minus_v_prints_the_version_as_hping3s_does() {
+        for flag in ["-v", "--version"] {
+            let shown = Cli::try_parse_from(["prober", flag]).unwrap_err();
+            assert!(printed_help(&shown), "{flag}");
+            assert_eq!(
+                shown.to_string(),
+                format!("prober {}\n", env!("CARGO_PKG_VERSION"))
+            );
+        }
     }
 
     #[test]
@@ -692,10 +801,83 @@ mod tests {
         assert!(!parse(&["-1", "h"]).is_sweep());
         assert!(parse(&["--scan", "1-1024", "h"]).is_sweep());
         assert!(parse(&["-p", "22,80", "h"]).is_sweep());
+        assert!(
+            parse(&["-p", "80-80", "h"]).is_sweep(),
+            "a range, even of one port"
+        );
         assert!(parse(&["-p", "80", "h1", "h2"]).is_sweep());
         assert!(parse(&["-p", "80", "198.18.4.0/24"]).is_sweep());
-        assert!(parse(&["-p", "80", "h", "-O", "json"]).is_sweep());
-        assert!(parse(&["-p", "80", "h", "--rate", "5"]).is_sweep());
+        // Options never switch modes: only what is probed does.
+        for option in [
+            &["-O", "json"][..],
+            &["--rate", "5"],
+            &["--output", "x.txt"],
+            &["--wait", "2"],
+            &["--retries", "1"],
+            &["--qdisc-bypass"],
+        ] {
+            let args = [&["-S", "-p", "80", "h"], option].concat();
+            assert!(!parse(&args).is_sweep(), "{option:?}");
+        }
+    }
+
+    #[test]
+    fn a_ping_takes_output_and_wait() {
+        let Mode::Ping(ping) = mode(&[
+            "-c",
+            "2",
+            "-S",
+            "-p",
+            "80",
+            "198.18.4.2",
+            "--output",
+            "x.txt",
+            "--force",
+            "--wait",
+            "2.5",
+        ])
+        .unwrap() else {
+            panic!("a ping");
+        };
+        assert_eq!(
+            ping.output,
+            Some(OutputFile {
+                path: PathBuf::from("x.txt"),
+                overwrite: true
+            })
+        );
+        assert_eq!(ping.wait, Duration::from_millis(2500));
+        assert_eq!(ping.count, Some(2));
+        let Mode::Ping(default) = mode(&["-1", "198.18.4.2"]).unwrap() else {
+            panic!("a ping");
+        };
+        assert_eq!((default.wait, default.output), (DEFAULT_WAIT, None));
+    }
+
+    #[test]
+    fn a_ping_refuses_what_only_sweeps_do() {
+        for (option, args) in [
+            ("--rate", &["--rate", "5"][..]),
+            ("--retries", &["--retries", "1"]),
+            ("--seed", &["--seed", "1"]),
+            ("--shard", &["--shard", "1/1"]),
+            ("--exclude", &["--exclude", "198.18.4.9"]),
+            ("--exclude-file", &["--exclude-file", "x"]),
+            ("-O", &["-O", "json"]),
+            ("--qdisc-bypass", &["--qdisc-bypass"]),
+        ] {
+            let args = [&["-S", "-p", "80", "198.18.4.2"], args].concat();
+            assert_eq!(
+                refusal(&args),
+                format!("{option} has no meaning for one target and one port: it is for sweeps (several targets or ports, a range such as -p 80-80, or --scan)")
+            );
+        }
+        let Mode::Sweep(one_port) = mode(&["-p", "80-80", "-O", "json", "198.18.4.2"]).unwrap()
+        else {
+            panic!("a sweep");
+        };
+        assert_eq!(one_port.ports.len(), 1);
+        assert_eq!(one_port.format, Format::Json);
     }
 
     #[test]
@@ -861,7 +1043,8 @@ mod tests {
         assert!(refusal(&["-A", "--scan", "80", "198.18.4.2"]).contains("SYN probes only"));
         assert!(refusal(&["--shard", "1/2", "--scan", "80", "198.18.4.2"]).contains("needs --seed"));
         assert!(refusal(&["-p", "80", "--scan", "80", "198.18.4.2"]).contains("ports once"));
-        assert!(refusal(&["--rate", "5", "198.18.4.2"]).contains("needs ports"));
+        assert!(refusal(&["-p", "+80", "198.18.4.2", "198.18.4.3"]).starts_with("-p +N and ++N"));
+        assert!(refusal(&["--rate", "5", "198.18.4.2", "198.18.4.3"]).contains("needs ports"));
         assert_eq!(
             refusal(&["-p", "80", "-O", "table", "198.18.4.0/30"]),
             "-O table shows one host; for several use -O list, json or csv"

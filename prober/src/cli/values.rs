@@ -1,11 +1,45 @@
 //! Parsers of option values: each turns text into a validated value, or says in one line
 //! what was expected.
-use std::time::Duration;
+use std::{fmt::Display, ops::RangeInclusive, str::FromStr, time::Duration};
 
 use crate::{
     echo,
-    sweep::{ports, Shard},
+    probe::PortStep,
+    sweep::{ports::PortList, Shard},
 };
+
+/// What `-p` asks for: one port, hping3's ping of it (`80`, `0`, `+80`: one port up for each
+/// reply, `++80`: for each probe); or a list or range, even of one port (`80-80`), a sweep of
+/// them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DestPorts {
+    One { port: u16, step: PortStep },
+    Sweep(PortList),
+}
+
+pub fn dest_ports(text: &str) -> Result<DestPorts, String> {
+    let (step, number) = if let Some(number) = text.strip_prefix("++") {
+        (PortStep::PerProbe, number)
+    } else if let Some(number) = text.strip_prefix('+') {
+        (PortStep::PerReply, number)
+    } else {
+        (PortStep::Fixed, text)
+    };
+    if !number.is_empty() && number.bytes().all(|byte| byte.is_ascii_digit()) {
+        if let Ok(port) = number.parse() {
+            return Ok(DestPorts::One { port, step });
+        }
+    } else if step == PortStep::Fixed {
+        return PortList::parse(text)
+            .map(DestPorts::Sweep)
+            .map_err(|error| error.to_string());
+    }
+    Err(format!(
+        "invalid port '{}': expected a port from 0 to 65535 (+N: one up for each reply, ++N: \
+         for each probe), or ports from 1 to 65535 as in 1-1024,8080, all or known",
+        echo::value(text)
+    ))
+}
 
 pub fn count(text: &str) -> Result<u64, String> {
     text.parse().map_err(|_| {
@@ -26,13 +60,41 @@ pub fn rate(text: &str) -> Result<u64, String> {
     }
 }
 
+/// A whole number from `range`, or a message that says what was expected:
+/// `invalid ttl 'abc': expected a number from 0 to 255`.
+fn whole<T>(text: &str, what: &str, range: RangeInclusive<T>) -> Result<T, String>
+where
+    T: FromStr + PartialOrd + Display,
+{
+    match text.parse() {
+        Ok(value) if range.contains(&value) => Ok(value),
+        _ => Err(format!(
+            "invalid {what} '{}': expected a number from {} to {}",
+            echo::value(text),
+            range.start(),
+            range.end()
+        )),
+    }
+}
+
 pub fn port(text: &str) -> Result<u16, String> {
-    ports::parse_port(text).ok_or_else(|| {
-        format!(
-            "invalid port '{}': expected a number from 1 to 65535",
-            echo::value(text)
-        )
-    })
+    whole(text, "port", 1..=u16::MAX)
+}
+
+pub fn ttl(text: &str) -> Result<u8, String> {
+    whole(text, "ttl", 0..=u8::MAX)
+}
+
+pub fn window(text: &str) -> Result<u16, String> {
+    whole(text, "window", 0..=u16::MAX)
+}
+
+pub fn retries(text: &str) -> Result<u32, String> {
+    whole(text, "retry count", 0..=u32::MAX)
+}
+
+pub fn seed(text: &str) -> Result<u64, String> {
+    whole(text, "seed", 0..=u64::MAX)
 }
 
 pub fn wait(text: &str) -> Result<Duration, String> {
@@ -94,6 +156,55 @@ mod tests {
         assert!(interval("abc").unwrap_err().contains("interval"));
         assert!(interval("u").is_err());
         assert!(interval("99999999999").is_err());
+    }
+
+    #[test]
+    fn one_port_pings_and_a_list_or_range_sweeps() {
+        let one = |port, step| Ok(DestPorts::One { port, step });
+        assert_eq!(dest_ports("80"), one(80, PortStep::Fixed));
+        assert_eq!(
+            dest_ports("0"),
+            one(0, PortStep::Fixed),
+            "hping3 takes port 0"
+        );
+        assert_eq!(dest_ports("+80"), one(80, PortStep::PerReply));
+        assert_eq!(dest_ports("++79"), one(79, PortStep::PerProbe));
+        assert_eq!(dest_ports("++0"), one(0, PortStep::PerProbe));
+        for bad in [
+            "+", "++", "+++80", "+80-90", "++all", "+-1", "65536", "+65536",
+        ] {
+            assert!(
+                dest_ports(bad)
+                    .unwrap_err()
+                    .starts_with(&format!("invalid port '{bad}': expected a port from 0")),
+                "{bad}"
+            );
+        }
+        let range = |spec| DestPorts::Sweep(PortList::parse(spec).unwrap());
+        assert_eq!(dest_ports("80-80"), Ok(range("80-80")));
+        assert_eq!(dest_ports("80,81"), Ok(range("80,81")));
+        assert_eq!(dest_ports("all"), Ok(range("all")));
+        assert!(dest_ports("65536")
+            .unwrap_err()
+            .starts_with("invalid port '65536'"));
+        assert!(dest_ports("").is_err());
+    }
+
+    #[test]
+    fn whole_numbers_name_their_range() {
+        assert_eq!(ttl("0"), Ok(0));
+        assert_eq!(
+            ttl("abc"),
+            Err("invalid ttl 'abc': expected a number from 0 to 255".into())
+        );
+        assert!(ttl("256").unwrap_err().ends_with("from 0 to 255"));
+        assert!(ttl("-1").unwrap_err().starts_with("invalid ttl '-1'"));
+        assert_eq!(window("65535"), Ok(65535));
+        assert!(window("-1").unwrap_err().ends_with("from 0 to 65535"));
+        assert!(retries("-1")
+            .unwrap_err()
+            .starts_with("invalid retry count '-1'"));
+        assert!(seed("x").unwrap_err().starts_with("invalid seed 'x'"));
     }
 
     #[test]

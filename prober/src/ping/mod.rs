@@ -1,25 +1,25 @@
 //! One target, as hping3 probes it: probes at an interval (or flooding) until the count is
-//! reached, plus hping3's one second for late replies, or Ctrl-C / SIGTERM; a line per reply
-//! and hping3's statistic at the end.
+//! reached, plus a wait for late replies (hping3's one second unless `--wait` says), or
+//! Ctrl-C / SIGTERM; a line per reply (to stdout or `--output`'s file) and hping3's statistic
+//! at the end.
 
 mod send;
 pub mod text;
 
 use std::{
-    fs::File,
-    io::BufWriter,
+    io::Write,
     net::IpAddr,
     sync::{atomic::Ordering, Arc},
     time::Duration,
 };
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use prober_common::{Counter, ReplyRecord};
 
 use crate::{
     bpf::AttachMode,
-    net::{route, Interface, Route},
-    output::{self, Finishing, Lines, Output},
+    net::{route, topology::LocalTable, Interface, Route},
+    output::{Finishing, Lines, Output},
     privileges,
     probe::{Endpoints, PingKind, PingProbe},
     random,
@@ -27,15 +27,16 @@ use crate::{
     reply_loop::{self, Conclusion, End, ReplyHandler, Sources, Timing, Wakeup},
     rtt::{self, RttStats},
     setup::{self, Plumbing, Wiring},
+    sweep::{
+        files::{self, OutputFile},
+        targets,
+    },
 };
 use send::{Answered, SendLog};
 pub use text::RttPrecision;
 
-/// How long hping3 waits for replies after the last probe.
-const LINGER: Duration = Duration::from_secs(1);
-
-/// Where the header and reply lines go: stdout, from the output thread.
-pub type LineOutput = Output<Lines<BufWriter<File>>>;
+/// Where the header and reply lines go (stdout or the output file), from the output thread.
+pub type LineOutput = Output<Lines<Box<dyn Write + Send>>>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pacing {
@@ -54,6 +55,8 @@ pub struct Options {
     /// None: until interrupted.
     pub count: Option<u64>,
     pub pacing: Pacing,
+    /// How long to wait for late replies after the last probe.
+    pub wait: Duration,
     pub ttl: u8,
     pub interface: Option<Interface>,
     pub quiet: bool,
@@ -62,6 +65,8 @@ pub struct Options {
     pub histogram: bool,
     pub bpf_trace: bool,
     pub xdp_mode: AttachMode,
+    /// None: stdout.
+    pub output: Option<OutputFile>,
 }
 
 /// What a run counted, as hping3's footer reports it.
@@ -75,6 +80,8 @@ pub struct Summary {
     /// Replies the XDP program matched to a port or sequence number no probe was sent with:
     /// forged, or from an earlier run.
     pub unsolicited: u64,
+    /// Replies from a port the probes have moved past (`-p +N`), not taken.
+    pub stale: u64,
     pub rtt: RttStats,
     /// Replies the XDP program matched and queued (equals `received` unless the run ended
     /// with replies still queued).
@@ -102,8 +109,10 @@ impl Summary {
 /// early: that error comes back after it).
 pub fn run(options: Options) -> Result<Conclusion> {
     let session = Session::prepare(options)?;
+    // Created while the capabilities last: root may need them in a directory it does not own.
+    let lines = files::writer(session.options.output.as_ref())?;
     privileges::drop_after_setup()?;
-    let mut out = Output::start(Lines::new(output::stdout()?, "reply lines"))?;
+    let mut out = Output::start(Lines::new(lines, "reply lines"))?;
     for line in session.header()? {
         out.push(line);
     }
@@ -132,9 +141,9 @@ pub fn run(options: Options) -> Result<Conclusion> {
         rtt::print_percentiles(&summary.rtt);
         eprintln!(
             "xdp: {} replies matched, {} unmatched packets from the target, {} malformed, {} lost to a full ring buffer; \
-             {} duplicate replies, {} replies to probes never sent",
+             {} duplicate replies, {} replies to probes never sent, {} from ports -p +N had left",
             summary.matched, summary.unmatched, summary.malformed, summary.ring_full,
-            summary.duplicates, summary.unsolicited
+            summary.duplicates, summary.unsolicited, summary.stale
         );
     }
     for failure in reading::failures([
@@ -169,6 +178,13 @@ pub struct Session {
 
 impl Session {
     pub fn prepare(options: Options) -> Result<Session> {
+        // The kernel refuses to send to one, and hping3 probes one host.
+        if targets::in_blocks(&LocalTable::read(options.target)?.broadcast, options.target) {
+            bail!(
+                "{} is a broadcast address of this host's networks: prober probes one host",
+                options.target
+            );
+        }
         let route = route::lookup(options.target, options.interface.as_ref())?;
         let endpoints = Endpoints {
             source: route.source,
@@ -258,7 +274,7 @@ impl Session {
             watch,
         };
         let timing = Timing {
-            linger: LINGER,
+            linger: options.wait,
             wakeup: Wakeup::EachReply,
         };
         let outcome = reply_loop::run(sources, send, &mut printer, timing)?;
@@ -284,6 +300,11 @@ struct ReplyPrinter<'a> {
 
 impl ReplyHandler for ReplyPrinter<'_> {
     fn reply(&mut self, reply: &ReplyRecord) -> Result<()> {
+        if !self.probe.take(reply) {
+            // From a port -p +N has moved past: hping3 does not take it either.
+            self.summary.stale += 1;
+            return Ok(());
+        }
         let seq = self.probe.sequence(reply);
         let (userspace_sent_ns, duplicate) = match self.log.answer(seq) {
             Answered::NeverSent => {

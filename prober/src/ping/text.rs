@@ -126,7 +126,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        probe::{Endpoints, IcmpEcho, TcpFlags, TcpProbe},
+        probe::{DestPort, Endpoints, IcmpEcho, PortStep, TcpFlags, TcpProbe},
         reading::Reading,
         rtt::RttStats,
     };
@@ -144,7 +144,7 @@ mod tests {
         TcpProbe {
             endpoints: endpoints(),
             flags: TcpFlags(TcpFlags::SYN),
-            target_port: 80,
+            target_port: DestPort::new(80, PortStep::Fixed),
             base_port,
             keep_port: false,
             window: 64,

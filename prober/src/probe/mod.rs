@@ -14,7 +14,7 @@ use anyhow::Result;
 use prober_common::{ProbeFilter, ReplyRecord};
 
 pub use icmp::IcmpEcho;
-pub use tcp::{TcpFlags, TcpProbe, TcpSegment, TcpSyn};
+pub use tcp::{DestPort, PortStep, TcpFlags, TcpProbe, TcpSegment, TcpSyn};
 
 /// Longest probe any kind builds (IPv6 + TCP, no payload).
 pub const MAX_PROBE_LEN: usize = 60;
@@ -75,6 +75,12 @@ pub trait PingProbe: Send + Sync {
     /// hping3's sequence number of the probe a reply answers.
     fn sequence(&self, reply: &ReplyRecord) -> u16;
 
+    /// Whether a reply the XDP program matched answers the probes as they go now; taking it
+    /// may move the kind on (`-p +N`: the next port).
+    fn take(&self, _reply: &ReplyRecord) -> bool {
+        true
+    }
+
     /// hping3's sequence number of probe `n`: what [`PingProbe::sequence`] gives its replies.
     fn sequence_of(&self, n: u64) -> u16 {
         n as u16
@@ -93,6 +99,7 @@ pub enum PingKind {
     Tcp {
         flags: TcpFlags,
         port: u16,
+        port_step: PortStep,
         /// None picks a random base source port, as hping3 does.
         base_port: Option<u16>,
         keep_port: bool,
@@ -107,11 +114,17 @@ impl PingKind {
             PingKind::Tcp {
                 flags,
                 port,
+                port_step,
                 base_port,
                 keep_port,
                 window,
             } => Arc::new(TcpProbe::new(
-                endpoints, flags, port, base_port, keep_port, window,
+                endpoints,
+                flags,
+                DestPort::new(port, port_step),
+                base_port,
+                keep_port,
+                window,
             )?),
             PingKind::IcmpEcho => Arc::new(IcmpEcho::new(endpoints)?),
         })
@@ -255,7 +268,7 @@ mod tests {
         TcpProbe {
             endpoints: endpoints(),
             flags: TcpFlags(TcpFlags::SYN),
-            target_port: 443,
+            target_port: DestPort::new(443, PortStep::Fixed),
             base_port: 65534,
             keep_port,
             window: 512,
@@ -334,6 +347,70 @@ mod tests {
         assert_eq!(filter.kind, KIND_TCP);
         assert_eq!(filter.target_addr, IpAddress::from_ipv4([198, 18, 0, 2]));
         assert_eq!(filter.local_addr, IpAddress::from_ipv4([198, 18, 0, 1]));
+    }
+
+    /// The destination port of probe `n`.
+    fn target_port_of(probe: &dyn PingProbe, n: u64) -> u16 {
+        let packet = build(probe, n);
+        u16::from_be_bytes([packet[22], packet[23]])
+    }
+
+    #[test]
+    fn plus_plus_n_moves_the_port_with_each_probe() {
+        let probe = TcpProbe {
+            target_port: DestPort::new(65535, PortStep::PerProbe),
+            ..syn(false)
+        };
+        let ports: Vec<u16> = (0..3).map(|n| target_port_of(&probe, n)).collect();
+        assert_eq!(
+            ports,
+            [65535, 0, 1],
+            "up by one per probe, wrapping as hping3's"
+        );
+        let filter = probe.filter();
+        assert!(filter.probes_port(65535) && filter.probes_port(1) && filter.probes_port(80));
+        let from = |src_port| ReplyRecord {
+            src_port,
+            ..ReplyRecord::default()
+        };
+        assert!(
+            probe.take(&from(0)) && probe.take(&from(0)),
+            "any port probed"
+        );
+        assert_eq!(target_port_of(&probe, 1), 0, "replies do not move it");
+    }
+
+    #[test]
+    fn plus_n_moves_the_port_with_each_reply_from_the_port_probed() {
+        let probe = TcpProbe {
+            target_port: DestPort::new(80, PortStep::PerReply),
+            ..syn(false)
+        };
+        let from = |src_port| ReplyRecord {
+            src_port,
+            ..ReplyRecord::default()
+        };
+        assert_eq!(
+            (target_port_of(&probe, 0), target_port_of(&probe, 1)),
+            (80, 80)
+        );
+        assert!(!probe.take(&from(81)), "not the port probed now");
+        assert!(probe.take(&from(80)));
+        assert_eq!(target_port_of(&probe, 2), 81);
+        assert!(
+            !probe.take(&from(80)),
+            "a late reply from the port left behind"
+        );
+        assert!(probe.take(&from(81)));
+        assert_eq!(target_port_of(&probe, 3), 82);
+        assert!(probe.filter().probes_port(82), "the programs take any port");
+    }
+
+    #[test]
+    fn a_fixed_port_is_the_only_one_replies_come_from() {
+        let filter = syn(false).filter();
+        assert!(filter.probes_port(443));
+        assert!(!filter.probes_port(444) && !filter.probes_port(442));
     }
 
     #[test]

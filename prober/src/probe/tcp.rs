@@ -3,6 +3,7 @@
 use std::{
     fmt::Write as _,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::atomic::{AtomicU16, Ordering},
 };
 
 use anyhow::Result;
@@ -69,6 +70,60 @@ impl TcpFlags {
 
 const TCP_HEADER_LEN: u16 = 20;
 
+/// How a one-target run's destination port moves: hping3's `-p N`, `-p +N`, `-p ++N`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortStep {
+    Fixed,
+    /// One up for each reply received (`+N`): each port is probed until it answers.
+    PerReply,
+    /// One up for each probe sent (`++N`).
+    PerProbe,
+}
+
+/// A one-target run's destination port: the first, and how far it has moved.
+#[derive(Debug)]
+pub struct DestPort {
+    pub first: u16,
+    pub step: PortStep,
+    /// With [`PortStep::PerReply`]: the replies taken so far (mod 2^16, as ports wrap).
+    answered: AtomicU16,
+}
+
+impl DestPort {
+    pub fn new(first: u16, step: PortStep) -> DestPort {
+        DestPort {
+            first,
+            step,
+            answered: AtomicU16::new(0),
+        }
+    }
+
+    /// The port probe `n` goes to.
+    fn of_probe(&self, n: u64) -> u16 {
+        let moved = match self.step {
+            PortStep::Fixed => 0,
+            PortStep::PerProbe => n as u16,
+            PortStep::PerReply => self.answered.load(Ordering::Relaxed),
+        };
+        self.first.wrapping_add(moved)
+    }
+
+    /// Whether a reply from `port` answers the probes as they go now, as hping3 takes it: with
+    /// `+N` only a reply from the port probed now, which moves the probes on to the next.
+    fn take(&self, port: u16) -> bool {
+        if self.step != PortStep::PerReply {
+            return true;
+        }
+        let answered = self.answered.load(Ordering::Relaxed);
+        let current = port == self.first.wrapping_add(answered);
+        if current {
+            self.answered
+                .store(answered.wrapping_add(1), Ordering::Relaxed);
+        }
+        current
+    }
+}
+
 /// One TCP segment without options or payload, in its IP packet: what every TCP probe (one
 /// target or a sweep) sends.
 #[derive(Clone, Copy, Debug)]
@@ -113,11 +168,11 @@ impl TcpSegment {
 }
 
 /// One target's TCP probes (hping3's default mode).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct TcpProbe {
     pub endpoints: Endpoints,
     pub flags: TcpFlags,
-    pub target_port: u16,
+    pub target_port: DestPort,
     /// Source port of probe 0; probe n uses `base_port + n` unless `keep_port`.
     pub base_port: u16,
     pub keep_port: bool,
@@ -133,7 +188,7 @@ impl TcpProbe {
     pub fn new(
         endpoints: Endpoints,
         flags: TcpFlags,
-        target_port: u16,
+        target_port: DestPort,
         base_port: Option<u16>,
         keep_port: bool,
         window: u16,
@@ -186,7 +241,7 @@ impl PingProbe for TcpProbe {
             ttl,
             mark: IpMark::Id(self.endpoints.ip_id(n)),
             source_port: self.source_port(n),
-            target_port: self.target_port,
+            target_port: self.target_port.of_probe(n),
             seq: self.seq,
             ack: self.ack,
             flags: self.flags,
@@ -198,7 +253,12 @@ impl PingProbe for TcpProbe {
     fn filter(&self) -> ProbeFilter {
         ProbeFilter {
             kind: KIND_TCP,
-            target_port: self.target_port,
+            target_port: self.target_port.first,
+            // A moving port is followed here: the programs take replies from any port.
+            target_port_max_offset: match self.target_port.step {
+                PortStep::Fixed => 0,
+                PortStep::PerReply | PortStep::PerProbe => u16::MAX,
+            },
             sport_base: self.base_port,
             // With -k every probe leaves from one port; otherwise from a window of ports that
             // wraps around, as hping3's do.
@@ -211,6 +271,10 @@ impl PingProbe for TcpProbe {
 
     fn sequence(&self, reply: &ReplyRecord) -> u16 {
         reply.dst_port.wrapping_sub(self.base_port)
+    }
+
+    fn take(&self, reply: &ReplyRecord) -> bool {
+        self.target_port.take(reply.src_port)
     }
 
     /// With -k every probe is sequence 0: replies cannot tell them apart.

@@ -5,14 +5,14 @@
 //! anything is read from it.
 use std::{
     fs::{File, FileType, Metadata, OpenOptions},
-    io::Read as _,
+    io::{BufWriter, Read as _, Write},
     os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _},
     path::{Path, PathBuf},
 };
 
 use anyhow::{anyhow, bail, Context as _, Result};
 
-use crate::echo;
+use crate::{echo, output};
 
 /// The most a file read may hold: an exclude file of 64 MiB lists over three million blocks,
 /// far more than any real one.
@@ -23,6 +23,14 @@ pub const MAX_READ_BYTES: u64 = 64 << 20;
 pub struct OutputFile {
     pub path: PathBuf,
     pub overwrite: bool,
+}
+
+/// Where a run's results or lines go: the `--output` file, created now, or stdout.
+pub fn writer(output: Option<&OutputFile>) -> Result<Box<dyn Write + Send>> {
+    Ok(match output {
+        Some(file) => Box::new(BufWriter::new(file.create()?)),
+        None => Box::new(output::stdout()?),
+    })
 }
 
 /// Either way: O_NOFOLLOW refuses a symbolic link as the last component, and O_NONBLOCK

@@ -25,7 +25,6 @@ mod summary;
 pub mod targets;
 
 use std::{
-    io::{BufWriter, Write},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -36,7 +35,7 @@ use prober_common::Counter;
 use crate::{
     bpf::{self, AttachMode, ReplyChannel},
     net::{route, topology::LocalTable, Interface, Route},
-    output::{self, Output},
+    output::Output,
     privileges,
     probe::{SweepEndpoints, SweepKind, SweepProbe},
     random,
@@ -109,10 +108,7 @@ pub struct Options {
 /// sweep early: that error comes back after it).
 pub fn run(options: Options) -> Result<Conclusion> {
     // Before anything is attached or sent: a refused file stops the sweep at once.
-    let out: Box<dyn Write + Send> = match &options.output {
-        Some(file) => Box::new(BufWriter::new(file.create()?)),
-        None => Box::new(output::stdout()?),
-    };
+    let out = files::writer(options.output.as_ref())?;
     let created = options.output.clone().filter(|file| !file.overwrite);
     let sweep = match Sweep::prepare(options) {
         Ok(sweep) => sweep,

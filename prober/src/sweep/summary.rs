@@ -61,25 +61,31 @@ impl SweepSummary {
     }
 }
 
+/// `1 host`, `2 hosts`.
+fn counted(count: u64, noun: &str) -> String {
+    let plural = if count == 1 { "" } else { "s" };
+    format!("{count} {noun}{plural}")
+}
+
 /// A sweep's statistic footer (stderr), in the spirit of hping3's.
 pub fn footer(summary: &SweepSummary) -> String {
     let sending = summary.sending.as_secs_f64();
     let down = match summary.down {
         0 => String::new(),
         down => format!(
-            "\n{down} of {} hosts down: no ARP or neighbour answer",
-            summary.hosts
+            "\n{down} of {} down: no ARP or neighbour answer",
+            counted(summary.hosts, "host")
         ),
     };
     format!(
         "\n--- prober sweep statistic ---\n\
-         {} probes sent to {} hosts x {} ports in {sending:.2} s ({:.0} pps), {:.2} s in all{}\n\
+         {} sent to {} x {} in {sending:.2} s ({:.0} pps), {:.2} s in all{}\n\
          {} open, {} closed, {} filtered, {} unknown, {} duplicate replies\n\
          xdp: {} replies matched, {} unmatched or forged passed, {} malformed, {} RSTs bounced, {} lost to a full ring buffer\n\
          tx: {} waits for a full TX ring, {} probes refused by the kernel; kernel drops: {} tx, {} rx{down}",
-        summary.sent,
-        summary.hosts,
-        summary.ports,
+        counted(summary.sent, "probe"),
+        counted(summary.hosts, "host"),
+        counted(summary.ports, "port"),
         summary.sent as f64 / sending.max(1e-9),
         summary.elapsed.as_secs_f64(),
         if summary.interrupted { ", interrupted" } else { "" },
@@ -136,10 +142,19 @@ mod tests {
         assert_eq!(
             footer(&summary),
             "\n--- prober sweep statistic ---\n\
-             3 probes sent to 1 hosts x 3 ports in 0.01 s (300 pps), 1.17 s in all\n\
+             3 probes sent to 1 host x 3 ports in 0.01 s (300 pps), 1.17 s in all\n\
              1 open, 1 closed, 1 filtered, 2 unknown, 0 duplicate replies\n\
              xdp: 2 replies matched, 0 unmatched or forged passed, 0 malformed, 1 RSTs bounced, 0 lost to a full ring buffer\n\
              tx: 0 waits for a full TX ring, 0 probes refused by the kernel; kernel drops: unknown tx, unknown rx"
+        );
+    }
+
+    #[test]
+    fn counts_of_one_are_singular() {
+        assert_eq!(counted(1, "host"), "1 host");
+        assert_eq!(
+            (counted(0, "port"), counted(2, "port")),
+            ("0 ports".into(), "2 ports".into())
         );
     }
 }

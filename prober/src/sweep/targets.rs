@@ -306,6 +306,14 @@ fn address_bits(ip: IpAddr) -> u32 {
     }
 }
 
+/// Whether `ip` lies in one of `blocks` (address, prefix length).
+pub fn in_blocks(blocks: &[(IpAddr, u8)], ip: IpAddr) -> bool {
+    blocks.iter().any(|&(block, prefix)| {
+        let (first, last) = block_keys(block, u32::from(prefix));
+        block.is_ipv4() == ip.is_ipv4() && (first..=last).contains(&key(ip))
+    })
+}
+
 /// The keys of the block of `ip` with `prefix` bits, which must fit its family.
 fn block_keys(ip: IpAddr, prefix: u32) -> (u128, u128) {
     // Host bits counted in the 128-bit key, where an IPv4 address fills the last 32.
@@ -377,6 +385,18 @@ mod tests {
 
     fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
         IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+    }
+
+    #[test]
+    fn in_blocks_holds_the_addresses_of_its_blocks_of_that_family() {
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        let blocks = [(ip("198.18.0.3"), 32), (ip("198.18.1.0"), 24)];
+        assert!(in_blocks(&blocks, ip("198.18.0.3")) && in_blocks(&blocks, ip("198.18.1.255")));
+        assert!(!in_blocks(&blocks, ip("198.18.0.2")));
+        assert!(
+            !in_blocks(&blocks, ip("::c612:3")),
+            "an IPv6 address is in no IPv4 block"
+        );
     }
 
     #[test]

@@ -668,7 +668,7 @@ mod tests {
 
     #[test]
     fn prober_footer_counts() {
-        let stderr = "\n--- prober sweep statistic ---\n65535 probes sent to 1 hosts x 65535 ports in 0.4 s (160000 pps)\n5 open, 65530 closed, 0 filtered, 0 duplicate replies\n";
+        let stderr = "\n--- prober sweep statistic ---\n65535 probes sent to 1 host x 65535 ports in 0.4 s (160000 pps)\n5 open, 65530 closed, 0 filtered, 0 duplicate replies\n";
         assert_eq!(prober_answered(stderr).unwrap(), 65535);
     }
 
