@@ -73,7 +73,9 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
         target: quoted.dst,
         target_port: quoted.dest_port,
     };
-    let quoted = *quoted;
+    // Read where it is: a copy on the stack would be a call to memcpy, which returns the
+    // stack pointer it copied to, and the verifier refuses that (at TCX ingress it is a call).
+    let quoted: &QuotedProbe = quoted;
     reply::matched(filter, ip, ports, &probe, arrived_ns, |record| {
         record.icmp_from = ip.src;
         record.src_addr = quoted.dst;

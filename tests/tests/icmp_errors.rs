@@ -351,3 +351,31 @@ fn forged_errors_decide_no_sweep_result(family: Family) {
 }
 
 test_both_families!(forged_errors_decide_no_sweep_result);
+
+/// A second prober on the interface matches at TCX ingress (see coexist.rs): errors too.
+#[test]
+fn errors_are_matched_at_tcx_ingress_too() {
+    let host = rejecting_host();
+    let target = host.addr.to_string();
+    // The first holds the XDP hook for the whole test.
+    let mut first = Proc::spawn(prober_command(&["-1", "-c", "0", "-i", "u100000", &target]));
+    first.expect_line(Duration::from_secs(10), "the first's first reply");
+    let port = REJECTED_PORT.to_string();
+    let args = ["-V", "-S", "-p", &port, "-c", "2", "-i", "u200000"];
+    let second = ping(false, &args, host.addr.into());
+    first.signal(libc::SIGINT);
+    let first = first.wait(TIMEOUT);
+    assert!(
+        second.stdout.contains("reply matcher at TCX ingress"),
+        "the second matches behind the first\n{second}"
+    );
+    let line = format!("ICMP Packet filtered from ip={}", host.addr);
+    let shown = second.stdout_lines().iter().filter(|l| **l == line).count();
+    assert_eq!(shown, 2, "{second}");
+    assert!(second.stderr.contains("2 packets received"), "{second}");
+    assert_eq!(
+        (second.code(), first.code()),
+        (Some(0), Some(0)),
+        "{second}\n{first}"
+    );
+}
