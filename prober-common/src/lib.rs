@@ -95,7 +95,9 @@ pub struct ReplyRecord {
     /// departure was not seen (egress program not attached, PACKET_QDISC_BYPASS), and in
     /// sweeps, whose departures userspace looks up itself ([`SweepDeparture`]).
     pub sent_ns: u64,
-    /// Who sent the reply (its form is the reply's IP version).
+    /// The probed host the reply is about (its form is the reply's IP version): its sender,
+    /// or for an ICMP error the destination of the probe it quotes (its sender is
+    /// [`ReplyRecord::icmp_from`]).
     pub src_addr: IpAddress,
     pub tcp_seq: u32,
     pub tcp_ack: u32,
@@ -123,10 +125,26 @@ pub struct ReplyRecord {
     pub tcp_flags: u8,
     /// IPv6's flow label (0 for IPv4).
     pub flow_label: u32,
-    pub _pad: u32,
+    /// An ICMP error (`protocol` is ICMP or ICMPv6 for a kind whose probes are not): its type
+    /// and code (see [`wire::IcmpErrorKind::of`]); 0 for other replies.
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    pub _pad: [u8; 2],
+    /// An ICMP error's sender (the target, or a router on the way); zero for other replies.
+    pub icmp_from: IpAddress,
 }
 
 impl ReplyRecord {
+    /// What the ICMP error this record is says, if it is one that answers a TCP probe.
+    pub fn icmp_error(&self) -> Option<wire::IcmpErrorKind> {
+        let version = match self.protocol {
+            IPPROTO_ICMP => wire::IpVersion::V4,
+            IPPROTO_ICMPV6 => wire::IpVersion::V6,
+            _ => return None,
+        };
+        wire::IcmpErrorKind::of(version, self.icmp_type, self.icmp_code)
+    }
+
     /// When the probe this answers left, as TC egress saw it, if it did.
     pub fn kernel_departure(&self) -> Option<u64> {
         (self.sent_ns != 0).then_some(self.sent_ns)
@@ -365,7 +383,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<ProbeFilter>(), 80);
         assert_eq!(core::mem::size_of::<Neighbour>(), 24);
         assert_eq!(core::mem::size_of::<NeighbourRecord>(), 40);
-        assert_eq!(core::mem::size_of::<ReplyRecord>(), 72);
+        assert_eq!(core::mem::size_of::<ReplyRecord>(), 88);
         assert_eq!(core::mem::size_of::<Departure>(), 32);
         assert_eq!(core::mem::size_of::<SweepDeparture>(), 16);
     }

@@ -34,6 +34,7 @@ pub enum Reason {
     TooLongToVerify = 10,
     AnotherTarget = 11,
     AnswersNoAsk = 12,
+    QuotesNoProbe = 13,
 }
 
 impl Fate {
@@ -57,7 +58,7 @@ impl Fate {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 14] = [
         Reason::AnswersAProbe,
         Reason::NotSynAckOrRstAck,
         Reason::AcknowledgesNoProbe,
@@ -71,6 +72,7 @@ impl Reason {
         Reason::TooLongToVerify,
         Reason::AnotherTarget,
         Reason::AnswersNoAsk,
+        Reason::QuotesNoProbe,
     ];
 
     pub fn words(self) -> &'static str {
@@ -92,6 +94,7 @@ impl Reason {
             Reason::AnswersNoAsk => {
                 "answers none of our neighbour asks (unsolicited, gratuitous, or a second answer)"
             }
+            Reason::QuotesNoProbe => "an ICMP error quoting none of our probes",
         }
     }
 }

@@ -462,6 +462,150 @@ pub fn echo(frame: &(impl Frame + ?Sized), ip: &IpPacket) -> Option<Echo> {
     })
 }
 
+/// What an ICMP or ICMPv6 error that prober takes says became of a probe. Other errors (an
+/// IPv4 fragmentation-needed, a redirect, a parameter problem) are the host's to act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IcmpErrorKind {
+    NetUnreachable,
+    HostUnreachable,
+    ProtocolUnreachable,
+    PortUnreachable,
+    /// Communication administratively prohibited: a filter rejected the probe.
+    AdminProhibited,
+    /// The TTL or hop limit ran out in transit.
+    TimeExceeded,
+}
+
+impl IcmpErrorKind {
+    /// The error a message of `icmp_type` and `code` is in `version`'s ICMP: IPv4's type 3
+    /// codes 0 to 3 and 9, 10, 13 (RFC 792, RFC 1812), type 11 code 0; ICMPv6's type 1 codes
+    /// 0, 1, 3, 4 and type 3 code 0 (RFC 4443). None for any other message.
+    #[inline(always)]
+    pub fn of(version: IpVersion, icmp_type: u8, code: u8) -> Option<IcmpErrorKind> {
+        use IcmpErrorKind::*;
+        match (version, icmp_type, code) {
+            (IpVersion::V4, 3, 0) | (IpVersion::V6, 1, 0) => Some(NetUnreachable),
+            (IpVersion::V4, 3, 1) | (IpVersion::V6, 1, 3) => Some(HostUnreachable),
+            (IpVersion::V4, 3, 2) => Some(ProtocolUnreachable),
+            (IpVersion::V4, 3, 3) | (IpVersion::V6, 1, 4) => Some(PortUnreachable),
+            (IpVersion::V4, 3, 9 | 10 | 13) | (IpVersion::V6, 1, 1) => Some(AdminProhibited),
+            (IpVersion::V4, 11, 0) | (IpVersion::V6, 3, 0) => Some(TimeExceeded),
+            _ => None,
+        }
+    }
+}
+
+/// An ICMP error's type and code, and the fields of the packet it quotes that tell whose
+/// probe it was about: addresses, protocol, and the first 8 bytes of a TCP header (ports and
+/// sequence number), which every error carries (RFC 792; RFC 4443 quotes as much as fits).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QuotedProbe {
+    pub icmp_type: u8,
+    pub code: u8,
+    pub checksum: u16,
+    pub src: IpAddress,
+    pub dst: IpAddress,
+    pub protocol: u8,
+    pub source_port: u16,
+    pub dest_port: u16,
+    pub seq: u32,
+}
+
+/// What [`icmp_error`] found in an ICMP message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quoting {
+    /// No error prober takes (see [`IcmpErrorKind::of`]): an echo, neighbour discovery, ...
+    NotAnError,
+    /// An error the kernel would drop: too short for the header it must quote, a quoted
+    /// header of the wrong version or shorter than its own header length (`icmp_unreach`,
+    /// `icmpv6_notify`).
+    Malformed,
+    /// An error, its quote read into the caller's [`QuotedProbe`].
+    Error(IcmpErrorKind),
+}
+
+/// Where an ICMP message's quoted packet starts, past its 8-byte header.
+const ICMP_ERROR_HEADER_LEN: usize = 8;
+/// The quoted transport bytes read: TCP's ports and sequence number.
+const QUOTED_TRANSPORT_LEN: usize = 8;
+
+/// Whether `ip` (of its family's ICMP, the caller checked) is a message [`icmp_error`] would
+/// read: its type alone, one read, so other ICMP costs a kind little.
+#[inline(always)]
+pub fn is_icmp_error_type(frame: &(impl Frame + ?Sized), ip: &IpPacket) -> bool {
+    let Some([icmp_type]) = frame.read::<1>(ip.l4_offset) else {
+        return false;
+    };
+    match ip.version {
+        IpVersion::V4 => icmp_type == 3 || icmp_type == 11,
+        IpVersion::V6 => icmp_type == 1 || icmp_type == 3,
+    }
+}
+
+/// The ICMP error `ip` carries (the caller checked its protocol is its family's ICMP), its
+/// quote read into `quoted`: the quoted IP header must be of the same family, IPv4's no
+/// shorter than 20 bytes and followed by 8 transport bytes within the message, IPv6's fixed
+/// header followed by them (our probes carry no extension headers: a quote with any is no
+/// quote of ours, and taken as one of another protocol). The checksums are left to
+/// [`accepted`], with [`Checksum::Message`].
+#[inline(always)]
+pub fn icmp_error(
+    frame: &(impl Frame + ?Sized),
+    ip: &IpPacket,
+    quoted: &mut QuotedProbe,
+) -> Quoting {
+    let Some([icmp_type, code, sum0, sum1]) = frame.read::<4>(ip.l4_offset) else {
+        return Quoting::NotAnError;
+    };
+    let Some(kind) = IcmpErrorKind::of(ip.version, icmp_type, code) else {
+        return Quoting::NotAnError;
+    };
+    quoted.icmp_type = icmp_type;
+    quoted.code = code;
+    quoted.checksum = u16::from_be_bytes([sum0, sum1]);
+    let at = ip.l4_offset + ICMP_ERROR_HEADER_LEN;
+    let end = ip.l4_offset + ip.l4_len;
+    let transport_at = match ip.version {
+        IpVersion::V4 => {
+            let Some(header) = frame.read::<IPV4_HEADER_LEN>(at) else {
+                return Quoting::Malformed;
+            };
+            let header_len = usize::from(header[0] & 0x0f) * 4;
+            if header[0] >> 4 != 4 || header_len < IPV4_HEADER_LEN {
+                return Quoting::Malformed;
+            }
+            quoted.protocol = header[9];
+            quoted.src = IpAddress::from_ipv4([header[12], header[13], header[14], header[15]]);
+            quoted.dst = IpAddress::from_ipv4([header[16], header[17], header[18], header[19]]);
+            at + header_len
+        }
+        IpVersion::V6 => {
+            let Some([version, _, _, _, _, _, next_header, _]) = frame.read::<8>(at) else {
+                return Quoting::Malformed;
+            };
+            if version >> 4 != 6
+                || !frame.read_into(at + 8, &mut quoted.src.0)
+                || !frame.read_into(at + 24, &mut quoted.dst.0)
+            {
+                return Quoting::Malformed;
+            }
+            quoted.protocol = next_header;
+            at + IPV6_HEADER_LEN
+        }
+    };
+    if transport_at + QUOTED_TRANSPORT_LEN > end {
+        return Quoting::Malformed;
+    }
+    let Some([p0, p1, p2, p3, s0, s1, s2, s3]) = frame.read::<QUOTED_TRANSPORT_LEN>(transport_at)
+    else {
+        return Quoting::Malformed;
+    };
+    quoted.source_port = u16::from_be_bytes([p0, p1]);
+    quoted.dest_port = u16::from_be_bytes([p2, p3]);
+    quoted.seq = u32::from_be_bytes([s0, s1, s2, s3]);
+    Quoting::Error(kind)
+}
+
 const ETH_P_ARP: u16 = 0x0806;
 /// An ARP message for IPv4 over Ethernet: hardware type, protocol type, their lengths, the
 /// operation, then sender and target MAC and IPv4 address.
@@ -1448,6 +1592,168 @@ mod tests {
         let (advert, len) = advert();
         let ip = parse(&advert[..len]).unwrap();
         assert!(!solicitation(&advert[..len], &ip, &mut target));
+    }
+
+    /// Our SYN from 198.18.4.1:61440 to 198.18.4.2:80 with sequence number 0x11223344, as an
+    /// ICMP error quotes it: its IP header and the first 8 bytes of its TCP header.
+    const QUOTED_SYN: [u8; 28] = [
+        0x45, 0, 0, 40, 0, 1, 0, 0, 1, 6, 0, 0, 198, 18, 4, 1, 198, 18, 4, 2, 0xf0, 0, 0, 80, 0x11,
+        0x22, 0x33, 0x44,
+    ];
+
+    /// An ICMP message of `icmp_type` and `code` quoting `quote`, from the router 198.18.4.9 to
+    /// 198.18.4.1 at OUR_MAC, both checksums set; and its length.
+    fn icmp_error_frame(icmp_type: u8, code: u8, quote: &[u8]) -> ([u8; FRAME_ROOM], usize) {
+        let mut message = [0u8; 96];
+        message[..2].copy_from_slice(&[icmp_type, code]);
+        message[8..8 + quote.len()].copy_from_slice(quote);
+        let message = &mut message[..8 + quote.len()];
+        let sum = checksum_of(&[message]);
+        message[2..4].copy_from_slice(&sum.to_be_bytes());
+        let mut frame = [0u8; FRAME_ROOM];
+        frame[..14].copy_from_slice(&syn_ack()[..14]);
+        let len = (20 + message.len()) as u16;
+        let [l0, l1] = len.to_be_bytes();
+        let mut ip = [
+            0x45, 0xc0, l0, l1, 0, 7, 0, 0, 64, 1, 0, 0, 198, 18, 4, 9, 198, 18, 4, 1,
+        ];
+        let sum = checksum_of(&[&ip]);
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        frame[14..34].copy_from_slice(&ip);
+        frame[34..34 + message.len()].copy_from_slice(message);
+        (frame, 34 + message.len())
+    }
+
+    fn quote_of(frame: &[u8]) -> (Quoting, QuotedProbe) {
+        let ip = parse(frame).expect("parsed");
+        let mut quoted = QuotedProbe::default();
+        (icmp_error(frame, &ip, &mut quoted), quoted)
+    }
+
+    /// [`quote_of`] a frame that must be an error the kernel accepts.
+    fn accepted_quote_of(frame: &[u8]) -> (Quoting, QuotedProbe) {
+        let ip = parse(frame).unwrap();
+        assert!(is_icmp_error_type(frame, &ip));
+        assert_eq!(
+            accepted(frame, &ip, OUR_MAC, Checksum::Message),
+            Ok(ChecksumField::Complete)
+        );
+        quote_of(frame)
+    }
+
+    #[test]
+    fn an_icmp_error_names_the_probe_it_quotes() {
+        let (frame, len) = icmp_error_frame(3, 13, &QUOTED_SYN);
+        let frame = &frame[..len];
+        let (quoting, quoted) = accepted_quote_of(frame);
+        assert_eq!(quoting, Quoting::Error(IcmpErrorKind::AdminProhibited));
+        assert_eq!((quoted.icmp_type, quoted.code, quoted.protocol), (3, 13, 6));
+        assert_eq!(quoted.src, IpAddress::from_ipv4([198, 18, 4, 1]));
+        assert_eq!(quoted.dst, IpAddress::from_ipv4([198, 18, 4, 2]));
+        assert_eq!(
+            (quoted.source_port, quoted.dest_port, quoted.seq),
+            (61440, 80, 0x1122_3344)
+        );
+        // The kernel quotes as much as fits: a whole TCP header is read alike.
+        let whole = [&QUOTED_SYN[..], &[0x50, 0x02, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]].concat();
+        let (frame, len) = icmp_error_frame(11, 0, &whole);
+        assert_eq!(
+            quote_of(&frame[..len]).0,
+            Quoting::Error(IcmpErrorKind::TimeExceeded)
+        );
+        let mut flipped = frame;
+        flipped[40] ^= 1;
+        let ip = parse(&flipped[..len]).unwrap();
+        assert_eq!(
+            accepted(&flipped[..len], &ip, OUR_MAC, Checksum::Message),
+            Err(Reason::BadChecksum)
+        );
+    }
+
+    #[test]
+    fn only_the_errors_prober_takes_are_errors() {
+        for (icmp_type, code, kind) in [
+            (3, 0, Some(IcmpErrorKind::NetUnreachable)),
+            (3, 1, Some(IcmpErrorKind::HostUnreachable)),
+            (3, 2, Some(IcmpErrorKind::ProtocolUnreachable)),
+            (3, 3, Some(IcmpErrorKind::PortUnreachable)),
+            (3, 9, Some(IcmpErrorKind::AdminProhibited)),
+            (3, 10, Some(IcmpErrorKind::AdminProhibited)),
+            (3, 4, None), // fragmentation needed: the host's path MTU to learn
+            (11, 1, None),
+            (5, 0, None),
+            (0, 0, None),
+        ] {
+            let (frame, len) = icmp_error_frame(icmp_type, code, &QUOTED_SYN);
+            let want = kind.map_or(Quoting::NotAnError, Quoting::Error);
+            assert_eq!(
+                quote_of(&frame[..len]).0,
+                want,
+                "type {icmp_type} code {code}"
+            );
+        }
+        for (icmp_type, code, kind) in [
+            (1, 0, Some(IcmpErrorKind::NetUnreachable)),
+            (1, 1, Some(IcmpErrorKind::AdminProhibited)),
+            (1, 3, Some(IcmpErrorKind::HostUnreachable)),
+            (1, 4, Some(IcmpErrorKind::PortUnreachable)),
+            (3, 0, Some(IcmpErrorKind::TimeExceeded)),
+            (1, 2, None),
+            (2, 0, None), // packet too big
+            (129, 0, None),
+        ] {
+            assert_eq!(IcmpErrorKind::of(IpVersion::V6, icmp_type, code), kind);
+        }
+    }
+
+    #[test]
+    fn quotes_the_kernel_would_drop_are_malformed() {
+        let malformed = |quote: &[u8]| {
+            let (frame, len) = icmp_error_frame(3, 3, quote);
+            assert_eq!(quote_of(&frame[..len]).0, Quoting::Malformed, "{quote:?}");
+        };
+        malformed(&QUOTED_SYN[..27]); // 7 transport bytes
+        malformed(&QUOTED_SYN[..20]);
+        let mut short_header = QUOTED_SYN;
+        short_header[0] = 0x44;
+        malformed(&short_header);
+        let mut version_6 = QUOTED_SYN;
+        version_6[0] = 0x65;
+        malformed(&version_6);
+        // Options make the header longer: the ports are past them, here beyond the quote.
+        let mut options = QUOTED_SYN;
+        options[0] = 0x46;
+        malformed(&options);
+    }
+
+    #[test]
+    fn an_icmpv6_error_quotes_an_ipv6_header() {
+        let mut quote = [0u8; 48];
+        quote[..8].copy_from_slice(&[0x60, 0, 0, 0, 0, 20, 6, 1]);
+        quote[8..24].copy_from_slice(&V6_OURS);
+        quote[24..40].copy_from_slice(&V6_SOURCE);
+        quote[40..48].copy_from_slice(&[0xf0, 0, 0, 80, 0x11, 0x22, 0x33, 0x44]);
+        let message = [&[1, 1, 0, 0, 0, 0, 0, 0][..], &quote].concat();
+        let (frame, len) = ipv6_frame(&[], crate::IPPROTO_ICMPV6, &message, 2);
+        let frame = &frame[..len];
+        let (quoting, quoted) = accepted_quote_of(frame);
+        assert_eq!(quoting, Quoting::Error(IcmpErrorKind::AdminProhibited));
+        assert_eq!(
+            (quoted.src, quoted.dst),
+            (IpAddress(V6_OURS), IpAddress(V6_SOURCE))
+        );
+        assert_eq!(
+            (quoted.protocol, quoted.source_port, quoted.dest_port),
+            (6, 61440, 80)
+        );
+        assert_eq!(quoted.seq, 0x1122_3344);
+        // An IPv4 header quoted in ICMPv6 is none the kernel would take.
+        let mut v4 = message.clone();
+        v4[8] = 0x45;
+        let (frame, len) = ipv6_frame(&[], crate::IPPROTO_ICMPV6, &v4, 2);
+        assert_eq!(quote_of(&frame[..len]).0, Quoting::Malformed);
+        let (frame, len) = ipv6_frame(&[], crate::IPPROTO_ICMPV6, &message[..55], 2);
+        assert_eq!(quote_of(&frame[..len]).0, Quoting::Malformed);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 #![no_main]
 
 mod icmp;
+mod icmp_error;
 mod maps;
 mod neighbour;
 mod packet;
@@ -92,9 +93,13 @@ fn judge(frame: &impl Frame, filter: &ProbeFilter, arrived_ns: u64) -> Decision 
         Err(_) => return Decision::IGNORED,
     }
     // Who may send a reply is the kind's to say: a direct answer comes from the target, while
-    // an ICMP error (no kind takes them yet) would come from any router on the way.
+    // an ICMP error comes from any router on the way.
     if ip.dst != filter.local_addr {
         return Decision::IGNORED;
+    }
+    // ICMP errors about TCP probes ([`icmp_error`]), before neighbour discovery takes ICMPv6.
+    if icmp_error::wanted(frame, ip, filter) {
+        return icmp_error::reply(frame, ip, filter, arrived_ns);
     }
     // Only TCP sweeps resolve neighbours: no kind of theirs takes ICMPv6.
     if neighbour::resolving(filter) && ip.protocol == IPPROTO_ICMPV6 {

@@ -14,7 +14,7 @@ use prober_common::{
 #[map]
 static FILTER: Array<ProbeFilter> = Array::with_max_entries(1, 0);
 
-/// 4 MiB: each record takes 72 bytes with its header, so ~58 000 replies can wait for
+/// 4 MiB: each record takes 96 bytes with its header, so ~43 000 replies can wait for
 /// userspace.
 #[map]
 pub static REPLIES: RingBuf = RingBuf::with_byte_size(4 << 20, 0);

@@ -1,6 +1,6 @@
 //! Fuzzing the reply side in userspace with any record the ring buffer could hand over: read as
 //! a `ReplyRecord`, read by each probe kind, and written in every output format. Whatever the
-//! bytes, a sweep's reply is open or closed (never filtered: it answered), one-target reply
+//! bytes, a sweep's reply is open or closed, or filtered when it is an ICMP error, one-target reply
 //! lines are one line (three and two with `-V`, as hping3's) and map back to the probe they
 //! answer, JSON lines are one valid object with the documented keys in order, CSV lines have
 //! every column, and each result shows the fields the reply carried.
@@ -55,9 +55,8 @@ impl Write for Shared {
     }
 }
 
-const JSON_KEYS: [&str; 11] = [
-    "ip", "port", "proto", "status", "reason", "ttl", "ipid", "win", "rtt_us", "rtt_ns", "ts",
-];
+/// The documented keys, in order: what the integration tests' parser demands too.
+use prober_tests::sweep::FIELDS as JSON_KEYS;
 
 /// What `format` writes for `results`, as lines.
 fn written(format: Format, verbose: bool, results: &[PortResult]) -> Vec<String> {
@@ -109,6 +108,10 @@ fn check_json(line: &str, result: &PortResult) {
         serde_json::json!(rtt_ns.map(|ns| ns / 1000))
     );
     assert!(value["ts"].as_f64().is_some_and(f64::is_finite), "{line}");
+    assert_eq!(
+        value["icmp_from"],
+        serde_json::json!(reply.and_then(|r| r.icmp_from))
+    );
 }
 
 /// The sweep's results for this reply and for a port that stayed silent, in every format.
@@ -125,10 +128,17 @@ fn check_sweep(case: &Case, record: &ReplyRecord) {
     }
     .probe(endpoints);
     let answer = probe.classify(record);
+    let icmp_error = record.icmp_error().is_some();
     let closed = record.tcp_flags & TcpFlags::RST != 0;
+    let status = match (icmp_error, closed) {
+        (true, _) => Status::Filtered,
+        (false, true) => Status::Closed,
+        (false, false) => Status::Open,
+    };
+    assert_eq!(answer.verdict.status, status);
     assert_eq!(
-        answer.verdict.status,
-        if closed { Status::Closed } else { Status::Open }
+        answer.fields.icmp_from,
+        icmp_error.then(|| IpAddr::from(record.icmp_from))
     );
     assert_eq!(answer.host, IpAddr::from(record.src_addr));
     assert_eq!(
@@ -191,7 +201,7 @@ fn check_sweep(case: &Case, record: &ReplyRecord) {
     }
 
     let list = written(Format::List, false, &results);
-    if closed {
+    if status != Status::Open {
         assert!(list.is_empty(), "{list:?}");
     } else {
         let prefix = format!("open tcp {} {} ", answer.port, answer.host);
@@ -200,7 +210,7 @@ fn check_sweep(case: &Case, record: &ReplyRecord) {
 
     for verbose in [false, true] {
         let table = written(Format::Table, verbose, &results);
-        let rows = usize::from(!closed || verbose);
+        let rows = usize::from(status == Status::Open || (status == Status::Closed && verbose));
         assert_eq!(table.len(), rows + 1, "{table:?}");
         if rows == 1 {
             assert!(
@@ -209,8 +219,14 @@ fn check_sweep(case: &Case, record: &ReplyRecord) {
             );
             assert!(table[0].contains(&TcpFlags(record.tcp_flags).dotted()));
         }
+        // An ICMP error's port did not respond either, in hping3's table.
+        let first_silent = if icmp_error {
+            answer.port
+        } else {
+            silent.port.unwrap()
+        };
         assert!(
-            table[rows].starts_with(&format!("Not responding ports: ({} ", silent.port.unwrap())),
+            table[rows].starts_with(&format!("Not responding ports: ({first_silent} ")),
             "{table:?}"
         );
     }

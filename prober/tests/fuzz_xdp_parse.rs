@@ -565,3 +565,99 @@ fn a_valid_neighbour_answer_is_taken_and_a_bit_flipped_in_it_is_refused() {
             }
         });
 }
+
+/// A quote's source, destination, protocol, ports and sequence number.
+type Quote = ([u8; 16], [u8; 16], u8, u16, u16, u32);
+
+/// An ICMP error's quote as the kernel reads it (`icmp_unreach` and `icmpv6_notify`), judged
+/// independently of `wire`: the message's type and code among the errors prober takes, a quoted
+/// IP header of the message's own family (IPv4's of at least 5 words) and 8 transport bytes
+/// after it within the message. The quoted source, destination, protocol, ports and sequence
+/// number.
+fn kernel_quote(ipv4: bool, message: &[u8]) -> Option<Quote> {
+    let (kind, code) = (*message.first()?, *message.get(1)?);
+    let taken = match ipv4 {
+        true => (kind == 3 && matches!(code, 0..=3 | 9 | 10 | 13)) || (kind == 11 && code == 0),
+        false => (kind == 1 && matches!(code, 0 | 1 | 3 | 4)) || (kind == 3 && code == 0),
+    };
+    if !taken {
+        return None;
+    }
+    let quote = message.get(8..)?;
+    let (src, dst, protocol, header_len) = if ipv4 {
+        let header_len = usize::from(*quote.first()? & 0x0f) * 4;
+        if quote[0] >> 4 != 4 || header_len < 20 || quote.len() < 20 {
+            return None;
+        }
+        let mapped = |at: usize| IpAddress::from_ipv4(quote[at..at + 4].try_into().unwrap()).0;
+        (mapped(12), mapped(16), quote[9], header_len)
+    } else {
+        if quote.len() < 40 || quote[0] >> 4 != 6 {
+            return None;
+        }
+        let at = |from: usize| <[u8; 16]>::try_from(&quote[from..from + 16]).unwrap();
+        (at(8), at(24), quote[6], 40)
+    };
+    let transport = quote.get(header_len..header_len + 8)?;
+    let word = |at: usize| u16::from_be_bytes([transport[at], transport[at + 1]]);
+    let seq = u32::from_be_bytes(transport[4..8].try_into().unwrap());
+    Some((src, dst, protocol, word(0), word(2), seq))
+}
+
+#[test]
+fn any_icmp_message_is_an_error_with_a_quote_only_as_the_kernel_reads_it() {
+    check!()
+        .with_type::<(bool, bool, Vec<u8>)>()
+        .with_test_time(fuzzing::CI_TIME)
+        .for_each(|(ipv4, shaped, message)| {
+            // Half the inputs shaped like an error prober takes, quoting its family's header,
+            // so that random bytes get past the type and version often.
+            let mut message = message.clone();
+            if *shaped && message.len() > 8 {
+                let (kind, version) = if *ipv4 { (3, 0x45) } else { (1, 0x60) };
+                message[0] = kind;
+                message[1] %= 5;
+                message[8] = version | (message[8] & 0x0f);
+            }
+            let message = &message;
+            // A valid IP packet of the family's ICMP around the message, so that every input
+            // reaches the quote.
+            let (ether_type, header) = if *ipv4 {
+                let len = ((20 + message.len()) as u16).to_be_bytes();
+                let mut header = vec![
+                    0x45, 0, len[0], len[1], 0, 0, 0, 0, 64, 1, 0, 0, 198, 18, 0, 9, 198, 18, 0, 1,
+                ];
+                let sum = internet_checksum(&header);
+                header[10..12].copy_from_slice(&sum.to_be_bytes());
+                ([0x08, 0x00], header)
+            } else {
+                let len = (message.len() as u16).to_be_bytes();
+                let mut header = vec![0x60, 0, 0, 0, len[0], len[1], 58, 64];
+                header.extend([0x20, 0x01, 0x0d, 0xb8].iter().chain(&[0; 11]).chain(&[9]));
+                header.extend([0x20, 0x01, 0x0d, 0xb8].iter().chain(&[0; 11]).chain(&[1]));
+                ([0x86, 0xdd], header)
+            };
+            let frame = to_us(ether_type, &[&header[..], message].concat());
+            let Ok(ip) = wire::parse(&frame[..]) else {
+                return; // longer than an IPv6 payload length holds
+            };
+            let mut quoted = wire::QuotedProbe::default();
+            let quoting = wire::icmp_error(&frame[..], &ip, &mut quoted);
+            let expected = kernel_quote(*ipv4, message);
+            match quoting {
+                wire::Quoting::Error(_) => {
+                    let read = (
+                        quoted.src.0,
+                        quoted.dst.0,
+                        quoted.protocol,
+                        quoted.source_port,
+                        quoted.dest_port,
+                        quoted.seq,
+                    );
+                    assert_eq!(Some(read), expected, "{message:02x?}");
+                    assert!(wire::is_icmp_error_type(&frame[..], &ip));
+                }
+                _ => assert_eq!(expected, None, "{quoting:?}: {message:02x?}"),
+            }
+        });
+}

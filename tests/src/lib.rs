@@ -514,6 +514,19 @@ impl TestHost {
         )
     }
 
+    /// An nftables rule inside the namespace that rejects incoming TCP to `port` with the ICMP
+    /// error `icmpx` names (`admin-prohibited`, `port-unreachable`, `host-unreachable`,
+    /// `no-route`: nft's words for both families' codes). The rule counts what it rejects as
+    /// `reject_<port>`.
+    pub fn reject_tcp_port(&self, port: u16, icmpx: &str) -> Result<()> {
+        self.add_rule(
+            "input",
+            &format!("reject_{port}"),
+            &format!("tcp dport {port}"),
+            &format!("reject with icmpx type {icmpx}"),
+        )
+    }
+
     /// An nftables rule inside the namespace that drops every packet addressed to `addr` (one of
     /// its own addresses, of either family): a host that answers nothing. The rule counts what it
     /// drops: see [`TestHost::dropped_packets_to`].

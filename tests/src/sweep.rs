@@ -14,8 +14,19 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The keys of a JSON result and the columns of a CSV row, in their order.
-pub const FIELDS: [&str; 11] = [
-    "ip", "port", "proto", "status", "reason", "ttl", "ipid", "win", "rtt_us", "rtt_ns", "ts",
+pub const FIELDS: [&str; 12] = [
+    "ip",
+    "port",
+    "proto",
+    "status",
+    "reason",
+    "ttl",
+    "ipid",
+    "win",
+    "rtt_us",
+    "rtt_ns",
+    "ts",
+    "icmp_from",
 ];
 
 /// What a sweep found out about one (host, port).
@@ -27,6 +38,8 @@ pub enum Status {
     Closed,
     /// No answer.
     Filtered,
+    /// Answered by an ICMP error about the probe (from the target or a router on the way).
+    IcmpFiltered(IcmpReason),
     /// No answer seen, but replies were lost on the way to the output (a full ring buffer), so
     /// it may have answered.
     Unknown,
@@ -35,6 +48,17 @@ pub enum Status {
     /// The whole host (port null, kept as 0): it answered no ARP (`no-arp-response`) or
     /// neighbour solicitation (`no-nd-response`).
     Down,
+}
+
+/// What an ICMP error said (the `reason` of a `filtered` result that has a reply).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum IcmpReason {
+    /// A filter's: communication administratively prohibited.
+    AdminProhibited,
+    /// Network, host, protocol or port unreachable.
+    Unreachable,
+    /// The TTL or hop limit ran out on the way.
+    TtlExceeded,
 }
 
 /// Why a probe was refused (the `reason` of a `refused` result).
@@ -52,10 +76,14 @@ pub enum Refusal {
 
 impl Status {
     fn parse(status: &str, reason: &str) -> Result<Status, String> {
+        use IcmpReason::*;
         match (status, reason) {
             ("open", "syn-ack") => Ok(Status::Open),
             ("closed", "rst") => Ok(Status::Closed),
             ("filtered", "timeout") => Ok(Status::Filtered),
+            ("filtered", "admin-prohibited") => Ok(Status::IcmpFiltered(AdminProhibited)),
+            ("filtered", "icmp-unreach") => Ok(Status::IcmpFiltered(Unreachable)),
+            ("filtered", "ttl-exceeded") => Ok(Status::IcmpFiltered(TtlExceeded)),
             ("unknown", "reply-lost") => Ok(Status::Unknown),
             ("refused", "broadcast") => Ok(Status::Refused(Refusal::Broadcast)),
             ("refused", "firewall") => Ok(Status::Refused(Refusal::Firewall)),
@@ -64,7 +92,8 @@ impl Status {
             ("down", "no-arp-response" | "no-nd-response") => Ok(Status::Down),
             _ => Err(format!(
                 "status/reason {status:?}/{reason:?} is none of open/syn-ack, closed/rst, \
-                 filtered/timeout, unknown/reply-lost, refused/(broadcast, firewall, no-route, \
+                 filtered/(timeout, admin-prohibited, icmp-unreach, ttl-exceeded), \
+                 unknown/reply-lost, refused/(broadcast, firewall, no-route, \
                  own-address), down/(no-arp-response, no-nd-response)"
             )),
         }
@@ -88,6 +117,8 @@ pub struct SweepResult {
     pub rtt_ns: Option<u64>,
     /// Unix time, seconds.
     pub ts: f64,
+    /// Who sent the ICMP error of an [`Status::IcmpFiltered`] result (`null` for any other).
+    pub icmp_from: Option<IpAddr>,
 }
 
 impl SweepResult {
@@ -244,9 +275,12 @@ pub fn linux_peer_field_errors(results: &[SweepResult]) -> Vec<String> {
             let win = match r.status {
                 Status::Open => syn_ack_win,
                 Status::Closed => 0,
-                Status::Filtered | Status::Unknown | Status::Refused(_) | Status::Down => {
-                    return None
-                }
+                // An ICMP error's IP id is the kernel's own count, not a TCP reply's 0.
+                Status::Filtered
+                | Status::IcmpFiltered(_)
+                | Status::Unknown
+                | Status::Refused(_)
+                | Status::Down => return None,
             };
             (r.ttl != Some(64) || r.ipid != ipid || r.win != Some(win)).then(|| {
                 format!(
@@ -662,6 +696,13 @@ fn result_from_fields(fields: Vec<(String, Value)>) -> Result<SweepResult, Strin
         ));
     }
     let ts = v[10].as_f64().ok_or("ts is not a number")?;
+    let icmp_from = match v[11] {
+        Value::Null => None,
+        _ => Some(canonical_address(text(11)?)?),
+    };
+    if icmp_from.is_some() != matches!(status, Status::IcmpFiltered(_)) {
+        return Err("icmp_from is an address exactly when an ICMP error filtered the port".into());
+    }
     // IPv6 has no IP id.
     let has_ipid = ip.is_ipv4();
     let header_fields = [ttl.is_some(), win.is_some()];
@@ -671,10 +712,12 @@ fn result_from_fields(fields: Vec<(String, Value)>) -> Result<SweepResult, Strin
         {
             return Err("a result without a reply must have null ttl, ipid, win and rtt_us".into())
         }
-        Status::Open | Status::Closed if header_fields.contains(&false) => {
+        Status::Open | Status::Closed | Status::IcmpFiltered(_)
+            if header_fields.contains(&false) =>
+        {
             return Err("an answered result must have ttl and win".into())
         }
-        Status::Open | Status::Closed if ipid.is_some() != has_ipid => {
+        Status::Open | Status::Closed | Status::IcmpFiltered(_) if ipid.is_some() != has_ipid => {
             return Err("an answered result must have an ipid over IPv4, and none over IPv6".into())
         }
         _ => {}
@@ -689,6 +732,7 @@ fn result_from_fields(fields: Vec<(String, Value)>) -> Result<SweepResult, Strin
         rtt_us,
         rtt_ns,
         ts,
+        icmp_from,
     })
 }
 
@@ -742,8 +786,9 @@ fn fill<'a>(template: &str, line: &'a str) -> Option<Vec<&'a str>> {
 mod unit {
     use super::*;
 
-    const OPEN: &str = r#"{"ip":"198.18.4.2","port":80,"proto":"tcp","status":"open","reason":"syn-ack","ttl":64,"ipid":0,"win":64240,"rtt_us":87,"rtt_ns":87654,"ts":1764010000.123456}"#;
-    const FILTERED: &str = r#"{"ip":"198.18.4.2","port":23,"proto":"tcp","status":"filtered","reason":"timeout","ttl":null,"ipid":null,"win":null,"rtt_us":null,"rtt_ns":null,"ts":1764010001.5}"#;
+    const OPEN: &str = r#"{"ip":"198.18.4.2","port":80,"proto":"tcp","status":"open","reason":"syn-ack","ttl":64,"ipid":0,"win":64240,"rtt_us":87,"rtt_ns":87654,"ts":1764010000.123456,"icmp_from":null}"#;
+    const FILTERED: &str = r#"{"ip":"198.18.4.2","port":23,"proto":"tcp","status":"filtered","reason":"timeout","ttl":null,"ipid":null,"win":null,"rtt_us":null,"rtt_ns":null,"ts":1764010001.5,"icmp_from":null}"#;
+    const ICMP_FILTERED: &str = r#"{"ip":"198.18.4.2","port":25,"proto":"tcp","status":"filtered","reason":"admin-prohibited","ttl":64,"ipid":7,"win":0,"rtt_us":41,"rtt_ns":41000,"ts":1764010001.5,"icmp_from":"198.18.0.1"}"#;
 
     #[test]
     fn json_lines_parse_strictly() {
@@ -778,6 +823,20 @@ mod unit {
         assert!(parse_json_line(&FILTERED.replace(r#""rtt_us":null"#, r#""rtt_us":5"#)).is_err());
         assert!(parse_json_line(&OPEN.replace(r#""rtt_ns":87654"#, r#""rtt_ns":88000"#)).is_err());
         assert!(parse_json_line(&format!("{OPEN},")).is_err());
+        let r = parse_json_line(ICMP_FILTERED).unwrap();
+        assert_eq!(
+            (r.status, r.icmp_from, r.ttl),
+            (
+                Status::IcmpFiltered(IcmpReason::AdminProhibited),
+                Some(IpAddr::from([198, 18, 0, 1])),
+                Some(64)
+            )
+        );
+        // The sender is there exactly when an ICMP error filtered the port.
+        let no_sender = ICMP_FILTERED.replace(r#""icmp_from":"198.18.0.1""#, r#""icmp_from":null"#);
+        assert!(parse_json_line(&no_sender).is_err());
+        let sender = OPEN.replace(r#""icmp_from":null"#, r#""icmp_from":"198.18.0.1""#);
+        assert!(parse_json_line(&sender).is_err());
 
         let v6 = OPEN
             .replace("198.18.4.2", "2001:db8:100:400::2")
@@ -797,9 +856,9 @@ mod unit {
 
     #[test]
     fn csv_rows_match_json_lines() {
-        let csv = "ip,port,proto,status,reason,ttl,ipid,win,rtt_us,rtt_ns,ts\n\
-                   198.18.4.2,80,tcp,open,syn-ack,64,0,64240,87,87654,1764010000.123456\n\
-                   198.18.4.2,23,tcp,filtered,timeout,,,,,,1764010001.5\n";
+        let csv = "ip,port,proto,status,reason,ttl,ipid,win,rtt_us,rtt_ns,ts,icmp_from\n\
+                   198.18.4.2,80,tcp,open,syn-ack,64,0,64240,87,87654,1764010000.123456,\n\
+                   198.18.4.2,23,tcp,filtered,timeout,,,,,,1764010001.5,\n";
         let rows = parse_csv(csv).unwrap();
         assert_eq!(
             rows,
@@ -886,6 +945,7 @@ mod unit {
             rtt_us: None,
             rtt_ns: None,
             ts: 0.0,
+            icmp_from: None,
         };
         assert!(outcome(&[r(80, Status::Open), r(80, Status::Open)]).is_err());
         let want = expected_outcome(&[a], [80, 81], |_, p| {

@@ -315,22 +315,31 @@ impl ReplyHandler for ReplyPrinter<'_> {
             Answered::Again { sent_ns } => (sent_ns, true),
         };
         let rtt_ns = setup::rtt_ns(reply, || Some(userspace_sent_ns)).unwrap_or(0);
+        let error = reply.icmp_error();
         if duplicate {
             self.summary.duplicates += 1;
         } else {
             self.summary.received += 1;
-            self.summary.rtt.add(rtt_ns);
+            // hping3 counts an ICMP error as received, but leaves it out of the round trips.
+            if error.is_none() {
+                self.summary.rtt.add(rtt_ns);
+            }
         }
         if !self.options.quiet {
-            let line = text::reply_line(
-                self.probe,
-                reply,
-                seq,
-                rtt_ns as f64 / 1e6,
-                self.options.rtt_precision,
-                duplicate,
-                self.options.verbose,
-            );
+            let line = match error {
+                Some(error) => {
+                    text::icmp_error_line(error, reply.icmp_code, reply.icmp_from.into())
+                }
+                None => text::reply_line(
+                    self.probe,
+                    reply,
+                    seq,
+                    rtt_ns as f64 / 1e6,
+                    self.options.rtt_precision,
+                    duplicate,
+                    self.options.verbose,
+                ),
+            };
             self.out.push(line);
         }
         Ok(())

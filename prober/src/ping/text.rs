@@ -1,7 +1,7 @@
 //! hping3's text: the header, one line per reply, and the statistic footer.
 use std::{fmt::Write as _, net::IpAddr};
 
-use prober_common::ReplyRecord;
+use prober_common::{wire::IcmpErrorKind, ReplyRecord};
 
 use super::Summary;
 use crate::probe::{PingProbe, MAX_PROBE_LEN};
@@ -62,6 +62,27 @@ pub fn reply_line(
         probe.write_verbose_trailer(reply, &mut line);
     }
     line
+}
+
+/// hping3's line for an ICMP error that answers a probe, from `from` (the router or the target
+/// that sent it): `ICMP Port Unreachable from ip=…`, `ICMP Packet filtered from ip=…`, `TTL 0
+/// during transit from ip=…`. hping3 calls IPv4's admin-prohibited codes 9 and 10 by number
+/// (`ICMP Unreachable type=9 from ip=…`: it prints the code as `type`), and only 13 filtered;
+/// ICMPv6's admin-prohibited (type 1 code 1) reads as 13 does. Numeric always, as hping3's `-n`:
+/// prober looks up no names.
+pub fn icmp_error_line(error: IcmpErrorKind, code: u8, from: IpAddr) -> String {
+    let what = match error {
+        IcmpErrorKind::TimeExceeded => return format!("TTL 0 during transit from ip={from}"),
+        IcmpErrorKind::NetUnreachable => "Network Unreachable",
+        IcmpErrorKind::HostUnreachable => "Host Unreachable",
+        IcmpErrorKind::ProtocolUnreachable => "Protocol Unreachable",
+        IcmpErrorKind::PortUnreachable => "Port Unreachable",
+        IcmpErrorKind::AdminProhibited if from.is_ipv4() && code != 13 => {
+            return format!("ICMP Unreachable type={code} from ip={from}")
+        }
+        IcmpErrorKind::AdminProhibited => "Packet filtered",
+    };
+    format!("ICMP {what} from ip={from}")
 }
 
 /// The statistic footer, starting with hping3's blank line.
@@ -420,5 +441,69 @@ mod tests {
             Some("3 replies lost: the XDP ring buffer was full")
         );
         assert_eq!(losses(&Summary::default()), None);
+    }
+    #[test]
+    fn icmp_errors_read_as_hping3_prints_them() {
+        use IcmpErrorKind::*;
+        let router: IpAddr = "198.18.100.2".parse().unwrap();
+        let router6: IpAddr = "2001:db8::9".parse().unwrap();
+        for (error, code, from, want) in [
+            (
+                PortUnreachable,
+                3,
+                router,
+                "ICMP Port Unreachable from ip=198.18.100.2",
+            ),
+            (
+                HostUnreachable,
+                1,
+                router,
+                "ICMP Host Unreachable from ip=198.18.100.2",
+            ),
+            (
+                NetUnreachable,
+                0,
+                router,
+                "ICMP Network Unreachable from ip=198.18.100.2",
+            ),
+            (
+                ProtocolUnreachable,
+                2,
+                router,
+                "ICMP Protocol Unreachable from ip=198.18.100.2",
+            ),
+            (
+                AdminProhibited,
+                13,
+                router,
+                "ICMP Packet filtered from ip=198.18.100.2",
+            ),
+            (
+                AdminProhibited,
+                9,
+                router,
+                "ICMP Unreachable type=9 from ip=198.18.100.2",
+            ),
+            (
+                AdminProhibited,
+                1,
+                router6,
+                "ICMP Packet filtered from ip=2001:db8::9",
+            ),
+            (
+                PortUnreachable,
+                4,
+                router6,
+                "ICMP Port Unreachable from ip=2001:db8::9",
+            ),
+            (
+                TimeExceeded,
+                0,
+                router,
+                "TTL 0 during transit from ip=198.18.100.2",
+            ),
+        ] {
+            assert_eq!(icmp_error_line(error, code, from), want);
+        }
     }
 }

@@ -244,13 +244,19 @@ pub struct ReplyFields {
     pub rtt_ns: Option<u64>,
     /// When the reply reached XDP (CLOCK_MONOTONIC).
     pub kernel_ns: u64,
+    /// Who sent the ICMP error the reply is (the target, or a router on the way); None for a
+    /// direct answer.
+    pub icmp_from: Option<IpAddr>,
 }
 
 #[cfg(test)]
 mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
-    use prober_common::{syn_cookie, IpAddress, KIND_ICMP_ECHO, KIND_TCP, MODE_SWEEP};
+    use prober_common::{
+        syn_cookie, IpAddress, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, KIND_ICMP_ECHO, KIND_TCP,
+        MODE_SWEEP,
+    };
     use prober_tests::internet_checksum;
 
     use super::{ip::IpMark, *};
@@ -721,5 +727,51 @@ mod tests {
             (Status::Filtered, "timeout")
         );
         assert_eq!(probe.protocol(), "tcp");
+    }
+    #[test]
+    fn icmp_errors_about_sweep_probes_are_filtered_with_their_reason_and_sender() {
+        let probe = sweep_syn();
+        let router = IpAddress::from_ipv4([198, 18, 0, 1]);
+        let error = |protocol, icmp_type, icmp_code| ReplyRecord {
+            src_addr: IpAddress::from_ipv4([198, 18, 7, 9]),
+            src_port: 8080,
+            dst_port: 61441,
+            tcp_seq: 0xc00c1e,
+            tcp_ack: 99,
+            protocol,
+            icmp_type,
+            icmp_code,
+            icmp_from: router,
+            ..ReplyRecord::default()
+        };
+        for (protocol, icmp_type, code, reason) in [
+            (IPPROTO_ICMP, 3, 13, "admin-prohibited"),
+            (IPPROTO_ICMP, 3, 3, "icmp-unreach"),
+            (IPPROTO_ICMP, 3, 1, "icmp-unreach"),
+            (IPPROTO_ICMP, 11, 0, "ttl-exceeded"),
+            (IPPROTO_ICMPV6, 1, 1, "admin-prohibited"),
+            (IPPROTO_ICMPV6, 1, 4, "icmp-unreach"),
+            (IPPROTO_ICMPV6, 3, 0, "ttl-exceeded"),
+        ] {
+            let answer = probe.classify(&error(protocol, icmp_type, code));
+            assert_eq!(
+                (answer.verdict.status, answer.verdict.reason),
+                (Status::Filtered, reason),
+                "{protocol} {icmp_type} {code}"
+            );
+            assert_eq!(answer.host, IpAddr::from([198, 18, 7, 9]));
+            assert_eq!((answer.port, answer.source_port), (8080, 61441));
+            assert_eq!(answer.cookie, 0xc00c1e, "the quoted sequence number");
+            assert_eq!(answer.fields.icmp_from, Some(IpAddr::from([198, 18, 0, 1])));
+        }
+        // A TCP answer has no ICMP sender, whatever the fields it does not use hold.
+        let syn_ack = ReplyRecord {
+            protocol: IPPROTO_TCP,
+            tcp_flags: TcpFlags::SYN | TcpFlags::ACK,
+            ..error(IPPROTO_TCP, 3, 13)
+        };
+        let open = probe.classify(&syn_ack);
+        assert_eq!((open.verdict.status, open.cookie), (Status::Open, 98));
+        assert_eq!(open.fields.icmp_from, None);
     }
 }

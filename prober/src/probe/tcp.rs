@@ -10,7 +10,7 @@ use anyhow::Result;
 use etherparse::TcpHeader;
 use prober_common::{
     syn_cookie,
-    wire::{fold, sum_of},
+    wire::{fold, sum_of, IcmpErrorKind},
     IpAddress, ProbeFilter, ReplyRecord, KIND_TCP, MODE_SWEEP,
 };
 
@@ -476,22 +476,16 @@ impl SweepProbe for TcpSyn {
     }
 
     fn classify(&self, reply: &ReplyRecord) -> Answer {
-        let verdict = if reply.tcp_flags & TcpFlags::RST != 0 {
-            Verdict {
-                status: Status::Closed,
-                reason: "rst",
-            }
-        } else {
-            Verdict {
-                status: Status::Open,
-                reason: "syn-ack",
-            }
+        // An ICMP error about the probe quotes its sequence number, the cookie itself.
+        let (verdict, cookie) = match reply.icmp_error() {
+            Some(error) => (icmp_verdict(error), reply.tcp_seq),
+            None => (tcp_verdict(reply), reply.tcp_ack.wrapping_sub(1)),
         };
         Answer {
             host: reply.src_addr.into(),
             port: reply.src_port,
             source_port: reply.dst_port,
-            cookie: reply.tcp_ack.wrapping_sub(1),
+            cookie,
             verdict,
             fields: ReplyFields {
                 ttl: reply.ttl,
@@ -501,6 +495,7 @@ impl SweepProbe for TcpSyn {
                 tcp_flags: reply.tcp_flags,
                 rtt_ns: None,
                 kernel_ns: reply.kernel_ns,
+                icmp_from: reply.icmp_error().map(|_| reply.icmp_from.into()),
             },
         }
     }
@@ -510,5 +505,38 @@ impl SweepProbe for TcpSyn {
             status: Status::Filtered,
             reason: "timeout",
         }
+    }
+}
+
+/// A SYN-ACK is open, a RST closed.
+fn tcp_verdict(reply: &ReplyRecord) -> Verdict {
+    if reply.tcp_flags & TcpFlags::RST != 0 {
+        Verdict {
+            status: Status::Closed,
+            reason: "rst",
+        }
+    } else {
+        Verdict {
+            status: Status::Open,
+            reason: "syn-ack",
+        }
+    }
+}
+
+/// An ICMP error makes the port filtered, for the reason the users asked for: a
+/// filter's `admin-prohibited`, a `ttl-exceeded` on the way, any other unreachable
+/// (network, host, protocol, port) `icmp-unreach`.
+fn icmp_verdict(error: IcmpErrorKind) -> Verdict {
+    let reason = match error {
+        IcmpErrorKind::AdminProhibited => "admin-prohibited",
+        IcmpErrorKind::TimeExceeded => "ttl-exceeded",
+        IcmpErrorKind::NetUnreachable
+        | IcmpErrorKind::HostUnreachable
+        | IcmpErrorKind::ProtocolUnreachable
+        | IcmpErrorKind::PortUnreachable => "icmp-unreach",
+    };
+    Verdict {
+        status: Status::Filtered,
+        reason,
     }
 }

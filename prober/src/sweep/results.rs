@@ -80,6 +80,7 @@ struct JsonLine {
     rtt_us: Option<u64>,
     rtt_ns: Option<u64>,
     ts: f64,
+    icmp_from: Option<IpAddr>,
 }
 
 /// Which results a format writes, so that the reply side queues only those: a sweep's closed
@@ -140,7 +141,7 @@ pub struct ResultWriter {
     realtime_offset_ns: i128,
 }
 
-const CSV_HEADER: &str = "ip,port,proto,status,reason,ttl,ipid,win,rtt_us,rtt_ns,ts";
+const CSV_HEADER: &str = "ip,port,proto,status,reason,ttl,ipid,win,rtt_us,rtt_ns,ts,icmp_from";
 
 impl ResultWriter {
     pub fn new(
@@ -182,6 +183,7 @@ impl ResultWriter {
                     rtt_us: reply.and_then(|r| r.rtt_ns).map(|ns| ns / 1000),
                     rtt_ns: reply.and_then(|r| r.rtt_ns),
                     ts,
+                    icmp_from: reply.and_then(|r| r.icmp_from),
                 };
                 serde_json::to_writer(&mut self.out, &line).context("writing results")?;
                 writeln!(self.out).context("writing results")?;
@@ -191,7 +193,7 @@ impl ResultWriter {
                 let reply = result.reply;
                 writeln!(
                     self.out,
-                    "{},{},{},{},{},{},{},{},{},{},{ts:.6}",
+                    "{},{},{},{},{},{},{},{},{},{},{ts:.6},{}",
                     result.ip,
                     field(result.port.map(u64::from)),
                     result.protocol,
@@ -202,6 +204,9 @@ impl ResultWriter {
                     field(reply.map(|r| u64::from(r.window))),
                     field(reply.and_then(|r| r.rtt_ns).map(|ns| ns / 1000)),
                     field(reply.and_then(|r| r.rtt_ns)),
+                    reply
+                        .and_then(|r| r.icmp_from)
+                        .map_or(String::new(), |from| from.to_string()),
                 )
                 .context("writing results")?;
             }
@@ -405,6 +410,7 @@ mod tests {
             tcp_flags: flags,
             rtt_ns: Some(87_654),
             kernel_ns: monotonic_ns(),
+            icmp_from: None,
         };
         let ip = IpAddr::from([198, 18, 4, 2]);
         let verdict = |status, reason| Finding::Verdict(Verdict { status, reason });

@@ -1,0 +1,89 @@
+//! ICMP and ICMPv6 errors about our TCP probes: unreachables, admin-prohibited, time exceeded.
+//!
+//! An error may come from any router on the way, so its sender says nothing: it is ours only
+//! when the packet it quotes is one of our probes — from our address and one of our source
+//! ports, to the target and port probed (one target) and with the probe's sequence number,
+//! which in a sweep is the SYN cookie of that quoted (target, port, us, our port). Checked as
+//! the kernel would check it first (MAC, IP header and ICMP checksums over the message).
+use aya_ebpf::{macros::map, maps::PerCpuArray};
+use prober_common::{
+    syn_cookie,
+    trace::Reason,
+    wire::{self, Checksum, Frame, IpPacket, QuotedProbe, Quoting},
+    ProbeFilter, IPPROTO_TCP,
+};
+
+use crate::reply::{self, Decision, Probe};
+
+/// Room for the quote being read, off the 512-byte stack (as [`crate::maps`]' packet room is).
+#[map]
+static QUOTES: PerCpuArray<QuotedProbe> = PerCpuArray::with_max_entries(1, 0);
+
+/// Whether `ip` is an ICMP error for [`reply`] to judge: a TCP filter's, of its family's ICMP.
+#[inline(always)]
+pub fn wanted(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> bool {
+    filter.kind == prober_common::KIND_TCP
+        && ip.protocol == ip.icmp_protocol()
+        && wire::is_icmp_error_type(frame, ip)
+}
+
+#[inline(never)]
+pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns: u64) -> Decision {
+    let Some(quoted) = QUOTES.get_ptr_mut(0) else {
+        return Decision::IGNORED;
+    };
+    // SAFETY: an in-bounds per-CPU slot, used by one program at a time on this CPU.
+    let quoted = unsafe { &mut *quoted };
+    *quoted = QuotedProbe::default();
+    match wire::icmp_error(frame, ip, quoted) {
+        Quoting::NotAnError => return Decision::IGNORED,
+        Quoting::Malformed => return reply::malformed(ip, (0, 0), Reason::MalformedHeader),
+        Quoting::Error(_) => {}
+    }
+    let ports = (quoted.dest_port, quoted.source_port);
+    // Errors about the host's own traffic are none of our business, and not traced.
+    let to_target = reply::sweep(filter)
+        || (quoted.dst == filter.target_addr && filter.probes_port(quoted.dest_port));
+    if quoted.protocol != IPPROTO_TCP
+        || quoted.src != filter.local_addr
+        || !to_target
+        || quoted.source_port.wrapping_sub(filter.sport_base) > filter.sport_max_offset
+    {
+        return Decision::IGNORED;
+    }
+    if let Err(refused) = reply::validated(frame, ip, filter, ports, Checksum::Message) {
+        return refused;
+    }
+    let probe_seq = if reply::sweep(filter) {
+        syn_cookie(
+            filter.cookie_key,
+            &quoted.dst,
+            quoted.dest_port,
+            &quoted.src,
+            quoted.source_port,
+        )
+    } else {
+        filter.tcp_seq
+    };
+    if quoted.seq != probe_seq {
+        return reply::unmatched(ip, ports, Reason::QuotesNoProbe);
+    }
+    let probe = Probe {
+        slot: quoted.source_port.wrapping_sub(filter.sport_base),
+        target: quoted.dst,
+        target_port: quoted.dest_port,
+    };
+    // Read where it is: a copy on the stack would be a call to memcpy, which returns the
+    // stack pointer it copied to, and the verifier refuses that (at TCX ingress it is a call).
+    let quoted: &QuotedProbe = quoted;
+    reply::matched(filter, ip, ports, &probe, arrived_ns, |record| {
+        record.icmp_from = ip.src;
+        record.src_addr = quoted.dst;
+        record.src_port = quoted.dest_port;
+        record.dst_port = quoted.source_port;
+        record.tcp_seq = quoted.seq;
+        record.icmp_type = quoted.icmp_type;
+        record.icmp_code = quoted.code;
+        record.l4_checksum = quoted.checksum;
+    })
+}
