@@ -51,7 +51,7 @@ pub enum Mode {
 )]
 pub struct Cli {
     /// Target host name or address, IPv4 or IPv6 (link-local with its interface: fe80::1%eth0);
-    /// sweeps take several of one family, and CIDR blocks
+    /// sweeps take several of one family, CIDR blocks and ranges (198.18.4.1-198.18.4.9)
     #[arg(required = true, value_name = "TARGET")]
     targets: Vec<String>,
     #[command(flatten, next_help_heading = "Base options")]
@@ -198,10 +198,10 @@ struct SweepArgs {
     /// This machine's share of the sweep: shard I of N (needs --seed)
     #[arg(long, value_name = "I/N", value_parser = values::shard)]
     shard: Option<Shard>,
-    /// Never probe these addresses or CIDR blocks
+    /// Never probe these addresses, CIDR blocks or ranges (198.18.4.1-198.18.4.9)
     #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
     exclude: Vec<String>,
-    /// Never probe the addresses or CIDR blocks listed in FILE (one a line, # comments; a
+    /// Never probe the addresses, CIDR blocks or ranges listed in FILE (one a line, # comments; a
     /// regular file of at most 64 MiB)
     #[arg(long, value_name = "FILE")]
     exclude_file: Option<PathBuf>,
@@ -249,7 +249,7 @@ impl Cli {
                 .as_ref()
                 .is_some_and(|ports| ports.single().is_none())
             || self.targets.len() > 1
-            || self.targets.iter().any(|target| target.contains('/'))
+            || self.targets.iter().any(|target| targets::is_block(target))
             || sweep.rate.is_some()
             || sweep.retries > 0
             || sweep.wait.is_some()
@@ -687,6 +687,8 @@ mod tests {
         assert!(parse(&["-p", "22,80", "h"]).is_sweep());
         assert!(parse(&["-p", "80", "h1", "h2"]).is_sweep());
         assert!(parse(&["-p", "80", "198.18.4.0/24"]).is_sweep());
+        assert!(parse(&["-p", "80", "198.18.4.1-198.18.4.9"]).is_sweep());
+        assert!(!parse(&["-p", "80", "host-1.example"]).is_sweep());
         assert!(parse(&["-p", "80", "h", "-O", "json"]).is_sweep());
         assert!(parse(&["-p", "80", "h", "--rate", "5"]).is_sweep());
     }
@@ -869,6 +871,21 @@ mod tests {
         ));
         assert!(refusal(&["-p", "80", "198.18.4.0/24", "--exclude", "x"])
             .starts_with("invalid exclusion 'x'"));
+        // A range was a host name to look up: it is a sweep's block, in either mode.
+        assert!(
+            refusal(&["-1", "198.18.4.1-198.18.4.9"]).starts_with("-1 has no meaning in a sweep")
+        );
+        let Mode::Sweep(range) = mode(&[
+            "-p",
+            "80",
+            "198.18.4.1-198.18.4.9",
+            "--exclude",
+            "198.18.4.2-198.18.4.3",
+        ])
+        .unwrap() else {
+            panic!("a sweep");
+        };
+        assert_eq!(range.targets.len(), 7);
         assert_eq!(
             refusal(&[
                 "-p",
