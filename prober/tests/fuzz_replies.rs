@@ -18,8 +18,8 @@ use bolero::{check, TypeGenerator};
 use prober::{
     ping::{text::reply_line, RttPrecision},
     probe::{
-        Endpoints, IcmpEcho, PingProbe, ReplyFields, Status, SweepEndpoints, SweepKind, TcpFlags,
-        TcpProbe,
+        Endpoints, IcmpEcho, IpFields, PingProbe, ReplyFields, Status, SweepEndpoints, SweepKind,
+        TcpFlags, TcpProbe,
     },
     setup,
     sweep::results::{Finding, Format, PortResult, ResultWriter},
@@ -116,6 +116,7 @@ fn check_sweep(case: &Case, record: &ReplyRecord) {
     let endpoints = SweepEndpoints {
         source: Ipv4Addr::new(198, 18, 0, 1).into(),
         ttl: 64,
+        tos: 0,
         cookie_key: [1, 2],
         first_source_port: case.base_port,
         source_ports: 4096,
@@ -258,6 +259,7 @@ fn check_ping(case: &Case, record: &ReplyRecord) {
         target: IpAddr::from(record.src_addr),
         ttl: 64,
         first_ip_id: 0,
+        fields: IpFields::default(),
     };
     let tcp = TcpProbe {
         endpoints,

@@ -19,7 +19,7 @@ use crate::{
     discover, echo,
     net::{self, Family, Interface},
     ping::{self, Pacing, RttPrecision},
-    probe::{PingKind, SweepKind, TcpFlags},
+    probe::{IpFields, PingKind, SweepKind, TcpFlags},
     sweep::{
         self,
         files::OutputFile,
@@ -132,6 +132,15 @@ struct IpArgs {
     /// IPv6 only: a name's IPv6 address, and IPv4 targets refused
     #[arg(short = '6', long = "ipv6")]
     ipv6: bool,
+    /// IP identification of every probe (IPv4) [default: counting up from a random one]
+    #[arg(short = 'N', long = "id", value_name = "ID", value_parser = values::ip_id)]
+    id: Option<u16>,
+    /// Type of service byte, hexadecimal: -o 10 and -o 0x10 are 0x10 (IPv6's traffic class)
+    #[arg(short = 'o', long = "tos", value_name = "HEX", value_parser = values::tos)]
+    tos: Option<u8>,
+    /// Set the don't-fragment bit (IPv4; a sweep's probes always carry it)
+    #[arg(short = 'y', long = "dontfrag")]
+    dontfrag: bool,
 }
 
 #[derive(Args, Debug)]
@@ -172,6 +181,12 @@ struct TcpArgs {
     /// Set the Y unused flag (0x80)
     #[arg(short = 'Y', long = "ymas")]
     ymas: bool,
+    /// TCP sequence number of every probe [default: random]
+    #[arg(short = 'M', long = "setseq", value_name = "SEQ", value_parser = values::tcp_number)]
+    setseq: Option<u32>,
+    /// TCP acknowledgement number of every probe [default: random]
+    #[arg(short = 'L', long = "setack", value_name = "ACK", value_parser = values::tcp_number)]
+    setack: Option<u32>,
 }
 
 #[derive(Args, Debug)]
@@ -332,6 +347,8 @@ impl Cli {
                 base_port: self.tcp.base_port,
                 keep_port: self.tcp.keep,
                 window: self.tcp.window,
+                seq: self.tcp.setseq,
+                ack: self.tcp.setack,
             }
         };
         let destination = net::resolve(target, self.family())?;
@@ -343,6 +360,11 @@ impl Cli {
             count: base.count.filter(|&count| count > 0),
             pacing: self.pacing(),
             ttl: self.ip.ttl,
+            ip_fields: IpFields {
+                id: self.ip.id,
+                tos: self.ip.tos.unwrap_or(0),
+                dont_fragment: self.ip.dontfrag,
+            },
             interface: self.interface(destination.zone.as_ref())?,
             quiet: base.quiet,
             verbose: base.verbose,
@@ -362,6 +384,10 @@ impl Cli {
             (base.fast, "--fast"),
             (base.faster, "--faster"),
             (self.tcp.keep, "-k"),
+            // A sweep's IP id holds the probe's epoch and its sequence number the cookie.
+            (self.ip.id.is_some(), "-N"),
+            (self.tcp.setseq.is_some(), "-M"),
+            (self.tcp.setack.is_some(), "-L"),
         ];
         if let Some((_, option)) = single_target_options.iter().find(|(given, _)| *given) {
             bail!("{option} has no meaning in a sweep (sweeps send one TCP SYN per port and host; see --rate and --retries)");
@@ -410,6 +436,7 @@ impl Cli {
             shard: sweep.shard.unwrap_or(Shard::WHOLE),
             base_port: self.tcp.base_port,
             ttl: self.ip.ttl,
+            tos: self.ip.tos.unwrap_or(0),
             interface,
             qdisc_bypass: sweep.qdisc_bypass,
             status_line: !base.quiet && io::stderr().is_terminal(),
@@ -718,6 +745,84 @@ mod tests {
         };
         assert_eq!(icmp.kind, PingKind::IcmpEcho);
         assert_eq!(icmp.count, None, "-c 0: until interrupted");
+    }
+
+    #[test]
+    fn header_fields_reach_the_probes() {
+        let Mode::Ping(options) = mode(&[
+            "-S",
+            "-p",
+            "80",
+            "-N",
+            "1234",
+            "-o",
+            "0x10",
+            "-y",
+            "-M",
+            "0xdeadbeef",
+            "-L",
+            "7",
+            "198.18.4.2",
+        ])
+        .unwrap() else {
+            panic!("a ping");
+        };
+        assert_eq!(
+            options.ip_fields,
+            IpFields {
+                id: Some(1234),
+                tos: 0x10,
+                dont_fragment: true
+            }
+        );
+        assert!(matches!(
+            options.kind,
+            PingKind::Tcp {
+                seq: Some(0xdead_beef),
+                ack: Some(7),
+                ..
+            }
+        ));
+        let Mode::Ping(long) = mode(&["-1", "--tos", "b8", "--id", "0", "198.18.4.2"]).unwrap()
+        else {
+            panic!("a ping");
+        };
+        assert_eq!((long.ip_fields.tos, long.ip_fields.id), (0xb8, Some(0)));
+        let Mode::Sweep(sweep) = mode(&["-p", "80,81", "-o", "10", "-y", "198.18.4.2"]).unwrap()
+        else {
+            panic!("a sweep");
+        };
+        assert_eq!(sweep.tos, 0x10);
+        for (option, value) in [("-N", "5"), ("-M", "1"), ("-L", "1")] {
+            assert!(
+                refusal(&["-p", "80,81", option, value, "198.18.4.2"])
+                    .starts_with(&format!("{option} has no meaning in a sweep")),
+                "{option}"
+            );
+        }
+        for (args, error) in [
+            (
+                ["-o", "100"],
+                "invalid TOS '100': expected a hexadecimal byte from 0 to ff (-o 10, -o 0x10) (--tos <HEX>)",
+            ),
+            (
+                ["-N", "65536"],
+                "invalid IP id '65536': expected a number from 0 to 65535 (--id <ID>)",
+            ),
+            (
+                ["-M", "+1"],
+                "invalid TCP number '+1': expected 0 to 4294967295, decimal or 0x hexadecimal (--setseq <SEQ>)",
+            ),
+            (
+                ["-L", "4294967296"],
+                "invalid TCP number '4294967296': expected 0 to 4294967295, decimal or 0x hexadecimal (--setack <ACK>)",
+            ),
+        ] {
+            let error_line = parse_error_line(
+                &Cli::try_parse_from([&["prober"], &args[..], &["h"]].concat()).unwrap_err(),
+            );
+            assert_eq!(error_line, error);
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::{
     net::{route, Interface, Route},
     output::{self, Finishing, Lines, Output},
     privileges,
-    probe::{Endpoints, PingKind, PingProbe},
+    probe::{Endpoints, IpFields, PingKind, PingProbe},
     random,
     reading::{self, Reading},
     reply_loop::{self, Conclusion, End, ReplyHandler, Sources, Timing, Wakeup},
@@ -55,6 +55,7 @@ pub struct Options {
     pub count: Option<u64>,
     pub pacing: Pacing,
     pub ttl: u8,
+    pub ip_fields: IpFields,
     pub interface: Option<Interface>,
     pub quiet: bool,
     pub verbose: bool,
@@ -175,6 +176,7 @@ impl Session {
             target: options.target,
             ttl: options.ttl,
             first_ip_id: random()? as u16,
+            fields: options.ip_fields,
         };
         let probe = options.kind.probe(endpoints)?;
         let wiring = Wiring {

@@ -126,7 +126,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        probe::{Endpoints, IcmpEcho, TcpFlags, TcpProbe},
+        probe::{Endpoints, IcmpEcho, IpFields, TcpFlags, TcpProbe},
         reading::Reading,
         rtt::RttStats,
     };
@@ -137,6 +137,7 @@ mod tests {
             target: Ipv4Addr::new(198, 18, 0, 2).into(),
             ttl: 64,
             first_ip_id: 0,
+            fields: IpFields::default(),
         }
     }
 

@@ -3,8 +3,8 @@
 use std::net::IpAddr;
 
 use etherparse::{
-    IcmpEchoHeader, Icmpv4Header, Icmpv4Type, Icmpv6Header, Icmpv6Type, IpNumber, Ipv4Header,
-    Ipv6FlowLabel, Ipv6Header,
+    IcmpEchoHeader, Icmpv4Header, Icmpv4Type, Icmpv6Header, Icmpv6Type, IpDscp, IpEcn, IpNumber,
+    Ipv4Header, Ipv6FlowLabel, Ipv6Header,
 };
 use prober_common::IpAddress;
 
@@ -27,8 +27,8 @@ pub enum Transport {
 /// What tells a probe's IP header from its neighbours'.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IpMark {
-    /// hping3's: an IPv4 identification counting up (IPv6 has none), fragments allowed.
-    Id(u16),
+    /// hping3's: an IPv4 identification (IPv6 has none), fragments allowed unless -y.
+    Id { id: u16, dont_fragment: bool },
     /// A sweep's: the probe's epoch (see [`prober_common::sweep_departure_slot`]) in the IPv4
     /// identification, with DF set so that the reused number can never join two packets'
     /// fragments (an atomic datagram, RFC 6864), or in the IPv6 flow label's low 16 bits.
@@ -37,12 +37,13 @@ pub enum IpMark {
 
 impl IpHeader {
     /// The header of a probe from `source` to `target` with `payload_len` bytes of `transport`
-    /// after it, checksum filled in. IPv6 when either address is (a route's source address
-    /// always has its target's family).
+    /// after it, checksum filled in; `tos` is IPv4's type of service, IPv6's traffic class.
+    /// IPv6 when either address is (a route's source address always has its target's family).
     pub fn new(
         source: IpAddr,
         target: IpAddr,
         ttl: u8,
+        tos: u8,
         mark: IpMark,
         transport: Transport,
         payload_len: u16,
@@ -62,16 +63,17 @@ impl IpHeader {
                 )
                 .expect("probe payloads are far below the IPv4 size limit");
                 (header.identification, header.dont_fragment) = match mark {
-                    IpMark::Id(id) => (id, false),
+                    IpMark::Id { id, dont_fragment } => (id, dont_fragment),
                     IpMark::Epoch(epoch) => (epoch, true),
                 };
+                (header.dscp, header.ecn) = tos_parts(tos);
                 header.header_checksum = header.calc_header_checksum();
                 IpHeader::V4(header)
             }
             (source, target) => IpHeader::V6(Ipv6Header {
-                traffic_class: 0,
+                traffic_class: tos,
                 flow_label: match mark {
-                    IpMark::Id(_) => Ipv6FlowLabel::ZERO,
+                    IpMark::Id { .. } => Ipv6FlowLabel::ZERO,
                     IpMark::Epoch(epoch) => Ipv6FlowLabel::try_new(u32::from(epoch))
                         .expect("16 bits fit in a flow label"),
                 },
@@ -151,4 +153,12 @@ impl Serialise for EchoRequest {
             EchoRequest::V6(icmp) => icmp.write(out),
         }
     }
+}
+
+/// The TOS byte as IPv4's header holds it today: DSCP in the high six bits, ECN in the low two.
+fn tos_parts(tos: u8) -> (IpDscp, IpEcn) {
+    (
+        IpDscp::try_new(tos >> 2).expect("six bits fit"),
+        IpEcn::try_new(tos & 0b11).expect("two bits fit"),
+    )
 }

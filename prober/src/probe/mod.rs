@@ -22,6 +22,17 @@ pub const MAX_PROBE_LEN: usize = 60;
 /// Room for one probe.
 pub type ProbeBuffer = [u8; MAX_PROBE_LEN];
 
+/// The IP header fields a one-target run's options set (hping3's -N, -o, -y).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IpFields {
+    /// Every probe's IPv4 identification (-N); None: counting up from a random one.
+    pub id: Option<u16>,
+    /// IPv4's type of service byte, IPv6's traffic class (-o).
+    pub tos: u8,
+    /// IPv4's don't-fragment bit (-y); IPv6 routers never fragment.
+    pub dont_fragment: bool,
+}
+
 /// Fields every one-target probe shares.
 #[derive(Clone, Copy, Debug)]
 pub struct Endpoints {
@@ -29,14 +40,22 @@ pub struct Endpoints {
     pub source: IpAddr,
     pub target: IpAddr,
     pub ttl: u8,
-    /// IP identification of the first probe; later probes count up from it (IPv4).
+    /// IP identification of the first probe; later probes count up from it (IPv4), unless
+    /// `fields` fixes it.
     pub first_ip_id: u16,
+    pub fields: IpFields,
 }
 
 impl Endpoints {
-    /// IP identification of probe `n`.
-    fn ip_id(&self, n: u64) -> u16 {
-        self.first_ip_id.wrapping_add(n as u16)
+    /// What tells probe `n`'s IP header from its neighbours'.
+    fn mark(&self, n: u64) -> ip::IpMark {
+        ip::IpMark::Id {
+            id: self
+                .fields
+                .id
+                .unwrap_or_else(|| self.first_ip_id.wrapping_add(n as u16)),
+            dont_fragment: self.fields.dont_fragment,
+        }
     }
 
     /// The IP header of probe `n`, with `payload_len` bytes of `protocol` after it.
@@ -45,7 +64,8 @@ impl Endpoints {
             self.source,
             self.target,
             self.ttl,
-            ip::IpMark::Id(self.ip_id(n)),
+            self.fields.tos,
+            self.mark(n),
             transport,
             payload_len,
         )
@@ -97,6 +117,9 @@ pub enum PingKind {
         base_port: Option<u16>,
         keep_port: bool,
         window: u16,
+        /// The sequence and acknowledgement numbers every probe carries (-M, -L); None: random.
+        seq: Option<u32>,
+        ack: Option<u32>,
     },
     IcmpEcho,
 }
@@ -110,9 +133,16 @@ impl PingKind {
                 base_port,
                 keep_port,
                 window,
-            } => Arc::new(TcpProbe::new(
-                endpoints, flags, port, base_port, keep_port, window,
-            )?),
+                seq,
+                ack,
+            } => {
+                let random = TcpProbe::new(endpoints, flags, port, base_port, keep_port, window)?;
+                Arc::new(TcpProbe {
+                    seq: seq.unwrap_or(random.seq),
+                    ack: ack.unwrap_or(random.ack),
+                    ..random
+                })
+            }
             PingKind::IcmpEcho => Arc::new(IcmpEcho::new(endpoints)?),
         })
     }
@@ -156,6 +186,8 @@ pub struct SweepEndpoints {
     /// Our address, of the targets' family.
     pub source: IpAddr,
     pub ttl: u8,
+    /// IPv4's type of service, IPv6's traffic class.
+    pub tos: u8,
     /// The key of the probes' cookies.
     pub cookie_key: [u64; 2],
     /// The sweep's source ports: `first_source_port ..= first_source_port + source_ports - 1`.
@@ -248,6 +280,7 @@ mod tests {
             target: Ipv4Addr::new(198, 18, 0, 2).into(),
             ttl: 63,
             first_ip_id: 0xfffe,
+            fields: IpFields::default(),
         }
     }
 
@@ -334,6 +367,102 @@ mod tests {
         assert_eq!(filter.kind, KIND_TCP);
         assert_eq!(filter.target_addr, IpAddress::from_ipv4([198, 18, 0, 2]));
         assert_eq!(filter.local_addr, IpAddress::from_ipv4([198, 18, 0, 1]));
+    }
+
+    #[test]
+    fn ip_fields_land_in_the_header_of_every_kind() {
+        let fields = IpFields {
+            id: Some(1234),
+            tos: 0x10,
+            dont_fragment: true,
+        };
+        let tcp = TcpProbe {
+            endpoints: Endpoints {
+                fields,
+                ..endpoints()
+            },
+            ..syn(false)
+        };
+        let icmp = IcmpEcho {
+            endpoints: Endpoints {
+                fields,
+                ..endpoints()
+            },
+            id: 1,
+        };
+        for probe in [&tcp as &dyn PingProbe, &icmp] {
+            for n in 0..3 {
+                let packet = build(probe, n);
+                assert_eq!(packet[1], 0x10, "TOS");
+                assert_eq!(
+                    u16::from_be_bytes([packet[4], packet[5]]),
+                    1234,
+                    "-N: every probe's"
+                );
+                assert_eq!(
+                    u16::from_be_bytes([packet[6], packet[7]]),
+                    0x4000,
+                    "DF, offset 0"
+                );
+                assert_eq!(internet_checksum(&packet[..20]), 0, "IP header checksum");
+            }
+        }
+        let plain = build(&syn(false), 0);
+        assert_eq!((plain[1], plain[6]), (0, 0), "no TOS, no DF by default");
+        let v6 = TcpProbe {
+            endpoints: Endpoints {
+                fields,
+                ..ipv6_endpoints()
+            },
+            ..syn(false)
+        };
+        let packet = build(&v6, 0);
+        let traffic_class = (u16::from_be_bytes([packet[0], packet[1]]) >> 4) as u8;
+        assert_eq!(traffic_class, 0x10, "IPv6's traffic class");
+    }
+
+    #[test]
+    fn sweep_syns_carry_the_tos() {
+        let probe = TcpSyn::new(
+            SweepEndpoints {
+                tos: 0xb8,
+                ..sweep_endpoints()
+            },
+            1024,
+        );
+        let mut buf = [0u8; MAX_PROBE_LEN];
+        let built = probe.build(Ipv4Addr::new(198, 18, 7, 9).into(), 80, 61441, 7, &mut buf);
+        assert_eq!(buf[1], 0xb8);
+        assert_eq!(internet_checksum(&buf[..20]), 0, "IP header checksum");
+        assert_eq!(built.len, 40);
+    }
+
+    #[test]
+    fn set_seq_and_ack_are_every_probes_and_the_filters() {
+        let kind = PingKind::Tcp {
+            flags: TcpFlags(TcpFlags::ACK),
+            port: 80,
+            base_port: Some(1000),
+            keep_port: false,
+            window: 64,
+            seq: Some(0xdead_beef),
+            ack: Some(7),
+        };
+        let probe = kind.probe(endpoints()).unwrap();
+        for n in 0..2 {
+            let tcp = &build(probe.as_ref(), n)[20..];
+            assert_eq!(
+                u32::from_be_bytes(tcp[4..8].try_into().unwrap()),
+                0xdead_beef
+            );
+            assert_eq!(u32::from_be_bytes(tcp[8..12].try_into().unwrap()), 7);
+        }
+        let filter = probe.filter();
+        assert_eq!(
+            (filter.tcp_seq, filter.tcp_ack),
+            (0xdead_beef, 7),
+            "what XDP matches"
+        );
     }
 
     #[test]
@@ -464,6 +593,7 @@ mod tests {
         SweepEndpoints {
             source: Ipv4Addr::new(198, 18, 0, 1).into(),
             ttl: 64,
+            tos: 0,
             cookie_key: [5, 6],
             first_source_port: 61440,
             source_ports: 4096,

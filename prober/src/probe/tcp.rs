@@ -69,6 +69,8 @@ pub struct TcpSegment {
     pub source: IpAddr,
     pub target: IpAddr,
     pub ttl: u8,
+    /// IPv4's type of service, IPv6's traffic class.
+    pub tos: u8,
     pub mark: IpMark,
     pub source_port: u16,
     pub target_port: u16,
@@ -85,6 +87,7 @@ impl TcpSegment {
             self.source,
             self.target,
             self.ttl,
+            self.tos,
             self.mark,
             Transport::Tcp,
             TCP_HEADER_LEN,
@@ -171,13 +174,15 @@ impl PingProbe for TcpProbe {
             source,
             target,
             ttl,
+            fields,
             ..
         } = self.endpoints;
         TcpSegment {
             source,
             target,
             ttl,
-            mark: IpMark::Id(self.endpoints.ip_id(n)),
+            tos: fields.tos,
+            mark: self.endpoints.mark(n),
             source_port: self.source_port(n),
             target_port: self.target_port,
             seq: self.seq,
@@ -287,6 +292,7 @@ impl SweepProbe for TcpSyn {
         let SweepEndpoints {
             source,
             ttl,
+            tos,
             cookie_key,
             ..
         } = self.endpoints;
@@ -295,6 +301,7 @@ impl SweepProbe for TcpSyn {
             source,
             target,
             ttl,
+            tos,
             mark: IpMark::Epoch(epoch),
             source_port,
             target_port: port,
