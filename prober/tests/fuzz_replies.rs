@@ -18,8 +18,8 @@ use bolero::{check, TypeGenerator};
 use prober::{
     ping::{text::reply_line, RttPrecision},
     probe::{
-        Endpoints, IcmpEcho, IpFields, PingProbe, ReplyFields, Status, SweepEndpoints, SweepKind,
-        TcpFlags, TcpProbe,
+        Endpoints, IcmpEcho, IpFields, Payload, PingProbe, ReplyFields, Status, SweepEndpoints,
+        SweepKind, TcpFlags, TcpProbe,
     },
     setup,
     sweep::results::{Finding, Format, PortResult, ResultWriter},
@@ -260,9 +260,10 @@ fn check_ping(case: &Case, record: &ReplyRecord) {
         ttl: 64,
         first_ip_id: 0,
         fields: IpFields::default(),
+        payload: Payload::default(),
     };
     let tcp = TcpProbe {
-        endpoints,
+        endpoints: endpoints.clone(),
         flags: TcpFlags(TcpFlags::SYN),
         target_port: record.src_port,
         base_port: case.base_port,

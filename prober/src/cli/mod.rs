@@ -19,10 +19,10 @@ use crate::{
     discover, echo,
     net::{self, Family, Interface},
     ping::{self, Pacing, RttPrecision},
-    probe::{IpFields, PingKind, SweepKind, TcpFlags},
+    probe::{IpFields, Payload, PingKind, SweepKind, TcpFlags},
     sweep::{
         self,
-        files::OutputFile,
+        files::{self, OutputFile},
         ports::PortList,
         results::Format,
         targets::{self, TargetSet},
@@ -141,6 +141,12 @@ struct IpArgs {
     /// Set the don't-fragment bit (IPv4; a sweep's probes always carry it)
     #[arg(short = 'y', long = "dontfrag")]
     dontfrag: bool,
+    /// Data bytes each probe carries after its headers: X's as hping3's, or -E's file [default: 0]
+    #[arg(short = 'd', long = "data", value_name = "SIZE", value_parser = values::data_size)]
+    data: Option<u16>,
+    /// Fill the data with FILE's contents, -d bytes a probe, from its start again after its end
+    #[arg(short = 'E', long = "file", value_name = "FILE", requires = "data")]
+    file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -351,6 +357,11 @@ impl Cli {
                 ack: self.tcp.setack,
             }
         };
+        let data = usize::from(self.ip.data.unwrap_or(0));
+        let payload = match &self.ip.file {
+            Some(path) => Payload::from_file(&files::read_bytes(path, "the data file")?, data),
+            None => Payload::filler(data),
+        };
         let destination = net::resolve(target, self.family())?;
         let base = &self.base;
         Ok(ping::Options {
@@ -365,6 +376,7 @@ impl Cli {
                 tos: self.ip.tos.unwrap_or(0),
                 dont_fragment: self.ip.dontfrag,
             },
+            payload,
             interface: self.interface(destination.zone.as_ref())?,
             quiet: base.quiet,
             verbose: base.verbose,
@@ -386,6 +398,7 @@ impl Cli {
             (self.tcp.keep, "-k"),
             // A sweep's IP id holds the probe's epoch and its sequence number the cookie.
             (self.ip.id.is_some(), "-N"),
+            (self.ip.data.is_some(), "-d"),
             (self.tcp.setseq.is_some(), "-M"),
             (self.tcp.setack.is_some(), "-L"),
         ];
@@ -823,6 +836,39 @@ mod tests {
             );
             assert_eq!(error_line, error);
         }
+    }
+
+    #[test]
+    fn data_is_hping3s_filler_or_the_files() {
+        let Mode::Ping(filler) = mode(&["-S", "-p", "80", "-d", "100", "198.18.4.2"]).unwrap()
+        else {
+            panic!("a ping");
+        };
+        assert_eq!(filler.payload, Payload::filler(100));
+        let path = std::env::temp_dir().join(format!("prober-data-{}", std::process::id()));
+        std::fs::write(&path, b"abcdefg").unwrap();
+        let file = path.to_str().unwrap();
+        let from_file = mode(&["-1", "-d", "3", "-E", file, "198.18.4.2"]);
+        std::fs::remove_file(&path).unwrap();
+        let Mode::Ping(from_file) = from_file.unwrap() else {
+            panic!("a ping");
+        };
+        assert_eq!(from_file.payload, Payload::from_file(b"abcdefg", 3));
+        assert!(refusal(&["-1", "-d", "3", "-E", file, "198.18.4.2"])
+            .starts_with(&format!("opening the data file {file}")));
+        let error = Cli::try_parse_from(["prober", "-1", "-E", file, "h"]).unwrap_err();
+        assert!(
+            parse_error_line(&error)
+                .starts_with("the following required arguments were not provided: --data <SIZE>"),
+            "-E needs -d, as in hping3"
+        );
+        assert!(refusal(&["-p", "80,81", "-d", "1", "198.18.4.2"])
+            .starts_with("-d has no meaning in a sweep"));
+        let error = Cli::try_parse_from(["prober", "-1", "-d", "65496", "h"]).unwrap_err();
+        assert_eq!(
+            parse_error_line(&error),
+            "invalid data size '65496': expected a number of bytes from 0 to 65495 (--data <SIZE>)"
+        );
     }
 
     #[test]

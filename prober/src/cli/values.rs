@@ -119,6 +119,21 @@ pub fn tcp_number(text: &str) -> Result<u32, String> {
     })
 }
 
+/// -d: data bytes a probe carries (what fits an IPv4 packet after the headers).
+pub fn data_size(text: &str) -> Result<u16, String> {
+    const MOST: u16 = 65_495;
+    match text.bytes().all(|b| b.is_ascii_digit()) {
+        true => text.parse().ok().filter(|&size| size <= MOST),
+        false => None,
+    }
+    .ok_or_else(|| {
+        format!(
+            "invalid data size '{}': expected a number of bytes from 0 to {MOST}",
+            echo::value(text)
+        )
+    })
+}
+
 /// -N: an IPv4 identification.
 pub fn ip_id(text: &str) -> Result<u16, String> {
     match text.bytes().all(|b| b.is_ascii_digit()) {

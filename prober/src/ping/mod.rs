@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use prober_common::{Counter, ReplyRecord};
 
 use crate::{
@@ -21,12 +21,13 @@ use crate::{
     net::{route, Interface, Route},
     output::{self, Finishing, Lines, Output},
     privileges,
-    probe::{Endpoints, IpFields, PingKind, PingProbe},
+    probe::{Endpoints, IpFields, Payload, PingKind, PingProbe},
     random,
     reading::{self, Reading},
     reply_loop::{self, Conclusion, End, ReplyHandler, Sources, Timing, Wakeup},
     rtt::{self, RttStats},
     setup::{self, Plumbing, Wiring},
+    transmit,
 };
 use send::{Answered, SendLog};
 pub use text::RttPrecision;
@@ -56,6 +57,7 @@ pub struct Options {
     pub pacing: Pacing,
     pub ttl: u8,
     pub ip_fields: IpFields,
+    pub payload: Payload,
     pub interface: Option<Interface>,
     pub quiet: bool,
     pub verbose: bool,
@@ -160,6 +162,24 @@ pub fn run(options: Options) -> Result<Conclusion> {
     ))
 }
 
+/// Refuses probes longer than the route's interface takes (or a transmit ring's frame holds):
+/// prober does not fragment.
+fn fits_the_path(probe: &dyn PingProbe, route: &Route) -> Result<()> {
+    let length = probe.build(0, &mut probe.buffer());
+    let mtu = route.interface.mtu()? as usize;
+    let longest = mtu.min(transmit::tx_ring::MAX_PACKET_LEN);
+    if length > longest {
+        let data = probe.payload().size();
+        bail!(
+            "-d {data}: probes of {length} bytes are longer than {} takes ({longest} bytes; MTU \
+             {mtu}), and prober does not fragment: at most -d {}",
+            route.interface.name,
+            data.saturating_sub(length - longest)
+        );
+    }
+    Ok(())
+}
+
 /// A run that is set up: route known, reply matcher attached, transmit path open.
 pub struct Session {
     options: Options,
@@ -177,8 +197,10 @@ impl Session {
             ttl: options.ttl,
             first_ip_id: random()? as u16,
             fields: options.ip_fields,
+            payload: options.payload.clone(),
         };
         let probe = options.kind.probe(endpoints)?;
+        fits_the_path(probe.as_ref(), &route)?;
         let wiring = Wiring {
             neighbours: 0,
             senders: 1,

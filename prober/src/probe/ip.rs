@@ -1,14 +1,12 @@
 //! The IP header in front of every probe, for either family, and the transport headers whose
 //! checksums cover it (etherparse builds them).
-use std::net::IpAddr;
+use std::{io::Write as _, net::IpAddr};
 
 use etherparse::{
     IcmpEchoHeader, Icmpv4Header, Icmpv4Type, Icmpv6Header, Icmpv6Type, IpDscp, IpEcn, IpNumber,
     Ipv4Header, Ipv6FlowLabel, Ipv6Header,
 };
 use prober_common::IpAddress;
-
-use super::{ProbeBuffer, MAX_PROBE_LEN};
 
 /// A probe's IP header.
 pub enum IpHeader {
@@ -86,46 +84,48 @@ impl IpHeader {
         }
     }
 
-    /// The TCP checksum of `tcp` (without payload) behind this header.
-    pub fn tcp_checksum(&self, tcp: &etherparse::TcpHeader) -> u16 {
+    /// The TCP checksum of `tcp` carrying `payload` behind this header.
+    pub fn tcp_checksum(&self, tcp: &etherparse::TcpHeader, payload: &[u8]) -> u16 {
         match self {
-            IpHeader::V4(ip) => tcp.calc_checksum_ipv4(ip, &[]),
-            IpHeader::V6(ip) => tcp.calc_checksum_ipv6(ip, &[]),
+            IpHeader::V4(ip) => tcp.calc_checksum_ipv4(ip, payload),
+            IpHeader::V6(ip) => tcp.calc_checksum_ipv6(ip, payload),
         }
-        .expect("an empty payload fits")
+        .expect("probe payloads fit in a packet")
     }
 
-    /// An echo request with `echo`'s identifier and sequence number behind this header: ICMP's,
-    /// or ICMPv6's, whose checksum covers the IPv6 pseudo-header.
-    pub fn echo_request(&self, echo: IcmpEchoHeader) -> EchoRequest {
+    /// An echo request with `echo`'s identifier and sequence number carrying `payload` behind
+    /// this header: ICMP's, or ICMPv6's, whose checksum covers the IPv6 pseudo-header.
+    pub fn echo_request(&self, echo: IcmpEchoHeader, payload: &[u8]) -> EchoRequest {
         match self {
             IpHeader::V4(_) => EchoRequest::V4(Icmpv4Header::with_checksum(
                 Icmpv4Type::EchoRequest(echo),
-                &[],
+                payload,
             )),
             IpHeader::V6(ip) => EchoRequest::V6(
                 Icmpv6Header::with_checksum(
                     Icmpv6Type::EchoRequest(echo),
                     ip.source,
                     ip.destination,
-                    &[],
+                    payload,
                 )
-                .expect("an empty payload fits"),
+                .expect("probe payloads fit in a packet"),
             ),
         }
     }
 
-    /// Writes this header and then `transport` at the start of `buf`; returns the bytes
-    /// written.
-    pub fn write_with(&self, transport: &dyn Serialise, buf: &mut ProbeBuffer) -> usize {
-        let mut rest: &mut [u8] = &mut buf[..];
+    /// Writes this header, then `transport` and `payload`, at the start of `buf`; returns the
+    /// bytes written.
+    pub fn write_with(&self, transport: &dyn Serialise, payload: &[u8], buf: &mut [u8]) -> usize {
+        let room = buf.len();
+        let mut rest: &mut [u8] = buf;
         match self {
             IpHeader::V4(ip) => ip.write(&mut rest),
             IpHeader::V6(ip) => ip.write(&mut rest),
         }
         .and_then(|()| transport.serialise(&mut rest))
-        .expect("probe headers fit in MAX_PROBE_LEN");
-        MAX_PROBE_LEN - rest.len()
+        .and_then(|()| rest.write_all(payload))
+        .expect("probes fit in their buffer");
+        room - rest.len()
     }
 }
 

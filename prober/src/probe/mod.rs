@@ -6,6 +6,7 @@
 mod icmp;
 mod ip;
 pub mod neighbour;
+mod payload;
 mod tcp;
 
 use std::{net::IpAddr, sync::Arc};
@@ -14,12 +15,13 @@ use anyhow::Result;
 use prober_common::{ProbeFilter, ReplyRecord};
 
 pub use icmp::IcmpEcho;
+pub use payload::Payload;
 pub use tcp::{TcpFlags, TcpProbe, TcpSegment, TcpSyn};
 
-/// Longest probe any kind builds (IPv6 + TCP, no payload).
+/// Longest sweep probe (IPv6 + TCP, no payload).
 pub const MAX_PROBE_LEN: usize = 60;
 
-/// Room for one probe.
+/// Room for one sweep probe.
 pub type ProbeBuffer = [u8; MAX_PROBE_LEN];
 
 /// The IP header fields a one-target run's options set (hping3's -N, -o, -y).
@@ -34,7 +36,7 @@ pub struct IpFields {
 }
 
 /// Fields every one-target probe shares.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Endpoints {
     /// Our address, of the target's family.
     pub source: IpAddr,
@@ -44,6 +46,8 @@ pub struct Endpoints {
     /// `fields` fixes it.
     pub first_ip_id: u16,
     pub fields: IpFields,
+    /// What the probes carry after their transport header (-d, -E).
+    pub payload: Payload,
 }
 
 impl Endpoints {
@@ -86,11 +90,20 @@ pub trait PingProbe: Send + Sync {
     /// hping3's word for the mode in its header, e.g. `S set` or `icmp mode set`.
     fn mode(&self) -> String;
 
-    /// Writes the IP packet of probe number `n` into `buf` and returns its length.
-    fn build(&self, n: u64, buf: &mut ProbeBuffer) -> usize;
+    /// Writes the IP packet of probe number `n` into `buf` (room for the headers and the
+    /// payload) and returns its length.
+    fn build(&self, n: u64, buf: &mut [u8]) -> usize;
 
     /// What the XDP program matches this run's replies with.
     fn filter(&self) -> ProbeFilter;
+
+    /// The data each probe carries after its headers.
+    fn payload(&self) -> &Payload;
+
+    /// Room to build one of its probes in.
+    fn buffer(&self) -> Vec<u8> {
+        vec![0; MAX_PROBE_LEN + self.payload().size()]
+    }
 
     /// hping3's sequence number of the probe a reply answers.
     fn sequence(&self, reply: &ReplyRecord) -> u16;
@@ -281,6 +294,7 @@ mod tests {
             ttl: 63,
             first_ip_id: 0xfffe,
             fields: IpFields::default(),
+            payload: Payload::default(),
         }
     }
 
@@ -298,7 +312,7 @@ mod tests {
     }
 
     fn build(probe: &dyn PingProbe, n: u64) -> Vec<u8> {
-        let mut buf = [0u8; MAX_PROBE_LEN];
+        let mut buf = probe.buffer();
         let length = probe.build(n, &mut buf);
         buf[..length].to_vec()
     }
@@ -419,6 +433,57 @@ mod tests {
         let packet = build(&v6, 0);
         let traffic_class = (u16::from_be_bytes([packet[0], packet[1]]) >> 4) as u8;
         assert_eq!(traffic_class, 0x10, "IPv6's traffic class");
+    }
+
+    #[test]
+    fn probes_carry_their_data_in_length_and_checksums() {
+        let with = |payload: Payload| Endpoints {
+            payload,
+            ..endpoints()
+        };
+        let filler = TcpProbe {
+            endpoints: with(Payload::filler(100)),
+            ..syn(false)
+        };
+        let packet = build(&filler, 0);
+        assert_eq!(packet.len(), 140, "-d 100: 40 headers + 100 data bytes");
+        assert_ipv4_header(&packet, 6, 0);
+        assert_eq!(&packet[40..], &[b'X'; 100][..], "hping3's filler");
+        let pseudo_header = [&packet[12..20], &[0, 6], &120u16.to_be_bytes()[..]].concat();
+        assert_eq!(
+            internet_checksum(&[&pseudo_header[..], &packet[20..]].concat()),
+            0,
+            "the TCP checksum covers the data"
+        );
+        assert_eq!(filler.filter().tcp_data_len, 100, "a RST acknowledges it");
+        let file = TcpProbe {
+            endpoints: with(Payload::from_file(b"abcdefg", 3)),
+            ..syn(false)
+        };
+        assert_eq!(
+            &build(&file, 2)[40..],
+            b"g\0\0",
+            "-E: the file, -d bytes a probe"
+        );
+        let icmp = IcmpEcho {
+            endpoints: with(Payload::from_file(b"abcdefg", 3)),
+            id: 1,
+        };
+        let packet = build(&icmp, 1);
+        assert_eq!(packet.len(), 31);
+        assert_ipv4_header(&packet, 1, 1);
+        assert_eq!(&packet[28..], b"def");
+        assert_eq!(internet_checksum(&packet[20..]), 0, "ICMP checksum");
+        let v6 = IcmpEcho {
+            endpoints: Endpoints {
+                payload: Payload::filler(5),
+                ..ipv6_endpoints()
+            },
+            id: 1,
+        };
+        let packet = build(&v6, 0);
+        assert_eq!(packet.len(), 53);
+        assert_ipv6_header(&packet, 58);
     }
 
     #[test]

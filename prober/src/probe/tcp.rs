@@ -8,8 +8,8 @@ use prober_common::{syn_cookie, IpAddress, ProbeFilter, ReplyRecord, KIND_TCP, M
 
 use super::{
     ip::{IpHeader, IpMark, Transport},
-    Answer, BuiltProbe, Endpoints, PingProbe, ProbeBuffer, ReplyFields, Status, SweepEndpoints,
-    SweepProbe, Verdict,
+    Answer, BuiltProbe, Endpoints, Payload, PingProbe, ProbeBuffer, ReplyFields, Status,
+    SweepEndpoints, SweepProbe, Verdict,
 };
 use crate::random;
 
@@ -62,7 +62,7 @@ impl TcpFlags {
 
 const TCP_HEADER_LEN: u16 = 20;
 
-/// One TCP segment without options or payload, in its IP packet: what every TCP probe (one
+/// One TCP segment without options, in its IP packet: what every TCP probe (one
 /// target or a sweep) sends.
 #[derive(Clone, Copy, Debug)]
 pub struct TcpSegment {
@@ -81,8 +81,8 @@ pub struct TcpSegment {
 }
 
 impl TcpSegment {
-    /// Writes the packet into `buf` with its checksums; returns its length.
-    pub fn write(&self, buf: &mut ProbeBuffer) -> usize {
+    /// Writes the packet, carrying `payload`, into `buf` with its checksums; returns its length.
+    pub fn write(&self, payload: &[u8], buf: &mut [u8]) -> usize {
         let ip = IpHeader::new(
             self.source,
             self.target,
@@ -90,7 +90,7 @@ impl TcpSegment {
             self.tos,
             self.mark,
             Transport::Tcp,
-            TCP_HEADER_LEN,
+            TCP_HEADER_LEN + payload.len() as u16,
         );
         let mut tcp = TcpHeader::new(self.source_port, self.target_port, self.seq, self.window);
         let bits = self.flags.0;
@@ -103,8 +103,8 @@ impl TcpSegment {
         tcp.ece = bits & TcpFlags::X != 0;
         tcp.cwr = bits & TcpFlags::Y != 0;
         tcp.acknowledgment_number = self.ack;
-        tcp.checksum = ip.tcp_checksum(&tcp);
-        ip.write_with(&tcp, buf)
+        tcp.checksum = ip.tcp_checksum(&tcp, payload);
+        ip.write_with(&tcp, payload, buf)
     }
 }
 
@@ -169,7 +169,7 @@ impl PingProbe for TcpProbe {
         format!("{flags} set")
     }
 
-    fn build(&self, n: u64, buf: &mut ProbeBuffer) -> usize {
+    fn build(&self, n: u64, buf: &mut [u8]) -> usize {
         let Endpoints {
             source,
             target,
@@ -190,7 +190,7 @@ impl PingProbe for TcpProbe {
             flags: self.flags,
             window: self.window,
         }
-        .write(buf)
+        .write(self.endpoints.payload.of_probe(n), buf)
     }
 
     fn filter(&self) -> ProbeFilter {
@@ -203,8 +203,13 @@ impl PingProbe for TcpProbe {
             sport_max_offset: if self.keep_port { 0 } else { u16::MAX },
             tcp_seq: self.seq,
             tcp_ack: self.ack,
+            tcp_data_len: self.endpoints.payload.size() as u16,
             ..self.endpoints.filter()
         }
+    }
+
+    fn payload(&self) -> &Payload {
+        &self.endpoints.payload
     }
 
     fn sequence(&self, reply: &ReplyRecord) -> u16 {
@@ -310,7 +315,7 @@ impl SweepProbe for TcpSyn {
             flags: TcpFlags(TcpFlags::SYN),
             window: self.window,
         }
-        .write(buf);
+        .write(&[], buf);
         BuiltProbe { len, cookie }
     }
 
