@@ -213,3 +213,27 @@ fn data_beyond_the_mtu_is_refused_before_anything_is_sent() {
     );
     check_run(&fits, &expected(&host, 1460, OPEN_PORT));
 }
+
+#[test]
+fn icmp_data_same_as_hping3() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let args = args(&["-1", "-d", "100"], host.addr);
+    let hping3 = run(hping3_command(&args), TIMEOUT);
+    let prober = run(prober_command(&args), TIMEOUT);
+    let target = host.addr;
+    assert_eq!(
+        hping3.stdout_lines()[0],
+        format!(
+            "HPING {target} ({} {target}): icmp mode set, 28 headers + 100 data bytes",
+            host.host_if
+        ),
+        "{hping3}"
+    );
+    assert!(
+        hping3.stdout_lines()[1].starts_with(&format!("len=128 ip={target} ")),
+        "the echo reply carries the data back: {hping3}"
+    );
+    // The reply's IP id varies.
+    compare_with_hping3(&hping3, &prober, true);
+}
