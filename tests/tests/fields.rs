@@ -5,7 +5,8 @@
 use prober_tests::output::{check_error, check_run, compare_with_hping3, tcp_reply, Expected};
 use prober_tests::proc::{run, Finished};
 use prober_tests::{
-    forger, hping3_command, prober_command, require_root, TestHost, CLOSED_PORT, OPEN_PORT,
+    forger, hping3_command, prober_command, require_root, TestHost, CLOSED_PORT, FILTERED_PORT,
+    OPEN_PORT,
 };
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -236,4 +237,19 @@ fn icmp_data_same_as_hping3() {
     );
     // The reply's IP id varies.
     compare_with_hping3(&hping3, &prober, true);
+}
+
+#[test]
+fn tcp_exit_code_same_as_hping3() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    // SYN-ACK, RST-ACK, and no reply at all.
+    for (port, status) in [(OPEN_PORT, 18), (CLOSED_PORT, 20), (FILTERED_PORT, 0)] {
+        let port_text = port.to_string();
+        let args = args(&["-S", "-p", &port_text, "--tcpexitcode"], host.addr);
+        let hping3 = run(hping3_command(&args), TIMEOUT);
+        let prober = run(prober_command(&args), TIMEOUT);
+        assert_eq!(hping3.code(), Some(status), "port {port}: {hping3}");
+        compare_with_hping3(&hping3, &prober, false);
+    }
 }

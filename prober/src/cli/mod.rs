@@ -190,6 +190,10 @@ struct TcpArgs {
     /// TCP sequence number of every probe [default: random]
     #[arg(short = 'M', long = "setseq", value_name = "SEQ", value_parser = values::tcp_number)]
     setseq: Option<u32>,
+    /// Exit with the TCP flags of the last reply as status (hping3's; 0 if none came): 18 for
+    /// SYN-ACK, 20 for RST-ACK
+    #[arg(long)]
+    tcpexitcode: bool,
     /// TCP acknowledgement number of every probe [default: random]
     #[arg(short = 'L', long = "setack", value_name = "ACK", value_parser = values::tcp_number)]
     setack: Option<u32>,
@@ -342,6 +346,9 @@ impl Cli {
             unreachable!("several targets make a sweep");
         };
         let kind = if self.mode.icmp {
+            if self.tcp.tcpexitcode {
+                bail!("--tcpexitcode exits with a TCP reply's flags: it needs TCP mode, not -1");
+            }
             PingKind::IcmpEcho
         } else {
             let Some(port) = self.tcp.port.as_ref().and_then(PortList::single) else {
@@ -384,6 +391,7 @@ impl Cli {
             histogram: base.histogram,
             bpf_trace: base.bpf_trace,
             xdp_mode: base.xdp_mode,
+            tcp_exit_code: self.tcp.tcpexitcode,
         })
     }
 
@@ -401,6 +409,7 @@ impl Cli {
             (self.ip.data.is_some(), "-d"),
             (self.tcp.setseq.is_some(), "-M"),
             (self.tcp.setack.is_some(), "-L"),
+            (self.tcp.tcpexitcode, "--tcpexitcode"),
         ];
         if let Some((_, option)) = single_target_options.iter().find(|(given, _)| *given) {
             bail!("{option} has no meaning in a sweep (sweeps send one TCP SYN per port and host; see --rate and --retries)");
@@ -806,6 +815,18 @@ mod tests {
             panic!("a sweep");
         };
         assert_eq!(sweep.tos, 0x10);
+        let Mode::Ping(exit_code) =
+            mode(&["-S", "-p", "80", "--tcpexitcode", "198.18.4.2"]).unwrap()
+        else {
+            panic!("a ping");
+        };
+        assert!(exit_code.tcp_exit_code && !options.tcp_exit_code);
+        assert_eq!(
+            refusal(&["-1", "--tcpexitcode", "198.18.4.2"]),
+            "--tcpexitcode exits with a TCP reply's flags: it needs TCP mode, not -1"
+        );
+        assert!(refusal(&["-p", "80,81", "--tcpexitcode", "198.18.4.2"])
+            .starts_with("--tcpexitcode has no meaning in a sweep"));
         for (option, value) in [("-N", "5"), ("-M", "1"), ("-L", "1")] {
             assert!(
                 refusal(&["-p", "80,81", option, value, "198.18.4.2"])

@@ -14,7 +14,7 @@ use std::{
 };
 
 use anyhow::{bail, Result};
-use prober_common::{Counter, ReplyRecord};
+use prober_common::{Counter, ReplyRecord, IPPROTO_TCP};
 
 use crate::{
     bpf::AttachMode,
@@ -65,6 +65,8 @@ pub struct Options {
     pub histogram: bool,
     pub bpf_trace: bool,
     pub xdp_mode: AttachMode,
+    /// Exit with the last TCP reply's flags (hping3's --tcpexitcode).
+    pub tcp_exit_code: bool,
 }
 
 /// What a run counted, as hping3's footer reports it.
@@ -79,6 +81,8 @@ pub struct Summary {
     /// forged, or from an earlier run.
     pub unsolicited: u64,
     pub rtt: RttStats,
+    /// The TCP flags of the last TCP reply shown (duplicates too), if one came.
+    pub last_tcp_flags: Option<u8>,
     /// Replies the XDP program matched and queued (equals `received` unless the run ended
     /// with replies still queued).
     pub matched: Reading,
@@ -156,10 +160,13 @@ pub fn run(options: Options) -> Result<Conclusion> {
     }
     // Replies the kernel could not hand over are missing from the lines and the counts.
     let lost = summary.ring_full != Reading::Count(0);
-    Ok(Conclusion::of(
-        summary.received > 0,
-        lost || end.unwritten.is_some(),
-    ))
+    Ok(
+        match Conclusion::of(summary.received > 0, lost || end.unwritten.is_some()) {
+            Conclusion::Incomplete => Conclusion::Incomplete,
+            _ if options.tcp_exit_code => Conclusion::TcpFlags(summary.last_tcp_flags.unwrap_or(0)),
+            answered => answered,
+        },
+    )
 }
 
 /// Refuses probes longer than the route's interface takes (or a transmit ring's frame holds):
@@ -323,6 +330,9 @@ impl ReplyHandler for ReplyPrinter<'_> {
         } else {
             self.summary.received += 1;
             self.summary.rtt.add(rtt_ns);
+        }
+        if reply.protocol == IPPROTO_TCP {
+            self.summary.last_tcp_flags = Some(reply.tcp_flags);
         }
         if !self.options.quiet {
             let line = text::reply_line(
