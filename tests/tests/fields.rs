@@ -253,3 +253,26 @@ fn tcp_exit_code_same_as_hping3() {
         compare_with_hping3(&hping3, &prober, false);
     }
 }
+
+#[test]
+fn set_seq_and_ack_replies_are_matched_as_hping3s() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let open = OPEN_PORT.to_string();
+    let closed = CLOSED_PORT.to_string();
+    // A SYN-ACK acknowledges -M; a RST to an ACK probe carries -L as its sequence number.
+    for options in [
+        ["-S", "-p", &open, "-M", "4294967295"],
+        ["-A", "-p", &closed, "-L", "123456"],
+    ] {
+        let args = args(&options, host.addr);
+        let hping3 = run(hping3_command(&args), TIMEOUT);
+        let prober = run(prober_command(&args), TIMEOUT);
+        assert_eq!(
+            hping3.stdout_lines().len(),
+            3,
+            "two replies to hping3: {hping3}"
+        );
+        compare_with_hping3(&hping3, &prober, false);
+    }
+}
