@@ -276,3 +276,27 @@ fn set_seq_and_ack_replies_are_matched_as_hping3s() {
         compare_with_hping3(&hping3, &prober, false);
     }
 }
+
+#[test]
+fn sweep_probes_carry_the_tos() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let arrivals = Arrivals::open(&host);
+    let target = host.addr.to_string();
+    let sweep = run(
+        prober_command(&["-p", "80,81", "-o", "b8", "--wait", "0.2", &target]),
+        TIMEOUT,
+    );
+    assert_eq!(sweep.code(), Some(0), "{sweep}");
+    assert!(
+        sweep
+            .stdout_lines()
+            .iter()
+            .any(|row| row.trim_start().starts_with("80 http")),
+        "the open port's row: {sweep}"
+    );
+    let syns = arrivals.syns(host.host_addr, OPEN_PORT);
+    assert_eq!(syns.len(), 1, "{sweep}");
+    assert_eq!(syns[0][1], 0xb8, "TOS of {:02x?}", syns[0]);
+    assert_eq!(syns[0][6] & 0x40, 0x40, "a sweep's probes carry DF");
+}

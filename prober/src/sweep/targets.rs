@@ -5,7 +5,7 @@
 //! either, as a shared exclude file holds both).
 use std::{net::IpAddr, path::Path};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 use prober_common::IpAddress;
 
 use super::{files, MAX_PROBES};
@@ -293,8 +293,9 @@ fn block_address<'a>(address: &'a str, block: &str) -> Result<(IpAddr, Option<&'
 
 /// A range `first-last` of one family, ends included; a zone goes on its first address.
 fn parse_range<'a>(text: &str, first: &'a str, last: &str) -> Result<Block<'a>> {
-    let ((ip, zone), (last_ip, last_zone)) =
-        (block_address(first, text)?, block_address(last, text)?);
+    let in_range = || format!("invalid range '{}'", echo::value(text));
+    let (ip, zone) = block_address(first, text).with_context(in_range)?;
+    let (last_ip, last_zone) = block_address(last, text).with_context(in_range)?;
     if Family::of(ip) != Family::of(last_ip) {
         bail!(
             "invalid range '{}': its ends are of different families",
@@ -614,12 +615,17 @@ mod tests {
             ),
             (
                 "198.18.4.1-198.18.4",
-                "'198.18.4' is not a valid address: an IPv4 address is four decimal numbers \
-                 from 0 to 255 without leading zeros (a.b.c.d)",
+                "invalid range '198.18.4.1-198.18.4': '198.18.4' is not a valid address: an IPv4 \
+                 address is four decimal numbers from 0 to 255 without leading zeros (a.b.c.d)",
+            ),
+            (
+                "198.18.4.1-5",
+                "invalid range '198.18.4.1-5': '5' is not a valid address: an IPv4 address is \
+                 four decimal numbers from 0 to 255 without leading zeros (a.b.c.d)",
             ),
         ] {
-            assert_eq!(refusal(&[range], &[], None), error);
-            assert_eq!(refusal(&["198.18.4.1"], &[range], None), error);
+            assert_eq!(refusal_chain(&[range], &[]), error);
+            assert_eq!(refusal_chain(&["198.18.4.1"], &[range]), error);
         }
     }
 
@@ -681,6 +687,12 @@ mod tests {
             subtract(vec![(0, u128::MAX)], &[(0, 0), (u128::MAX, u128::MAX)]),
             [(1, u128::MAX - 1)]
         );
+    }
+
+    /// The refusal with its causes, as the error line shows them.
+    fn refusal_chain(targets: &[&str], excluded: &[&str]) -> String {
+        let error = TargetSet::new(&strings(targets), &strings(excluded), None).unwrap_err();
+        format!("{error:#}")
     }
 
     fn refusal(targets: &[&str], excluded: &[&str], family: Option<Family>) -> String {
