@@ -54,7 +54,11 @@ pub struct ProbeFilter {
     /// 1: note our ARP requests and neighbour solicitations leaving, and take the answers to
     /// them into [`NEIGHBOURS_MAP`] (a sweep resolving on-link targets itself); 0: neither.
     pub neighbours: u8,
-    pub _pad: [u8; 5],
+    pub _pad: u8,
+    /// TCP, one target: the data bytes every probe carries (-d), which a RST acknowledges
+    /// with the SYN and FIN.
+    pub tcp_data_len: u16,
+    pub _pad2: [u8; 2],
 }
 
 impl ProbeFilter {

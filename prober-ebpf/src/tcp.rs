@@ -149,12 +149,14 @@ pub fn bounce(
     true
 }
 
-/// One target: a reply with ACK acknowledges our sequence number plus at most SYN and FIN; a
-/// RST without ACK (the answer to a probe that carried ACK) echoes our ack as its sequence.
+/// One target: a reply with ACK acknowledges our sequence number plus at most SYN, FIN and our
+/// data; a RST without ACK (the answer to a probe that carried ACK) echoes our ack as its
+/// sequence.
 #[inline(always)]
 fn acknowledges(filter: &ProbeFilter, segment: &Segment) -> bool {
     if segment.flags & ACK != 0 {
-        segment.ack.wrapping_sub(filter.tcp_seq) <= u32::from(SYN | FIN)
+        segment.ack.wrapping_sub(filter.tcp_seq)
+            <= u32::from(SYN | FIN) + u32::from(filter.tcp_data_len)
     } else {
         segment.flags & RST != 0 && segment.seq == filter.tcp_ack
     }

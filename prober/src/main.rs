@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         Ok(Conclusion::Answered) => ExitCode::SUCCESS,
         Ok(Conclusion::Unanswered) => ExitCode::from(1),
         Ok(Conclusion::Incomplete) => ExitCode::from(EXIT_INCOMPLETE),
+        Ok(Conclusion::TcpFlags(flags)) => ExitCode::from(flags),
         Err(error) => fail(&cli::error_line(&error)),
     }
 }

@@ -162,6 +162,8 @@ pub enum Conclusion {
     Unanswered,
     /// Part of the result is missing: replies were lost in the kernel, or output not written.
     Incomplete,
+    /// `--tcpexitcode`: the TCP flags of the last reply (0 if none came), as hping3 exits.
+    TcpFlags(u8),
 }
 
 impl Conclusion {

@@ -18,8 +18,8 @@ use bolero::{check, TypeGenerator};
 use prober::{
     ping::{text::reply_line, RttPrecision},
     probe::{
-        DestPort, Endpoints, IcmpEcho, PingProbe, PortStep, ReplyFields, Status, SweepEndpoints,
-        SweepKind, TcpFlags, TcpProbe,
+        DestPort, Endpoints, IcmpEcho, IpFields, Payload, PingProbe, PortStep, ReplyFields, Status,
+        SweepEndpoints, SweepKind, TcpFlags, TcpProbe,
     },
     setup,
     sweep::results::{Finding, Format, PortResult, ResultWriter},
@@ -119,6 +119,7 @@ fn check_sweep(case: &Case, record: &ReplyRecord) {
     let endpoints = SweepEndpoints {
         source: Ipv4Addr::new(198, 18, 0, 1).into(),
         ttl: 64,
+        tos: 0,
         cookie_key: [1, 2],
         first_source_port: case.base_port,
         source_ports: 4096,
@@ -274,9 +275,11 @@ fn check_ping(case: &Case, record: &ReplyRecord) {
         target: IpAddr::from(record.src_addr),
         ttl: 64,
         first_ip_id: 0,
+        fields: IpFields::default(),
+        payload: Payload::default(),
     };
     let tcp = TcpProbe {
-        endpoints,
+        endpoints: endpoints.clone(),
         flags: TcpFlags(TcpFlags::SYN),
         target_port: DestPort::new(record.src_port, PortStep::Fixed),
         base_port: case.base_port,

@@ -245,7 +245,9 @@ impl Forger {
     }
 }
 
-pub(crate) fn open_socket(interface: &str) -> Result<OwnedFd> {
+/// A packet socket on `interface` (in the caller's namespace) that reads every frame, each read
+/// giving up after 50 ms.
+pub fn open_socket(interface: &str) -> Result<OwnedFd> {
     // SAFETY: plain socket call; the fd is owned right below.
     let fd = unsafe {
         libc::socket(

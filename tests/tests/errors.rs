@@ -80,6 +80,37 @@ fn numeric_forms_that_are_not_addresses_are_refused_without_a_lookup() {
         }
     }
 
+    // Ranges are blocks, in either mode and in --exclude: a sweep's, never a name to look up.
+    for (args, error) in [
+        (
+            &["-c", "1", "-S", "-p", "80", "198.18.4.1-198.18.4.5"][..],
+            "-c has no meaning in a sweep",
+        ),
+        (
+            &["-c", "1", "-S", "-p", "80", "2001:db8::1-2001:db8::5"],
+            "-c has no meaning in a sweep",
+        ),
+        (
+            &[
+                "-p",
+                "80",
+                "198.18.4.0/29",
+                "--exclude",
+                "198.18.4.0-198.18.4.7",
+            ],
+            "no targets",
+        ),
+    ] {
+        let mut cmd = host.command_in_ns(prober_bin());
+        cmd.args(args);
+        let refused = run(cmd, TIMEOUT);
+        check_error(&refused, &[error], &[]);
+        match name_server.recv_from(&mut query) {
+            Err(error) if error.kind() == ErrorKind::WouldBlock => {}
+            other => panic!("{args:?} reached the resolver: {other:?}\n{refused}"),
+        }
+    }
+
     // The listener does see queries: a name's lookup reaches it (and is told the name does
     // not exist, in the DNS answer made from the query: QR set, RCODE 3).
     let mut lookup = Proc::spawn(in_ns("no-such-host.invalid"));

@@ -19,10 +19,10 @@ use crate::{
     discover, echo,
     net::{self, Family, Interface},
     ping::{self, Pacing, RttPrecision},
-    probe::{PingKind, PortStep, SweepKind, TcpFlags},
+    probe::{IpFields, Payload, PingKind, PortStep, SweepKind, TcpFlags},
     sweep::{
         self,
-        files::OutputFile,
+        files::{self, OutputFile},
         ports::PortList,
         results::Format,
         targets::{self, TargetSet},
@@ -53,7 +53,7 @@ pub enum Mode {
 )]
 pub struct Cli {
     /// Target host name or address, IPv4 or IPv6 (link-local with its interface: fe80::1%eth0);
-    /// sweeps take several of one family, and CIDR blocks
+    /// sweeps take several of one family, CIDR blocks and ranges (198.18.4.1-198.18.4.9)
     #[arg(required = true, value_name = "TARGET")]
     targets: Vec<String>,
     #[command(flatten, next_help_heading = "Base options")]
@@ -135,6 +135,21 @@ struct IpArgs {
     /// IPv6 only: a name's IPv6 address, and IPv4 targets refused
     #[arg(short = '6', long = "ipv6")]
     ipv6: bool,
+    /// IP identification of every probe (IPv4) [default: counting up from a random one]
+    #[arg(short = 'N', long = "id", value_name = "ID", value_parser = values::ip_id)]
+    id: Option<u16>,
+    /// Type of service byte, hexadecimal: -o 10 and -o 0x10 are 0x10 (IPv6's traffic class)
+    #[arg(short = 'o', long = "tos", value_name = "HEX", value_parser = values::tos)]
+    tos: Option<u8>,
+    /// Set the don't-fragment bit (IPv4; a sweep's probes always carry it)
+    #[arg(short = 'y', long = "dontfrag")]
+    dontfrag: bool,
+    /// Data bytes each probe carries after its headers: X's as hping3's, or -E's file [default: 0]
+    #[arg(short = 'd', long = "data", value_name = "SIZE", value_parser = values::data_size)]
+    data: Option<u16>,
+    /// Fill the data with FILE's contents, -d bytes a probe, from its start again after its end
+    #[arg(short = 'E', long = "file", value_name = "FILE", requires = "data")]
+    file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -183,6 +198,16 @@ struct TcpArgs {
     /// Set the Y unused flag (0x80)
     #[arg(short = 'Y', long = "ymas")]
     ymas: bool,
+    /// TCP sequence number of every probe [default: random]
+    #[arg(short = 'M', long = "setseq", value_name = "SEQ", value_parser = values::tcp_number)]
+    setseq: Option<u32>,
+    /// Exit with the TCP flags of the last reply as status (hping3's; 0 if none came): 18 for
+    /// SYN-ACK, 20 for RST-ACK
+    #[arg(long)]
+    tcpexitcode: bool,
+    /// TCP acknowledgement number of every probe [default: random]
+    #[arg(short = 'L', long = "setack", value_name = "ACK", value_parser = values::tcp_number)]
+    setack: Option<u32>,
 }
 
 #[derive(Args, Debug)]
@@ -216,10 +241,10 @@ struct SweepArgs {
     /// This machine's share of the sweep: shard I of N (needs --seed)
     #[arg(long, value_name = "I/N", value_parser = values::shard, allow_hyphen_values = true)]
     shard: Option<Shard>,
-    /// Never probe these addresses or CIDR blocks
+    /// Never probe these addresses, CIDR blocks or ranges (198.18.4.1-198.18.4.9)
     #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
     exclude: Vec<String>,
-    /// Never probe the addresses or CIDR blocks listed in FILE (one a line, # comments; a
+    /// Never probe the addresses, CIDR blocks or ranges listed in FILE (one a line, # comments; a
     /// regular file of at most 64 MiB)
     #[arg(long, value_name = "FILE")]
     exclude_file: Option<PathBuf>,
@@ -271,7 +296,7 @@ impl Cli {
         self.sweep.scan.is_some()
             || matches!(self.tcp.port, Some(DestPorts::Sweep(_)))
             || self.targets.len() > 1
-            || self.targets.iter().any(|target| target.contains('/'))
+            || self.targets.iter().any(|target| targets::is_block(target))
     }
 
     fn tcp_flags(&self) -> TcpFlags {
@@ -347,6 +372,9 @@ impl Cli {
             bail!("{option} has no meaning for one target and one port: it is for sweeps (several targets or ports, a range such as -p 80-80, or --scan)");
         }
         let kind = if self.mode.icmp {
+            if self.tcp.tcpexitcode {
+                bail!("--tcpexitcode exits with a TCP reply's flags: it needs TCP mode, not -1");
+            }
             PingKind::IcmpEcho
         } else {
             let Some(DestPorts::One { port, step }) = self.tcp.port else {
@@ -359,7 +387,14 @@ impl Cli {
                 base_port: self.tcp.base_port,
                 keep_port: self.tcp.keep,
                 window: self.tcp.window,
+                seq: self.tcp.setseq,
+                ack: self.tcp.setack,
             }
+        };
+        let data = usize::from(self.ip.data.unwrap_or(0));
+        let payload = match &self.ip.file {
+            Some(path) => Payload::from_file(&files::read_bytes(path, "the data file")?, data),
+            None => Payload::filler(data),
         };
         let destination = net::resolve(target, self.family())?;
         let base = &self.base;
@@ -371,6 +406,12 @@ impl Cli {
             pacing: self.pacing(),
             wait: sweep.wait.unwrap_or(DEFAULT_WAIT),
             ttl: self.ip.ttl,
+            ip_fields: IpFields {
+                id: self.ip.id,
+                tos: self.ip.tos.unwrap_or(0),
+                dont_fragment: self.ip.dontfrag,
+            },
+            payload,
             interface: self.interface(destination.zone.as_ref())?,
             quiet: base.quiet,
             verbose: base.verbose,
@@ -379,6 +420,7 @@ impl Cli {
             bpf_trace: base.bpf_trace,
             xdp_mode: base.xdp_mode.unwrap_or_default(),
             output: self.output_file(),
+            tcp_exit_code: self.tcp.tcpexitcode,
         })
     }
 
@@ -391,6 +433,12 @@ impl Cli {
             (base.fast, "--fast"),
             (base.faster, "--faster"),
             (self.tcp.keep, "-k"),
+            // A sweep's IP id holds the probe's epoch and its sequence number the cookie.
+            (self.ip.id.is_some(), "-N"),
+            (self.ip.data.is_some(), "-d"),
+            (self.tcp.setseq.is_some(), "-M"),
+            (self.tcp.setack.is_some(), "-L"),
+            (self.tcp.tcpexitcode, "--tcpexitcode"),
         ];
         if let Some(option) = first_given(&single_target_options) {
             bail!("{option} has no meaning in a sweep (sweeps send one TCP SYN per port and host; see --rate and --retries)");
@@ -445,6 +493,7 @@ impl Cli {
             shard: sweep.shard.unwrap_or(Shard::WHOLE),
             base_port: self.tcp.base_port,
             ttl: self.ip.ttl,
+            tos: self.ip.tos.unwrap_or(0),
             interface,
             qdisc_bypass: sweep.qdisc_bypass,
             status_line: !base.quiet && io::stderr().is_terminal(),
@@ -807,6 +856,8 @@ mod tests {
         );
         assert!(parse(&["-p", "80", "h1", "h2"]).is_sweep());
         assert!(parse(&["-p", "80", "198.18.4.0/24"]).is_sweep());
+        assert!(parse(&["-p", "80", "198.18.4.1-198.18.4.9"]).is_sweep());
+        assert!(!parse(&["-p", "80", "host-1.example"]).is_sweep());
         // Options never switch modes: only what is probed does.
         for option in [
             &["-O", "json"][..],
@@ -905,6 +956,129 @@ mod tests {
         };
         assert_eq!(icmp.kind, PingKind::IcmpEcho);
         assert_eq!(icmp.count, None, "-c 0: until interrupted");
+    }
+
+    #[test]
+    fn header_fields_reach_the_probes() {
+        let Mode::Ping(options) = mode(&[
+            "-S",
+            "-p",
+            "80",
+            "-N",
+            "1234",
+            "-o",
+            "0x10",
+            "-y",
+            "-M",
+            "0xdeadbeef",
+            "-L",
+            "7",
+            "198.18.4.2",
+        ])
+        .unwrap() else {
+            panic!("a ping");
+        };
+        assert_eq!(
+            options.ip_fields,
+            IpFields {
+                id: Some(1234),
+                tos: 0x10,
+                dont_fragment: true
+            }
+        );
+        assert!(matches!(
+            options.kind,
+            PingKind::Tcp {
+                seq: Some(0xdead_beef),
+                ack: Some(7),
+                ..
+            }
+        ));
+        let Mode::Ping(long) = mode(&["-1", "--tos", "b8", "--id", "0", "198.18.4.2"]).unwrap()
+        else {
+            panic!("a ping");
+        };
+        assert_eq!((long.ip_fields.tos, long.ip_fields.id), (0xb8, Some(0)));
+        let Mode::Sweep(sweep) = mode(&["-p", "80,81", "-o", "10", "-y", "198.18.4.2"]).unwrap()
+        else {
+            panic!("a sweep");
+        };
+        assert_eq!(sweep.tos, 0x10);
+        let Mode::Ping(exit_code) =
+            mode(&["-S", "-p", "80", "--tcpexitcode", "198.18.4.2"]).unwrap()
+        else {
+            panic!("a ping");
+        };
+        assert!(exit_code.tcp_exit_code && !options.tcp_exit_code);
+        assert_eq!(
+            refusal(&["-1", "--tcpexitcode", "198.18.4.2"]),
+            "--tcpexitcode exits with a TCP reply's flags: it needs TCP mode, not -1"
+        );
+        assert!(refusal(&["-p", "80,81", "--tcpexitcode", "198.18.4.2"])
+            .starts_with("--tcpexitcode has no meaning in a sweep"));
+        for (option, value) in [("-N", "5"), ("-M", "1"), ("-L", "1")] {
+            assert!(
+                refusal(&["-p", "80,81", option, value, "198.18.4.2"])
+                    .starts_with(&format!("{option} has no meaning in a sweep")),
+                "{option}"
+            );
+        }
+        for (args, error) in [
+            (
+                ["-o", "100"],
+                "invalid TOS '100': expected a hexadecimal byte from 0 to ff (-o 10, -o 0x10) (--tos <HEX>)",
+            ),
+            (
+                ["-N", "65536"],
+                "invalid IP id '65536': expected a number from 0 to 65535 (--id <ID>)",
+            ),
+            (
+                ["-M", "+1"],
+                "invalid TCP number '+1': expected 0 to 4294967295, decimal or 0x hexadecimal (--setseq <SEQ>)",
+            ),
+            (
+                ["-L", "4294967296"],
+                "invalid TCP number '4294967296': expected 0 to 4294967295, decimal or 0x hexadecimal (--setack <ACK>)",
+            ),
+        ] {
+            let error_line = parse_error_line(
+                &Cli::try_parse_from([&["prober"], &args[..], &["h"]].concat()).unwrap_err(),
+            );
+            assert_eq!(error_line, error);
+        }
+    }
+
+    #[test]
+    fn data_is_hping3s_filler_or_the_files() {
+        let Mode::Ping(filler) = mode(&["-S", "-p", "80", "-d", "100", "198.18.4.2"]).unwrap()
+        else {
+            panic!("a ping");
+        };
+        assert_eq!(filler.payload, Payload::filler(100));
+        let path = std::env::temp_dir().join(format!("prober-data-{}", std::process::id()));
+        std::fs::write(&path, b"abcdefg").unwrap();
+        let file = path.to_str().unwrap();
+        let from_file = mode(&["-1", "-d", "3", "-E", file, "198.18.4.2"]);
+        std::fs::remove_file(&path).unwrap();
+        let Mode::Ping(from_file) = from_file.unwrap() else {
+            panic!("a ping");
+        };
+        assert_eq!(from_file.payload, Payload::from_file(b"abcdefg", 3));
+        assert!(refusal(&["-1", "-d", "3", "-E", file, "198.18.4.2"])
+            .starts_with(&format!("opening the data file {file}")));
+        let error = Cli::try_parse_from(["prober", "-1", "-E", file, "h"]).unwrap_err();
+        assert!(
+            parse_error_line(&error)
+                .starts_with("the following required arguments were not provided: --data <SIZE>"),
+            "-E needs -d, as in hping3"
+        );
+        assert!(refusal(&["-p", "80,81", "-d", "1", "198.18.4.2"])
+            .starts_with("-d has no meaning in a sweep"));
+        let error = Cli::try_parse_from(["prober", "-1", "-d", "65496", "h"]).unwrap_err();
+        assert_eq!(
+            parse_error_line(&error),
+            "invalid data size '65496': expected a number of bytes from 0 to 65495 (--data <SIZE>)"
+        );
     }
 
     #[test]
@@ -1059,6 +1233,21 @@ mod tests {
         ));
         assert!(refusal(&["-p", "80", "198.18.4.0/24", "--exclude", "x"])
             .starts_with("invalid exclusion 'x'"));
+        // A range was a host name to look up: it is a sweep's block, in either mode.
+        assert!(
+            refusal(&["-1", "198.18.4.1-198.18.4.9"]).starts_with("-1 has no meaning in a sweep")
+        );
+        let Mode::Sweep(range) = mode(&[
+            "-p",
+            "80",
+            "198.18.4.1-198.18.4.9",
+            "--exclude",
+            "198.18.4.2-198.18.4.3",
+        ])
+        .unwrap() else {
+            panic!("a sweep");
+        };
+        assert_eq!(range.targets.len(), 7);
         assert_eq!(
             refusal(&[
                 "-p",

@@ -145,6 +145,71 @@ pub fn interval(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// hping3's -o: the TOS byte in hexadecimal, with or without `0x` (`-o 10` and `-o 0x10` are
+/// both 0x10; hping3 itself reads only the first two characters, so its `-o 0x10` sends 0).
+pub fn tos(text: &str) -> Result<u8, String> {
+    let digits = text
+        .strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .unwrap_or(text);
+    match digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        true => u8::from_str_radix(digits, 16).ok(),
+        false => None,
+    }
+    .ok_or_else(|| {
+        format!(
+            "invalid TOS '{}': expected a hexadecimal byte from 0 to ff (-o 10, -o 0x10)",
+            echo::value(text)
+        )
+    })
+}
+
+/// -M and -L: a 32-bit TCP number, decimal or `0x` hexadecimal.
+pub fn tcp_number(text: &str) -> Result<u32, String> {
+    match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) if hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            u32::from_str_radix(hex, 16).ok()
+        }
+        None if text.bytes().all(|b| b.is_ascii_digit()) => text.parse().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        format!(
+            "invalid TCP number '{}': expected 0 to 4294967295, decimal or 0x hexadecimal",
+            echo::value(text)
+        )
+    })
+}
+
+/// -d: data bytes a probe carries (what fits an IPv4 packet after the headers).
+pub fn data_size(text: &str) -> Result<u16, String> {
+    const MOST: u16 = 65_495;
+    match text.bytes().all(|b| b.is_ascii_digit()) {
+        true => text.parse().ok().filter(|&size| size <= MOST),
+        false => None,
+    }
+    .ok_or_else(|| {
+        format!(
+            "invalid data size '{}': expected a number of bytes from 0 to {MOST}",
+            echo::value(text)
+        )
+    })
+}
+
+/// -N: an IPv4 identification.
+pub fn ip_id(text: &str) -> Result<u16, String> {
+    match text.bytes().all(|b| b.is_ascii_digit()) {
+        true => text.parse().ok(),
+        false => None,
+    }
+    .ok_or_else(|| {
+        format!(
+            "invalid IP id '{}': expected a number from 0 to 65535",
+            echo::value(text)
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,5 +286,24 @@ mod tests {
         assert!(count("-1").unwrap_err().starts_with("invalid count '-1'"));
         assert!(port("0").is_err() && port("65536").is_err());
         assert_eq!(port("65535"), Ok(65535));
+    }
+
+    #[test]
+    fn header_fields_parse_as_hping3_writes_them() {
+        assert_eq!(tos("10"), Ok(0x10));
+        assert_eq!(tos("0x10"), Ok(0x10));
+        assert_eq!(tos("FF"), Ok(0xff));
+        for bad in ["", "0x", "100", "-1", "+1", "1g"] {
+            assert!(tos(bad).is_err(), "{bad}");
+        }
+        assert_eq!(tcp_number("4294967295"), Ok(u32::MAX));
+        assert_eq!(tcp_number("0xDEADBEEF"), Ok(0xdead_beef));
+        for bad in ["", "0x", "-1", "+1", "4294967296", "0x100000000"] {
+            assert!(tcp_number(bad).is_err(), "{bad}");
+        }
+        assert_eq!(ip_id("65535"), Ok(65535));
+        for bad in ["", "-1", "+1", "65536", "0x10"] {
+            assert!(ip_id(bad).is_err(), "{bad}");
+        }
     }
 }

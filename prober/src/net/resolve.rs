@@ -110,6 +110,12 @@ impl<'a> Host<'a> {
         }
         Ok(Host::Name(text))
     }
+
+    /// Whether [`Host::parse`] reads `text` as an address (or refuses it as a malformed one)
+    /// rather than as a name.
+    pub fn is_literal(text: &str) -> bool {
+        text.contains(':') || written_as_number(text)
+    }
 }
 
 /// `name` if it is a host name as DNS and /etc/hosts have them (RFC 1123, and the underscore

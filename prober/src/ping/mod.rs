@@ -14,14 +14,14 @@ use std::{
 };
 
 use anyhow::{bail, Result};
-use prober_common::{Counter, ReplyRecord};
+use prober_common::{Counter, ReplyRecord, IPPROTO_TCP};
 
 use crate::{
     bpf::AttachMode,
     net::{route, topology::LocalTable, Interface, Route},
     output::{Finishing, Lines, Output},
     privileges,
-    probe::{Endpoints, PingKind, PingProbe},
+    probe::{Endpoints, IpFields, Payload, PingKind, PingProbe},
     random,
     reading::{self, Reading},
     reply_loop::{self, Conclusion, End, ReplyHandler, Sources, Timing, Wakeup},
@@ -31,6 +31,7 @@ use crate::{
         files::{self, OutputFile},
         targets,
     },
+    transmit,
 };
 use send::{Answered, SendLog};
 pub use text::RttPrecision;
@@ -58,6 +59,8 @@ pub struct Options {
     /// How long to wait for late replies after the last probe.
     pub wait: Duration,
     pub ttl: u8,
+    pub ip_fields: IpFields,
+    pub payload: Payload,
     pub interface: Option<Interface>,
     pub quiet: bool,
     pub verbose: bool,
@@ -67,6 +70,8 @@ pub struct Options {
     pub xdp_mode: AttachMode,
     /// None: stdout.
     pub output: Option<OutputFile>,
+    /// Exit with the last TCP reply's flags (hping3's --tcpexitcode).
+    pub tcp_exit_code: bool,
 }
 
 /// What a run counted, as hping3's footer reports it.
@@ -83,6 +88,8 @@ pub struct Summary {
     /// Replies from a port the probes have moved past (`-p +N`), not taken.
     pub stale: u64,
     pub rtt: RttStats,
+    /// The TCP flags of the last TCP reply shown (duplicates too), if one came.
+    pub last_tcp_flags: Option<u8>,
     /// Replies the XDP program matched and queued (equals `received` unless the run ended
     /// with replies still queued).
     pub matched: Reading,
@@ -162,10 +169,31 @@ pub fn run(options: Options) -> Result<Conclusion> {
     }
     // Replies the kernel could not hand over are missing from the lines and the counts.
     let lost = summary.ring_full != Reading::Count(0);
-    Ok(Conclusion::of(
-        summary.received > 0,
-        lost || end.unwritten.is_some(),
-    ))
+    Ok(
+        match Conclusion::of(summary.received > 0, lost || end.unwritten.is_some()) {
+            Conclusion::Incomplete => Conclusion::Incomplete,
+            _ if options.tcp_exit_code => Conclusion::TcpFlags(summary.last_tcp_flags.unwrap_or(0)),
+            answered => answered,
+        },
+    )
+}
+
+/// Refuses probes longer than the route's interface takes (or a transmit ring's frame holds):
+/// prober does not fragment.
+fn fits_the_path(probe: &dyn PingProbe, route: &Route) -> Result<()> {
+    let length = probe.build(0, &mut probe.buffer());
+    let mtu = route.interface.mtu()? as usize;
+    let longest = mtu.min(transmit::tx_ring::MAX_PACKET_LEN);
+    if length > longest {
+        let data = probe.payload().size();
+        bail!(
+            "-d {data}: probes of {length} bytes are longer than {} takes ({longest} bytes; MTU \
+             {mtu}), and prober does not fragment: at most -d {}",
+            route.interface.name,
+            data.saturating_sub(length - longest)
+        );
+    }
+    Ok(())
 }
 
 /// A run that is set up: route known, reply matcher attached, transmit path open.
@@ -191,8 +219,11 @@ impl Session {
             target: options.target,
             ttl: options.ttl,
             first_ip_id: random()? as u16,
+            fields: options.ip_fields,
+            payload: options.payload.clone(),
         };
         let probe = options.kind.probe(endpoints)?;
+        fits_the_path(probe.as_ref(), &route)?;
         let wiring = Wiring {
             neighbours: 0,
             senders: 1,
@@ -324,6 +355,9 @@ impl ReplyHandler for ReplyPrinter<'_> {
             if error.is_none() {
                 self.summary.rtt.add(rtt_ns);
             }
+        }
+        if reply.protocol == IPPROTO_TCP {
+            self.summary.last_tcp_flags = Some(reply.tcp_flags);
         }
         if !self.options.quiet {
             let line = match error {

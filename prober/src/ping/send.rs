@@ -8,7 +8,7 @@ use std::{
 use super::{Options, Pacing};
 use crate::{
     monotonic_ns,
-    probe::{PingProbe, ProbeBuffer, MAX_PROBE_LEN},
+    probe::PingProbe,
     reply_loop::StopSignal,
     transmit::{Transmit, FLOOD_BATCH},
 };
@@ -76,7 +76,7 @@ pub fn send_probes(
     stop: &StopSignal,
 ) -> io::Result<()> {
     let mut due = Instant::now();
-    let mut packet: ProbeBuffer = [0u8; MAX_PROBE_LEN];
+    let mut packet = probe.buffer();
     let mut n = 0u64;
     while options.count.is_none_or(|count| n < count) {
         match options.pacing {

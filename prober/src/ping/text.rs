@@ -4,15 +4,16 @@ use std::{fmt::Write as _, net::IpAddr};
 use prober_common::{wire::IcmpErrorKind, ReplyRecord};
 
 use super::Summary;
-use crate::probe::{PingProbe, MAX_PROBE_LEN};
+use crate::probe::PingProbe;
 
-/// `HPING <target> (<ifname> <ip>): <mode>, <n> headers + 0 data bytes`, where n is the
-/// length of the probes as built (IPv4 + TCP 40, IPv6 + TCP 60, IPv4 + ICMP 28, IPv6 +
-/// ICMPv6 48).
+/// `HPING <target> (<ifname> <ip>): <mode>, <n> headers + <d> data bytes`, where n is the
+/// length of the probes' headers as built (IPv4 + TCP 40, IPv6 + TCP 60, IPv4 + ICMP 28, IPv6 +
+/// ICMPv6 48) and d that of their data (-d).
 pub fn header(target_name: &str, interface: &str, target: IpAddr, probe: &dyn PingProbe) -> String {
-    let headers = probe.build(0, &mut [0; MAX_PROBE_LEN]);
+    let data = probe.payload().size();
+    let headers = probe.build(0, &mut probe.buffer()) - data;
     format!(
-        "HPING {target_name} ({interface} {target}): {}, {headers} headers + 0 data bytes",
+        "HPING {target_name} ({interface} {target}): {}, {headers} headers + {data} data bytes",
         probe.mode()
     )
 }
@@ -147,7 +148,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        probe::{DestPort, Endpoints, IcmpEcho, PortStep, TcpFlags, TcpProbe},
+        probe::{DestPort, Endpoints, IcmpEcho, IpFields, Payload, PortStep, TcpFlags, TcpProbe},
         reading::Reading,
         rtt::RttStats,
     };
@@ -158,6 +159,8 @@ mod tests {
             target: Ipv4Addr::new(198, 18, 0, 2).into(),
             ttl: 64,
             first_ip_id: 0,
+            fields: IpFields::default(),
+            payload: Payload::default(),
         }
     }
 
@@ -321,6 +324,17 @@ mod tests {
                 }
             ),
             "HPING h (lo 198.18.0.2): icmp mode set, 28 headers + 0 data bytes"
+        );
+        let data = TcpProbe {
+            endpoints: Endpoints {
+                payload: Payload::filler(100),
+                ..endpoints()
+            },
+            ..syn_probe(1)
+        };
+        assert_eq!(
+            header("198.18.0.2", "veth0", target, &data),
+            "HPING 198.18.0.2 (veth0 198.18.0.2): S set, 40 headers + 100 data bytes"
         );
     }
 

@@ -6,7 +6,7 @@ use anyhow::Result;
 use etherparse::IcmpEchoHeader;
 use prober_common::{ProbeFilter, ReplyRecord, KIND_ICMP_ECHO};
 
-use super::{ip::Transport, Endpoints, PingProbe, ProbeBuffer};
+use super::{ip::Transport, Endpoints, Payload, PingProbe};
 use crate::random;
 
 #[derive(Clone, Debug)]
@@ -32,15 +32,19 @@ impl PingProbe for IcmpEcho {
         "icmp mode set".to_string()
     }
 
-    fn build(&self, n: u64, buf: &mut ProbeBuffer) -> usize {
-        let ip = self
-            .endpoints
-            .ip_header(n, Transport::Icmp, ICMP_HEADER_LEN);
-        let echo = ip.echo_request(IcmpEchoHeader {
-            id: self.id,
-            seq: n as u16,
-        });
-        ip.write_with(&echo, buf)
+    fn build(&self, n: u64, buf: &mut [u8]) -> usize {
+        let payload = self.endpoints.payload.of_probe(n);
+        let ip =
+            self.endpoints
+                .ip_header(n, Transport::Icmp, ICMP_HEADER_LEN + payload.len() as u16);
+        let echo = ip.echo_request(
+            IcmpEchoHeader {
+                id: self.id,
+                seq: n as u16,
+            },
+            payload,
+        );
+        ip.write_with(&echo, payload, buf)
     }
 
     fn filter(&self) -> ProbeFilter {
@@ -49,6 +53,10 @@ impl PingProbe for IcmpEcho {
             icmp_id: self.id,
             ..self.endpoints.filter()
         }
+    }
+
+    fn payload(&self) -> &Payload {
+        &self.endpoints.payload
     }
 
     fn sequence(&self, reply: &ReplyRecord) -> u16 {

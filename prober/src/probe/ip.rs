@@ -1,14 +1,12 @@
 //! The IP header in front of every probe, for either family, and the transport headers whose
 //! checksums cover it (etherparse builds them).
-use std::net::IpAddr;
+use std::{io::Write as _, net::IpAddr};
 
 use etherparse::{
-    IcmpEchoHeader, Icmpv4Header, Icmpv4Type, Icmpv6Header, Icmpv6Type, IpNumber, Ipv4Header,
-    Ipv6FlowLabel, Ipv6Header,
+    IcmpEchoHeader, Icmpv4Header, Icmpv4Type, Icmpv6Header, Icmpv6Type, IpDscp, IpEcn, IpNumber,
+    Ipv4Header, Ipv6FlowLabel, Ipv6Header,
 };
 use prober_common::IpAddress;
-
-use super::{ProbeBuffer, MAX_PROBE_LEN};
 
 /// A probe's IP header.
 pub enum IpHeader {
@@ -27,8 +25,8 @@ pub enum Transport {
 /// What tells a probe's IP header from its neighbours'.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IpMark {
-    /// hping3's: an IPv4 identification counting up (IPv6 has none), fragments allowed.
-    Id(u16),
+    /// hping3's: an IPv4 identification (IPv6 has none), fragments allowed unless -y.
+    Id { id: u16, dont_fragment: bool },
     /// A sweep's: the probe's epoch (see [`prober_common::sweep_departure_slot`]) in the IPv4
     /// identification, with DF set so that the reused number can never join two packets'
     /// fragments (an atomic datagram, RFC 6864), or in the IPv6 flow label's low 16 bits.
@@ -37,12 +35,13 @@ pub enum IpMark {
 
 impl IpHeader {
     /// The header of a probe from `source` to `target` with `payload_len` bytes of `transport`
-    /// after it, checksum filled in. IPv6 when either address is (a route's source address
-    /// always has its target's family).
+    /// after it, checksum filled in; `tos` is IPv4's type of service, IPv6's traffic class.
+    /// IPv6 when either address is (a route's source address always has its target's family).
     pub fn new(
         source: IpAddr,
         target: IpAddr,
         ttl: u8,
+        tos: u8,
         mark: IpMark,
         transport: Transport,
         payload_len: u16,
@@ -62,16 +61,17 @@ impl IpHeader {
                 )
                 .expect("probe payloads are far below the IPv4 size limit");
                 (header.identification, header.dont_fragment) = match mark {
-                    IpMark::Id(id) => (id, false),
+                    IpMark::Id { id, dont_fragment } => (id, dont_fragment),
                     IpMark::Epoch(epoch) => (epoch, true),
                 };
+                (header.dscp, header.ecn) = tos_parts(tos);
                 header.header_checksum = header.calc_header_checksum();
                 IpHeader::V4(header)
             }
             (source, target) => IpHeader::V6(Ipv6Header {
-                traffic_class: 0,
+                traffic_class: tos,
                 flow_label: match mark {
-                    IpMark::Id(_) => Ipv6FlowLabel::ZERO,
+                    IpMark::Id { .. } => Ipv6FlowLabel::ZERO,
                     IpMark::Epoch(epoch) => Ipv6FlowLabel::try_new(u32::from(epoch))
                         .expect("16 bits fit in a flow label"),
                 },
@@ -84,46 +84,48 @@ impl IpHeader {
         }
     }
 
-    /// The TCP checksum of `tcp` (without payload) behind this header.
-    pub fn tcp_checksum(&self, tcp: &etherparse::TcpHeader) -> u16 {
+    /// The TCP checksum of `tcp` carrying `payload` behind this header.
+    pub fn tcp_checksum(&self, tcp: &etherparse::TcpHeader, payload: &[u8]) -> u16 {
         match self {
-            IpHeader::V4(ip) => tcp.calc_checksum_ipv4(ip, &[]),
-            IpHeader::V6(ip) => tcp.calc_checksum_ipv6(ip, &[]),
+            IpHeader::V4(ip) => tcp.calc_checksum_ipv4(ip, payload),
+            IpHeader::V6(ip) => tcp.calc_checksum_ipv6(ip, payload),
         }
-        .expect("an empty payload fits")
+        .expect("probe payloads fit in a packet")
     }
 
-    /// An echo request with `echo`'s identifier and sequence number behind this header: ICMP's,
-    /// or ICMPv6's, whose checksum covers the IPv6 pseudo-header.
-    pub fn echo_request(&self, echo: IcmpEchoHeader) -> EchoRequest {
+    /// An echo request with `echo`'s identifier and sequence number carrying `payload` behind
+    /// this header: ICMP's, or ICMPv6's, whose checksum covers the IPv6 pseudo-header.
+    pub fn echo_request(&self, echo: IcmpEchoHeader, payload: &[u8]) -> EchoRequest {
         match self {
             IpHeader::V4(_) => EchoRequest::V4(Icmpv4Header::with_checksum(
                 Icmpv4Type::EchoRequest(echo),
-                &[],
+                payload,
             )),
             IpHeader::V6(ip) => EchoRequest::V6(
                 Icmpv6Header::with_checksum(
                     Icmpv6Type::EchoRequest(echo),
                     ip.source,
                     ip.destination,
-                    &[],
+                    payload,
                 )
-                .expect("an empty payload fits"),
+                .expect("probe payloads fit in a packet"),
             ),
         }
     }
 
-    /// Writes this header and then `transport` at the start of `buf`; returns the bytes
-    /// written.
-    pub fn write_with(&self, transport: &dyn Serialise, buf: &mut ProbeBuffer) -> usize {
-        let mut rest: &mut [u8] = &mut buf[..];
+    /// Writes this header, then `transport` and `payload`, at the start of `buf`; returns the
+    /// bytes written.
+    pub fn write_with(&self, transport: &dyn Serialise, payload: &[u8], buf: &mut [u8]) -> usize {
+        let room = buf.len();
+        let mut rest: &mut [u8] = buf;
         match self {
             IpHeader::V4(ip) => ip.write(&mut rest),
             IpHeader::V6(ip) => ip.write(&mut rest),
         }
         .and_then(|()| transport.serialise(&mut rest))
-        .expect("probe headers fit in MAX_PROBE_LEN");
-        MAX_PROBE_LEN - rest.len()
+        .and_then(|()| rest.write_all(payload))
+        .expect("probes fit in their buffer");
+        room - rest.len()
     }
 }
 
@@ -151,4 +153,12 @@ impl Serialise for EchoRequest {
             EchoRequest::V6(icmp) => icmp.write(out),
         }
     }
+}
+
+/// The TOS byte as IPv4's header holds it today: DSCP in the high six bits, ECN in the low two.
+fn tos_parts(tos: u8) -> (IpDscp, IpEcn) {
+    (
+        IpDscp::try_new(tos >> 2).expect("six bits fit"),
+        IpEcn::try_new(tos & 0b11).expect("two bits fit"),
+    )
 }

@@ -6,6 +6,7 @@
 mod icmp;
 mod ip;
 pub mod neighbour;
+mod payload;
 mod tcp;
 
 use std::{net::IpAddr, sync::Arc};
@@ -14,29 +15,51 @@ use anyhow::Result;
 use prober_common::{ProbeFilter, ReplyRecord};
 
 pub use icmp::IcmpEcho;
+pub use payload::Payload;
 pub use tcp::{DestPort, PortStep, TcpFlags, TcpProbe, TcpSegment, TcpSyn};
 
-/// Longest probe any kind builds (IPv6 + TCP, no payload).
+/// Longest sweep probe (IPv6 + TCP, no payload).
 pub const MAX_PROBE_LEN: usize = 60;
 
-/// Room for one probe.
+/// Room for one sweep probe.
 pub type ProbeBuffer = [u8; MAX_PROBE_LEN];
 
+/// The IP header fields a one-target run's options set (hping3's -N, -o, -y).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IpFields {
+    /// Every probe's IPv4 identification (-N); None: counting up from a random one.
+    pub id: Option<u16>,
+    /// IPv4's type of service byte, IPv6's traffic class (-o).
+    pub tos: u8,
+    /// IPv4's don't-fragment bit (-y); IPv6 routers never fragment.
+    pub dont_fragment: bool,
+}
+
 /// Fields every one-target probe shares.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Endpoints {
     /// Our address, of the target's family.
     pub source: IpAddr,
     pub target: IpAddr,
     pub ttl: u8,
-    /// IP identification of the first probe; later probes count up from it (IPv4).
+    /// IP identification of the first probe; later probes count up from it (IPv4), unless
+    /// `fields` fixes it.
     pub first_ip_id: u16,
+    pub fields: IpFields,
+    /// What the probes carry after their transport header (-d, -E).
+    pub payload: Payload,
 }
 
 impl Endpoints {
-    /// IP identification of probe `n`.
-    fn ip_id(&self, n: u64) -> u16 {
-        self.first_ip_id.wrapping_add(n as u16)
+    /// What tells probe `n`'s IP header from its neighbours'.
+    fn mark(&self, n: u64) -> ip::IpMark {
+        ip::IpMark::Id {
+            id: self
+                .fields
+                .id
+                .unwrap_or_else(|| self.first_ip_id.wrapping_add(n as u16)),
+            dont_fragment: self.fields.dont_fragment,
+        }
     }
 
     /// The IP header of probe `n`, with `payload_len` bytes of `protocol` after it.
@@ -45,7 +68,8 @@ impl Endpoints {
             self.source,
             self.target,
             self.ttl,
-            ip::IpMark::Id(self.ip_id(n)),
+            self.fields.tos,
+            self.mark(n),
             transport,
             payload_len,
         )
@@ -66,11 +90,20 @@ pub trait PingProbe: Send + Sync {
     /// hping3's word for the mode in its header, e.g. `S set` or `icmp mode set`.
     fn mode(&self) -> String;
 
-    /// Writes the IP packet of probe number `n` into `buf` and returns its length.
-    fn build(&self, n: u64, buf: &mut ProbeBuffer) -> usize;
+    /// Writes the IP packet of probe number `n` into `buf` (room for the headers and the
+    /// payload) and returns its length.
+    fn build(&self, n: u64, buf: &mut [u8]) -> usize;
 
     /// What the XDP program matches this run's replies with.
     fn filter(&self) -> ProbeFilter;
+
+    /// The data each probe carries after its headers.
+    fn payload(&self) -> &Payload;
+
+    /// Room to build one of its probes in.
+    fn buffer(&self) -> Vec<u8> {
+        vec![0; MAX_PROBE_LEN + self.payload().size()]
+    }
 
     /// hping3's sequence number of the probe a reply answers.
     fn sequence(&self, reply: &ReplyRecord) -> u16;
@@ -104,6 +137,9 @@ pub enum PingKind {
         base_port: Option<u16>,
         keep_port: bool,
         window: u16,
+        /// The sequence and acknowledgement numbers every probe carries (-M, -L); None: random.
+        seq: Option<u32>,
+        ack: Option<u32>,
     },
     IcmpEcho,
 }
@@ -118,14 +154,23 @@ impl PingKind {
                 base_port,
                 keep_port,
                 window,
-            } => Arc::new(TcpProbe::new(
-                endpoints,
-                flags,
-                DestPort::new(port, port_step),
-                base_port,
-                keep_port,
-                window,
-            )?),
+                seq,
+                ack,
+            } => {
+                let random = TcpProbe::new(
+                    endpoints,
+                    flags,
+                    DestPort::new(port, port_step),
+                    base_port,
+                    keep_port,
+                    window,
+                )?;
+                Arc::new(TcpProbe {
+                    seq: seq.unwrap_or(random.seq),
+                    ack: ack.unwrap_or(random.ack),
+                    ..random
+                })
+            }
             PingKind::IcmpEcho => Arc::new(IcmpEcho::new(endpoints)?),
         })
     }
@@ -169,6 +214,8 @@ pub struct SweepEndpoints {
     /// Our address, of the targets' family.
     pub source: IpAddr,
     pub ttl: u8,
+    /// IPv4's type of service, IPv6's traffic class.
+    pub tos: u8,
     /// The key of the probes' cookies.
     pub cookie_key: [u64; 2],
     /// The sweep's source ports: `first_source_port ..= first_source_port + source_ports - 1`.
@@ -267,6 +314,8 @@ mod tests {
             target: Ipv4Addr::new(198, 18, 0, 2).into(),
             ttl: 63,
             first_ip_id: 0xfffe,
+            fields: IpFields::default(),
+            payload: Payload::default(),
         }
     }
 
@@ -284,7 +333,7 @@ mod tests {
     }
 
     fn build(probe: &dyn PingProbe, n: u64) -> Vec<u8> {
-        let mut buf = [0u8; MAX_PROBE_LEN];
+        let mut buf = probe.buffer();
         let length = probe.build(n, &mut buf);
         buf[..length].to_vec()
     }
@@ -420,6 +469,154 @@ mod tests {
     }
 
     #[test]
+    fn ip_fields_land_in_the_header_of_every_kind() {
+        let fields = IpFields {
+            id: Some(1234),
+            tos: 0x10,
+            dont_fragment: true,
+        };
+        let tcp = TcpProbe {
+            endpoints: Endpoints {
+                fields,
+                ..endpoints()
+            },
+            ..syn(false)
+        };
+        let icmp = IcmpEcho {
+            endpoints: Endpoints {
+                fields,
+                ..endpoints()
+            },
+            id: 1,
+        };
+        for probe in [&tcp as &dyn PingProbe, &icmp] {
+            for n in 0..3 {
+                let packet = build(probe, n);
+                assert_eq!(packet[1], 0x10, "TOS");
+                assert_eq!(
+                    u16::from_be_bytes([packet[4], packet[5]]),
+                    1234,
+                    "-N: every probe's"
+                );
+                assert_eq!(
+                    u16::from_be_bytes([packet[6], packet[7]]),
+                    0x4000,
+                    "DF, offset 0"
+                );
+                assert_eq!(internet_checksum(&packet[..20]), 0, "IP header checksum");
+            }
+        }
+        let plain = build(&syn(false), 0);
+        assert_eq!((plain[1], plain[6]), (0, 0), "no TOS, no DF by default");
+        let v6 = TcpProbe {
+            endpoints: Endpoints {
+                fields,
+                ..ipv6_endpoints()
+            },
+            ..syn(false)
+        };
+        let packet = build(&v6, 0);
+        let traffic_class = (u16::from_be_bytes([packet[0], packet[1]]) >> 4) as u8;
+        assert_eq!(traffic_class, 0x10, "IPv6's traffic class");
+    }
+
+    #[test]
+    fn probes_carry_their_data_in_length_and_checksums() {
+        let with = |payload: Payload| Endpoints {
+            payload,
+            ..endpoints()
+        };
+        let filler = TcpProbe {
+            endpoints: with(Payload::filler(100)),
+            ..syn(false)
+        };
+        let packet = build(&filler, 0);
+        assert_eq!(packet.len(), 140, "-d 100: 40 headers + 100 data bytes");
+        assert_ipv4_header(&packet, 6, 0);
+        assert_eq!(&packet[40..], &[b'X'; 100][..], "hping3's filler");
+        let pseudo_header = [&packet[12..20], &[0, 6], &120u16.to_be_bytes()[..]].concat();
+        assert_eq!(
+            internet_checksum(&[&pseudo_header[..], &packet[20..]].concat()),
+            0,
+            "the TCP checksum covers the data"
+        );
+        assert_eq!(filler.filter().tcp_data_len, 100, "a RST acknowledges it");
+        let file = TcpProbe {
+            endpoints: with(Payload::from_file(b"abcdefg", 3)),
+            ..syn(false)
+        };
+        assert_eq!(
+            &build(&file, 2)[40..],
+            b"g\0\0",
+            "-E: the file, -d bytes a probe"
+        );
+        let icmp = IcmpEcho {
+            endpoints: with(Payload::from_file(b"abcdefg", 3)),
+            id: 1,
+        };
+        let packet = build(&icmp, 1);
+        assert_eq!(packet.len(), 31);
+        assert_ipv4_header(&packet, 1, 1);
+        assert_eq!(&packet[28..], b"def");
+        assert_eq!(internet_checksum(&packet[20..]), 0, "ICMP checksum");
+        let v6 = IcmpEcho {
+            endpoints: Endpoints {
+                payload: Payload::filler(5),
+                ..ipv6_endpoints()
+            },
+            id: 1,
+        };
+        let packet = build(&v6, 0);
+        assert_eq!(packet.len(), 53);
+        assert_ipv6_header(&packet, 58);
+    }
+
+    #[test]
+    fn sweep_syns_carry_the_tos() {
+        let probe = TcpSyn::new(
+            SweepEndpoints {
+                tos: 0xb8,
+                ..sweep_endpoints()
+            },
+            1024,
+        );
+        let mut buf = [0u8; MAX_PROBE_LEN];
+        let built = probe.build(Ipv4Addr::new(198, 18, 7, 9).into(), 80, 61441, 7, &mut buf);
+        assert_eq!(buf[1], 0xb8);
+        assert_eq!(internet_checksum(&buf[..20]), 0, "IP header checksum");
+        assert_eq!(built.len, 40);
+    }
+
+    #[test]
+    fn set_seq_and_ack_are_every_probes_and_the_filters() {
+        let kind = PingKind::Tcp {
+            flags: TcpFlags(TcpFlags::ACK),
+            port: 80,
+            port_step: PortStep::Fixed,
+            base_port: Some(1000),
+            keep_port: false,
+            window: 64,
+            seq: Some(0xdead_beef),
+            ack: Some(7),
+        };
+        let probe = kind.probe(endpoints()).unwrap();
+        for n in 0..2 {
+            let tcp = &build(probe.as_ref(), n)[20..];
+            assert_eq!(
+                u32::from_be_bytes(tcp[4..8].try_into().unwrap()),
+                0xdead_beef
+            );
+            assert_eq!(u32::from_be_bytes(tcp[8..12].try_into().unwrap()), 7);
+        }
+        let filter = probe.filter();
+        assert_eq!(
+            (filter.tcp_seq, filter.tcp_ack),
+            (0xdead_beef, 7),
+            "what XDP matches"
+        );
+    }
+
+    #[test]
     fn all_tcp_flags_land_in_the_flags_byte() {
         let probe = TcpProbe {
             flags: TcpFlags(0xff),
@@ -547,6 +744,7 @@ mod tests {
         SweepEndpoints {
             source: Ipv4Addr::new(198, 18, 0, 1).into(),
             ttl: 64,
+            tos: 0,
             cookie_key: [5, 6],
             first_source_port: 61440,
             source_ports: 4096,
@@ -616,6 +814,7 @@ mod tests {
             let endpoints = SweepEndpoints {
                 source,
                 ttl: 61,
+                tos: 0xb8,
                 ..sweep_endpoints()
             };
             let probe = TcpSyn::new(endpoints, 65535);
@@ -636,6 +835,7 @@ mod tests {
                     source,
                     target,
                     ttl: 61,
+                    tos: 0xb8,
                     mark: IpMark::Epoch(epoch),
                     source_port,
                     target_port: port,
@@ -644,7 +844,7 @@ mod tests {
                     flags: TcpFlags(TcpFlags::SYN),
                     window: 65535,
                 }
-                .write(&mut written);
+                .write(&[], &mut written);
                 assert_eq!(built.len, len);
                 assert_eq!(
                     templated[..len],

@@ -16,8 +16,8 @@ use prober_common::{
 
 use super::{
     ip::{IpHeader, IpMark, Transport},
-    Answer, BuiltProbe, Endpoints, PingProbe, ProbeBuffer, ReplyFields, Status, SweepEndpoints,
-    SweepProbe, Verdict, MAX_PROBE_LEN,
+    Answer, BuiltProbe, Endpoints, Payload, PingProbe, ProbeBuffer, ReplyFields, Status,
+    SweepEndpoints, SweepProbe, Verdict, MAX_PROBE_LEN,
 };
 use crate::random;
 
@@ -124,13 +124,15 @@ impl DestPort {
     }
 }
 
-/// One TCP segment without options or payload, in its IP packet: what every TCP probe (one
+/// One TCP segment without options, in its IP packet: what every TCP probe (one
 /// target or a sweep) sends.
 #[derive(Clone, Copy, Debug)]
 pub struct TcpSegment {
     pub source: IpAddr,
     pub target: IpAddr,
     pub ttl: u8,
+    /// IPv4's type of service, IPv6's traffic class.
+    pub tos: u8,
     pub mark: IpMark,
     pub source_port: u16,
     pub target_port: u16,
@@ -141,15 +143,16 @@ pub struct TcpSegment {
 }
 
 impl TcpSegment {
-    /// Writes the packet into `buf` with its checksums; returns its length.
-    pub fn write(&self, buf: &mut ProbeBuffer) -> usize {
+    /// Writes the packet, carrying `payload`, into `buf` with its checksums; returns its length.
+    pub fn write(&self, payload: &[u8], buf: &mut [u8]) -> usize {
         let ip = IpHeader::new(
             self.source,
             self.target,
             self.ttl,
+            self.tos,
             self.mark,
             Transport::Tcp,
-            TCP_HEADER_LEN,
+            TCP_HEADER_LEN + payload.len() as u16,
         );
         let mut tcp = TcpHeader::new(self.source_port, self.target_port, self.seq, self.window);
         let bits = self.flags.0;
@@ -162,8 +165,8 @@ impl TcpSegment {
         tcp.ece = bits & TcpFlags::X != 0;
         tcp.cwr = bits & TcpFlags::Y != 0;
         tcp.acknowledgment_number = self.ack;
-        tcp.checksum = ip.tcp_checksum(&tcp);
-        ip.write_with(&tcp, buf)
+        tcp.checksum = ip.tcp_checksum(&tcp, payload);
+        ip.write_with(&tcp, payload, buf)
     }
 }
 
@@ -228,18 +231,20 @@ impl PingProbe for TcpProbe {
         format!("{flags} set")
     }
 
-    fn build(&self, n: u64, buf: &mut ProbeBuffer) -> usize {
+    fn build(&self, n: u64, buf: &mut [u8]) -> usize {
         let Endpoints {
             source,
             target,
             ttl,
+            fields,
             ..
         } = self.endpoints;
         TcpSegment {
             source,
             target,
             ttl,
-            mark: IpMark::Id(self.endpoints.ip_id(n)),
+            tos: fields.tos,
+            mark: self.endpoints.mark(n),
             source_port: self.source_port(n),
             target_port: self.target_port.of_probe(n),
             seq: self.seq,
@@ -247,7 +252,7 @@ impl PingProbe for TcpProbe {
             flags: self.flags,
             window: self.window,
         }
-        .write(buf)
+        .write(self.endpoints.payload.of_probe(n), buf)
     }
 
     fn filter(&self) -> ProbeFilter {
@@ -265,8 +270,13 @@ impl PingProbe for TcpProbe {
             sport_max_offset: if self.keep_port { 0 } else { u16::MAX },
             tcp_seq: self.seq,
             tcp_ack: self.ack,
+            tcp_data_len: self.endpoints.payload.size() as u16,
             ..self.endpoints.filter()
         }
+    }
+
+    fn payload(&self) -> &Payload {
+        &self.endpoints.payload
     }
 
     fn sequence(&self, reply: &ReplyRecord) -> u16 {
@@ -352,6 +362,7 @@ impl SynTemplate {
             source: endpoints.source,
             target,
             ttl: endpoints.ttl,
+            tos: endpoints.tos,
             mark: IpMark::Epoch(0),
             source_port: 0,
             target_port: 0,
@@ -360,7 +371,7 @@ impl SynTemplate {
             flags: TcpFlags(TcpFlags::SYN),
             window,
         }
-        .write(&mut packet);
+        .write(&[], &mut packet);
         let tcp = len - usize::from(TCP_HEADER_LEN);
         let (source_address, protocol) = match endpoints.source {
             IpAddr::V4(_) => (&packet[12..16], packet[9]),

@@ -73,6 +73,17 @@ impl OutputFile {
 /// The text of the file at `path`, which messages call `what` ("the exclude file"): refused
 /// unless it is a regular file of at most [`MAX_READ_BYTES`] of UTF-8.
 pub fn read_text(path: &Path, what: &str) -> Result<String> {
+    String::from_utf8(read_bytes(path, what)?).map_err(|_| {
+        anyhow!(
+            "reading {what} {}: stream did not contain valid UTF-8",
+            echo::path(path)
+        )
+    })
+}
+
+/// The bytes of the file at `path`, which messages call `what` ("the data file"): refused
+/// unless it is a regular file of at most [`MAX_READ_BYTES`].
+pub fn read_bytes(path: &Path, what: &str) -> Result<Vec<u8>> {
     let named = format!("{what} {}", echo::path(path));
     let too_big = || {
         anyhow!(
@@ -89,15 +100,15 @@ pub fn read_text(path: &Path, what: &str) -> Result<String> {
     if regular_file(&file, &named)?.len() > MAX_READ_BYTES {
         return Err(too_big());
     }
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     // The file may grow after the check: never read past the limit.
     file.take(MAX_READ_BYTES + 1)
-        .read_to_string(&mut text)
+        .read_to_end(&mut bytes)
         .with_context(|| format!("reading {named}"))?;
-    if text.len() as u64 > MAX_READ_BYTES {
+    if bytes.len() as u64 > MAX_READ_BYTES {
         return Err(too_big());
     }
-    Ok(text)
+    Ok(bytes)
 }
 
 /// The metadata of `file`, which messages call `named`, if it is a regular file.

@@ -89,6 +89,8 @@ pub struct Options {
     /// The first source port `-s` asked for; None: the default block, or another clear one.
     pub base_port: Option<u16>,
     pub ttl: u8,
+    /// IPv4's type of service, IPv6's traffic class (-o).
+    pub tos: u8,
     pub interface: Option<Interface>,
     /// Send with PACKET_QDISC_BYPASS (see [`crate::transmit::tx_ring::TxRing::open`]).
     pub qdisc_bypass: bool,
@@ -213,6 +215,7 @@ impl Sweep {
         let probe = options.kind.probe(SweepEndpoints {
             source: route.source,
             ttl: options.ttl,
+            tos: options.tos,
             cookie_key: [random()?, random()?],
             first_source_port: base_port,
             source_ports: SOURCE_PORTS,

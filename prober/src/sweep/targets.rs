@@ -5,7 +5,7 @@
 //! either, as a shared exclude file holds both).
 use std::{net::IpAddr, path::Path};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 use prober_common::IpAddress;
 
 use super::{files, MAX_PROBES};
@@ -68,7 +68,7 @@ impl TargetSet {
             // A zone says nothing about which addresses are excluded.
             let Some(Block { ip, range, .. }) = parse_block(block)? else {
                 bail!(
-                    "invalid exclusion '{}': expected an address or CIDR block",
+                    "invalid exclusion '{}': expected an address, CIDR block or range",
                     echo::value(block)
                 );
             };
@@ -256,7 +256,7 @@ pub fn read_exclude_file(path: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
-/// An address or CIDR block as typed.
+/// An address, CIDR block or range as typed.
 struct Block<'a> {
     /// The address before the `/`.
     ip: IpAddr,
@@ -265,9 +265,68 @@ struct Block<'a> {
     range: (u128, u128),
 }
 
-/// An address or CIDR block (`Some`), or a host name (`None`); addresses read as
+/// Whether `text` stands for a block of addresses (a CIDR block or a range), which only a sweep
+/// probes, rather than for one host.
+pub fn is_block(text: &str) -> bool {
+    text.contains('/') || range_ends(text).is_some()
+}
+
+/// The two ends of masscan's range `first-last`: split at the last `-` with an address on
+/// either side (a host name may hold a `-`, and so may the first address's zone, but none of a
+/// name's parts is an address).
+fn range_ends(text: &str) -> Option<(&str, &str)> {
+    text.rmatch_indices('-')
+        .map(|(at, _)| (&text[..at], &text[at + 1..]))
+        .find(|&(first, last)| Host::is_literal(first) && Host::is_literal(last))
+}
+
+/// An address as typed in a block, and its zone.
+fn block_address<'a>(address: &'a str, block: &str) -> Result<(IpAddr, Option<&'a str>)> {
+    match Host::parse(address)? {
+        Host::Address { ip, zone } => Ok((ip, zone)),
+        Host::Name(_) => bail!(
+            "invalid block '{}': expected an address, not a name",
+            echo::value(block)
+        ),
+    }
+}
+
+/// A range `first-last` of one family, ends included; a zone goes on its first address.
+fn parse_range<'a>(text: &str, first: &'a str, last: &str) -> Result<Block<'a>> {
+    let in_range = || format!("invalid range '{}'", echo::value(text));
+    let (ip, zone) = block_address(first, text).with_context(in_range)?;
+    let (last_ip, last_zone) = block_address(last, text).with_context(in_range)?;
+    if Family::of(ip) != Family::of(last_ip) {
+        bail!(
+            "invalid range '{}': its ends are of different families",
+            echo::value(text)
+        );
+    }
+    if key(last_ip) < key(ip) {
+        bail!(
+            "invalid range '{}': its first address is above its last",
+            echo::value(text)
+        );
+    }
+    if last_zone.is_some() {
+        bail!(
+            "invalid range '{}': the zone goes on the first address only",
+            echo::value(text)
+        );
+    }
+    Ok(Block {
+        ip,
+        zone,
+        range: (key(ip), key(last_ip)),
+    })
+}
+
+/// An address, CIDR block or range (`Some`), or a host name (`None`); addresses read as
 /// [`Host::parse`] reads them.
 fn parse_block(text: &str) -> Result<Option<Block<'_>>> {
+    if let Some((first, last)) = range_ends(text) {
+        return parse_range(text, first, last).map(Some);
+    }
     let (address, prefix) = match text.split_once('/') {
         Some((address, prefix)) => (address, Some(prefix)),
         None => (text, None),
@@ -524,6 +583,73 @@ mod tests {
     }
 
     #[test]
+    fn ranges_are_blocks_of_their_ends() {
+        let targets = set(&["198.18.4.250-198.18.5.3"], &["198.18.4.252-198.18.4.253"]);
+        assert_eq!(
+            targets.addresses().collect::<Vec<_>>(),
+            [
+                v4(198, 18, 4, 250),
+                v4(198, 18, 4, 251),
+                v4(198, 18, 4, 254),
+                v4(198, 18, 4, 255),
+                v4(198, 18, 5, 0),
+                v4(198, 18, 5, 1),
+                v4(198, 18, 5, 2),
+                v4(198, 18, 5, 3)
+            ]
+        );
+        assert_eq!(set(&["198.18.4.7-198.18.4.7"], &[]).len(), 1);
+        let v6_range = set(
+            &["2001:db8::fe-2001:db8::1:1"],
+            &["2001:db8::100-2001:db8::ffff"],
+        );
+        assert_eq!(v6_range.len(), 4, "::fe, ::ff, ::1:0, ::1:1");
+        let lo = Interface::by_name("lo").unwrap();
+        assert_eq!(set(&["fe80::1%lo-fe80::4"], &[]).zone(), Some(&lo));
+        for text in [
+            "198.18.4.1-198.18.4.9",
+            "2001:db8::1-2001:db8::2",
+            "fe80::1%lo-fe80::4",
+        ] {
+            assert!(is_block(text), "{text}");
+        }
+        for text in ["198.18.4.1", "host-1.example", "10-host", "fe80::1%lo"] {
+            assert!(!is_block(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn malformed_ranges_are_refused_not_resolved() {
+        for (range, error) in [
+            (
+                "198.18.4.9-198.18.4.1",
+                "invalid range '198.18.4.9-198.18.4.1': its first address is above its last",
+            ),
+            (
+                "198.18.4.1-2001:db8::1",
+                "invalid range '198.18.4.1-2001:db8::1': its ends are of different families",
+            ),
+            (
+                "fe80::1-fe80::4%lo",
+                "invalid range 'fe80::1-fe80::4%lo': the zone goes on the first address only",
+            ),
+            (
+                "198.18.4.1-198.18.4",
+                "invalid range '198.18.4.1-198.18.4': '198.18.4' is not a valid address: an IPv4 \
+                 address is four decimal numbers from 0 to 255 without leading zeros (a.b.c.d)",
+            ),
+            (
+                "198.18.4.1-5",
+                "invalid range '198.18.4.1-5': '5' is not a valid address: an IPv4 address is \
+                 four decimal numbers from 0 to 255 without leading zeros (a.b.c.d)",
+            ),
+        ] {
+            assert_eq!(refusal_chain(&[range], &[]), error);
+            assert_eq!(refusal_chain(&["198.18.4.1"], &[range]), error);
+        }
+    }
+
+    #[test]
     fn malformed_blocks_are_refused() {
         for (targets, excluded) in [
             ("198.18.4.0/33", "198.18.9.9"),
@@ -558,7 +684,7 @@ mod tests {
         assert_eq!(
             refusal(&long),
             format!(
-                "invalid exclusion '\\x1b[2J{}…': expected an address or CIDR block",
+                "invalid exclusion '\\x1b[2J{}…': expected an address, CIDR block or range",
                 "9".repeat(60)
             )
         );
@@ -581,6 +707,12 @@ mod tests {
             subtract(vec![(0, u128::MAX)], &[(0, 0), (u128::MAX, u128::MAX)]),
             [(1, u128::MAX - 1)]
         );
+    }
+
+    /// The refusal with its causes, as the error line shows them.
+    fn refusal_chain(targets: &[&str], excluded: &[&str]) -> String {
+        let error = TargetSet::new(&strings(targets), &strings(excluded), None).unwrap_err();
+        format!("{error:#}")
     }
 
     fn refusal(targets: &[&str], excluded: &[&str], family: Option<Family>) -> String {

@@ -33,6 +33,8 @@ const VNET_HEADER_LEN: usize = 10;
 /// Destination and source MAC: the part of the Ethernet header every frame shares.
 const MACS_LEN: usize = 12;
 const ETH_HEADER_LEN: usize = MACS_LEN + 2;
+/// The longest IP packet a frame holds.
+pub const MAX_PACKET_LEN: usize = FRAME_SIZE - DATA_OFFSET - VNET_HEADER_LEN - ETH_HEADER_LEN;
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86dd;
 pub const ETH_P_ARP: u16 = 0x0806;
