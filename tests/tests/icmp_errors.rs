@@ -324,7 +324,8 @@ fn forged_errors_decide_no_sweep_result(family: Family) {
     let host = rejecting_host();
     let (target, source) = (host.target(family), host.source(family));
     let target_text = target.to_string();
-    let port = REJECTED_PORT.to_string();
+    // A range of one port: a sweep.
+    let port = format!("{REJECTED_PORT}-{REJECTED_PORT}");
     let args = ["-V", "-p", &port, "--wait", "2", "-O", "json", &target_text];
     let started = std::time::SystemTime::now();
     let mut prober = Proc::spawn(prober_command(&args));
