@@ -177,10 +177,7 @@ pub fn run(options: Options) -> Result<Conclusion> {
     if let Some(failure) = outcome.end.failure {
         return Err(failure);
     }
-    Ok(Conclusion::of(
-        !hosts.seen.is_empty(),
-        outcome.end.unwritten.is_some(),
-    ))
+    Ok(outcome.end.conclusion(!hosts.seen.is_empty(), false))
 }
 
 const CSV_HEADER: &str = "ip,mac,status,reason,rtt_us,rtt_ns,ts";

@@ -153,10 +153,7 @@ pub fn run(options: Options) -> Result<Conclusion> {
     }
     // Replies the kernel could not hand over are missing from the lines and the counts.
     let lost = summary.ring_full != Reading::Count(0);
-    Ok(Conclusion::of(
-        summary.received > 0,
-        lost || end.unwritten.is_some(),
-    ))
+    Ok(end.conclusion(summary.received > 0, lost))
 }
 
 /// A run that is set up: route known, reply matcher attached, transmit path open.

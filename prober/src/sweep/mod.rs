@@ -166,10 +166,7 @@ pub fn run(options: Options) -> Result<Conclusion> {
     if let Some(failure) = end.failure {
         return Err(failure);
     }
-    Ok(Conclusion::of(
-        summary.answered() > 0,
-        summary.unknown > 0 || end.unwritten.is_some(),
-    ))
+    Ok(end.conclusion(summary.answered() > 0, summary.unknown > 0))
 }
 
 /// Set up: route, probes, transmit paths open, reply matcher attached.
@@ -400,7 +397,8 @@ impl Sweep {
         summary.sent = progress.sent();
         summary.refused = progress.refused();
         summary.elapsed = started.elapsed();
-        summary.interrupted = outcome.end.interrupted || outcome.end.failure.is_some();
+        let end = &outcome.end;
+        summary.interrupted = end.interrupted || end.failure.is_some() || end.output_closed;
         let report = outcome.sent.unwrap_or_default();
         summary.tx_full_waits = report.full_waits;
         summary.sending = report.sending.unwrap_or(summary.elapsed);
