@@ -348,11 +348,21 @@ impl<W: Write + Send + 'static> Sink for Lines<W> {
 /// empty and nothing at exit waits to flush it while the output thread sits in a write to a
 /// reader that has stalled.
 pub fn stdout() -> Result<io::BufWriter<std::fs::File>> {
+    Ok(buffered(stdout_file()?))
+}
+
+/// The descriptor of stdout's that [`stdout`] writes to, unbuffered.
+pub fn stdout_file() -> Result<std::fs::File> {
     let fd = io::stdout()
         .as_fd()
         .try_clone_to_owned()
         .context("duplicating stdout")?;
-    Ok(io::BufWriter::with_capacity(1 << 16, fd.into()))
+    Ok(fd.into())
+}
+
+/// How the output thread buffers stdout: a batch of lines at a time.
+pub fn buffered<W: Write>(out: W) -> io::BufWriter<W> {
+    io::BufWriter::with_capacity(1 << 16, out)
 }
 
 #[cfg(test)]

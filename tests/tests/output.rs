@@ -1,12 +1,15 @@
 //! Output and terminal behaviour against namespace hosts: a reader that closes the pipe early
-//! (`prober … | head -2`).
+//! (`prober … | head -2`), and the live status line on a real terminal (a tmux pane).
 
 use prober_tests::output::{parse_footer, tcp_syn_header};
 use prober_tests::proc::{run, Finished};
-use prober_tests::sweep::parse_sweep_footer;
-use prober_tests::{ip_link_show, prober_bin, require_root, TestHost, OPEN_PORT};
+use prober_tests::sweep::{parse_sweep_footer, TableRow};
+use prober_tests::{
+    ip_link_show, prober_bin, require_root, run_checked, TestHost, FILTERED_PORT, OPEN_PORT,
+};
+use std::collections::BTreeSet;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// `prober <args> | head -2` in bash, whose exit status is prober's (`timeout` bounds it: 124
 /// if prober had not ended after 30 s); stdout is what `head` printed, stderr prober's
@@ -95,4 +98,141 @@ fn a_sweep_into_a_closed_pipe_ends_quietly() {
 fn a_sweep_with_stderr_in_the_closed_pipe_ends_quietly() {
     require_root();
     assert_eq!(sweep_into_head("2>&1"), "");
+}
+
+/// A tmux server of this test process's own (its own socket), killed when dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    /// A detached session whose one pane is `columns` wide and runs `command`.
+    fn start(columns: u16, command: &str) -> Tmux {
+        let tmux = Tmux {
+            socket: format!("prober-test-{}-{columns}", std::process::id()),
+        };
+        let size = columns.to_string();
+        run_checked(
+            tmux.command()
+                .args(["new-session", "-d", "-x", &size, "-y", "50", command]),
+        )
+        .expect("tmux new-session");
+        tmux
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new("tmux");
+        command.args(["-L", &self.socket]);
+        command
+    }
+
+    /// The pane's text from the start of its history, wrapped lines joined (`-J`): a line
+    /// that wrapped shows as wider than the pane.
+    fn capture(&self) -> String {
+        run_checked(self.command().args(["capture-pane", "-p", "-J", "-S", "-"]))
+            .expect("tmux capture-pane")
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.command().arg("kill-server").output();
+    }
+}
+
+/// A status line: `H:MM:SS N% …`.
+fn is_status_line(line: &str) -> bool {
+    let mut words = line.split(' ');
+    let clock = words.next().unwrap_or("");
+    let percent = words.next().unwrap_or("");
+    clock.len() >= 7
+        && clock.bytes().all(|b| b.is_ascii_digit() || b == b':')
+        && percent
+            .strip_suffix('%')
+            .is_some_and(|p| p.parse::<u8>().is_ok())
+}
+
+/// Open ports of the host the status line's sweeps run against.
+const OPEN: [u16; 4] = [22, 80, 443, 8080];
+
+/// A scan table of every port (about 4 s at 15 000 a second: a status line every second, with
+/// open ports found between them, in a random order) in a tmux pane `columns` wide. Issue 12:
+/// at 80 columns the status line was 82 characters, wrapped, and its redraw (cursor up, clear
+/// line) wiped result rows above it; wider, the last one stayed above the footer. Now, in every
+/// look at the pane while the sweep runs and at its end: no line before the statistic is wider
+/// than the pane, the status line is the last line if it is there at all, and at the end it is
+/// gone and every open port's row is there, once.
+fn status_line_beside_the_table(columns: u16) {
+    require_root();
+    let mut host = TestHost::new().expect("test host");
+    for port in OPEN {
+        host.listen_tcp(port).expect("listener");
+    }
+    host.drop_tcp_port(FILTERED_PORT).expect("nft drop rule");
+    let command = format!(
+        "{} --scan 1-65535 --rate 15000 {}; echo exit=$?; sleep 120",
+        prober_bin().display(),
+        host.addr
+    );
+    let tmux = Tmux::start(columns, &command);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut looks, mut status_seen) = (0, 0);
+    let screen = loop {
+        let screen = tmux.capture();
+        let lines: Vec<&str> = screen.lines().filter(|l| !l.is_empty()).collect();
+        let statistic = lines
+            .iter()
+            .position(|l| *l == "--- prober sweep statistic ---")
+            .unwrap_or(lines.len());
+        for line in &lines[..statistic] {
+            assert!(
+                line.chars().count() <= usize::from(columns),
+                "a line wider than the pane's {columns} columns: {line:?}\n{screen}"
+            );
+        }
+        let status: Vec<usize> = (0..lines.len())
+            .filter(|&i| is_status_line(lines[i]))
+            .collect();
+        assert!(
+            status.is_empty() || status == [lines.len() - 1],
+            "status lines other than the last line: {status:?}\n{screen}"
+        );
+        status_seen += status.len();
+        looks += 1;
+        if lines.last().is_some_and(|l| l.starts_with("exit=")) {
+            break screen;
+        }
+        assert!(Instant::now() < deadline, "the sweep did not end\n{screen}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        status_seen >= 2,
+        "the status line was seen in {status_seen} of {looks} looks\n{screen}"
+    );
+    let rows: Vec<TableRow> = screen
+        .lines()
+        .filter_map(|line| TableRow::parse(line).ok())
+        .collect();
+    let ports: Vec<u16> = rows.iter().map(|row| row.port).collect();
+    assert_eq!(
+        ports.iter().copied().collect::<BTreeSet<_>>(),
+        BTreeSet::from(OPEN),
+        "{screen}"
+    );
+    assert_eq!(ports.len(), OPEN.len(), "a row twice\n{screen}");
+    assert!(
+        screen.contains("Not responding ports: (23 telnet) \n"),
+        "{screen}"
+    );
+    assert!(screen.contains("\nexit=0\n"), "{screen}");
+}
+
+#[test]
+fn the_status_line_in_an_80_column_terminal_leaves_every_row() {
+    status_line_beside_the_table(80);
+}
+
+#[test]
+fn the_status_line_in_a_wide_terminal_is_gone_before_the_statistic() {
+    status_line_beside_the_table(200);
 }

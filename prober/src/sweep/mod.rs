@@ -55,7 +55,7 @@ use progress::Progress;
 use resolve::{Neighbours, Resolver};
 use results::{Finding, Format, PortResult, ResultWriter, Shown};
 use send::Sending;
-use status::StatusLine;
+use status::{Screen, StatusLine};
 use summary::SweepSummary;
 use targets::TargetSet;
 
@@ -108,9 +108,10 @@ pub struct Options {
 /// sweep early: that error comes back after it).
 pub fn run(options: Options) -> Result<Conclusion> {
     // Before anything is attached or sent: a refused file stops the sweep at once.
+    let screen = Screen::new(options.status_line);
     let out: Box<dyn Write + Send> = match &options.output {
         Some(file) => Box::new(BufWriter::new(file.create()?)),
-        None => Box::new(output::stdout()?),
+        None => Box::new(output::buffered(screen.beside(output::stdout_file()?))),
     };
     let created = options.output.clone().filter(|file| !file.overwrite);
     let sweep = match Sweep::prepare(options) {
@@ -145,7 +146,7 @@ pub fn run(options: Options) -> Result<Conclusion> {
         );
     }
     let (verbose, histogram) = (options.verbose, options.histogram);
-    let (summary, end) = sweep.run(results)?;
+    let (summary, end) = sweep.run(results, screen)?;
     if table && !summary.interrupted && summary.unknown == 0 {
         eprintln!("All replies received. Done.");
     }
@@ -283,8 +284,12 @@ impl Sweep {
     }
 
     /// Sends every probe, writes each result to `results` as it is known, then the silent
-    /// ones; returns the totals, and how the run ended.
-    pub fn run(self, mut results: Output<ResultWriter>) -> Result<(SweepSummary, End)> {
+    /// ones, with the live status line on `screen`; returns the totals, and how the run ended.
+    pub fn run(
+        self,
+        mut results: Output<ResultWriter>,
+        screen: Arc<Screen>,
+    ) -> Result<(SweepSummary, End)> {
         let Sweep {
             options,
             unprobed,
@@ -374,7 +379,7 @@ impl Sweep {
             results,
             shown: Shown::of(options.format, options.verbose),
             summary: SweepSummary::default(),
-            status: StatusLine::new(options.status_line, plan.probes_in_first_pass()),
+            status: StatusLine::new(screen, plan.probes_in_first_pass()),
             started,
         };
         let timing = Timing {
