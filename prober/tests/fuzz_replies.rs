@@ -66,7 +66,9 @@ fn written(format: Format, verbose: bool, results: &[PortResult]) -> Vec<String>
     for result in results {
         writer.write(result).unwrap();
     }
-    writer.finish().unwrap();
+    // As after an interrupt, which lists the same ports but for an empty list, and says
+    // nothing on stderr.
+    writer.finish(false).unwrap();
     let text =
         String::from_utf8(std::mem::take(&mut *out.0.lock().unwrap())).expect("results are UTF-8");
     assert!(text.is_empty() || text.ends_with('\n'), "{text:?}");

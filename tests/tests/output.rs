@@ -5,10 +5,13 @@ use prober_tests::output::{parse_footer, tcp_syn_header};
 use prober_tests::proc::{run, Finished};
 use prober_tests::sweep::{parse_sweep_footer, TableRow};
 use prober_tests::{
-    ip_link_show, prober_bin, require_root, run_checked, TestHost, FILTERED_PORT, OPEN_PORT,
+    hping3_bin, ip_link_show, prober_bin, require_root, run_checked, TestHost, FILTERED_PORT,
+    OPEN_PORT,
 };
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// `prober <args> | head -2` in bash, whose exit status is prober's (`timeout` bounds it: 124
@@ -106,20 +109,6 @@ struct Tmux {
 }
 
 impl Tmux {
-    /// A detached session whose one pane is `columns` wide and runs `command`.
-    fn start(columns: u16, command: &str) -> Tmux {
-        let tmux = Tmux {
-            socket: format!("prober-test-{}-{columns}", std::process::id()),
-        };
-        let size = columns.to_string();
-        run_checked(
-            tmux.command()
-                .args(["new-session", "-d", "-x", &size, "-y", "50", command]),
-        )
-        .expect("tmux new-session");
-        tmux
-    }
-
     fn command(&self) -> Command {
         let mut command = Command::new("tmux");
         command.args(["-L", &self.socket]);
@@ -140,6 +129,50 @@ impl Drop for Tmux {
     }
 }
 
+/// Runs `program` with `args` in a tmux pane `columns` wide (a real terminal, where stdout
+/// and stderr are interleaved as a user sees them), showing `look` the pane's non-empty lines
+/// every 100 ms; returns them once it has ended (with its exit status last: `exit=N`).
+fn run_in_pane(
+    columns: u16,
+    program: &Path,
+    args: &[&str],
+    mut look: impl FnMut(&[&str]),
+) -> Vec<String> {
+    static PANES: AtomicUsize = AtomicUsize::new(0);
+    let tmux = Tmux {
+        socket: format!(
+            "prober-test-{}-{}",
+            std::process::id(),
+            PANES.fetch_add(1, Ordering::Relaxed)
+        ),
+    };
+    let command = format!(
+        "{} {}; echo exit=$?; sleep 120",
+        program.display(),
+        args.join(" ")
+    );
+    let size = columns.to_string();
+    run_checked(
+        tmux.command()
+            .args(["new-session", "-d", "-x", &size, "-y", "50", &command]),
+    )
+    .expect("tmux new-session");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let screen = tmux.capture();
+        let lines: Vec<&str> = screen.lines().filter(|l| !l.is_empty()).collect();
+        look(&lines);
+        if lines.last().is_some_and(|l| l.starts_with("exit=")) {
+            return lines.iter().map(|l| l.to_string()).collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{command} did not end:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A status line: `H:MM:SS N% …`.
 fn is_status_line(line: &str) -> bool {
     let mut words = line.split(' ');
@@ -152,8 +185,18 @@ fn is_status_line(line: &str) -> bool {
             .is_some_and(|p| p.parse::<u8>().is_ok())
 }
 
-/// Open ports of the host the status line's sweeps run against.
+/// Open ports of [`scan_host`].
 const OPEN: [u16; 4] = [22, 80, 443, 8080];
+
+/// A host with listeners on [`OPEN`] and TCP to [`FILTERED_PORT`] (23) dropped.
+fn scan_host() -> TestHost {
+    let mut host = TestHost::new().expect("test host");
+    for port in OPEN {
+        host.listen_tcp(port).expect("listener");
+    }
+    host.drop_tcp_port(FILTERED_PORT).expect("nft drop rule");
+    host
+}
 
 /// A scan table of every port (about 4 s at 15 000 a second: a status line every second, with
 /// open ports found between them, in a random order) in a tmux pane `columns` wide. Issue 12:
@@ -164,22 +207,12 @@ const OPEN: [u16; 4] = [22, 80, 443, 8080];
 /// gone and every open port's row is there, once.
 fn status_line_beside_the_table(columns: u16) {
     require_root();
-    let mut host = TestHost::new().expect("test host");
-    for port in OPEN {
-        host.listen_tcp(port).expect("listener");
-    }
-    host.drop_tcp_port(FILTERED_PORT).expect("nft drop rule");
-    let command = format!(
-        "{} --scan 1-65535 --rate 15000 {}; echo exit=$?; sleep 120",
-        prober_bin().display(),
-        host.addr
-    );
-    let tmux = Tmux::start(columns, &command);
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let host = scan_host();
+    let target = host.addr.to_string();
     let (mut looks, mut status_seen) = (0, 0);
-    let screen = loop {
-        let screen = tmux.capture();
-        let lines: Vec<&str> = screen.lines().filter(|l| !l.is_empty()).collect();
+    let args = ["--scan", "1-65535", "--rate", "15000", &target];
+    let lines = run_in_pane(columns, &prober_bin(), &args, |lines| {
+        let screen = lines.join("\n");
         let statistic = lines
             .iter()
             .position(|l| *l == "--- prober sweep statistic ---")
@@ -199,18 +232,14 @@ fn status_line_beside_the_table(columns: u16) {
         );
         status_seen += status.len();
         looks += 1;
-        if lines.last().is_some_and(|l| l.starts_with("exit=")) {
-            break screen;
-        }
-        assert!(Instant::now() < deadline, "the sweep did not end\n{screen}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    });
+    let screen = lines.join("\n");
     assert!(
         status_seen >= 2,
         "the status line was seen in {status_seen} of {looks} looks\n{screen}"
     );
-    let rows: Vec<TableRow> = screen
-        .lines()
+    let rows: Vec<TableRow> = lines
+        .iter()
         .filter_map(|line| TableRow::parse(line).ok())
         .collect();
     let ports: Vec<u16> = rows.iter().map(|row| row.port).collect();
@@ -221,10 +250,10 @@ fn status_line_beside_the_table(columns: u16) {
     );
     assert_eq!(ports.len(), OPEN.len(), "a row twice\n{screen}");
     assert!(
-        screen.contains("Not responding ports: (23 telnet) \n"),
+        lines.contains(&"Not responding ports: (23 telnet) ".to_string()),
         "{screen}"
     );
-    assert!(screen.contains("\nexit=0\n"), "{screen}");
+    assert_eq!(lines.last().unwrap(), "exit=0", "{screen}");
 }
 
 #[test]
@@ -235,4 +264,79 @@ fn the_status_line_in_an_80_column_terminal_leaves_every_row() {
 #[test]
 fn the_status_line_in_a_wide_terminal_is_gone_before_the_statistic() {
     status_line_beside_the_table(200);
+}
+
+/// The scan table as the terminal showed it: from `Scanning …` (with -V hping3 first says which
+/// interface it uses, prober what it sends through) to prober's statistic (or the end), the
+/// exit status last.
+fn table_on_screen(lines: &[String]) -> Vec<String> {
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with("Scanning "))
+        .unwrap_or_else(|| panic!("no `Scanning` line:\n{}", lines.join("\n")));
+    let end = lines
+        .iter()
+        .position(|l| l == "--- prober sweep statistic ---")
+        .unwrap_or(lines.len() - 1);
+    let mut table = lines[start..end].to_vec();
+    table.push(lines[lines.len() - 1].clone());
+    table
+}
+
+/// `--scan <spec> -S` (and `args`) by hping3 and by prober in 120-column panes against a
+/// [`scan_host`]: the same table on the terminal, line for line, but for prober's statistic.
+/// Rows come in the order of the replies; without -V (`sorted`), the order of prober's keyed
+/// random probe order, so they are compared sorted then. Issue 12: prober printed `All replies
+/// received. Done.` after `Not responding ports:` (hping3: before), left that list out when it
+/// was empty (hping3 always prints it), and printed -V's rows unsorted (hping3's probe ports in
+/// order).
+fn table_side_by_side(spec: &str, args: &[&str], sorted: bool) {
+    require_root();
+    let host = scan_host();
+    let target = host.addr.to_string();
+    let mut both: Vec<&str> = vec!["--scan", spec, "-S"];
+    both.extend(args);
+    both.push(&target);
+    let hping3_args: Vec<&str> = ["-n"].iter().chain(&both).copied().collect();
+    let hping3 = table_on_screen(&run_in_pane(120, &hping3_bin(), &hping3_args, |_| {}));
+    let prober = table_on_screen(&run_in_pane(120, &prober_bin(), &both, |_| {}));
+    let ordered = |mut lines: Vec<String>| {
+        if sorted {
+            let rows: Vec<usize> = (0..lines.len())
+                .filter(|&i| TableRow::parse(&lines[i]).is_ok())
+                .collect();
+            if let (Some(&first), Some(&last)) = (rows.first(), rows.last()) {
+                lines[first..=last].sort();
+            }
+        }
+        lines
+    };
+    let (hping3, prober) = (ordered(hping3), ordered(prober));
+    assert_eq!(
+        prober,
+        hping3,
+        "=== prober ===\n{}\n=== hping3 ===\n{}",
+        prober.join("\n"),
+        hping3.join("\n")
+    );
+    assert!(
+        hping3.len() > 8,
+        "hping3's table has no rows:\n{}",
+        hping3.join("\n")
+    );
+}
+
+#[test]
+fn the_scan_table_ends_as_hping3_ends_it() {
+    table_side_by_side("1-100", &[], true);
+}
+
+#[test]
+fn the_scan_table_lists_no_responding_ports_even_when_there_are_none() {
+    table_side_by_side("79-81", &[], true);
+}
+
+#[test]
+fn verbose_scan_table_rows_come_in_port_order() {
+    table_side_by_side("20-25", &["-V"], false);
 }

@@ -147,9 +147,6 @@ pub fn run(options: Options) -> Result<Conclusion> {
     }
     let (verbose, histogram) = (options.verbose, options.histogram);
     let (summary, end) = sweep.run(results, screen)?;
-    if table && !summary.interrupted && summary.unknown == 0 {
-        eprintln!("All replies received. Done.");
-    }
     eprintln!("{}", summary::footer(&summary));
     for failure in reading::failures(summary.readings()) {
         eprintln!("{failure}");
@@ -393,7 +390,6 @@ impl Sweep {
             watch,
         };
         let outcome = reply_loop::run(sources, send, &mut collector, timing)?;
-        collector.status.finish();
         let mut summary = collector.summary;
 
         let dropped_after = route.interface.dropped_packets();

@@ -128,6 +128,9 @@ pub struct ResultWriter {
     /// Table: closed ports get rows too (hping3's -V).
     verbose: bool,
     out: Box<dyn Write + Send>,
+    /// Table with -V: the rows, written at the end in port order (hping3 probes the ports in
+    /// order, so its rows come in order).
+    rows: Vec<(u16, ReplyFields)>,
     /// Table: the filtered ports, listed at the end in port order as hping3 does.
     not_responding: Vec<u16>,
     /// Table: the unknown ones, listed after them.
@@ -155,6 +158,7 @@ impl ResultWriter {
             format,
             verbose,
             out,
+            rows: Vec::new(),
             not_responding: Vec::new(),
             unknown: Vec::new(),
             refused: Vec::new(),
@@ -254,23 +258,28 @@ impl ResultWriter {
         };
         match (status, result.reply) {
             (Status::Filtered, _) => self.not_responding.push(port),
-            (Status::Closed, _) if !self.verbose => {}
-            (_, Some(reply)) => writeln!(
-                self.out,
-                "{:5} {:<11.11}: {} {:3} {:5} {:5} {:5}",
-                port,
-                service_name(port),
-                TcpFlags(reply.tcp_flags).dotted(),
-                reply.ttl,
-                // A numeric column, as hping3's: 0 for IPv6, which has no identification.
-                reply.ip_id.unwrap_or(0),
-                reply.window,
-                reply.ip_len,
-            )
-            .context("writing results")?,
+            (_, Some(reply)) if self.verbose => self.rows.push((port, reply)),
+            (Status::Closed, _) => {}
+            (_, Some(reply)) => self.write_row(port, &reply)?,
             (_, None) => {}
         }
         Ok(())
+    }
+
+    fn write_row(&mut self, port: u16, reply: &ReplyFields) -> Result<()> {
+        writeln!(
+            self.out,
+            "{:5} {:<11.11}: {} {:3} {:5} {:5} {:5}",
+            port,
+            service_name(port),
+            TcpFlags(reply.tcp_flags).dotted(),
+            reply.ttl,
+            // A numeric column, as hping3's: 0 for IPv6, which has no identification.
+            reply.ip_id.unwrap_or(0),
+            reply.window,
+            reply.ip_len,
+        )
+        .context("writing results")
     }
 
     /// Whether this format writes such results.
@@ -282,15 +291,29 @@ impl ResultWriter {
         self.out.flush().context("writing results")
     }
 
-    /// Ends the output: the table's lists of ports that did not respond, of those whose
-    /// replies may have been lost, and of those refused.
-    pub fn finish(&mut self) -> Result<()> {
+    /// Ends the output: the table's -V rows, then, as hping3 ends it, `All replies received.
+    /// Done.` on stderr (when the sweep ran its course, `waited`, and no reply can have been
+    /// lost) and its list of ports that did not respond, always there after a sweep that
+    /// waited, even empty; then prober's lists of those whose replies may have been lost, and
+    /// of those refused.
+    pub fn finish(&mut self, waited: bool) -> Result<()> {
         if self.format == Format::Table {
+            let mut rows = std::mem::take(&mut self.rows);
+            rows.sort_unstable_by_key(|&(port, _)| port);
+            for (port, reply) in &rows {
+                self.write_row(*port, reply)?;
+            }
+            if waited && self.unknown.is_empty() {
+                // Below the rows, above the list, as on hping3's terminal.
+                self.flush()?;
+                eprintln!("All replies received. Done.");
+            }
             for (title, ports) in [
                 ("Not responding ports", &mut self.not_responding),
                 ("Unknown ports (replies lost)", &mut self.unknown),
             ] {
-                if ports.is_empty() {
+                let always = waited && title == "Not responding ports";
+                if ports.is_empty() && !always {
                     continue;
                 }
                 ports.sort_unstable();
@@ -450,7 +473,7 @@ mod tests {
         for result in results {
             writer.write(result).unwrap();
         }
-        writer.finish().unwrap();
+        writer.finish(true).unwrap();
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         text
     }
@@ -477,11 +500,38 @@ mod tests {
             "{table}"
         );
         assert_eq!(lines.len(), 3, "closed ports only with -V: {table}");
-        assert!(render(Format::Table, true)
-            .lines()
-            .nth(1)
-            .unwrap()
-            .contains(": ..R.A...  64     0     0    40"));
+        let verbose = render(Format::Table, true);
+        let lines: Vec<&str> = verbose.lines().collect();
+        assert!(lines[0].starts_with("   22 "), "{verbose}");
+        assert!(
+            lines[1].starts_with("   81 ") && lines[1].contains(": ..R.A...  64     0     0    40"),
+            "-V rows in port order: {verbose}"
+        );
+    }
+
+    #[test]
+    fn a_table_that_waited_always_ends_with_its_not_responding_list() {
+        let [open, closed, ..] = results();
+        let finished = |waited| {
+            let out = Shared::default();
+            let mut writer = ResultWriter::new(Format::Table, true, Box::new(out.clone())).unwrap();
+            for result in [closed, open] {
+                writer.write(&result).unwrap();
+            }
+            writer.finish(waited).unwrap();
+            let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+            text
+        };
+        let table = finished(true);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        assert!(lines[0].starts_with("   22 ") && lines[1].starts_with("   81 "));
+        assert_eq!(lines[2], "Not responding ports: ", "hping3's, even empty");
+        assert_eq!(
+            finished(false).lines().count(),
+            2,
+            "an interrupted sweep's silent ports are unknown: no list"
+        );
     }
 
     #[test]
@@ -566,7 +616,7 @@ mod tests {
         }
         let table = render_results(Format::Table, false, &results);
         assert!(
-            table.starts_with("Refused ports: (the host: broadcast) (23 "),
+            table.starts_with("Not responding ports: \nRefused ports: (the host: broadcast) (23 "),
             "{table}"
         );
         assert!(table.trim_end().ends_with(": firewall)"), "{table}");
