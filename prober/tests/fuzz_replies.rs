@@ -22,7 +22,7 @@ use prober::{
         TcpProbe,
     },
     setup,
-    sweep::results::{Finding, Format, PortResult, ResultWriter},
+    sweep::results::{Finding, Format, PortResult, ResultWriter, Shown},
 };
 use prober_common::ReplyRecord;
 
@@ -62,7 +62,7 @@ const JSON_KEYS: [&str; 11] = [
 /// What `format` writes for `results`, as lines.
 fn written(format: Format, verbose: bool, results: &[PortResult]) -> Vec<String> {
     let out = Shared::default();
-    let mut writer = ResultWriter::new(format, verbose, Box::new(out.clone())).unwrap();
+    let mut writer = ResultWriter::new(Shown::of(format, verbose), Box::new(out.clone())).unwrap();
     for result in results {
         writer.write(result).unwrap();
     }

@@ -3,7 +3,7 @@
 
 use prober_tests::output::{parse_footer, tcp_syn_header};
 use prober_tests::proc::{run, Finished};
-use prober_tests::sweep::{parse_sweep_footer, TableRow};
+use prober_tests::sweep::{parse_csv, parse_list_line, parse_sweep_footer, sweep, TableRow};
 use prober_tests::{
     hping3_bin, ip_link_show, prober_bin, require_root, run_checked, TestHost, FILTERED_PORT,
     OPEN_PORT,
@@ -339,4 +339,47 @@ fn the_scan_table_lists_no_responding_ports_even_when_there_are_none() {
 #[test]
 fn verbose_scan_table_rows_come_in_port_order() {
     table_side_by_side("20-25", &["-V"], false);
+}
+
+/// Issue 12: a full sweep's JSON or CSV is mostly closed ports, and there was no way to keep
+/// to the open ones. `--open` (nmap's) writes open ports only, in every format: here 3 of 8
+/// ports, without the closed ones and the filtered one (23).
+#[test]
+fn open_writes_open_ports_only_in_every_format() {
+    require_root();
+    let host = scan_host();
+    let target = host.addr.to_string();
+    let want: BTreeSet<u16> = [22, 80, 443].into();
+    for format in ["json", "csv", "list"] {
+        let args = ["--scan", "20-25,80,443", "-O", format, "--open", &target];
+        let swept = sweep(&args, Duration::from_secs(60));
+        let ports: Vec<u16> = match format {
+            "json" => swept.json().iter().map(|r| r.port).collect(),
+            "csv" => parse_csv(&swept.run.stdout)
+                .unwrap_or_else(|e| panic!("{e}\n{}", swept.run))
+                .iter()
+                .map(|r| r.port)
+                .collect(),
+            _ => swept
+                .run
+                .stdout_lines()
+                .iter()
+                .map(|line| parse_list_line(line).unwrap_or_else(|e| panic!("{e}")).1)
+                .collect(),
+        };
+        assert_eq!(
+            (ports.len(), ports.iter().copied().collect::<BTreeSet<_>>()),
+            (want.len(), want.clone()),
+            "{format}\n{}",
+            swept.run
+        );
+        let footer = swept.footer();
+        assert_eq!(
+            (footer.open, footer.closed, footer.filtered),
+            (3, 4, 1),
+            "the statistic counts them all\n{}",
+            swept.run
+        );
+        assert_eq!(swept.run.code(), Some(0), "{}", swept.run);
+    }
 }

@@ -219,6 +219,10 @@ struct SweepArgs {
     /// Let --output overwrite FILE if it exists (a regular file only)
     #[arg(long, requires = "output")]
     force: bool,
+    /// Write open ports only (nmap's --open): no closed, filtered, unknown or refused ones,
+    /// no hosts down
+    #[arg(long)]
+    open: bool,
 }
 
 /// zmap's default: polite enough for shared networks, fast enough for a /24.
@@ -419,6 +423,7 @@ impl Cli {
                 overwrite: sweep.force,
             }),
             verbose: base.verbose,
+            open_only: sweep.open,
             histogram: base.histogram,
             bpf_trace: base.bpf_trace,
             xdp_mode: base.xdp_mode,

@@ -99,9 +99,18 @@ pub struct Options {
     /// Where results go; stdout when None.
     pub output: Option<OutputFile>,
     pub verbose: bool,
+    /// `--open`: open ports only.
+    pub open_only: bool,
     pub histogram: bool,
     pub bpf_trace: bool,
     pub xdp_mode: AttachMode,
+}
+
+impl Options {
+    /// Which results are written.
+    fn shown(&self) -> Shown {
+        Shown::of(self.format, self.verbose).open_only(self.open_only)
+    }
 }
 
 /// Runs the sweep, writes its results, and prints the statistic (also when an error ended the
@@ -129,7 +138,7 @@ pub fn run(options: Options) -> Result<Conclusion> {
     // Only now that the output file is open (root may need its capabilities to create it in a
     // directory it does not own), and before the output thread starts (they are per thread).
     privileges::drop_after_setup()?;
-    let results = Output::start(ResultWriter::new(options.format, options.verbose, out)?)?;
+    let results = Output::start(ResultWriter::new(options.shown(), out)?)?;
     if options.verbose {
         eprintln!("{}", sweep.describe());
     }
@@ -374,7 +383,7 @@ impl Sweep {
             probe: probe.clone(),
             counters: &counters,
             results,
-            shown: Shown::of(options.format, options.verbose),
+            shown: options.shown(),
             summary: SweepSummary::default(),
             status: StatusLine::new(screen, plan.probes_in_first_pass()),
             started,

@@ -88,16 +88,29 @@ struct JsonLine {
 pub struct Shown {
     format: Format,
     verbose: bool,
+    /// `--open`: open ports only (nmap's).
+    open_only: bool,
 }
 
 impl Shown {
     pub fn of(format: Format, verbose: bool) -> Shown {
-        Shown { format, verbose }
+        Shown {
+            format,
+            verbose,
+            open_only: false,
+        }
+    }
+
+    /// With `--open` (`open_only`): only open ports, in every format; the table's rows (its
+    /// lists of the others stay hping3's).
+    pub fn open_only(self, open_only: bool) -> Shown {
+        Shown { open_only, ..self }
     }
 
     /// masscan's list: open ports, unknown ones as they might be open, and refused ones and
     /// hosts down, which nothing else would tell; the table: closed ports only under -V
-    /// (hping3's); JSON and CSV: everything.
+    /// (hping3's); JSON and CSV: everything. With `--open`, open ports only but for the
+    /// table's lists.
     pub fn lists(self, finding: Finding) -> bool {
         let closed = matches!(
             finding,
@@ -106,6 +119,16 @@ impl Shown {
                 ..
             })
         );
+        let open = matches!(
+            finding,
+            Finding::Verdict(Verdict {
+                status: Status::Open,
+                ..
+            })
+        );
+        if self.open_only {
+            return open || (self.format == Format::Table && !closed);
+        }
         match self.format {
             Format::List => matches!(
                 finding,
@@ -127,6 +150,8 @@ pub struct ResultWriter {
     format: Format,
     /// Table: closed ports get rows too (hping3's -V).
     verbose: bool,
+    /// Which results it writes.
+    shown: Shown,
     out: Box<dyn Write + Send>,
     /// Table with -V: the rows, written at the end in port order (hping3 probes the ports in
     /// order, so its rows come in order).
@@ -146,17 +171,17 @@ pub struct ResultWriter {
 const CSV_HEADER: &str = "ip,port,proto,status,reason,ttl,ipid,win,rtt_us,rtt_ns,ts";
 
 impl ResultWriter {
-    pub fn new(
-        format: Format,
-        verbose: bool,
-        mut out: Box<dyn Write + Send>,
-    ) -> Result<ResultWriter> {
+    pub fn new(shown: Shown, mut out: Box<dyn Write + Send>) -> Result<ResultWriter> {
+        let Shown {
+            format, verbose, ..
+        } = shown;
         if format == Format::Csv {
             writeln!(out, "{CSV_HEADER}").context("writing results")?;
         }
         Ok(ResultWriter {
             format,
             verbose,
+            shown,
             out,
             rows: Vec::new(),
             not_responding: Vec::new(),
@@ -168,6 +193,9 @@ impl ResultWriter {
     }
 
     pub fn write(&mut self, result: &PortResult) -> Result<()> {
+        if !self.lists(result.finding) {
+            return Ok(());
+        }
         let ts = self.unix_seconds(result.reply.map_or_else(monotonic_ns, |r| r.kernel_ns));
         let (status, reason) = result.finding.words();
         match self.format {
@@ -214,20 +242,16 @@ impl ResultWriter {
                 writeln!(self.out, "# host {} down ({reason})", result.ip)
                     .context("writing results")?
             }
-            Format::List => {
-                if self.lists(result.finding) {
-                    // Port 0 for the host as a whole, as masscan writes its ICMP findings.
-                    writeln!(
-                        self.out,
-                        "{status} {} {} {} {}",
-                        result.protocol,
-                        result.port.unwrap_or(0),
-                        result.ip,
-                        ts as u64
-                    )
-                    .context("writing results")?;
-                }
-            }
+            // Port 0 for the host as a whole, as masscan writes its ICMP findings.
+            Format::List => writeln!(
+                self.out,
+                "{status} {} {} {} {}",
+                result.protocol,
+                result.port.unwrap_or(0),
+                result.ip,
+                ts as u64
+            )
+            .context("writing results")?,
         }
         Ok(())
     }
@@ -284,7 +308,7 @@ impl ResultWriter {
 
     /// Whether this format writes such results.
     pub fn lists(&self, finding: Finding) -> bool {
-        Shown::of(self.format, self.verbose).lists(finding)
+        self.shown.lists(finding)
     }
 
     pub fn flush(&mut self) -> Result<()> {
@@ -405,6 +429,25 @@ mod tests {
         }
     }
 
+    #[test]
+    fn open_only_lists_open_ports_alone_but_for_the_tables_lists() {
+        let [open, closed, filtered, unknown] = results().map(|result| result.finding);
+        let refused = Finding::Refused("firewall");
+        let down = Finding::Down("no-arp-response");
+        for format in [Format::Json, Format::Csv, Format::List] {
+            let shown = Shown::of(format, true).open_only(true);
+            assert!(shown.lists(open), "{format:?}");
+            for finding in [closed, filtered, unknown, refused, down] {
+                assert!(!shown.lists(finding), "{format:?} {finding:?}");
+            }
+        }
+        let table = Shown::of(Format::Table, true).open_only(true);
+        assert!(!table.lists(closed), "no closed rows, -V or not");
+        for finding in [open, filtered, unknown, refused] {
+            assert!(table.lists(finding), "{finding:?}");
+        }
+    }
+
     /// A Write that the test can read back after the writer is done with it.
     #[derive(Clone, Default)]
     struct Shared(Arc<Mutex<Vec<u8>>>);
@@ -469,7 +512,8 @@ mod tests {
 
     fn render_results(format: Format, verbose: bool, results: &[PortResult]) -> String {
         let out = Shared::default();
-        let mut writer = ResultWriter::new(format, verbose, Box::new(out.clone())).unwrap();
+        let mut writer =
+            ResultWriter::new(Shown::of(format, verbose), Box::new(out.clone())).unwrap();
         for result in results {
             writer.write(result).unwrap();
         }
@@ -514,7 +558,8 @@ mod tests {
         let [open, closed, ..] = results();
         let finished = |waited| {
             let out = Shared::default();
-            let mut writer = ResultWriter::new(Format::Table, true, Box::new(out.clone())).unwrap();
+            let mut writer =
+                ResultWriter::new(Shown::of(Format::Table, true), Box::new(out.clone())).unwrap();
             for result in [closed, open] {
                 writer.write(&result).unwrap();
             }
