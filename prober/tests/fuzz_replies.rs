@@ -193,11 +193,18 @@ fn check_sweep(case: &Case, record: &ReplyRecord) {
     }
 
     let list = written(Format::List, false, &results);
+    // Between masscan's first and last lines.
+    let (first, rest) = list.split_first().expect("a first line");
+    let (last, listed) = rest.split_last().expect("a last line");
+    assert_eq!((first.as_str(), last.as_str()), ("#masscan", "# end"));
     if closed {
-        assert!(list.is_empty(), "{list:?}");
+        assert!(listed.is_empty(), "{list:?}");
     } else {
         let prefix = format!("open tcp {} {} ", answer.port, answer.host);
-        assert!(list.len() == 1 && list[0].starts_with(&prefix), "{list:?}");
+        assert!(
+            listed.len() == 1 && listed[0].starts_with(&prefix),
+            "{list:?}"
+        );
     }
 
     for verbose in [false, true] {

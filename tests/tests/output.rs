@@ -5,8 +5,8 @@ use prober_tests::output::{parse_footer, tcp_syn_header};
 use prober_tests::proc::{run, Finished};
 use prober_tests::sweep::{parse_csv, parse_list_line, parse_sweep_footer, sweep, TableRow};
 use prober_tests::{
-    hping3_bin, ip_link_show, prober_bin, require_root, run_checked, TestHost, FILTERED_PORT,
-    OPEN_PORT,
+    hping3_bin, ip_link_show, prober_bin, require_root, run_checked, ScratchDir, TestHost,
+    FILTERED_PORT, OPEN_PORT,
 };
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -360,11 +360,10 @@ fn open_writes_open_ports_only_in_every_format() {
                 .iter()
                 .map(|r| r.port)
                 .collect(),
-            _ => swept
-                .run
-                .stdout_lines()
+            _ => masscan_list(&swept.run.stdout)
+                .1
                 .iter()
-                .map(|line| parse_list_line(line).unwrap_or_else(|e| panic!("{e}")).1)
+                .map(|line| parse_list_line(&format!("{line} 0")).unwrap().1)
                 .collect(),
         };
         assert_eq!(
@@ -382,4 +381,78 @@ fn open_writes_open_ports_only_in_every_format() {
         );
         assert_eq!(swept.run.code(), Some(0), "{}", swept.run);
     }
+}
+
+/// The lines of masscan's `-oL`: `#masscan`, `open tcp <port> <ip> <time>` lines (the time
+/// left out here), `# end`.
+fn masscan_list(text: &str) -> (Vec<String>, BTreeSet<String>) {
+    let lines: Vec<&str> = text.lines().collect();
+    let (ends, middle) = match lines[..] {
+        [first, ref middle @ .., last] => (vec![first.to_string(), last.to_string()], middle),
+        _ => panic!("not even two lines: {text:?}"),
+    };
+    let open = middle
+        .iter()
+        .map(|line| {
+            parse_list_line(line).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            line.rsplit_once(' ').expect("a time").0.to_string()
+        })
+        .collect();
+    (ends, open)
+}
+
+/// Issue 12: `-O list` wrote masscan's `-oL` lines without its first (`#masscan`) and last
+/// (`# end`) lines, which masscan's readers may look for. Side by side with masscan itself on
+/// the same namespace host (its frames addressed by hand: `--router-mac`, as the benchmark's).
+#[test]
+fn list_output_is_framed_as_masscans() {
+    require_root();
+    assert!(
+        !Path::new("/etc/masscan/masscan.conf").exists(),
+        "masscan would add its settings (targets among them) from /etc/masscan/masscan.conf"
+    );
+    let host = scan_host();
+    let target = host.addr.to_string();
+    let ports = "20-25,80,443";
+    let dir = ScratchDir::new("masscan").expect("scratch directory");
+    let masscan_out = dir.path.join("masscan.list");
+    let host_mac = std::fs::read_to_string(format!("/sys/class/net/{}/address", host.host_if))
+        .expect("the host end's MAC");
+    let peer_mac = run_checked(
+        host.command_in_ns("cat")
+            .arg(format!("/sys/class/net/{}/address", host.peer_if)),
+    )
+    .expect("the namespace end's MAC");
+    let mut masscan = Command::new("timeout");
+    masscan
+        .args(["-k", "2", "60", "masscan", "-p", ports, "--rate", "1000"])
+        .args(["--noreset", "--wait", "1", "-e", &host.host_if])
+        .args(["--adapter-ip", &host.host_addr.to_string()])
+        .args([
+            "--adapter-mac",
+            host_mac.trim(),
+            "--router-mac",
+            peer_mac.trim(),
+        ])
+        .arg("-oL")
+        .arg(&masscan_out)
+        .arg(&target);
+    let masscan_run = run(masscan, Duration::from_secs(70));
+    assert_eq!(masscan_run.code(), Some(0), "{masscan_run}");
+    let masscan = masscan_list(&std::fs::read_to_string(&masscan_out).expect("masscan's list"));
+    let prober = sweep(
+        &["--scan", ports, "-O", "list", &target],
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        masscan.0,
+        ["#masscan", "# end"],
+        "masscan itself:\n{masscan_run}"
+    );
+    assert_eq!(
+        masscan.1.len(),
+        3,
+        "masscan found 22, 80 and 443:\n{masscan_run}"
+    );
+    assert_eq!(masscan_list(&prober.run.stdout), masscan, "{}", prober.run);
 }

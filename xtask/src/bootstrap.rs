@@ -21,7 +21,7 @@ const BUILD_PACKAGES: &[&str] = &[
     "libxml2-dev",
 ];
 /// Tests: hping3 (reference peer), nft, ip and ss, ethtool, bpftool, setpriv, setcap, tmux (a
-/// terminal for the status line's tests).
+/// terminal for the status line's tests), masscan (the list format's reference).
 const TEST_PACKAGES: &[&str] = &[
     "hping3",
     "nftables",
@@ -31,6 +31,7 @@ const TEST_PACKAGES: &[&str] = &[
     "util-linux",
     "libcap2-bin",
     "tmux",
+    "masscan",
 ];
 /// 0.13.0 defaults to LLVM 23; it is built with the llvm-22 feature to match the eBPF rustc.
 const BPF_LINKER_VERSION: &str = "0.13.0";

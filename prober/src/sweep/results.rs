@@ -169,14 +169,22 @@ pub struct ResultWriter {
 }
 
 const CSV_HEADER: &str = "ip,port,proto,status,reason,ttl,ipid,win,rtt_us,rtt_ns,ts";
+/// The list's first and last lines, comments as masscan's -oL writes them.
+const LIST_HEADER: &str = "#masscan";
+const LIST_END: &str = "# end";
 
 impl ResultWriter {
     pub fn new(shown: Shown, mut out: Box<dyn Write + Send>) -> Result<ResultWriter> {
         let Shown {
             format, verbose, ..
         } = shown;
-        if format == Format::Csv {
-            writeln!(out, "{CSV_HEADER}").context("writing results")?;
+        let header = match format {
+            Format::Csv => Some(CSV_HEADER),
+            Format::List => Some(LIST_HEADER),
+            Format::Table | Format::Json => None,
+        };
+        if let Some(header) = header {
+            writeln!(out, "{header}").context("writing results")?;
         }
         Ok(ResultWriter {
             format,
@@ -315,12 +323,15 @@ impl ResultWriter {
         self.out.flush().context("writing results")
     }
 
-    /// Ends the output: the table's -V rows, then, as hping3 ends it, `All replies received.
+    /// Ends the output: the list's last line (masscan's `# end`); the table's -V rows, then, as hping3 ends it, `All replies received.
     /// Done.` on stderr (when the sweep ran its course, `waited`, and no reply can have been
     /// lost) and its list of ports that did not respond, always there after a sweep that
     /// waited, even empty; then prober's lists of those whose replies may have been lost, and
     /// of those refused.
     pub fn finish(&mut self, waited: bool) -> Result<()> {
+        if self.format == Format::List {
+            writeln!(self.out, "{LIST_END}").context("writing results")?;
+        }
         if self.format == Format::Table {
             let mut rows = std::mem::take(&mut self.rows);
             rows.sort_unstable_by_key(|&(port, _)| port);
@@ -626,9 +637,11 @@ mod tests {
         );
         let list = render(Format::List, false);
         let lines: Vec<&str> = list.lines().collect();
-        assert_eq!(lines.len(), 2, "{list}");
-        assert!(lines[0].starts_with("open tcp 22 198.18.4.2 "));
-        assert!(lines[1].starts_with("unknown tcp 25 198.18.4.2 "));
+        assert_eq!(lines.len(), 4, "{list}");
+        assert_eq!(lines[0], "#masscan", "masscan's -oL first line");
+        assert!(lines[1].starts_with("open tcp 22 198.18.4.2 "));
+        assert!(lines[2].starts_with("unknown tcp 25 198.18.4.2 "));
+        assert_eq!(lines[3], "# end", "masscan's -oL last line");
     }
 
     #[test]
@@ -654,8 +667,8 @@ mod tests {
         for (text, line, start) in [
             (&csv, 1, "198.18.4.7,,tcp,refused,broadcast,,,,,,"),
             (&csv, 2, "198.18.4.7,23,tcp,refused,firewall,,,,,,"),
-            (&list, 0, "refused tcp 0 198.18.4.7 "),
-            (&list, 1, "refused tcp 23 198.18.4.7 "),
+            (&list, 1, "refused tcp 0 198.18.4.7 "),
+            (&list, 2, "refused tcp 23 198.18.4.7 "),
         ] {
             assert!(text.lines().nth(line).unwrap().starts_with(start), "{text}");
         }
@@ -697,7 +710,7 @@ mod tests {
             "{csv}"
         );
         let list = render_results(Format::List, false, &results);
-        let words: Vec<&str> = list.split_whitespace().collect();
+        let words: Vec<&str> = list.lines().nth(1).unwrap().split_whitespace().collect();
         assert_eq!(words[..4], ["open", "tcp", "22", "2001:db8::2"], "{list}");
         assert_eq!(words.len(), 5, "masscan's line: {list}");
         let table = render_results(Format::Table, true, &results);
