@@ -26,7 +26,7 @@ use crate::{
     sweep::{
         files::OutputFile,
         resolve::{self, Neighbours, Resolver},
-        results::Format,
+        results::{self, Format},
         targets::TargetSet,
     },
 };
@@ -191,6 +191,7 @@ struct HostLine<'a> {
     reason: &'static str,
     rtt_us: u64,
     rtt_ns: u64,
+    #[serde(serialize_with = "results::microseconds")]
     ts: f64,
 }
 

@@ -4,7 +4,8 @@
 use std::{io::Write, net::IpAddr};
 
 use anyhow::{Context as _, Result};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
 
 use super::services::service_name;
 use crate::{
@@ -79,7 +80,16 @@ struct JsonLine {
     win: Option<u16>,
     rtt_us: Option<u64>,
     rtt_ns: Option<u64>,
+    #[serde(serialize_with = "microseconds")]
     ts: f64,
+}
+
+/// A JSON `ts` as CSV's: Unix seconds to the microsecond, always six decimals (serde_json
+/// writes an f64 in its shortest form: 1796143803.621651 beside 1796143802.5956838).
+pub fn microseconds<S: Serializer>(ts: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+    RawValue::from_string(format!("{ts:.6}"))
+        .map_err(serde::ser::Error::custom)?
+        .serialize(serializer)
 }
 
 /// Which results a format writes, so that the reply side queues only those: a sweep's closed
@@ -616,6 +626,36 @@ mod tests {
             .unwrap()
             .as_secs_f64();
         assert!((lines[0]["ts"].as_f64().unwrap() - now).abs() < 5.0);
+    }
+
+    #[test]
+    fn json_times_have_six_decimals_as_csvs() {
+        let [open, ..] = results();
+        let now = monotonic_ns();
+        // Microseconds apart: as f64 in its shortest form most would show 7 decimals, some 5.
+        let results: Vec<PortResult> = (0..50)
+            .map(|i| PortResult {
+                reply: open.reply.map(|reply| ReplyFields {
+                    kernel_ns: now + i * 1_000,
+                    ..reply
+                }),
+                ..open
+            })
+            .collect();
+        let json = render_results(Format::Json, false, &results);
+        for line in json.lines() {
+            let ts = line
+                .strip_suffix('}')
+                .and_then(|line| line.rsplit_once(r#""ts":"#))
+                .unwrap_or_else(|| panic!("{line}"))
+                .1;
+            let (seconds, decimals) = ts.split_once('.').unwrap_or_else(|| panic!("{line}"));
+            assert!(decimals.len() == 6 && seconds.len() == 10, "{line}");
+            assert!(
+                ts.bytes().all(|b| b.is_ascii_digit() || b == b'.'),
+                "{line}"
+            );
+        }
     }
 
     #[test]
