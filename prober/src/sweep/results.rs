@@ -27,6 +27,20 @@ pub struct PortResult {
     pub reply: Option<ReplyFields>,
 }
 
+impl PortResult {
+    /// The reply fields JSON and CSV show: an open or closed port's answer; for any other
+    /// result null, as documented, whatever came (an ICMP error's fields are not the port's).
+    fn answer(&self) -> Option<ReplyFields> {
+        match self.finding {
+            Finding::Verdict(Verdict {
+                status: Status::Open | Status::Closed,
+                ..
+            }) => self.reply,
+            _ => None,
+        }
+    }
+}
+
 /// What a sweep reports about a (host, port).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Finding {
@@ -219,7 +233,7 @@ impl ResultWriter {
         match self.format {
             Format::Table => self.write_table_row(result)?,
             Format::Json => {
-                let reply = result.reply;
+                let reply = result.answer();
                 let line = JsonLine {
                     ip: result.ip,
                     port: result.port,
@@ -238,7 +252,7 @@ impl ResultWriter {
             }
             Format::Csv => {
                 let field = |value: Option<u64>| value.map_or(String::new(), |v| v.to_string());
-                let reply = result.reply;
+                let reply = result.answer();
                 writeln!(
                     self.out,
                     "{},{},{},{},{},{},{},{},{},{},{ts:.6}",
@@ -656,6 +670,29 @@ mod tests {
                 "{line}"
             );
         }
+    }
+
+    #[test]
+    fn filtered_results_have_null_reply_fields_whatever_came() {
+        let [open, _, filtered, _] = results();
+        // As an ICMP error that filtered the port would bring its own fields.
+        let with_reply = PortResult {
+            reply: open.reply,
+            ..filtered
+        };
+        let json = render_results(Format::Json, false, &[with_reply]);
+        assert!(
+            json.contains(r#""status":"filtered","reason":"timeout","ttl":null,"ipid":null,"win":null,"rtt_us":null,"rtt_ns":null,"ts":"#),
+            "{json}"
+        );
+        let csv = render_results(Format::Csv, false, &[with_reply]);
+        assert!(
+            csv.lines()
+                .nth(1)
+                .unwrap()
+                .starts_with("198.18.4.2,23,tcp,filtered,timeout,,,,,,"),
+            "{csv}"
+        );
     }
 
     #[test]
