@@ -456,3 +456,29 @@ fn list_output_is_framed_as_masscans() {
     );
     assert_eq!(masscan_list(&prober.run.stdout), masscan, "{}", prober.run);
 }
+
+/// `--bpf-trace` writes its lines to stderr from the reply loop, where the status line is
+/// drawn: the status line would have them run on after it. It is left out then.
+#[test]
+fn no_status_line_beside_the_bpf_trace() {
+    require_root();
+    let host = scan_host();
+    let target = host.addr.to_string();
+    let args = ["--scan", "1-3000", "--rate", "1000", "--bpf-trace", &target];
+    let mut looks = 0;
+    let lines = run_in_pane(200, &prober_bin(), &args, |lines| {
+        looks += 1;
+        for line in lines {
+            assert!(!is_status_line(line), "a status line: {line:?}");
+            assert!(
+                line.starts_with("bpf: ") || !line.contains("bpf: "),
+                "a trace line run on after another: {line:?}"
+            );
+        }
+    });
+    assert!(
+        lines.iter().filter(|l| l.starts_with("bpf: ")).count() > 100 && looks > 10,
+        "{}",
+        lines.join("\n")
+    );
+}

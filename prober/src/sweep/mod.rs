@@ -117,7 +117,8 @@ impl Options {
 /// sweep early: that error comes back after it).
 pub fn run(options: Options) -> Result<Conclusion> {
     // Before anything is attached or sent: a refused file stops the sweep at once.
-    let screen = Screen::new(options.status_line);
+    // --bpf-trace's lines go to stderr from the reply loop, where the line would be.
+    let screen = Screen::new(options.status_line && !options.bpf_trace);
     let out: Box<dyn Write + Send> = match &options.output {
         Some(file) => Box::new(BufWriter::new(file.create()?)),
         None => Box::new(output::buffered(screen.beside(output::stdout_file()?))),
