@@ -11,7 +11,6 @@ use prober_tests::{
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// `prober <args> | head -2` in bash, whose exit status is prober's (`timeout` bounds it: 124
@@ -103,15 +102,16 @@ fn a_sweep_with_stderr_in_the_closed_pipe_ends_quietly() {
     assert_eq!(sweep_into_head("2>&1"), "");
 }
 
-/// A tmux server of this test process's own (its own socket), killed when dropped.
+/// A tmux server of the test's own: its socket in a scratch directory, the server killed and
+/// the directory removed when dropped.
 struct Tmux {
-    socket: String,
+    dir: ScratchDir,
 }
 
 impl Tmux {
     fn command(&self) -> Command {
         let mut command = Command::new("tmux");
-        command.args(["-L", &self.socket]);
+        command.arg("-S").arg(self.dir.path.join("socket"));
         command
     }
 
@@ -138,13 +138,8 @@ fn run_in_pane(
     args: &[&str],
     mut look: impl FnMut(&[&str]),
 ) -> Vec<String> {
-    static PANES: AtomicUsize = AtomicUsize::new(0);
     let tmux = Tmux {
-        socket: format!(
-            "prober-test-{}-{}",
-            std::process::id(),
-            PANES.fetch_add(1, Ordering::Relaxed)
-        ),
+        dir: ScratchDir::new("tmux").expect("scratch directory"),
     };
     let command = format!(
         "{} {}; echo exit=$?; sleep 120",
