@@ -26,7 +26,7 @@ use crate::{
     sweep::{
         files::{self, OutputFile},
         resolve::{self, Neighbours, Resolver},
-        results::Format,
+        results::{self, Format},
         targets::TargetSet,
     },
 };
@@ -174,10 +174,7 @@ pub fn run(options: Options) -> Result<Conclusion> {
     if let Some(failure) = outcome.end.failure {
         return Err(failure);
     }
-    Ok(Conclusion::of(
-        !hosts.seen.is_empty(),
-        outcome.end.unwritten.is_some(),
-    ))
+    Ok(outcome.end.conclusion(!hosts.seen.is_empty(), false))
 }
 
 const CSV_HEADER: &str = "ip,mac,status,reason,rtt_us,rtt_ns,ts";
@@ -191,6 +188,7 @@ struct HostLine<'a> {
     reason: &'static str,
     rtt_us: u64,
     rtt_ns: u64,
+    #[serde(serialize_with = "results::microseconds")]
     ts: f64,
 }
 

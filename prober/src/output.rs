@@ -7,7 +7,10 @@ use std::{
     collections::VecDeque,
     io::{self, Write},
     mem,
-    os::fd::AsFd,
+    os::{
+        fd::{AsFd, AsRawFd},
+        unix::fs::MetadataExt,
+    },
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, Condvar, Mutex,
@@ -64,6 +67,9 @@ struct Writing {
     ended: AtomicBool,
     /// Why it failed, until someone reports it.
     failure: Mutex<Option<anyhow::Error>>,
+    /// It failed because its reader closed it: so says every report of its end, not only the
+    /// first.
+    reader_closed: AtomicBool,
 }
 
 impl Writing {
@@ -101,6 +107,10 @@ impl<S: Sink> Output<S> {
             .spawn(move || {
                 let result = write_all(&thread_shared, &thread_writing.queued, sink);
                 if let Err(error) = result {
+                    let error = mark_closed_reader(error);
+                    thread_writing
+                        .reader_closed
+                        .store(reader_closed(&error), Ordering::Release);
                     *thread_writing
                         .failure
                         .lock()
@@ -140,10 +150,13 @@ impl<S: Sink> Output<S> {
     /// the output thread has failed.
     pub fn send(&mut self) -> Result<()> {
         if self.writing.ended.load(Ordering::Acquire) {
-            return Err(self
-                .writing
-                .failure()
-                .unwrap_or_else(|| anyhow!("the output thread has stopped")));
+            return Err(self.writing.failure().unwrap_or_else(|| {
+                if self.writing.reader_closed.load(Ordering::Acquire) {
+                    anyhow!(ReaderClosed)
+                } else {
+                    anyhow!("the output thread has stopped")
+                }
+            }));
         }
         if self.batch.is_empty() {
             return Ok(());
@@ -236,6 +249,54 @@ fn write_all<S: Sink>(shared: &Shared<S>, queued: &AtomicUsize, mut sink: S) -> 
     }
 }
 
+/// What an output's failure is marked with when its reader closed it (a pipe whose reader
+/// exited, as `head` does): no error of the run's, the end of it.
+#[derive(Debug)]
+struct ReaderClosed;
+
+impl std::fmt::Display for ReaderClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the output's reader closed it")
+    }
+}
+
+fn mark_closed_reader(error: anyhow::Error) -> anyhow::Error {
+    let broken_pipe = error.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|error| error.kind() == io::ErrorKind::BrokenPipe)
+    });
+    if broken_pipe {
+        error.context(ReaderClosed)
+    } else {
+        error
+    }
+}
+
+/// Whether the output failed because its reader closed it.
+pub fn reader_closed(error: &anyhow::Error) -> bool {
+    error.downcast_ref::<ReaderClosed>().is_some()
+}
+
+/// After stdout's reader closed it: when stderr is that same pipe (`2>&1 | head`), what is left
+/// for stderr (the statistic) goes to /dev/null instead, since writing it would fail too (and
+/// `eprintln!` panics on a failed write).
+pub fn quiet_stderr_if_stdout() -> Result<()> {
+    let identity = |fd: std::os::fd::BorrowedFd<'_>| -> Result<(u64, u64)> {
+        let file = std::fs::File::from(fd.try_clone_to_owned()?);
+        let metadata = file.metadata()?;
+        Ok((metadata.dev(), metadata.ino()))
+    };
+    if identity(io::stdout().as_fd())? == identity(io::stderr().as_fd())? {
+        let null = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+        // SAFETY: dup2 onto fd 2 only swaps what stderr refers to; `null` stays ours to close.
+        if unsafe { libc::dup2(null.as_raw_fd(), libc::STDERR_FILENO) } < 0 {
+            return Err(io::Error::last_os_error().into());
+        }
+    }
+    Ok(())
+}
+
 /// An output whose last items are on their way.
 pub struct Finishing {
     ended: oneshot::Receiver<()>,
@@ -287,11 +348,21 @@ impl<W: Write + Send + 'static> Sink for Lines<W> {
 /// empty and nothing at exit waits to flush it while the output thread sits in a write to a
 /// reader that has stalled.
 pub fn stdout() -> Result<io::BufWriter<std::fs::File>> {
+    Ok(buffered(stdout_file()?))
+}
+
+/// The descriptor of stdout's that [`stdout`] writes to, unbuffered.
+pub fn stdout_file() -> Result<std::fs::File> {
     let fd = io::stdout()
         .as_fd()
         .try_clone_to_owned()
         .context("duplicating stdout")?;
-    Ok(io::BufWriter::with_capacity(1 << 16, fd.into()))
+    Ok(fd.into())
+}
+
+/// How the output thread buffers stdout: a batch of lines at a time.
+pub fn buffered<W: Write>(out: W) -> io::BufWriter<W> {
+    io::BufWriter::with_capacity(1 << 16, out)
 }
 
 #[cfg(test)]
@@ -423,5 +494,29 @@ mod tests {
         };
         assert_eq!(error.to_string(), "writing results: Broken pipe");
         assert!(!output.behind(), "a failed output holds nobody back");
+    }
+
+    #[test]
+    fn a_closed_reader_is_told_apart_from_other_failures_every_time() {
+        // A real pipe whose reader has gone: writes fail with EPIPE (Rust ignores SIGPIPE).
+        let (reader, writer) = io::pipe().unwrap();
+        drop(reader);
+        let mut output = Output::start(Lines::new(writer, "reply lines")).unwrap();
+        output.push("a line".into());
+        output.send().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !output.writing.ended.load(Ordering::Acquire) {
+            assert!(Instant::now() < deadline, "the failure never showed");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let first = output.send().unwrap_err();
+        assert!(reader_closed(&first), "{first:#}");
+        assert_eq!(
+            format!("{first:#}"),
+            "the output's reader closed it: writing reply lines: Broken pipe (os error 32)"
+        );
+        let again = output.send().unwrap_err();
+        assert!(reader_closed(&again), "{again:#}");
+        assert!(!reader_closed(&anyhow!("writing results: Broken pipe")));
     }
 }

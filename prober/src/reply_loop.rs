@@ -32,7 +32,7 @@ use tokio::{
 use crate::{
     bpf::{BpfTrace, Counters},
     net::Watch,
-    output::Finishing,
+    output::{self, Finishing},
 };
 
 /// How long a stopped send thread may take to finish its current batch.
@@ -138,9 +138,31 @@ pub struct End {
     /// The output was given up on (a signal came while its reader was not reading), with
     /// this many items still queued.
     pub unwritten: Option<usize>,
+    /// The output's reader closed it (`prober … | head -2`): the run ended there, and ends
+    /// as other tools then do, without an error and with exit status 0.
+    pub output_closed: bool,
 }
 
 impl End {
+    /// What ended the run early: a closed output is no failure (see [`End::output_closed`]);
+    /// of the others the first is kept.
+    fn fail(&mut self, error: anyhow::Error) {
+        if output::reader_closed(&error) {
+            self.output_closed = true;
+        } else {
+            self.failure.get_or_insert(error);
+        }
+    }
+
+    /// What the exit status says: replies came (`answered`), part of the result is missing
+    /// (`incomplete`); a run whose reader went away ends as other tools then do, with 0.
+    pub fn conclusion(&self, answered: bool, incomplete: bool) -> Conclusion {
+        if self.output_closed {
+            return Conclusion::Answered;
+        }
+        Conclusion::of(answered, incomplete || self.unwritten.is_some())
+    }
+
     /// The line that says the output was cut short, if it was; `what` names its items.
     pub fn cut_short(&self, what: &str) -> Option<String> {
         let line = match self.unwritten? {
@@ -278,7 +300,7 @@ async fn run_async<T: Send + 'static>(
         if let Ok(Ok(result)) = tokio::time::timeout(SENDER_STOP_WAIT, &mut sender_done).await {
             match result.context("sending probes") {
                 Ok(report) => sent = Some(report),
-                Err(error) => running.end.failure = Some(error),
+                Err(error) => running.end.fail(error),
             }
         }
     }
@@ -286,6 +308,9 @@ async fn run_async<T: Send + 'static>(
     running
         .wind_down(replies.get_mut(), trace.as_mut(), &mut signals)
         .await;
+    if running.end.output_closed {
+        output::quiet_stderr_if_stdout().context("checking stderr after stdout was closed")?;
+    }
     Ok(Outcome {
         sent,
         end: running.end,
@@ -388,7 +413,7 @@ impl Running<'_> {
                 _ = lingering => break,
             };
             if let Err(error) = step {
-                self.end.failure = Some(error);
+                self.end.fail(error);
                 break;
             }
             if sent.is_some() && self.handler.complete() {
@@ -431,13 +456,13 @@ impl Running<'_> {
         // Replies already matched in the kernel are shown and counted, not lost: the ring
         // buffer holds a bounded number, so the output queue takes them all.
         if let Err(error) = drain(replies, self.handler, usize::MAX) {
-            self.end.failure.get_or_insert(error);
+            self.end.fail(error);
         }
         self.records_lost();
         if let Some(trace) = trace {
             trace.get_mut().flush();
         }
-        let waited = !self.end.interrupted && self.end.failure.is_none();
+        let waited = !self.end.interrupted && self.end.failure.is_none() && !self.end.output_closed;
         let mut output = self.handler.finish(waited);
         // A signal now cuts short the writing only: the run itself is over.
         let mut stopping = self.end.interrupted;
@@ -452,7 +477,7 @@ impl Running<'_> {
             tokio::select! {
                 written = output.written() => {
                     if let Err(error) = written {
-                        self.end.failure.get_or_insert(error);
+                        self.end.fail(error);
                     }
                     return;
                 }

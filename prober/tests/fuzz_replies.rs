@@ -22,7 +22,7 @@ use prober::{
         SweepEndpoints, SweepKind, TcpFlags, TcpProbe,
     },
     setup,
-    sweep::results::{Finding, Format, PortResult, ResultWriter},
+    sweep::results::{Finding, Format, PortResult, ResultWriter, Shown},
 };
 use prober_common::ReplyRecord;
 
@@ -61,11 +61,13 @@ use prober_tests::sweep::FIELDS as JSON_KEYS;
 /// What `format` writes for `results`, as lines.
 fn written(format: Format, verbose: bool, results: &[PortResult]) -> Vec<String> {
     let out = Shared::default();
-    let mut writer = ResultWriter::new(format, verbose, Box::new(out.clone())).unwrap();
+    let mut writer = ResultWriter::new(Shown::of(format, verbose), Box::new(out.clone())).unwrap();
     for result in results {
         writer.write(result).unwrap();
     }
-    writer.finish().unwrap();
+    // As after an interrupt, which lists the same ports but for an empty list, and says
+    // nothing on stderr.
+    writer.finish(false).unwrap();
     let text =
         String::from_utf8(std::mem::take(&mut *out.0.lock().unwrap())).expect("results are UTF-8");
     assert!(text.is_empty() || text.ends_with('\n'), "{text:?}");
@@ -202,11 +204,18 @@ fn check_sweep(case: &Case, record: &ReplyRecord) {
     }
 
     let list = written(Format::List, false, &results);
+    // Between masscan's first and last lines.
+    let (first, rest) = list.split_first().expect("a first line");
+    let (last, listed) = rest.split_last().expect("a last line");
+    assert_eq!((first.as_str(), last.as_str()), ("#masscan", "# end"));
     if status != Status::Open {
-        assert!(list.is_empty(), "{list:?}");
+        assert!(listed.is_empty(), "{list:?}");
     } else {
         let prefix = format!("open tcp {} {} ", answer.port, answer.host);
-        assert!(list.len() == 1 && list[0].starts_with(&prefix), "{list:?}");
+        assert!(
+            listed.len() == 1 && listed[0].starts_with(&prefix),
+            "{list:?}"
+        );
     }
 
     for verbose in [false, true] {

@@ -198,9 +198,12 @@ fn output_file_that_exists_needs_force() {
     let forced = sweep_with_output(&host, &existing.path, &["--force"]);
     assert_eq!(forced.code(), Some(0), "{forced}");
     let results = existing.read().unwrap();
+    let lines: Vec<&str> = results.lines().collect();
     assert!(
-        results.starts_with(&format!("open tcp 80 {} ", host.addr)) && results.lines().count() == 1,
-        "--force: the file should hold only the new results, not:\n{results}"
+        lines.len() == 3
+            && lines[1].starts_with(&format!("open tcp 80 {} ", host.addr))
+            && (lines[0], lines[2]) == ("#masscan", "# end"),
+        "--force: the file should hold only the new results (a masscan list), not:\n{results}"
     );
 }
 

@@ -20,7 +20,8 @@ const BUILD_PACKAGES: &[&str] = &[
     "zlib1g-dev",
     "libxml2-dev",
 ];
-/// Tests: hping3 (reference peer), nft, ip and ss, ethtool, bpftool, setpriv, setcap.
+/// Tests: hping3 (reference peer), nft, ip and ss, ethtool, bpftool, setpriv, setcap, tmux (a
+/// terminal for the status line's tests), masscan (the list format's reference).
 const TEST_PACKAGES: &[&str] = &[
     "hping3",
     "nftables",
@@ -29,6 +30,8 @@ const TEST_PACKAGES: &[&str] = &[
     "bpftool",
     "util-linux",
     "libcap2-bin",
+    "tmux",
+    "masscan",
 ];
 /// 0.13.0 defaults to LLVM 23; it is built with the llvm-22 feature to match the eBPF rustc.
 const BPF_LINKER_VERSION: &str = "0.13.0";

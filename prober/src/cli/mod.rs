@@ -262,6 +262,10 @@ struct SweepArgs {
     /// Let --output overwrite FILE if it exists (a regular file only)
     #[arg(long, requires = "output")]
     force: bool,
+    /// Write open ports only (nmap's --open): no closed, filtered, unknown or refused ones,
+    /// no hosts down
+    #[arg(long)]
+    open: bool,
 }
 
 /// The exit statuses, at the end of the help (README.md has them too).
@@ -500,6 +504,7 @@ impl Cli {
             format,
             output: self.output_file(),
             verbose: base.verbose,
+            open_only: sweep.open,
             histogram: base.histogram,
             bpf_trace: base.bpf_trace,
             xdp_mode: base.xdp_mode,

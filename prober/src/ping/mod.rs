@@ -169,13 +169,11 @@ pub fn run(options: Options) -> Result<Conclusion> {
     }
     // Replies the kernel could not hand over are missing from the lines and the counts.
     let lost = summary.ring_full != Reading::Count(0);
-    Ok(
-        match Conclusion::of(summary.received > 0, lost || end.unwritten.is_some()) {
-            Conclusion::Incomplete => Conclusion::Incomplete,
-            _ if options.tcp_exit_code => Conclusion::TcpFlags(summary.last_tcp_flags.unwrap_or(0)),
-            answered => answered,
-        },
-    )
+    Ok(match end.conclusion(summary.received > 0, lost) {
+        Conclusion::Incomplete => Conclusion::Incomplete,
+        _ if options.tcp_exit_code => Conclusion::TcpFlags(summary.last_tcp_flags.unwrap_or(0)),
+        answered => answered,
+    })
 }
 
 /// Refuses probes longer than the route's interface takes (or a transmit ring's frame holds):

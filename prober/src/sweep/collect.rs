@@ -112,6 +112,8 @@ impl ReplyHandler for Collector<'_> {
     /// What has not answered is counted, and written after everything else by the output
     /// thread; after an interrupt or an error nothing had its `--wait`, so nothing is.
     fn finish(&mut self, waited: bool) -> Finishing {
+        // Off the terminal before the last results and the statistic.
+        self.status.finish();
         // The senders are done: these are the last.
         self.write_refusals();
         let silence = waited.then(|| {
@@ -153,7 +155,7 @@ impl ReplyHandler for Collector<'_> {
                 let down = |host| resolved.is_some_and(|resolved| resolved.mac(host).is_none());
                 write_silence(&plan, &progress, probe.protocol(), finding, down, results)?;
             }
-            results.finish()
+            results.finish(waited)
         })))
     }
 }

@@ -25,6 +25,7 @@ mod summary;
 pub mod targets;
 
 use std::{
+    io::Write,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -35,7 +36,7 @@ use prober_common::Counter;
 use crate::{
     bpf::{self, AttachMode, ReplyChannel},
     net::{route, topology::LocalTable, Interface, Route},
-    output::Output,
+    output::{self, Output},
     privileges,
     probe::{SweepEndpoints, SweepKind, SweepProbe},
     random,
@@ -54,7 +55,7 @@ use progress::Progress;
 use resolve::{Neighbours, Resolver};
 use results::{Finding, Format, PortResult, ResultWriter, Shown};
 use send::Sending;
-use status::StatusLine;
+use status::{Screen, StatusLine};
 use summary::SweepSummary;
 use targets::TargetSet;
 
@@ -100,17 +101,31 @@ pub struct Options {
     /// Where results go; stdout when None.
     pub output: Option<OutputFile>,
     pub verbose: bool,
+    /// `--open`: open ports only.
+    pub open_only: bool,
     pub histogram: bool,
     pub bpf_trace: bool,
     /// `--xdp-mode`; None: TCX ingress where the kernel has it.
     pub xdp_mode: Option<AttachMode>,
 }
 
+impl Options {
+    /// Which results are written.
+    fn shown(&self) -> Shown {
+        Shown::of(self.format, self.verbose).open_only(self.open_only)
+    }
+}
+
 /// Runs the sweep, writes its results, and prints the statistic (also when an error ended the
 /// sweep early: that error comes back after it).
 pub fn run(options: Options) -> Result<Conclusion> {
     // Before anything is attached or sent: a refused file stops the sweep at once.
-    let out = files::writer(options.output.as_ref())?;
+    // --bpf-trace's lines go to stderr from the reply loop, where the line would be.
+    let screen = Screen::new(options.status_line && !options.bpf_trace);
+    let out: Box<dyn Write + Send> = match &options.output {
+        Some(_) => files::writer(options.output.as_ref())?,
+        None => Box::new(output::buffered(screen.beside(output::stdout_file()?))),
+    };
     let created = options.output.clone().filter(|file| !file.overwrite);
     let sweep = match Sweep::prepare(options) {
         Ok(sweep) => sweep,
@@ -127,7 +142,7 @@ pub fn run(options: Options) -> Result<Conclusion> {
     // Only now that the output file is open (root may need its capabilities to create it in a
     // directory it does not own), and before the output thread starts (they are per thread).
     privileges::drop_after_setup()?;
-    let results = Output::start(ResultWriter::new(options.format, options.verbose, out)?)?;
+    let results = Output::start(ResultWriter::new(options.shown(), out)?)?;
     if options.verbose {
         eprintln!("{}", sweep.describe());
     }
@@ -144,10 +159,7 @@ pub fn run(options: Options) -> Result<Conclusion> {
         );
     }
     let (verbose, histogram) = (options.verbose, options.histogram);
-    let (summary, end) = sweep.run(results)?;
-    if table && !summary.interrupted && summary.unknown == 0 {
-        eprintln!("All replies received. Done.");
-    }
+    let (summary, end) = sweep.run(results, screen)?;
     eprintln!("{}", summary::footer(&summary));
     for failure in reading::failures(summary.readings()) {
         eprintln!("{failure}");
@@ -165,10 +177,7 @@ pub fn run(options: Options) -> Result<Conclusion> {
     if let Some(failure) = end.failure {
         return Err(failure);
     }
-    Ok(Conclusion::of(
-        summary.answered() > 0,
-        summary.unknown > 0 || end.unwritten.is_some(),
-    ))
+    Ok(end.conclusion(summary.answered() > 0, summary.unknown > 0))
 }
 
 /// Set up: route, probes, transmit paths open, reply matcher attached.
@@ -286,8 +295,12 @@ impl Sweep {
     }
 
     /// Sends every probe, writes each result to `results` as it is known, then the silent
-    /// ones; returns the totals, and how the run ended.
-    pub fn run(self, mut results: Output<ResultWriter>) -> Result<(SweepSummary, End)> {
+    /// ones, with the live status line on `screen`; returns the totals, and how the run ended.
+    pub fn run(
+        self,
+        mut results: Output<ResultWriter>,
+        screen: Arc<Screen>,
+    ) -> Result<(SweepSummary, End)> {
         let Sweep {
             options,
             unprobed,
@@ -375,9 +388,9 @@ impl Sweep {
             probe: probe.clone(),
             counters: &counters,
             results,
-            shown: Shown::of(options.format, options.verbose),
+            shown: options.shown(),
             summary: SweepSummary::default(),
-            status: StatusLine::new(options.status_line, plan.probes_in_first_pass()),
+            status: StatusLine::new(screen, plan.probes_in_first_pass()),
             started,
         };
         let timing = Timing {
@@ -391,7 +404,6 @@ impl Sweep {
             watch,
         };
         let outcome = reply_loop::run(sources, send, &mut collector, timing)?;
-        collector.status.finish();
         let mut summary = collector.summary;
 
         let dropped_after = route.interface.dropped_packets();
@@ -400,7 +412,8 @@ impl Sweep {
         summary.sent = progress.sent();
         summary.refused = progress.refused();
         summary.elapsed = started.elapsed();
-        summary.interrupted = outcome.end.interrupted || outcome.end.failure.is_some();
+        let end = &outcome.end;
+        summary.interrupted = end.interrupted || end.failure.is_some() || end.output_closed;
         let report = outcome.sent.unwrap_or_default();
         summary.tx_full_waits = report.full_waits;
         summary.sending = report.sending.unwrap_or(summary.elapsed);

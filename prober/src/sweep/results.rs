@@ -4,7 +4,8 @@
 use std::{io::Write, net::IpAddr};
 
 use anyhow::{Context as _, Result};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
 
 use super::services::service_name;
 use crate::{
@@ -24,6 +25,20 @@ pub struct PortResult {
     pub finding: Finding,
     /// What the reply said; None when there was none.
     pub reply: Option<ReplyFields>,
+}
+
+impl PortResult {
+    /// The reply fields JSON and CSV show: an open or closed port's answer; for any other
+    /// result null, as documented, whatever came (an ICMP error's fields are not the port's).
+    fn answer(&self) -> Option<ReplyFields> {
+        match self.finding {
+            Finding::Verdict(Verdict {
+                status: Status::Open | Status::Closed,
+                ..
+            }) => self.reply,
+            _ => None,
+        }
+    }
 }
 
 /// What a sweep reports about a (host, port).
@@ -79,8 +94,17 @@ struct JsonLine {
     win: Option<u16>,
     rtt_us: Option<u64>,
     rtt_ns: Option<u64>,
+    #[serde(serialize_with = "microseconds")]
     ts: f64,
     icmp_from: Option<IpAddr>,
+}
+
+/// A JSON `ts` as CSV's: Unix seconds to the microsecond, always six decimals (serde_json
+/// writes an f64 in its shortest form: 1796143803.621651 beside 1796143802.5956838).
+pub fn microseconds<S: Serializer>(ts: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+    RawValue::from_string(format!("{ts:.6}"))
+        .map_err(serde::ser::Error::custom)?
+        .serialize(serializer)
 }
 
 /// Which results a format writes, so that the reply side queues only those: a sweep's closed
@@ -89,16 +113,29 @@ struct JsonLine {
 pub struct Shown {
     format: Format,
     verbose: bool,
+    /// `--open`: open ports only (nmap's).
+    open_only: bool,
 }
 
 impl Shown {
     pub fn of(format: Format, verbose: bool) -> Shown {
-        Shown { format, verbose }
+        Shown {
+            format,
+            verbose,
+            open_only: false,
+        }
+    }
+
+    /// With `--open` (`open_only`): only open ports, in every format; the table's rows (its
+    /// lists of the others stay hping3's).
+    pub fn open_only(self, open_only: bool) -> Shown {
+        Shown { open_only, ..self }
     }
 
     /// masscan's list: open ports, unknown ones as they might be open, and refused ones and
     /// hosts down, which nothing else would tell; the table: closed ports only under -V
-    /// (hping3's); JSON and CSV: everything.
+    /// (hping3's); JSON and CSV: everything. With `--open`, open ports only but for the
+    /// table's lists.
     pub fn lists(self, finding: Finding) -> bool {
         let closed = matches!(
             finding,
@@ -107,6 +144,16 @@ impl Shown {
                 ..
             })
         );
+        let open = matches!(
+            finding,
+            Finding::Verdict(Verdict {
+                status: Status::Open,
+                ..
+            })
+        );
+        if self.open_only {
+            return open || (self.format == Format::Table && !closed);
+        }
         match self.format {
             Format::List => matches!(
                 finding,
@@ -128,7 +175,12 @@ pub struct ResultWriter {
     format: Format,
     /// Table: closed ports get rows too (hping3's -V).
     verbose: bool,
+    /// Which results it writes.
+    shown: Shown,
     out: Box<dyn Write + Send>,
+    /// Table with -V: the rows, written at the end in port order (hping3 probes the ports in
+    /// order, so its rows come in order).
+    rows: Vec<(u16, ReplyFields)>,
     /// Table: the filtered ports, listed at the end in port order as hping3 does.
     not_responding: Vec<u16>,
     /// Table: the unknown ones, listed after them.
@@ -142,20 +194,29 @@ pub struct ResultWriter {
 }
 
 const CSV_HEADER: &str = "ip,port,proto,status,reason,ttl,ipid,win,rtt_us,rtt_ns,ts,icmp_from";
+/// The list's first and last lines, comments as masscan's -oL writes them.
+const LIST_HEADER: &str = "#masscan";
+const LIST_END: &str = "# end";
 
 impl ResultWriter {
-    pub fn new(
-        format: Format,
-        verbose: bool,
-        mut out: Box<dyn Write + Send>,
-    ) -> Result<ResultWriter> {
-        if format == Format::Csv {
-            writeln!(out, "{CSV_HEADER}").context("writing results")?;
+    pub fn new(shown: Shown, mut out: Box<dyn Write + Send>) -> Result<ResultWriter> {
+        let Shown {
+            format, verbose, ..
+        } = shown;
+        let header = match format {
+            Format::Csv => Some(CSV_HEADER),
+            Format::List => Some(LIST_HEADER),
+            Format::Table | Format::Json => None,
+        };
+        if let Some(header) = header {
+            writeln!(out, "{header}").context("writing results")?;
         }
         Ok(ResultWriter {
             format,
             verbose,
+            shown,
             out,
+            rows: Vec::new(),
             not_responding: Vec::new(),
             unknown: Vec::new(),
             refused: Vec::new(),
@@ -165,12 +226,15 @@ impl ResultWriter {
     }
 
     pub fn write(&mut self, result: &PortResult) -> Result<()> {
+        if !self.lists(result.finding) {
+            return Ok(());
+        }
         let ts = self.unix_seconds(result.reply.map_or_else(monotonic_ns, |r| r.kernel_ns));
         let (status, reason) = result.finding.words();
         match self.format {
             Format::Table => self.write_table_row(result)?,
             Format::Json => {
-                let reply = result.reply;
+                let reply = result.answer();
                 let line = JsonLine {
                     ip: result.ip,
                     port: result.port,
@@ -190,7 +254,7 @@ impl ResultWriter {
             }
             Format::Csv => {
                 let field = |value: Option<u64>| value.map_or(String::new(), |v| v.to_string());
-                let reply = result.reply;
+                let reply = result.answer();
                 writeln!(
                     self.out,
                     "{},{},{},{},{},{},{},{},{},{},{ts:.6},{}",
@@ -215,20 +279,16 @@ impl ResultWriter {
                 writeln!(self.out, "# host {} down ({reason})", result.ip)
                     .context("writing results")?
             }
-            Format::List => {
-                if self.lists(result.finding) {
-                    // Port 0 for the host as a whole, as masscan writes its ICMP findings.
-                    writeln!(
-                        self.out,
-                        "{status} {} {} {} {}",
-                        result.protocol,
-                        result.port.unwrap_or(0),
-                        result.ip,
-                        ts as u64
-                    )
-                    .context("writing results")?;
-                }
-            }
+            // Port 0 for the host as a whole, as masscan writes its ICMP findings.
+            Format::List => writeln!(
+                self.out,
+                "{status} {} {} {} {}",
+                result.protocol,
+                result.port.unwrap_or(0),
+                result.ip,
+                ts as u64
+            )
+            .context("writing results")?,
         }
         Ok(())
     }
@@ -259,43 +319,65 @@ impl ResultWriter {
         };
         match (status, result.reply) {
             (Status::Filtered, _) => self.not_responding.push(port),
-            (Status::Closed, _) if !self.verbose => {}
-            (_, Some(reply)) => writeln!(
-                self.out,
-                "{:5} {:<11.11}: {} {:3} {:5} {:5} {:5}",
-                port,
-                service_name(port),
-                TcpFlags(reply.tcp_flags).dotted(),
-                reply.ttl,
-                // A numeric column, as hping3's: 0 for IPv6, which has no identification.
-                reply.ip_id.unwrap_or(0),
-                reply.window,
-                reply.ip_len,
-            )
-            .context("writing results")?,
+            (_, Some(reply)) if self.verbose => self.rows.push((port, reply)),
+            (Status::Closed, _) => {}
+            (_, Some(reply)) => self.write_row(port, &reply)?,
             (_, None) => {}
         }
         Ok(())
     }
 
+    fn write_row(&mut self, port: u16, reply: &ReplyFields) -> Result<()> {
+        writeln!(
+            self.out,
+            "{:5} {:<11.11}: {} {:3} {:5} {:5} {:5}",
+            port,
+            service_name(port),
+            TcpFlags(reply.tcp_flags).dotted(),
+            reply.ttl,
+            // A numeric column, as hping3's: 0 for IPv6, which has no identification.
+            reply.ip_id.unwrap_or(0),
+            reply.window,
+            reply.ip_len,
+        )
+        .context("writing results")
+    }
+
     /// Whether this format writes such results.
     pub fn lists(&self, finding: Finding) -> bool {
-        Shown::of(self.format, self.verbose).lists(finding)
+        self.shown.lists(finding)
     }
 
     pub fn flush(&mut self) -> Result<()> {
         self.out.flush().context("writing results")
     }
 
-    /// Ends the output: the table's lists of ports that did not respond, of those whose
-    /// replies may have been lost, and of those refused.
-    pub fn finish(&mut self) -> Result<()> {
+    /// Ends the output: the list's last line (masscan's `# end`); the table's -V rows, then, as hping3 ends it, `All replies received.
+    /// Done.` on stderr (when the sweep ran its course, `waited`, and no reply can have been
+    /// lost) and its list of ports that did not respond, always there after a sweep that
+    /// waited, even empty; then prober's lists of those whose replies may have been lost, and
+    /// of those refused.
+    pub fn finish(&mut self, waited: bool) -> Result<()> {
+        if self.format == Format::List {
+            writeln!(self.out, "{LIST_END}").context("writing results")?;
+        }
         if self.format == Format::Table {
+            let mut rows = std::mem::take(&mut self.rows);
+            rows.sort_unstable_by_key(|&(port, _)| port);
+            for (port, reply) in &rows {
+                self.write_row(*port, reply)?;
+            }
+            if waited && self.unknown.is_empty() {
+                // Below the rows, above the list, as on hping3's terminal.
+                self.flush()?;
+                eprintln!("All replies received. Done.");
+            }
             for (title, ports) in [
                 ("Not responding ports", &mut self.not_responding),
                 ("Unknown ports (replies lost)", &mut self.unknown),
             ] {
-                if ports.is_empty() {
+                let always = waited && title == "Not responding ports";
+                if ports.is_empty() && !always {
                     continue;
                 }
                 ports.sort_unstable();
@@ -387,6 +469,25 @@ mod tests {
         }
     }
 
+    #[test]
+    fn open_only_lists_open_ports_alone_but_for_the_tables_lists() {
+        let [open, closed, filtered, unknown] = results().map(|result| result.finding);
+        let refused = Finding::Refused("firewall");
+        let down = Finding::Down("no-arp-response");
+        for format in [Format::Json, Format::Csv, Format::List] {
+            let shown = Shown::of(format, true).open_only(true);
+            assert!(shown.lists(open), "{format:?}");
+            for finding in [closed, filtered, unknown, refused, down] {
+                assert!(!shown.lists(finding), "{format:?} {finding:?}");
+            }
+        }
+        let table = Shown::of(Format::Table, true).open_only(true);
+        assert!(!table.lists(closed), "no closed rows, -V or not");
+        for finding in [open, filtered, unknown, refused] {
+            assert!(table.lists(finding), "{finding:?}");
+        }
+    }
+
     /// A Write that the test can read back after the writer is done with it.
     #[derive(Clone, Default)]
     struct Shared(Arc<Mutex<Vec<u8>>>);
@@ -452,11 +553,12 @@ mod tests {
 
     fn render_results(format: Format, verbose: bool, results: &[PortResult]) -> String {
         let out = Shared::default();
-        let mut writer = ResultWriter::new(format, verbose, Box::new(out.clone())).unwrap();
+        let mut writer =
+            ResultWriter::new(Shown::of(format, verbose), Box::new(out.clone())).unwrap();
         for result in results {
             writer.write(result).unwrap();
         }
-        writer.finish().unwrap();
+        writer.finish(true).unwrap();
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         text
     }
@@ -483,11 +585,39 @@ mod tests {
             "{table}"
         );
         assert_eq!(lines.len(), 3, "closed ports only with -V: {table}");
-        assert!(render(Format::Table, true)
-            .lines()
-            .nth(1)
-            .unwrap()
-            .contains(": ..R.A...  64     0     0    40"));
+        let verbose = render(Format::Table, true);
+        let lines: Vec<&str> = verbose.lines().collect();
+        assert!(lines[0].starts_with("   22 "), "{verbose}");
+        assert!(
+            lines[1].starts_with("   81 ") && lines[1].contains(": ..R.A...  64     0     0    40"),
+            "-V rows in port order: {verbose}"
+        );
+    }
+
+    #[test]
+    fn a_table_that_waited_always_ends_with_its_not_responding_list() {
+        let [open, closed, ..] = results();
+        let finished = |waited| {
+            let out = Shared::default();
+            let mut writer =
+                ResultWriter::new(Shown::of(Format::Table, true), Box::new(out.clone())).unwrap();
+            for result in [closed, open] {
+                writer.write(&result).unwrap();
+            }
+            writer.finish(waited).unwrap();
+            let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+            text
+        };
+        let table = finished(true);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        assert!(lines[0].starts_with("   22 ") && lines[1].starts_with("   81 "));
+        assert_eq!(lines[2], "Not responding ports: ", "hping3's, even empty");
+        assert_eq!(
+            finished(false).lines().count(),
+            2,
+            "an interrupted sweep's silent ports are unknown: no list"
+        );
     }
 
     #[test]
@@ -519,6 +649,58 @@ mod tests {
     }
 
     #[test]
+    fn json_times_have_six_decimals_as_csvs() {
+        let [open, ..] = results();
+        let now = monotonic_ns();
+        // Microseconds apart: as f64 in its shortest form most would show 7 decimals, some 5.
+        let results: Vec<PortResult> = (0..50)
+            .map(|i| PortResult {
+                reply: open.reply.map(|reply| ReplyFields {
+                    kernel_ns: now + i * 1_000,
+                    ..reply
+                }),
+                ..open
+            })
+            .collect();
+        let json = render_results(Format::Json, false, &results);
+        for line in json.lines() {
+            let ts = line
+                .split_once(r#""ts":"#)
+                .and_then(|(_, rest)| rest.split([',', '}']).next())
+                .unwrap_or_else(|| panic!("{line}"));
+            let (seconds, decimals) = ts.split_once('.').unwrap_or_else(|| panic!("{line}"));
+            assert!(decimals.len() == 6 && seconds.len() == 10, "{line}");
+            assert!(
+                ts.bytes().all(|b| b.is_ascii_digit() || b == b'.'),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn filtered_results_have_null_reply_fields_whatever_came() {
+        let [open, _, filtered, _] = results();
+        // As an ICMP error that filtered the port would bring its own fields.
+        let with_reply = PortResult {
+            reply: open.reply,
+            ..filtered
+        };
+        let json = render_results(Format::Json, false, &[with_reply]);
+        assert!(
+            json.contains(r#""status":"filtered","reason":"timeout","ttl":null,"ipid":null,"win":null,"rtt_us":null,"rtt_ns":null,"ts":"#),
+            "{json}"
+        );
+        let csv = render_results(Format::Csv, false, &[with_reply]);
+        assert!(
+            csv.lines()
+                .nth(1)
+                .unwrap()
+                .starts_with("198.18.4.2,23,tcp,filtered,timeout,,,,,,"),
+            "{csv}"
+        );
+    }
+
+    #[test]
     fn csv_and_list() {
         let csv = render(Format::Csv, false);
         let lines: Vec<&str> = csv.lines().collect();
@@ -537,9 +719,11 @@ mod tests {
         );
         let list = render(Format::List, false);
         let lines: Vec<&str> = list.lines().collect();
-        assert_eq!(lines.len(), 2, "{list}");
-        assert!(lines[0].starts_with("open tcp 22 198.18.4.2 "));
-        assert!(lines[1].starts_with("unknown tcp 25 198.18.4.2 "));
+        assert_eq!(lines.len(), 4, "{list}");
+        assert_eq!(lines[0], "#masscan", "masscan's -oL first line");
+        assert!(lines[1].starts_with("open tcp 22 198.18.4.2 "));
+        assert!(lines[2].starts_with("unknown tcp 25 198.18.4.2 "));
+        assert_eq!(lines[3], "# end", "masscan's -oL last line");
     }
 
     #[test]
@@ -565,14 +749,14 @@ mod tests {
         for (text, line, start) in [
             (&csv, 1, "198.18.4.7,,tcp,refused,broadcast,,,,,,"),
             (&csv, 2, "198.18.4.7,23,tcp,refused,firewall,,,,,,"),
-            (&list, 0, "refused tcp 0 198.18.4.7 "),
-            (&list, 1, "refused tcp 23 198.18.4.7 "),
+            (&list, 1, "refused tcp 0 198.18.4.7 "),
+            (&list, 2, "refused tcp 23 198.18.4.7 "),
         ] {
             assert!(text.lines().nth(line).unwrap().starts_with(start), "{text}");
         }
         let table = render_results(Format::Table, false, &results);
         assert!(
-            table.starts_with("Refused ports: (the host: broadcast) (23 "),
+            table.starts_with("Not responding ports: \nRefused ports: (the host: broadcast) (23 "),
             "{table}"
         );
         assert!(table.trim_end().ends_with(": firewall)"), "{table}");
@@ -608,7 +792,7 @@ mod tests {
             "{csv}"
         );
         let list = render_results(Format::List, false, &results);
-        let words: Vec<&str> = list.split_whitespace().collect();
+        let words: Vec<&str> = list.lines().nth(1).unwrap().split_whitespace().collect();
         assert_eq!(words[..4], ["open", "tcp", "22", "2001:db8::2"], "{list}");
         assert_eq!(words.len(), 5, "masscan's line: {list}");
         let table = render_results(Format::Table, true, &results);
