@@ -706,18 +706,24 @@ fn result_from_fields(fields: Vec<(String, Value)>) -> Result<SweepResult, Strin
     // IPv6 has no IP id.
     let has_ipid = ip.is_ipv4();
     let header_fields = [ttl.is_some(), win.is_some()];
+    // An ICMP error's own fields are not the port's: of it, only its sender is shown.
     match status {
-        Status::Filtered | Status::Unknown | Status::Refused(_) | Status::Down
+        Status::Filtered
+        | Status::IcmpFiltered(_)
+        | Status::Unknown
+        | Status::Refused(_)
+        | Status::Down
             if header_fields.contains(&true) || ipid.is_some() || rtt_us.is_some() =>
         {
-            return Err("a result without a reply must have null ttl, ipid, win and rtt_us".into())
+            return Err(
+                "a result without the port's answer must have null ttl, ipid, win and rtt_us"
+                    .into(),
+            )
         }
-        Status::Open | Status::Closed | Status::IcmpFiltered(_)
-            if header_fields.contains(&false) =>
-        {
+        Status::Open | Status::Closed if header_fields.contains(&false) => {
             return Err("an answered result must have ttl and win".into())
         }
-        Status::Open | Status::Closed | Status::IcmpFiltered(_) if ipid.is_some() != has_ipid => {
+        Status::Open | Status::Closed if ipid.is_some() != has_ipid => {
             return Err("an answered result must have an ipid over IPv4, and none over IPv6".into())
         }
         _ => {}

@@ -39,6 +39,12 @@ impl PortResult {
             _ => None,
         }
     }
+
+    /// The router (or host) whose ICMP error decided the result, if one did: the one field of
+    /// an error that is the result's.
+    fn icmp_from(&self) -> Option<IpAddr> {
+        self.reply.and_then(|reply| reply.icmp_from)
+    }
 }
 
 /// What a sweep reports about a (host, port).
@@ -247,7 +253,7 @@ impl ResultWriter {
                     rtt_us: reply.and_then(|r| r.rtt_ns).map(|ns| ns / 1000),
                     rtt_ns: reply.and_then(|r| r.rtt_ns),
                     ts,
-                    icmp_from: reply.and_then(|r| r.icmp_from),
+                    icmp_from: result.icmp_from(),
                 };
                 serde_json::to_writer(&mut self.out, &line).context("writing results")?;
                 writeln!(self.out).context("writing results")?;
@@ -268,8 +274,8 @@ impl ResultWriter {
                     field(reply.map(|r| u64::from(r.window))),
                     field(reply.and_then(|r| r.rtt_ns).map(|ns| ns / 1000)),
                     field(reply.and_then(|r| r.rtt_ns)),
-                    reply
-                        .and_then(|r| r.icmp_from)
+                    result
+                        .icmp_from()
                         .map_or(String::new(), |from| from.to_string()),
                 )
                 .context("writing results")?;
