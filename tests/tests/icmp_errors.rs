@@ -323,11 +323,22 @@ const SWEEP_BASE_PORT: u16 = 61440;
 
 fn forged_errors_decide_no_sweep_result(family: Family) {
     let host = rejecting_host();
+    // Its silence keeps the sweep waiting for the forgeries, which a sweep with every probe
+    // answered would not.
+    host.drop_tcp_port(FILTERED_PORT).expect("nft drop rule");
     let (target, source) = (host.target(family), host.source(family));
     let target_text = target.to_string();
-    // A range of one port: a sweep.
-    let port = format!("{REJECTED_PORT}-{REJECTED_PORT}");
-    let args = ["-V", "-p", &port, "--wait", "2", "-O", "json", &target_text];
+    let ports = format!("{REJECTED_PORT},{FILTERED_PORT}");
+    let args = [
+        "-V",
+        "-p",
+        &ports,
+        "--wait",
+        "2",
+        "-O",
+        "json",
+        &target_text,
+    ];
     let started = std::time::SystemTime::now();
     let mut prober = Proc::spawn(prober_command(&args));
     // The real error's result is written as it comes: the sweep is then waiting.
@@ -346,10 +357,14 @@ fn forged_errors_decide_no_sweep_result(family: Family) {
         .expect("sending forged errors");
     let swept = Swept::new(prober.wait(TIMEOUT), started);
     let results = swept.json();
-    assert_eq!(results.len(), 1, "{}", swept.run);
+    let status = |port| results.iter().find(|r| r.port == port).map(|r| r.status);
     assert_eq!(
-        results[0].status,
-        Status::IcmpFiltered(IcmpReason::AdminProhibited),
+        (status(REJECTED_PORT), status(FILTERED_PORT), results.len()),
+        (
+            Some(Status::IcmpFiltered(IcmpReason::AdminProhibited)),
+            Some(Status::Filtered),
+            2
+        ),
         "{}",
         swept.run
     );
