@@ -794,7 +794,7 @@ mod unit {
 
     const OPEN: &str = r#"{"ip":"198.18.4.2","port":80,"proto":"tcp","status":"open","reason":"syn-ack","ttl":64,"ipid":0,"win":64240,"rtt_us":87,"rtt_ns":87654,"ts":1764010000.123456,"icmp_from":null}"#;
     const FILTERED: &str = r#"{"ip":"198.18.4.2","port":23,"proto":"tcp","status":"filtered","reason":"timeout","ttl":null,"ipid":null,"win":null,"rtt_us":null,"rtt_ns":null,"ts":1764010001.5,"icmp_from":null}"#;
-    const ICMP_FILTERED: &str = r#"{"ip":"198.18.4.2","port":25,"proto":"tcp","status":"filtered","reason":"admin-prohibited","ttl":64,"ipid":7,"win":0,"rtt_us":41,"rtt_ns":41000,"ts":1764010001.5,"icmp_from":"198.18.0.1"}"#;
+    const ICMP_FILTERED: &str = r#"{"ip":"198.18.4.2","port":25,"proto":"tcp","status":"filtered","reason":"admin-prohibited","ttl":null,"ipid":null,"win":null,"rtt_us":null,"rtt_ns":null,"ts":1764010001.5,"icmp_from":"198.18.0.1"}"#;
 
     #[test]
     fn json_lines_parse_strictly() {
@@ -835,9 +835,12 @@ mod unit {
             (
                 Status::IcmpFiltered(IcmpReason::AdminProhibited),
                 Some(IpAddr::from([198, 18, 0, 1])),
-                Some(64)
+                None
             )
         );
+        // The error's own fields are not the port's.
+        let error_ttl = ICMP_FILTERED.replace(r#""ttl":null"#, r#""ttl":64"#);
+        assert!(parse_json_line(&error_ttl).is_err());
         // The sender is there exactly when an ICMP error filtered the port.
         let no_sender = ICMP_FILTERED.replace(r#""icmp_from":"198.18.0.1""#, r#""icmp_from":null"#);
         assert!(parse_json_line(&no_sender).is_err());
