@@ -32,6 +32,23 @@ fn against_test_host(args: &[&str]) -> Finished {
     run(prober_command(&all), TIMEOUT)
 }
 
+/// hping3's options that prober lacks are refused with what they are, before anything is
+/// sent (before: clap's `unexpected argument '-2' found`).
+#[test]
+fn hping3_options_prober_lacks_are_refused_with_what_they_are() {
+    for (option, what) in [
+        ("-2", "hping3's UDP mode"),
+        ("-T", "hping3's traceroute"),
+        ("-f", "fragments probes"),
+    ] {
+        let refused = run(
+            prober_command(&[option, "-S", "-p", "80", "198.18.4.2"]),
+            TIMEOUT,
+        );
+        check_error(&refused, &[option, what], &[]);
+    }
+}
+
 #[test]
 fn unknown_host() {
     require_root();

@@ -1,5 +1,6 @@
 //! The command line: hping3's options (and the sweep's), parsed by clap in groups that are
 //! also the help's sections, then validated into a [`Mode`] — everything a run needs, checked.
+mod hping3;
 mod values;
 
 use std::{
@@ -593,9 +594,16 @@ pub fn printed_help(error: &clap::Error) -> bool {
 /// clap's error as one line, not its usage block: scripts read the first line of stderr.
 pub fn parse_error_line(error: &clap::Error) -> String {
     let option = error.get(ContextKind::InvalidArg);
+    if let (ErrorKind::UnknownArgument, Some(option)) = (error.kind(), option) {
+        let option = option.to_string();
+        if let Some(why) = hping3::missing(&option) {
+            return echo::line(&format!("{option} {why}"));
+        }
+    }
     let line = match (error.kind(), std::error::Error::source(error), option) {
         // Our own parsers already say what is wrong with the value.
         (ErrorKind::ValueValidation, Some(reason), Some(option)) => format!("{reason} ({option})"),
+
         _ => {
             let text = error.to_string();
             let message: Vec<&str> = text
@@ -687,6 +695,23 @@ mod tests {
         )));
         assert!(option("--seed <").contains("[default: random]"));
         assert!(help.contains("Exit status, of a ping and a sweep alike: 0 a reply came"));
+    }
+
+    #[test]
+    fn hping3s_options_prober_lacks_are_refused_with_what_they_are() {
+        let line = |args: &[&str]| parse_error_line(&Cli::try_parse_from(args).unwrap_err());
+        assert_eq!(
+            line(&["prober", "-2", "-p", "53", "198.18.4.2"]),
+            "-2 is hping3's UDP mode, which prober does not have yet"
+        );
+        assert_eq!(
+            line(&["prober", "-S", "-p", "80", "--tcp-timestamp", "198.18.4.2"]),
+            "--tcp-timestamp is a TCP option of hping3's, which prober does not have yet"
+        );
+        assert_eq!(
+            line(&["prober", "--no-such-option", "198.18.4.2"]),
+            "unexpected argument '--no-such-option' found (see --help)"
+        );
     }
 
     #[test]
