@@ -67,6 +67,12 @@ impl ProbeFilter {
     pub fn probes_port(&self, port: u16) -> bool {
         port.wrapping_sub(self.target_port) <= self.target_port_max_offset
     }
+
+    /// Whether `port` is one of our source ports.
+    #[inline(always)]
+    pub fn is_our_port(&self, port: u16) -> bool {
+        port.wrapping_sub(self.sport_base) <= self.sport_max_offset
+    }
 }
 
 /// The filter matches nothing (the programs pass every packet untouched).
@@ -337,6 +343,20 @@ mod tests {
 
     fn v4(octets: [u8; 4]) -> IpAddress {
         IpAddress::from_ipv4(octets)
+    }
+
+    #[test]
+    fn port_ranges_wrap_as_the_programs_take_them() {
+        let filter = ProbeFilter {
+            target_port: 65535,
+            target_port_max_offset: 1,
+            sport_base: 65534,
+            sport_max_offset: 2,
+            ..ProbeFilter::default()
+        };
+        assert!(filter.probes_port(65535) && filter.probes_port(0) && !filter.probes_port(1));
+        assert!([65534, 65535, 0].map(|port| filter.is_our_port(port)) == [true; 3]);
+        assert!(!filter.is_our_port(1) && !filter.is_our_port(65533));
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
     if quoted.protocol != IPPROTO_TCP
         || quoted.src != filter.local_addr
         || !to_target
-        || quoted.source_port.wrapping_sub(filter.sport_base) > filter.sport_max_offset
+        || !filter.is_our_port(quoted.source_port)
     {
         return Decision::IGNORED;
     }

@@ -43,12 +43,6 @@ pub fn xdp_keeps_checksum_state() -> bool {
     PROBER_GENERIC_XDP.load() == 1
 }
 
-/// Whether `port` is one of our source ports.
-#[inline(always)]
-fn ours(filter: &ProbeFilter, port: u16) -> bool {
-    port.wrapping_sub(filter.sport_base) <= filter.sport_max_offset
-}
-
 #[inline(never)]
 pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns: u64) -> Decision {
     if ip.protocol != IPPROTO_TCP {
@@ -62,7 +56,7 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
     }
     // Only segments to one of our ports can be replies; anything else (on `lo`, our own
     // probes and the host's RSTs too) is none of our business, and not traced.
-    if !ours(filter, segment.dest) {
+    if !filter.is_our_port(segment.dest) {
         return Decision::IGNORED;
     }
     let ports = (segment.source, segment.dest);
@@ -179,7 +173,7 @@ pub fn departure(packet: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Op
             && segment.seq == filter.tcp_seq
             && segment.ack == filter.tcp_ack
     };
-    if !ours(filter, segment.source) || !probe {
+    if !filter.is_our_port(segment.source) || !probe {
         return None;
     }
     if reply::sweep(filter) {
