@@ -372,6 +372,7 @@ impl Cli {
             (sweep.exclude_file.is_some(), "--exclude-file"),
             (sweep.output_format.is_some(), "-O"),
             (sweep.qdisc_bypass, "--qdisc-bypass"),
+            (sweep.open, "--open"),
         ];
         if let Some(option) = first_given(&sweep_options) {
             bail!("{option} has no meaning for one target and one port: it is for sweeps (several targets or ports, a range such as -p 80-80, or --scan)");
@@ -946,6 +947,7 @@ mod tests {
             ("--exclude-file", &["--exclude-file", "x"]),
             ("-O", &["-O", "json"]),
             ("--qdisc-bypass", &["--qdisc-bypass"]),
+            ("--open", &["--open"]),
         ] {
             let args = [&["-S", "-p", "80", "198.18.4.2"], args].concat();
             assert_eq!(
