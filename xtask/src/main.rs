@@ -35,7 +35,12 @@ enum Task {
     /// Bootstrap, build, run the whole suite as root (privileged tests included), check leftovers.
     Test,
     /// Bootstrap, build (release), and probe a throwaway namespace host.
-    Demo,
+    Demo {
+        /// Instead, run each hping3-compatible case with hping3 and then prober against a host
+        /// one router away, to read the outputs side by side.
+        #[arg(long)]
+        hping3: bool,
+    },
     /// Back-to-back full-rate sweeps and one long one-target run, sampling its memory, fds and
     /// BPF handles; fails if any of them grows or a sweep leaves anything behind (needs root).
     Soak {
@@ -92,7 +97,7 @@ fn main() -> ExitCode {
         Task::Bootstrap => bootstrap::run(),
         Task::Build { release } => bootstrap::run().and_then(|()| env::build_prober(release)),
         Task::Test => test::run(),
-        Task::Demo => demo::run(),
+        Task::Demo { hping3 } => demo::run(hping3),
         Task::Soak {
             minutes,
             sample_seconds,

@@ -1,5 +1,8 @@
 //! `cargo xtask demo`: prober against a throwaway namespace host with an open port (80),
-//! a closed one (81), a filtered one (23), and ICMP echo.
+//! a closed one (81), a filtered one (23), and ICMP echo; with `--hping3`, hping3 and prober
+//! side by side ([`hping3`]).
+
+mod hping3;
 
 use std::process::{Command, Stdio};
 
@@ -7,7 +10,7 @@ use anyhow::{bail, Context as _, Result};
 
 use crate::{bootstrap, env};
 
-pub fn run() -> Result<()> {
+pub fn run(side_by_side: bool) -> Result<()> {
     env::require_root("cargo xtask demo")?;
     bootstrap::run()?;
     env::build_prober(true)?;
@@ -17,6 +20,9 @@ pub fn run() -> Result<()> {
     // Both dropped on every way out of this function, which removes the namespace and the rest;
     // while the demo runs, a missing veth means "no route", never the uplink.
     let _safety_net = prober_tests::SafetyNet::install()?;
+    if side_by_side {
+        return hping3::run(&prober);
+    }
     let mut host = prober_tests::TestHost::new().context("creating the demo host")?;
     host.listen_tcp(80)
         .context("listening on TCP port 80 in the demo host")?;
