@@ -476,7 +476,7 @@ impl Cli {
             (self.tcp.tcpexitcode, "--tcpexitcode"),
         ];
         if let Some(option) = first_given(&single_target_options) {
-            bail!("{option} has no meaning in a sweep (sweeps send one TCP SYN per port and host; see --rate and --retries)");
+            bail!("{option} has no meaning in a sweep (sweeps send one TCP SYN, or with -2 one empty datagram, per port and host; see --rate and --retries)");
         }
         let flags = self.tcp_flags();
         if self.mode.udp {
