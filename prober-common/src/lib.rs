@@ -31,7 +31,7 @@ pub struct ProbeFilter {
     /// TCP, one target: the acknowledgement number probes carry; a RST without ACK echoes it
     /// as its sequence number.
     pub tcp_ack: u32,
-    /// Kinds with ports (TCP), one target: replies come from the probed ports,
+    /// Kinds with ports (TCP, UDP), one target: replies come from the probed ports,
     /// `target_port ..= target_port + target_port_max_offset` (wrapping; see
     /// [`ProbeFilter::probes_port`]).
     pub target_port: u16,
@@ -44,7 +44,7 @@ pub struct ProbeFilter {
     /// 0: one destination port; `u16::MAX`: any (hping3's `-p +N` and `-p ++N` move it
     /// during the run, and userspace tells which replies answer the port probed).
     pub target_port_max_offset: u16,
-    /// [`KIND_TCP`] or [`KIND_ICMP_ECHO`]; [`KIND_NONE`] matches nothing.
+    /// [`KIND_TCP`], [`KIND_ICMP_ECHO`] or [`KIND_UDP`]; [`KIND_NONE`] matches nothing.
     pub kind: u8,
     /// [`MODE_SINGLE`] or [`MODE_SWEEP`].
     pub mode: u8,
@@ -55,8 +55,8 @@ pub struct ProbeFilter {
     /// them into [`NEIGHBOURS_MAP`] (a sweep resolving on-link targets itself); 0: neither.
     pub neighbours: u8,
     pub _pad: u8,
-    /// TCP, one target: the data bytes every probe carries (-d), which a RST acknowledges
-    /// with the SYN and FIN.
+    /// TCP and UDP, one target: the data bytes every probe carries (-d), which a RST
+    /// acknowledges with the SYN and FIN, and which an ICMP error's quoted UDP length states.
     pub tcp_data_len: u16,
     pub _pad2: [u8; 2],
 }
@@ -81,6 +81,8 @@ pub const KIND_NONE: u8 = 0;
 pub const KIND_TCP: u8 = 1;
 /// ICMP echo requests, answered by echo replies (ICMPv6's for IPv6 targets).
 pub const KIND_ICMP_ECHO: u8 = 2;
+/// UDP datagrams: a UDP answer means open, an ICMP port unreachable closed.
+pub const KIND_UDP: u8 = 3;
 
 /// One target, one port: replies are matched against the filter's fixed target, port and
 /// sequence numbers, and passed on to the host's stack untouched.
@@ -91,6 +93,7 @@ pub const MODE_SWEEP: u8 = 1;
 
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
 pub const IPPROTO_ICMPV6: u8 = 58;
 
 /// One reply a kind's eBPF module matched, with the header fields hping3 prints.

@@ -61,6 +61,7 @@ const NEXT_HEADER_DESTINATION: u8 = 60;
 const IP_MORE_FRAGMENTS_AND_OFFSET: u16 = 0x3fff;
 pub const TCP_HEADER_LEN: usize = 20;
 pub const ICMP_ECHO_LEN: usize = 8;
+pub const UDP_HEADER_LEN: usize = 8;
 /// The longest transport message whose checksum is verified: a full 1500-byte IPv4 packet's.
 /// Replies (SYN-ACKs, RSTs, echo replies to our small requests) are far shorter; a longer
 /// one is passed to the host's stack unmatched, and counted.
@@ -422,6 +423,31 @@ pub fn segment(frame: &(impl Frame + ?Sized), ip: &IpPacket) -> Option<Segment> 
     })
 }
 
+/// The fields of a UDP header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Datagram {
+    pub source: u16,
+    pub dest: u16,
+    pub checksum: u16,
+}
+
+/// The UDP header of `ip`, if its length field is the datagram's as the IP header states it.
+/// `udp_rcv` drops a datagram whose length is below 8 or beyond the packet, and trims the
+/// packet to a shorter one; prober takes only the exact fit its probes' answers have, so that
+/// the checksum [`accepted`] verifies covers what the kernel's does.
+#[inline(always)]
+pub fn datagram(frame: &(impl Frame + ?Sized), ip: &IpPacket) -> Option<Datagram> {
+    let [s0, s1, d0, d1, l0, l1, c0, c1] = frame.read::<UDP_HEADER_LEN>(ip.l4_offset)?;
+    if usize::from(u16::from_be_bytes([l0, l1])) != ip.l4_len || ip.l4_len < UDP_HEADER_LEN {
+        return None;
+    }
+    Some(Datagram {
+        source: u16::from_be_bytes([s0, s1]),
+        dest: u16::from_be_bytes([d0, d1]),
+        checksum: u16::from_be_bytes([c0, c1]),
+    })
+}
+
 /// An ICMP or ICMPv6 echo message's type, identifier and sequence number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Echo {
@@ -497,7 +523,8 @@ impl IcmpErrorKind {
 
 /// An ICMP error's type and code, and the fields of the packet it quotes that tell whose
 /// probe it was about: addresses, protocol, and the first 8 bytes of a TCP header (ports and
-/// sequence number), which every error carries (RFC 792; RFC 4443 quotes as much as fits).
+/// sequence number) or a UDP header (ports, length and checksum, in `seq`), which every error
+/// carries (RFC 792; RFC 4443 quotes as much as fits).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QuotedProbe {
     pub icmp_type: u8,
@@ -509,6 +536,14 @@ pub struct QuotedProbe {
     pub source_port: u16,
     pub dest_port: u16,
     pub seq: u32,
+}
+
+impl QuotedProbe {
+    /// A quoted UDP header's length field: 8 + the datagram's data.
+    #[inline(always)]
+    pub fn udp_length(&self) -> u16 {
+        (self.seq >> 16) as u16
+    }
 }
 
 /// What [`icmp_error`] found in an ICMP message.
@@ -832,6 +867,9 @@ pub enum Checksum {
     Message,
     /// Over a pseudo-header too (TCP); `field` is the checksum field as received.
     WithPseudoHeader { field: u16 },
+    /// UDP's: as [`Checksum::WithPseudoHeader`], but over IPv4 a zero field means the sender
+    /// computed none (RFC 768), which the kernel accepts; IPv6 requires one (RFC 8200 8.1).
+    Udp { field: u16 },
 }
 
 /// What the transport checksum field of a message [`accepted`] took held.
@@ -883,6 +921,9 @@ pub fn accepted(
             return Err(Reason::BadChecksum);
         }
     }
+    if checksum == (Checksum::Udp { field: 0 }) && ip.version == IpVersion::V4 {
+        return Ok(ChecksumField::Complete);
+    }
     // Both families' pseudo-headers sum to the same: addresses, protocol, length.
     let pseudo_header = match (checksum, ip.version) {
         (Checksum::Message, IpVersion::V4) => 0,
@@ -902,7 +943,9 @@ pub fn accepted(
         return Ok(ChecksumField::Complete);
     }
     match checksum {
-        Checksum::WithPseudoHeader { field } if field == !fold(pseudo_header) => {
+        Checksum::WithPseudoHeader { field } | Checksum::Udp { field }
+            if field == !fold(pseudo_header) =>
+        {
             Ok(ChecksumField::LeftToOffload)
         }
         _ => Err(Reason::BadChecksum),
@@ -1049,6 +1092,60 @@ mod tests {
             (80, 61440, 0x12)
         );
         assert_eq!(field, ChecksumField::Complete);
+    }
+
+    /// A UDP answer from 198.18.4.2:53 to 198.18.4.1:61440 carrying `data`, with its IP
+    /// checksum and, unless `checksum` says otherwise, its UDP checksum; in a frame to OUR_MAC.
+    fn udp_answer(data: &[u8], checksum: Option<u16>) -> [u8; 64] {
+        let mut frame = [0u8; 64];
+        frame[..6].copy_from_slice(&OUR_MAC);
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        let len = (IPV4_HEADER_LEN + UDP_HEADER_LEN + data.len()) as u16;
+        let [l0, l1] = len.to_be_bytes();
+        frame[14..34].copy_from_slice(&[
+            0x45, 0, l0, l1, 0, 0, 0x40, 0, 64, 17, 0, 0, 198, 18, 4, 2, 198, 18, 4, 1,
+        ]);
+        let [u0, u1] = (len - IPV4_HEADER_LEN as u16).to_be_bytes();
+        frame[34..42].copy_from_slice(&[0, 53, 0xf0, 0, u0, u1, 0, 0]);
+        frame[42..42 + data.len()].copy_from_slice(data);
+        let ip_sum = fold(sum_words(&frame[..], 14, 20, 0).unwrap());
+        frame[24..26].copy_from_slice(&ip_sum.to_be_bytes());
+        let pseudo =
+            word_sum(&[198, 18, 4, 2]) + word_sum(&[198, 18, 4, 1]) + 17 + u32::from(len) - 20;
+        let udp_sum = fold(sum_words(&frame[..], 34, usize::from(len) - 20, pseudo).unwrap());
+        let field = checksum.unwrap_or(udp_sum);
+        frame[40..42].copy_from_slice(&field.to_be_bytes());
+        frame
+    }
+
+    fn judge_udp(frame: &[u8]) -> Result<Datagram, Option<Reason>> {
+        let ip = parse(frame).map_err(|_| None)?;
+        let datagram = datagram(frame, &ip).ok_or(None)?;
+        let checksum = Checksum::Udp {
+            field: datagram.checksum,
+        };
+        accepted(frame, &ip, OUR_MAC, checksum).map_err(Some)?;
+        Ok(datagram)
+    }
+
+    #[test]
+    fn udp_answers_are_taken_as_udp_rcv_takes_them() {
+        let answer = judge_udp(&udp_answer(b"hello", None)).unwrap();
+        assert_eq!((answer.source, answer.dest), (53, 61440));
+        assert!(judge_udp(&udp_answer(b"", None)).is_ok(), "no data");
+        // RFC 768: zero is no checksum, which IPv4 allows.
+        assert!(judge_udp(&udp_answer(b"hello", Some(0))).is_ok());
+        assert_eq!(
+            judge_udp(&udp_answer(b"hello", Some(0x1234))),
+            Err(Some(Reason::BadChecksum))
+        );
+        // A length field other than the datagram's: shorter (the kernel would trim), longer
+        // (dropped), below the header's.
+        for length in [12u16, 14, 7] {
+            let mut frame = udp_answer(b"hello", None);
+            frame[38..40].copy_from_slice(&length.to_be_bytes());
+            assert_eq!(judge_udp(&frame), Err(None), "length {length}");
+        }
     }
 
     #[test]
@@ -1639,6 +1736,21 @@ mod tests {
             Ok(ChecksumField::Complete)
         );
         quote_of(frame)
+    }
+
+    #[test]
+    fn a_port_unreachable_names_the_udp_probe_it_quotes() {
+        // QUOTED_SYN's IP header, as UDP, with a datagram of 8 + 10 bytes, checksum 0xbeef.
+        let mut quote = QUOTED_SYN;
+        quote[9] = 17;
+        quote[20..28].copy_from_slice(&[0xf0, 0x00, 0, 53, 0, 18, 0xbe, 0xef]);
+        let (frame, len) = icmp_error_frame(3, 3, &quote);
+        let (quoting, quoted) = accepted_quote_of(&frame[..len]);
+        assert_eq!(quoting, Quoting::Error(IcmpErrorKind::PortUnreachable));
+        assert_eq!(quoted.protocol, 17);
+        assert_eq!((quoted.source_port, quoted.dest_port), (61440, 53));
+        assert_eq!(quoted.udp_length(), 18);
+        assert_eq!(quoted.seq as u16, 0xbeef, "the quoted checksum");
     }
 
     #[test]

@@ -1,16 +1,20 @@
-//! ICMP and ICMPv6 errors about our TCP probes: unreachables, admin-prohibited, time exceeded.
+//! ICMP and ICMPv6 errors about our TCP and UDP probes: unreachables, admin-prohibited, time
+//! exceeded.
 //!
 //! An error may come from any router on the way, so its sender says nothing: it is ours only
 //! when the packet it quotes is one of our probes — from our address and one of our source
-//! ports, to the target and port probed (one target) and with the probe's sequence number,
-//! which in a sweep is the SYN cookie of that quoted (target, port, us, our port). Checked as
-//! the kernel would check it first (MAC, IP header and ICMP checksums over the message).
+//! ports, to the target and port probed (one target), and then for TCP with the probe's
+//! sequence number, which in a sweep is the SYN cookie of that quoted (target, port, us, our
+//! port); for UDP, which has no such number, with the probe's length (userspace then takes
+//! only what answers a probe it sent, from the source port it left from, as for UDP answers:
+//! see [`crate::udp`]). Checked as the kernel would check it first (MAC, IP header and ICMP
+//! checksums over the message).
 use aya_ebpf::{macros::map, maps::PerCpuArray};
 use prober_common::{
     syn_cookie,
     trace::Reason,
-    wire::{self, Checksum, Frame, IpPacket, QuotedProbe, Quoting},
-    ProbeFilter, IPPROTO_TCP,
+    wire::{self, Checksum, Frame, IpPacket, QuotedProbe, Quoting, UDP_HEADER_LEN},
+    ProbeFilter, IPPROTO_TCP, IPPROTO_UDP, KIND_TCP, KIND_UDP,
 };
 
 use crate::reply::{self, Decision, Probe};
@@ -19,10 +23,11 @@ use crate::reply::{self, Decision, Probe};
 #[map]
 static QUOTES: PerCpuArray<QuotedProbe> = PerCpuArray::with_max_entries(1, 0);
 
-/// Whether `ip` is an ICMP error for [`reply`] to judge: a TCP filter's, of its family's ICMP.
+/// Whether `ip` is an ICMP error for [`reply`] to judge: a TCP or UDP filter's, of its
+/// family's ICMP.
 #[inline(always)]
 pub fn wanted(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> bool {
-    filter.kind == prober_common::KIND_TCP
+    (filter.kind == KIND_TCP || filter.kind == KIND_UDP)
         && ip.protocol == ip.icmp_protocol()
         && wire::is_icmp_error_type(frame, ip)
 }
@@ -44,7 +49,12 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
     // Errors about the host's own traffic are none of our business, and not traced.
     let to_target = reply::sweep(filter)
         || (quoted.dst == filter.target_addr && filter.probes_port(quoted.dest_port));
-    if quoted.protocol != IPPROTO_TCP
+    let protocol = if filter.kind == KIND_UDP {
+        IPPROTO_UDP
+    } else {
+        IPPROTO_TCP
+    };
+    if quoted.protocol != protocol
         || quoted.src != filter.local_addr
         || !to_target
         || !filter.is_our_port(quoted.source_port)
@@ -54,18 +64,27 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
     if let Err(refused) = reply::validated(frame, ip, filter, ports, Checksum::Message) {
         return refused;
     }
-    let probe_seq = if reply::sweep(filter) {
-        syn_cookie(
-            filter.cookie_key,
-            &quoted.dst,
-            quoted.dest_port,
-            &quoted.src,
-            quoted.source_port,
-        )
+    let ours = if protocol == IPPROTO_UDP {
+        // A sweep's datagrams carry no data.
+        let data_len = if reply::sweep(filter) {
+            0
+        } else {
+            filter.tcp_data_len
+        };
+        usize::from(quoted.udp_length()) == UDP_HEADER_LEN + usize::from(data_len)
+    } else if reply::sweep(filter) {
+        quoted.seq
+            == syn_cookie(
+                filter.cookie_key,
+                &quoted.dst,
+                quoted.dest_port,
+                &quoted.src,
+                quoted.source_port,
+            )
     } else {
-        filter.tcp_seq
+        quoted.seq == filter.tcp_seq
     };
-    if quoted.seq != probe_seq {
+    if !ours {
         return reply::unmatched(ip, ports, Reason::QuotesNoProbe);
     }
     let probe = Probe {

@@ -5,7 +5,7 @@
 //!
 //! Both parse the IP header once (`prober_common::wire`, shared with the host's tests and
 //! fuzzers) and hand the packet to the probe kind the filter names, one module per kind
-//! ([`tcp`], [`icmp`]), and ARP and neighbour discovery to [`neighbour`] when a sweep
+//! ([`tcp`], [`icmp`], [`udp`]), and ARP and neighbour discovery to [`neighbour`] when a sweep
 //! resolves its on-link targets itself; [`reply`] holds what every kind does with a verdict, [`maps`] the maps,
 //! [`packet`] the only access to packet memory.
 #![no_std]
@@ -18,6 +18,7 @@ mod neighbour;
 mod packet;
 mod reply;
 mod tcp;
+mod udp;
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -28,7 +29,7 @@ use maps::Direction;
 use packet::{TcFrame, XdpFrame};
 use prober_common::{
     wire::{self, Frame, IpPacket, NoPacket},
-    ProbeFilter, IPPROTO_ICMPV6, KIND_ICMP_ECHO, KIND_TCP, MODE_SWEEP,
+    ProbeFilter, IPPROTO_ICMPV6, KIND_ICMP_ECHO, KIND_TCP, KIND_UDP, MODE_SWEEP,
 };
 use reply::{Action, Decision};
 
@@ -97,7 +98,7 @@ fn judge(frame: &impl Frame, filter: &ProbeFilter, arrived_ns: u64) -> Decision 
     if ip.dst != filter.local_addr {
         return Decision::IGNORED;
     }
-    // ICMP errors about TCP probes ([`icmp_error`]), before neighbour discovery takes ICMPv6.
+    // ICMP errors about TCP and UDP probes ([`icmp_error`]), before neighbour discovery takes ICMPv6.
     if icmp_error::wanted(frame, ip, filter) {
         return icmp_error::reply(frame, ip, filter, arrived_ns);
     }
@@ -108,6 +109,7 @@ fn judge(frame: &impl Frame, filter: &ProbeFilter, arrived_ns: u64) -> Decision 
     match filter.kind {
         KIND_TCP => tcp::reply(frame, ip, filter, arrived_ns),
         KIND_ICMP_ECHO => icmp::reply(frame, ip, filter, arrived_ns),
+        KIND_UDP => udp::reply(frame, ip, filter, arrived_ns),
         _ => Decision::IGNORED,
     }
 }
@@ -139,6 +141,7 @@ pub fn prober_egress(ctx: TcContext) -> i32 {
         let probe = match filter.kind {
             KIND_TCP if ours => tcp::departure(&frame, ip, filter),
             KIND_ICMP_ECHO if ours => icmp::departure(&frame, ip, filter),
+            KIND_UDP if ours => udp::departure(&frame, ip, filter),
             _ => None,
         };
         if let Some(probe) = probe {

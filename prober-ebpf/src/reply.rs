@@ -104,6 +104,16 @@ pub fn sweep(filter: &ProbeFilter) -> bool {
     filter.mode == MODE_SWEEP
 }
 
+/// A sweep probe's epoch, which its sender put where replies and the kernel ignore it: the
+/// IPv4 identification, the IPv6 flow label's low 16 bits.
+#[inline(always)]
+pub fn epoch(ip: &IpPacket) -> u16 {
+    match ip.version {
+        IpVersion::V4 => ip.id,
+        IpVersion::V6 => ip.flow_label as u16,
+    }
+}
+
 /// Whether a direct answer (not an ICMP error) may come from this packet's source: any source
 /// in a sweep, whose cookies vouch for it; the target alone otherwise.
 #[inline(always)]

@@ -18,8 +18,8 @@ use bolero::{check, TypeGenerator};
 use prober::{
     ping::{text::reply_line, RttPrecision},
     probe::{
-        DestPort, Endpoints, IcmpEcho, IpFields, Payload, PingProbe, PortStep, ReplyFields, Status,
-        SweepEndpoints, SweepKind, TcpFlags, TcpProbe,
+        DestPort, Endpoints, IcmpEcho, IpFields, Payload, PingProbe, PortStep, ProbePorts,
+        ReplyFields, Status, SweepEndpoints, SweepKind, TcpFlags, TcpProbe,
     },
     setup,
     sweep::results::{Finding, Format, PortResult, ResultWriter, Shown},
@@ -290,9 +290,11 @@ fn check_ping(case: &Case, record: &ReplyRecord) {
     let tcp = TcpProbe {
         endpoints: endpoints.clone(),
         flags: TcpFlags(TcpFlags::SYN),
-        target_port: DestPort::new(record.src_port, PortStep::Fixed),
-        base_port: case.base_port,
-        keep_port: case.keep_port,
+        ports: ProbePorts {
+            target: DestPort::new(record.src_port, PortStep::Fixed),
+            base: case.base_port,
+            keep: case.keep_port,
+        },
         window: case.window,
         seq: 1,
         ack: 0,

@@ -527,6 +527,21 @@ impl TestHost {
         )
     }
 
+    /// [`TestHost::drop_tcp_port`] and [`TestHost::reject_tcp_port`] for UDP: the rule counts
+    /// what it drops or rejects as `udp_<port>`; `icmpx` None drops.
+    pub fn filter_udp_port(&self, port: u16, icmpx: Option<&str>) -> Result<()> {
+        let statement = match icmpx {
+            Some(icmpx) => format!("reject with icmpx type {icmpx}"),
+            None => "drop".to_string(),
+        };
+        self.add_rule(
+            "input",
+            &format!("udp_{port}"),
+            &format!("udp dport {port}"),
+            &statement,
+        )
+    }
+
     /// An nftables rule inside the namespace that drops every packet addressed to `addr` (one of
     /// its own addresses, of either family): a host that answers nothing. The rule counts what it
     /// drops: see [`TestHost::dropped_packets_to`].
@@ -878,6 +893,19 @@ pub fn hping3_command<S: AsRef<OsStr>>(args: &[S]) -> Command {
     let mut cmd = Command::new(hping3_bin());
     cmd.args(args);
     cmd
+}
+
+/// Runs hping3 (with `hping3`) or prober with `args` and then `target`, for at most `timeout`.
+pub fn ping_side(hping3: bool, args: &[&str], target: IpAddr, timeout: Duration) -> proc::Finished {
+    let target = target.to_string();
+    let mut all = args.to_vec();
+    all.push(&target);
+    let command = if hping3 {
+        hping3_command(&all)
+    } else {
+        prober_command(&all)
+    };
+    proc::run(command, timeout)
 }
 
 /// Output of `ip [-d] link show dev <dev>`.

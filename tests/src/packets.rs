@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
 pub const IPPROTO_ICMPV6: u8 = 58;
 pub const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;
@@ -80,13 +81,14 @@ impl IpHeader {
 pub fn checksum_offset(protocol: u8) -> usize {
     match protocol {
         IPPROTO_TCP => 16,
+        IPPROTO_UDP => 6,
         _ => 2, // ICMP, ICMPv6
     }
 }
 
 /// Fills in the checksum of `message`, a `protocol` message from `from` to `to`: over the
-/// pseudo-header of the family (RFC 793, RFC 8200 section 8.1), except ICMP over IPv4, which has
-/// none.
+/// pseudo-header of the family (RFC 793, RFC 768, RFC 8200 section 8.1), except ICMP over IPv4,
+/// which has none.
 pub fn fill_checksum(from: IpAddr, to: IpAddr, protocol: u8, message: &mut [u8]) {
     let at = checksum_offset(protocol);
     message[at..at + 2].fill(0);
@@ -184,6 +186,20 @@ pub fn syn_ack(
 }
 
 /// The protocol of ICMP over `addr`'s family: ICMP, or ICMPv6.
+/// An ICMP error from `from` to `to` of `icmp_type` and `code` (its family's numbers), quoting
+/// `quoted`, a packet `to` sent.
+pub fn icmp_error_quoting(
+    from: IpAddr,
+    to: IpAddr,
+    (icmp_type, code): (u8, u8),
+    quoted: &[u8],
+) -> Vec<u8> {
+    let protocol = icmp_protocol(from);
+    let mut message = [&[icmp_type, code, 0, 0, 0, 0, 0, 0][..], quoted].concat();
+    fill_checksum(from, to, protocol, &mut message);
+    IpHeader::new(from, to, protocol).packet(&message)
+}
+
 pub fn icmp_protocol(addr: IpAddr) -> u8 {
     match addr {
         IpAddr::V4(_) => IPPROTO_ICMP,

@@ -48,6 +48,11 @@ pub enum Status {
     /// The whole host (port null, kept as 0): it answered no ARP (`no-arp-response`) or
     /// neighbour solicitation (`no-nd-response`).
     Down,
+    /// UDP: closed, by the target's ICMP port unreachable (`port-unreach`), whose sender is
+    /// `icmp_from` and whose header fields are shown.
+    PortUnreachable,
+    /// UDP: no answer (`no-response`), which an open port may give too.
+    OpenFiltered,
 }
 
 /// What an ICMP error said (the `reason` of a `filtered` result that has a reply).
@@ -75,8 +80,23 @@ pub enum Refusal {
 }
 
 impl Status {
-    fn parse(status: &str, reason: &str) -> Result<Status, String> {
+    /// A result's status and reason; a UDP sweep's (`proto` `udp`) are nmap -sU's.
+    fn parse(proto: &str, status: &str, reason: &str) -> Result<Status, String> {
         use IcmpReason::*;
+        match (proto, status, reason) {
+            ("udp", "open", "udp-response") => return Ok(Status::Open),
+            ("udp", "closed", "port-unreach") => return Ok(Status::PortUnreachable),
+            ("udp", "open|filtered", "no-response") => return Ok(Status::OpenFiltered),
+            ("udp", "filtered", "admin-prohibited" | "icmp-unreach" | "ttl-exceeded") => {}
+            ("udp", _, _) => {
+                return Err(format!(
+                    "UDP status/reason {status:?}/{reason:?} is none of open/udp-response, \
+                     closed/port-unreach, open|filtered/no-response, filtered/(admin-prohibited, \
+                     icmp-unreach, ttl-exceeded)"
+                ))
+            }
+            _ => {}
+        }
         match (status, reason) {
             ("open", "syn-ack") => Ok(Status::Open),
             ("closed", "rst") => Ok(Status::Closed),
@@ -280,7 +300,9 @@ pub fn linux_peer_field_errors(results: &[SweepResult]) -> Vec<String> {
                 | Status::IcmpFiltered(_)
                 | Status::Unknown
                 | Status::Refused(_)
-                | Status::Down => return None,
+                | Status::Down
+                | Status::PortUnreachable
+                | Status::OpenFiltered => return None,
             };
             (r.ttl != Some(64) || r.ipid != ipid || r.win != Some(win)).then(|| {
                 format!(
@@ -547,7 +569,10 @@ impl Swept {
             ));
         }
         let silent = |r: &&SweepResult| {
-            matches!(r.status, Status::Filtered | Status::Unknown | Status::Down)
+            matches!(
+                r.status,
+                Status::Filtered | Status::OpenFiltered | Status::Unknown | Status::Down
+            )
         };
         let first_silent = results.iter().position(|r| silent(&r));
         if let Some(late) = first_silent.and_then(|i| results[i..].iter().find(|r| !silent(r))) {
@@ -672,10 +697,11 @@ fn result_from_fields(fields: Vec<(String, Value)>) -> Result<SweepResult, Strin
             .ok_or_else(|| format!("{} is not a string", FIELDS[i]))
     };
     let ip = canonical_address(text(0)?)?;
-    if text(2)? != "tcp" {
-        return Err("proto is not \"tcp\"".into());
+    let proto = text(2)?;
+    if proto != "tcp" && proto != "udp" {
+        return Err("proto is not \"tcp\" or \"udp\"".into());
     }
-    let status = Status::parse(text(3)?, text(4)?)?;
+    let status = Status::parse(proto, text(3)?, text(4)?)?;
     let host_level = matches!(
         status,
         Status::Down | Status::Refused(Refusal::Broadcast | Refusal::OwnAddress)
@@ -700,8 +726,11 @@ fn result_from_fields(fields: Vec<(String, Value)>) -> Result<SweepResult, Strin
         Value::Null => None,
         _ => Some(canonical_address(text(11)?)?),
     };
-    if icmp_from.is_some() != matches!(status, Status::IcmpFiltered(_)) {
-        return Err("icmp_from is an address exactly when an ICMP error filtered the port".into());
+    if icmp_from.is_some() != matches!(status, Status::IcmpFiltered(_) | Status::PortUnreachable) {
+        return Err(
+            "icmp_from is an address exactly when an ICMP error filtered or (UDP) closed the port"
+                .into(),
+        );
     }
     // IPv6 has no IP id.
     let has_ipid = ip.is_ipv4();
@@ -709,6 +738,7 @@ fn result_from_fields(fields: Vec<(String, Value)>) -> Result<SweepResult, Strin
     // An ICMP error's own fields are not the port's: of it, only its sender is shown.
     match status {
         Status::Filtered
+        | Status::OpenFiltered
         | Status::IcmpFiltered(_)
         | Status::Unknown
         | Status::Refused(_)
@@ -720,10 +750,12 @@ fn result_from_fields(fields: Vec<(String, Value)>) -> Result<SweepResult, Strin
                     .into(),
             )
         }
-        Status::Open | Status::Closed if header_fields.contains(&false) => {
+        Status::Open | Status::Closed | Status::PortUnreachable
+            if header_fields.contains(&false) =>
+        {
             return Err("an answered result must have ttl and win".into())
         }
-        Status::Open | Status::Closed if ipid.is_some() != has_ipid => {
+        Status::Open | Status::Closed | Status::PortUnreachable if ipid.is_some() != has_ipid => {
             return Err("an answered result must have an ipid over IPv4, and none over IPv6".into())
         }
         _ => {}

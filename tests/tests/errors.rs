@@ -33,11 +33,11 @@ fn against_test_host(args: &[&str]) -> Finished {
 }
 
 /// hping3's options that prober lacks are refused with what they are, before anything is
-/// sent (before: clap's `unexpected argument '-2' found`).
+/// sent (before: clap's `unexpected argument '-T' found`).
 #[test]
 fn hping3_options_prober_lacks_are_refused_with_what_they_are() {
     for (option, what) in [
-        ("-2", "hping3's UDP mode"),
+        ("-9", "hping3's listen mode"),
         ("-T", "hping3's traceroute"),
         ("-f", "fragments probes"),
     ] {

@@ -11,11 +11,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use prober_tests::{
-    hping3_command,
     output::parse_footer,
     packets::{self, IpHeader},
-    prober_command,
-    proc::{run, Finished, Proc},
+    ping_side, prober_command,
+    proc::{Finished, Proc},
     require_root,
     sweep::{sweep, IcmpReason, Status, SweepResult, Swept},
     test_both_families, Family, TestHost, CLOSED_PORT, FILTERED_PORT, OPEN_PORT,
@@ -27,15 +26,7 @@ const BASE_PORT: u16 = 40000;
 
 /// Runs prober (or hping3, with `hping3`) with `args` and then the target.
 fn ping(hping3: bool, args: &[&str], target: IpAddr) -> Finished {
-    let target = target.to_string();
-    let mut all = args.to_vec();
-    all.push(&target);
-    let command = if hping3 {
-        hping3_command(&all)
-    } else {
-        prober_command(&all)
-    };
-    run(command, TIMEOUT)
+    ping_side(hping3, args, target, TIMEOUT)
 }
 
 /// The run printed the header, then `lines` as they are, counted them all as received out of
@@ -157,10 +148,7 @@ fn icmp_error(
         options: &[],
     };
     let quoted = IpHeader::new(to, target, packets::IPPROTO_TCP).packet(&syn.bytes(to, target));
-    let protocol = packets::icmp_protocol(from);
-    let mut message = [&[icmp_type, code, 0, 0, 0, 0, 0, 0][..], &quoted].concat();
-    packets::fill_checksum(from, to, protocol, &mut message);
-    IpHeader::new(from, to, protocol).packet(&message)
+    packets::icmp_error_quoting(from, to, (icmp_type, code), &quoted)
 }
 
 fn forged_errors_are_never_shown(family: Family) {

@@ -12,7 +12,7 @@ use aya::Ebpf;
 use aya_log::EbpfLogger;
 use prober_common::{
     trace::{Fate, Reason, FIELDS},
-    KIND_ICMP_ECHO, KIND_TCP,
+    KIND_ICMP_ECHO, KIND_TCP, KIND_UDP,
 };
 
 /// aya-log's level for the programs: everything when tracing, nothing otherwise.
@@ -78,12 +78,12 @@ fn render(message: &str) -> Option<String> {
     let address = IpAddr::from(address.parse::<Ipv6Addr>().ok()?).to_canonical();
     let (first, second): (u16, u16) = (first.parse().ok()?, second.parse().ok()?);
     let (first_name, second_name) = match kind {
-        KIND_TCP => ("sport", "dport"),
+        KIND_TCP | KIND_UDP => ("sport", "dport"),
         KIND_ICMP_ECHO => ("id", "seq"),
         _ => return None,
     };
     Some(match (fate, kind) {
-        (Fate::Departed, KIND_TCP) => {
+        (Fate::Departed, KIND_TCP | KIND_UDP) => {
             format!("tc: probe to {address} port {first} left, slot {second}")
         }
         (Fate::Departed, _) => format!("tc: probe to {address} left, slot {second}"),

@@ -14,11 +14,7 @@ pub fn missing(option: &str) -> Option<&'static str> {
 const NOT_YET: &str = "which prober does not have yet";
 
 /// hping3's options (its --help), grouped by what prober says of them.
-const MISSING: [(&[&str], &str); 17] = [
-    (
-        &["-2", "--udp"],
-        "is hping3's UDP mode, which prober does not have yet",
-    ),
+const MISSING: [(&[&str], &str); 16] = [
     (
         &["-0", "--rawip", "-H", "--ipproto"],
         "is hping3's raw IP mode, which prober does not have yet",
@@ -117,10 +113,11 @@ mod tests {
     #[test]
     fn hping3s_missing_options_are_told_apart_from_unknown_ones() {
         assert_eq!(
-            missing("-2"),
-            Some("is hping3's UDP mode, which prober does not have yet")
+            missing("-9"),
+            Some("is hping3's listen mode, which prober does not have")
         );
-        assert_eq!(missing("--udp"), missing("-2"));
+        assert_eq!(missing("--listen"), missing("-9"));
+        assert_eq!(missing("-2"), None, "prober's own");
         assert_eq!(missing("--tr-stop=1"), missing("-T"));
         assert_eq!(missing("-Q"), Some(NOT_YET));
         assert_eq!(missing("--no-such-option"), None);

@@ -123,6 +123,9 @@ struct ModeArgs {
     /// ICMP mode: echo requests
     #[arg(short = '1', long = "icmp")]
     icmp: bool,
+    /// UDP mode: datagrams to -p (a sweep's: closed, open, or open|filtered when silent)
+    #[arg(short = '2', long = "udp", conflicts_with = "icmp")]
+    udp: bool,
 }
 
 #[derive(Args, Debug)]
@@ -323,6 +326,22 @@ impl Cli {
         )
     }
 
+    /// Refuses the options that set TCP's header in `mode`, which has none.
+    fn refuse_tcp_only(&self, mode: &str) -> Result<()> {
+        let tcp = &self.tcp;
+        let flags = self.tcp_flags();
+        let tcp_only = [
+            (flags.0 != 0, "A TCP flag (-S -A -F -R -P -U -X -Y)"),
+            (tcp.setseq.is_some(), "-M"),
+            (tcp.setack.is_some(), "-L"),
+            (tcp.tcpexitcode, "--tcpexitcode"),
+        ];
+        match first_given(&tcp_only) {
+            Some(option) => bail!("{option} is for TCP's header, which {mode} does not send"),
+            None => Ok(()),
+        }
+    }
+
     fn pacing(&self) -> Pacing {
         let base = &self.base;
         if base.flood {
@@ -382,6 +401,17 @@ impl Cli {
                 bail!("--tcpexitcode exits with a TCP reply's flags: it needs TCP mode, not -1");
             }
             PingKind::IcmpEcho
+        } else if self.mode.udp {
+            self.refuse_tcp_only("UDP mode (-2)")?;
+            let Some(DestPorts::One { port, step }) = self.tcp.port else {
+                bail!("UDP mode needs a destination port: -p PORT");
+            };
+            PingKind::Udp {
+                port,
+                port_step: step,
+                base_port: self.tcp.base_port,
+                keep_port: self.tcp.keep,
+            }
         } else {
             let Some(DestPorts::One { port, step }) = self.tcp.port else {
                 bail!("TCP mode needs a destination port: -p PORT (or -1 for ICMP)");
@@ -447,10 +477,12 @@ impl Cli {
             (self.tcp.tcpexitcode, "--tcpexitcode"),
         ];
         if let Some(option) = first_given(&single_target_options) {
-            bail!("{option} has no meaning in a sweep (sweeps send one TCP SYN per port and host; see --rate and --retries)");
+            bail!("{option} has no meaning in a sweep (sweeps send one TCP SYN, or with -2 one empty datagram, per port and host; see --rate and --retries)");
         }
         let flags = self.tcp_flags();
-        if flags.0 & !TcpFlags::SYN != 0 {
+        if self.mode.udp {
+            self.refuse_tcp_only("a UDP sweep (-2)")?;
+        } else if flags.0 & !TcpFlags::SYN != 0 {
             bail!(
                 "sweeps send SYN probes only: drop -{}",
                 TcpFlags(flags.0 & !TcpFlags::SYN).letters()
@@ -485,8 +517,12 @@ impl Cli {
             targets,
             first_target_name: self.targets[0].clone(),
             ports,
-            kind: SweepKind::TcpSyn {
-                window: self.tcp.window,
+            kind: if self.mode.udp {
+                SweepKind::Udp
+            } else {
+                SweepKind::TcpSyn {
+                    window: self.tcp.window,
+                }
             },
             rate: if base.flood {
                 None
@@ -702,8 +738,8 @@ mod tests {
     fn hping3s_options_prober_lacks_are_refused_with_what_they_are() {
         let line = |args: &[&str]| parse_error_line(&Cli::try_parse_from(args).unwrap_err());
         assert_eq!(
-            line(&["prober", "-2", "-p", "53", "198.18.4.2"]),
-            "-2 is hping3's UDP mode, which prober does not have yet"
+            line(&["prober", "-9", "-p", "53", "198.18.4.2"]),
+            "-9 is hping3's listen mode, which prober does not have"
         );
         assert_eq!(
             line(&["prober", "-S", "-p", "80", "--tcp-timestamp", "198.18.4.2"]),
@@ -1240,6 +1276,42 @@ mod tests {
         assert_eq!(many.format, Format::List, "several hosts: masscan's list");
         assert_eq!(many.rate, None, "--flood");
         assert_eq!(many.targets.len(), 4);
+    }
+
+    #[test]
+    fn udp_mode_pings_and_sweeps() {
+        let Mode::Ping(ping) =
+            mode(&["-2", "-p", "++53", "-s", "1000", "-k", "198.18.4.2"]).unwrap()
+        else {
+            panic!("a ping");
+        };
+        assert_eq!(
+            ping.kind,
+            PingKind::Udp {
+                port: 53,
+                port_step: PortStep::PerProbe,
+                base_port: Some(1000),
+                keep_port: true,
+            }
+        );
+        let Mode::Sweep(sweep) = mode(&["--udp", "-p", "53,161", "198.18.4.2"]).unwrap() else {
+            panic!("a sweep");
+        };
+        assert_eq!(sweep.kind, SweepKind::Udp);
+        assert_eq!(
+            refusal(&["-2", "198.18.4.2"]),
+            "UDP mode needs a destination port: -p PORT"
+        );
+        assert_eq!(
+            refusal(&["-2", "-S", "-p", "53", "198.18.4.2"]),
+            "A TCP flag (-S -A -F -R -P -U -X -Y) is for TCP's header, which UDP mode (-2) does not send"
+        );
+        assert_eq!(
+            refusal(&["-2", "-S", "-p", "53,54", "198.18.4.2"]),
+            "A TCP flag (-S -A -F -R -P -U -X -Y) is for TCP's header, which a UDP sweep (-2) does not send"
+        );
+        let conflict = Cli::try_parse_from(["prober", "-2", "-1", "198.18.4.2"]).unwrap_err();
+        assert_eq!(conflict.kind(), clap::error::ErrorKind::ArgumentConflict);
     }
 
     #[test]

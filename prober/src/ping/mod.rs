@@ -349,8 +349,8 @@ impl ReplyHandler for ReplyPrinter<'_> {
             self.summary.duplicates += 1;
         } else {
             self.summary.received += 1;
-            // hping3 counts an ICMP error as received, but leaves it out of the round trips.
-            if error.is_none() {
+            // hping3 counts an ICMP error as received, and times it in UDP mode only.
+            if error.is_none() || self.probe.times_errors() {
                 self.summary.rtt.add(rtt_ns);
             }
         }
@@ -360,7 +360,10 @@ impl ReplyHandler for ReplyPrinter<'_> {
         if !self.options.quiet {
             let line = match error {
                 Some(error) => {
-                    text::icmp_error_line(error, reply.icmp_code, reply.icmp_from.into())
+                    let mut line =
+                        text::icmp_error_line(error, reply.icmp_code, reply.icmp_from.into());
+                    self.probe.write_error_trailer(reply, seq, &mut line);
+                    line
                 }
                 None => text::reply_line(
                     self.probe,

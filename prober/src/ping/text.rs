@@ -148,7 +148,10 @@ mod tests {
 
     use super::*;
     use crate::{
-        probe::{DestPort, Endpoints, IcmpEcho, IpFields, Payload, PortStep, TcpFlags, TcpProbe},
+        probe::{
+            DestPort, Endpoints, IcmpEcho, IpFields, Payload, PortStep, ProbePorts, TcpFlags,
+            TcpProbe,
+        },
         reading::Reading,
         rtt::RttStats,
     };
@@ -168,9 +171,11 @@ mod tests {
         TcpProbe {
             endpoints: endpoints(),
             flags: TcpFlags(TcpFlags::SYN),
-            target_port: DestPort::new(80, PortStep::Fixed),
-            base_port,
-            keep_port: false,
+            ports: ProbePorts {
+                target: DestPort::new(80, PortStep::Fixed),
+                base: base_port,
+                keep: false,
+            },
             window: 64,
             seq: 1000,
             ack: 0,

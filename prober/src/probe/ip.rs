@@ -4,7 +4,7 @@ use std::{io::Write as _, net::IpAddr};
 
 use etherparse::{
     IcmpEchoHeader, Icmpv4Header, Icmpv4Type, Icmpv6Header, Icmpv6Type, IpDscp, IpEcn, IpNumber,
-    Ipv4Header, Ipv6FlowLabel, Ipv6Header,
+    Ipv4Header, Ipv6FlowLabel, Ipv6Header, UdpHeader,
 };
 use prober_common::IpAddress;
 
@@ -18,6 +18,7 @@ pub enum IpHeader {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
     Tcp,
+    Udp,
     /// ICMP behind IPv4, ICMPv6 behind IPv6.
     Icmp,
 }
@@ -48,6 +49,7 @@ impl IpHeader {
     ) -> IpHeader {
         let protocol = |icmp| match transport {
             Transport::Tcp => IpNumber::TCP,
+            Transport::Udp => IpNumber::UDP,
             Transport::Icmp => icmp,
         };
         match (source, target) {
@@ -89,6 +91,20 @@ impl IpHeader {
         match self {
             IpHeader::V4(ip) => tcp.calc_checksum_ipv4(ip, payload),
             IpHeader::V6(ip) => tcp.calc_checksum_ipv6(ip, payload),
+        }
+        .expect("probe payloads fit in a packet")
+    }
+
+    /// A UDP header from `source_port` to `target_port` carrying `payload` behind this header,
+    /// its checksum over the pseudo-header of either family.
+    pub fn udp(&self, source_port: u16, target_port: u16, payload: &[u8]) -> UdpHeader {
+        match self {
+            IpHeader::V4(ip) => {
+                UdpHeader::with_ipv4_checksum(source_port, target_port, ip, payload)
+            }
+            IpHeader::V6(ip) => {
+                UdpHeader::with_ipv6_checksum(source_port, target_port, ip, payload)
+            }
         }
         .expect("probe payloads fit in a packet")
     }
@@ -135,6 +151,12 @@ pub trait Serialise {
 }
 
 impl Serialise for etherparse::TcpHeader {
+    fn serialise(&self, out: &mut &mut [u8]) -> std::io::Result<()> {
+        self.write(out)
+    }
+}
+
+impl Serialise for UdpHeader {
     fn serialise(&self, out: &mut &mut [u8]) -> std::io::Result<()> {
         self.write(out)
     }

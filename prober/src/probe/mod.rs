@@ -8,6 +8,7 @@ mod ip;
 pub mod neighbour;
 mod payload;
 mod tcp;
+mod udp;
 
 use std::{net::IpAddr, sync::Arc};
 
@@ -16,7 +17,8 @@ use prober_common::{ProbeFilter, ReplyRecord};
 
 pub use icmp::IcmpEcho;
 pub use payload::Payload;
-pub use tcp::{DestPort, PortStep, TcpFlags, TcpProbe, TcpSegment, TcpSyn};
+pub use tcp::{DestPort, PortStep, ProbePorts, TcpFlags, TcpProbe, TcpSegment, TcpSyn};
+pub use udp::{UdpProbe, UdpSweep};
 
 /// Longest sweep probe (IPv6 + TCP, no payload).
 pub const MAX_PROBE_LEN: usize = 60;
@@ -124,6 +126,15 @@ pub trait PingProbe: Send + Sync {
 
     /// Appends what `-V` adds after `rtt=`.
     fn write_verbose_trailer(&self, _reply: &ReplyRecord, _line: &mut String) {}
+
+    /// Appends what follows an ICMP error's line about probe `seq` (UDP's probe names).
+    fn write_error_trailer(&self, _reply: &ReplyRecord, _seq: u16, _line: &mut String) {}
+
+    /// Whether ICMP errors count in the round-trip figures: hping3 times them in UDP mode
+    /// only.
+    fn times_errors(&self) -> bool {
+        false
+    }
 }
 
 /// What a one-target run sends, as the command line asked.
@@ -142,6 +153,13 @@ pub enum PingKind {
         ack: Option<u32>,
     },
     IcmpEcho,
+    Udp {
+        port: u16,
+        port_step: PortStep,
+        /// None picks a random base source port, as hping3 does.
+        base_port: Option<u16>,
+        keep_port: bool,
+    },
 }
 
 impl PingKind {
@@ -157,14 +175,8 @@ impl PingKind {
                 seq,
                 ack,
             } => {
-                let random = TcpProbe::new(
-                    endpoints,
-                    flags,
-                    DestPort::new(port, port_step),
-                    base_port,
-                    keep_port,
-                    window,
-                )?;
+                let ports = ProbePorts::new(DestPort::new(port, port_step), base_port, keep_port)?;
+                let random = TcpProbe::new(endpoints, flags, ports, window)?;
                 Arc::new(TcpProbe {
                     seq: seq.unwrap_or(random.seq),
                     ack: ack.unwrap_or(random.ack),
@@ -172,6 +184,15 @@ impl PingKind {
                 })
             }
             PingKind::IcmpEcho => Arc::new(IcmpEcho::new(endpoints)?),
+            PingKind::Udp {
+                port,
+                port_step,
+                base_port,
+                keep_port,
+            } => Arc::new(UdpProbe {
+                endpoints,
+                ports: ProbePorts::new(DestPort::new(port, port_step), base_port, keep_port)?,
+            }),
         })
     }
 }
@@ -200,12 +221,19 @@ pub trait SweepProbe: Send + Sync {
 
     /// What no reply after `--wait` says.
     fn silence(&self) -> Verdict;
+
+    /// Whether a reply the XDP program matched echoes its probe's cookie, which vouches for
+    /// it; otherwise (UDP) it is taken only at the source port its probe left from.
+    fn vouched_by_cookie(&self) -> bool {
+        true
+    }
 }
 
 /// What a sweep sends, as the command line asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SweepKind {
     TcpSyn { window: u16 },
+    Udp,
 }
 
 /// A sweep's fixed parts, which its probes share.
@@ -227,6 +255,7 @@ impl SweepKind {
     pub fn probe(&self, endpoints: SweepEndpoints) -> Arc<dyn SweepProbe> {
         match *self {
             SweepKind::TcpSyn { window } => Arc::new(TcpSyn::new(endpoints, window)),
+            SweepKind::Udp => Arc::new(UdpSweep::new(endpoints)),
         }
     }
 }
@@ -264,6 +293,8 @@ pub enum Status {
     Open,
     Closed,
     Filtered,
+    /// No answer where an open port may stay silent too (UDP).
+    OpenFiltered,
 }
 
 impl Status {
@@ -273,6 +304,7 @@ impl Status {
             Status::Open => "open",
             Status::Closed => "closed",
             Status::Filtered => "filtered",
+            Status::OpenFiltered => "open|filtered",
         }
     }
 }
@@ -302,7 +334,7 @@ mod tests {
 
     use prober_common::{
         syn_cookie, IpAddress, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, KIND_ICMP_ECHO, KIND_TCP,
-        MODE_SWEEP,
+        KIND_UDP, MODE_SWEEP,
     };
     use prober_tests::internet_checksum;
 
@@ -323,9 +355,11 @@ mod tests {
         TcpProbe {
             endpoints: endpoints(),
             flags: TcpFlags(TcpFlags::SYN),
-            target_port: DestPort::new(443, PortStep::Fixed),
-            base_port: 65534,
-            keep_port,
+            ports: ProbePorts {
+                target: DestPort::new(443, PortStep::Fixed),
+                base: 65534,
+                keep: keep_port,
+            },
             window: 512,
             seq: 0x0102_0304,
             ack: 0x0a0b_0c0d,
@@ -413,7 +447,10 @@ mod tests {
     #[test]
     fn plus_plus_n_moves_the_port_with_each_probe() {
         let probe = TcpProbe {
-            target_port: DestPort::new(65535, PortStep::PerProbe),
+            ports: ProbePorts {
+                target: DestPort::new(65535, PortStep::PerProbe),
+                ..syn(false).ports
+            },
             ..syn(false)
         };
         let ports: Vec<u16> = (0..3).map(|n| target_port_of(&probe, n)).collect();
@@ -438,7 +475,10 @@ mod tests {
     #[test]
     fn plus_n_moves_the_port_with_each_reply_from_the_port_probed() {
         let probe = TcpProbe {
-            target_port: DestPort::new(80, PortStep::PerReply),
+            ports: ProbePorts {
+                target: DestPort::new(80, PortStep::PerReply),
+                ..syn(false).ports
+            },
             ..syn(false)
         };
         let from = |src_port| ReplyRecord {
@@ -973,5 +1013,204 @@ mod tests {
         let open = probe.classify(&syn_ack);
         assert_eq!((open.verdict.status, open.cookie), (Status::Open, 98));
         assert_eq!(open.fields.icmp_from, None);
+    }
+
+    fn udp(endpoints: Endpoints, step: PortStep, keep_port: bool) -> UdpProbe {
+        UdpProbe {
+            endpoints,
+            ports: ProbePorts {
+                target: DestPort::new(53, step),
+                base: 65535,
+                keep: keep_port,
+            },
+        }
+    }
+
+    /// The UDP header of an IPv4 probe: ports, length, and its checksum over the pseudo-header.
+    fn udp_header_of_ipv4(packet: &[u8]) -> (u16, u16, u16) {
+        let udp = &packet[20..];
+        let length = (udp.len() as u16).to_be_bytes();
+        let pseudo_header = [&packet[12..20], &[0, 17], &length[..]].concat();
+        assert_eq!(
+            internet_checksum(&[&pseudo_header[..], udp].concat()),
+            0,
+            "UDP checksum"
+        );
+        assert_ne!(&udp[6..8], &[0, 0], "a checksum computed");
+        let word = |at: usize| u16::from_be_bytes([udp[at], udp[at + 1]]);
+        (word(0), word(2), word(4))
+    }
+
+    #[test]
+    fn udp_probes_are_hping3s() {
+        let probe = udp(
+            Endpoints {
+                payload: Payload::filler(10),
+                ..endpoints()
+            },
+            PortStep::Fixed,
+            false,
+        );
+        assert_eq!(probe.mode(), "udp mode set");
+        for n in [0u64, 1, 2] {
+            let packet = build(&probe, n);
+            assert_eq!(packet.len(), 28 + 10);
+            assert_ipv4_header(&packet, 17, n as u16);
+            assert_eq!(
+                udp_header_of_ipv4(&packet),
+                (65535u16.wrapping_add(n as u16), 53, 18),
+                "source port counting up from the base, wrapping"
+            );
+            assert_eq!(&packet[28..], b"XXXXXXXXXX");
+        }
+        let filter = probe.filter();
+        assert_eq!(
+            (
+                filter.kind,
+                filter.target_port,
+                filter.target_port_max_offset
+            ),
+            (KIND_UDP, 53, 0)
+        );
+        assert_eq!(
+            (filter.sport_base, filter.sport_max_offset),
+            (65535, u16::MAX)
+        );
+        assert_eq!(
+            filter.tcp_data_len, 10,
+            "what an error's quoted length states"
+        );
+        let reply = ReplyRecord {
+            src_port: 53,
+            dst_port: 1,
+            ..ReplyRecord::default()
+        };
+        assert_eq!(probe.sequence(&reply), 2, "65535, 0, 1: the third probe");
+        let mut line = String::new();
+        probe.write_fields(&reply, 2, &mut line);
+        assert_eq!(line, "seq=2");
+        probe.write_error_trailer(&reply, 2, &mut line);
+        assert_eq!(line, "seq=2\nstatus=0 port=1 seq=2");
+        assert!(probe.times_errors(), "hping3 times UDP's errors");
+    }
+
+    #[test]
+    fn udp_ports_move_as_the_options_say() {
+        let kept = udp(endpoints(), PortStep::PerProbe, true);
+        let ports: Vec<_> = (0..3)
+            .map(|n| udp_header_of_ipv4(&build(&kept, n)))
+            .map(|(source, dest, _)| (source, dest))
+            .collect();
+        assert_eq!(
+            ports,
+            [(65535, 53), (65535, 54), (65535, 55)],
+            "-k, -p ++53"
+        );
+        assert_eq!(kept.sequence_of(2), 0, "-k: every probe is sequence 0");
+        let filter = kept.filter();
+        assert_eq!(
+            (filter.sport_max_offset, filter.target_port_max_offset),
+            (0, u16::MAX)
+        );
+    }
+
+    #[test]
+    fn udp_probes_to_ipv6_get_an_ipv6_header() {
+        let packet = build(&udp(ipv6_endpoints(), PortStep::Fixed, false), 0);
+        assert_eq!(packet.len(), 48);
+        assert_ipv6_header(&packet, 17);
+        assert_eq!(u16::from_be_bytes([packet[42], packet[43]]), 53);
+    }
+
+    #[test]
+    fn udp_sweep_probes_are_filed_under_their_endpoints_cookie() {
+        for source in ["198.18.0.1", "2001:db8::1"] {
+            let source: IpAddr = source.parse().unwrap();
+            let probe = SweepKind::Udp.probe(SweepEndpoints {
+                source,
+                ..sweep_endpoints()
+            });
+            let target: IpAddr = match source {
+                IpAddr::V4(_) => "198.18.7.9".parse().unwrap(),
+                IpAddr::V6(_) => "2001:db8:0:7::9".parse().unwrap(),
+            };
+            let mut buf = [0u8; MAX_PROBE_LEN];
+            let built = probe.build(target, 161, 61442, 77, &mut buf);
+            let packet = &buf[..built.len];
+            let udp = match source {
+                IpAddr::V4(_) => {
+                    assert_eq!(built.len, 28);
+                    assert_eq!(internet_checksum(&packet[..20]), 0, "IP header checksum");
+                    assert_eq!(u16::from_be_bytes([packet[4], packet[5]]), 77, "epoch");
+                    assert_eq!(packet[6] & 0x40, 0x40, "DF");
+                    udp_header_of_ipv4(packet);
+                    &packet[20..]
+                }
+                IpAddr::V6(_) => {
+                    assert_eq!(built.len, 48);
+                    assert_eq!(ipv6_upper_layer_checksum(packet), 0, "UDP checksum");
+                    assert_eq!(u16::from_be_bytes([packet[2], packet[3]]), 77, "epoch");
+                    &packet[40..]
+                }
+            };
+            assert_eq!(&udp[..6], &[0xf0, 0x02, 0, 161, 0, 8]);
+            let cookie = syn_cookie([5, 6], &target.into(), 161, &source.into(), 61442);
+            assert_eq!(built.cookie, cookie);
+            let filter = probe.filter();
+            assert_eq!((filter.kind, filter.mode), (KIND_UDP, MODE_SWEEP));
+            assert_eq!((filter.sport_base, filter.sport_max_offset), (61440, 4095));
+            let answer = probe.classify(&ReplyRecord {
+                src_addr: target.into(),
+                src_port: 161,
+                dst_port: 61442,
+                protocol: 17,
+                ..ReplyRecord::default()
+            });
+            assert_eq!(
+                (answer.host, answer.port, answer.source_port),
+                (target, 161, 61442)
+            );
+            assert_eq!(answer.cookie, cookie, "worked out from the endpoints");
+        }
+    }
+
+    #[test]
+    fn udp_sweep_answers_are_nmaps() {
+        let probe = SweepKind::Udp.probe(sweep_endpoints());
+        assert_eq!(probe.protocol(), "udp");
+        assert!(!probe.vouched_by_cookie());
+        let target = IpAddress::from_ipv4([198, 18, 7, 9]);
+        let reply = |protocol, icmp_type, icmp_code| ReplyRecord {
+            src_addr: target,
+            src_port: 53,
+            dst_port: 61441,
+            protocol,
+            icmp_type,
+            icmp_code,
+            icmp_from: IpAddress::from_ipv4([198, 18, 0, 1]),
+            ..ReplyRecord::default()
+        };
+        for (protocol, icmp_type, code, status, reason) in [
+            (17, 0, 0, Status::Open, "udp-response"),
+            (IPPROTO_ICMP, 3, 3, Status::Closed, "port-unreach"),
+            (IPPROTO_ICMPV6, 1, 4, Status::Closed, "port-unreach"),
+            (IPPROTO_ICMP, 3, 13, Status::Filtered, "admin-prohibited"),
+            (IPPROTO_ICMP, 3, 1, Status::Filtered, "icmp-unreach"),
+            (IPPROTO_ICMP, 11, 0, Status::Filtered, "ttl-exceeded"),
+        ] {
+            let answer = probe.classify(&reply(protocol, icmp_type, code));
+            assert_eq!(
+                (answer.verdict.status, answer.verdict.reason),
+                (status, reason),
+                "{protocol} {icmp_type} {code}"
+            );
+            assert_eq!(answer.fields.icmp_from.is_some(), protocol != 17);
+        }
+        let silence = probe.silence();
+        assert_eq!(
+            (silence.status, silence.reason),
+            (Status::OpenFiltered, "no-response")
+        );
+        assert_eq!(Status::OpenFiltered.word(), "open|filtered");
     }
 }

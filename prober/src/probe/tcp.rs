@@ -124,6 +124,80 @@ impl DestPort {
     }
 }
 
+/// A one-target run's ports, TCP's and UDP's alike: the destination port as it moves (-p), and
+/// the source ports, counting up from a base (-s) with each probe unless kept (-k), as hping3's.
+#[derive(Debug)]
+pub struct ProbePorts {
+    pub target: DestPort,
+    /// Source port of probe 0; probe n uses `base + n` unless `keep`.
+    pub base: u16,
+    pub keep: bool,
+}
+
+impl ProbePorts {
+    /// From `base`, or as hping3 from a random one.
+    pub fn new(target: DestPort, base: Option<u16>, keep: bool) -> Result<ProbePorts> {
+        Ok(ProbePorts {
+            target,
+            // Random, above the well-known ports, as hping3 picks it.
+            base: match base {
+                Some(port) => port,
+                None => 1024 + (random()? % (65536 - 1024)) as u16,
+            },
+            keep,
+        })
+    }
+
+    /// Probe `n`'s source port.
+    pub(super) fn source(&self, n: u64) -> u16 {
+        if self.keep {
+            self.base
+        } else {
+            self.base.wrapping_add(n as u16)
+        }
+    }
+
+    /// Probe `n`'s destination port.
+    pub(super) fn destination(&self, n: u64) -> u16 {
+        self.target.of_probe(n)
+    }
+
+    /// `filter` with the ports its replies come from and go to.
+    pub(super) fn filter(&self, filter: ProbeFilter) -> ProbeFilter {
+        ProbeFilter {
+            target_port: self.target.first,
+            // A moving port is followed in userspace: the programs take replies from any port.
+            target_port_max_offset: match self.target.step {
+                PortStep::Fixed => 0,
+                PortStep::PerReply | PortStep::PerProbe => u16::MAX,
+            },
+            sport_base: self.base,
+            // With -k every probe leaves from one port; otherwise from a window of ports that
+            // wraps around, as hping3's do.
+            sport_max_offset: if self.keep { 0 } else { u16::MAX },
+            ..filter
+        }
+    }
+
+    /// hping3's sequence number of the probe a reply answers: the port it comes to, from the
+    /// base.
+    pub(super) fn sequence(&self, reply: &ReplyRecord) -> u16 {
+        reply.dst_port.wrapping_sub(self.base)
+    }
+
+    /// [`PingProbe::take`]: whether a reply comes from the port probed now (see
+    /// [`DestPort::take`]).
+    pub(super) fn take(&self, reply: &ReplyRecord) -> bool {
+        self.target.take(reply.src_port)
+    }
+
+    /// [`PingProbe::sequence_of`]: with -k every probe is sequence 0, as replies cannot tell
+    /// them apart.
+    pub(super) fn sequence_of(&self, n: u64) -> u16 {
+        self.source(n).wrapping_sub(self.base)
+    }
+}
+
 /// One TCP segment without options, in its IP packet: what every TCP probe (one
 /// target or a sweep) sends.
 #[derive(Clone, Copy, Debug)]
@@ -175,10 +249,7 @@ impl TcpSegment {
 pub struct TcpProbe {
     pub endpoints: Endpoints,
     pub flags: TcpFlags,
-    pub target_port: DestPort,
-    /// Source port of probe 0; probe n uses `base_port + n` unless `keep_port`.
-    pub base_port: u16,
-    pub keep_port: bool,
+    pub ports: ProbePorts,
     pub window: u16,
     /// Sequence and acknowledgement numbers carried by every probe (random per run).
     pub seq: u32,
@@ -186,37 +257,21 @@ pub struct TcpProbe {
 }
 
 impl TcpProbe {
-    /// Probes with this run's random numbers: the base source port unless given, as hping3
-    /// picks one, and the sequence and acknowledgement numbers.
+    /// Probes with this run's random sequence and acknowledgement numbers.
     pub fn new(
         endpoints: Endpoints,
         flags: TcpFlags,
-        target_port: DestPort,
-        base_port: Option<u16>,
-        keep_port: bool,
+        ports: ProbePorts,
         window: u16,
     ) -> Result<TcpProbe> {
         Ok(TcpProbe {
             endpoints,
             flags,
-            target_port,
-            base_port: match base_port {
-                Some(port) => port,
-                None => 1024 + (random()? % (65536 - 1024)) as u16,
-            },
-            keep_port,
+            ports,
             window,
             seq: random()? as u32,
             ack: random()? as u32,
         })
-    }
-
-    fn source_port(&self, n: u64) -> u16 {
-        if self.keep_port {
-            self.base_port
-        } else {
-            self.base_port.wrapping_add(n as u16)
-        }
     }
 }
 
@@ -245,8 +300,8 @@ impl PingProbe for TcpProbe {
             ttl,
             tos: fields.tos,
             mark: self.endpoints.mark(n),
-            source_port: self.source_port(n),
-            target_port: self.target_port.of_probe(n),
+            source_port: self.ports.source(n),
+            target_port: self.ports.destination(n),
             seq: self.seq,
             ack: self.ack,
             flags: self.flags,
@@ -258,20 +313,10 @@ impl PingProbe for TcpProbe {
     fn filter(&self) -> ProbeFilter {
         ProbeFilter {
             kind: KIND_TCP,
-            target_port: self.target_port.first,
-            // A moving port is followed here: the programs take replies from any port.
-            target_port_max_offset: match self.target_port.step {
-                PortStep::Fixed => 0,
-                PortStep::PerReply | PortStep::PerProbe => u16::MAX,
-            },
-            sport_base: self.base_port,
-            // With -k every probe leaves from one port; otherwise from a window of ports that
-            // wraps around, as hping3's do.
-            sport_max_offset: if self.keep_port { 0 } else { u16::MAX },
             tcp_seq: self.seq,
             tcp_ack: self.ack,
             tcp_data_len: self.endpoints.payload.size() as u16,
-            ..self.endpoints.filter()
+            ..self.ports.filter(self.endpoints.filter())
         }
     }
 
@@ -280,16 +325,15 @@ impl PingProbe for TcpProbe {
     }
 
     fn sequence(&self, reply: &ReplyRecord) -> u16 {
-        reply.dst_port.wrapping_sub(self.base_port)
+        self.ports.sequence(reply)
     }
 
     fn take(&self, reply: &ReplyRecord) -> bool {
-        self.target_port.take(reply.src_port)
+        self.ports.take(reply)
     }
 
-    /// With -k every probe is sequence 0: replies cannot tell them apart.
     fn sequence_of(&self, n: u64) -> u16 {
-        self.source_port(n).wrapping_sub(self.base_port)
+        self.ports.sequence_of(n)
     }
 
     fn write_fields(&self, reply: &ReplyRecord, seq: u16, line: &mut String) {
@@ -537,7 +581,7 @@ fn tcp_verdict(reply: &ReplyRecord) -> Verdict {
 /// An ICMP error makes the port filtered, for the reason the users asked for: a
 /// filter's `admin-prohibited`, a `ttl-exceeded` on the way, any other unreachable
 /// (network, host, protocol, port) `icmp-unreach`.
-fn icmp_verdict(error: IcmpErrorKind) -> Verdict {
+pub(super) fn icmp_verdict(error: IcmpErrorKind) -> Verdict {
     let reason = match error {
         IcmpErrorKind::AdminProhibited => "admin-prohibited",
         IcmpErrorKind::TimeExceeded => "ttl-exceeded",

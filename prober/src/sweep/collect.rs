@@ -7,7 +7,7 @@ use anyhow::Result;
 use prober_common::{Counter, NeighbourRecord, ReplyRecord};
 
 use super::{
-    plan::Plan,
+    plan::{Plan, SendSlot},
     progress::Progress,
     resolve::Neighbours,
     results::{Finding, PortResult, ResultWriter, Shown},
@@ -43,6 +43,16 @@ impl ReplyHandler for Collector<'_> {
         let Some(target) = self.plan.target_of(answer.host, answer.port) else {
             return Ok(()); // a valid cookie for a target not in this sweep: a stale reply
         };
+        // An answer that echoes no cookie is the probe's only at the port the probe left from.
+        let probe = (answer.source_port, answer.cookie);
+        if !self.probe.vouched_by_cookie()
+            && sent_from(&self.plan, &self.progress, target, probe.0)
+                .next()
+                .is_none()
+        {
+            self.summary.unsolicited += 1;
+            return Ok(());
+        }
         if !self.progress.answer(target) {
             self.summary.duplicates += 1;
             return Ok(());
@@ -50,9 +60,8 @@ impl ReplyHandler for Collector<'_> {
         match answer.verdict.status {
             Status::Open => self.summary.open += 1,
             Status::Closed => self.summary.closed += 1,
-            Status::Filtered => self.summary.filtered += 1,
+            Status::Filtered | Status::OpenFiltered => self.summary.filtered += 1,
         }
-        let probe = (answer.source_port, answer.cookie);
         let sent_ns = departure_of(&self.plan, &self.progress, target, probe, reply.kernel_ns);
         answer.fields.rtt_ns = sent_ns.map(|sent_ns| reply.kernel_ns - sent_ns);
         match answer.fields.rtt_ns {
@@ -190,19 +199,34 @@ fn departure_of(
     (source_port, cookie): (u16, u32),
     arrived_ns: u64,
 ) -> Option<u64> {
-    let (sender, index) = plan.walk_index(target)?;
-    let (latest, latest_began_ns) = progress.sender(sender).latest_pass();
-    (latest.saturating_sub(1)..=latest)
-        .rev()
-        .map(|pass| (pass, plan.send_slot(sender, pass, index)))
-        .filter(|(_, slot)| slot.source_port == source_port)
-        .find_map(|(pass, slot)| {
+    sent_from(plan, progress, target, source_port).find_map(|(slot, not_before)| {
+        progress
+            .departures
+            .sent_ns(slot.source_port - plan.base_port, slot.epoch, cookie)
+            .filter(|sent_ns| (not_before..=arrived_ns).contains(sent_ns))
+    })
+}
+
+/// The send slots of `target`'s probe in its sender's latest pass and the one before, latest
+/// first, that leave from `source_port`: what a reply within its `--wait` may answer (see
+/// [`departure_of`]); each with the time before which its departure is an older pass's.
+fn sent_from<'a>(
+    plan: &'a Plan,
+    progress: &'a Progress,
+    target: u64,
+    source_port: u16,
+) -> impl Iterator<Item = (SendSlot, u64)> + 'a {
+    let walked = plan.walk_index(target).map(|(sender, index)| {
+        let (latest, latest_began_ns) = progress.sender(sender).latest_pass();
+        (latest.saturating_sub(1)..=latest).rev().map(move |pass| {
             let not_before = if pass == latest { latest_began_ns } else { 0 };
-            progress
-                .departures
-                .sent_ns(slot.source_port - plan.base_port, slot.epoch, cookie)
-                .filter(|sent_ns| (not_before..=arrived_ns).contains(sent_ns))
+            (plan.send_slot(sender, pass, index), not_before)
         })
+    });
+    walked
+        .into_iter()
+        .flatten()
+        .filter(move |(slot, _)| slot.source_port == source_port)
 }
 
 /// How far each sender's first pass got.

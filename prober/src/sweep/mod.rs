@@ -169,6 +169,9 @@ pub fn run(options: Options) -> Result<Conclusion> {
     }
     if verbose {
         eprintln!("{}", summary::timing_line(&summary));
+        if let Some(line) = summary::unsolicited_line(&summary) {
+            eprintln!("{line}");
+        }
         rtt::print_percentiles(&summary.rtt);
     }
     if histogram {

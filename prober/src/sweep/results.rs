@@ -324,7 +324,7 @@ impl ResultWriter {
             }
         };
         match (status, result.reply) {
-            (Status::Filtered, _) => self.not_responding.push(port),
+            (Status::Filtered | Status::OpenFiltered, _) => self.not_responding.push(port),
             (_, Some(reply)) if self.verbose => self.rows.push((port, reply)),
             (Status::Closed, _) => {}
             (_, Some(reply)) => self.write_row(port, &reply)?,

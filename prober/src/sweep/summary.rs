@@ -18,6 +18,9 @@ pub struct SweepSummary {
     pub unknown: u64,
     /// Replies to (host, port) pairs that had answered already (retries, retransmissions).
     pub duplicates: u64,
+    /// Answers that echo no cookie (UDP's) at a source port their (host, port)'s probe did
+    /// not leave from: forged, or stale beyond the passes a reply may answer. Not counted.
+    pub unsolicited: u64,
     /// Of the first reply from each (host, port) whose probe's send time is known.
     pub rtt: RttStats,
     /// First replies whose probe's departure the table no longer held (its slot reused: the
@@ -104,6 +107,16 @@ pub fn footer(summary: &SweepSummary) -> String {
         summary.kernel_tx_dropped,
         summary.kernel_rx_dropped,
     )
+}
+
+/// `-V`, when there were any: the answers not taken for coming to the wrong source port.
+pub fn unsolicited_line(summary: &SweepSummary) -> Option<String> {
+    (summary.unsolicited > 0).then(|| {
+        format!(
+            "{} taken for none: at a source port no probe to their host and port left from",
+            counted(summary.unsolicited, "answer")
+        )
+    })
 }
 
 /// `-V`: how many replies have an RTT, and why the others have none.
