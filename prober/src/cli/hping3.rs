@@ -39,18 +39,8 @@ const MISSING: [(&[&str], &str); 17] = [
         "is a TCP option of hping3's, which prober does not have yet",
     ),
     (
-        &[
-            "-C",
-            "--icmptype",
-            "-K",
-            "--icmpcode",
-            "--force-icmp",
-            "--icmp-gw",
-            "--icmp-ts",
-            "--icmp-addr",
-            "--icmp-help",
-        ],
-        "sends ICMP other than echo requests, which prober does not have yet",
+        &["--force-icmp", "--icmp-gw", "--icmp-help"],
+        "forges ICMP errors and redirects (hping3's -C 3, 4, 5 and 11), which prober does not",
     ),
     (
         &["-a", "--spoof", "--rand-source", "--rand-dest"],
@@ -125,5 +115,6 @@ mod tests {
         assert_eq!(missing("-Q"), Some(NOT_YET));
         assert_eq!(missing("--no-such-option"), None);
         assert_eq!(missing("-S"), None, "prober's own");
+        assert_eq!(missing("--icmp-ts"), None, "prober's own");
     }
 }

@@ -3,8 +3,8 @@
 use std::{io::Write as _, net::IpAddr};
 
 use etherparse::{
-    IcmpEchoHeader, Icmpv4Header, Icmpv4Type, Icmpv6Header, Icmpv6Type, IpDscp, IpEcn, IpNumber,
-    Ipv4Header, Ipv6FlowLabel, Ipv6Header,
+    Icmpv4Header, Icmpv4Type, Icmpv6Header, Icmpv6Type, IpDscp, IpEcn, IpNumber, Ipv4Header,
+    Ipv6FlowLabel, Ipv6Header,
 };
 use prober_common::IpAddress;
 
@@ -93,17 +93,34 @@ impl IpHeader {
         .expect("probe payloads fit in a packet")
     }
 
-    /// An echo request with `echo`'s identifier and sequence number carrying `payload` behind
-    /// this header: ICMP's, or ICMPv6's, whose checksum covers the IPv6 pseudo-header.
-    pub fn echo_request(&self, echo: IcmpEchoHeader, payload: &[u8]) -> EchoRequest {
+    /// An ICMP message of `icmp_type` and `code` with `id` and `seq` (the identifier and
+    /// sequence number every query message has) carrying `payload` behind this header:
+    /// ICMP's, or ICMPv6's, whose checksum covers the IPv6 pseudo-header.
+    pub fn icmp_query(
+        &self,
+        (icmp_type, code): (u8, u8),
+        (id, seq): (u16, u16),
+        payload: &[u8],
+    ) -> IcmpQuery {
+        let [i0, i1] = id.to_be_bytes();
+        let [s0, s1] = seq.to_be_bytes();
+        let bytes5to8 = [i0, i1, s0, s1];
         match self {
-            IpHeader::V4(_) => EchoRequest::V4(Icmpv4Header::with_checksum(
-                Icmpv4Type::EchoRequest(echo),
+            IpHeader::V4(_) => IcmpQuery::V4(Icmpv4Header::with_checksum(
+                Icmpv4Type::Unknown {
+                    type_u8: icmp_type,
+                    code_u8: code,
+                    bytes5to8,
+                },
                 payload,
             )),
-            IpHeader::V6(ip) => EchoRequest::V6(
+            IpHeader::V6(ip) => IcmpQuery::V6(
                 Icmpv6Header::with_checksum(
-                    Icmpv6Type::EchoRequest(echo),
+                    Icmpv6Type::Unknown {
+                        type_u8: icmp_type,
+                        code_u8: code,
+                        bytes5to8,
+                    },
                     ip.source,
                     ip.destination,
                     payload,
@@ -140,17 +157,17 @@ impl Serialise for etherparse::TcpHeader {
     }
 }
 
-/// An echo request of the family of the IP header in front of it.
-pub enum EchoRequest {
+/// An ICMP query message of the family of the IP header in front of it.
+pub enum IcmpQuery {
     V4(Icmpv4Header),
     V6(Icmpv6Header),
 }
 
-impl Serialise for EchoRequest {
+impl Serialise for IcmpQuery {
     fn serialise(&self, out: &mut &mut [u8]) -> std::io::Result<()> {
         match self {
-            EchoRequest::V4(icmp) => icmp.write(out),
-            EchoRequest::V6(icmp) => icmp.write(out),
+            IcmpQuery::V4(icmp) => icmp.write(out),
+            IcmpQuery::V6(icmp) => icmp.write(out),
         }
     }
 }

@@ -14,7 +14,7 @@ use std::{net::IpAddr, sync::Arc};
 use anyhow::Result;
 use prober_common::{ProbeFilter, ReplyRecord};
 
-pub use icmp::IcmpEcho;
+pub use icmp::{IcmpEcho, IcmpMessage};
 pub use payload::Payload;
 pub use tcp::{DestPort, PortStep, TcpFlags, TcpProbe, TcpSegment, TcpSyn};
 
@@ -100,6 +100,11 @@ pub trait PingProbe: Send + Sync {
     /// The data each probe carries after its headers.
     fn payload(&self) -> &Payload;
 
+    /// The length of the headers hping3's header line gives: what is built, less the data.
+    fn headers_len(&self) -> usize {
+        self.build(0, &mut self.buffer()) - self.payload().size()
+    }
+
     /// Room to build one of its probes in.
     fn buffer(&self) -> Vec<u8> {
         vec![0; MAX_PROBE_LEN + self.payload().size()]
@@ -124,6 +129,10 @@ pub trait PingProbe: Send + Sync {
 
     /// Appends what `-V` adds after `rtt=`.
     fn write_verbose_trailer(&self, _reply: &ReplyRecord, _line: &mut String) {}
+
+    /// Appends the lines hping3 prints below a reply's (each after a line break): a
+    /// timestamp reply's timestamps, an address mask reply's mask.
+    fn write_after(&self, _reply: &ReplyRecord, _lines: &mut String) {}
 }
 
 /// What a one-target run sends, as the command line asked.
@@ -141,7 +150,7 @@ pub enum PingKind {
         seq: Option<u32>,
         ack: Option<u32>,
     },
-    IcmpEcho,
+    Icmp(IcmpMessage),
 }
 
 impl PingKind {
@@ -171,7 +180,7 @@ impl PingKind {
                     ..random
                 })
             }
-            PingKind::IcmpEcho => Arc::new(IcmpEcho::new(endpoints)?),
+            PingKind::Icmp(message) => Arc::new(IcmpEcho::new(endpoints, message)?),
         })
     }
 }
@@ -488,6 +497,7 @@ mod tests {
                 ..endpoints()
             },
             id: 1,
+            message: IcmpMessage::ECHO_REQUEST,
         };
         for probe in [&tcp as &dyn PingProbe, &icmp] {
             for n in 0..3 {
@@ -553,6 +563,7 @@ mod tests {
         let icmp = IcmpEcho {
             endpoints: with(Payload::from_file(b"abcdefg", 3)),
             id: 1,
+            message: IcmpMessage::ECHO_REQUEST,
         };
         let packet = build(&icmp, 1);
         assert_eq!(packet.len(), 31);
@@ -565,6 +576,7 @@ mod tests {
                 ..ipv6_endpoints()
             },
             id: 1,
+            message: IcmpMessage::ECHO_REQUEST,
         };
         let packet = build(&v6, 0);
         assert_eq!(packet.len(), 53);
@@ -631,6 +643,7 @@ mod tests {
         let probe = IcmpEcho {
             endpoints,
             id: 0xbeef,
+            message: IcmpMessage::ECHO_REQUEST,
         };
         let packet = build(&probe, n);
         let icmp = &packet[packet.len() - 8..];
@@ -665,6 +678,7 @@ mod tests {
         let icmp = IcmpEcho {
             endpoints: endpoints(),
             id: 1,
+            message: IcmpMessage::ECHO_REQUEST,
         };
         let reply = ReplyRecord {
             icmp_seq: 9,
