@@ -48,7 +48,7 @@ pub struct ProbeFilter {
     /// 0: one destination port; `u16::MAX`: any (hping3's `-p +N` and `-p ++N` move it
     /// during the run, and userspace tells which replies answer the port probed).
     pub target_port_max_offset: u16,
-    /// [`KIND_TCP`] or [`KIND_ICMP_ECHO`]; [`KIND_NONE`] matches nothing.
+    /// [`KIND_TCP`], [`KIND_ICMP_ECHO`] or [`KIND_RAW_IP`]; [`KIND_NONE`] matches nothing.
     pub kind: u8,
     /// [`MODE_SINGLE`] or [`MODE_SWEEP`].
     pub mode: u8,
@@ -62,6 +62,12 @@ pub struct ProbeFilter {
     /// TCP, one target: the data bytes every probe carries (-d), which a RST acknowledges
     /// with the SYN and FIN.
     pub tcp_data_len: u16,
+    /// Raw IP, one target: the IP ids of our probes, `ip_id_base ..= ip_id_base +
+    /// ip_id_max_offset` (wrapping: one fixed id with -N), and the protocol they carry (-H).
+    pub ip_id_base: u16,
+    pub ip_id_max_offset: u16,
+    pub ip_protocol: u8,
+    pub _pad2: [u8; 3],
 }
 
 impl ProbeFilter {
@@ -76,6 +82,12 @@ impl ProbeFilter {
     pub fn is_our_port(&self, port: u16) -> bool {
         port.wrapping_sub(self.sport_base) <= self.sport_max_offset
     }
+
+    /// Raw IP: whether `id` is one of our probes' IP ids.
+    #[inline(always)]
+    pub fn is_our_ip_id(&self, id: u16) -> bool {
+        id.wrapping_sub(self.ip_id_base) <= self.ip_id_max_offset
+    }
 }
 
 /// The filter matches nothing (the programs pass every packet untouched).
@@ -85,6 +97,9 @@ pub const KIND_TCP: u8 = 1;
 /// ICMP echo requests, answered by echo replies (ICMPv6's for IPv6 targets), or ICMP's other
 /// queries with the same identifier and sequence number: timestamp and address mask requests.
 pub const KIND_ICMP_ECHO: u8 = 2;
+/// Bare IP headers of a protocol of the user's choosing (hping3's raw IP mode, IPv4), whose
+/// only answers are ICMP errors quoting them (protocol unreachable from Linux).
+pub const KIND_RAW_IP: u8 = 3;
 
 /// One target, one port: replies are matched against the filter's fixed target, port and
 /// sequence numbers, and passed on to the host's stack untouched.
@@ -412,7 +427,7 @@ mod tests {
 
     #[test]
     fn shared_types_have_the_layout_both_sides_expect() {
-        assert_eq!(core::mem::size_of::<ProbeFilter>(), 80);
+        assert_eq!(core::mem::size_of::<ProbeFilter>(), 88);
         assert_eq!(core::mem::size_of::<Neighbour>(), 24);
         assert_eq!(core::mem::size_of::<NeighbourRecord>(), 40);
         assert_eq!(core::mem::size_of::<ReplyRecord>(), 104);

@@ -524,6 +524,8 @@ pub struct QuotedProbe {
     pub src: IpAddress,
     pub dst: IpAddress,
     pub protocol: u8,
+    /// The quoted IPv4 header's identification (0 for IPv6).
+    pub ip_id: u16,
     pub source_port: u16,
     pub dest_port: u16,
     pub seq: u32,
@@ -572,6 +574,31 @@ pub fn icmp_error(
     ip: &IpPacket,
     quoted: &mut QuotedProbe,
 ) -> Quoting {
+    read_quote(frame, ip, quoted, QUOTED_TRANSPORT_LEN)
+}
+
+/// [`icmp_error`] for a probe that is a bare IP header (raw IP mode): the quote may end at the
+/// quoted IPv4 header, as Linux's protocol unreachable about a probe with no data does (its
+/// ICMP drops such an error for itself, but raw sockets, hping3's, get it first); the
+/// transport bytes are read when they are there.
+#[inline(always)]
+pub fn icmp_error_about_ip(
+    frame: &(impl Frame + ?Sized),
+    ip: &IpPacket,
+    quoted: &mut QuotedProbe,
+) -> Quoting {
+    read_quote(frame, ip, quoted, 0)
+}
+
+/// The quote of an ICMP error, which must hold `transport_len` bytes after the quoted IP
+/// header (up to [`QUOTED_TRANSPORT_LEN`] are read).
+#[inline(always)]
+fn read_quote(
+    frame: &(impl Frame + ?Sized),
+    ip: &IpPacket,
+    quoted: &mut QuotedProbe,
+    transport_len: usize,
+) -> Quoting {
     let Some([icmp_type, code, sum0, sum1]) = frame.read::<4>(ip.l4_offset) else {
         return Quoting::NotAnError;
     };
@@ -593,6 +620,7 @@ pub fn icmp_error(
                 return Quoting::Malformed;
             }
             quoted.protocol = header[9];
+            quoted.ip_id = u16::from_be_bytes([header[4], header[5]]);
             quoted.src = IpAddress::from_ipv4([header[12], header[13], header[14], header[15]]);
             quoted.dst = IpAddress::from_ipv4([header[16], header[17], header[18], header[19]]);
             at + header_len
@@ -611,8 +639,11 @@ pub fn icmp_error(
             at + IPV6_HEADER_LEN
         }
     };
-    if transport_at + QUOTED_TRANSPORT_LEN > end {
+    if transport_at + transport_len > end {
         return Quoting::Malformed;
+    }
+    if transport_at + QUOTED_TRANSPORT_LEN > end {
+        return Quoting::Error(kind);
     }
     let Some([p0, p1, p2, p3, s0, s1, s2, s3]) = frame.read::<QUOTED_TRANSPORT_LEN>(transport_at)
     else {
@@ -1691,6 +1722,51 @@ mod tests {
         assert_eq!(
             accepted(&flipped[..len], &ip, OUR_MAC, Checksum::Message),
             Err(Reason::BadChecksum)
+        );
+    }
+
+    #[test]
+    fn a_quote_of_a_bare_ip_header_is_read_for_raw_ip_probes_only() {
+        // Our raw IP probe of protocol 200 with IP id 0x0102 and no data, as Linux's protocol
+        // unreachable quotes it: the IP header alone.
+        let mut bare = [0u8; 20];
+        bare.copy_from_slice(&QUOTED_SYN[..20]);
+        bare[3] = 20;
+        bare[4..6].copy_from_slice(&[1, 2]);
+        bare[9] = 200;
+        let (frame, len) = icmp_error_frame(3, 2, &bare);
+        let frame = &frame[..len];
+        let ip = parse(frame).unwrap();
+        let mut quoted = QuotedProbe::default();
+        assert_eq!(
+            icmp_error(frame, &ip, &mut quoted),
+            Quoting::Malformed,
+            "no TCP header"
+        );
+        let mut quoted = QuotedProbe::default();
+        assert_eq!(
+            icmp_error_about_ip(frame, &ip, &mut quoted),
+            Quoting::Error(IcmpErrorKind::ProtocolUnreachable)
+        );
+        assert_eq!((quoted.protocol, quoted.ip_id), (200, 0x0102));
+        assert_eq!(quoted.dst, IpAddress::from_ipv4([198, 18, 4, 2]));
+        assert_eq!(
+            (quoted.source_port, quoted.seq),
+            (0, 0),
+            "nothing quoted after it"
+        );
+        // With data, the first bytes of it are read as a transport header would be.
+        let (frame, len) = icmp_error_frame(3, 2, &[&bare[..], b"XXXXXXXX"].concat());
+        let ip = parse(&frame[..len]).unwrap();
+        let mut quoted = QuotedProbe::default();
+        icmp_error_about_ip(&frame[..len], &ip, &mut quoted);
+        assert_eq!(quoted.source_port, u16::from_be_bytes(*b"XX"));
+        // A quote cut inside the IP header is none, for either.
+        let (frame, len) = icmp_error_frame(3, 2, &bare[..16]);
+        let ip = parse(&frame[..len]).unwrap();
+        assert_eq!(
+            icmp_error_about_ip(&frame[..len], &ip, &mut QuotedProbe::default()),
+            Quoting::Malformed
         );
     }
 

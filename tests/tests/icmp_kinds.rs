@@ -2,7 +2,8 @@
 //! kernel: timestamp requests side by side with hping3 (Linux answers them), address mask
 //! requests on the wire (Linux never answers them); and replies forged from inside the
 //! namespace, of which only those that answer our requests (our identifier, the reply type)
-//! are shown.
+//! are shown. And raw IP mode (-0 -H), whose probes only ICMP errors answer: Linux's protocol
+//! unreachable side by side with hping3, and forged errors quoting what is no probe of ours.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +16,7 @@ use prober_tests::{
     output::parse_footer,
     prober_command,
     proc::{run, Finished},
-    require_root, TestHost,
+    require_root, run_checked, TestHost,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -119,18 +120,39 @@ fn icmptype_13_is_a_timestamp_request() {
     assert_eq!(prober.code(), Some(0), "{prober}");
 }
 
-/// An IPv4 ICMP message of `icmp_type` seen arriving on the packet socket.
+/// An IPv4 packet seen arriving on the packet socket, and an ICMP query's identifier and
+/// sequence number.
 struct Request {
     frame: Vec<u8>,
     id: u16,
     seq: u16,
 }
 
-/// Reads frames from `socket` until `stop`, handing each ICMP message of `icmp_type` to
-/// `answer`, which returns the frames to send back.
+/// Which arriving IPv4 frames the forger answers: ICMP messages of a type, or packets of an
+/// IP protocol.
+#[derive(Clone, Copy)]
+enum Asked {
+    Icmp(u8),
+    Protocol(u8),
+}
+
+impl Asked {
+    fn is(self, frame: &[u8]) -> bool {
+        let ipv4 = frame.len() >= 34 && frame[12..14] == [0x08, 0x00] && frame[14] == 0x45;
+        match self {
+            Asked::Icmp(icmp_type) => {
+                ipv4 && frame.len() >= 42 && frame[23] == 1 && frame[34] == icmp_type
+            }
+            Asked::Protocol(protocol) => ipv4 && frame[23] == protocol,
+        }
+    }
+}
+
+/// Reads frames from `socket` until `stop`, handing each one `asked` takes to `answer`,
+/// which returns the frames to send back.
 fn serve(
     socket: &OwnedFd,
-    icmp_type: u8,
+    asked: Asked,
     stop: &AtomicBool,
     mut answer: impl FnMut(&Request) -> Vec<Vec<u8>>,
 ) -> Vec<Request> {
@@ -140,18 +162,18 @@ fn serve(
         let Some(frame) = read_frame(socket, &mut buffer) else {
             continue; // the read's timeout: look at `stop` again
         };
-        let is_it = frame.len() >= 42
-            && frame[12..14] == [0x08, 0x00]
-            && frame[14] == 0x45
-            && frame[23] == 1
-            && frame[34] == icmp_type;
-        if !is_it {
+        if !asked.is(frame) {
             continue;
         }
+        let word = |at: usize| {
+            frame
+                .get(at..at + 2)
+                .map_or(0, |w| u16::from_be_bytes([w[0], w[1]]))
+        };
         let request = Request {
             frame: frame.to_vec(),
-            id: u16::from_be_bytes([frame[38], frame[39]]),
-            seq: u16::from_be_bytes([frame[40], frame[41]]),
+            id: word(38),
+            seq: word(40),
         };
         for reply in answer(&request) {
             // SAFETY: the frame outlives the call and its size is given.
@@ -165,11 +187,16 @@ fn serve(
 /// A reply frame to `request`'s: MACs and addresses swapped, the ICMP message `icmp_type`,
 /// `id`, the request's sequence number and `data`, checksums set.
 fn reply_frame(request: &Request, icmp_type: u8, id: u16, data: &[u8]) -> Vec<u8> {
+    let [i0, i1] = id.to_be_bytes();
+    let [s0, s1] = request.seq.to_be_bytes();
+    icmp_frame(request, [icmp_type, 0, 0, 0, i0, i1, s0, s1], data)
+}
+
+/// An ICMP message frame answering `request`'s: MACs and addresses swapped, `header` (its
+/// checksum filled in) and `body`.
+fn icmp_frame(request: &Request, header: [u8; 8], body: &[u8]) -> Vec<u8> {
     let asked = &request.frame;
-    let mut message = vec![icmp_type, 0, 0, 0];
-    message.extend_from_slice(&id.to_be_bytes());
-    message.extend_from_slice(&request.seq.to_be_bytes());
-    message.extend_from_slice(data);
+    let mut message = [&header[..], body].concat();
     let sum = internet_checksum(&message);
     message[2..4].copy_from_slice(&sum.to_be_bytes());
     let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0, 0, 64, 1, 0, 0];
@@ -188,14 +215,13 @@ fn reply_frame(request: &Request, icmp_type: u8, id: u16, data: &[u8]) -> Vec<u8
     .concat()
 }
 
-/// Runs prober with `args` against `host`, whose kernel's own replies of `reply_type` are
-/// dropped on the way out, while a packet socket in the namespace answers each request of
-/// `request_type` with `answer`'s frames (sent past nftables). Returns the run and the
-/// requests seen.
+/// Runs prober with `args` against `host`, while a packet socket in the namespace answers
+/// each packet `asked` takes with `answer`'s frames (sent past nftables, which may drop the
+/// kernel's own answers). Returns the run and the packets seen.
 fn with_forged_replies(
     host: &TestHost,
     args: &[&str],
-    request_type: u8,
+    asked: Asked,
     answer: impl FnMut(&Request) -> Vec<Vec<u8>> + Send + 'static,
 ) -> (Finished, Vec<Request>) {
     let interface = host.peer_if.clone();
@@ -205,7 +231,7 @@ fn with_forged_replies(
         .expect("packet socket");
     let stop = Arc::new(AtomicBool::new(false));
     let stopping = stop.clone();
-    let forger = std::thread::spawn(move || serve(&socket, request_type, &stopping, answer));
+    let forger = std::thread::spawn(move || serve(&socket, asked, &stopping, answer));
     let target = host.addr.to_string();
     let mut all = args.to_vec();
     all.push(&target);
@@ -227,7 +253,7 @@ fn forged_timestamp_replies_with_another_id_are_never_shown() {
     let (prober, requests) = with_forged_replies(
         &host,
         &["--icmp-ts", "-c", "3", "-i", "u200000"],
-        13,
+        Asked::Icmp(13),
         |request| {
             let originate = &request.frame[42..46];
             let stamps = [originate, &[0, 0, 0, 7], &[0, 0, 0, 9]].concat();
@@ -276,7 +302,7 @@ fn address_mask_requests_on_the_wire_get_no_answer_from_linux() {
     let (prober, requests) = with_forged_replies(
         &host,
         &["--icmp-addr", "-c", "2", "-i", "u200000"],
-        17,
+        Asked::Icmp(17),
         |_| vec![],
     );
     assert_eq!(requests.len(), 2, "{prober}");
@@ -314,13 +340,17 @@ fn address_mask_requests_on_the_wire_get_no_answer_from_linux() {
 fn a_forged_address_mask_reply_shows_its_mask() {
     require_root();
     let host = TestHost::new().expect("test host");
-    let (prober, requests) =
-        with_forged_replies(&host, &["--icmp-addr", "-c", "1"], 17, |request| {
+    let (prober, requests) = with_forged_replies(
+        &host,
+        &["--icmp-addr", "-c", "1"],
+        Asked::Icmp(17),
+        |request| {
             vec![
                 reply_frame(request, 18, request.id.wrapping_add(1), &[255, 0, 0, 0]),
                 reply_frame(request, 18, request.id, &[255, 255, 255, 252]),
             ]
-        });
+        },
+    );
     assert_eq!(requests.len(), 1, "{prober}");
     let target = host.addr;
     let shown: Vec<String> = prober.stdout_lines()[1..]
@@ -355,6 +385,10 @@ fn what_icmpv6_and_sweeps_lack_is_refused() {
             "prober: -d: timestamp and address mask requests carry their own fields, no data",
         ),
         (
+            &["-0", "2001:db8::2"][..],
+            "prober: -0 is raw IPv4 (hping3's): an IPv6 host answers an unknown next header with a parameter problem, which prober does not read",
+        ),
+        (
             &["--icmp-ts", "198.18.0.0/30"][..],
             "prober: --icmp-ts has no meaning in a sweep (sweeps send one TCP SYN per port and host; see --rate and --retries)",
         ),
@@ -363,4 +397,105 @@ fn what_icmpv6_and_sweeps_lack_is_refused() {
         assert_eq!(refused.stderr.trim_end(), error, "{refused}");
         assert_eq!(refused.code(), Some(2), "{refused}");
     }
+}
+
+/// Raw IP probes of a protocol Linux does not have: its protocol unreachable, side by side
+/// with hping3 (`raw IP mode set, 20 headers + 0 data bytes`), counted as received.
+#[test]
+fn raw_ip_protocol_unreachable_same_as_hping3() {
+    require_root();
+    let host = TestHost::new().expect("test host");
+    // Linux sends a peer 6 errors at once, then one a second: more than this test's runs.
+    run_checked(
+        host.command_in_ns("sysctl")
+            .args(["-qw", "net.ipv4.icmp_ratelimit=0"]),
+    )
+    .expect("sysctl");
+    let target = host.addr.to_string();
+    let args = ["-0", "-H", "200", "-c", "3", "-i", "u300000"];
+    let prober = run(prober_command(&[&args[..], &[&target]].concat()), TIMEOUT);
+    let hping3 = run(
+        hping3_command(&[&["-n"][..], &args, &[&target]].concat()),
+        TIMEOUT,
+    );
+    assert_eq!(
+        prober.stdout_lines(),
+        hping3.stdout_lines(),
+        "{prober}\n{hping3}"
+    );
+    let header = format!(
+        "HPING {target} ({} {target}): raw IP mode set, 20 headers + 0 data bytes",
+        host.host_if
+    );
+    let error = format!("ICMP Protocol Unreachable from ip={target}");
+    assert_eq!(
+        prober.stdout_lines(),
+        [&header, &error, &error, &error],
+        "{prober}"
+    );
+    for run in [&prober, &hping3] {
+        let footer = parse_footer(&run.stderr).unwrap_or_else(|e| panic!("{e}\n{run}"));
+        assert_eq!((footer.transmitted, footer.received), (3, 3), "{run}");
+        assert_eq!(run.code(), Some(0), "{run}");
+    }
+    // -d: the data follows the header, and the header line says so, as hping3's.
+    let with_data = run(
+        prober_command(&["-0", "-H", "200", "-d", "10", "-c", "1", &target]),
+        TIMEOUT,
+    );
+    assert_eq!(
+        with_data.stdout_lines(),
+        [header.replace("+ 0 data", "+ 10 data"), error],
+        "{with_data}"
+    );
+}
+
+/// ICMP errors forged in the namespace that quote a packet that is not one of our raw IP
+/// probes (another protocol, another source) or have a bad checksum are never shown; the one
+/// quoting our probe is. The kernel's own protocol unreachables are dropped on the way out.
+/// (Mocked: a packet socket in the namespace answers in the kernel's stead.)
+#[test]
+fn forged_errors_quoting_no_raw_probe_of_ours_are_never_shown() {
+    require_root();
+    let host = TestHost::new().expect("test host");
+    host.drop_outgoing("kernel_unreachables", "icmp type destination-unreachable")
+        .expect("nft");
+    let (prober, probes) = with_forged_replies(
+        &host,
+        &["-0", "-H", "200", "-c", "2", "-i", "u200000"],
+        Asked::Protocol(200),
+        |probe| {
+            let quote = probe.frame[14..34].to_vec();
+            let mut other_protocol = quote.clone();
+            other_protocol[9] = 201;
+            let mut other_source = quote.clone();
+            other_source[15] ^= 1;
+            let unreachable = [3, 2, 0, 0, 0, 0, 0, 0];
+            let mut bad_checksum = icmp_frame(probe, unreachable, &quote);
+            bad_checksum[36] ^= 0xff;
+            vec![
+                icmp_frame(probe, unreachable, &other_protocol),
+                icmp_frame(probe, unreachable, &other_source),
+                bad_checksum,
+                icmp_frame(probe, unreachable, &quote),
+            ]
+        },
+    );
+    assert_eq!(probes.len(), 2, "{prober}");
+    for probe in &probes {
+        assert_eq!(
+            probe.frame.len().max(60),
+            60,
+            "a bare 20-byte header, padded"
+        );
+        assert_eq!(u16::from_be_bytes([probe.frame[16], probe.frame[17]]), 20);
+    }
+    let error = format!("ICMP Protocol Unreachable from ip={}", host.addr);
+    assert_eq!(&prober.stdout_lines()[1..], [&error, &error], "{prober}");
+    let footer = parse_footer(&prober.stderr).unwrap_or_else(|e| panic!("{e}\n{prober}"));
+    assert_eq!((footer.transmitted, footer.received), (2, 2), "{prober}");
+    assert!(
+        host.counter_packets("kernel_unreachables").unwrap() >= 2,
+        "the kernel answered too"
+    );
 }

@@ -21,7 +21,10 @@ use crate::{
     discover, echo,
     net::{self, Family, Interface},
     ping::{self, Pacing, RttPrecision},
-    probe::{IcmpMessage, IpFields, Payload, PingKind, PortStep, SweepKind, TcpFlags},
+    probe::{
+        IcmpMessage, IpFields, Payload, PingKind, PortStep, SweepKind, TcpFlags,
+        DEFAULT_RAW_IP_PROTOCOL,
+    },
     sweep::{
         self,
         files::{self, OutputFile},
@@ -138,6 +141,15 @@ struct ModeArgs {
     /// Send ICMP address mask requests, -1 -C 17 (IPv4; Linux does not answer them)
     #[arg(long = "icmp-addr")]
     icmp_addr: bool,
+    /// Raw IP mode (IPv4): an IP header of -H's protocol and the -d / -E data, answered only
+    /// by ICMP errors (Linux's protocol unreachable)
+    #[arg(short = '0', long = "rawip",
+          conflicts_with_all = ["icmp", "icmp_type", "icmp_code", "icmp_ts", "icmp_addr"])]
+    raw_ip: bool,
+    /// IP protocol of raw IP mode's probes [default: 6, TCP, as hping3's]
+    #[arg(short = 'H', long = "ipproto", value_name = "PROTO", value_parser = values::ip_protocol,
+          requires = "raw_ip")]
+    ip_protocol: Option<u8>,
 }
 
 #[derive(Args, Debug)]
@@ -407,7 +419,24 @@ impl Cli {
         if let Some(option) = first_given(&sweep_options) {
             bail!("{option} has no meaning for one target and one port: it is for sweeps (several targets or ports, a range such as -p 80-80, or --scan)");
         }
-        let kind = if let Some(message) = self.icmp_message()? {
+        let kind = if self.mode.raw_ip {
+            let tcp = &self.tcp;
+            let tcp_options = [
+                (self.tcp_flags().0 != 0, "a TCP flag"),
+                (tcp.port.is_some(), "-p"),
+                (tcp.base_port.is_some(), "-s"),
+                (tcp.keep, "-k"),
+                (tcp.setseq.is_some(), "-M"),
+                (tcp.setack.is_some(), "-L"),
+                (tcp.tcpexitcode, "--tcpexitcode"),
+            ];
+            if let Some(option) = first_given(&tcp_options) {
+                bail!("{option} has no meaning in raw IP mode (-0): its probes have no TCP header");
+            }
+            PingKind::RawIp {
+                protocol: self.mode.ip_protocol.unwrap_or(DEFAULT_RAW_IP_PROTOCOL),
+            }
+        } else if let Some(message) = self.icmp_message()? {
             if self.tcp.tcpexitcode {
                 bail!("--tcpexitcode exits with a TCP reply's flags: it needs TCP mode, not -1");
             }
@@ -436,9 +465,7 @@ impl Cli {
             None => Payload::filler(data),
         };
         let destination = net::resolve(target, self.family())?;
-        if let PingKind::Icmp(message) = kind {
-            message.types(destination.ip)?;
-        }
+        kind.check_target(destination.ip)?;
         let base = &self.base;
         Ok(ping::Options {
             target_name: target.clone(),
@@ -474,6 +501,7 @@ impl Cli {
             (self.mode.icmp_code.is_some(), "-K"),
             (self.mode.icmp_ts, "--icmp-ts"),
             (self.mode.icmp_addr, "--icmp-addr"),
+            (self.mode.raw_ip, "-0"),
             (base.count.is_some(), "-c"),
             (base.interval.is_some(), "-i"),
             (base.fast, "--fast"),
@@ -1050,6 +1078,40 @@ mod tests {
             kind(&["-C", "17", "-K", "1", "198.18.4.2"]),
             Err("-K 1: timestamp and address mask messages have code 0 (hping3 sends 0 whatever -K says)".into())
         );
+    }
+
+    #[test]
+    fn raw_ip_mode_takes_a_protocol_and_no_tcp_options() {
+        let kind = |args: &[&str]| match mode(args) {
+            Ok(Mode::Ping(options)) => Ok(options.kind),
+            Ok(_) => panic!("a ping"),
+            Err(error) => Err(error.to_string()),
+        };
+        assert_eq!(
+            kind(&["-0", "198.18.4.2"]),
+            Ok(PingKind::RawIp { protocol: 6 }),
+            "hping3's default: TCP"
+        );
+        assert_eq!(
+            kind(&["--rawip", "--ipproto", "200", "198.18.4.2"]),
+            Ok(PingKind::RawIp { protocol: 200 })
+        );
+        assert_eq!(
+            kind(&["-0", "-S", "198.18.4.2"]),
+            Err(
+                "a TCP flag has no meaning in raw IP mode (-0): its probes have no TCP header"
+                    .into()
+            )
+        );
+        assert_eq!(
+            kind(&["-0", "-p", "80", "198.18.4.2"]),
+            Err("-p has no meaning in raw IP mode (-0): its probes have no TCP header".into())
+        );
+        for refused in [&["-H", "200"][..], &["-0", "-1"], &["-0", "--icmp-ts"]] {
+            let args = [&["prober"], refused, &["198.18.4.2"]].concat();
+            assert!(Cli::try_parse_from(args).is_err(), "{refused:?}");
+        }
+        assert!(refusal(&["-0", "198.18.4.0/30"]).starts_with("-0 has no meaning in a sweep"));
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub enum Transport {
     Tcp,
     /// ICMP behind IPv4, ICMPv6 behind IPv6.
     Icmp,
+    /// Nothing but data, under this protocol number (raw IP mode).
+    Raw(u8),
 }
 
 /// What tells a probe's IP header from its neighbours'.
@@ -49,6 +51,7 @@ impl IpHeader {
         let protocol = |icmp| match transport {
             Transport::Tcp => IpNumber::TCP,
             Transport::Icmp => icmp,
+            Transport::Raw(protocol) => IpNumber(protocol),
         };
         match (source, target) {
             (IpAddr::V4(source), IpAddr::V4(target)) => {
@@ -149,6 +152,13 @@ impl IpHeader {
 /// The transport headers etherparse can write, behind one object-safe method.
 pub trait Serialise {
     fn serialise(&self, out: &mut &mut [u8]) -> std::io::Result<()>;
+}
+
+/// No transport header: a raw IP probe's data follows its IP header.
+impl Serialise for () {
+    fn serialise(&self, _out: &mut &mut [u8]) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 impl Serialise for etherparse::TcpHeader {

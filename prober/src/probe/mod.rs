@@ -7,6 +7,7 @@ mod icmp;
 mod ip;
 pub mod neighbour;
 mod payload;
+mod raw_ip;
 mod tcp;
 
 use std::{net::IpAddr, sync::Arc};
@@ -16,6 +17,7 @@ use prober_common::{ProbeFilter, ReplyRecord};
 
 pub use icmp::{IcmpEcho, IcmpMessage};
 pub use payload::Payload;
+pub use raw_ip::{RawIp, DEFAULT_PROTOCOL as DEFAULT_RAW_IP_PROTOCOL};
 pub use tcp::{DestPort, PortStep, TcpFlags, TcpProbe, TcpSegment, TcpSyn};
 
 /// Longest sweep probe (IPv6 + TCP, no payload).
@@ -151,9 +153,23 @@ pub enum PingKind {
         ack: Option<u32>,
     },
     Icmp(IcmpMessage),
+    /// Bare IP headers of this protocol (hping3's -0 -H).
+    RawIp {
+        protocol: u8,
+    },
 }
 
 impl PingKind {
+    /// Whether this kind can probe `target` (some are IPv4's only): what [`PingKind::probe`]
+    /// would refuse, said before anything is set up.
+    pub fn check_target(&self, target: IpAddr) -> Result<()> {
+        match *self {
+            PingKind::Tcp { .. } => Ok(()),
+            PingKind::Icmp(message) => message.types(target).map(|_| ()),
+            PingKind::RawIp { .. } => raw_ip::check_target(target),
+        }
+    }
+
     pub fn probe(&self, endpoints: Endpoints) -> Result<Arc<dyn PingProbe>> {
         Ok(match *self {
             PingKind::Tcp {
@@ -181,6 +197,7 @@ impl PingKind {
                 })
             }
             PingKind::Icmp(message) => Arc::new(IcmpEcho::new(endpoints, message)?),
+            PingKind::RawIp { protocol } => Arc::new(RawIp::new(endpoints, protocol)?),
         })
     }
 }
