@@ -445,9 +445,23 @@ fn raw_ip_protocol_unreachable_same_as_hping3() {
     );
     assert_eq!(
         with_data.stdout_lines(),
-        [header.replace("+ 0 data", "+ 10 data"), error],
+        [header.replace("+ 0 data", "+ 10 data"), error.clone()],
         "{with_data}"
     );
+    // -N: every probe has the one id, and every error still counts.
+    let fixed_id = run(
+        prober_command(&[
+            "-0", "-H", "200", "-N", "1000", "-c", "2", "-i", "u300000", &target,
+        ]),
+        TIMEOUT,
+    );
+    assert_eq!(
+        fixed_id.stdout_lines(),
+        [&header, &error, &error],
+        "{fixed_id}"
+    );
+    let footer = parse_footer(&fixed_id.stderr).unwrap_or_else(|e| panic!("{e}\n{fixed_id}"));
+    assert_eq!((footer.transmitted, footer.received), (2, 2), "{fixed_id}");
 }
 
 /// ICMP errors forged in the namespace that quote a packet that is not one of our raw IP

@@ -70,6 +70,14 @@ impl PingProbe for RawIp {
         reply.icmp_seq
     }
 
+    /// With -N every probe is number 0, as the XDP program numbers their errors (as TCP's -k).
+    fn sequence_of(&self, n: u64) -> u16 {
+        match self.endpoints.fields.id {
+            Some(_) => 0,
+            None => n as u16,
+        }
+    }
+
     /// Only ICMP errors answer raw IP probes, and they have lines of their own.
     fn write_fields(&self, _reply: &ReplyRecord, _seq: u16, _line: &mut String) {}
 }
@@ -122,6 +130,11 @@ mod tests {
         let filter = probe.filter();
         assert_eq!((filter.kind, filter.ip_protocol), (KIND_RAW_IP, 200));
         assert!(filter.is_our_ip_id(0xfffe) && filter.is_our_ip_id(1));
+        assert_eq!(
+            probe.sequence_of(3),
+            3,
+            "the XDP program's number: 1 - 0xfffe"
+        );
     }
 
     #[test]
@@ -134,6 +147,7 @@ mod tests {
         assert_eq!(internet_checksum(&packet[..20]), 0);
         let filter = probe.filter();
         assert!(filter.is_our_ip_id(77) && !filter.is_our_ip_id(78));
+        assert_eq!(probe.sequence_of(3), 0, "the XDP program's number: 77 - 77");
         assert_eq!(probe.payload().size(), 5);
     }
 
