@@ -41,10 +41,15 @@ pub struct ProbeFilter {
     pub sport_max_offset: u16,
     /// ICMP echo: the identifier of our probes.
     pub icmp_id: u16,
+    /// ICMP echo: the type of our probes (an echo, timestamp or address mask request, as
+    /// hping3's -C numbers them in ICMPv6's numbering for IPv6), and of their replies.
+    pub icmp_type: u8,
+    pub icmp_reply_type: u8,
     /// 0: one destination port; `u16::MAX`: any (hping3's `-p +N` and `-p ++N` move it
     /// during the run, and userspace tells which replies answer the port probed).
     pub target_port_max_offset: u16,
-    /// [`KIND_TCP`], [`KIND_ICMP_ECHO`] or [`KIND_UDP`]; [`KIND_NONE`] matches nothing.
+    /// [`KIND_TCP`], [`KIND_ICMP_ECHO`], [`KIND_UDP`] or [`KIND_RAW_IP`]; [`KIND_NONE`]
+    /// matches nothing.
     pub kind: u8,
     /// [`MODE_SINGLE`] or [`MODE_SWEEP`].
     pub mode: u8,
@@ -58,7 +63,12 @@ pub struct ProbeFilter {
     /// TCP and UDP, one target: the data bytes every probe carries (-d), which a RST
     /// acknowledges with the SYN and FIN, and which an ICMP error's quoted UDP length states.
     pub tcp_data_len: u16,
-    pub _pad2: [u8; 2],
+    /// Raw IP, one target: the IP ids of our probes, `ip_id_base ..= ip_id_base +
+    /// ip_id_max_offset` (wrapping: one fixed id with -N), and the protocol they carry (-H).
+    pub ip_id_base: u16,
+    pub ip_id_max_offset: u16,
+    pub ip_protocol: u8,
+    pub _pad2: [u8; 3],
 }
 
 impl ProbeFilter {
@@ -73,16 +83,26 @@ impl ProbeFilter {
     pub fn is_our_port(&self, port: u16) -> bool {
         port.wrapping_sub(self.sport_base) <= self.sport_max_offset
     }
+
+    /// Raw IP: whether `id` is one of our probes' IP ids.
+    #[inline(always)]
+    pub fn is_our_ip_id(&self, id: u16) -> bool {
+        id.wrapping_sub(self.ip_id_base) <= self.ip_id_max_offset
+    }
 }
 
 /// The filter matches nothing (the programs pass every packet untouched).
 pub const KIND_NONE: u8 = 0;
 /// TCP probes with any flags; sweeps send SYNs and take SYN-ACKs and RST-ACKs.
 pub const KIND_TCP: u8 = 1;
-/// ICMP echo requests, answered by echo replies (ICMPv6's for IPv6 targets).
+/// ICMP echo requests, answered by echo replies (ICMPv6's for IPv6 targets), or ICMP's other
+/// queries with the same identifier and sequence number: timestamp and address mask requests.
 pub const KIND_ICMP_ECHO: u8 = 2;
 /// UDP datagrams: a UDP answer means open, an ICMP port unreachable closed.
 pub const KIND_UDP: u8 = 3;
+/// Bare IP headers of a protocol of the user's choosing (hping3's raw IP mode, IPv4), whose
+/// only answers are ICMP errors quoting them (protocol unreachable from Linux).
+pub const KIND_RAW_IP: u8 = 4;
 
 /// One target, one port: replies are matched against the filter's fixed target, port and
 /// sequence numbers, and passed on to the host's stack untouched.
@@ -128,6 +148,10 @@ pub struct ReplyRecord {
     pub tcp_urgent: u16,
     pub icmp_id: u16,
     pub icmp_seq: u16,
+    /// What an ICMP reply carries after its 8-byte header, for hping3's lines about it: a
+    /// timestamp reply's originate, receive and transmit timestamps, an address mask reply's
+    /// mask in the first 4 bytes (see [`wire::icmp_query_data_len`]); zero for others.
+    pub icmp_data: [u8; 12],
     /// IPv4's TTL or IPv6's hop limit.
     pub ttl: u8,
     /// IPv4's TOS byte or IPv6's traffic class.
@@ -142,7 +166,7 @@ pub struct ReplyRecord {
     /// and code (see [`wire::IcmpErrorKind::of`]); 0 for other replies.
     pub icmp_type: u8,
     pub icmp_code: u8,
-    pub _pad: [u8; 2],
+    pub _pad: [u8; 6],
     /// An ICMP error's sender (the target, or a router on the way); zero for other replies.
     pub icmp_from: IpAddress,
 }
@@ -407,10 +431,10 @@ mod tests {
 
     #[test]
     fn shared_types_have_the_layout_both_sides_expect() {
-        assert_eq!(core::mem::size_of::<ProbeFilter>(), 80);
+        assert_eq!(core::mem::size_of::<ProbeFilter>(), 88);
         assert_eq!(core::mem::size_of::<Neighbour>(), 24);
         assert_eq!(core::mem::size_of::<NeighbourRecord>(), 40);
-        assert_eq!(core::mem::size_of::<ReplyRecord>(), 88);
+        assert_eq!(core::mem::size_of::<ReplyRecord>(), 104);
         assert_eq!(core::mem::size_of::<Departure>(), 32);
         assert_eq!(core::mem::size_of::<SweepDeparture>(), 16);
     }

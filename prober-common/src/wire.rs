@@ -448,43 +448,61 @@ pub fn datagram(frame: &(impl Frame + ?Sized), ip: &IpPacket) -> Option<Datagram
     })
 }
 
-/// An ICMP or ICMPv6 echo message's type, identifier and sequence number.
+/// An ICMP query message (an echo, ICMPv6's too, a timestamp or an address mask: RFC 792,
+/// RFC 950, RFC 4443 share its identifier and sequence number) and what it carries after them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Echo {
-    pub kind: EchoKind,
+    pub icmp_type: u8,
     pub id: u16,
     pub seq: u16,
     pub checksum: u16,
+    /// The first [`icmp_query_data_len`] bytes after the header, zero after them.
+    pub data: [u8; 12],
 }
 
-/// What an ICMP message of either family is, as far as echoes go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EchoKind {
-    Request,
-    Reply,
-    /// Any other type: errors, neighbour discovery, router advertisements.
-    Other,
+/// ICMP's timestamp request and reply (RFC 792), address mask request and reply (RFC 950).
+pub const ICMP_TIMESTAMP: u8 = 13;
+pub const ICMP_TIMESTAMP_REPLY: u8 = 14;
+pub const ICMP_ADDRESS_MASK: u8 = 17;
+pub const ICMP_ADDRESS_MASK_REPLY: u8 = 18;
+
+/// What a query message of `icmp_type` must carry after its 8-byte header, as hping3 reads it:
+/// a timestamp's originate, receive and transmit timestamps (12 bytes), an address mask (4).
+#[inline(always)]
+pub fn icmp_query_data_len(version: IpVersion, icmp_type: u8) -> usize {
+    match (version, icmp_type) {
+        (IpVersion::V4, ICMP_TIMESTAMP | ICMP_TIMESTAMP_REPLY) => 12,
+        (IpVersion::V4, ICMP_ADDRESS_MASK | ICMP_ADDRESS_MASK_REPLY) => 4,
+        _ => 0,
+    }
 }
 
-/// The echo header of `ip`'s ICMP message (ICMPv6 for IPv6), if it is long enough for one;
-/// the caller has checked that `ip` carries its family's ICMP.
+/// The query header of `ip`'s ICMP message (ICMPv6 for IPv6), if it is long enough for one
+/// and for the data its type carries; the caller has checked that `ip` carries its family's
+/// ICMP.
 #[inline(always)]
 pub fn echo(frame: &(impl Frame + ?Sized), ip: &IpPacket) -> Option<Echo> {
     if ip.l4_len < ICMP_ECHO_LEN {
         return None;
     }
     let icmp = frame.read::<ICMP_ECHO_LEN>(ip.l4_offset)?;
-    // RFC 792 and RFC 4443 number them apart.
-    let kind = match (ip.version, icmp[0]) {
-        (IpVersion::V4, 8) | (IpVersion::V6, 128) => EchoKind::Request,
-        (IpVersion::V4, 0) | (IpVersion::V6, 129) => EchoKind::Reply,
-        _ => EchoKind::Other,
-    };
+    let mut data = [0u8; 12];
+    let data_at = ip.l4_offset + ICMP_ECHO_LEN;
+    let data_len = icmp_query_data_len(ip.version, icmp[0]);
+    if ip.l4_len < ICMP_ECHO_LEN + data_len {
+        return None;
+    }
+    match data_len {
+        12 => data = frame.read::<12>(data_at)?,
+        4 => data[..4].copy_from_slice(&frame.read::<4>(data_at)?),
+        _ => {}
+    }
     Some(Echo {
-        kind,
+        icmp_type: icmp[0],
         id: u16::from_be_bytes([icmp[4], icmp[5]]),
         seq: u16::from_be_bytes([icmp[6], icmp[7]]),
         checksum: u16::from_be_bytes([icmp[2], icmp[3]]),
+        data,
     })
 }
 
@@ -533,6 +551,8 @@ pub struct QuotedProbe {
     pub src: IpAddress,
     pub dst: IpAddress,
     pub protocol: u8,
+    /// The quoted IPv4 header's identification (0 for IPv6).
+    pub ip_id: u16,
     pub source_port: u16,
     pub dest_port: u16,
     pub seq: u32,
@@ -589,6 +609,31 @@ pub fn icmp_error(
     ip: &IpPacket,
     quoted: &mut QuotedProbe,
 ) -> Quoting {
+    read_quote(frame, ip, quoted, QUOTED_TRANSPORT_LEN)
+}
+
+/// [`icmp_error`] for a probe that is a bare IP header (raw IP mode): the quote may end at the
+/// quoted IPv4 header, as Linux's protocol unreachable about a probe with no data does (its
+/// ICMP drops such an error for itself, but raw sockets, hping3's, get it first); the
+/// transport bytes are read when they are there.
+#[inline(always)]
+pub fn icmp_error_about_ip(
+    frame: &(impl Frame + ?Sized),
+    ip: &IpPacket,
+    quoted: &mut QuotedProbe,
+) -> Quoting {
+    read_quote(frame, ip, quoted, 0)
+}
+
+/// The quote of an ICMP error, which must hold `transport_len` bytes after the quoted IP
+/// header (up to [`QUOTED_TRANSPORT_LEN`] are read).
+#[inline(always)]
+fn read_quote(
+    frame: &(impl Frame + ?Sized),
+    ip: &IpPacket,
+    quoted: &mut QuotedProbe,
+    transport_len: usize,
+) -> Quoting {
     let Some([icmp_type, code, sum0, sum1]) = frame.read::<4>(ip.l4_offset) else {
         return Quoting::NotAnError;
     };
@@ -610,6 +655,7 @@ pub fn icmp_error(
                 return Quoting::Malformed;
             }
             quoted.protocol = header[9];
+            quoted.ip_id = u16::from_be_bytes([header[4], header[5]]);
             quoted.src = IpAddress::from_ipv4([header[12], header[13], header[14], header[15]]);
             quoted.dst = IpAddress::from_ipv4([header[16], header[17], header[18], header[19]]);
             at + header_len
@@ -628,8 +674,11 @@ pub fn icmp_error(
             at + IPV6_HEADER_LEN
         }
     };
-    if transport_at + QUOTED_TRANSPORT_LEN > end {
+    if transport_at + transport_len > end {
         return Quoting::Malformed;
+    }
+    if transport_at + QUOTED_TRANSPORT_LEN > end {
+        return Quoting::Error(kind);
     }
     let Some([p0, p1, p2, p3, s0, s1, s2, s3]) = frame.read::<QUOTED_TRANSPORT_LEN>(transport_at)
     else {
@@ -1342,15 +1391,15 @@ mod tests {
         let message = [129, 0, 0, 0, 0x12, 0x34, 0, 7];
         let (frame, len) = ipv6_frame(&[], crate::IPPROTO_ICMPV6, &message, 2);
         let echo = judge_echo(&frame[..len]).unwrap();
-        assert_eq!((echo.kind, echo.id, echo.seq), (EchoKind::Reply, 0x1234, 7));
+        assert_eq!((echo.icmp_type, echo.id, echo.seq), (129, 0x1234, 7));
         // A checksum over the message alone, as ICMPv4 has it, is wrong for ICMPv6.
         let mut v4_style = frame;
         let sum = checksum_of(&[&[129, 0, 0, 0, 0x12, 0x34, 0, 7]]);
         v4_style[56..58].copy_from_slice(&sum.to_be_bytes());
         assert_eq!(judge_echo(&v4_style[..len]), Err(Some(Reason::BadChecksum)));
-        // Neighbour advertisements and the like are no echoes.
+        // Neighbour advertisements and the like are read, for the kind to tell apart.
         let (advert, len) = ipv6_frame(&[], crate::IPPROTO_ICMPV6, &[136, 0, 0, 0, 0, 0, 0, 0], 2);
-        assert_eq!(judge_echo(&advert[..len]).unwrap().kind, EchoKind::Other);
+        assert_eq!(judge_echo(&advert[..len]).unwrap().icmp_type, 136);
     }
 
     #[test]
@@ -1701,8 +1750,14 @@ mod tests {
     /// An ICMP message of `icmp_type` and `code` quoting `quote`, from the router 198.18.4.9 to
     /// 198.18.4.1 at OUR_MAC, both checksums set; and its length.
     fn icmp_error_frame(icmp_type: u8, code: u8, quote: &[u8]) -> ([u8; FRAME_ROOM], usize) {
-        let mut message = [0u8; 96];
-        message[..2].copy_from_slice(&[icmp_type, code]);
+        icmp_frame([icmp_type, code, 0, 0, 0, 0, 0, 0], quote)
+    }
+
+    /// The ICMP message of `header` (checksum left 0) and `body`, from 198.18.4.9 to
+    /// 198.18.4.1 at OUR_MAC, both checksums set; and its length.
+    fn icmp_frame(header: [u8; 8], body: &[u8]) -> ([u8; FRAME_ROOM], usize) {
+        let (quote, mut message) = (body, [0u8; 96]);
+        message[..8].copy_from_slice(&header);
         message[8..8 + quote.len()].copy_from_slice(quote);
         let message = &mut message[..8 + quote.len()];
         let sum = checksum_of(&[message]);
@@ -1780,6 +1835,85 @@ mod tests {
             accepted(&flipped[..len], &ip, OUR_MAC, Checksum::Message),
             Err(Reason::BadChecksum)
         );
+    }
+
+    #[test]
+    fn a_quote_of_a_bare_ip_header_is_read_for_raw_ip_probes_only() {
+        // Our raw IP probe of protocol 200 with IP id 0x0102 and no data, as Linux's protocol
+        // unreachable quotes it: the IP header alone.
+        let mut bare = [0u8; 20];
+        bare.copy_from_slice(&QUOTED_SYN[..20]);
+        bare[3] = 20;
+        bare[4..6].copy_from_slice(&[1, 2]);
+        bare[9] = 200;
+        let (frame, len) = icmp_error_frame(3, 2, &bare);
+        let frame = &frame[..len];
+        let ip = parse(frame).unwrap();
+        let mut quoted = QuotedProbe::default();
+        assert_eq!(
+            icmp_error(frame, &ip, &mut quoted),
+            Quoting::Malformed,
+            "no TCP header"
+        );
+        let mut quoted = QuotedProbe::default();
+        assert_eq!(
+            icmp_error_about_ip(frame, &ip, &mut quoted),
+            Quoting::Error(IcmpErrorKind::ProtocolUnreachable)
+        );
+        assert_eq!((quoted.protocol, quoted.ip_id), (200, 0x0102));
+        assert_eq!(quoted.dst, IpAddress::from_ipv4([198, 18, 4, 2]));
+        assert_eq!(
+            (quoted.source_port, quoted.seq),
+            (0, 0),
+            "nothing quoted after it"
+        );
+        // With data, the first bytes of it are read as a transport header would be.
+        let (frame, len) = icmp_error_frame(3, 2, &[&bare[..], b"XXXXXXXX"].concat());
+        let ip = parse(&frame[..len]).unwrap();
+        let mut quoted = QuotedProbe::default();
+        icmp_error_about_ip(&frame[..len], &ip, &mut quoted);
+        assert_eq!(quoted.source_port, u16::from_be_bytes(*b"XX"));
+        // A quote cut inside the IP header is none, for either.
+        let (frame, len) = icmp_error_frame(3, 2, &bare[..16]);
+        let ip = parse(&frame[..len]).unwrap();
+        assert_eq!(
+            icmp_error_about_ip(&frame[..len], &ip, &mut QuotedProbe::default()),
+            Quoting::Malformed
+        );
+    }
+
+    #[test]
+    fn timestamp_and_address_mask_replies_carry_their_data() {
+        let timestamps = [0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3];
+        let query = |icmp_type, data: &[u8]| {
+            let (frame, len) = icmp_frame([icmp_type, 0, 0, 0, 0xbe, 0xef, 0, 9], data);
+            let frame = &frame[..len];
+            let ip = parse(frame).unwrap();
+            echo(frame, &ip).map(|echo| {
+                assert_eq!(
+                    accepted(frame, &ip, OUR_MAC, Checksum::Message),
+                    Ok(ChecksumField::Complete)
+                );
+                (echo.icmp_type, echo.id, echo.seq, echo.data)
+            })
+        };
+        assert_eq!(
+            query(ICMP_TIMESTAMP_REPLY, &timestamps),
+            Some((14, 0xbeef, 9, timestamps))
+        );
+        let mask = [255, 255, 255, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(
+            query(ICMP_ADDRESS_MASK_REPLY, &mask[..4]),
+            Some((18, 0xbeef, 9, mask))
+        );
+        assert_eq!(
+            query(0, &timestamps),
+            Some((0, 0xbeef, 9, [0; 12])),
+            "an echo's data is its own"
+        );
+        // Too short for what their type carries: no reply hping3 would print.
+        assert_eq!(query(ICMP_TIMESTAMP_REPLY, &timestamps[..8]), None);
+        assert_eq!(query(ICMP_ADDRESS_MASK_REPLY, &mask[..3]), None);
     }
 
     #[test]

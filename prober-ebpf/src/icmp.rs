@@ -1,14 +1,14 @@
-//! The ICMP echo kind, ICMPv6's for IPv6: echo replies carrying our identifier, and our echo
-//! requests leaving.
+//! The ICMP echo kind, ICMPv6's for IPv6: replies of the type the filter names (echo, or
+//! timestamp or address mask: hping3's -C) carrying our identifier, and our requests leaving.
 use prober_common::{
     trace::Reason,
-    wire::{self, Checksum, Echo, EchoKind, Frame, IpPacket},
+    wire::{self, Checksum, Echo, Frame, IpPacket},
     ProbeFilter,
 };
 
 use crate::reply::{self, Decision, Probe};
 
-/// The echo message of an ICMP packet of its family; Err(()) for one too short to be one.
+/// The query message of an ICMP packet of its family; Err(()) for one too short for its type.
 #[inline(always)]
 fn echo(packet: &impl Frame, ip: &IpPacket) -> Option<Result<Echo, ()>> {
     if ip.protocol != ip.icmp_protocol() {
@@ -28,7 +28,7 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
         return Decision::IGNORED;
     }
     let numbers = (echo.id, echo.seq);
-    if echo.kind != EchoKind::Reply {
+    if echo.icmp_type != filter.icmp_reply_type {
         return reply::foreign(ip, numbers, Reason::NotAnEchoReply);
     }
     if echo.id != filter.icmp_id {
@@ -46,14 +46,15 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
         record.icmp_id = echo.id;
         record.icmp_seq = echo.seq;
         record.l4_checksum = echo.checksum;
+        record.icmp_data = echo.data;
     })
 }
 
-/// The probe this is, if it is one of our echo requests leaving (TC egress).
+/// The probe this is, if it is one of our requests leaving (TC egress).
 #[inline(always)]
 pub fn departure(packet: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Option<Probe> {
     let echo = echo(packet, ip)?.ok()?;
-    if echo.kind != EchoKind::Request || echo.id != filter.icmp_id {
+    if echo.icmp_type != filter.icmp_type || echo.id != filter.icmp_id {
         return None;
     }
     Some(Probe {

@@ -1,5 +1,7 @@
 //! ICMP and ICMPv6 errors about our TCP and UDP probes: unreachables, admin-prohibited, time
-//! exceeded.
+//! exceeded; and ICMP errors about our raw IP probes (protocol unreachable, mostly), whose
+//! quotes may end at the quoted IP header: ours when they are from our address to the target,
+//! of the probes' protocol, with one of their IP ids.
 //!
 //! An error may come from any router on the way, so its sender says nothing: it is ours only
 //! when the packet it quotes is one of our probes — from our address and one of our source
@@ -14,7 +16,7 @@ use prober_common::{
     syn_cookie,
     trace::Reason,
     wire::{self, Checksum, Frame, IpPacket, QuotedProbe, Quoting, UDP_HEADER_LEN},
-    ProbeFilter, IPPROTO_TCP, IPPROTO_UDP, KIND_TCP, KIND_UDP,
+    ProbeFilter, ReplyRecord, IPPROTO_TCP, IPPROTO_UDP, KIND_RAW_IP, KIND_TCP, KIND_UDP,
 };
 
 use crate::reply::{self, Decision, Probe};
@@ -23,11 +25,11 @@ use crate::reply::{self, Decision, Probe};
 #[map]
 static QUOTES: PerCpuArray<QuotedProbe> = PerCpuArray::with_max_entries(1, 0);
 
-/// Whether `ip` is an ICMP error for [`reply`] to judge: a TCP or UDP filter's, of its
-/// family's ICMP.
+/// Whether `ip` is an ICMP error for [`reply`] to judge: a TCP, UDP or raw IP filter's, of
+/// its family's ICMP.
 #[inline(always)]
 pub fn wanted(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> bool {
-    (filter.kind == KIND_TCP || filter.kind == KIND_UDP)
+    matches!(filter.kind, KIND_TCP | KIND_UDP | KIND_RAW_IP)
         && ip.protocol == ip.icmp_protocol()
         && wire::is_icmp_error_type(frame, ip)
 }
@@ -40,10 +42,17 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
     // SAFETY: an in-bounds per-CPU slot, used by one program at a time on this CPU.
     let quoted = unsafe { &mut *quoted };
     *quoted = QuotedProbe::default();
-    match wire::icmp_error(frame, ip, quoted) {
+    let quoting = match filter.kind {
+        KIND_RAW_IP => wire::icmp_error_about_ip(frame, ip, quoted),
+        _ => wire::icmp_error(frame, ip, quoted),
+    };
+    match quoting {
         Quoting::NotAnError => return Decision::IGNORED,
         Quoting::Malformed => return reply::malformed(ip, (0, 0), Reason::MalformedHeader),
         Quoting::Error(_) => {}
+    }
+    if filter.kind == KIND_RAW_IP {
+        return about_raw_ip(frame, ip, filter, quoted, arrived_ns);
     }
     let ports = (quoted.dest_port, quoted.source_port);
     // Errors about the host's own traffic are none of our business, and not traced.
@@ -96,13 +105,53 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
     // stack pointer it copied to, and the verifier refuses that (at TCX ingress it is a call).
     let quoted: &QuotedProbe = quoted;
     reply::matched(filter, ip, ports, &probe, arrived_ns, |record| {
-        record.icmp_from = ip.src;
-        record.src_addr = quoted.dst;
+        error_fields(record, ip, quoted);
         record.src_port = quoted.dest_port;
         record.dst_port = quoted.source_port;
         record.tcp_seq = quoted.seq;
-        record.icmp_type = quoted.icmp_type;
-        record.icmp_code = quoted.code;
-        record.l4_checksum = quoted.checksum;
     })
+}
+
+/// An ICMP error about one of our raw IP probes, if it quotes one: numbered by the quoted IP id.
+/// (Inlined: as a call it would take more arguments than BPF passes in registers.)
+#[inline(always)]
+fn about_raw_ip(
+    frame: &impl Frame,
+    ip: &IpPacket,
+    filter: &ProbeFilter,
+    quoted: &QuotedProbe,
+    arrived_ns: u64,
+) -> Decision {
+    let numbers = (quoted.ip_id, 0);
+    let ours = quoted.protocol == filter.ip_protocol
+        && quoted.src == filter.local_addr
+        && quoted.dst == filter.target_addr;
+    if !ours {
+        return Decision::IGNORED;
+    }
+    if let Err(refused) = reply::validated(frame, ip, filter, numbers, Checksum::Message) {
+        return refused;
+    }
+    if !filter.is_our_ip_id(quoted.ip_id) {
+        return reply::unmatched(ip, numbers, Reason::QuotesNoProbe);
+    }
+    let probe = Probe {
+        slot: quoted.ip_id.wrapping_sub(filter.ip_id_base),
+        target: quoted.dst,
+        target_port: 0,
+    };
+    reply::matched(filter, ip, numbers, &probe, arrived_ns, |record| {
+        error_fields(record, ip, quoted);
+        record.icmp_seq = probe.slot;
+    })
+}
+
+/// What every error's record says: who sent it, about which host, which error.
+#[inline(always)]
+fn error_fields(record: &mut ReplyRecord, ip: &IpPacket, quoted: &QuotedProbe) {
+    record.icmp_from = ip.src;
+    record.src_addr = quoted.dst;
+    record.icmp_type = quoted.icmp_type;
+    record.icmp_code = quoted.code;
+    record.l4_checksum = quoted.checksum;
 }

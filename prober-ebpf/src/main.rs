@@ -16,6 +16,7 @@ mod icmp_error;
 mod maps;
 mod neighbour;
 mod packet;
+mod raw_ip;
 mod reply;
 mod tcp;
 mod udp;
@@ -29,7 +30,7 @@ use maps::Direction;
 use packet::{TcFrame, XdpFrame};
 use prober_common::{
     wire::{self, Frame, IpPacket, NoPacket},
-    ProbeFilter, IPPROTO_ICMPV6, KIND_ICMP_ECHO, KIND_TCP, KIND_UDP, MODE_SWEEP,
+    ProbeFilter, IPPROTO_ICMPV6, KIND_ICMP_ECHO, KIND_RAW_IP, KIND_TCP, KIND_UDP, MODE_SWEEP,
 };
 use reply::{Action, Decision};
 
@@ -98,7 +99,8 @@ fn judge(frame: &impl Frame, filter: &ProbeFilter, arrived_ns: u64) -> Decision 
     if ip.dst != filter.local_addr {
         return Decision::IGNORED;
     }
-    // ICMP errors about TCP and UDP probes ([`icmp_error`]), before neighbour discovery takes ICMPv6.
+    // ICMP errors about TCP, UDP and raw IP probes ([`icmp_error`]), before neighbour
+    // discovery takes ICMPv6.
     if icmp_error::wanted(frame, ip, filter) {
         return icmp_error::reply(frame, ip, filter, arrived_ns);
     }
@@ -142,6 +144,7 @@ pub fn prober_egress(ctx: TcContext) -> i32 {
             KIND_TCP if ours => tcp::departure(&frame, ip, filter),
             KIND_ICMP_ECHO if ours => icmp::departure(&frame, ip, filter),
             KIND_UDP if ours => udp::departure(&frame, ip, filter),
+            KIND_RAW_IP if ours => raw_ip::departure(ip, filter),
             _ => None,
         };
         if let Some(probe) = probe {

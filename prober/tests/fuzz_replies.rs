@@ -18,7 +18,8 @@ use bolero::{check, TypeGenerator};
 use prober::{
     ping::{text::reply_line, RttPrecision},
     probe::{
-        DestPort, Endpoints, IcmpEcho, IpFields, Payload, PingProbe, PortStep, ProbePorts,
+        DestPort, Endpoints, IcmpEcho, IcmpMessage, IpFields, Payload, PingProbe, PortStep,
+        ProbePorts,
         ReplyFields, Status, SweepEndpoints, SweepKind, TcpFlags, TcpProbe,
     },
     setup,
@@ -308,6 +309,7 @@ fn check_ping(case: &Case, record: &ReplyRecord) {
     let icmp = IcmpEcho {
         endpoints,
         id: record.icmp_id,
+        message: IcmpMessage::ECHO_REQUEST,
     };
     check_ping_line(case, record, &icmp, 2);
     assert_eq!(

@@ -301,6 +301,22 @@ pub fn open_socket(interface: &str) -> Result<OwnedFd> {
     Ok(socket)
 }
 
+/// The next frame `socket` (from [`open_socket`]) reads into `buffer`; None when the read
+/// timed out.
+pub fn read_frame<'a>(socket: &OwnedFd, buffer: &'a mut [u8]) -> Option<&'a [u8]> {
+    // SAFETY: the buffer outlives the call, its size given; the socket times out reads.
+    let read = unsafe {
+        libc::recv(
+            socket.as_raw_fd(),
+            buffer.as_mut_ptr().cast(),
+            buffer.len(),
+            0,
+        )
+    };
+    let read = usize::try_from(read).ok()?;
+    Some(&buffer[..read])
+}
+
 fn serve(socket: &OwnedFd, ends: Ends, flaws: &[Flaw], stop: &AtomicBool) -> Result<Forged> {
     let mut forged = Forged::default();
     let mut buffer = [0u8; 2048];

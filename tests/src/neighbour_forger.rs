@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::forger::{open_socket, Worker, OTHER_MAC};
+use crate::forger::{open_socket, read_frame, Worker, OTHER_MAC};
 use crate::packets::{fill_checksum, IpHeader, IPPROTO_ICMPV6};
 use crate::TestHost;
 
@@ -58,19 +58,7 @@ fn serve(socket: &OwnedFd, lies: &[Lie], stop: &AtomicBool) -> Result<u64> {
     let mut sent = 0;
     let mut buffer = [0u8; 2048];
     while !stop.load(Ordering::Acquire) {
-        // SAFETY: the buffer outlives the call, its size given; the socket times out reads.
-        let read = unsafe {
-            libc::recv(
-                socket.as_raw_fd(),
-                buffer.as_mut_ptr().cast(),
-                buffer.len(),
-                0,
-            )
-        };
-        let Some(ask) = usize::try_from(read)
-            .ok()
-            .and_then(|read| read_ask(&buffer[..read]))
-        else {
+        let Some(ask) = read_frame(socket, &mut buffer).and_then(read_ask) else {
             continue;
         };
         for frame in lies.iter().flat_map(|lie| answers(lie, &ask)) {

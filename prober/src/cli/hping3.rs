@@ -14,11 +14,7 @@ pub fn missing(option: &str) -> Option<&'static str> {
 const NOT_YET: &str = "which prober does not have yet";
 
 /// hping3's options (its --help), grouped by what prober says of them.
-const MISSING: [(&[&str], &str); 16] = [
-    (
-        &["-0", "--rawip", "-H", "--ipproto"],
-        "is hping3's raw IP mode, which prober does not have yet",
-    ),
+const MISSING: [(&[&str], &str); 15] = [
     (
         &[
             "-T",
@@ -35,18 +31,8 @@ const MISSING: [(&[&str], &str); 16] = [
         "is a TCP option of hping3's, which prober does not have yet",
     ),
     (
-        &[
-            "-C",
-            "--icmptype",
-            "-K",
-            "--icmpcode",
-            "--force-icmp",
-            "--icmp-gw",
-            "--icmp-ts",
-            "--icmp-addr",
-            "--icmp-help",
-        ],
-        "sends ICMP other than echo requests, which prober does not have yet",
+        &["--force-icmp", "--icmp-gw", "--icmp-help"],
+        "forges ICMP errors and redirects (hping3's -C 3, 4, 5 and 11), which prober does not",
     ),
     (
         &["-a", "--spoof", "--rand-source", "--rand-dest"],
@@ -122,5 +108,7 @@ mod tests {
         assert_eq!(missing("-Q"), Some(NOT_YET));
         assert_eq!(missing("--no-such-option"), None);
         assert_eq!(missing("-S"), None, "prober's own");
+        assert_eq!(missing("--icmp-ts"), None, "prober's own");
+        assert_eq!(missing("-0"), None, "prober's own");
     }
 }

@@ -14,13 +14,17 @@ use clap::{
     error::{ContextKind, ErrorKind},
     ArgAction, Args, Parser,
 };
+use prober_common::wire::{ICMP_ADDRESS_MASK, ICMP_TIMESTAMP};
 
 use crate::{
     bpf::AttachMode,
     discover, echo,
     net::{self, Family, Interface},
     ping::{self, Pacing, RttPrecision},
-    probe::{IpFields, Payload, PingKind, PortStep, SweepKind, TcpFlags},
+    probe::{
+        IcmpMessage, IpFields, Payload, PingKind, PortStep, SweepKind, TcpFlags,
+        DEFAULT_RAW_IP_PROTOCOL,
+    },
     sweep::{
         self,
         files::{self, OutputFile},
@@ -124,8 +128,32 @@ struct ModeArgs {
     #[arg(short = '1', long = "icmp")]
     icmp: bool,
     /// UDP mode: datagrams to -p (a sweep's: closed, open, or open|filtered when silent)
-    #[arg(short = '2', long = "udp", conflicts_with = "icmp")]
+    #[arg(short = '2', long = "udp",
+          conflicts_with_all = ["icmp", "icmp_type", "icmp_code", "icmp_ts", "icmp_addr"])]
     udp: bool,
+    /// ICMP type (implies -1), as hping3's: 8 echo request, 0 echo reply, 13 and 14 timestamp
+    /// request and reply, 17 and 18 address mask request and reply (IPv4) [default: 8]
+    #[arg(short = 'C', long = "icmptype", value_name = "TYPE", value_parser = values::icmp_number,
+          conflicts_with_all = ["icmp_ts", "icmp_addr"])]
+    icmp_type: Option<u8>,
+    /// ICMP code of the echo messages (implies -1) [default: 0]
+    #[arg(short = 'K', long = "icmpcode", value_name = "CODE", value_parser = values::icmp_number)]
+    icmp_code: Option<u8>,
+    /// Send ICMP timestamp requests, -1 -C 13 (IPv4): the replies' timestamps are printed
+    #[arg(long = "icmp-ts", conflicts_with = "icmp_addr")]
+    icmp_ts: bool,
+    /// Send ICMP address mask requests, -1 -C 17 (IPv4; Linux does not answer them)
+    #[arg(long = "icmp-addr")]
+    icmp_addr: bool,
+    /// Raw IP mode (IPv4): an IP header of -H's protocol and the -d / -E data, answered only
+    /// by ICMP errors (Linux's protocol unreachable)
+    #[arg(short = '0', long = "rawip",
+          conflicts_with_all = ["icmp", "udp", "icmp_type", "icmp_code", "icmp_ts", "icmp_addr"])]
+    raw_ip: bool,
+    /// IP protocol of raw IP mode's probes [default: 6, TCP, as hping3's]
+    #[arg(short = 'H', long = "ipproto", value_name = "PROTO", value_parser = values::ip_protocol,
+          requires = "raw_ip")]
+    ip_protocol: Option<u8>,
 }
 
 #[derive(Args, Debug)]
@@ -377,6 +405,22 @@ impl Cli {
         one_interface(named, zone)
     }
 
+    /// The ICMP message -1, -C, -K, --icmp-ts or --icmp-addr ask for (each means ICMP mode,
+    /// as in hping3); None: TCP mode.
+    fn icmp_message(&self) -> Result<Option<IcmpMessage>> {
+        let mode = &self.mode;
+        let icmp_type = match (mode.icmp_type, mode.icmp_ts, mode.icmp_addr) {
+            (Some(icmp_type), _, _) => icmp_type,
+            (None, true, _) => ICMP_TIMESTAMP,
+            (None, _, true) => ICMP_ADDRESS_MASK,
+            (None, false, false) if mode.icmp || mode.icmp_code.is_some() => {
+                IcmpMessage::ECHO_REQUEST.icmp_type
+            }
+            (None, false, false) => return Ok(None),
+        };
+        IcmpMessage::new(icmp_type, mode.icmp_code.unwrap_or(0)).map(Some)
+    }
+
     fn ping_options(&self) -> Result<ping::Options> {
         let [target] = &self.targets[..] else {
             unreachable!("several targets make a sweep");
@@ -396,11 +440,28 @@ impl Cli {
         if let Some(option) = first_given(&sweep_options) {
             bail!("{option} has no meaning for one target and one port: it is for sweeps (several targets or ports, a range such as -p 80-80, or --scan)");
         }
-        let kind = if self.mode.icmp {
+        let kind = if self.mode.raw_ip {
+            self.refuse_tcp_only("raw IP mode (-0)")?;
+            let tcp = &self.tcp;
+            let port_options = [
+                (tcp.port.is_some(), "-p"),
+                (tcp.base_port.is_some(), "-s"),
+                (tcp.keep, "-k"),
+            ];
+            if let Some(option) = first_given(&port_options) {
+                bail!("{option} has no meaning in raw IP mode (-0): its probes have no ports");
+            }
+            PingKind::RawIp {
+                protocol: self.mode.ip_protocol.unwrap_or(DEFAULT_RAW_IP_PROTOCOL),
+            }
+        } else if let Some(message) = self.icmp_message()? {
             if self.tcp.tcpexitcode {
                 bail!("--tcpexitcode exits with a TCP reply's flags: it needs TCP mode, not -1");
             }
-            PingKind::IcmpEcho
+            if !message.carries_data() && self.ip.data.is_some() {
+                bail!("-d: timestamp and address mask requests carry their own fields, no data");
+            }
+            PingKind::Icmp(message)
         } else if self.mode.udp {
             self.refuse_tcp_only("UDP mode (-2)")?;
             let Some(DestPorts::One { port, step }) = self.tcp.port else {
@@ -433,6 +494,7 @@ impl Cli {
             None => Payload::filler(data),
         };
         let destination = net::resolve(target, self.family())?;
+        kind.check_target(destination.ip)?;
         let base = &self.base;
         Ok(ping::Options {
             target_name: target.clone(),
@@ -464,6 +526,11 @@ impl Cli {
         let (base, sweep) = (&self.base, &self.sweep);
         let single_target_options = [
             (self.mode.icmp, "-1"),
+            (self.mode.icmp_type.is_some(), "-C"),
+            (self.mode.icmp_code.is_some(), "-K"),
+            (self.mode.icmp_ts, "--icmp-ts"),
+            (self.mode.icmp_addr, "--icmp-addr"),
+            (self.mode.raw_ip, "-0"),
             (base.count.is_some(), "-c"),
             (base.interval.is_some(), "-i"),
             (base.fast, "--fast"),
@@ -1022,8 +1089,65 @@ mod tests {
         let Mode::Ping(icmp) = mode(&["-1", "-c", "0", "198.18.4.2"]).unwrap() else {
             panic!("a ping");
         };
-        assert_eq!(icmp.kind, PingKind::IcmpEcho);
+        assert_eq!(icmp.kind, PingKind::Icmp(IcmpMessage::ECHO_REQUEST));
         assert_eq!(icmp.count, None, "-c 0: until interrupted");
+    }
+
+    #[test]
+    fn icmp_options_choose_the_message_and_imply_icmp_mode() {
+        let kind = |args: &[&str]| match mode(args) {
+            Ok(Mode::Ping(options)) => Ok(options.kind),
+            Ok(_) => panic!("a ping"),
+            Err(error) => Err(error.to_string()),
+        };
+        let icmp = |icmp_type, code| Ok(PingKind::Icmp(IcmpMessage::new(icmp_type, code).unwrap()));
+        assert_eq!(kind(&["-K", "3", "198.18.4.2"]), icmp(8, 3));
+        assert_eq!(kind(&["-1", "-C", "0", "198.18.4.2"]), icmp(0, 0));
+        assert_eq!(kind(&["--icmp-ts", "198.18.4.2"]), icmp(13, 0));
+        assert_eq!(kind(&["--icmptype", "13", "198.18.4.2"]), icmp(13, 0));
+        assert_eq!(kind(&["--icmp-addr", "198.18.4.2"]), icmp(17, 0));
+        for conflicting in [&["--icmp-ts", "-C", "8"][..], &["--icmp-ts", "--icmp-addr"]] {
+            let args = [&["prober"], conflicting, &["198.18.4.2"]].concat();
+            assert!(Cli::try_parse_from(args).is_err(), "{conflicting:?}");
+        }
+        assert_eq!(
+            kind(&["-C", "17", "-K", "1", "198.18.4.2"]),
+            Err("-K 1: timestamp and address mask messages have code 0 (hping3 sends 0 whatever -K says)".into())
+        );
+    }
+
+    #[test]
+    fn raw_ip_mode_takes_a_protocol_and_no_tcp_options() {
+        let kind = |args: &[&str]| match mode(args) {
+            Ok(Mode::Ping(options)) => Ok(options.kind),
+            Ok(_) => panic!("a ping"),
+            Err(error) => Err(error.to_string()),
+        };
+        assert_eq!(
+            kind(&["-0", "198.18.4.2"]),
+            Ok(PingKind::RawIp { protocol: 6 }),
+            "hping3's default: TCP"
+        );
+        assert_eq!(
+            kind(&["--rawip", "--ipproto", "200", "198.18.4.2"]),
+            Ok(PingKind::RawIp { protocol: 200 })
+        );
+        assert_eq!(
+            kind(&["-0", "-S", "198.18.4.2"]),
+            Err(
+                "A TCP flag (-S -A -F -R -P -U -X -Y) is for TCP's header, which raw IP mode (-0) does not send"
+                    .into()
+            )
+        );
+        assert_eq!(
+            kind(&["-0", "-p", "80", "198.18.4.2"]),
+            Err("-p has no meaning in raw IP mode (-0): its probes have no ports".into())
+        );
+        for refused in [&["-H", "200"][..], &["-0", "-1"], &["-0", "--icmp-ts"]] {
+            let args = [&["prober"], refused, &["198.18.4.2"]].concat();
+            assert!(Cli::try_parse_from(args).is_err(), "{refused:?}");
+        }
+        assert!(refusal(&["-0", "198.18.4.0/30"]).starts_with("-0 has no meaning in a sweep"));
     }
 
     #[test]
@@ -1177,7 +1301,7 @@ mod tests {
         assert_eq!(
             (echo.kind, echo.target),
             (
-                PingKind::IcmpEcho,
+                PingKind::Icmp(IcmpMessage::ECHO_REQUEST),
                 IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])
             )
         );

@@ -85,6 +85,16 @@ pub fn ttl(text: &str) -> Result<u8, String> {
     whole(text, "ttl", 0..=u8::MAX)
 }
 
+/// An ICMP type or code (-C, -K).
+pub fn icmp_number(text: &str) -> Result<u8, String> {
+    whole(text, "ICMP type or code", 0..=u8::MAX)
+}
+
+/// An IP protocol number (-H).
+pub fn ip_protocol(text: &str) -> Result<u8, String> {
+    whole(text, "IP protocol", 0..=u8::MAX)
+}
+
 pub fn window(text: &str) -> Result<u16, String> {
     whole(text, "window", 0..=u16::MAX)
 }

@@ -10,8 +10,7 @@ use crate::probe::PingProbe;
 /// length of the probes' headers as built (IPv4 + TCP 40, IPv6 + TCP 60, IPv4 + ICMP 28, IPv6 +
 /// ICMPv6 48) and d that of their data (-d).
 pub fn header(target_name: &str, interface: &str, target: IpAddr, probe: &dyn PingProbe) -> String {
-    let data = probe.payload().size();
-    let headers = probe.build(0, &mut probe.buffer()) - data;
+    let (data, headers) = (probe.payload().size(), probe.headers_len());
     format!(
         "HPING {target_name} ({interface} {target}): {}, {headers} headers + {data} data bytes",
         probe.mode()
@@ -62,6 +61,7 @@ pub fn reply_line(
     if verbose {
         probe.write_verbose_trailer(reply, &mut line);
     }
+    probe.write_after(reply, &mut line);
     line
 }
 
@@ -149,7 +149,8 @@ mod tests {
     use super::*;
     use crate::{
         probe::{
-            DestPort, Endpoints, IcmpEcho, IpFields, Payload, PortStep, ProbePorts, TcpFlags,
+            DestPort, Endpoints, IcmpEcho, IcmpMessage, IpFields, Payload, PortStep, ProbePorts,
+            TcpFlags,
             TcpProbe,
         },
         reading::Reading,
@@ -253,7 +254,11 @@ mod tests {
     /// The line and the `-V` line of an echo reply to sequence number 2 of a probe to
     /// `endpoints`.
     fn icmp_lines(endpoints: Endpoints, reply: ReplyRecord) -> [String; 2] {
-        let probe = IcmpEcho { endpoints, id: 7 };
+        let probe = IcmpEcho {
+            endpoints,
+            id: 7,
+            message: IcmpMessage::ECHO_REQUEST,
+        };
         let reply = ReplyRecord {
             icmp_id: 7,
             icmp_seq: 2,
@@ -325,7 +330,8 @@ mod tests {
                 target,
                 &IcmpEcho {
                     endpoints: endpoints(),
-                    id: 1
+                    id: 1,
+                    message: IcmpMessage::ECHO_REQUEST
                 }
             ),
             "HPING h (lo 198.18.0.2): icmp mode set, 28 headers + 0 data bytes"
@@ -414,6 +420,7 @@ mod tests {
         let echo = IcmpEcho {
             endpoints: ipv6_endpoints(),
             id: 1,
+            message: IcmpMessage::ECHO_REQUEST,
         };
         assert_eq!(
             header("v6.example", "veth0", target, &echo),

@@ -3,8 +3,8 @@
 use std::{io::Write as _, net::IpAddr};
 
 use etherparse::{
-    IcmpEchoHeader, Icmpv4Header, Icmpv4Type, Icmpv6Header, Icmpv6Type, IpDscp, IpEcn, IpNumber,
-    Ipv4Header, Ipv6FlowLabel, Ipv6Header, UdpHeader,
+    Icmpv4Header, Icmpv4Type, Icmpv6Header, Icmpv6Type, IpDscp, IpEcn, IpNumber, Ipv4Header,
+    Ipv6FlowLabel, Ipv6Header, UdpHeader,
 };
 use prober_common::IpAddress;
 
@@ -21,6 +21,8 @@ pub enum Transport {
     Udp,
     /// ICMP behind IPv4, ICMPv6 behind IPv6.
     Icmp,
+    /// Nothing but data, under this protocol number (raw IP mode).
+    Raw(u8),
 }
 
 /// What tells a probe's IP header from its neighbours'.
@@ -51,6 +53,7 @@ impl IpHeader {
             Transport::Tcp => IpNumber::TCP,
             Transport::Udp => IpNumber::UDP,
             Transport::Icmp => icmp,
+            Transport::Raw(protocol) => IpNumber(protocol),
         };
         match (source, target) {
             (IpAddr::V4(source), IpAddr::V4(target)) => {
@@ -109,17 +112,34 @@ impl IpHeader {
         .expect("probe payloads fit in a packet")
     }
 
-    /// An echo request with `echo`'s identifier and sequence number carrying `payload` behind
-    /// this header: ICMP's, or ICMPv6's, whose checksum covers the IPv6 pseudo-header.
-    pub fn echo_request(&self, echo: IcmpEchoHeader, payload: &[u8]) -> EchoRequest {
+    /// An ICMP message of `icmp_type` and `code` with `id` and `seq` (the identifier and
+    /// sequence number every query message has) carrying `payload` behind this header:
+    /// ICMP's, or ICMPv6's, whose checksum covers the IPv6 pseudo-header.
+    pub fn icmp_query(
+        &self,
+        (icmp_type, code): (u8, u8),
+        (id, seq): (u16, u16),
+        payload: &[u8],
+    ) -> IcmpQuery {
+        let [i0, i1] = id.to_be_bytes();
+        let [s0, s1] = seq.to_be_bytes();
+        let bytes5to8 = [i0, i1, s0, s1];
         match self {
-            IpHeader::V4(_) => EchoRequest::V4(Icmpv4Header::with_checksum(
-                Icmpv4Type::EchoRequest(echo),
+            IpHeader::V4(_) => IcmpQuery::V4(Icmpv4Header::with_checksum(
+                Icmpv4Type::Unknown {
+                    type_u8: icmp_type,
+                    code_u8: code,
+                    bytes5to8,
+                },
                 payload,
             )),
-            IpHeader::V6(ip) => EchoRequest::V6(
+            IpHeader::V6(ip) => IcmpQuery::V6(
                 Icmpv6Header::with_checksum(
-                    Icmpv6Type::EchoRequest(echo),
+                    Icmpv6Type::Unknown {
+                        type_u8: icmp_type,
+                        code_u8: code,
+                        bytes5to8,
+                    },
                     ip.source,
                     ip.destination,
                     payload,
@@ -150,6 +170,13 @@ pub trait Serialise {
     fn serialise(&self, out: &mut &mut [u8]) -> std::io::Result<()>;
 }
 
+/// No transport header: a raw IP probe's data follows its IP header.
+impl Serialise for () {
+    fn serialise(&self, _out: &mut &mut [u8]) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 impl Serialise for etherparse::TcpHeader {
     fn serialise(&self, out: &mut &mut [u8]) -> std::io::Result<()> {
         self.write(out)
@@ -162,17 +189,17 @@ impl Serialise for UdpHeader {
     }
 }
 
-/// An echo request of the family of the IP header in front of it.
-pub enum EchoRequest {
+/// An ICMP query message of the family of the IP header in front of it.
+pub enum IcmpQuery {
     V4(Icmpv4Header),
     V6(Icmpv6Header),
 }
 
-impl Serialise for EchoRequest {
+impl Serialise for IcmpQuery {
     fn serialise(&self, out: &mut &mut [u8]) -> std::io::Result<()> {
         match self {
-            EchoRequest::V4(icmp) => icmp.write(out),
-            EchoRequest::V6(icmp) => icmp.write(out),
+            IcmpQuery::V4(icmp) => icmp.write(out),
+            IcmpQuery::V6(icmp) => icmp.write(out),
         }
     }
 }

@@ -7,6 +7,7 @@ mod icmp;
 mod ip;
 pub mod neighbour;
 mod payload;
+mod raw_ip;
 mod tcp;
 mod udp;
 
@@ -15,8 +16,9 @@ use std::{net::IpAddr, sync::Arc};
 use anyhow::Result;
 use prober_common::{ProbeFilter, ReplyRecord};
 
-pub use icmp::IcmpEcho;
+pub use icmp::{IcmpEcho, IcmpMessage};
 pub use payload::Payload;
+pub use raw_ip::{RawIp, DEFAULT_PROTOCOL as DEFAULT_RAW_IP_PROTOCOL};
 pub use tcp::{DestPort, PortStep, ProbePorts, TcpFlags, TcpProbe, TcpSegment, TcpSyn};
 pub use udp::{UdpProbe, UdpSweep};
 
@@ -102,6 +104,11 @@ pub trait PingProbe: Send + Sync {
     /// The data each probe carries after its headers.
     fn payload(&self) -> &Payload;
 
+    /// The length of the headers hping3's header line gives: what is built, less the data.
+    fn headers_len(&self) -> usize {
+        self.build(0, &mut self.buffer()) - self.payload().size()
+    }
+
     /// Room to build one of its probes in.
     fn buffer(&self) -> Vec<u8> {
         vec![0; MAX_PROBE_LEN + self.payload().size()]
@@ -135,6 +142,10 @@ pub trait PingProbe: Send + Sync {
     fn times_errors(&self) -> bool {
         false
     }
+
+    /// Appends the lines hping3 prints below a reply's (each after a line break): a
+    /// timestamp reply's timestamps, an address mask reply's mask.
+    fn write_after(&self, _reply: &ReplyRecord, _lines: &mut String) {}
 }
 
 /// What a one-target run sends, as the command line asked.
@@ -152,7 +163,7 @@ pub enum PingKind {
         seq: Option<u32>,
         ack: Option<u32>,
     },
-    IcmpEcho,
+    Icmp(IcmpMessage),
     Udp {
         port: u16,
         port_step: PortStep,
@@ -160,9 +171,23 @@ pub enum PingKind {
         base_port: Option<u16>,
         keep_port: bool,
     },
+    /// Bare IP headers of this protocol (hping3's -0 -H).
+    RawIp {
+        protocol: u8,
+    },
 }
 
 impl PingKind {
+    /// Whether this kind can probe `target` (some are IPv4's only): what [`PingKind::probe`]
+    /// would refuse, said before anything is set up.
+    pub fn check_target(&self, target: IpAddr) -> Result<()> {
+        match *self {
+            PingKind::Tcp { .. } | PingKind::Udp { .. } => Ok(()),
+            PingKind::Icmp(message) => message.types(target).map(|_| ()),
+            PingKind::RawIp { .. } => raw_ip::check_target(target),
+        }
+    }
+
     pub fn probe(&self, endpoints: Endpoints) -> Result<Arc<dyn PingProbe>> {
         Ok(match *self {
             PingKind::Tcp {
@@ -183,7 +208,8 @@ impl PingKind {
                     ..random
                 })
             }
-            PingKind::IcmpEcho => Arc::new(IcmpEcho::new(endpoints)?),
+            PingKind::Icmp(message) => Arc::new(IcmpEcho::new(endpoints, message)?),
+            PingKind::RawIp { protocol } => Arc::new(RawIp::new(endpoints, protocol)?),
             PingKind::Udp {
                 port,
                 port_step,
@@ -528,6 +554,7 @@ mod tests {
                 ..endpoints()
             },
             id: 1,
+            message: IcmpMessage::ECHO_REQUEST,
         };
         for probe in [&tcp as &dyn PingProbe, &icmp] {
             for n in 0..3 {
@@ -593,6 +620,7 @@ mod tests {
         let icmp = IcmpEcho {
             endpoints: with(Payload::from_file(b"abcdefg", 3)),
             id: 1,
+            message: IcmpMessage::ECHO_REQUEST,
         };
         let packet = build(&icmp, 1);
         assert_eq!(packet.len(), 31);
@@ -605,6 +633,7 @@ mod tests {
                 ..ipv6_endpoints()
             },
             id: 1,
+            message: IcmpMessage::ECHO_REQUEST,
         };
         let packet = build(&v6, 0);
         assert_eq!(packet.len(), 53);
@@ -671,6 +700,7 @@ mod tests {
         let probe = IcmpEcho {
             endpoints,
             id: 0xbeef,
+            message: IcmpMessage::ECHO_REQUEST,
         };
         let packet = build(&probe, n);
         let icmp = &packet[packet.len() - 8..];
@@ -705,6 +735,7 @@ mod tests {
         let icmp = IcmpEcho {
             endpoints: endpoints(),
             id: 1,
+            message: IcmpMessage::ECHO_REQUEST,
         };
         let reply = ReplyRecord {
             icmp_seq: 9,
