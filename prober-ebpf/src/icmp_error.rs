@@ -1,16 +1,19 @@
-//! ICMP and ICMPv6 errors about our TCP probes: unreachables, admin-prohibited, time exceeded.
+//! ICMP and ICMPv6 errors about our TCP and ICMP echo probes: unreachables,
+//! admin-prohibited, time exceeded.
 //!
 //! An error may come from any router on the way, so its sender says nothing: it is ours only
 //! when the packet it quotes is one of our probes — from our address and one of our source
 //! ports, to the target and port probed (one target) and with the probe's sequence number,
-//! which in a sweep is the SYN cookie of that quoted (target, port, us, our port). Checked as
-//! the kernel would check it first (MAC, IP header and ICMP checksums over the message).
+//! which in a sweep is the SYN cookie of that quoted (target, port, us, our port); or from
+//! our address to the target, an echo request with our identifier, whose sequence number
+//! names the probe. Checked as the kernel would check it first (MAC, IP header and ICMP
+//! checksums over the message).
 use aya_ebpf::{macros::map, maps::PerCpuArray};
 use prober_common::{
     syn_cookie,
     trace::Reason,
     wire::{self, Checksum, Frame, IpPacket, QuotedProbe, Quoting},
-    ProbeFilter, IPPROTO_TCP,
+    ProbeFilter, IPPROTO_TCP, KIND_ICMP_ECHO, KIND_TCP,
 };
 
 use crate::reply::{self, Decision, Probe};
@@ -19,10 +22,11 @@ use crate::reply::{self, Decision, Probe};
 #[map]
 static QUOTES: PerCpuArray<QuotedProbe> = PerCpuArray::with_max_entries(1, 0);
 
-/// Whether `ip` is an ICMP error for [`reply`] to judge: a TCP filter's, of its family's ICMP.
+/// Whether `ip` is an ICMP error for [`reply`] to judge: a TCP or ICMP echo filter's, of its
+/// family's ICMP.
 #[inline(always)]
 pub fn wanted(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> bool {
-    filter.kind == prober_common::KIND_TCP
+    (filter.kind == KIND_TCP || filter.kind == KIND_ICMP_ECHO)
         && ip.protocol == ip.icmp_protocol()
         && wire::is_icmp_error_type(frame, ip)
 }
@@ -40,21 +44,73 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
         Quoting::Malformed => return reply::malformed(ip, (0, 0), Reason::MalformedHeader),
         Quoting::Error(_) => {}
     }
-    let ports = (quoted.dest_port, quoted.source_port);
-    // Errors about the host's own traffic are none of our business, and not traced.
-    let to_target = reply::sweep(filter)
-        || (quoted.dst == filter.target_addr && filter.probes_port(quoted.dest_port));
-    if quoted.protocol != IPPROTO_TCP
-        || quoted.src != filter.local_addr
-        || !to_target
-        || !filter.is_our_port(quoted.source_port)
-    {
+    let echo = filter.kind == KIND_ICMP_ECHO;
+    // The kind's two numbers: ports for TCP, identifier and sequence number for ICMP echo.
+    let numbers = if echo {
+        (quoted.echo_id(), quoted.echo_seq())
+    } else {
+        (quoted.dest_port, quoted.source_port)
+    };
+    // Errors about the host's own traffic (another ping's echo requests among it) are none of
+    // our business, and not traced.
+    let ours = if echo {
+        quoted.dst == filter.target_addr
+            && quoted.is_echo_request(ip.version)
+            && quoted.echo_id() == filter.icmp_id
+    } else {
+        let to_target = reply::sweep(filter)
+            || (quoted.dst == filter.target_addr && filter.probes_port(quoted.dest_port));
+        quoted.protocol == IPPROTO_TCP && to_target && filter.is_our_port(quoted.source_port)
+    };
+    if quoted.src != filter.local_addr || !ours {
         return Decision::IGNORED;
     }
-    if let Err(refused) = reply::validated(frame, ip, filter, ports, Checksum::Message) {
+    if let Err(refused) = reply::validated(frame, ip, filter, numbers, Checksum::Message) {
         return refused;
     }
-    let probe_seq = if reply::sweep(filter) {
+    // Which of our echo requests it was is the sequence number's to say, as for echo replies
+    // (userspace knows which were sent); a TCP probe's own sequence number must be quoted.
+    if !echo && quoted.seq != tcp_probe_seq(filter, quoted) {
+        return reply::unmatched(ip, numbers, Reason::QuotesNoProbe);
+    }
+    let probe = if echo {
+        Probe {
+            slot: quoted.echo_seq(),
+            target: quoted.dst,
+            target_port: 0,
+        }
+    } else {
+        Probe {
+            slot: quoted.source_port.wrapping_sub(filter.sport_base),
+            target: quoted.dst,
+            target_port: quoted.dest_port,
+        }
+    };
+    // Read where it is: a copy on the stack would be a call to memcpy, which returns the
+    // stack pointer it copied to, and the verifier refuses that (at TCX ingress it is a call).
+    let quoted: &QuotedProbe = quoted;
+    reply::matched(filter, ip, numbers, &probe, arrived_ns, |record| {
+        record.icmp_from = ip.src;
+        record.src_addr = quoted.dst;
+        if echo {
+            record.icmp_id = quoted.echo_id();
+            record.icmp_seq = quoted.echo_seq();
+        } else {
+            record.src_port = quoted.dest_port;
+            record.dst_port = quoted.source_port;
+            record.tcp_seq = quoted.seq;
+        }
+        record.icmp_type = quoted.icmp_type;
+        record.icmp_code = quoted.code;
+        record.l4_checksum = quoted.checksum;
+    })
+}
+
+/// The sequence number of the TCP probe `quoted` is: in a sweep the SYN cookie of its
+/// (target, port, us, our port), for one target the filter's.
+#[inline(always)]
+fn tcp_probe_seq(filter: &ProbeFilter, quoted: &QuotedProbe) -> u32 {
+    if reply::sweep(filter) {
         syn_cookie(
             filter.cookie_key,
             &quoted.dst,
@@ -64,26 +120,5 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
         )
     } else {
         filter.tcp_seq
-    };
-    if quoted.seq != probe_seq {
-        return reply::unmatched(ip, ports, Reason::QuotesNoProbe);
     }
-    let probe = Probe {
-        slot: quoted.source_port.wrapping_sub(filter.sport_base),
-        target: quoted.dst,
-        target_port: quoted.dest_port,
-    };
-    // Read where it is: a copy on the stack would be a call to memcpy, which returns the
-    // stack pointer it copied to, and the verifier refuses that (at TCX ingress it is a call).
-    let quoted: &QuotedProbe = quoted;
-    reply::matched(filter, ip, ports, &probe, arrived_ns, |record| {
-        record.icmp_from = ip.src;
-        record.src_addr = quoted.dst;
-        record.src_port = quoted.dest_port;
-        record.dst_port = quoted.source_port;
-        record.tcp_seq = quoted.seq;
-        record.icmp_type = quoted.icmp_type;
-        record.icmp_code = quoted.code;
-        record.l4_checksum = quoted.checksum;
-    })
 }

@@ -97,7 +97,8 @@ fn judge(frame: &impl Frame, filter: &ProbeFilter, arrived_ns: u64) -> Decision 
     if ip.dst != filter.local_addr {
         return Decision::IGNORED;
     }
-    // ICMP errors about TCP probes ([`icmp_error`]), before neighbour discovery takes ICMPv6.
+    // ICMP errors about TCP and echo probes ([`icmp_error`]), before neighbour discovery takes
+    // ICMPv6.
     if icmp_error::wanted(frame, ip, filter) {
         return icmp_error::reply(frame, ip, filter, arrived_ns);
     }

@@ -119,25 +119,36 @@ fn rejected_ports_show_the_error(family: Family) {
     }
 }
 
-fn ttl_exceeded_in_transit_names_the_router(family: Family) {
+/// Two probes of `mode` (TCP SYNs, ICMP echo requests) with TTL 1 across a router: the
+/// router's time exceeded for each, quoting them, as hping3 shows it (hping3: IPv4 only).
+fn ttl_exceeded_across_a_router(family: Family, mode: &[&str]) {
     require_root();
     let router = TestHost::new().expect("router");
     let host = TestHost::behind(&router).expect("test host behind the router");
-    let args = [
-        "-n", "-S", "-p", "80", "-t", "1", "-c", "2", "-i", "u200000",
-    ];
+    let args = [mode, &["-n", "-t", "1", "-c", "2", "-i", "u200000"]].concat();
     let line = format!("TTL 0 during transit from ip={}", router.target(family));
     let prober = ping(false, &args, host.target(family));
     check_errors_shown(&prober, 2, &[line.clone(), line.clone()]);
     if family == Family::V4 {
         let hping3 = ping(true, &args, host.target(family));
         check_errors_shown(&hping3, 2, &[line.clone(), line]);
+        assert_eq!(hping3.stderr, prober.stderr);
     }
+}
+
+fn ttl_exceeded_in_transit_names_the_router(family: Family) {
+    ttl_exceeded_across_a_router(family, &["-S", "-p", "80"]);
+}
+
+/// hping3's `-1 -t 1`: the error quotes our echo request, matched by its identifier.
+fn echo_ttl_exceeded_in_transit_names_the_router(family: Family) {
+    ttl_exceeded_across_a_router(family, &["-1"]);
 }
 
 test_both_families!(
     rejected_ports_show_the_error,
-    ttl_exceeded_in_transit_names_the_router
+    ttl_exceeded_in_transit_names_the_router,
+    echo_ttl_exceeded_in_transit_names_the_router
 );
 
 /// An ICMP error from `from` to `to` of `icmp_type` and `code` (its family's numbers), quoting
