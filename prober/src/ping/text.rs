@@ -34,7 +34,7 @@ pub enum RttPrecision {
 }
 
 impl RttPrecision {
-    fn decimals(self) -> usize {
+    pub(super) fn decimals(self) -> usize {
         match self {
             RttPrecision::Hping3 => 1,
             RttPrecision::Us => 3,

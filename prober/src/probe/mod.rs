@@ -15,6 +15,7 @@ use anyhow::Result;
 use prober_common::{ProbeFilter, ReplyRecord};
 
 pub use icmp::IcmpEcho;
+pub use ip::set_ttl;
 pub use payload::Payload;
 pub use tcp::{DestPort, PortStep, TcpFlags, TcpProbe, TcpSegment, TcpSyn};
 
@@ -614,6 +615,26 @@ mod tests {
             (0xdead_beef, 7),
             "what XDP matches"
         );
+    }
+
+    #[test]
+    fn a_built_probe_takes_another_ttl_with_its_checksums_right() {
+        for endpoints in [endpoints(), ipv6_endpoints()] {
+            let probe = syn(false);
+            let probe = TcpProbe { endpoints, ..probe };
+            let built = build(&probe, 1);
+            let mut traced = built.clone();
+            set_ttl(&mut traced, 7);
+            if built[0] >> 4 == 4 {
+                assert_eq!(traced[8], 7);
+                assert_eq!(internet_checksum(&traced[..20]), 0, "IP header checksum");
+                assert_eq!((&traced[..8], &traced[12..]), (&built[..8], &built[12..]));
+            } else {
+                assert_eq!(traced[7], 7, "hop limit");
+                assert_eq!(ipv6_upper_layer_checksum(&traced), 0, "TCP checksum");
+                assert_eq!((&traced[..7], &traced[8..]), (&built[..7], &built[8..]));
+            }
+        }
     }
 
     #[test]
