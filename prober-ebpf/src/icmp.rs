@@ -31,7 +31,7 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
     if echo.kind != EchoKind::Reply {
         return reply::foreign(ip, numbers, Reason::NotAnEchoReply);
     }
-    if echo.id != filter.icmp_id {
+    if !filter.is_our_echo(echo.id, echo.seq) {
         return reply::unmatched(ip, numbers, Reason::AnotherIdentifier);
     }
     if let Err(refused) = reply::validated(frame, ip, filter, numbers, Checksum::Message) {
@@ -53,7 +53,7 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
 #[inline(always)]
 pub fn departure(packet: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Option<Probe> {
     let echo = echo(packet, ip)?.ok()?;
-    if echo.kind != EchoKind::Request || echo.id != filter.icmp_id {
+    if echo.kind != EchoKind::Request || !filter.is_our_echo(echo.id, echo.seq) {
         return None;
     }
     Some(Probe {

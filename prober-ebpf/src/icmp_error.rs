@@ -56,7 +56,7 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
     let ours = if echo {
         quoted.dst == filter.target_addr
             && quoted.is_echo_request(ip.version)
-            && quoted.echo_id() == filter.icmp_id
+            && filter.is_our_echo(quoted.echo_id(), quoted.echo_seq())
     } else {
         let to_target = reply::sweep(filter)
             || (quoted.dst == filter.target_addr && filter.probes_port(quoted.dest_port));
@@ -70,7 +70,8 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
     }
     // Which of our echo requests it was is the sequence number's to say, as for echo replies
     // (userspace knows which were sent); a TCP probe's own sequence number must be quoted.
-    if !echo && quoted.seq != tcp_probe_seq(filter, quoted) {
+    let seq_offset = quoted.seq.wrapping_sub(tcp_probe_seq(filter, quoted));
+    if !echo && filter.tcp_rest(seq_offset) != 0 {
         return reply::unmatched(ip, numbers, Reason::QuotesNoProbe);
     }
     let probe = if echo {
@@ -81,7 +82,7 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
         }
     } else {
         Probe {
-            slot: quoted.source_port.wrapping_sub(filter.sport_base),
+            slot: filter.tcp_slot(quoted.source_port, seq_offset),
             target: quoted.dst,
             target_port: quoted.dest_port,
         }

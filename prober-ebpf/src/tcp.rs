@@ -94,7 +94,7 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
         return reply::unmatched(ip, ports, Reason::AcknowledgesNoProbe);
     }
     let probe = Probe {
-        slot: segment.dest.wrapping_sub(filter.sport_base),
+        slot: filter.tcp_slot(segment.dest, acknowledged(filter, &segment)),
         target: ip.src,
         target_port: segment.source,
     };
@@ -148,11 +148,22 @@ pub fn bounce(
 /// sequence.
 #[inline(always)]
 fn acknowledges(filter: &ProbeFilter, segment: &Segment) -> bool {
+    let rest = filter.tcp_rest(acknowledged(filter, segment));
+    if segment.flags & ACK != 0 {
+        rest <= u32::from(SYN | FIN) + u32::from(filter.tcp_data_len)
+    } else {
+        segment.flags & RST != 0 && rest == 0
+    }
+}
+
+/// One target: what a reply echoes of our probe's numbers, less the filter's: its ack less our
+/// sequence number, or a RST's sequence number less our ack (see [`acknowledges`]).
+#[inline(always)]
+fn acknowledged(filter: &ProbeFilter, segment: &Segment) -> u32 {
     if segment.flags & ACK != 0 {
         segment.ack.wrapping_sub(filter.tcp_seq)
-            <= u32::from(SYN | FIN) + u32::from(filter.tcp_data_len)
     } else {
-        segment.flags & RST != 0 && segment.seq == filter.tcp_ack
+        segment.seq.wrapping_sub(filter.tcp_ack)
     }
 }
 
@@ -166,12 +177,14 @@ pub fn departure(packet: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Op
     let segment = wire::segment(packet, ip)?;
     // Only our probes: the host's own segments on these ports (its RST to a SYN-ACK, a
     // target's answers leaving `lo`) must not take their slots.
+    // A probe of one flow carries its number in both (see ProbeFilter::tcp_rest).
+    let seq_offset = segment.seq.wrapping_sub(filter.tcp_seq);
     let probe = if reply::sweep(filter) {
         segment.flags & (SYN | ACK) == SYN
     } else {
         filter.probes_port(segment.dest)
-            && segment.seq == filter.tcp_seq
-            && segment.ack == filter.tcp_ack
+            && filter.tcp_rest(seq_offset) == 0
+            && segment.ack.wrapping_sub(filter.tcp_ack) == seq_offset
     };
     if !filter.is_our_port(segment.source) || !probe {
         return None;
@@ -189,7 +202,7 @@ pub fn departure(packet: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Op
         );
     }
     Some(Probe {
-        slot: segment.source.wrapping_sub(filter.sport_base),
+        slot: filter.tcp_slot(segment.source, seq_offset),
         target: ip.dst,
         target_port: segment.dest,
     })

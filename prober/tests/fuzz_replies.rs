@@ -286,6 +286,7 @@ fn check_ping(case: &Case, record: &ReplyRecord) {
         first_ip_id: 0,
         fields: IpFields::default(),
         payload: Payload::default(),
+        one_flow: false,
     };
     let tcp = TcpProbe {
         endpoints: endpoints.clone(),

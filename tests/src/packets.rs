@@ -204,6 +204,29 @@ pub fn echo_reply_message(from: IpAddr, to: IpAddr, request: &[u8]) -> Vec<u8> {
     reply
 }
 
+/// An ICMP error from `from` to `to` of `icmp_type` and `code` (its family's numbers), quoting
+/// a SYN from `to:sport` to `target:dport` with sequence number `seq`.
+pub fn icmp_error(
+    (from, to, target): (IpAddr, IpAddr, IpAddr),
+    (icmp_type, code): (u8, u8),
+    (sport, dport, seq): (u16, u16, u32),
+) -> Vec<u8> {
+    let syn = Segment {
+        source_port: sport,
+        dest_port: dport,
+        seq,
+        ack: 0,
+        flags: TCP_SYN,
+        window: 64240,
+        options: &[],
+    };
+    let quoted = IpHeader::new(to, target, IPPROTO_TCP).packet(&syn.bytes(to, target));
+    let protocol = icmp_protocol(from);
+    let mut message = [&[icmp_type, code, 0, 0, 0, 0, 0, 0][..], &quoted].concat();
+    fill_checksum(from, to, protocol, &mut message);
+    IpHeader::new(from, to, protocol).packet(&message)
+}
+
 #[cfg(test)]
 mod unit {
     use super::*;

@@ -13,8 +13,7 @@ use std::time::Duration;
 use prober_tests::{
     hping3_command,
     output::parse_footer,
-    packets::{self, IpHeader},
-    prober_command,
+    packets, prober_command,
     proc::{run, Finished, Proc},
     require_root,
     sweep::{sweep, IcmpReason, Status, SweepResult, Swept},
@@ -151,29 +150,6 @@ test_both_families!(
     echo_ttl_exceeded_in_transit_names_the_router
 );
 
-/// An ICMP error from `from` to `to` of `icmp_type` and `code` (its family's numbers), quoting
-/// a SYN from `to:sport` to `target:dport` with sequence number `seq`.
-fn icmp_error(
-    (from, to, target): (IpAddr, IpAddr, IpAddr),
-    (icmp_type, code): (u8, u8),
-    (sport, dport, seq): (u16, u16, u32),
-) -> Vec<u8> {
-    let syn = packets::Segment {
-        source_port: sport,
-        dest_port: dport,
-        seq,
-        ack: 0,
-        flags: packets::TCP_SYN,
-        window: 64240,
-        options: &[],
-    };
-    let quoted = IpHeader::new(to, target, packets::IPPROTO_TCP).packet(&syn.bytes(to, target));
-    let protocol = packets::icmp_protocol(from);
-    let mut message = [&[icmp_type, code, 0, 0, 0, 0, 0, 0][..], &quoted].concat();
-    packets::fill_checksum(from, to, protocol, &mut message);
-    IpHeader::new(from, to, protocol).packet(&message)
-}
-
 fn forged_errors_are_never_shown(family: Family) {
     let host = rejecting_host();
     let (target, source) = (host.target(family), host.source(family));
@@ -202,19 +178,19 @@ fn forged_errors_are_never_shown(family: Family) {
         Family::V6 => "2001:db8:ffff::78".parse().unwrap(),
     };
     let wrong_seq = [target, router].map(|from| {
-        icmp_error(
+        packets::icmp_error(
             (from, source, target),
             port_unreachable(family),
             (BASE_PORT + 1, REJECTED_PORT, 7),
         )
     });
     let wrong_endpoint = [
-        icmp_error(
+        packets::icmp_error(
             (router, source, target),
             port_unreachable(family),
             (BASE_PORT, 26, 7),
         ),
-        icmp_error(
+        packets::icmp_error(
             (router, source, other_target),
             port_unreachable(family),
             (BASE_PORT, REJECTED_PORT, 7),
@@ -357,7 +333,7 @@ fn forged_errors_decide_no_sweep_result(family: Family) {
     // Quoting our address, the port probed and a source port of the sweep's, but no cookie.
     let forged = (0..3)
         .map(|i| {
-            icmp_error(
+            packets::icmp_error(
                 (target, source, target),
                 port_unreachable(family),
                 (SWEEP_BASE_PORT + i, REJECTED_PORT, 7),

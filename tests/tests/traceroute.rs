@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use prober_tests::{
     hping3_command,
-    output::parse_footer,
-    prober_command,
-    proc::{run, Finished},
+    output::{parse_footer, parse_footer_then},
+    packets, prober_command,
+    proc::{run, Finished, Proc},
     require_root, test_both_families, Family, TestHost, OPEN_PORT,
 };
 
@@ -189,3 +189,188 @@ test_both_families!(
     tr_keep_ttl_watches_the_first_hop,
     tr_no_rtt_leaves_out_the_hop_round_trips
 );
+
+/// A probe as it crossed the router's veth.
+#[derive(Debug)]
+struct SeenProbe {
+    /// Its TTL (hop limit).
+    ttl: u8,
+    /// Its flow as equal-cost routing hashes it: addresses, protocol, the first four
+    /// transport bytes.
+    flow: Vec<u8>,
+    /// The four transport bytes after them: TCP's sequence number, ICMP's identifier and
+    /// sequence number.
+    number: [u8; 4],
+}
+
+/// The probes from `source` to `target` that the packet socket `socket` (on the router's
+/// veth) read until `until` ended.
+fn probes_seen(
+    socket: std::os::fd::OwnedFd,
+    (source, target): (IpAddr, IpAddr),
+    until: impl FnOnce() -> Finished,
+) -> (Finished, Vec<SeenProbe>) {
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let reader = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let mut frame = [0u8; 2048];
+            while !done.load(Ordering::Acquire) {
+                // SAFETY: the buffer outlives the call, its size given (reads time out).
+                let read = unsafe {
+                    libc::recv(
+                        socket.as_raw_fd(),
+                        frame.as_mut_ptr().cast(),
+                        frame.len(),
+                        0,
+                    )
+                };
+                if read > 0 {
+                    seen.extend(probe_in(&frame[..read as usize], source, target));
+                }
+            }
+            seen
+        })
+    };
+    let run = until();
+    done.store(true, Ordering::Release);
+    (run, reader.join().expect("the capture thread"))
+}
+
+/// A probe from `source` to `target` in an Ethernet `frame` (see [`probes_seen`]).
+fn probe_in(frame: &[u8], source: IpAddr, target: IpAddr) -> Option<SeenProbe> {
+    let ip = frame.get(14..)?;
+    let (ttl, protocol, addresses, transport) = match (source, target) {
+        (IpAddr::V4(s), IpAddr::V4(t)) if ip.get(12..20)? == [s.octets(), t.octets()].concat() => {
+            let header_len = usize::from(ip[0] & 0x0f) * 4;
+            (ip[8], ip[9], &ip[12..20], ip.get(header_len..)?)
+        }
+        (IpAddr::V6(s), IpAddr::V6(t)) if ip.get(8..40)? == [s.octets(), t.octets()].concat() => {
+            (ip[7], ip[6], &ip[8..40], ip.get(40..)?)
+        }
+        _ => return None,
+    };
+    // Our kernel's RSTs to the target's SYN-ACKs are no probes.
+    if protocol == packets::IPPROTO_TCP && transport.get(13)? & packets::TCP_RST != 0 {
+        return None;
+    }
+    Some(SeenProbe {
+        ttl,
+        flow: [addresses, &[protocol], transport.get(..4)?].concat(),
+        number: transport.get(4..8)?.try_into().unwrap(),
+    })
+}
+
+fn probes_of_a_traceroute_are_one_flow(family: Family) {
+    for args in ["-T -S -p 80 -c 3 -i u300000", "-T -1 -c 3 -i u300000"] {
+        let (router, host) = two_hops();
+        let interface = router.peer_if.clone();
+        let socket = router
+            .in_ns(move || prober_tests::forger::open_socket(&interface))
+            .expect("in the router's namespace")
+            .expect("a packet socket on the router's veth");
+        let ends = (router.source(family), host.target(family));
+        let args: Vec<&str> = args.split(' ').collect();
+        let (run, probes) = probes_seen(socket, ends, || {
+            traceroute(false, &args, host.target(family))
+        });
+        let ttls: Vec<u8> = probes.iter().map(|probe| probe.ttl).collect();
+        assert_eq!(ttls, [1, 2, 2], "the router's hop, then the host's\n{run}");
+        assert!(
+            probes.iter().all(|probe| probe.flow == probes[0].flow),
+            "one flow: {probes:02x?}\n{run}"
+        );
+        let numbers: std::collections::BTreeSet<_> =
+            probes.iter().map(|probe| probe.number).collect();
+        assert_eq!(numbers.len(), 3, "told apart: {probes:02x?}\n{run}");
+        assert_eq!(run.code(), Some(0), "{run}");
+    }
+}
+
+test_both_families!(probes_of_a_traceroute_are_one_flow);
+
+/// Time exceeded from the router's own address, sent from its namespace, quoting a header
+/// that is not one of our probes: another sequence number (not a probe's, or a probe's never
+/// sent), another source port, another target. None is shown; the real ones are.
+fn forged_time_exceeded_is_never_shown(family: Family) {
+    let (router, host) = two_hops();
+    let (us, target, router_addr) = (
+        router.source(family),
+        host.target(family),
+        router.target(family),
+    );
+    let target_text = target.to_string();
+    let args = [
+        "-n",
+        "-V",
+        "-T",
+        "--tr-keep-ttl",
+        "-S",
+        "-p",
+        "80",
+        "-s",
+        "40000",
+        "-M",
+        "1000",
+        "-c",
+        "4",
+        "-i",
+        "u500000",
+        &target_text,
+    ];
+    let mut prober = Proc::spawn(prober_command(&args));
+    prober.expect_line(Duration::from_secs(10), "the header");
+    prober.expect_line(Duration::from_secs(10), "the first hop");
+    let time_exceeded = match family {
+        Family::V4 => (11, 0),
+        Family::V6 => (3, 0),
+    };
+    let other_target = match family {
+        Family::V4 => "198.18.0.78".parse().unwrap(),
+        Family::V6 => "2001:db8:ffff::78".parse().unwrap(),
+    };
+    let forged = [
+        (target, 40000, 1001),
+        (target, 40000, 1000 + (9 << 16)),
+        (target, 40001, 1000),
+        (other_target, 40000, 1000),
+    ]
+    .map(|(quoted_target, port, seq)| {
+        packets::icmp_error(
+            (router_addr, us, quoted_target),
+            time_exceeded,
+            (port, 80, seq),
+        )
+    });
+    router
+        .send_raw_from_namespace(forged.to_vec())
+        .expect("sending forged errors");
+    let run = prober.wait(TIMEOUT);
+    let shown: Vec<String> = run
+        .stdout_lines()
+        .iter()
+        .skip_while(|line| !line.starts_with("HPING "))
+        .skip(1)
+        .map(|line| masked(line))
+        .collect();
+    let hops: Vec<_> = (0..4)
+        .flat_map(|_| hop_lines(1, router_addr, true))
+        .collect();
+    assert_eq!(shown, hops, "only the real errors are shown\n{run}");
+    let (footer, _) = parse_footer_then(&run.stderr).unwrap_or_else(|e| panic!("{e}\n{run}"));
+    assert_eq!((footer.transmitted, footer.received), (4, 4), "{run}");
+    // They came: one quoting another sequence number is counted by XDP, one quoting a probe
+    // never sent by userspace; the other two are about no probe of ours.
+    for counts in [
+        "xdp: 5 replies matched, 1 unmatched packets",
+        "1 replies to probes never sent",
+    ] {
+        assert!(run.stderr.contains(counts), "want {counts:?}\n{run}");
+    }
+    assert_eq!(run.code(), Some(0), "{run}");
+}
+
+test_both_families!(forged_time_exceeded_is_never_shown);

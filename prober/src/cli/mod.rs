@@ -131,7 +131,7 @@ struct IpArgs {
     #[arg(short = 't', long, value_parser = values::ttl, allow_negative_numbers = true)]
     ttl: Option<u8>,
     /// Traceroute (hping3's): the TTL starts at -t and goes up by one with each new router's
-    /// time exceeded
+    /// time exceeded; every probe of one flow (one source port), as paris-traceroute's
     #[arg(short = 'T', long)]
     traceroute: bool,
     /// With -T: stop at the first reply that is not a time exceeded

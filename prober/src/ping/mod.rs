@@ -222,6 +222,7 @@ impl Session {
             first_ip_id: random()? as u16,
             fields: options.ip_fields,
             payload: options.payload.clone(),
+            one_flow: options.traceroute.is_some(),
         };
         let probe = options.kind.probe(endpoints)?;
         fits_the_path(probe.as_ref(), &route)?;

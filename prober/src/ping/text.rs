@@ -161,6 +161,7 @@ mod tests {
             first_ip_id: 0,
             fields: IpFields::default(),
             payload: Payload::default(),
+            one_flow: false,
         }
     }
 

@@ -22,8 +22,24 @@ impl IcmpEcho {
     pub fn new(endpoints: Endpoints) -> Result<IcmpEcho> {
         Ok(IcmpEcho {
             endpoints,
-            id: random()? as u16,
+            // Not 0: with probes of one flow no identifier would sum with a sequence number
+            // other than 0 to it (see `identifier`).
+            id: (random()? as u16).max(1),
         })
+    }
+
+    /// The identifier of the echo with sequence number `seq`: the run's, or with probes of one
+    /// flow the one whose one's complement sum with `seq` is the run's, so that every probe
+    /// has the same checksum (as paris-traceroute's; [`ProbeFilter::is_our_echo`]).
+    fn identifier(&self, seq: u16) -> u16 {
+        let id = self.id;
+        if !self.endpoints.one_flow || seq == 0 {
+            id
+        } else if id > seq {
+            id - seq
+        } else {
+            id + (0xffff - seq)
+        }
     }
 }
 
@@ -37,10 +53,11 @@ impl PingProbe for IcmpEcho {
         let ip =
             self.endpoints
                 .ip_header(n, Transport::Icmp, ICMP_HEADER_LEN + payload.len() as u16);
+        let seq = n as u16;
         let echo = ip.echo_request(
             IcmpEchoHeader {
-                id: self.id,
-                seq: n as u16,
+                id: self.identifier(seq),
+                seq,
             },
             payload,
         );

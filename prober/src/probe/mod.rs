@@ -49,6 +49,12 @@ pub struct Endpoints {
     pub fields: IpFields,
     /// What the probes carry after their transport header (-d, -E).
     pub payload: Payload,
+    /// Every probe of one flow, as a traceroute's (paris-traceroute's way): the addresses,
+    /// the protocol and the first four transport bytes, which routers hash to choose among
+    /// equal-cost paths, the same in every probe (TCP's ports; ICMP's type, code and
+    /// checksum), so that all follow one path, the one the service's traffic takes. The
+    /// kind tells its probes apart by a field no router hashes.
+    pub one_flow: bool,
 }
 
 impl Endpoints {
@@ -81,6 +87,7 @@ impl Endpoints {
         ProbeFilter {
             target_addr: self.target.into(),
             local_addr: self.source.into(),
+            one_flow: u8::from(self.one_flow),
             ..ProbeFilter::default()
         }
     }
@@ -317,6 +324,7 @@ mod tests {
             first_ip_id: 0xfffe,
             fields: IpFields::default(),
             payload: Payload::default(),
+            one_flow: false,
         }
     }
 
@@ -633,6 +641,85 @@ mod tests {
                 assert_eq!(traced[7], 7, "hop limit");
                 assert_eq!(ipv6_upper_layer_checksum(&traced), 0, "TCP checksum");
                 assert_eq!((&traced[..7], &traced[8..]), (&built[..7], &built[8..]));
+            }
+        }
+    }
+
+    #[test]
+    fn one_flows_tcp_probes_keep_their_port_and_number_their_sequence() {
+        let probe = TcpProbe {
+            endpoints: Endpoints {
+                one_flow: true,
+                ..endpoints()
+            },
+            ..syn(false)
+        };
+        for n in [0u64, 1, 2, 65537] {
+            let tcp = &build(&probe, n)[20..];
+            assert_eq!(
+                u16::from_be_bytes([tcp[0], tcp[1]]),
+                65534,
+                "one source port"
+            );
+            let number = u32::from(n as u16) << 16;
+            assert_eq!(
+                u32::from_be_bytes(tcp[4..8].try_into().unwrap()),
+                0x0102_0304u32.wrapping_add(number)
+            );
+            assert_eq!(
+                u32::from_be_bytes(tcp[8..12].try_into().unwrap()),
+                0x0a0b_0c0du32.wrapping_add(number)
+            );
+            assert_eq!(probe.sequence_of(n), n as u16);
+        }
+        let filter = probe.filter();
+        assert_eq!((filter.one_flow, filter.sport_max_offset), (1, 0));
+        // Probe 2's SYN-ACK, RST (to a probe with ACK) and time exceeded name it.
+        let syn_ack = ReplyRecord {
+            tcp_flags: TcpFlags::SYN | TcpFlags::ACK,
+            tcp_ack: 0x0102_0304 + (2 << 16) + 1,
+            dst_port: 65534,
+            ..ReplyRecord::default()
+        };
+        let rst = ReplyRecord {
+            tcp_flags: TcpFlags::RST,
+            tcp_seq: 0x0a0b_0c0d + (2 << 16),
+            ..syn_ack
+        };
+        let time_exceeded = ReplyRecord {
+            protocol: IPPROTO_ICMP,
+            icmp_type: 11,
+            tcp_seq: 0x0102_0304 + (2 << 16),
+            ..syn_ack
+        };
+        for reply in [syn_ack, rst, time_exceeded] {
+            assert_eq!(probe.sequence(&reply), 2, "{reply:?}");
+        }
+    }
+
+    #[test]
+    fn one_flows_echo_requests_keep_their_checksum() {
+        let endpoints = Endpoints {
+            one_flow: true,
+            ..endpoints()
+        };
+        for id in [1, 2, 0x8000, 0xffff] {
+            let probe = IcmpEcho {
+                endpoints: endpoints.clone(),
+                id,
+            };
+            let filter = probe.filter();
+            let first = build(&probe, 0);
+            for n in [1u64, 2, u64::from(id), 0xfffe, 0xffff, 65537] {
+                let packet = build(&probe, n);
+                assert_eq!(internet_checksum(&packet[20..]), 0, "ICMP checksum");
+                assert_eq!(packet[20..24], first[20..24], "id {id:#x}, probe {n}");
+                let (echo_id, seq) = (
+                    u16::from_be_bytes([packet[24], packet[25]]),
+                    u16::from_be_bytes([packet[26], packet[27]]),
+                );
+                assert_eq!(seq, n as u16);
+                assert!(filter.is_our_echo(echo_id, seq), "id {id:#x}, probe {n}");
             }
         }
     }

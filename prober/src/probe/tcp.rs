@@ -212,10 +212,20 @@ impl TcpProbe {
     }
 
     fn source_port(&self, n: u64) -> u16 {
-        if self.keep_port {
+        if self.keep_port || self.endpoints.one_flow {
             self.base_port
         } else {
             self.base_port.wrapping_add(n as u16)
+        }
+    }
+
+    /// What probe `n` adds to the run's sequence and acknowledgement numbers: with probes of
+    /// one flow its number (mod 2^16) times 2^16 (see [`ProbeFilter::tcp_rest`]), else nothing.
+    fn number(&self, n: u64) -> u32 {
+        if self.endpoints.one_flow {
+            u32::from(n as u16) << 16
+        } else {
+            0
         }
     }
 }
@@ -247,8 +257,8 @@ impl PingProbe for TcpProbe {
             mark: self.endpoints.mark(n),
             source_port: self.source_port(n),
             target_port: self.target_port.of_probe(n),
-            seq: self.seq,
-            ack: self.ack,
+            seq: self.seq.wrapping_add(self.number(n)),
+            ack: self.ack.wrapping_add(self.number(n)),
             flags: self.flags,
             window: self.window,
         }
@@ -267,7 +277,11 @@ impl PingProbe for TcpProbe {
             sport_base: self.base_port,
             // With -k every probe leaves from one port; otherwise from a window of ports that
             // wraps around, as hping3's do.
-            sport_max_offset: if self.keep_port { 0 } else { u16::MAX },
+            sport_max_offset: if self.keep_port || self.endpoints.one_flow {
+                0
+            } else {
+                u16::MAX
+            },
             tcp_seq: self.seq,
             tcp_ack: self.ack,
             tcp_data_len: self.endpoints.payload.size() as u16,
@@ -280,16 +294,33 @@ impl PingProbe for TcpProbe {
     }
 
     fn sequence(&self, reply: &ReplyRecord) -> u16 {
-        reply.dst_port.wrapping_sub(self.base_port)
+        if !self.endpoints.one_flow {
+            return reply.dst_port.wrapping_sub(self.base_port);
+        }
+        // What names the probe: an error's quoted sequence number, what a reply acknowledges,
+        // or a RST's sequence number (our ack echoed), as the XDP program took it.
+        let offset = if reply.icmp_error().is_some() {
+            reply.tcp_seq.wrapping_sub(self.seq)
+        } else if reply.tcp_flags & TcpFlags::ACK != 0 {
+            reply.tcp_ack.wrapping_sub(self.seq)
+        } else {
+            reply.tcp_seq.wrapping_sub(self.ack)
+        };
+        (offset >> 16) as u16
     }
 
     fn take(&self, reply: &ReplyRecord) -> bool {
         self.target_port.take(reply.src_port)
     }
 
-    /// With -k every probe is sequence 0: replies cannot tell them apart.
+    /// With -k every probe is sequence 0: replies cannot tell them apart (probes of one flow
+    /// carry their number in their sequence numbers).
     fn sequence_of(&self, n: u64) -> u16 {
-        self.source_port(n).wrapping_sub(self.base_port)
+        if self.endpoints.one_flow {
+            n as u16
+        } else {
+            self.source_port(n).wrapping_sub(self.base_port)
+        }
     }
 
     fn write_fields(&self, reply: &ReplyRecord, seq: u16, line: &mut String) {
