@@ -145,7 +145,8 @@ pub fn bounce(
 
 /// One target: a reply with ACK acknowledges our sequence number plus at most SYN, FIN and our
 /// data; a RST without ACK (the answer to a probe that carried ACK) echoes our ack as its
-/// sequence.
+/// sequence. With probes of one flow, each probe's number is added to both (see
+/// [`ProbeFilter::tcp_rest`]).
 #[inline(always)]
 fn acknowledges(filter: &ProbeFilter, segment: &Segment) -> bool {
     let rest = filter.tcp_rest(acknowledged(filter, segment));
@@ -176,8 +177,9 @@ pub fn departure(packet: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Op
     }
     let segment = wire::segment(packet, ip)?;
     // Only our probes: the host's own segments on these ports (its RST to a SYN-ACK, a
-    // target's answers leaving `lo`) must not take their slots.
-    // A probe of one flow carries its number in both (see ProbeFilter::tcp_rest).
+    // target's answers leaving `lo`) must not take their slots. A probe of one flow carries
+    // its number in its sequence and acknowledgement numbers alike (see
+    // ProbeFilter::tcp_rest).
     let seq_offset = segment.seq.wrapping_sub(filter.tcp_seq);
     let probe = if reply::sweep(filter) {
         segment.flags & (SYN | ACK) == SYN

@@ -221,8 +221,37 @@ pub fn icmp_error(
         options: &[],
     };
     let quoted = IpHeader::new(to, target, IPPROTO_TCP).packet(&syn.bytes(to, target));
+    icmp_error_quoting((from, to), (icmp_type, code), &quoted)
+}
+
+/// An ICMP error from `from` to `to` of `icmp_type` and `code` (its family's numbers), quoting
+/// an echo request from `to` to `target` with identifier `id` and sequence number `seq`.
+pub fn icmp_error_about_echo(
+    (from, to, target): (IpAddr, IpAddr, IpAddr),
+    (icmp_type, code): (u8, u8),
+    (id, seq): (u16, u16),
+) -> Vec<u8> {
+    let request = match target {
+        IpAddr::V4(_) => 8,
+        IpAddr::V6(_) => 128,
+    };
+    let [i0, i1] = id.to_be_bytes();
+    let [s0, s1] = seq.to_be_bytes();
+    let mut echo = [request, 0, 0, 0, i0, i1, s0, s1];
+    let protocol = icmp_protocol(target);
+    fill_checksum(to, target, protocol, &mut echo);
+    let quoted = IpHeader::new(to, target, protocol).packet(&echo);
+    icmp_error_quoting((from, to), (icmp_type, code), &quoted)
+}
+
+/// An ICMP error from `from` to `to` of `icmp_type` and `code` quoting the packet `quoted`.
+fn icmp_error_quoting(
+    (from, to): (IpAddr, IpAddr),
+    (icmp_type, code): (u8, u8),
+    quoted: &[u8],
+) -> Vec<u8> {
     let protocol = icmp_protocol(from);
-    let mut message = [&[icmp_type, code, 0, 0, 0, 0, 0, 0][..], &quoted].concat();
+    let mut message = [&[icmp_type, code, 0, 0, 0, 0, 0, 0][..], quoted].concat();
     fill_checksum(from, to, protocol, &mut message);
     IpHeader::new(from, to, protocol).packet(&message)
 }

@@ -38,7 +38,7 @@ fn against_test_host(args: &[&str]) -> Finished {
 fn hping3_options_prober_lacks_are_refused_with_what_they_are() {
     for (option, what) in [
         ("-2", "hping3's UDP mode"),
-        ("-T", "hping3's traceroute"),
+        ("-9", "hping3's listen mode"),
         ("-f", "fragments probes"),
     ] {
         let refused = run(

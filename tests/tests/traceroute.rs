@@ -292,63 +292,100 @@ fn probes_of_a_traceroute_are_one_flow(family: Family) {
 
 test_both_families!(probes_of_a_traceroute_are_one_flow);
 
-/// Time exceeded from the router's own address, sent from its namespace, quoting a header
-/// that is not one of our probes: another sequence number (not a probe's, or a probe's never
-/// sent), another source port, another target. None is shown; the real ones are.
-fn forged_time_exceeded_is_never_shown(family: Family) {
+/// Where forged errors come from and what they quote: the router's own address, sent from
+/// its namespace, to us, about probes to the target (or `other_target`), with the packet
+/// socket `capture` on the router's veth open before the first probe.
+struct Forging {
+    router: TestHost,
+    _host: TestHost,
+    us: IpAddr,
+    target: IpAddr,
+    router_addr: IpAddr,
+    other_target: IpAddr,
+    time_exceeded: (u8, u8),
+    capture: std::os::fd::OwnedFd,
+}
+
+/// A `-V` traceroute of 4 probes with `mode` (the probes' options), all with TTL 1
+/// (--tr-keep-ttl), across a router; the errors `forge` makes while it runs (once the run is
+/// under way) are sent from the router's namespace; then the run's checks, by
+/// [`check_only_real_hops`] (`unmatched`: the forgeries XDP counts).
+fn forged_while_tracing(
+    family: Family,
+    mode: &[&str],
+    forge: impl FnOnce(&Forging, &mut Proc) -> Vec<Vec<u8>>,
+    unmatched: u64,
+) {
     let (router, host) = two_hops();
-    let (us, target, router_addr) = (
-        router.source(family),
-        host.target(family),
-        router.target(family),
-    );
-    let target_text = target.to_string();
-    let args = [
+    let interface = router.peer_if.clone();
+    let capture = router
+        .in_ns(move || prober_tests::forger::open_socket(&interface))
+        .expect("in the router's namespace")
+        .expect("a packet socket on the router's veth");
+    let forging = Forging {
+        us: router.source(family),
+        target: host.target(family),
+        router_addr: router.target(family),
+        other_target: match family {
+            Family::V4 => "198.18.0.78".parse().unwrap(),
+            Family::V6 => "2001:db8:ffff::78".parse().unwrap(),
+        },
+        time_exceeded: match family {
+            Family::V4 => (11, 0),
+            Family::V6 => (3, 0),
+        },
+        router,
+        _host: host,
+        capture,
+    };
+    let target = forging.target.to_string();
+    let common = [
         "-n",
         "-V",
         "-T",
         "--tr-keep-ttl",
-        "-S",
-        "-p",
-        "80",
-        "-s",
-        "40000",
-        "-M",
-        "1000",
         "-c",
         "4",
         "-i",
         "u500000",
-        &target_text,
     ];
+    let args = [&common[..], mode, &[&target]].concat();
     let mut prober = Proc::spawn(prober_command(&args));
-    prober.expect_line(Duration::from_secs(10), "the header");
-    prober.expect_line(Duration::from_secs(10), "the first hop");
-    let time_exceeded = match family {
-        Family::V4 => (11, 0),
-        Family::V6 => (3, 0),
-    };
-    let other_target = match family {
-        Family::V4 => "198.18.0.78".parse().unwrap(),
-        Family::V6 => "2001:db8:ffff::78".parse().unwrap(),
-    };
-    let forged = [
-        (target, 40000, 1001),
-        (target, 40000, 1000 + (9 << 16)),
-        (target, 40001, 1000),
-        (other_target, 40000, 1000),
-    ]
-    .map(|(quoted_target, port, seq)| {
-        packets::icmp_error(
-            (router_addr, us, quoted_target),
-            time_exceeded,
-            (port, 80, seq),
-        )
-    });
-    router
-        .send_raw_from_namespace(forged.to_vec())
+    let forged = forge(&forging, &mut prober);
+    forging
+        .router
+        .send_raw_from_namespace(forged)
         .expect("sending forged errors");
     let run = prober.wait(TIMEOUT);
+    check_only_real_hops(&run, forging.router_addr, 4, unmatched);
+}
+
+/// Time exceeded quoting a header that is not one of our SYNs: another sequence number (not
+/// a probe's, which XDP counts, or a probe's never sent), another source port, another
+/// target. None is shown; the real ones are.
+fn forged_time_exceeded_is_never_shown(family: Family) {
+    let mode = ["-S", "-p", "80", "-s", "40000", "-M", "1000"];
+    let forge = |f: &Forging, prober: &mut Proc| {
+        prober.expect_line(Duration::from_secs(10), "the first line");
+        [
+            (f.target, 40000, 1001),
+            (f.target, 40000, 1000 + (9 << 16)),
+            (f.target, 40001, 1000),
+            (f.other_target, 40000, 1000),
+        ]
+        .map(|(quoted_target, port, seq)| {
+            let ends = (f.router_addr, f.us, quoted_target);
+            packets::icmp_error(ends, f.time_exceeded, (port, 80, seq))
+        })
+        .to_vec()
+    };
+    forged_while_tracing(family, &mode, forge, 1);
+}
+
+/// The `-V` run showed `hops` answers from `router` as hop 1 and nothing else and counted
+/// them as received; its XDP took one forgery more, quoting a probe not sent (which shows that
+/// the forgeries arrived), and counted `unmatched` others.
+fn check_only_real_hops(run: &Finished, router: IpAddr, hops: u64, unmatched: u64) {
     let shown: Vec<String> = run
         .stdout_lines()
         .iter()
@@ -356,21 +393,72 @@ fn forged_time_exceeded_is_never_shown(family: Family) {
         .skip(1)
         .map(|line| masked(line))
         .collect();
-    let hops: Vec<_> = (0..4)
-        .flat_map(|_| hop_lines(1, router_addr, true))
-        .collect();
-    assert_eq!(shown, hops, "only the real errors are shown\n{run}");
+    let want: Vec<_> = (0..hops).flat_map(|_| hop_lines(1, router, true)).collect();
+    assert_eq!(shown, want, "only the real errors are shown\n{run}");
     let (footer, _) = parse_footer_then(&run.stderr).unwrap_or_else(|e| panic!("{e}\n{run}"));
-    assert_eq!((footer.transmitted, footer.received), (4, 4), "{run}");
-    // They came: one quoting another sequence number is counted by XDP, one quoting a probe
-    // never sent by userspace; the other two are about no probe of ours.
+    assert_eq!((footer.transmitted, footer.received), (hops, hops), "{run}");
     for counts in [
-        "xdp: 5 replies matched, 1 unmatched packets",
-        "1 replies to probes never sent",
+        format!(
+            "xdp: {} replies matched, {unmatched} unmatched packets",
+            hops + 1
+        ),
+        "1 replies to probes never sent".to_string(),
     ] {
-        assert!(run.stderr.contains(counts), "want {counts:?}\n{run}");
+        assert!(run.stderr.contains(&counts), "want {counts:?}\n{run}");
     }
     assert_eq!(run.code(), Some(0), "{run}");
 }
 
-test_both_families!(forged_time_exceeded_is_never_shown);
+/// The first probe the packet socket `socket` reads from `source` to `target`.
+fn first_probe(socket: &std::os::fd::OwnedFd, (source, target): (IpAddr, IpAddr)) -> SeenProbe {
+    use std::os::fd::AsRawFd;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut frame = [0u8; 2048];
+    while std::time::Instant::now() < deadline {
+        // SAFETY: the buffer outlives the call, its size given (reads time out).
+        let read = unsafe {
+            libc::recv(
+                socket.as_raw_fd(),
+                frame.as_mut_ptr().cast(),
+                frame.len(),
+                0,
+            )
+        };
+        if let Some(probe) = (read > 0)
+            .then(|| probe_in(&frame[..read as usize], source, target))
+            .flatten()
+        {
+            return probe;
+        }
+    }
+    panic!("no probe crossed the router's veth within 10 s");
+}
+
+/// As [`forged_time_exceeded_is_never_shown`], about echo requests: quoting our identifier
+/// with probe 1's sequence number (whose identifier is one less), or another target; and
+/// probe 9's, never sent in this run.
+fn forged_time_exceeded_about_echoes_is_never_shown(family: Family) {
+    let forge = |f: &Forging, _: &mut Proc| {
+        let [i0, i1, s0, s1] = first_probe(&f.capture, (f.us, f.target)).number;
+        let (id, seq) = (u16::from_be_bytes([i0, i1]), u16::from_be_bytes([s0, s1]));
+        assert_eq!(seq, 0, "the first probe");
+        // Ours less 9, in one's complement.
+        let probe_9 = if id > 9 { id - 9 } else { id + (0xffff - 9) };
+        [
+            (f.target, id, 1),
+            (f.other_target, id, 0),
+            (f.target, probe_9, 9),
+        ]
+        .map(|(quoted_target, id, seq)| {
+            let ends = (f.router_addr, f.us, quoted_target);
+            packets::icmp_error_about_echo(ends, f.time_exceeded, (id, seq))
+        })
+        .to_vec()
+    };
+    forged_while_tracing(family, &["-1"], forge, 0);
+}
+
+test_both_families!(
+    forged_time_exceeded_is_never_shown,
+    forged_time_exceeded_about_echoes_is_never_shown
+);

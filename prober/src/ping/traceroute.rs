@@ -1,8 +1,9 @@
 //! hping3's traceroute (`-T`), for any kind of probe: the TTL starts at `-t` (1 unless given)
 //! and goes up by one with each time exceeded from a router other than the one heard last, as
 //! hping3's does (so a probe answered late by the same router does not skip a hop); every
-//! other reply is shown as in a ping. The kind's probes are built as in a ping and given the
-//! TTL as they leave ([`crate::probe::set_ttl`]).
+//! other reply is shown as in a ping. The kind's probes are built as in a ping, all of one
+//! flow ([`crate::probe::Endpoints::one_flow`]), and given the TTL as they leave
+//! ([`crate::probe::set_ttl`]).
 use std::{
     fmt::Write as _,
     net::IpAddr,
