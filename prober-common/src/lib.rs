@@ -59,7 +59,9 @@ pub struct ProbeFilter {
     /// 1: note our ARP requests and neighbour solicitations leaving, and take the answers to
     /// them into [`NEIGHBOURS_MAP`] (a sweep resolving on-link targets itself); 0: neither.
     pub neighbours: u8,
-    pub _pad: u8,
+    /// One target: 1 when every probe is of one flow, as a traceroute's are (see
+    /// [`ProbeFilter::tcp_rest`] and [`ProbeFilter::is_our_echo`]); 0 otherwise.
+    pub one_flow: u8,
     /// TCP and UDP, one target: the data bytes every probe carries (-d), which a RST
     /// acknowledges with the SYN and FIN, and which an ICMP error's quoted UDP length states.
     pub tcp_data_len: u16,
@@ -89,6 +91,53 @@ impl ProbeFilter {
     pub fn is_our_ip_id(&self, id: u16) -> bool {
         id.wrapping_sub(self.ip_id_base) <= self.ip_id_max_offset
     }
+
+    /// TCP, one target: of a number less the filter's (a sequence number less `tcp_seq`, an
+    /// acknowledgement number less `tcp_ack`), what does not name the probe: 0 for the number a
+    /// probe carries, the SYN, FIN and data an acknowledgement adds. Probes of one flow leave
+    /// from one port and carry the filter's numbers plus their probe number times 2^16 (which
+    /// no router hashes, and no answer's SYN, FIN and data reach); other probes carry the
+    /// filter's numbers alone.
+    #[inline(always)]
+    pub fn tcp_rest(&self, offset: u32) -> u32 {
+        if self.one_flow != 0 {
+            offset & 0xffff
+        } else {
+            offset
+        }
+    }
+
+    /// TCP, one target: the departure slot of the probe from our port `our_port` whose number
+    /// less the filter's is `offset` (see [`ProbeFilter::tcp_rest`]): its probe number with
+    /// probes of one flow, its source port's offset otherwise.
+    #[inline(always)]
+    pub fn tcp_slot(&self, our_port: u16, offset: u32) -> u16 {
+        if self.one_flow != 0 {
+            (offset >> 16) as u16
+        } else {
+            our_port.wrapping_sub(self.sport_base)
+        }
+    }
+
+    /// ICMP echo, one target: whether `id` is the identifier of our echo with sequence number
+    /// `seq`. Probes of one flow keep their checksum, as paris-traceroute's do: the identifier
+    /// goes down as the sequence number goes up, their one's complement sum `icmp_id`.
+    #[inline(always)]
+    pub fn is_our_echo(&self, id: u16, seq: u16) -> bool {
+        if self.one_flow != 0 {
+            ones_complement_sum(id, seq) == self.icmp_id
+        } else {
+            id == self.icmp_id
+        }
+    }
+}
+
+/// `a + b` in one's complement, as the Internet checksum adds (RFC 1071): never 0 for a
+/// nonzero sum, 0xffff for `a + b = 0xffff`.
+#[inline(always)]
+pub fn ones_complement_sum(a: u16, b: u16) -> u16 {
+    let sum = u32::from(a) + u32::from(b);
+    ((sum & 0xffff) + (sum >> 16)) as u16
 }
 
 /// The filter matches nothing (the programs pass every packet untouched).
@@ -384,6 +433,43 @@ mod tests {
         assert!(filter.probes_port(65535) && filter.probes_port(0) && !filter.probes_port(1));
         assert!([65534, 65535, 0].map(|port| filter.is_our_port(port)) == [true; 3]);
         assert!(!filter.is_our_port(1) && !filter.is_our_port(65533));
+    }
+
+    #[test]
+    fn one_flows_tcp_numbers_name_their_probe_in_the_high_half() {
+        let mut filter = ProbeFilter {
+            sport_base: 40000,
+            ..ProbeFilter::default()
+        };
+        assert_eq!(filter.tcp_rest(0x0003_0001), 0x0003_0001);
+        assert_eq!(filter.tcp_slot(40002, 0x0003_0001), 2, "the port's offset");
+        filter.one_flow = 1;
+        assert_eq!(filter.tcp_rest(0x0003_0001), 1);
+        assert_eq!(filter.tcp_slot(40000, 0x0003_0001), 3, "the probe number");
+        // Probe 65535's SYN-ACK wraps past 2^32.
+        let wrapped = 0xffff_0000u32.wrapping_add(1);
+        assert_eq!(
+            (filter.tcp_slot(40000, wrapped), filter.tcp_rest(wrapped)),
+            (0xffff, 1)
+        );
+    }
+
+    #[test]
+    fn one_flows_echoes_keep_the_sum_of_identifier_and_sequence() {
+        let mut filter = ProbeFilter {
+            icmp_id: 0x1234,
+            ..ProbeFilter::default()
+        };
+        assert!(filter.is_our_echo(0x1234, 9) && !filter.is_our_echo(0x1233, 1));
+        filter.one_flow = 1;
+        assert!(filter.is_our_echo(0x1234, 0) && filter.is_our_echo(0x1233, 1));
+        assert!(
+            !filter.is_our_echo(0x1234, 1),
+            "the identifier must go down"
+        );
+        // The end-around carry: 0x0001 + 0xffff is 0x0001.
+        assert_eq!(ones_complement_sum(0x0001, 0xffff), 0x0001);
+        assert_eq!(ones_complement_sum(0xfffe, 0x0001), 0xffff);
     }
 
     #[test]

@@ -540,9 +540,10 @@ impl IcmpErrorKind {
 }
 
 /// An ICMP error's type and code, and the fields of the packet it quotes that tell whose
-/// probe it was about: addresses, protocol, and the first 8 bytes of a TCP header (ports and
-/// sequence number) or a UDP header (ports, length and checksum, in `seq`), which every error
-/// carries (RFC 792; RFC 4443 quotes as much as fits).
+/// probe it was about: addresses, protocol, and the first 8 transport bytes, which every error
+/// carries (RFC 792; RFC 4443 quotes as much as fits), read as a TCP header's ports and
+/// sequence number, a UDP header's ports, length and checksum (in `seq`), or through
+/// [`QuotedProbe::is_echo_request`] an echo request's.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QuotedProbe {
     pub icmp_type: u8,
@@ -563,6 +564,32 @@ impl QuotedProbe {
     #[inline(always)]
     pub fn udp_length(&self) -> u16 {
         (self.seq >> 16) as u16
+    }
+
+    /// Whether the quoted packet is an echo request of `version`'s ICMP (the message's own
+    /// family: [`icmp_error`] takes no other quote). Its 8 transport bytes are then type, code,
+    /// checksum, identifier and sequence number: [`QuotedProbe::echo_id`] and
+    /// [`QuotedProbe::echo_seq`] rather than ports and a TCP sequence number.
+    #[inline(always)]
+    pub fn is_echo_request(&self, version: IpVersion) -> bool {
+        let [icmp_type, code] = self.source_port.to_be_bytes();
+        let (protocol, request) = match version {
+            IpVersion::V4 => (crate::IPPROTO_ICMP, 8),
+            IpVersion::V6 => (crate::IPPROTO_ICMPV6, 128),
+        };
+        self.protocol == protocol && icmp_type == request && code == 0
+    }
+
+    /// A quoted echo request's identifier.
+    #[inline(always)]
+    pub fn echo_id(&self) -> u16 {
+        (self.seq >> 16) as u16
+    }
+
+    /// A quoted echo request's sequence number.
+    #[inline(always)]
+    pub fn echo_seq(&self) -> u16 {
+        self.seq as u16
     }
 }
 
@@ -1917,6 +1944,32 @@ mod tests {
     }
 
     #[test]
+    fn an_error_quoting_an_echo_request_names_its_identifier_and_sequence() {
+        // Our echo request from 198.18.4.1 to 198.18.4.2, identifier 0xbeef, sequence 7.
+        let mut echo = QUOTED_SYN;
+        echo[9] = 1;
+        echo[20..28].copy_from_slice(&[8, 0, 0x12, 0x34, 0xbe, 0xef, 0, 7]);
+        let (frame, len) = icmp_error_frame(11, 0, &echo);
+        let (quoting, quoted) = accepted_quote_of(&frame[..len]);
+        assert_eq!(quoting, Quoting::Error(IcmpErrorKind::TimeExceeded));
+        assert!(quoted.is_echo_request(IpVersion::V4));
+        assert_eq!((quoted.echo_id(), quoted.echo_seq()), (0xbeef, 7));
+        assert!(
+            !quoted.is_echo_request(IpVersion::V6),
+            "ICMPv6 numbers it 128"
+        );
+        // An echo reply quoted, a code other than 0, or TCP's bytes are no echo request.
+        for (at, value) in [(20, 0), (21, 1), (9, 6)] {
+            let mut other = echo;
+            other[at] = value;
+            let (frame, len) = icmp_error_frame(11, 0, &other);
+            assert!(!quote_of(&frame[..len]).1.is_echo_request(IpVersion::V4));
+        }
+        let (frame, len) = icmp_error_frame(11, 0, &QUOTED_SYN);
+        assert!(!quote_of(&frame[..len]).1.is_echo_request(IpVersion::V4));
+    }
+
+    #[test]
     fn only_the_errors_prober_takes_are_errors() {
         for (icmp_type, code, kind) in [
             (3, 0, Some(IcmpErrorKind::NetUnreachable)),
@@ -1993,6 +2046,17 @@ mod tests {
             (6, 61440, 80)
         );
         assert_eq!(quoted.seq, 0x1122_3344);
+        assert!(!quoted.is_echo_request(IpVersion::V6));
+        // Time exceeded quoting our ICMPv6 echo request, identifier 0xbeef, sequence 9.
+        let mut echo = quote;
+        echo[6] = crate::IPPROTO_ICMPV6;
+        echo[40..48].copy_from_slice(&[128, 0, 0x12, 0x34, 0xbe, 0xef, 0, 9]);
+        let message_echo = [&[3, 0, 0, 0, 0, 0, 0, 0][..], &echo].concat();
+        let (frame, len) = ipv6_frame(&[], crate::IPPROTO_ICMPV6, &message_echo, 2);
+        let (quoting, quoted) = accepted_quote_of(&frame[..len]);
+        assert_eq!(quoting, Quoting::Error(IcmpErrorKind::TimeExceeded));
+        assert!(quoted.is_echo_request(IpVersion::V6));
+        assert_eq!((quoted.echo_id(), quoted.echo_seq()), (0xbeef, 9));
         // An IPv4 header quoted in ICMPv6 is none the kernel would take.
         let mut v4 = message.clone();
         v4[8] = 0x45;

@@ -31,7 +31,7 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
     if echo.icmp_type != filter.icmp_reply_type {
         return reply::foreign(ip, numbers, Reason::NotAnEchoReply);
     }
-    if echo.id != filter.icmp_id {
+    if !filter.is_our_echo(echo.id, echo.seq) {
         return reply::unmatched(ip, numbers, Reason::AnotherIdentifier);
     }
     if let Err(refused) = reply::validated(frame, ip, filter, numbers, Checksum::Message) {
@@ -54,7 +54,7 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
 #[inline(always)]
 pub fn departure(packet: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Option<Probe> {
     let echo = echo(packet, ip)?.ok()?;
-    if echo.icmp_type != filter.icmp_type || echo.id != filter.icmp_id {
+    if echo.icmp_type != filter.icmp_type || !filter.is_our_echo(echo.id, echo.seq) {
         return None;
     }
     Some(Probe {

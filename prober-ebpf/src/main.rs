@@ -99,8 +99,8 @@ fn judge(frame: &impl Frame, filter: &ProbeFilter, arrived_ns: u64) -> Decision 
     if ip.dst != filter.local_addr {
         return Decision::IGNORED;
     }
-    // ICMP errors about TCP, UDP and raw IP probes ([`icmp_error`]), before neighbour
-    // discovery takes ICMPv6.
+    // ICMP errors about every kind's probes ([`icmp_error`]), before neighbour discovery
+    // takes ICMPv6.
     if icmp_error::wanted(frame, ip, filter) {
         return icmp_error::reply(frame, ip, filter, arrived_ns);
     }

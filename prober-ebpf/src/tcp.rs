@@ -94,7 +94,7 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
         return reply::unmatched(ip, ports, Reason::AcknowledgesNoProbe);
     }
     let probe = Probe {
-        slot: segment.dest.wrapping_sub(filter.sport_base),
+        slot: filter.tcp_slot(segment.dest, acknowledged(filter, &segment)),
         target: ip.src,
         target_port: segment.source,
     };
@@ -145,14 +145,26 @@ pub fn bounce(
 
 /// One target: a reply with ACK acknowledges our sequence number plus at most SYN, FIN and our
 /// data; a RST without ACK (the answer to a probe that carried ACK) echoes our ack as its
-/// sequence.
+/// sequence. With probes of one flow, each probe's number is added to both (see
+/// [`ProbeFilter::tcp_rest`]).
 #[inline(always)]
 fn acknowledges(filter: &ProbeFilter, segment: &Segment) -> bool {
+    let rest = filter.tcp_rest(acknowledged(filter, segment));
+    if segment.flags & ACK != 0 {
+        rest <= u32::from(SYN | FIN) + u32::from(filter.tcp_data_len)
+    } else {
+        segment.flags & RST != 0 && rest == 0
+    }
+}
+
+/// One target: what a reply echoes of our probe's numbers, less the filter's: its ack less our
+/// sequence number, or a RST's sequence number less our ack (see [`acknowledges`]).
+#[inline(always)]
+fn acknowledged(filter: &ProbeFilter, segment: &Segment) -> u32 {
     if segment.flags & ACK != 0 {
         segment.ack.wrapping_sub(filter.tcp_seq)
-            <= u32::from(SYN | FIN) + u32::from(filter.tcp_data_len)
     } else {
-        segment.flags & RST != 0 && segment.seq == filter.tcp_ack
+        segment.seq.wrapping_sub(filter.tcp_ack)
     }
 }
 
@@ -165,13 +177,16 @@ pub fn departure(packet: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Op
     }
     let segment = wire::segment(packet, ip)?;
     // Only our probes: the host's own segments on these ports (its RST to a SYN-ACK, a
-    // target's answers leaving `lo`) must not take their slots.
+    // target's answers leaving `lo`) must not take their slots. A probe of one flow carries
+    // its number in its sequence and acknowledgement numbers alike (see
+    // ProbeFilter::tcp_rest).
+    let seq_offset = segment.seq.wrapping_sub(filter.tcp_seq);
     let probe = if reply::sweep(filter) {
         segment.flags & (SYN | ACK) == SYN
     } else {
         filter.probes_port(segment.dest)
-            && segment.seq == filter.tcp_seq
-            && segment.ack == filter.tcp_ack
+            && filter.tcp_rest(seq_offset) == 0
+            && segment.ack.wrapping_sub(filter.tcp_ack) == seq_offset
     };
     if !filter.is_our_port(segment.source) || !probe {
         return None;
@@ -184,7 +199,7 @@ pub fn departure(packet: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Op
         );
     }
     Some(Probe {
-        slot: segment.source.wrapping_sub(filter.sport_base),
+        slot: filter.tcp_slot(segment.source, seq_offset),
         target: ip.dst,
         target_port: segment.dest,
     })

@@ -51,6 +51,10 @@ pub trait ReplyHandler {
     fn neighbour(&mut self, _answer: &NeighbourRecord) {}
     /// Every reply the run waits for has come: the wait for late ones can end now.
     fn complete(&self) -> bool;
+    /// Whether the run is over now, probes left to send or not (a traceroute's --tr-stop).
+    fn over(&self) -> bool {
+        false
+    }
     /// Once a second while the run lasts.
     fn tick(&mut self) {}
     /// After each batch of replies: hands the output over (without waiting for it).
@@ -416,7 +420,7 @@ impl Running<'_> {
                 self.end.fail(error);
                 break;
             }
-            if sent.is_some() && self.handler.complete() {
+            if sent.is_some() && self.handler.complete() || self.handler.over() {
                 break;
             }
         }

@@ -19,8 +19,7 @@ use prober::{
     ping::{text::reply_line, RttPrecision},
     probe::{
         DestPort, Endpoints, IcmpEcho, IcmpMessage, IpFields, Payload, PingProbe, PortStep,
-        ProbePorts,
-        ReplyFields, Status, SweepEndpoints, SweepKind, TcpFlags, TcpProbe,
+        ProbePorts, ReplyFields, Status, SweepEndpoints, SweepKind, TcpFlags, TcpProbe,
     },
     setup,
     sweep::results::{Finding, Format, PortResult, ResultWriter, Shown},
@@ -287,6 +286,7 @@ fn check_ping(case: &Case, record: &ReplyRecord) {
         first_ip_id: 0,
         fields: IpFields::default(),
         payload: Payload::default(),
+        one_flow: false,
     };
     let tcp = TcpProbe {
         endpoints: endpoints.clone(),

@@ -655,6 +655,22 @@ fn any_icmp_message_is_an_error_with_a_quote_only_as_the_kernel_reads_it() {
                         quoted.seq,
                     );
                     assert_eq!(Some(read), expected, "{message:02x?}");
+                    // An echo request is told by its own family's ICMP, its type and code 0;
+                    // its identifier and sequence number are the quote's bytes 4 to 7.
+                    let (version, protocol, request) = match ipv4 {
+                        true => (wire::IpVersion::V4, 1, 8u8),
+                        false => (wire::IpVersion::V6, 58, 128),
+                    };
+                    let (.., kernel_protocol, type_and_code, _, kernel_seq) = expected.unwrap();
+                    assert_eq!(
+                        quoted.is_echo_request(version),
+                        kernel_protocol == protocol && type_and_code == u16::from(request) << 8,
+                        "{message:02x?}"
+                    );
+                    assert_eq!(
+                        (quoted.echo_id(), quoted.echo_seq()),
+                        ((kernel_seq >> 16) as u16, kernel_seq as u16),
+                    );
                     assert!(wire::is_icmp_error_type(&frame[..], &ip));
                 }
                 _ => assert_eq!(expected, None, "{quoting:?}: {message:02x?}"),

@@ -185,7 +185,6 @@ pub fn syn_ack(
     IpHeader::new(from, to, IPPROTO_TCP).packet(&syn_ack_segment(from, to, sport, dport, ack))
 }
 
-/// The protocol of ICMP over `addr`'s family: ICMP, or ICMPv6.
 /// An ICMP error from `from` to `to` of `icmp_type` and `code` (its family's numbers), quoting
 /// `quoted`, a packet `to` sent.
 pub fn icmp_error_quoting(
@@ -200,6 +199,7 @@ pub fn icmp_error_quoting(
     IpHeader::new(from, to, protocol).packet(&message)
 }
 
+/// The protocol of ICMP over `addr`'s family: ICMP, or ICMPv6.
 pub fn icmp_protocol(addr: IpAddr) -> u8 {
     match addr {
         IpAddr::V4(_) => IPPROTO_ICMP,
@@ -218,6 +218,46 @@ pub fn echo_reply_message(from: IpAddr, to: IpAddr, request: &[u8]) -> Vec<u8> {
     reply[1] = 0;
     fill_checksum(from, to, icmp_protocol(from), &mut reply);
     reply
+}
+
+/// An ICMP error from `from` to `to` of `icmp_type` and `code` (its family's numbers), quoting
+/// a SYN from `to:sport` to `target:dport` with sequence number `seq`.
+pub fn icmp_error(
+    (from, to, target): (IpAddr, IpAddr, IpAddr),
+    (icmp_type, code): (u8, u8),
+    (sport, dport, seq): (u16, u16, u32),
+) -> Vec<u8> {
+    let syn = Segment {
+        source_port: sport,
+        dest_port: dport,
+        seq,
+        ack: 0,
+        flags: TCP_SYN,
+        window: 64240,
+        options: &[],
+    };
+    let quoted = IpHeader::new(to, target, IPPROTO_TCP).packet(&syn.bytes(to, target));
+    icmp_error_quoting(from, to, (icmp_type, code), &quoted)
+}
+
+/// An ICMP error from `from` to `to` of `icmp_type` and `code` (its family's numbers), quoting
+/// an echo request from `to` to `target` with identifier `id` and sequence number `seq`.
+pub fn icmp_error_about_echo(
+    (from, to, target): (IpAddr, IpAddr, IpAddr),
+    (icmp_type, code): (u8, u8),
+    (id, seq): (u16, u16),
+) -> Vec<u8> {
+    let request = match target {
+        IpAddr::V4(_) => 8,
+        IpAddr::V6(_) => 128,
+    };
+    let [i0, i1] = id.to_be_bytes();
+    let [s0, s1] = seq.to_be_bytes();
+    let mut echo = [request, 0, 0, 0, i0, i1, s0, s1];
+    let protocol = icmp_protocol(target);
+    fill_checksum(to, target, protocol, &mut echo);
+    let quoted = IpHeader::new(to, target, protocol).packet(&echo);
+    icmp_error_quoting(from, to, (icmp_type, code), &quoted)
 }
 
 #[cfg(test)]

@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use prober_tests::{
     output::parse_footer,
-    packets::{self, IpHeader},
-    ping_side, prober_command,
+    packets, ping_side, prober_command,
     proc::{Finished, Proc},
     require_root,
     sweep::{sweep, IcmpReason, Status, SweepResult, Swept},
@@ -110,46 +109,37 @@ fn rejected_ports_show_the_error(family: Family) {
     }
 }
 
-fn ttl_exceeded_in_transit_names_the_router(family: Family) {
+/// Two probes of `mode` (TCP SYNs, ICMP echo requests) with TTL 1 across a router: the
+/// router's time exceeded for each, quoting them, as hping3 shows it (hping3: IPv4 only).
+fn ttl_exceeded_across_a_router(family: Family, mode: &[&str]) {
     require_root();
     let router = TestHost::new().expect("router");
     let host = TestHost::behind(&router).expect("test host behind the router");
-    let args = [
-        "-n", "-S", "-p", "80", "-t", "1", "-c", "2", "-i", "u200000",
-    ];
+    let args = [mode, &["-n", "-t", "1", "-c", "2", "-i", "u200000"]].concat();
     let line = format!("TTL 0 during transit from ip={}", router.target(family));
     let prober = ping(false, &args, host.target(family));
     check_errors_shown(&prober, 2, &[line.clone(), line.clone()]);
     if family == Family::V4 {
         let hping3 = ping(true, &args, host.target(family));
         check_errors_shown(&hping3, 2, &[line.clone(), line]);
+        assert_eq!(hping3.stderr, prober.stderr);
     }
+}
+
+fn ttl_exceeded_in_transit_names_the_router(family: Family) {
+    ttl_exceeded_across_a_router(family, &["-S", "-p", "80"]);
+}
+
+/// hping3's `-1 -t 1`: the error quotes our echo request, matched by its identifier.
+fn echo_ttl_exceeded_in_transit_names_the_router(family: Family) {
+    ttl_exceeded_across_a_router(family, &["-1"]);
 }
 
 test_both_families!(
     rejected_ports_show_the_error,
-    ttl_exceeded_in_transit_names_the_router
+    ttl_exceeded_in_transit_names_the_router,
+    echo_ttl_exceeded_in_transit_names_the_router
 );
-
-/// An ICMP error from `from` to `to` of `icmp_type` and `code` (its family's numbers), quoting
-/// a SYN from `to:sport` to `target:dport` with sequence number `seq`.
-fn icmp_error(
-    (from, to, target): (IpAddr, IpAddr, IpAddr),
-    (icmp_type, code): (u8, u8),
-    (sport, dport, seq): (u16, u16, u32),
-) -> Vec<u8> {
-    let syn = packets::Segment {
-        source_port: sport,
-        dest_port: dport,
-        seq,
-        ack: 0,
-        flags: packets::TCP_SYN,
-        window: 64240,
-        options: &[],
-    };
-    let quoted = IpHeader::new(to, target, packets::IPPROTO_TCP).packet(&syn.bytes(to, target));
-    packets::icmp_error_quoting(from, to, (icmp_type, code), &quoted)
-}
 
 fn forged_errors_are_never_shown(family: Family) {
     let host = rejecting_host();
@@ -179,19 +169,19 @@ fn forged_errors_are_never_shown(family: Family) {
         Family::V6 => "2001:db8:ffff::78".parse().unwrap(),
     };
     let wrong_seq = [target, router].map(|from| {
-        icmp_error(
+        packets::icmp_error(
             (from, source, target),
             port_unreachable(family),
             (BASE_PORT + 1, REJECTED_PORT, 7),
         )
     });
     let wrong_endpoint = [
-        icmp_error(
+        packets::icmp_error(
             (router, source, target),
             port_unreachable(family),
             (BASE_PORT, 26, 7),
         ),
-        icmp_error(
+        packets::icmp_error(
             (router, source, other_target),
             port_unreachable(family),
             (BASE_PORT, REJECTED_PORT, 7),
@@ -334,7 +324,7 @@ fn forged_errors_decide_no_sweep_result(family: Family) {
     // Quoting our address, the port probed and a source port of the sweep's, but no cookie.
     let forged = (0..3)
         .map(|i| {
-            icmp_error(
+            packets::icmp_error(
                 (target, source, target),
                 port_unreachable(family),
                 (SWEEP_BASE_PORT + i, REJECTED_PORT, 7),

@@ -1,7 +1,7 @@
 //! hping3's options that prober does not have: refused with what they are and why, rather
 //! than as arguments clap has never heard of.
 
-/// What hping3's `option` (as typed: `-2`, `--udp`, `--tr-stop=…`) is, and why prober does
+/// What hping3's `option` (as typed: `-2`, `--udp`, `--icmp-ts=…`) is, and why prober does
 /// not take it; None for an option hping3 does not have either.
 pub fn missing(option: &str) -> Option<&'static str> {
     let name = option.split_once('=').map_or(option, |(name, _)| name);
@@ -14,17 +14,7 @@ pub fn missing(option: &str) -> Option<&'static str> {
 const NOT_YET: &str = "which prober does not have yet";
 
 /// hping3's options (its --help), grouped by what prober says of them.
-const MISSING: [(&[&str], &str); 15] = [
-    (
-        &[
-            "-T",
-            "--traceroute",
-            "--tr-stop",
-            "--tr-keep-ttl",
-            "--tr-no-rtt",
-        ],
-        "is hping3's traceroute, which prober does not have yet",
-    ),
+const MISSING: [(&[&str], &str); 14] = [
     (&["-Q", "--seqnum"], NOT_YET),
     (
         &["--tcp-timestamp", "--tcp-mss"],
@@ -104,7 +94,7 @@ mod tests {
         );
         assert_eq!(missing("--listen"), missing("-9"));
         assert_eq!(missing("-2"), None, "prober's own");
-        assert_eq!(missing("--tr-stop=1"), missing("-T"));
+        assert_eq!(missing("--tr-stop=1"), None, "prober's own");
         assert_eq!(missing("-Q"), Some(NOT_YET));
         assert_eq!(missing("--no-such-option"), None);
         assert_eq!(missing("-S"), None, "prober's own");

@@ -20,7 +20,7 @@ use crate::{
     bpf::AttachMode,
     discover, echo,
     net::{self, Family, Interface},
-    ping::{self, Pacing, RttPrecision},
+    ping::{self, traceroute, Pacing, RttPrecision},
     probe::{
         IcmpMessage, IpFields, Payload, PingKind, PortStep, SweepKind, TcpFlags,
         DEFAULT_RAW_IP_PROTOCOL,
@@ -158,9 +158,22 @@ struct ModeArgs {
 
 #[derive(Args, Debug)]
 struct IpArgs {
-    /// IP time to live (IPv6's hop limit)
-    #[arg(short = 't', long, default_value_t = 64, value_parser = values::ttl, allow_negative_numbers = true)]
-    ttl: u8,
+    /// IP time to live (IPv6's hop limit) [default: 64; with -T: 1]
+    #[arg(short = 't', long, value_parser = values::ttl, allow_negative_numbers = true)]
+    ttl: Option<u8>,
+    /// Traceroute (hping3's): the TTL starts at -t and goes up by one with each new router's
+    /// time exceeded; every probe of one flow (one source port), as paris-traceroute's
+    #[arg(short = 'T', long)]
+    traceroute: bool,
+    /// With -T: stop at the first reply that is not a time exceeded
+    #[arg(long, requires = "traceroute")]
+    tr_stop: bool,
+    /// With -T: keep the TTL fixed, to watch one hop
+    #[arg(long, requires = "traceroute")]
+    tr_keep_ttl: bool,
+    /// With -T: no hop round trips (hoprtt lines)
+    #[arg(long, requires = "traceroute")]
+    tr_no_rtt: bool,
     /// IPv4 only: a name's IPv4 address, and IPv6 targets refused
     #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
     ipv4: bool,
@@ -307,6 +320,8 @@ const EXIT_STATUS_HELP: &str =
      stderr); 3 incomplete: replies lost in the kernel (a sweep reports them unknown), or output \
      cut short after Ctrl-C";
 
+/// hping3's TTL, as most systems'.
+const DEFAULT_TTL: u8 = 64;
 /// zmap's default: polite enough for shared networks, fast enough for a /24.
 const DEFAULT_RATE: u64 = 10_000;
 /// hping3's wait for late replies; on a LAN they come within milliseconds, across the
@@ -503,7 +518,10 @@ impl Cli {
             count: base.count.filter(|&count| count > 0),
             pacing: self.pacing(),
             wait: sweep.wait.unwrap_or(DEFAULT_WAIT),
-            ttl: self.ip.ttl,
+            ttl: self
+                .ip
+                .ttl
+                .unwrap_or(if self.ip.traceroute { 1 } else { DEFAULT_TTL }),
             ip_fields: IpFields {
                 id: self.ip.id,
                 tos: self.ip.tos.unwrap_or(0),
@@ -519,6 +537,11 @@ impl Cli {
             xdp_mode: base.xdp_mode.unwrap_or_default(),
             output: self.output_file(),
             tcp_exit_code: self.tcp.tcpexitcode,
+            traceroute: self.ip.traceroute.then_some(traceroute::Options {
+                stop: self.ip.tr_stop,
+                keep_ttl: self.ip.tr_keep_ttl,
+                no_rtt: self.ip.tr_no_rtt,
+            }),
         })
     }
 
@@ -542,6 +565,7 @@ impl Cli {
             (self.tcp.setseq.is_some(), "-M"),
             (self.tcp.setack.is_some(), "-L"),
             (self.tcp.tcpexitcode, "--tcpexitcode"),
+            (self.ip.traceroute, "-T"),
         ];
         if let Some(option) = first_given(&single_target_options) {
             bail!("{option} has no meaning in a sweep (sweeps send one TCP SYN, or with -2 one empty datagram, per port and host; see --rate and --retries)");
@@ -601,7 +625,7 @@ impl Cli {
             seed: sweep.seed,
             shard: sweep.shard.unwrap_or(Shard::WHOLE),
             base_port: self.tcp.base_port,
-            ttl: self.ip.ttl,
+            ttl: self.ip.ttl.unwrap_or(DEFAULT_TTL),
             tos: self.ip.tos.unwrap_or(0),
             interface,
             qdisc_bypass: sweep.qdisc_bypass,
@@ -1148,6 +1172,45 @@ mod tests {
             assert!(Cli::try_parse_from(args).is_err(), "{refused:?}");
         }
         assert!(refusal(&["-0", "198.18.4.0/30"]).starts_with("-0 has no meaning in a sweep"));
+    }
+
+    #[test]
+    fn traceroute_starts_at_ttl_1_unless_given() {
+        let traced = |args: &[&str]| {
+            let Mode::Ping(options) = mode(&[args, &["198.18.4.2"]].concat()).unwrap() else {
+                panic!("a ping");
+            };
+            (options.ttl, options.traceroute)
+        };
+        assert_eq!(traced(&["-S", "-p", "80"]), (64, None));
+        assert_eq!(
+            traced(&["-T", "-S", "-p", "80"]),
+            (1, Some(traceroute::Options::default()))
+        );
+        assert_eq!(
+            traced(&[
+                "-T",
+                "-1",
+                "-t",
+                "3",
+                "--tr-stop",
+                "--tr-keep-ttl",
+                "--tr-no-rtt"
+            ]),
+            (
+                3,
+                Some(traceroute::Options {
+                    stop: true,
+                    keep_ttl: true,
+                    no_rtt: true,
+                })
+            )
+        );
+        assert!(Cli::try_parse_from(["prober", "--tr-stop", "-1", "198.18.4.2"]).is_err());
+        assert_eq!(
+            refusal(&["-T", "-p", "80,81", "198.18.4.2"]),
+            "-T has no meaning in a sweep (sweeps send one TCP SYN, or with -2 one empty datagram, per port and host; see --rate and --retries)"
+        );
     }
 
     #[test]

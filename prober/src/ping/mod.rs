@@ -5,6 +5,7 @@
 
 mod send;
 pub mod text;
+pub mod traceroute;
 
 use std::{
     io::Write,
@@ -14,7 +15,7 @@ use std::{
 };
 
 use anyhow::{bail, Result};
-use prober_common::{Counter, ReplyRecord, IPPROTO_TCP};
+use prober_common::{wire::IcmpErrorKind, Counter, ReplyRecord, IPPROTO_TCP};
 
 use crate::{
     bpf::AttachMode,
@@ -72,6 +73,8 @@ pub struct Options {
     pub output: Option<OutputFile>,
     /// Exit with the last TCP reply's flags (hping3's --tcpexitcode).
     pub tcp_exit_code: bool,
+    /// hping3's traceroute (-T): the TTL starts at `ttl` and rises hop by hop.
+    pub traceroute: Option<traceroute::Options>,
 }
 
 /// What a run counted, as hping3's footer reports it.
@@ -219,6 +222,7 @@ impl Session {
             first_ip_id: random()? as u16,
             fields: options.ip_fields,
             payload: options.payload.clone(),
+            one_flow: options.traceroute.is_some(),
         };
         let probe = options.kind.probe(endpoints)?;
         fits_the_path(probe.as_ref(), &route)?;
@@ -285,14 +289,25 @@ impl Session {
         } = plumbing;
         let transmit = transmits.remove(0);
         let log = Arc::new(SendLog::new());
+        let hops = options
+            .traceroute
+            .map(|trace| traceroute::Hops::new(trace, options.ttl));
         let send = {
             let (log, probe, options) = (log.clone(), probe.clone(), options.clone());
-            move |stop: &_| send::send_probes(&options, probe.as_ref(), transmit, &log, stop)
+            let ttl = hops.as_ref().map(traceroute::Hops::ttl);
+            move |stop: &_| {
+                let probes = send::Probes {
+                    probe: probe.as_ref(),
+                    ttl: ttl.as_deref(),
+                };
+                send::send_probes(&options, probes, transmit, &log, stop)
+            }
         };
         let mut printer = ReplyPrinter {
             options: &options,
             probe: probe.as_ref(),
             log: &log,
+            hops,
             summary: Summary::default(),
             out,
         };
@@ -323,6 +338,8 @@ struct ReplyPrinter<'a> {
     options: &'a Options,
     probe: &'a dyn PingProbe,
     log: &'a SendLog,
+    /// A traceroute's hops (-T).
+    hops: Option<traceroute::Hops>,
     summary: Summary,
     out: LineOutput,
 }
@@ -344,40 +361,62 @@ impl ReplyHandler for ReplyPrinter<'_> {
             Answered::Again { sent_ns } => (sent_ns, true),
         };
         let rtt_ns = setup::rtt_ns(reply, || Some(userspace_sent_ns)).unwrap_or(0);
+        let rtt_ms = rtt_ns as f64 / 1e6;
         let error = reply.icmp_error();
+        // A traceroute's hop: its lines, and whether its round trip counts (hping3's hoprtt).
+        let hop = match (&mut self.hops, error) {
+            (Some(hops), Some(IcmpErrorKind::TimeExceeded)) => {
+                Some(hops.time_exceeded(reply.icmp_from.into(), rtt_ms, self.options.rtt_precision))
+            }
+            _ => None,
+        };
         if duplicate {
             self.summary.duplicates += 1;
         } else {
             self.summary.received += 1;
-            // hping3 counts an ICMP error as received, and times it in UDP mode only.
-            if error.is_none() || self.probe.times_errors() {
+            // hping3 counts an ICMP error as received, and times it in UDP mode only (and a
+            // traceroute's hops).
+            if error.is_none()
+                || self.probe.times_errors()
+                || hop.as_ref().is_some_and(|hop| hop.timed)
+            {
                 self.summary.rtt.add(rtt_ns);
             }
+        }
+        if let Some(hops) = &mut self.hops {
+            hops.took(error);
         }
         if reply.protocol == IPPROTO_TCP {
             self.summary.last_tcp_flags = Some(reply.tcp_flags);
         }
         if !self.options.quiet {
-            let line = match error {
-                Some(error) => {
+            let lines = match (hop, error) {
+                (Some(hop), _) => hop.lines,
+                (None, Some(error)) => {
                     let mut line =
                         text::icmp_error_line(error, reply.icmp_code, reply.icmp_from.into());
                     self.probe.write_error_trailer(reply, seq, &mut line);
-                    line
+                    vec![line]
                 }
-                None => text::reply_line(
+                (None, None) => vec![text::reply_line(
                     self.probe,
                     reply,
                     seq,
-                    rtt_ns as f64 / 1e6,
+                    rtt_ms,
                     self.options.rtt_precision,
                     duplicate,
                     self.options.verbose,
-                ),
+                )],
             };
-            self.out.push(line);
+            for line in lines {
+                self.out.push(line);
+            }
         }
         Ok(())
+    }
+
+    fn over(&self) -> bool {
+        self.hops.as_ref().is_some_and(traceroute::Hops::stopped)
     }
 
     fn complete(&self) -> bool {

@@ -1,14 +1,14 @@
 //! The send thread of a one-target run, and what it notes about each probe.
 use std::{
     io,
-    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+    sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering},
     time::Instant,
 };
 
 use super::{Options, Pacing};
 use crate::{
     monotonic_ns,
-    probe::PingProbe,
+    probe::{set_ttl, PingProbe},
     reply_loop::StopSignal,
     transmit::{Transmit, FLOOD_BATCH},
 };
@@ -68,9 +68,16 @@ pub enum Answered {
     },
 }
 
+/// What the send thread builds: the kind's probes, and for a traceroute the TTL they leave
+/// with, which the replies move.
+pub struct Probes<'a> {
+    pub probe: &'a dyn PingProbe,
+    pub ttl: Option<&'a AtomicU8>,
+}
+
 pub fn send_probes(
     options: &Options,
-    probe: &dyn PingProbe,
+    Probes { probe, ttl }: Probes<'_>,
     mut transmit: Box<dyn Transmit>,
     log: &SendLog,
     stop: &StopSignal,
@@ -101,6 +108,9 @@ pub fn send_probes(
             }
         }
         let length = probe.build(n, &mut packet);
+        if let Some(ttl) = ttl {
+            set_ttl(&mut packet[..length], ttl.load(Ordering::Relaxed));
+        }
         log.sending(probe.sequence_of(n));
         transmit.send(&packet[..length])?;
         if options.pacing != Pacing::Flood {

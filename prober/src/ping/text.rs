@@ -33,7 +33,7 @@ pub enum RttPrecision {
 }
 
 impl RttPrecision {
-    fn decimals(self) -> usize {
+    pub(super) fn decimals(self) -> usize {
         match self {
             RttPrecision::Hping3 => 1,
             RttPrecision::Us => 3,
@@ -150,8 +150,7 @@ mod tests {
     use crate::{
         probe::{
             DestPort, Endpoints, IcmpEcho, IcmpMessage, IpFields, Payload, PortStep, ProbePorts,
-            TcpFlags,
-            TcpProbe,
+            TcpFlags, TcpProbe,
         },
         reading::Reading,
         rtt::RttStats,
@@ -165,6 +164,7 @@ mod tests {
             first_ip_id: 0,
             fields: IpFields::default(),
             payload: Payload::default(),
+            one_flow: false,
         }
     }
 

@@ -124,9 +124,25 @@ impl IcmpEcho {
         message.types(endpoints.target)?;
         Ok(IcmpEcho {
             endpoints,
-            id: random()? as u16,
+            // Not 0: with probes of one flow no identifier would sum with a sequence number
+            // other than 0 to it (see `identifier`).
+            id: (random()? as u16).max(1),
             message,
         })
+    }
+
+    /// The identifier of the echo with sequence number `seq`: the run's, or with probes of one
+    /// flow the one whose one's complement sum with `seq` is the run's, so that every probe
+    /// has the same checksum (as paris-traceroute's; [`ProbeFilter::is_our_echo`]).
+    fn identifier(&self, seq: u16) -> u16 {
+        let id = self.id;
+        if !self.endpoints.one_flow || seq == 0 {
+            id
+        } else if id > seq {
+            id - seq
+        } else {
+            id + (0xffff - seq)
+        }
     }
 
     /// The message's types in the target's ICMP (checked when it was made).
@@ -177,7 +193,12 @@ impl PingProbe for IcmpEcho {
             self.endpoints
                 .ip_header(n, Transport::Icmp, (ICMP_HEADER_LEN + data.len()) as u16);
         let (icmp_type, _) = self.types();
-        let query = ip.icmp_query((icmp_type, self.message.code), (self.id, n as u16), data);
+        let seq = n as u16;
+        let query = ip.icmp_query(
+            (icmp_type, self.message.code),
+            (self.identifier(seq), seq),
+            data,
+        );
         ip.write_with(&query, data, buf)
     }
 
@@ -251,6 +272,7 @@ mod tests {
             first_ip_id: 7,
             fields: IpFields::default(),
             payload: Payload::filler(3),
+            one_flow: false,
         }
     }
 

@@ -165,6 +165,25 @@ impl IpHeader {
     }
 }
 
+/// Sets the TTL (IPv6: hop limit) of the probe `packet`, of any kind, as built: IPv4's header
+/// checksum follows; neither family's transport checksum covers it.
+pub fn set_ttl(packet: &mut [u8], ttl: u8) {
+    match packet.first().map(|byte| byte >> 4) {
+        Some(4) => {
+            let (mut header, _) =
+                Ipv4Header::from_slice(packet).expect("a probe starts with its IPv4 header");
+            header.time_to_live = ttl;
+            header.header_checksum = header.calc_header_checksum();
+            let mut start: &mut [u8] = packet;
+            header
+                .write(&mut start)
+                .expect("the header it was read from");
+        }
+        Some(6) => packet[7] = ttl,
+        _ => unreachable!("probes are IPv4 or IPv6"),
+    }
+}
+
 /// The transport headers etherparse can write, behind one object-safe method.
 pub trait Serialise {
     fn serialise(&self, out: &mut &mut [u8]) -> std::io::Result<()>;

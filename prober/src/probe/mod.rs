@@ -17,6 +17,7 @@ use anyhow::Result;
 use prober_common::{ProbeFilter, ReplyRecord};
 
 pub use icmp::{IcmpEcho, IcmpMessage};
+pub use ip::set_ttl;
 pub use payload::Payload;
 pub use raw_ip::{RawIp, DEFAULT_PROTOCOL as DEFAULT_RAW_IP_PROTOCOL};
 pub use tcp::{DestPort, PortStep, ProbePorts, TcpFlags, TcpProbe, TcpSegment, TcpSyn};
@@ -52,6 +53,12 @@ pub struct Endpoints {
     pub fields: IpFields,
     /// What the probes carry after their transport header (-d, -E).
     pub payload: Payload,
+    /// Every probe of one flow, as a traceroute's (paris-traceroute's way): the addresses,
+    /// the protocol and the first four transport bytes, which routers hash to choose among
+    /// equal-cost paths, the same in every probe (TCP's ports; ICMP's type, code and
+    /// checksum), so that all follow one path, the one the service's traffic takes. The
+    /// kind tells its probes apart by a field no router hashes.
+    pub one_flow: bool,
 }
 
 impl Endpoints {
@@ -84,6 +91,7 @@ impl Endpoints {
         ProbeFilter {
             target_addr: self.target.into(),
             local_addr: self.source.into(),
+            one_flow: u8::from(self.one_flow),
             ..ProbeFilter::default()
         }
     }
@@ -374,6 +382,7 @@ mod tests {
             first_ip_id: 0xfffe,
             fields: IpFields::default(),
             payload: Payload::default(),
+            one_flow: false,
         }
     }
 
@@ -683,6 +692,110 @@ mod tests {
             (0xdead_beef, 7),
             "what XDP matches"
         );
+    }
+
+    #[test]
+    fn a_built_probe_takes_another_ttl_with_its_checksums_right() {
+        for endpoints in [endpoints(), ipv6_endpoints()] {
+            let probe = syn(false);
+            let probe = TcpProbe { endpoints, ..probe };
+            let built = build(&probe, 1);
+            let mut traced = built.clone();
+            set_ttl(&mut traced, 7);
+            if built[0] >> 4 == 4 {
+                assert_eq!(traced[8], 7);
+                assert_eq!(internet_checksum(&traced[..20]), 0, "IP header checksum");
+                assert_eq!((&traced[..8], &traced[12..]), (&built[..8], &built[12..]));
+            } else {
+                assert_eq!(traced[7], 7, "hop limit");
+                assert_eq!(ipv6_upper_layer_checksum(&traced), 0, "TCP checksum");
+                assert_eq!((&traced[..7], &traced[8..]), (&built[..7], &built[8..]));
+            }
+        }
+    }
+
+    #[test]
+    fn one_flows_tcp_probes_keep_their_port_and_number_their_sequence() {
+        let unkept = syn(false);
+        let one_flow = Endpoints {
+            one_flow: true,
+            ..endpoints()
+        };
+        // TcpProbe::new keeps the port of probes of one flow.
+        let probe = TcpProbe {
+            seq: unkept.seq,
+            ack: unkept.ack,
+            ..TcpProbe::new(one_flow, unkept.flags, unkept.ports, unkept.window).unwrap()
+        };
+        for n in [0u64, 1, 2, 65537] {
+            let tcp = &build(&probe, n)[20..];
+            assert_eq!(
+                u16::from_be_bytes([tcp[0], tcp[1]]),
+                65534,
+                "one source port"
+            );
+            let number = u32::from(n as u16) << 16;
+            assert_eq!(
+                u32::from_be_bytes(tcp[4..8].try_into().unwrap()),
+                0x0102_0304u32.wrapping_add(number)
+            );
+            assert_eq!(
+                u32::from_be_bytes(tcp[8..12].try_into().unwrap()),
+                0x0a0b_0c0du32.wrapping_add(number)
+            );
+            assert_eq!(probe.sequence_of(n), n as u16);
+        }
+        let filter = probe.filter();
+        assert_eq!((filter.one_flow, filter.sport_max_offset), (1, 0));
+        // Probe 2's SYN-ACK, RST (to a probe with ACK) and time exceeded name it.
+        let syn_ack = ReplyRecord {
+            tcp_flags: TcpFlags::SYN | TcpFlags::ACK,
+            tcp_ack: 0x0102_0304 + (2 << 16) + 1,
+            dst_port: 65534,
+            ..ReplyRecord::default()
+        };
+        let rst = ReplyRecord {
+            tcp_flags: TcpFlags::RST,
+            tcp_seq: 0x0a0b_0c0d + (2 << 16),
+            ..syn_ack
+        };
+        let time_exceeded = ReplyRecord {
+            protocol: IPPROTO_ICMP,
+            icmp_type: 11,
+            tcp_seq: 0x0102_0304 + (2 << 16),
+            ..syn_ack
+        };
+        for reply in [syn_ack, rst, time_exceeded] {
+            assert_eq!(probe.sequence(&reply), 2, "{reply:?}");
+        }
+    }
+
+    #[test]
+    fn one_flows_echo_requests_keep_their_checksum() {
+        let endpoints = Endpoints {
+            one_flow: true,
+            ..endpoints()
+        };
+        for id in [1, 2, 0x8000, 0xffff] {
+            let probe = IcmpEcho {
+                endpoints: endpoints.clone(),
+                id,
+                message: IcmpMessage::new(8, 0).unwrap(),
+            };
+            let filter = probe.filter();
+            let first = build(&probe, 0);
+            for n in [1u64, 2, u64::from(id), 0xfffe, 0xffff, 65537] {
+                let packet = build(&probe, n);
+                assert_eq!(internet_checksum(&packet[20..]), 0, "ICMP checksum");
+                assert_eq!(packet[20..24], first[20..24], "id {id:#x}, probe {n}");
+                let (echo_id, seq) = (
+                    u16::from_be_bytes([packet[24], packet[25]]),
+                    u16::from_be_bytes([packet[26], packet[27]]),
+                );
+                assert_eq!(seq, n as u16);
+                assert!(filter.is_our_echo(echo_id, seq), "id {id:#x}, probe {n}");
+            }
+        }
     }
 
     #[test]

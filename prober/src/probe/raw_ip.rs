@@ -100,6 +100,7 @@ mod tests {
                 ..IpFields::default()
             },
             payload: Payload::filler(data),
+            one_flow: false,
         };
         RawIp::new(endpoints, 200).unwrap()
     }

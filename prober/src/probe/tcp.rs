@@ -264,6 +264,11 @@ impl TcpProbe {
         ports: ProbePorts,
         window: u16,
     ) -> Result<TcpProbe> {
+        // Probes of one flow leave from one port, as with -k.
+        let ports = ProbePorts {
+            keep: ports.keep || endpoints.one_flow,
+            ..ports
+        };
         Ok(TcpProbe {
             endpoints,
             flags,
@@ -272,6 +277,16 @@ impl TcpProbe {
             seq: random()? as u32,
             ack: random()? as u32,
         })
+    }
+
+    /// What probe `n` adds to the run's sequence and acknowledgement numbers: with probes of
+    /// one flow its number (mod 2^16) times 2^16 (see [`ProbeFilter::tcp_rest`]), else nothing.
+    fn number(&self, n: u64) -> u32 {
+        if self.endpoints.one_flow {
+            u32::from(n as u16) << 16
+        } else {
+            0
+        }
     }
 }
 
@@ -302,8 +317,8 @@ impl PingProbe for TcpProbe {
             mark: self.endpoints.mark(n),
             source_port: self.ports.source(n),
             target_port: self.ports.destination(n),
-            seq: self.seq,
-            ack: self.ack,
+            seq: self.seq.wrapping_add(self.number(n)),
+            ack: self.ack.wrapping_add(self.number(n)),
             flags: self.flags,
             window: self.window,
         }
@@ -325,15 +340,32 @@ impl PingProbe for TcpProbe {
     }
 
     fn sequence(&self, reply: &ReplyRecord) -> u16 {
-        self.ports.sequence(reply)
+        if !self.endpoints.one_flow {
+            return self.ports.sequence(reply);
+        }
+        // What names the probe: an error's quoted sequence number, what a reply acknowledges,
+        // or a RST's sequence number (our ack echoed), as the XDP program took it.
+        let offset = if reply.icmp_error().is_some() {
+            reply.tcp_seq.wrapping_sub(self.seq)
+        } else if reply.tcp_flags & TcpFlags::ACK != 0 {
+            reply.tcp_ack.wrapping_sub(self.seq)
+        } else {
+            reply.tcp_seq.wrapping_sub(self.ack)
+        };
+        (offset >> 16) as u16
     }
 
     fn take(&self, reply: &ReplyRecord) -> bool {
         self.ports.take(reply)
     }
 
+    /// Probes of one flow carry their number in their sequence numbers.
     fn sequence_of(&self, n: u64) -> u16 {
-        self.ports.sequence_of(n)
+        if self.endpoints.one_flow {
+            n as u16
+        } else {
+            self.ports.sequence_of(n)
+        }
     }
 
     fn write_fields(&self, reply: &ReplyRecord, seq: u16, line: &mut String) {
