@@ -13,7 +13,7 @@ use std::time::Duration;
 use prober_tests::{
     forger::{open_socket, read_frame},
     hping3_command, internet_checksum,
-    output::parse_footer,
+    output::{parse_footer, parse_footer_then},
     prober_command,
     proc::{run, Finished},
     require_root, run_checked, TestHost,
@@ -474,42 +474,72 @@ fn forged_errors_quoting_no_raw_probe_of_ours_are_never_shown() {
     let host = TestHost::new().expect("test host");
     host.drop_outgoing("kernel_unreachables", "icmp type destination-unreachable")
         .expect("nft");
-    let (prober, probes) = with_forged_replies(
-        &host,
-        &["-0", "-H", "200", "-c", "2", "-i", "u200000"],
-        Asked::Protocol(200),
-        |probe| {
-            let quote = probe.frame[14..34].to_vec();
-            let mut other_protocol = quote.clone();
-            other_protocol[9] = 201;
-            let mut other_source = quote.clone();
-            other_source[15] ^= 1;
-            let unreachable = [3, 2, 0, 0, 0, 0, 0, 0];
-            let mut bad_checksum = icmp_frame(probe, unreachable, &quote);
-            bad_checksum[36] ^= 0xff;
-            vec![
-                icmp_frame(probe, unreachable, &other_protocol),
-                icmp_frame(probe, unreachable, &other_source),
-                bad_checksum,
-                icmp_frame(probe, unreachable, &quote),
-            ]
-        },
-    );
-    assert_eq!(probes.len(), 2, "{prober}");
-    for probe in &probes {
+    // With -N, an error quoting another IP id is about no probe of ours either (without it,
+    // every id is one the run may have used).
+    for (runs, fixed_id) in [(1, None), (2, Some(1000u16))] {
+        let mut args = vec!["-V", "-0", "-H", "200", "-c", "2", "-i", "u200000"];
+        if fixed_id.is_some() {
+            args.extend(["-N", "1000"]);
+        }
+        let (prober, probes) =
+            with_forged_replies(&host, &args, Asked::Protocol(200), move |probe| {
+                let quote = probe.frame[14..34].to_vec();
+                let mut other_protocol = quote.clone();
+                other_protocol[9] = 201;
+                let mut other_source = quote.clone();
+                other_source[15] ^= 1;
+                let mut other_id = quote.clone();
+                other_id[5] ^= 1;
+                let unreachable = [3, 2, 0, 0, 0, 0, 0, 0];
+                let mut bad_checksum = icmp_frame(probe, unreachable, &quote);
+                bad_checksum[36] ^= 0xff;
+                let mut forged = vec![
+                    icmp_frame(probe, unreachable, &other_protocol),
+                    icmp_frame(probe, unreachable, &other_source),
+                    bad_checksum,
+                ];
+                if fixed_id.is_some() {
+                    forged.push(icmp_frame(probe, unreachable, &other_id));
+                }
+                forged.push(icmp_frame(probe, unreachable, &quote));
+                forged
+            });
+        assert_eq!(probes.len(), 2, "{prober}");
+        for probe in &probes {
+            assert_eq!(
+                probe.frame.len().max(60),
+                60,
+                "a bare 20-byte header, padded"
+            );
+            assert_eq!(u16::from_be_bytes([probe.frame[16], probe.frame[17]]), 20);
+            if let Some(id) = fixed_id {
+                assert_eq!(u16::from_be_bytes([probe.frame[18], probe.frame[19]]), id);
+            }
+        }
+        let error = format!("ICMP Protocol Unreachable from ip={}", host.addr);
+        let out = prober.stdout_lines();
+        let header_at = out.iter().position(|line| line.starts_with("HPING "));
         assert_eq!(
-            probe.frame.len().max(60),
-            60,
-            "a bare 20-byte header, padded"
+            header_at.map(|at| &out[at + 1..]),
+            Some(&[error.as_str(), &error][..]),
+            "{prober}"
         );
-        assert_eq!(u16::from_be_bytes([probe.frame[16], probe.frame[17]]), 20);
+        let (footer, after) =
+            parse_footer_then(&prober.stderr).unwrap_or_else(|e| panic!("{e}\n{prober}"));
+        assert_eq!((footer.transmitted, footer.received), (2, 2), "{prober}");
+        // XDP's own counts: other protocols and sources are no one's business, the bad
+        // checksums malformed, and (with -N) the other id no probe of ours.
+        let unmatched = if fixed_id.is_some() { 2 } else { 0 };
+        let counts = format!(
+            "xdp: 2 replies matched, {unmatched} unmatched packets from the target, 2 malformed,"
+        );
+        assert!(
+            after.iter().any(|line| line.starts_with(&counts)),
+            "{counts}\n{prober}"
+        );
+        assert!(
+            host.counter_packets("kernel_unreachables").unwrap() >= 2 * runs,
+            "the kernel answered too"
+        );
     }
-    let error = format!("ICMP Protocol Unreachable from ip={}", host.addr);
-    assert_eq!(&prober.stdout_lines()[1..], [&error, &error], "{prober}");
-    let footer = parse_footer(&prober.stderr).unwrap_or_else(|e| panic!("{e}\n{prober}"));
-    assert_eq!((footer.transmitted, footer.received), (2, 2), "{prober}");
-    assert!(
-        host.counter_packets("kernel_unreachables").unwrap() >= 2,
-        "the kernel answered too"
-    );
 }
