@@ -258,10 +258,14 @@ fn sweeps_classify_every_state(family: Family) {
     let open = results.iter().find(|r| r.port == OPEN_PORT).unwrap();
     assert!(open.rtt_ns.is_some(), "timed\n{}", swept.run);
     let footer = swept.footer();
-    // open|filtered is counted with filtered.
     assert_eq!(
-        (footer.open, footer.closed, footer.filtered),
-        (1, 1, 2),
+        (
+            footer.open,
+            footer.closed,
+            footer.filtered,
+            footer.open_filtered
+        ),
+        (1, 1, 1, Some(1)),
         "{}",
         swept.run
     );
