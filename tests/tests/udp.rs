@@ -83,8 +83,8 @@ fn ping(hping3: bool, args: &[&str], target: IpAddr) -> Finished {
 }
 
 /// `-c 2` UDP probes to `port` from [`BASE_PORT`] up.
-fn udp_args(port: &str) -> [&str; 10] {
-    [
+fn udp_args(port: &str) -> Vec<&str> {
+    vec![
         "-n", "-2", "-p", port, "-s", "40000", "-c", "2", "-i", "u200000",
     ]
 }
@@ -92,12 +92,23 @@ fn udp_args(port: &str) -> [&str; 10] {
 /// The run printed the UDP header for `target`, counted `received` replies of 2 and exited
 /// `code`; what it printed after the header.
 fn checked_lines(run: &Finished, target: IpAddr, received: u64, code: i32) -> Vec<String> {
+    checked_lines_with_data(run, target, 0, received, code)
+}
+
+/// [`checked_lines`] of probes carrying `data` bytes.
+fn checked_lines_with_data(
+    run: &Finished,
+    target: IpAddr,
+    data: usize,
+    received: u64,
+    code: i32,
+) -> Vec<String> {
     let out = run.stdout_lines();
     let headers = match target {
         IpAddr::V4(_) => 28,
         IpAddr::V6(_) => 48,
     };
-    let header_end = format!(" {target}): udp mode set, {headers} headers + 0 data bytes");
+    let header_end = format!(" {target}): udp mode set, {headers} headers + {data} data bytes");
     assert!(
         out.first()
             .is_some_and(|l| l.starts_with(&format!("HPING {target} (")) && l.contains(&header_end)),
@@ -133,6 +144,42 @@ fn closed_port_same_as_hping3(family: Family) {
         let hping3 = ping(true, &udp_args(&port), target);
         assert_eq!(checked_lines(&hping3, target, 2, 0), lines, "{hping3}");
         assert_eq!(hping3.stdout_lines(), prober.stdout_lines());
+    }
+}
+
+/// An nftables reject, with data in the probes (whose length the quote must state): hping3's
+/// `ICMP Packet filtered from ip=…` and the probe's `status=0` line.
+fn rejected_port_with_data_same_as_hping3(family: Family) {
+    require_root();
+    let host = TestHost::new().expect("test host");
+    host.filter_udp_port(REJECTED_PORT, Some("admin-prohibited"))
+        .expect("nft reject");
+    let target = host.target(family);
+    let port = REJECTED_PORT.to_string();
+    let mut args = udp_args(&port);
+    args.extend(["-d", "10"]);
+    let error = format!("ICMP Packet filtered from ip={target}");
+    let lines = [0, 1]
+        .map(|seq| {
+            [
+                error.clone(),
+                format!("status=0 port={} seq={seq}", BASE_PORT + seq),
+            ]
+        })
+        .concat();
+    let prober = ping(false, &args, target);
+    assert_eq!(
+        checked_lines_with_data(&prober, target, 10, 2, 0),
+        lines,
+        "{prober}"
+    );
+    if family == Family::V4 {
+        let hping3 = ping(true, &args, target);
+        assert_eq!(
+            checked_lines_with_data(&hping3, target, 10, 2, 0),
+            lines,
+            "{hping3}"
+        );
     }
 }
 
@@ -200,6 +247,7 @@ fn dropped_port_is_silence(family: Family) {
 
 test_both_families!(
     closed_port_same_as_hping3,
+    rejected_port_with_data_same_as_hping3,
     open_port_same_as_hping3,
     dropped_port_is_silence
 );
