@@ -183,6 +183,36 @@ fn rejected_port_with_data_same_as_hping3(family: Family) {
     }
 }
 
+/// `-t 1` across a router: its time exceeded, quoting our probe, as hping3 prints it (in UDP
+/// mode too without the probe's `status=0` line, and untimed).
+fn ttl_exceeded_in_transit_same_as_hping3(family: Family) {
+    require_root();
+    let router = TestHost::new().expect("router");
+    let host = TestHost::behind(&router).expect("test host behind the router");
+    let target = host.target(family);
+    let port = CLOSED_PORT.to_string();
+    let mut args = udp_args(&port);
+    args.extend(["-t", "1"]);
+    let error = format!("TTL 0 during transit from ip={}", router.target(family));
+    let lines = [error.clone(), error];
+    let untimed = |run: &Finished| {
+        let footer = parse_footer(&run.stderr).unwrap_or_else(|e| panic!("{e}\n{run}"));
+        assert_eq!(
+            (footer.min, footer.avg, footer.max),
+            (0.0, 0.0, 0.0),
+            "{run}"
+        );
+    };
+    let prober = ping(false, &args, target);
+    assert_eq!(checked_lines(&prober, target, 2, 0), lines, "{prober}");
+    untimed(&prober);
+    if family == Family::V4 {
+        let hping3 = ping(true, &args, target);
+        assert_eq!(checked_lines(&hping3, target, 2, 0), lines, "{hping3}");
+        untimed(&hping3);
+    }
+}
+
 fn open_port_same_as_hping3(family: Family) {
     require_root();
     let host = TestHost::new().expect("test host");
@@ -248,6 +278,7 @@ fn dropped_port_is_silence(family: Family) {
 test_both_families!(
     closed_port_same_as_hping3,
     rejected_port_with_data_same_as_hping3,
+    ttl_exceeded_in_transit_same_as_hping3,
     open_port_same_as_hping3,
     dropped_port_is_silence
 );

@@ -350,7 +350,7 @@ impl ReplyHandler for ReplyPrinter<'_> {
         } else {
             self.summary.received += 1;
             // hping3 counts an ICMP error as received, and times it in UDP mode only.
-            if error.is_none() || self.probe.times_errors() {
+            if error.is_none_or(|error| self.probe.times_error(error)) {
                 self.summary.rtt.add(rtt_ns);
             }
         }
@@ -362,7 +362,7 @@ impl ReplyHandler for ReplyPrinter<'_> {
                 Some(error) => {
                     let mut line =
                         text::icmp_error_line(error, reply.icmp_code, reply.icmp_from.into());
-                    self.probe.write_error_trailer(reply, seq, &mut line);
+                    self.probe.write_error_trailer(error, reply, seq, &mut line);
                     line
                 }
                 None => text::reply_line(
