@@ -15,7 +15,7 @@ use prober_tests::{
     output::{normalize, parse_footer},
     packets::{self, IpHeader, IPPROTO_UDP},
     ping_side, prober_command,
-    proc::{Finished, Proc},
+    proc::{run, Finished, Proc},
     require_root,
     sweep::{sweep, IcmpReason, Status, Swept},
     test_both_families, Family, TestHost,
@@ -519,3 +519,24 @@ test_both_families!(
     forged_errors_are_never_shown,
     forged_sweep_answers_are_never_shown
 );
+
+/// A UDP sweep's block of source ports keeps clear of the host's UDP sockets, whose traffic
+/// its matcher would otherwise take for answers: `-s` on a block holding one is refused.
+#[test]
+fn a_udp_sweep_refuses_a_block_holding_a_udp_socket() {
+    const HELD: u16 = 65001;
+    require_root();
+    let host = TestHost::new().expect("test host");
+    let _socket = UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, HELD)).expect("host socket");
+    let target = host.addr.to_string();
+    let refused = run(
+        prober_command(&["-2", "-s", "61440", "-p", "7,8", &target]),
+        TIMEOUT,
+    );
+    assert_eq!(refused.code(), Some(2), "{refused}");
+    let why = format!(
+        "source ports 61440-65535 (-s 61440) include port {HELD}, held by a UDP socket of this host"
+    );
+    assert!(refused.stderr.contains(&why), "want {why:?}\n{refused}");
+    assert!(refused.stdout.is_empty(), "nothing probed\n{refused}");
+}

@@ -213,7 +213,12 @@ impl Sweep {
                  split the targets"
             );
         }
-        let block = source_ports::choose(options.base_port, &source_ports::HostTcp::read()?)?;
+        let transport = match options.kind {
+            SweepKind::TcpSyn { .. } => source_ports::Transport::Tcp,
+            SweepKind::Udp => source_ports::Transport::Udp,
+        };
+        let host = source_ports::HostSockets::read(transport)?;
+        let block = source_ports::choose(options.base_port, &host)?;
         if let Some(moved) = block.moved.filter(|_| options.verbose) {
             eprintln!("{moved}");
         }
