@@ -221,7 +221,7 @@ pub struct ReplyRecord {
 }
 
 impl ReplyRecord {
-    /// What the ICMP error this record is says, if it is one that answers a TCP probe.
+    /// What the ICMP error this record is says, if it is one that answers a TCP or UDP probe.
     pub fn icmp_error(&self) -> Option<wire::IcmpErrorKind> {
         let version = match self.protocol {
             IPPROTO_ICMP => wire::IpVersion::V4,

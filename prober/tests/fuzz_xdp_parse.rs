@@ -2,7 +2,7 @@
 //! programs run, compiled for the host): whatever the bytes, IPv4 or IPv6, parsing never reads
 //! past the frame and never takes what the kernel would drop; a valid reply built from random
 //! fields is accepted, and with any one bit flipped in its IP header, extension headers or
-//! segment it is taken only if the kernel would take it too. Neighbours' answers (ARP
+//! segment it is taken only if the kernel would take it too; any UDP datagram only as `udp_rcv` would. Neighbours' answers (ARP
 //! replies, neighbour advertisements) alike: any bytes are an answer exactly when the rules
 //! here say so, a valid one is taken, and a bit flipped in it refuses it unless no check
 //! covers that bit. The kernel's rules and the checksums here are written independently of
@@ -46,6 +46,9 @@ fn kernel_takes(frame: &[u8]) -> bool {
     let Some((protocol, addresses, segment)) = taken else {
         return false;
     };
+    if protocol == 17 {
+        return kernel_takes_udp(addresses, segment, frame[12..14] == [0x08, 0x00]);
+    }
     if protocol != 6 || segment.len() < 20 {
         return false;
     }
@@ -153,8 +156,36 @@ fn padding_alone(options: &[u8]) -> bool {
     true
 }
 
-/// What `wire` makes of a TCP frame: Some(true) accepted, Some(false) refused, None: not a
-/// candidate at all (no IP packet to us, no TCP header).
+/// `udp_rcv`'s checks of a datagram after the IP header: a length field from 8 to the packet's,
+/// the packet trimmed to it, and a checksum over the pseudo-header that is right, or holds just
+/// the pseudo-header's sum (left to offload), or over IPv4 is zero (none, RFC 768).
+fn kernel_takes_udp(addresses: &[u8], datagram: &[u8], ipv4: bool) -> bool {
+    let Some(length) = datagram
+        .get(4..6)
+        .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
+    else {
+        return false;
+    };
+    if length < 8 || length > datagram.len() {
+        return false;
+    }
+    let datagram = &datagram[..length];
+    let field = u16::from_be_bytes([datagram[6], datagram[7]]);
+    if field == 0 {
+        return ipv4;
+    }
+    let pseudo = [
+        addresses,
+        &[0, 0, 0, 17],
+        &(length as u32).to_be_bytes()[..],
+    ]
+    .concat();
+    internet_checksum(&[&pseudo[..], datagram].concat()) == 0
+        || field == !internet_checksum(&pseudo)
+}
+
+/// What `wire` makes of a TCP or UDP frame: Some(true) accepted, Some(false) refused, None:
+/// not a candidate at all (no IP packet to us, no TCP or UDP header).
 fn wire_takes(frame: &[u8]) -> Option<bool> {
     let Ok(ip) = wire::parse(frame) else {
         return None;
@@ -169,6 +200,13 @@ fn wire_takes(frame: &[u8]) -> Option<bool> {
     let ipv4 = frame[12..14] == [0x08, 0x00];
     assert_eq!(ip.src.ipv4().is_some(), ipv4, "{ip:?}");
     assert_eq!(ip.dst.ipv4().is_some(), ipv4, "{ip:?}");
+    if ip.protocol == 17 {
+        let datagram = wire::datagram(frame, &ip)?;
+        let checksum = Checksum::Udp {
+            field: datagram.checksum,
+        };
+        return Some(wire::accepted(frame, &ip, OUR_MAC, checksum).is_ok());
+    }
     if ip.protocol != 6 {
         return None;
     }

@@ -329,6 +329,8 @@ pub struct SweepFooter {
     pub open: u64,
     pub closed: u64,
     pub filtered: u64,
+    /// A UDP sweep's silent ports (`N open|filtered, ` after `filtered`); None for TCP's.
+    pub open_filtered: Option<u64>,
     pub unknown: u64,
     pub duplicates: u64,
     pub matched: u64,
@@ -383,8 +385,20 @@ pub fn parse_sweep_footer(stderr: &str) -> Result<SweepFooter, String> {
         line.replace(one, many)
     });
     let first = first.as_str();
+    // A UDP sweep's count of silent ports, between filtered and unknown.
+    let (counts, open_filtered) = match body[1].split_once(" filtered, ") {
+        Some((before, after)) if after.contains(" open|filtered, ") => {
+            let (count, rest) = after.split_once(" open|filtered, ").expect("contained");
+            let count = count
+                .parse::<u64>()
+                .map_err(|_| format!("footer value {count:?} is not a count"))?;
+            (format!("{before} filtered, {rest}"), Some(count))
+        }
+        _ => (body[1].to_string(), None),
+    };
+    let lines = [first, counts.as_str(), body[2], body[3]];
     let mut values = Vec::new();
-    for (line, template) in std::iter::once(&first).chain(&body[1..]).zip(TEMPLATES) {
+    for (line, template) in lines.iter().zip(TEMPLATES) {
         let fields = fill(template, line)
             .ok_or_else(|| format!("footer line {line:?} is not {template:?}"))?;
         values.extend(fields);
@@ -412,6 +426,7 @@ pub fn parse_sweep_footer(stderr: &str) -> Result<SweepFooter, String> {
         open: count(6)?,
         closed: count(7)?,
         filtered: count(8)?,
+        open_filtered,
         unknown: count(9)?,
         duplicates: count(10)?,
         matched: count(11)?,

@@ -15,7 +15,7 @@ use prober_tests::{
     output::{normalize, parse_footer},
     packets::{self, IpHeader, IPPROTO_UDP},
     ping_side, prober_command,
-    proc::{Finished, Proc},
+    proc::{run, Finished, Proc},
     require_root,
     sweep::{sweep, IcmpReason, Status, Swept},
     test_both_families, Family, TestHost,
@@ -83,8 +83,8 @@ fn ping(hping3: bool, args: &[&str], target: IpAddr) -> Finished {
 }
 
 /// `-c 2` UDP probes to `port` from [`BASE_PORT`] up.
-fn udp_args(port: &str) -> [&str; 10] {
-    [
+fn udp_args(port: &str) -> Vec<&str> {
+    vec![
         "-n", "-2", "-p", port, "-s", "40000", "-c", "2", "-i", "u200000",
     ]
 }
@@ -92,12 +92,23 @@ fn udp_args(port: &str) -> [&str; 10] {
 /// The run printed the UDP header for `target`, counted `received` replies of 2 and exited
 /// `code`; what it printed after the header.
 fn checked_lines(run: &Finished, target: IpAddr, received: u64, code: i32) -> Vec<String> {
+    checked_lines_with_data(run, target, 0, received, code)
+}
+
+/// [`checked_lines`] of probes carrying `data` bytes.
+fn checked_lines_with_data(
+    run: &Finished,
+    target: IpAddr,
+    data: usize,
+    received: u64,
+    code: i32,
+) -> Vec<String> {
     let out = run.stdout_lines();
     let headers = match target {
         IpAddr::V4(_) => 28,
         IpAddr::V6(_) => 48,
     };
-    let header_end = format!(" {target}): udp mode set, {headers} headers + 0 data bytes");
+    let header_end = format!(" {target}): udp mode set, {headers} headers + {data} data bytes");
     assert!(
         out.first()
             .is_some_and(|l| l.starts_with(&format!("HPING {target} (")) && l.contains(&header_end)),
@@ -133,6 +144,72 @@ fn closed_port_same_as_hping3(family: Family) {
         let hping3 = ping(true, &udp_args(&port), target);
         assert_eq!(checked_lines(&hping3, target, 2, 0), lines, "{hping3}");
         assert_eq!(hping3.stdout_lines(), prober.stdout_lines());
+    }
+}
+
+/// An nftables reject, with data in the probes (whose length the quote must state): hping3's
+/// `ICMP Packet filtered from ip=…` and the probe's `status=0` line.
+fn rejected_port_with_data_same_as_hping3(family: Family) {
+    require_root();
+    let host = TestHost::new().expect("test host");
+    host.filter_udp_port(REJECTED_PORT, Some("admin-prohibited"))
+        .expect("nft reject");
+    let target = host.target(family);
+    let port = REJECTED_PORT.to_string();
+    let mut args = udp_args(&port);
+    args.extend(["-d", "10"]);
+    let error = format!("ICMP Packet filtered from ip={target}");
+    let lines = [0, 1]
+        .map(|seq| {
+            [
+                error.clone(),
+                format!("status=0 port={} seq={seq}", BASE_PORT + seq),
+            ]
+        })
+        .concat();
+    let prober = ping(false, &args, target);
+    assert_eq!(
+        checked_lines_with_data(&prober, target, 10, 2, 0),
+        lines,
+        "{prober}"
+    );
+    if family == Family::V4 {
+        let hping3 = ping(true, &args, target);
+        assert_eq!(
+            checked_lines_with_data(&hping3, target, 10, 2, 0),
+            lines,
+            "{hping3}"
+        );
+    }
+}
+
+/// `-t 1` across a router: its time exceeded, quoting our probe, as hping3 prints it (in UDP
+/// mode too without the probe's `status=0` line, and untimed).
+fn ttl_exceeded_in_transit_same_as_hping3(family: Family) {
+    require_root();
+    let router = TestHost::new().expect("router");
+    let host = TestHost::behind(&router).expect("test host behind the router");
+    let target = host.target(family);
+    let port = CLOSED_PORT.to_string();
+    let mut args = udp_args(&port);
+    args.extend(["-t", "1"]);
+    let error = format!("TTL 0 during transit from ip={}", router.target(family));
+    let lines = [error.clone(), error];
+    let untimed = |run: &Finished| {
+        let footer = parse_footer(&run.stderr).unwrap_or_else(|e| panic!("{e}\n{run}"));
+        assert_eq!(
+            (footer.min, footer.avg, footer.max),
+            (0.0, 0.0, 0.0),
+            "{run}"
+        );
+    };
+    let prober = ping(false, &args, target);
+    assert_eq!(checked_lines(&prober, target, 2, 0), lines, "{prober}");
+    untimed(&prober);
+    if family == Family::V4 {
+        let hping3 = ping(true, &args, target);
+        assert_eq!(checked_lines(&hping3, target, 2, 0), lines, "{hping3}");
+        untimed(&hping3);
     }
 }
 
@@ -200,6 +277,8 @@ fn dropped_port_is_silence(family: Family) {
 
 test_both_families!(
     closed_port_same_as_hping3,
+    rejected_port_with_data_same_as_hping3,
+    ttl_exceeded_in_transit_same_as_hping3,
     open_port_same_as_hping3,
     dropped_port_is_silence
 );
@@ -258,10 +337,14 @@ fn sweeps_classify_every_state(family: Family) {
     let open = results.iter().find(|r| r.port == OPEN_PORT).unwrap();
     assert!(open.rtt_ns.is_some(), "timed\n{}", swept.run);
     let footer = swept.footer();
-    // open|filtered is counted with filtered.
     assert_eq!(
-        (footer.open, footer.closed, footer.filtered),
-        (1, 1, 2),
+        (
+            footer.open,
+            footer.closed,
+            footer.filtered,
+            footer.open_filtered
+        ),
+        (1, 1, 1, Some(1)),
         "{}",
         swept.run
     );
@@ -436,3 +519,24 @@ test_both_families!(
     forged_errors_are_never_shown,
     forged_sweep_answers_are_never_shown
 );
+
+/// A UDP sweep's block of source ports keeps clear of the host's UDP sockets, whose traffic
+/// its matcher would otherwise take for answers: `-s` on a block holding one is refused.
+#[test]
+fn a_udp_sweep_refuses_a_block_holding_a_udp_socket() {
+    const HELD: u16 = 65001;
+    require_root();
+    let host = TestHost::new().expect("test host");
+    let _socket = UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, HELD)).expect("host socket");
+    let target = host.addr.to_string();
+    let refused = run(
+        prober_command(&["-2", "-s", "61440", "-p", "7,8", &target]),
+        TIMEOUT,
+    );
+    assert_eq!(refused.code(), Some(2), "{refused}");
+    let why = format!(
+        "source ports 61440-65535 (-s 61440) include port {HELD}, held by a UDP socket of this host"
+    );
+    assert!(refused.stderr.contains(&why), "want {why:?}\n{refused}");
+    assert!(refused.stdout.is_empty(), "nothing probed\n{refused}");
+}

@@ -376,8 +376,7 @@ impl ReplyHandler for ReplyPrinter<'_> {
             self.summary.received += 1;
             // hping3 counts an ICMP error as received, and times it in UDP mode only (and a
             // traceroute's hops).
-            if error.is_none()
-                || self.probe.times_errors()
+            if error.is_none_or(|error| self.probe.times_error(error))
                 || hop.as_ref().is_some_and(|hop| hop.timed)
             {
                 self.summary.rtt.add(rtt_ns);
@@ -395,7 +394,7 @@ impl ReplyHandler for ReplyPrinter<'_> {
                 (None, Some(error)) => {
                     let mut line =
                         text::icmp_error_line(error, reply.icmp_code, reply.icmp_from.into());
-                    self.probe.write_error_trailer(reply, seq, &mut line);
+                    self.probe.write_error_trailer(error, reply, seq, &mut line);
                     vec![line]
                 }
                 (None, None) => vec![text::reply_line(

@@ -14,7 +14,7 @@ mod udp;
 use std::{net::IpAddr, sync::Arc};
 
 use anyhow::Result;
-use prober_common::{ProbeFilter, ReplyRecord};
+use prober_common::{wire::IcmpErrorKind, ProbeFilter, ReplyRecord};
 
 pub use icmp::{IcmpEcho, IcmpMessage};
 pub use ip::set_ttl;
@@ -142,12 +142,19 @@ pub trait PingProbe: Send + Sync {
     /// Appends what `-V` adds after `rtt=`.
     fn write_verbose_trailer(&self, _reply: &ReplyRecord, _line: &mut String) {}
 
-    /// Appends what follows an ICMP error's line about probe `seq` (UDP's probe names).
-    fn write_error_trailer(&self, _reply: &ReplyRecord, _seq: u16, _line: &mut String) {}
+    /// Appends what follows the line of an ICMP `error` about probe `seq` (UDP's probe names).
+    fn write_error_trailer(
+        &self,
+        _error: IcmpErrorKind,
+        _reply: &ReplyRecord,
+        _seq: u16,
+        _line: &mut String,
+    ) {
+    }
 
-    /// Whether ICMP errors count in the round-trip figures: hping3 times them in UDP mode
-    /// only.
-    fn times_errors(&self) -> bool {
+    /// Whether an ICMP `error` counts in the round-trip figures: hping3 times unreachables in
+    /// UDP mode only.
+    fn times_error(&self, _error: IcmpErrorKind) -> bool {
         false
     }
 
@@ -1233,9 +1240,15 @@ mod tests {
         let mut line = String::new();
         probe.write_fields(&reply, 2, &mut line);
         assert_eq!(line, "seq=2");
-        probe.write_error_trailer(&reply, 2, &mut line);
+        probe.write_error_trailer(IcmpErrorKind::PortUnreachable, &reply, 2, &mut line);
         assert_eq!(line, "seq=2\nstatus=0 port=1 seq=2");
-        assert!(probe.times_errors(), "hping3 times UDP's errors");
+        probe.write_error_trailer(IcmpErrorKind::TimeExceeded, &reply, 2, &mut line);
+        assert_eq!(
+            line, "seq=2\nstatus=0 port=1 seq=2",
+            "hping3 names no probe there"
+        );
+        assert!(probe.times_error(IcmpErrorKind::AdminProhibited));
+        assert!(!probe.times_error(IcmpErrorKind::TimeExceeded));
     }
 
     #[test]

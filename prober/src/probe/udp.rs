@@ -66,13 +66,23 @@ impl PingProbe for UdpProbe {
         let _ = write!(line, "seq={seq}");
     }
 
-    /// hping3 names the probe an ICMP error quotes: `status=0 port=<our port> seq=<n>`.
-    fn write_error_trailer(&self, reply: &ReplyRecord, seq: u16, line: &mut String) {
-        let _ = write!(line, "\nstatus=0 port={} seq={seq}", reply.dst_port);
+    /// hping3 names the probe an unreachable quotes: `status=0 port=<our port> seq=<n>`.
+    fn write_error_trailer(
+        &self,
+        error: IcmpErrorKind,
+        reply: &ReplyRecord,
+        seq: u16,
+        line: &mut String,
+    ) {
+        if error != IcmpErrorKind::TimeExceeded {
+            let _ = write!(line, "\nstatus=0 port={} seq={seq}", reply.dst_port);
+        }
     }
 
-    fn times_errors(&self) -> bool {
-        true
+    /// hping3 times the unreachables it names the probe of; a time exceeded, as in its other
+    /// modes, it does not.
+    fn times_error(&self, error: IcmpErrorKind) -> bool {
+        error != IcmpErrorKind::TimeExceeded
     }
 }
 

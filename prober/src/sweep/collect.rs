@@ -60,7 +60,8 @@ impl ReplyHandler for Collector<'_> {
         match answer.verdict.status {
             Status::Open => self.summary.open += 1,
             Status::Closed => self.summary.closed += 1,
-            Status::Filtered | Status::OpenFiltered => self.summary.filtered += 1,
+            Status::Filtered => self.summary.filtered += 1,
+            Status::OpenFiltered => *self.summary.open_filtered.get_or_insert(0) += 1,
         }
         let sent_ns = departure_of(&self.plan, &self.progress, target, probe, reply.kernel_ns);
         answer.fields.rtt_ns = sent_ns.map(|sent_ns| reply.kernel_ns - sent_ns);
@@ -126,13 +127,14 @@ impl ReplyHandler for Collector<'_> {
         // The senders are done: these are the last.
         self.write_refusals();
         let silence = waited.then(|| {
+            let silence = self.probe.silence();
             let (finding, count) = if self.progress.last_pass_lost() {
                 (Finding::Unknown, &mut self.summary.unknown)
+            } else if silence.status == Status::OpenFiltered {
+                let count = self.summary.open_filtered.get_or_insert(0);
+                (Finding::Verdict(silence), count)
             } else {
-                (
-                    Finding::Verdict(self.probe.silence()),
-                    &mut self.summary.filtered,
-                )
+                (Finding::Verdict(silence), &mut self.summary.filtered)
             };
             *count += silent(&self.plan, &self.progress);
             finding

@@ -38,7 +38,7 @@ use crate::{
     net::{route, topology::LocalTable, Interface, Route},
     output::{self, Output},
     privileges,
-    probe::{SweepEndpoints, SweepKind, SweepProbe},
+    probe::{Status, SweepEndpoints, SweepKind, SweepProbe},
     random,
     reading::{self, Reading},
     reply_loop::{self, Conclusion, End, Sources, Timing, Wakeup},
@@ -213,7 +213,12 @@ impl Sweep {
                  split the targets"
             );
         }
-        let block = source_ports::choose(options.base_port, &source_ports::HostTcp::read()?)?;
+        let transport = match options.kind {
+            SweepKind::TcpSyn { .. } => source_ports::Transport::Tcp,
+            SweepKind::Udp => source_ports::Transport::Udp,
+        };
+        let host = source_ports::HostSockets::read(transport)?;
+        let block = source_ports::choose(options.base_port, &host)?;
         if let Some(moved) = block.moved.filter(|_| options.verbose) {
             eprintln!("{moved}");
         }
@@ -392,7 +397,11 @@ impl Sweep {
             counters: &counters,
             results,
             shown: options.shown(),
-            summary: SweepSummary::default(),
+            summary: SweepSummary {
+                // Shown in the footer for the kinds that report it, even when none are.
+                open_filtered: (probe.silence().status == Status::OpenFiltered).then_some(0),
+                ..SweepSummary::default()
+            },
             status: StatusLine::new(screen, plan.probes_in_first_pass()),
             started,
         };

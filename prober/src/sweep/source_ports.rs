@@ -1,8 +1,11 @@
-//! The block of source ports a sweep sends from, kept clear of the host's own TCP: outside the
-//! range the kernel takes ephemeral ports from (net.ipv4.ip_local_port_range), so no connection
-//! the host opens during the sweep lands in it, and free of every port a TCP socket of the host
-//! (IPv4 or IPv6, any state) holds now. Otherwise the sweep's probes and bounced RSTs would go out
-//! under those connections' ports, and late replies to probes would reach their sockets.
+//! The block of source ports a sweep sends from, kept clear of the host's own TCP (or, for a UDP
+//! sweep, UDP): outside the range the kernel takes ephemeral ports from
+//! (net.ipv4.ip_local_port_range), so no connection the host opens during the sweep lands in it,
+//! and free of every port a socket of the host of the sweep's transport (IPv4 or IPv6, any
+//! state) holds now. Otherwise the sweep's probes and bounced RSTs would go out under those
+//! connections' ports, and late replies to probes would reach their sockets — or, for UDP,
+//! whose answers the XDP program takes from anyone, the sockets' own traffic would be taken
+//! for answers.
 //!
 //! `-s` inside the range or on a held port is refused; the default block moves to the highest
 //! clear one when it is not clear itself.
@@ -19,33 +22,60 @@ const EPHEMERAL_RANGE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
 /// The sockets of this network namespace, one a line; a table is missing when its family is
 /// disabled (`ipv6.disable=1`).
 const TCP_TABLES: [&str; 2] = ["/proc/net/tcp", "/proc/net/tcp6"];
+const UDP_TABLES: [&str; 2] = ["/proc/net/udp", "/proc/net/udp6"];
+
+/// Whose sockets a sweep's block must keep clear of: its transport's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+impl Transport {
+    fn tables(self) -> [&'static str; 2] {
+        match self {
+            Transport::Tcp => TCP_TABLES,
+            Transport::Udp => UDP_TABLES,
+        }
+    }
+
+    /// Its name, and `ss`'s option that lists its sockets.
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Transport::Tcp => ("TCP", "-tan"),
+            Transport::Udp => ("UDP", "-uan"),
+        }
+    }
+}
 
 /// The last port of a block starting at `first`, if the block fits below 65536.
 fn last_port(first: u16) -> Option<u16> {
     first.checked_add(SOURCE_PORTS - 1)
 }
 
-/// What the host's own TCP takes its local ports from.
+/// What the host's own sockets of one transport take their local ports from.
 #[derive(Debug, PartialEq, Eq)]
-pub struct HostTcp {
+pub struct HostSockets {
+    transport: Transport,
     ephemeral: RangeInclusive<u16>,
     in_use: BTreeSet<u16>,
 }
 
-impl HostTcp {
+impl HostSockets {
     /// The host's as the kernel shows them now, in prober's network namespace.
-    pub fn read() -> Result<HostTcp> {
+    pub fn read(transport: Transport) -> Result<HostSockets> {
         let range = std::fs::read_to_string(EPHEMERAL_RANGE)
             .with_context(|| format!("reading {EPHEMERAL_RANGE}"))?;
         let mut in_use = BTreeSet::new();
-        for table in TCP_TABLES {
+        for table in transport.tables() {
             match std::fs::read_to_string(table) {
                 Ok(text) => in_use.extend(local_ports(&text).with_context(|| table)?),
                 Err(error) if error.kind() == ErrorKind::NotFound => {}
                 Err(error) => return Err(error).with_context(|| format!("reading {table}")),
             }
         }
-        Ok(HostTcp {
+        Ok(HostSockets {
+            transport,
             ephemeral: port_range(&range).context(EPHEMERAL_RANGE)?,
             in_use,
         })
@@ -57,7 +87,7 @@ impl HostTcp {
             return Some(Conflict::Ephemeral(self.ephemeral.clone()));
         }
         let held: Vec<u16> = self.in_use.range(first..=last).copied().collect();
-        (!held.is_empty()).then_some(Conflict::InUse(held))
+        (!held.is_empty()).then_some(Conflict::InUse(held, self.transport))
     }
 
     /// The first port of the highest clear block, if there is one.
@@ -91,8 +121,8 @@ impl HostTcp {
 #[derive(Debug, PartialEq, Eq)]
 enum Conflict {
     Ephemeral(RangeInclusive<u16>),
-    /// The held ports, in order.
-    InUse(Vec<u16>),
+    /// The held ports, in order, and whose.
+    InUse(Vec<u16>, Transport),
 }
 
 /// Follows "source ports A-B" in a sentence.
@@ -106,13 +136,17 @@ impl fmt::Display for Conflict {
                 range.start(),
                 range.end()
             ),
-            Conflict::InUse(ports) if ports.len() == 1 => write!(
-                f,
-                "include port {0}, held by a TCP socket of this host (ss -tan 'sport = :{0}' \
-                 shows it)",
-                ports[0]
-            ),
-            Conflict::InUse(ports) => {
+            Conflict::InUse(ports, transport) if ports.len() == 1 => {
+                let (name, ss) = transport.names();
+                write!(
+                    f,
+                    "include port {0}, held by a {name} socket of this host (ss {ss} 'sport = \
+                     :{0}' shows it)",
+                    ports[0]
+                )
+            }
+            Conflict::InUse(ports, transport) => {
+                let (name, ss) = transport.names();
                 const SHOWN: usize = 3;
                 let shown: Vec<String> = ports.iter().take(SHOWN).map(u16::to_string).collect();
                 let more = match ports.len() - shown.len() {
@@ -121,7 +155,8 @@ impl fmt::Display for Conflict {
                 };
                 write!(
                     f,
-                    "include ports {}{more}, held by TCP sockets of this host (ss -tan shows them)",
+                    "include ports {}{more}, held by {name} sockets of this host (ss {ss} shows \
+                     them)",
                     shown.join(", ")
                 )
             }
@@ -139,7 +174,7 @@ pub struct Block {
 
 /// The block of `requested` (`-s`) when it is clear, an error saying why not otherwise; with no
 /// `-s`, the default block when it is clear, or else the highest clear block.
-pub fn choose(requested: Option<u16>, host: &HostTcp) -> Result<Block> {
+pub fn choose(requested: Option<u16>, host: &HostSockets) -> Result<Block> {
     let first = requested.unwrap_or(DEFAULT_BASE_PORT);
     let Some(last) = last_port(first) else {
         bail!(
@@ -183,7 +218,7 @@ fn port_range(text: &str) -> Result<RangeInclusive<u16>> {
     }
 }
 
-/// The local ports of `/proc/net/tcp` or `/proc/net/tcp6`: after a header line, one socket a
+/// The local ports of `/proc/net/tcp`, `tcp6`, `udp` or `udp6`: after a header line, one socket a
 /// line, its local address (hex address, `:`, hex port) in the second field.
 fn local_ports(table: &str) -> Result<Vec<u16>> {
     table
@@ -217,8 +252,9 @@ mod tests {
    0: 00000000000000000000000000000000:FA00 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 21833 1 0000000000000000 100 0 0 10 0
 ";
 
-    fn host(range: &str, tables: &[&str]) -> HostTcp {
-        HostTcp {
+    fn host(range: &str, tables: &[&str]) -> HostSockets {
+        HostSockets {
+            transport: Transport::Tcp,
             ephemeral: port_range(range).unwrap(),
             in_use: tables
                 .iter()
@@ -227,7 +263,7 @@ mod tests {
         }
     }
 
-    fn refusal(requested: Option<u16>, host: &HostTcp) -> String {
+    fn refusal(requested: Option<u16>, host: &HostSockets) -> String {
         choose(requested, host).unwrap_err().to_string()
     }
 
@@ -336,7 +372,8 @@ mod tests {
             "source ports 1-4096 (-s 1) include port 631, held by a TCP socket of this host \
              (ss -tan 'sport = :631' shows it): give -s 28672, whose block is clear"
         );
-        let crowded = HostTcp {
+        let crowded = HostSockets {
+            transport: Transport::Tcp,
             ephemeral: 4097..=65535,
             in_use: (100..110).collect(),
         };
@@ -346,6 +383,27 @@ mod tests {
              sockets of this host (ss -tan shows them): no block of 4096 ports is clear; narrow \
              net.ipv4.ip_local_port_range"
         );
+    }
+
+    /// /proc/net/udp as the kernel writes it: a socket bound to 0.0.0.0:62000 (0xF230).
+    const UDP: &str = "\
+   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  123: 00000000:F230 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 41234 2 0000000000000000 0
+";
+
+    #[test]
+    fn a_udp_sweeps_block_keeps_clear_of_udp_sockets() {
+        assert_eq!(local_ports(UDP).unwrap(), [62000]);
+        let busy = HostSockets {
+            transport: Transport::Udp,
+            ..host("32768 60999", &[UDP])
+        };
+        assert_eq!(
+            refusal(Some(61440), &busy),
+            "source ports 61440-65535 (-s 61440) include port 62000, held by a UDP socket of \
+             this host (ss -uan 'sport = :62000' shows it): give -s 28672, whose block is clear"
+        );
+        assert_eq!(Transport::Udp.tables(), ["/proc/net/udp", "/proc/net/udp6"]);
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub struct SweepSummary {
     pub open: u64,
     pub closed: u64,
     pub filtered: u64,
+    /// UDP's silence (nmap's open|filtered); None for a kind whose silence is `filtered`.
+    pub open_filtered: Option<u64>,
     /// Silent, but replies were lost while theirs could have come (see
     /// [`super::results::Finding::Unknown`]).
     pub unknown: u64,
@@ -83,7 +85,7 @@ pub fn footer(summary: &SweepSummary) -> String {
     format!(
         "\n--- prober sweep statistic ---\n\
          {} sent to {} x {} in {sending:.2} s ({:.0} pps), {:.2} s in all{}\n\
-         {} open, {} closed, {} filtered, {} unknown, {} duplicate replies\n\
+         {} open, {} closed, {} filtered, {}{} unknown, {} duplicate replies\n\
          xdp: {} replies matched, {} unmatched or forged passed, {} malformed, {} RSTs bounced, {} lost to a full ring buffer\n\
          tx: {} waits for a full TX ring, {} probes refused by the kernel; kernel drops: {} tx, {} rx{down}",
         counted(summary.sent, "probe"),
@@ -95,6 +97,9 @@ pub fn footer(summary: &SweepSummary) -> String {
         summary.open,
         summary.closed,
         summary.filtered,
+        summary
+            .open_filtered
+            .map_or(String::new(), |count| format!("{count} open|filtered, ")),
         summary.unknown,
         summary.duplicates,
         summary.matched,
@@ -160,6 +165,26 @@ mod tests {
              xdp: 2 replies matched, 0 unmatched or forged passed, 0 malformed, 1 RSTs bounced, 0 lost to a full ring buffer\n\
              tx: 0 waits for a full TX ring, 0 probes refused by the kernel; kernel drops: unknown tx, unknown rx"
         );
+    }
+
+    #[test]
+    fn a_udp_sweeps_footer_counts_its_silent_ports_apart() {
+        let summary = SweepSummary {
+            filtered: 1,
+            open_filtered: Some(0),
+            ..SweepSummary::default()
+        };
+        assert!(footer(&summary)
+            .contains("\n0 open, 0 closed, 1 filtered, 0 open|filtered, 0 unknown,"));
+        let unanswered = SweepSummary {
+            unsolicited: 2,
+            ..SweepSummary::default()
+        };
+        assert_eq!(
+            unsolicited_line(&unanswered).as_deref(),
+            Some("2 answers taken for none: at a source port no probe to their host and port left from")
+        );
+        assert_eq!(unsolicited_line(&summary), None);
     }
 
     #[test]
