@@ -89,7 +89,7 @@ struct BaseArgs {
     /// Numeric output (prober never does reverse lookups; accepted for hping3 compatibility)
     #[arg(short = 'n', long)]
     numeric: bool,
-    /// Quiet: only the header and the statistic footer
+    /// Quiet: only the header and the statistic footer (with -T, the hop lines too)
     #[arg(short = 'q', long)]
     quiet: bool,
     /// Verbose: hping3's extra reply fields, set-up details and RTT percentiles
