@@ -182,7 +182,14 @@ fn tr_no_rtt_leaves_out_the_hop_round_trips(family: Family) {
     );
 }
 
+/// hping3's -q keeps the hop lines, and only them.
+fn quiet_shows_the_hops_alone(family: Family) {
+    let (router, run) = across_a_router(family, "-q -T -S -p 80 -c 3 -i u300000");
+    check_trace(&run, hop_lines(1, router, true), &[], (3, 3));
+}
+
 test_both_families!(
+    quiet_shows_the_hops_alone,
     tcp_traceroute_finds_the_router_then_the_port,
     icmp_traceroute_finds_the_router_then_the_host,
     tr_stop_ends_at_the_targets_answer,

@@ -93,7 +93,7 @@ struct BaseArgs {
     /// Numeric output (prober never does reverse lookups; accepted for hping3 compatibility)
     #[arg(short = 'n', long)]
     numeric: bool,
-    /// Quiet: only the header and the statistic footer
+    /// Quiet: only the header and the statistic footer (with -T, the hop lines too)
     #[arg(short = 'q', long)]
     quiet: bool,
     /// Verbose: hping3's extra reply fields, set-up details and RTT percentiles
@@ -166,13 +166,13 @@ struct IpArgs {
     #[arg(short = 'T', long)]
     traceroute: bool,
     /// With -T: stop at the first reply that is not a time exceeded
-    #[arg(long, requires = "traceroute")]
+    #[arg(long)]
     tr_stop: bool,
     /// With -T: keep the TTL fixed, to watch one hop
-    #[arg(long, requires = "traceroute")]
+    #[arg(long)]
     tr_keep_ttl: bool,
     /// With -T: no hop round trips (hoprtt lines)
-    #[arg(long, requires = "traceroute")]
+    #[arg(long)]
     tr_no_rtt: bool,
     /// IPv4 only: a name's IPv4 address, and IPv6 targets refused
     #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
@@ -350,6 +350,15 @@ impl Cli {
             || self.targets.iter().any(|target| targets::is_block(target))
     }
 
+    /// The traceroute's own options, which only -T takes.
+    fn traceroute_options(&self) -> [(bool, &'static str); 3] {
+        [
+            (self.ip.tr_stop, "--tr-stop"),
+            (self.ip.tr_keep_ttl, "--tr-keep-ttl"),
+            (self.ip.tr_no_rtt, "--tr-no-rtt"),
+        ]
+    }
+
     fn tcp_flags(&self) -> TcpFlags {
         let tcp = &self.tcp;
         let bits = [
@@ -454,6 +463,11 @@ impl Cli {
         ];
         if let Some(option) = first_given(&sweep_options) {
             bail!("{option} has no meaning for one target and one port: it is for sweeps (several targets or ports, a range such as -p 80-80, or --scan)");
+        }
+        if !self.ip.traceroute {
+            if let Some(option) = first_given(&self.traceroute_options()) {
+                bail!("{option} is a traceroute option: it needs -T");
+            }
         }
         let kind = if self.mode.raw_ip {
             self.refuse_tcp_only("raw IP mode (-0)")?;
@@ -567,6 +581,8 @@ impl Cli {
             (self.tcp.tcpexitcode, "--tcpexitcode"),
             (self.ip.traceroute, "-T"),
         ];
+        let single_target_options =
+            [&single_target_options[..], &self.traceroute_options()].concat();
         if let Some(option) = first_given(&single_target_options) {
             bail!("{option} has no meaning in a sweep (sweeps send one TCP SYN, or with -2 one empty datagram, per port and host; see --rate and --retries)");
         }
@@ -1206,7 +1222,10 @@ mod tests {
                 })
             )
         );
-        assert!(Cli::try_parse_from(["prober", "--tr-stop", "-1", "198.18.4.2"]).is_err());
+        assert_eq!(
+            refusal(&["--tr-no-rtt", "-1", "198.18.4.2"]),
+            "--tr-no-rtt is a traceroute option: it needs -T"
+        );
         assert_eq!(
             refusal(&["-T", "-p", "80,81", "198.18.4.2"]),
             "-T has no meaning in a sweep (sweeps send one TCP SYN, or with -2 one empty datagram, per port and host; see --rate and --retries)"

@@ -388,7 +388,8 @@ impl ReplyHandler for ReplyPrinter<'_> {
         if reply.protocol == IPPROTO_TCP {
             self.summary.last_tcp_flags = Some(reply.tcp_flags);
         }
-        if !self.options.quiet {
+        // hping3's -q leaves a traceroute's hop lines in.
+        if !self.options.quiet || hop.is_some() {
             let lines = match (hop, error) {
                 (Some(hop), _) => hop.lines,
                 (None, Some(error)) => {
