@@ -11,10 +11,8 @@ pub fn missing(option: &str) -> Option<&'static str> {
         .map(|(_, why)| *why)
 }
 
-const NOT_YET: &str = "which prober does not have yet";
-
 /// hping3's options (its --help), grouped by what prober says of them.
-const MISSING: [(&[&str], &str); 17] = [
+const MISSING: [(&[&str], &str); 16] = [
     (
         &["-2", "--udp"],
         "is hping3's UDP mode, which prober does not have yet",
@@ -33,7 +31,6 @@ const MISSING: [(&[&str], &str); 17] = [
         ],
         "is hping3's traceroute, which prober does not have yet",
     ),
-    (&["-Q", "--seqnum"], NOT_YET),
     (
         &["--tcp-timestamp", "--tcp-mss"],
         "is a TCP option of hping3's, which prober does not have yet",
@@ -122,7 +119,7 @@ mod tests {
         );
         assert_eq!(missing("--udp"), missing("-2"));
         assert_eq!(missing("--tr-stop=1"), missing("-T"));
-        assert_eq!(missing("-Q"), Some(NOT_YET));
+        assert_eq!(missing("-Q"), None, "prober's own now");
         assert_eq!(missing("--no-such-option"), None);
         assert_eq!(missing("-S"), None, "prober's own");
     }

@@ -209,6 +209,10 @@ struct TcpArgs {
     /// TCP acknowledgement number of every probe [default: random]
     #[arg(short = 'L', long = "setack", value_name = "ACK", value_parser = values::tcp_number)]
     setack: Option<u32>,
+    /// Print only each TCP reply's sequence number and its difference from the last one's
+    /// (hping3's, to see how the target picks initial sequence numbers)
+    #[arg(short = 'Q', long = "seqnum")]
+    seqnum: bool,
 }
 
 #[derive(Args, Debug)]
@@ -380,6 +384,9 @@ impl Cli {
             if self.tcp.tcpexitcode {
                 bail!("--tcpexitcode exits with a TCP reply's flags: it needs TCP mode, not -1");
             }
+            if self.tcp.seqnum {
+                bail!("-Q prints TCP replies' sequence numbers: it needs TCP mode, not -1");
+            }
             PingKind::IcmpEcho
         } else {
             let Some(DestPorts::One { port, step }) = self.tcp.port else {
@@ -426,6 +433,7 @@ impl Cli {
             xdp_mode: base.xdp_mode.unwrap_or_default(),
             output: self.output_file(),
             tcp_exit_code: self.tcp.tcpexitcode,
+            seqnum: self.tcp.seqnum,
         })
     }
 
@@ -444,6 +452,7 @@ impl Cli {
             (self.tcp.setseq.is_some(), "-M"),
             (self.tcp.setack.is_some(), "-L"),
             (self.tcp.tcpexitcode, "--tcpexitcode"),
+            (self.tcp.seqnum, "-Q"),
         ];
         if let Some(option) = first_given(&single_target_options) {
             bail!("{option} has no meaning in a sweep (sweeps send one TCP SYN per port and host; see --rate and --retries)");
@@ -1034,18 +1043,32 @@ mod tests {
             panic!("a sweep");
         };
         assert_eq!(sweep.tos, 0x10);
-        let Mode::Ping(exit_code) =
-            mode(&["-S", "-p", "80", "--tcpexitcode", "198.18.4.2"]).unwrap()
-        else {
-            panic!("a ping");
-        };
-        assert!(exit_code.tcp_exit_code && !options.tcp_exit_code);
-        assert_eq!(
-            refusal(&["-1", "--tcpexitcode", "198.18.4.2"]),
-            "--tcpexitcode exits with a TCP reply's flags: it needs TCP mode, not -1"
-        );
-        assert!(refusal(&["-p", "80,81", "--tcpexitcode", "198.18.4.2"])
-            .starts_with("--tcpexitcode has no meaning in a sweep"));
+        // Options of TCP pings alone, each refused with -1 and in sweeps.
+        type Given = fn(&ping::Options) -> bool;
+        let tcp_only: [(&str, Given, &str); 2] = [
+            (
+                "--tcpexitcode",
+                |options| options.tcp_exit_code,
+                "--tcpexitcode exits with a TCP reply's flags",
+            ),
+            (
+                "-Q",
+                |options| options.seqnum,
+                "-Q prints TCP replies' sequence numbers",
+            ),
+        ];
+        for (option, given, why) in tcp_only {
+            let Mode::Ping(with) = mode(&["-S", "-p", "80", option, "198.18.4.2"]).unwrap() else {
+                panic!("a ping");
+            };
+            assert!(given(&with) && !given(&options), "{option}");
+            assert_eq!(
+                refusal(&["-1", option, "198.18.4.2"]),
+                format!("{why}: it needs TCP mode, not -1")
+            );
+            assert!(refusal(&["-p", "80,81", option, "198.18.4.2"])
+                .starts_with(&format!("{option} has no meaning in a sweep")));
+        }
         for (option, value) in [("-N", "5"), ("-M", "1"), ("-L", "1")] {
             assert!(
                 refusal(&["-p", "80,81", option, value, "198.18.4.2"])

@@ -72,6 +72,8 @@ pub struct Options {
     pub output: Option<OutputFile>,
     /// Exit with the last TCP reply's flags (hping3's --tcpexitcode).
     pub tcp_exit_code: bool,
+    /// Show TCP replies as their sequence numbers alone (hping3's -Q).
+    pub seqnum: bool,
 }
 
 /// What a run counted, as hping3's footer reports it.
@@ -294,6 +296,7 @@ impl Session {
             probe: probe.as_ref(),
             log: &log,
             summary: Summary::default(),
+            last_remote_seq: 0,
             out,
         };
         let sources = Sources {
@@ -324,6 +327,9 @@ struct ReplyPrinter<'a> {
     probe: &'a dyn PingProbe,
     log: &'a SendLog,
     summary: Summary,
+    /// The sequence number of the last TCP reply shown with -Q (0 before the first, as
+    /// hping3's difference starts from).
+    last_remote_seq: u32,
     out: LineOutput,
 }
 
@@ -357,7 +363,12 @@ impl ReplyHandler for ReplyPrinter<'_> {
         if reply.protocol == IPPROTO_TCP {
             self.summary.last_tcp_flags = Some(reply.tcp_flags);
         }
-        if !self.options.quiet {
+        // hping3's -Q shows its line even with -q.
+        if self.options.seqnum && reply.protocol == IPPROTO_TCP {
+            let line = text::seqnum_line(reply.tcp_seq, self.last_remote_seq);
+            self.last_remote_seq = reply.tcp_seq;
+            self.out.push(line);
+        } else if !self.options.quiet {
             let line = match error {
                 Some(error) => {
                     text::icmp_error_line(error, reply.icmp_code, reply.icmp_from.into())

@@ -65,6 +65,18 @@ pub fn reply_line(
     line
 }
 
+/// hping3's -Q line for a TCP reply with sequence number `seq`, after one with `last`: the
+/// number right-aligned in ten columns and its distance from `last`, which hping3 takes one
+/// short when the numbers wrap (`(2^32 - 1 - last) + seq`).
+pub fn seqnum_line(seq: u32, last: u32) -> String {
+    let distance = if seq >= last {
+        seq - last
+    } else {
+        u32::MAX - last + seq
+    };
+    format!("{seq:10} +{distance}")
+}
+
 /// hping3's line for an ICMP error that answers a probe, from `from` (the router or the target
 /// that sent it): `ICMP Port Unreachable from ip=…`, `ICMP Packet filtered from ip=…`, `TTL 0
 /// during transit from ip=…`. hping3 calls IPv4's admin-prohibited codes 9 and 10 by number
@@ -193,6 +205,14 @@ mod tests {
             l4_checksum: 0x468c,
             ..ReplyRecord::default()
         }
+    }
+
+    #[test]
+    fn seqnum_lines_are_hping3s() {
+        assert_eq!(seqnum_line(12345, 0), "     12345 +12345");
+        assert_eq!(seqnum_line(3218665143, 12345), "3218665143 +3218652798");
+        // hping3 counts a wrap one short.
+        assert_eq!(seqnum_line(5, u32::MAX - 1), "         5 +6");
     }
 
     #[test]

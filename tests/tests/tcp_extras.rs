@@ -1,0 +1,71 @@
+//! TCP probe extras side by side with hping3 on namespace hosts: -Q (the replies' sequence
+//! numbers).
+
+use prober_tests::output::parse_footer;
+use prober_tests::proc::{run, Finished};
+use prober_tests::{hping3_command, prober_command, require_root, TestHost, OPEN_PORT};
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `-n -c 3 -i u200000 <options> TARGET`.
+fn args(options: &[&str], target: impl ToString) -> Vec<String> {
+    ["-n", "-c", "3", "-i", "u200000"]
+        .iter()
+        .chain(options)
+        .map(|s| s.to_string())
+        .chain([target.to_string()])
+        .collect()
+}
+
+/// Footers with the same counts, and the same exit status.
+fn same_ending(hping3: &Finished, prober: &Finished) {
+    let footer = |run: &Finished| {
+        let footer = parse_footer(&run.stderr).unwrap_or_else(|e| panic!("{e}: {run}"));
+        (footer.target, footer.transmitted, footer.received)
+    };
+    assert_eq!(footer(hping3), footer(prober), "{hping3}\n{prober}");
+    assert_eq!(hping3.code(), prober.code(), "{hping3}\n{prober}");
+}
+
+/// A -Q line's number (right-aligned in ten columns) and difference.
+fn seqnum_fields(line: &str) -> (u32, u32) {
+    let parsed = line.get(..10).zip(line.get(10..)).and_then(|(seq, rest)| {
+        let seq = seq.trim_start().parse().ok()?;
+        let difference = rest.strip_prefix(" +")?.parse().ok()?;
+        Some((seq, difference))
+    });
+    parsed.unwrap_or_else(|| panic!("not a -Q line: {line:?}"))
+}
+
+/// Checks a -Q run: the header, then a line per reply whose difference is from the last
+/// line's number (from 0 for the first; one short across a wrap, as hping3 counts); returns
+/// the header.
+fn seqnum_lines(run: &Finished) -> String {
+    let lines = run.stdout_lines();
+    assert_eq!(lines.len(), 4, "a header and three replies: {run}");
+    let mut last = 0u32;
+    for line in &lines[1..] {
+        let (seq, difference) = seqnum_fields(line);
+        let expected = if seq >= last {
+            seq - last
+        } else {
+            u32::MAX - last + seq
+        };
+        assert_eq!(difference, expected, "{line:?} in {run}");
+        last = seq;
+    }
+    lines[0].to_string()
+}
+
+#[test]
+fn seqnum_same_as_hping3() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let port = OPEN_PORT.to_string();
+    let args = args(&["-S", "-p", &port, "-Q"], host.addr);
+    let hping3 = run(hping3_command(&args), TIMEOUT);
+    let prober = run(prober_command(&args), TIMEOUT);
+    assert_eq!(seqnum_lines(&hping3), seqnum_lines(&prober), "{prober}");
+    same_ending(&hping3, &prober);
+}
