@@ -59,6 +59,7 @@ const NEXT_HEADER_ROUTING: u8 = 43;
 const NEXT_HEADER_FRAGMENT: u8 = 44;
 const NEXT_HEADER_DESTINATION: u8 = 60;
 const IP_MORE_FRAGMENTS_AND_OFFSET: u16 = 0x3fff;
+const IP_MORE_FRAGMENTS: u16 = 0x2000;
 pub const TCP_HEADER_LEN: usize = 20;
 pub const ICMP_ECHO_LEN: usize = 8;
 /// The longest transport message whose checksum is verified: a full 1500-byte IPv4 packet's.
@@ -177,10 +178,15 @@ impl IpPacket {
 /// Why [`parse`] found no packet for prober in a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NoPacket {
-    /// Not IP, a fragment (whose payload is no transport header; no reply or probe is
-    /// fragmented), or an IPv6 packet whose extension headers go on past
+    /// Not IP, a fragment (whose payload is no transport header; no reply is fragmented) but
+    /// an IPv4 packet's first, or an IPv6 packet whose extension headers go on past
     /// [`MAX_EXTENSION_HEADERS`]: nothing for prober.
     Other,
+    /// The first fragment of an IPv4 packet, its header fields parsed as a whole packet's
+    /// (`l4_len` is the fragment's share): only the start of its transport header is there.
+    /// Replies are never taken from one; a one-target probe's (-f) is, at TC egress, by
+    /// that start ([`segment_start`], [`echo`]).
+    FirstFragment,
     /// An IP frame whose headers the kernel would drop, with its destination when the fixed
     /// header was there to read (who it was aimed at decides whether prober counts it).
     Malformed(Option<IpAddress>),
@@ -256,7 +262,8 @@ fn parse_ipv4(frame: &(impl Frame + ?Sized), packet: &mut IpPacket) -> Result<()
         return Err(NoPacket::Malformed(Some(dst)));
     }
     let frag = u16::from_be_bytes([ip(6), ip(7)]);
-    if frag & IP_MORE_FRAGMENTS_AND_OFFSET != 0 {
+    let first_fragment = frag & IP_MORE_FRAGMENTS_AND_OFFSET == IP_MORE_FRAGMENTS;
+    if frag & IP_MORE_FRAGMENTS_AND_OFFSET != 0 && !first_fragment {
         return Err(NoPacket::Other);
     }
     packet.to_mac = mac_of(head);
@@ -272,6 +279,9 @@ fn parse_ipv4(frame: &(impl Frame + ?Sized), packet: &mut IpPacket) -> Result<()
     packet.frag = frag;
     packet.header_sum = words_in(head, ETH_HEADER_LEN, SHORT_HEAD_LEN);
     packet.address_sum = words_in(head, ETH_HEADER_LEN + 12, SHORT_HEAD_LEN);
+    if first_fragment {
+        return Err(NoPacket::FirstFragment);
+    }
     Ok(())
 }
 
@@ -391,6 +401,59 @@ pub struct Segment {
     pub urgent: u16,
 }
 
+/// The first 12 bytes of a TCP header: its ports and sequence numbers, which name a probe. A
+/// probe's first fragment (-f, 16 bytes of its segment) holds them, but not the whole header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentStart {
+    pub source: u16,
+    pub dest: u16,
+    pub seq: u32,
+    pub ack: u32,
+}
+
+const SEGMENT_START_LEN: usize = 12;
+
+impl SegmentStart {
+    #[inline(always)]
+    fn of(bytes: &[u8; SEGMENT_START_LEN]) -> SegmentStart {
+        let word = |at: usize| u16::from_be_bytes([bytes[at], bytes[at + 1]]);
+        let long = |at: usize| {
+            u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
+        SegmentStart {
+            source: word(0),
+            dest: word(2),
+            seq: long(4),
+            ack: long(8),
+        }
+    }
+}
+
+impl Segment {
+    #[inline(always)]
+    pub fn start(&self) -> SegmentStart {
+        SegmentStart {
+            source: self.source,
+            dest: self.dest,
+            seq: self.seq,
+            ack: self.ack,
+        }
+    }
+}
+
+/// The start of `ip`'s TCP header, whole packet or first fragment, if it holds that much.
+#[inline(always)]
+pub fn segment_start(frame: &(impl Frame + ?Sized), ip: &IpPacket) -> Option<SegmentStart> {
+    if ip.l4_len < SEGMENT_START_LEN {
+        return None;
+    }
+    let bytes = match ip.transport_head() {
+        Some(in_head) => *in_head.first_chunk()?,
+        None => frame.read::<SEGMENT_START_LEN>(ip.l4_offset)?,
+    };
+    Some(SegmentStart::of(&bytes))
+}
+
 /// The TCP header of `ip`, if the packet holds one whose data offset `tcp_v4_rcv` would take:
 /// at least 5 words, and no more than the segment the IP header states.
 #[inline(always)]
@@ -407,14 +470,12 @@ pub fn segment(frame: &(impl Frame + ?Sized), ip: &IpPacket) -> Option<Segment> 
         return None;
     }
     let word = |at: usize| u16::from_be_bytes([header[at], header[at + 1]]);
-    let long = |at: usize| {
-        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
-    };
+    let start = SegmentStart::of(header.first_chunk()?);
     Some(Segment {
-        source: word(0),
-        dest: word(2),
-        seq: long(4),
-        ack: long(8),
+        source: start.source,
+        dest: start.dest,
+        seq: start.seq,
+        ack: start.ack,
         flags: header[13],
         window: word(14),
         checksum: word(16),
@@ -1062,6 +1123,64 @@ mod tests {
         for frame in [version_6, short_header, total_beyond_frame] {
             let ours = IpAddress::from_ipv4([198, 18, 4, 1]);
             assert_eq!(parse(&frame[..]), Err(NoPacket::Malformed(Some(ours))));
+        }
+    }
+
+    /// The SYN-ACK's first 16 bytes of TCP as the first fragment of its packet (hping3's -f
+    /// sizes), or with `offset` (in 8-byte units) as a later one.
+    fn fragment(more: bool, offset: u16) -> [u8; 50] {
+        let mut frame = [0u8; 50];
+        frame.copy_from_slice(&syn_ack()[..50]);
+        frame[16..18].copy_from_slice(&36u16.to_be_bytes());
+        let flags = if more { 0x2000 } else { 0 };
+        frame[20..22].copy_from_slice(&(flags | offset).to_be_bytes());
+        frame
+    }
+
+    #[test]
+    fn a_first_fragment_gives_its_header_fields_and_the_start_of_its_segment() {
+        let first = fragment(true, 0);
+        let mut ip = IpPacket::EMPTY;
+        assert_eq!(
+            parse_into(&first[..], &mut ip),
+            Err(NoPacket::FirstFragment)
+        );
+        assert_eq!(
+            (ip.src, ip.dst, ip.protocol, ip.l4_len),
+            (
+                IpAddress::from_ipv4([198, 18, 4, 2]),
+                IpAddress::from_ipv4([198, 18, 4, 1]),
+                6,
+                16
+            )
+        );
+        assert_eq!(segment(&first[..], &ip), None, "no whole TCP header");
+        assert_eq!(
+            segment_start(&first[..], &ip),
+            Some(SegmentStart {
+                source: 80,
+                dest: 61440,
+                seq: 1,
+                ack: 2
+            })
+        );
+        // Whole packets give the same start as their segment.
+        let whole = syn_ack();
+        let ip = parse(&whole[..]).unwrap();
+        assert_eq!(
+            segment_start(&whole[..], &ip),
+            segment(&whole[..], &ip).map(|segment| segment.start())
+        );
+    }
+
+    #[test]
+    fn later_fragments_are_none_of_probers() {
+        for (more, offset) in [(true, 2), (false, 2), (false, 1)] {
+            assert_eq!(
+                parse(&fragment(more, offset)[..]),
+                Err(NoPacket::Other),
+                "{more} {offset}"
+            );
         }
     }
 

@@ -163,17 +163,26 @@ pub fn departure(packet: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Op
     if ip.protocol != IPPROTO_TCP {
         return None;
     }
-    let segment = wire::segment(packet, ip)?;
     // Only our probes: the host's own segments on these ports (its RST to a SYN-ACK, a
     // target's answers leaving `lo`) must not take their slots.
-    let probe = if reply::sweep(filter) {
-        segment.flags & (SYN | ACK) == SYN
+    let start = if reply::sweep(filter) {
+        let segment = wire::segment(packet, ip)?;
+        if segment.flags & (SYN | ACK) != SYN {
+            return None;
+        }
+        segment.start()
     } else {
-        filter.probes_port(segment.dest)
-            && segment.seq == filter.tcp_seq
-            && segment.ack == filter.tcp_ack
+        // All that a one-target probe's first fragment (-f) is sure to hold of its header.
+        let start = wire::segment_start(packet, ip)?;
+        let probe = filter.probes_port(start.dest)
+            && start.seq == filter.tcp_seq
+            && start.ack == filter.tcp_ack;
+        if !probe {
+            return None;
+        }
+        start
     };
-    if !filter.is_our_port(segment.source) || !probe {
+    if !filter.is_our_port(start.source) {
         return None;
     }
     if reply::sweep(filter) {
@@ -183,15 +192,15 @@ pub fn departure(packet: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Op
             IpVersion::V6 => ip.flow_label as u16,
         };
         maps::note_sweep_departure(
-            segment.source.wrapping_sub(filter.sport_base),
+            start.source.wrapping_sub(filter.sport_base),
             epoch,
-            segment.seq,
+            start.seq,
         );
     }
     Some(Probe {
-        slot: segment.source.wrapping_sub(filter.sport_base),
+        slot: start.source.wrapping_sub(filter.sport_base),
         target: ip.dst,
-        target_port: segment.dest,
+        target_port: start.dest,
     })
 }
 

@@ -39,7 +39,7 @@ fn hping3_options_prober_lacks_are_refused_with_what_they_are() {
     for (option, what) in [
         ("-2", "hping3's UDP mode"),
         ("-T", "hping3's traceroute"),
-        ("-f", "fragments probes"),
+        ("-G", "sets IP options"),
     ] {
         let refused = run(
             prober_command(&[option, "-S", "-p", "80", "198.18.4.2"]),

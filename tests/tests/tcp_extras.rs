@@ -1,9 +1,11 @@
 //! TCP probe extras side by side with hping3 on namespace hosts: -Q (the replies' sequence
-//! numbers).
+//! numbers), -f (fragments, as a packet socket in the namespace sees them arrive).
 
-use prober_tests::output::parse_footer;
+use prober_tests::capture::Arrivals;
+use prober_tests::output::{compare_with_hping3, parse_footer};
 use prober_tests::proc::{run, Finished};
 use prober_tests::{hping3_command, prober_command, require_root, TestHost, OPEN_PORT};
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -68,4 +70,70 @@ fn seqnum_same_as_hping3() {
     let prober = run(prober_command(&args), TIMEOUT);
     assert_eq!(seqnum_lines(&hping3), seqnum_lines(&prober), "{prober}");
     same_ending(&hping3, &prober);
+}
+
+/// A fragment as it arrived: its length, whether more follow, its offset (in 8-byte units).
+type FragmentShape = (usize, bool, u16);
+
+/// The IPv4 fragments from `from` that arrived, in order, by shape.
+fn fragments_from(arrivals: &Arrivals, from: Ipv4Addr) -> Vec<FragmentShape> {
+    arrivals
+        .ip_packets()
+        .iter()
+        .filter(|packet| packet[0] >> 4 == 4 && packet[12..16] == from.octets())
+        .map(|packet| {
+            let flags_offset = u16::from_be_bytes([packet[6], packet[7]]);
+            (
+                packet.len(),
+                flags_offset & 0x2000 != 0,
+                flags_offset & 0x1fff,
+            )
+        })
+        .filter(|&(_, more, offset)| more || offset != 0)
+        .collect()
+}
+
+#[test]
+fn fragments_same_as_hping3s_and_answered() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let port = OPEN_PORT.to_string();
+    let args = args(&["-S", "-p", &port, "-f"], host.addr);
+    let arrivals = Arrivals::open(&host);
+    let hping3 = run(hping3_command(&args), TIMEOUT);
+    let hping3_fragments = fragments_from(&arrivals, host.host_addr);
+    let prober = run(prober_command(&args), TIMEOUT);
+    let prober_fragments = fragments_from(&arrivals, host.host_addr);
+    // The 20-byte TCP header in two: 16 bytes, then 4 at offset 16.
+    let each_probe = [(36, true, 0), (24, false, 2)];
+    assert_eq!(hping3_fragments, each_probe.repeat(3), "{hping3}");
+    assert_eq!(prober_fragments, hping3_fragments, "{prober}");
+    // The target reassembled them: its listener answers each SYN.
+    compare_with_hping3(&hping3, &prober, false);
+    assert_eq!(prober.stdout_lines().len(), 4, "{prober}");
+}
+
+#[test]
+fn the_first_fragment_is_seen_leaving() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let port = OPEN_PORT.to_string();
+    let run = run(
+        prober_command(&args(
+            &["--bpf-trace", "-S", "-p", &port, "-s", "41000", "-f"],
+            host.addr,
+        )),
+        TIMEOUT,
+    );
+    assert_eq!(run.code(), Some(0), "{run}");
+    for slot in 0..3 {
+        let left = format!(
+            "bpf: tc: probe to {} port {port} left, slot {slot}",
+            host.addr
+        );
+        assert!(
+            run.stderr_lines().contains(&left.as_str()),
+            "want {left:?}: {run}"
+        );
+    }
 }

@@ -54,17 +54,8 @@ const MISSING: [(&[&str], &str); 16] = [
         "spoofs addresses, which prober does not have yet",
     ),
     (
-        &[
-            "-f",
-            "--frag",
-            "-x",
-            "--morefrag",
-            "-g",
-            "--fragoff",
-            "-m",
-            "--mtu",
-        ],
-        "fragments probes, which prober never does",
+        &["-x", "--morefrag", "-g", "--fragoff", "-m", "--mtu"],
+        "sets fragment fields or sizes, which prober does not (its -f fragments as hping3's does by default)",
     ),
     (
         &["-G", "--rroute", "--lsrr", "--ssrr"],

@@ -143,8 +143,12 @@ struct IpArgs {
     #[arg(short = 'o', long = "tos", value_name = "HEX", value_parser = values::tos)]
     tos: Option<u8>,
     /// Set the don't-fragment bit (IPv4; a sweep's probes always carry it)
-    #[arg(short = 'y', long = "dontfrag")]
+    #[arg(short = 'y', long = "dontfrag", conflicts_with = "frag")]
     dontfrag: bool,
+    /// Send each probe as IPv4 fragments of 16 data bytes, as hping3 (the target reassembles
+    /// them; one target only, IPv4 only)
+    #[arg(short = 'f', long = "frag")]
+    frag: bool,
     /// Data bytes each probe carries after its headers: X's as hping3's, or -E's file [default: 0]
     #[arg(short = 'd', long = "data", value_name = "SIZE", value_parser = values::data_size)]
     data: Option<u16>,
@@ -409,6 +413,9 @@ impl Cli {
             None => Payload::filler(data),
         };
         let destination = net::resolve(target, self.family())?;
+        if self.ip.frag && destination.ip.is_ipv6() {
+            bail!("-f fragments IPv4 probes, as hping3: IPv6 probes are sent whole");
+        }
         let base = &self.base;
         Ok(ping::Options {
             target_name: target.clone(),
@@ -434,6 +441,7 @@ impl Cli {
             output: self.output_file(),
             tcp_exit_code: self.tcp.tcpexitcode,
             seqnum: self.tcp.seqnum,
+            fragments: self.ip.frag,
         })
     }
 
@@ -453,6 +461,7 @@ impl Cli {
             (self.tcp.setack.is_some(), "-L"),
             (self.tcp.tcpexitcode, "--tcpexitcode"),
             (self.tcp.seqnum, "-Q"),
+            (self.ip.frag, "-f"),
         ];
         if let Some(option) = first_given(&single_target_options) {
             bail!("{option} has no meaning in a sweep (sweeps send one TCP SYN per port and host; see --rate and --retries)");
@@ -1069,6 +1078,17 @@ mod tests {
             assert!(refusal(&["-p", "80,81", option, "198.18.4.2"])
                 .starts_with(&format!("{option} has no meaning in a sweep")));
         }
+        let Mode::Ping(fragments) = mode(&["-S", "-p", "80", "-f", "198.18.4.2"]).unwrap() else {
+            panic!("a ping");
+        };
+        assert!(fragments.fragments && !options.fragments);
+        assert_eq!(
+            refusal(&["-S", "-p", "80", "-f", "2001:db8::2"]),
+            "-f fragments IPv4 probes, as hping3: IPv6 probes are sent whole"
+        );
+        assert!(refusal(&["-p", "80,81", "-f", "198.18.4.2"])
+            .starts_with("-f has no meaning in a sweep"));
+        assert!(Cli::try_parse_from(["prober", "-p", "80", "-f", "-y", "198.18.4.2"]).is_err());
         for (option, value) in [("-N", "5"), ("-M", "1"), ("-L", "1")] {
             assert!(
                 refusal(&["-p", "80,81", option, value, "198.18.4.2"])

@@ -74,6 +74,8 @@ pub struct Options {
     pub tcp_exit_code: bool,
     /// Show TCP replies as their sequence numbers alone (hping3's -Q).
     pub seqnum: bool,
+    /// Send each IPv4 probe as fragments (hping3's -f).
+    pub fragments: bool,
 }
 
 /// What a run counted, as hping3's footer reports it.
@@ -179,8 +181,11 @@ pub fn run(options: Options) -> Result<Conclusion> {
 }
 
 /// Refuses probes longer than the route's interface takes (or a transmit ring's frame holds):
-/// prober does not fragment.
-fn fits_the_path(probe: &dyn PingProbe, route: &Route) -> Result<()> {
+/// prober fragments them only when asked (-f), into fragments that always fit.
+fn fits_the_path(probe: &dyn PingProbe, route: &Route, fragments: bool) -> Result<()> {
+    if fragments {
+        return Ok(());
+    }
     let length = probe.build(0, &mut probe.buffer());
     let mtu = route.interface.mtu()? as usize;
     let longest = mtu.min(transmit::tx_ring::MAX_PACKET_LEN);
@@ -188,7 +193,7 @@ fn fits_the_path(probe: &dyn PingProbe, route: &Route) -> Result<()> {
         let data = probe.payload().size();
         bail!(
             "-d {data}: probes of {length} bytes are longer than {} takes ({longest} bytes; MTU \
-             {mtu}), and prober does not fragment: at most -d {}",
+             {mtu}), and prober fragments them only with -f: at most -d {}",
             route.interface.name,
             data.saturating_sub(length - longest)
         );
@@ -223,7 +228,7 @@ impl Session {
             payload: options.payload.clone(),
         };
         let probe = options.kind.probe(endpoints)?;
-        fits_the_path(probe.as_ref(), &route)?;
+        fits_the_path(probe.as_ref(), &route, options.fragments)?;
         let wiring = Wiring {
             neighbours: 0,
             senders: 1,

@@ -8,7 +8,7 @@ use std::{
 use super::{Options, Pacing};
 use crate::{
     monotonic_ns,
-    probe::PingProbe,
+    probe::{for_each_fragment, PingProbe},
     reply_loop::StopSignal,
     transmit::{Transmit, FLOOD_BATCH},
 };
@@ -102,7 +102,11 @@ pub fn send_probes(
         }
         let length = probe.build(n, &mut packet);
         log.sending(probe.sequence_of(n));
-        transmit.send(&packet[..length])?;
+        if options.fragments {
+            for_each_fragment(&packet[..length], |fragment| transmit.send(fragment))?;
+        } else {
+            transmit.send(&packet[..length])?;
+        }
         if options.pacing != Pacing::Flood {
             transmit.flush()?;
         }

@@ -15,6 +15,7 @@ use anyhow::Result;
 use prober_common::{ProbeFilter, ReplyRecord};
 
 pub use icmp::IcmpEcho;
+pub use ip::{for_each_fragment, FRAGMENT_PAYLOAD};
 pub use payload::Payload;
 pub use tcp::{DestPort, PortStep, TcpFlags, TcpProbe, TcpSegment, TcpSyn};
 
@@ -614,6 +615,71 @@ mod tests {
             (0xdead_beef, 7),
             "what XDP matches"
         );
+    }
+
+    /// The fragments `for_each_fragment` makes of `packet`.
+    fn fragments_of(packet: &[u8]) -> Vec<Vec<u8>> {
+        let mut fragments = Vec::new();
+        for_each_fragment(packet, |fragment| {
+            fragments.push(fragment.to_vec());
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        fragments
+    }
+
+    #[test]
+    fn fragments_carry_sixteen_bytes_each_and_reassemble_into_the_probe() {
+        let probe = TcpProbe {
+            endpoints: Endpoints {
+                fields: IpFields {
+                    dont_fragment: true,
+                    ..IpFields::default()
+                },
+                payload: Payload::filler(20),
+                ..endpoints()
+            },
+            ..syn(false)
+        };
+        let packet = build(&probe, 1);
+        assert_eq!(packet.len(), 60);
+        let fragments = fragments_of(&packet);
+        assert_eq!(
+            fragments.iter().map(Vec::len).collect::<Vec<_>>(),
+            [36, 36, 28],
+            "16, 16 and the last 8 of the 40 bytes after the IP header"
+        );
+        let mut reassembled = Vec::new();
+        for (index, fragment) in fragments.iter().enumerate() {
+            assert_eq!(&fragment[..2], &packet[..2], "version, length, TOS");
+            assert_eq!(
+                usize::from(u16::from_be_bytes([fragment[2], fragment[3]])),
+                fragment.len()
+            );
+            assert_eq!(&fragment[4..6], &packet[4..6], "the probe's identification");
+            let flags_offset = u16::from_be_bytes([fragment[6], fragment[7]]);
+            let more = if index < 2 { 0x2000 } else { 0 };
+            assert_eq!(flags_offset, more | (2 * index as u16), "MF, no DF, offset");
+            assert_eq!(&fragment[8..10], &packet[8..10], "TTL, protocol");
+            assert_eq!(&fragment[12..20], &packet[12..20], "addresses");
+            assert_eq!(internet_checksum(&fragment[..20]), 0, "header checksum");
+            reassembled.extend_from_slice(&fragment[20..]);
+        }
+        assert_eq!(
+            reassembled,
+            packet[20..],
+            "the probe's TCP segment and data"
+        );
+    }
+
+    #[test]
+    fn a_probe_of_sixteen_bytes_or_less_goes_whole() {
+        let echo = IcmpEcho {
+            endpoints: endpoints(),
+            id: 7,
+        };
+        let packet = build(&echo, 0);
+        assert_eq!(fragments_of(&packet), [packet]);
     }
 
     #[test]
