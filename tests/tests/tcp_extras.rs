@@ -1,10 +1,13 @@
 //! TCP probe extras side by side with hping3 on namespace hosts: -Q (the replies' sequence
-//! numbers), -f (fragments, as a packet socket in the namespace sees them arrive).
+//! numbers), -f (fragments, as a packet socket in the namespace sees them arrive), -a and
+//! --rand-source (the probes' source address, on the wire too).
 
 use prober_tests::capture::Arrivals;
 use prober_tests::output::{compare_with_hping3, parse_footer};
 use prober_tests::proc::{run, Finished};
-use prober_tests::{hping3_command, prober_command, require_root, TestHost, OPEN_PORT};
+use prober_tests::{
+    hping3_command, prober_command, require_root, run_checked, TestHost, OPEN_PORT,
+};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -18,6 +21,20 @@ fn args(options: &[&str], target: impl ToString) -> Vec<String> {
         .map(|s| s.to_string())
         .chain([target.to_string()])
         .collect()
+}
+
+/// hping3's run and then prober's with `args`, each with what `arrived` makes of the packets
+/// that reached `host`'s namespace during it.
+fn side_by_side<T>(
+    host: &TestHost,
+    args: &[String],
+    arrived: impl Fn(&Arrivals) -> T,
+) -> ((Finished, T), (Finished, T)) {
+    let arrivals = Arrivals::open(host);
+    let hping3 = run(hping3_command(args), TIMEOUT);
+    let hping3_arrived = arrived(&arrivals);
+    let prober = run(prober_command(args), TIMEOUT);
+    ((hping3, hping3_arrived), (prober, arrived(&arrivals)))
 }
 
 /// Footers with the same counts, and the same exit status.
@@ -99,11 +116,10 @@ fn fragments_same_as_hping3s_and_answered() {
     let host = TestHost::standard().expect("test host");
     let port = OPEN_PORT.to_string();
     let args = args(&["-S", "-p", &port, "-f"], host.addr);
-    let arrivals = Arrivals::open(&host);
-    let hping3 = run(hping3_command(&args), TIMEOUT);
-    let hping3_fragments = fragments_from(&arrivals, host.host_addr);
-    let prober = run(prober_command(&args), TIMEOUT);
-    let prober_fragments = fragments_from(&arrivals, host.host_addr);
+    let ((hping3, hping3_fragments), (prober, prober_fragments)) =
+        side_by_side(&host, &args, |arrivals| {
+            fragments_from(arrivals, host.host_addr)
+        });
     // The 20-byte TCP header in two: 16 bytes, then 4 at offset 16.
     let each_probe = [(36, true, 0), (24, false, 2)];
     assert_eq!(hping3_fragments, each_probe.repeat(3), "{hping3}");
@@ -136,4 +152,63 @@ fn the_first_fragment_is_seen_leaving() {
             "want {left:?}: {run}"
         );
     }
+}
+
+/// The sources of the SYNs to `to`:`port` that arrived, in order.
+fn syn_sources(arrivals: &Arrivals, to: Ipv4Addr, port: u16) -> Vec<Ipv4Addr> {
+    arrivals
+        .ip_packets()
+        .iter()
+        .filter(|packet| packet.len() >= 40 && packet[0] == 0x45 && packet[9] == 6)
+        .filter(|packet| packet[16..20] == to.octets() && packet[22..24] == port.to_be_bytes())
+        .filter(|packet| packet[33] & 0x02 != 0)
+        .map(|packet| Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]))
+        .collect()
+}
+
+#[test]
+fn a_spoofed_source_routed_back_to_us_gets_its_replies_as_hping3s() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    // Another address of this host's, on a second test host's veth: the target routes it back
+    // over its own veth, so its replies come in where prober's XDP program is.
+    let other = TestHost::new().expect("second test host");
+    let spoofed = other.host_addr;
+    run_checked(host.command_in_ns("ip").args([
+        "route",
+        "add",
+        &format!("{spoofed}/32"),
+        "via",
+        &host.host_addr.to_string(),
+    ]))
+    .expect("routing the spoofed address back");
+    let (port, source) = (OPEN_PORT.to_string(), spoofed.to_string());
+    let args = args(&["-S", "-p", &port, "-a", &source], host.addr);
+    let sources = |arrivals: &Arrivals| syn_sources(arrivals, host.addr, OPEN_PORT);
+    let ((hping3, hping3_sources), (prober, prober_sources)) = side_by_side(&host, &args, sources);
+    assert_eq!(prober.stdout_lines().len(), 4, "three replies: {prober}");
+    compare_with_hping3(&hping3, &prober, false);
+    assert_eq!(hping3_sources, [spoofed; 3], "{hping3}");
+    assert_eq!(prober_sources, [spoofed; 3], "{prober}");
+}
+
+#[test]
+fn random_sources_change_per_probe_and_their_replies_are_lost_as_hping3s() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let port = OPEN_PORT.to_string();
+    let args = args(&["-S", "-p", &port, "--rand-source"], host.addr);
+    let sources = |arrivals: &Arrivals| syn_sources(arrivals, host.addr, OPEN_PORT);
+    let ((hping3, hping3_sources), (prober, prober_sources)) = side_by_side(&host, &args, sources);
+    // Every probe went to the namespace host (its destination), each from an address of its
+    // own, none ours; the target's answers to them have no route, and none comes back.
+    for (sources, run) in [(hping3_sources, &hping3), (prober_sources, &prober)] {
+        let mut distinct = sources.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 3, "{sources:?}: {run}");
+        assert!(!sources.contains(&host.host_addr), "{sources:?}: {run}");
+    }
+    compare_with_hping3(&hping3, &prober, false);
+    assert_eq!(prober.code(), Some(1), "every probe lost: {prober}");
 }

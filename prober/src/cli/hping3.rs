@@ -50,8 +50,8 @@ const MISSING: [(&[&str], &str); 16] = [
         "sends ICMP other than echo requests, which prober does not have yet",
     ),
     (
-        &["-a", "--spoof", "--rand-source", "--rand-dest"],
-        "spoofs addresses, which prober does not have yet",
+        &["--rand-dest"],
+        "probes random destinations, which prober does not: sweep a block instead (198.18.4.0/24)",
     ),
     (
         &["-x", "--morefrag", "-g", "--fragoff", "-m", "--mtu"],

@@ -5,6 +5,7 @@ mod values;
 
 use std::{
     io::{self, IsTerminal as _},
+    net::IpAddr,
     path::PathBuf,
     time::Duration,
 };
@@ -19,7 +20,7 @@ use crate::{
     bpf::AttachMode,
     discover, echo,
     net::{self, Family, Interface},
-    ping::{self, Pacing, RttPrecision},
+    ping::{self, Pacing, RttPrecision, SourceAddress},
     probe::{IpFields, Payload, PingKind, PortStep, SweepKind, TcpFlags},
     sweep::{
         self,
@@ -145,6 +146,14 @@ struct IpArgs {
     /// Set the don't-fragment bit (IPv4; a sweep's probes always carry it)
     #[arg(short = 'y', long = "dontfrag", conflicts_with = "frag")]
     dontfrag: bool,
+    /// Source address of the probes (lab use: replies go to it, and are taken only if they
+    /// are routed to this host)
+    #[arg(short = 'a', long = "spoof", value_name = "ADDR", value_parser = values::source_address)]
+    spoof: Option<IpAddr>,
+    /// A random source address for each probe, of the target's family (lab use: replies go to
+    /// those addresses, and none is taken: every probe counts as lost)
+    #[arg(long, conflicts_with = "spoof")]
+    rand_source: bool,
     /// Send each probe as IPv4 fragments of 16 data bytes, as hping3 (the target reassembles
     /// them; one target only, IPv4 only)
     #[arg(short = 'f', long = "frag")]
@@ -416,6 +425,16 @@ impl Cli {
         if self.ip.frag && destination.ip.is_ipv6() {
             bail!("-f fragments IPv4 probes, as hping3: IPv6 probes are sent whole");
         }
+        let source = match (self.ip.spoof, self.ip.rand_source) {
+            (Some(address), _) if address.is_ipv4() != destination.ip.is_ipv4() => bail!(
+                "-a {address} is not of the target's family ({} is {})",
+                destination.ip,
+                Family::of(destination.ip).name()
+            ),
+            (Some(address), _) => SourceAddress::Spoofed(address),
+            (None, true) => SourceAddress::Random,
+            (None, false) => SourceAddress::Route,
+        };
         let base = &self.base;
         Ok(ping::Options {
             target_name: target.clone(),
@@ -442,6 +461,7 @@ impl Cli {
             tcp_exit_code: self.tcp.tcpexitcode,
             seqnum: self.tcp.seqnum,
             fragments: self.ip.frag,
+            source,
         })
     }
 
@@ -462,6 +482,8 @@ impl Cli {
             (self.tcp.tcpexitcode, "--tcpexitcode"),
             (self.tcp.seqnum, "-Q"),
             (self.ip.frag, "-f"),
+            (self.ip.spoof.is_some(), "-a"),
+            (self.ip.rand_source, "--rand-source"),
         ];
         if let Some(option) = first_given(&single_target_options) {
             bail!("{option} has no meaning in a sweep (sweeps send one TCP SYN per port and host; see --rate and --retries)");
@@ -1089,6 +1111,39 @@ mod tests {
         assert!(refusal(&["-p", "80,81", "-f", "198.18.4.2"])
             .starts_with("-f has no meaning in a sweep"));
         assert!(Cli::try_parse_from(["prober", "-p", "80", "-f", "-y", "198.18.4.2"]).is_err());
+        let source = |args: &[&str]| {
+            let Mode::Ping(ping) = mode(&[&["-S", "-p", "80"], args].concat()).unwrap() else {
+                panic!("a ping");
+            };
+            ping.source
+        };
+        assert_eq!(options.source, SourceAddress::Route);
+        assert_eq!(
+            source(&["-a", "198.18.9.9", "198.18.4.2"]),
+            SourceAddress::Spoofed("198.18.9.9".parse().unwrap())
+        );
+        assert_eq!(
+            source(&["--spoof", "2001:db8::9", "2001:db8::2"]),
+            SourceAddress::Spoofed("2001:db8::9".parse().unwrap())
+        );
+        assert_eq!(
+            source(&["--rand-source", "198.18.4.2"]),
+            SourceAddress::Random
+        );
+        assert_eq!(
+            refusal(&["-S", "-p", "80", "-a", "2001:db8::9", "198.18.4.2"]),
+            "-a 2001:db8::9 is not of the target's family (198.18.4.2 is IPv4)"
+        );
+        for sweep_refused in [&["-a", "198.18.9.9"][..], &["--rand-source"]] {
+            assert!(
+                refusal(&[&["-p", "80,81"], sweep_refused, &["198.18.4.2"]].concat())
+                    .starts_with(&format!("{} has no meaning in a sweep", sweep_refused[0]))
+            );
+        }
+        let names = Cli::try_parse_from(["prober", "-p", "80", "-a", "host", "198.18.4.2"]);
+        assert!(names.unwrap_err().to_string().contains(
+            "invalid source address 'host': expected an IPv4 or IPv6 address without a zone"
+        ));
         for (option, value) in [("-N", "5"), ("-M", "1"), ("-L", "1")] {
             assert!(
                 refusal(&["-p", "80,81", option, value, "198.18.4.2"])

@@ -76,6 +76,19 @@ pub struct Options {
     pub seqnum: bool,
     /// Send each IPv4 probe as fragments (hping3's -f).
     pub fragments: bool,
+    pub source: SourceAddress,
+}
+
+/// Where the probes say they come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceAddress {
+    /// The route's source address: ours.
+    Route,
+    /// -a: this address, whose replies are taken if they are routed to this host.
+    Spoofed(IpAddr),
+    /// --rand-source: a random address of the target's family for each probe. Their replies
+    /// go to those addresses, and none is taken: every probe counts as lost.
+    Random,
 }
 
 /// What a run counted, as hping3's footer reports it.
@@ -219,8 +232,15 @@ impl Session {
             );
         }
         let route = route::lookup(options.target, options.interface.as_ref())?;
+        let (source, random_source) = match options.source {
+            SourceAddress::Route => (route.source, None),
+            SourceAddress::Spoofed(address) => (address, None),
+            // The filter keeps our own address, to which no reply comes.
+            SourceAddress::Random => (route.source, Some([random()?, random()?])),
+        };
         let endpoints = Endpoints {
-            source: route.source,
+            source,
+            random_source,
             target: options.target,
             ttl: options.ttl,
             first_ip_id: random()? as u16,

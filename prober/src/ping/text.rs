@@ -168,6 +168,7 @@ mod tests {
     fn endpoints() -> Endpoints {
         Endpoints {
             source: Ipv4Addr::new(198, 18, 0, 1).into(),
+            random_source: None,
             target: Ipv4Addr::new(198, 18, 0, 2).into(),
             ttl: 64,
             first_ip_id: 0,

@@ -9,10 +9,13 @@ pub mod neighbour;
 mod payload;
 mod tcp;
 
-use std::{net::IpAddr, sync::Arc};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
+};
 
 use anyhow::Result;
-use prober_common::{ProbeFilter, ReplyRecord};
+use prober_common::{siphash_2_4, ProbeFilter, ReplyRecord};
 
 pub use icmp::IcmpEcho;
 pub use ip::{for_each_fragment, FRAGMENT_PAYLOAD};
@@ -39,8 +42,12 @@ pub struct IpFields {
 /// Fields every one-target probe shares.
 #[derive(Clone, Debug)]
 pub struct Endpoints {
-    /// Our address, of the target's family.
+    /// The probes' source address, of the target's family: ours, or -a's; replies are taken
+    /// when they come to it.
     pub source: IpAddr,
+    /// --rand-source: the key that makes probe `n`'s source a random address of `source`'s
+    /// family (a keyed hash of `n`); None: every probe from `source`.
+    pub random_source: Option<[u64; 2]>,
     pub target: IpAddr,
     pub ttl: u8,
     /// IP identification of the first probe; later probes count up from it (IPv4), unless
@@ -52,6 +59,21 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
+    /// The source address of probe `n`.
+    fn source_of(&self, n: u64) -> IpAddr {
+        let Some(key) = self.random_source else {
+            return self.source;
+        };
+        let bits = |half: u8| {
+            let [b0, b1, b2, b3, b4, b5, b6, b7] = n.to_le_bytes();
+            siphash_2_4(key, &[b0, b1, b2, b3, b4, b5, b6, b7, half])
+        };
+        match self.source {
+            IpAddr::V4(_) => Ipv4Addr::from(bits(0) as u32).into(),
+            IpAddr::V6(_) => Ipv6Addr::from(u128::from(bits(0)) << 64 | u128::from(bits(1))).into(),
+        }
+    }
+
     /// What tells probe `n`'s IP header from its neighbours'.
     fn mark(&self, n: u64) -> ip::IpMark {
         ip::IpMark::Id {
@@ -66,7 +88,7 @@ impl Endpoints {
     /// The IP header of probe `n`, with `payload_len` bytes of `protocol` after it.
     fn ip_header(&self, n: u64, transport: ip::Transport, payload_len: u16) -> ip::IpHeader {
         ip::IpHeader::new(
-            self.source,
+            self.source_of(n),
             self.target,
             self.ttl,
             self.fields.tos,
@@ -312,6 +334,7 @@ mod tests {
     fn endpoints() -> Endpoints {
         Endpoints {
             source: Ipv4Addr::new(198, 18, 0, 1).into(),
+            random_source: None,
             target: Ipv4Addr::new(198, 18, 0, 2).into(),
             ttl: 63,
             first_ip_id: 0xfffe,
@@ -680,6 +703,48 @@ mod tests {
         };
         let packet = build(&echo, 0);
         assert_eq!(fragments_of(&packet), [packet]);
+    }
+
+    #[test]
+    fn random_sources_differ_per_probe_and_keep_the_checksums_right() {
+        let probe = TcpProbe {
+            endpoints: Endpoints {
+                random_source: Some([3, 4]),
+                ..endpoints()
+            },
+            ..syn(false)
+        };
+        let packets: Vec<Vec<u8>> = (0..4).map(|n| build(&probe, n)).collect();
+        let mut sources: Vec<&[u8]> = packets.iter().map(|packet| &packet[12..16]).collect();
+        assert!(!sources.contains(&&[198, 18, 0, 1][..]), "not ours");
+        for packet in &packets {
+            assert_eq!(internet_checksum(&packet[..20]), 0, "IP header checksum");
+            let pseudo_header = [&packet[12..20], &[0, 6], &20u16.to_be_bytes()[..]].concat();
+            let segment = [&pseudo_header[..], &packet[20..]].concat();
+            assert_eq!(internet_checksum(&segment), 0, "TCP checksum");
+        }
+        assert_eq!(build(&probe, 2), packets[2], "probe n's source is fixed");
+        sources.dedup();
+        assert_eq!(sources.len(), 4, "one source per probe");
+        assert_eq!(
+            probe.filter().local_addr,
+            IpAddress::from_ipv4([198, 18, 0, 1]),
+            "no reply to a random source is taken"
+        );
+        let echo = IcmpEcho {
+            endpoints: Endpoints {
+                random_source: Some([3, 4]),
+                ..ipv6_endpoints()
+            },
+            id: 1,
+        };
+        let (first, second) = (build(&echo, 0), build(&echo, 1));
+        assert_ne!(first[8..24], second[8..24], "IPv6 sources too");
+        assert_eq!(
+            ipv6_upper_layer_checksum(&first),
+            0,
+            "over the random source"
+        );
     }
 
     #[test]

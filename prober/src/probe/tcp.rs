@@ -233,14 +233,13 @@ impl PingProbe for TcpProbe {
 
     fn build(&self, n: u64, buf: &mut [u8]) -> usize {
         let Endpoints {
-            source,
             target,
             ttl,
             fields,
             ..
         } = self.endpoints;
         TcpSegment {
-            source,
+            source: self.endpoints.source_of(n),
             target,
             ttl,
             tos: fields.tos,
