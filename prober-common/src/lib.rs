@@ -54,7 +54,8 @@ pub struct ProbeFilter {
     /// 1: note our ARP requests and neighbour solicitations leaving, and take the answers to
     /// them into [`NEIGHBOURS_MAP`] (a sweep resolving on-link targets itself); 0: neither.
     pub neighbours: u8,
-    pub _pad: u8,
+    /// TCP, one target: 1 to record each reply's TSval (--tcp-timestamp), 0 not to.
+    pub tcp_timestamp: u8,
     /// TCP, one target: the data bytes every probe carries (-d), which a RST acknowledges
     /// with the SYN and FIN.
     pub tcp_data_len: u16,
@@ -111,6 +112,9 @@ pub struct ReplyRecord {
     pub src_addr: IpAddress,
     pub tcp_seq: u32,
     pub tcp_ack: u32,
+    /// The TSval of the reply's TCP timestamp option, when the filter asks for it and
+    /// `tcp_timestamp` is 1 (it had one); 0 otherwise.
+    pub tcp_tsval: u32,
     /// The IP packet's whole length: IPv4's total length, IPv6's 40 + payload length.
     pub ip_len: u16,
     /// IPv4's identification (0 for IPv6).
@@ -139,12 +143,19 @@ pub struct ReplyRecord {
     /// and code (see [`wire::IcmpErrorKind::of`]); 0 for other replies.
     pub icmp_type: u8,
     pub icmp_code: u8,
-    pub _pad: [u8; 2],
+    /// 1 when `tcp_tsval` holds the reply's TSval.
+    pub tcp_timestamp: u8,
+    pub _pad: [u8; 5],
     /// An ICMP error's sender (the target, or a router on the way); zero for other replies.
     pub icmp_from: IpAddress,
 }
 
 impl ReplyRecord {
+    /// The TSval of the reply's TCP timestamp option, if it had one (and the filter asked).
+    pub fn tcp_timestamp(&self) -> Option<u32> {
+        (self.tcp_timestamp == 1).then_some(self.tcp_tsval)
+    }
+
     /// What the ICMP error this record is says, if it is one that answers a TCP probe.
     pub fn icmp_error(&self) -> Option<wire::IcmpErrorKind> {
         let version = match self.protocol {
@@ -407,7 +418,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<ProbeFilter>(), 80);
         assert_eq!(core::mem::size_of::<Neighbour>(), 24);
         assert_eq!(core::mem::size_of::<NeighbourRecord>(), 40);
-        assert_eq!(core::mem::size_of::<ReplyRecord>(), 88);
+        assert_eq!(core::mem::size_of::<ReplyRecord>(), 96);
         assert_eq!(core::mem::size_of::<Departure>(), 32);
         assert_eq!(core::mem::size_of::<SweepDeparture>(), 16);
     }

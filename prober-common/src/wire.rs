@@ -483,6 +483,50 @@ pub fn segment(frame: &(impl Frame + ?Sized), ip: &IpPacket) -> Option<Segment> 
     })
 }
 
+/// TCP's timestamp option (RFC 7323): kind 8, ten bytes with its TSval and TSecr.
+const TCP_OPTION_END: u8 = 0;
+const TCP_OPTION_NOP: u8 = 1;
+const TCP_OPTION_TIMESTAMP: u8 = 8;
+const TCP_OPTION_TIMESTAMP_LEN: usize = 10;
+/// The most option bytes a TCP header holds (a data offset of 15 words, less the fixed 20),
+/// and so the most options there are to walk.
+const MAX_TCP_OPTIONS_LEN: usize = 40;
+
+/// The TSval of the timestamp option in the TCP header of `ip` (whose header [`segment`]
+/// took), walked as the kernel's `tcp_parse_options` walks them: the end of the list stops
+/// the walk, a NOP is one byte, any other option as long as its length byte says (at least
+/// 2, within the header); a timestamp option of another length is skipped. None without one.
+#[inline(always)]
+pub fn tcp_timestamp(frame: &(impl Frame + ?Sized), ip: &IpPacket) -> Option<u32> {
+    let [data_offset] = frame.read::<1>(ip.l4_offset + 12)?;
+    let end = ip.l4_offset + usize::from(data_offset >> 4) * 4;
+    let mut at = ip.l4_offset + TCP_HEADER_LEN;
+    for _ in 0..MAX_TCP_OPTIONS_LEN {
+        if at >= end {
+            return None;
+        }
+        let [kind] = frame.read::<1>(at)?;
+        match kind {
+            TCP_OPTION_END => return None,
+            TCP_OPTION_NOP => {
+                at += 1;
+                continue;
+            }
+            _ => {}
+        }
+        let [len] = frame.read::<1>(at + 1)?;
+        let len = usize::from(len);
+        if len < 2 || at + len > end {
+            return None;
+        }
+        if kind == TCP_OPTION_TIMESTAMP && len == TCP_OPTION_TIMESTAMP_LEN {
+            return frame.read::<4>(at + 2).map(u32::from_be_bytes);
+        }
+        at += len;
+    }
+    None
+}
+
 /// An ICMP or ICMPv6 echo message's type, identifier and sequence number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Echo {
@@ -1182,6 +1226,55 @@ mod tests {
                 "{more} {offset}"
             );
         }
+    }
+
+    /// The SYN-ACK with `options` after its fixed TCP header (a multiple of 4 bytes), and the
+    /// frame's length.
+    fn syn_ack_with_options(options: &[u8]) -> ([u8; 94], usize) {
+        let mut frame = [0u8; 94];
+        frame[..54].copy_from_slice(&syn_ack()[..54]);
+        frame[54..54 + options.len()].copy_from_slice(options);
+        let total = (40 + options.len()) as u16;
+        frame[16..18].copy_from_slice(&total.to_be_bytes());
+        frame[46] = (((20 + options.len()) / 4) << 4) as u8;
+        let len = 54 + options.len();
+        fix_checksums(&mut frame[..len]);
+        (frame, len)
+    }
+
+    fn timestamp_of(options: &[u8]) -> Option<u32> {
+        let (frame, len) = syn_ack_with_options(options);
+        let frame = &frame[..len];
+        let ip = parse(frame).unwrap();
+        assert!(segment(frame, &ip).is_some(), "a valid header");
+        tcp_timestamp(frame, &ip)
+    }
+
+    #[test]
+    fn the_timestamp_option_is_found_as_the_kernel_walks_options() {
+        const TSVAL: Option<u32> = Some(0x1234_5678);
+        // Linux's SYN-ACK: MSS, SACK permitted, timestamp, NOP, window scale.
+        let linux = [
+            2, 4, 5, 0xb4, 4, 2, 8, 10, 0x12, 0x34, 0x56, 0x78, 0, 0, 0, 9, 1, 3, 3, 7,
+        ];
+        assert_eq!(timestamp_of(&linux), TSVAL);
+        // hping3's probe: two NOPs, then the timestamp.
+        let nops = [1, 1, 8, 10, 0x12, 0x34, 0x56, 0x78, 0, 0, 0, 9];
+        assert_eq!(timestamp_of(&nops), TSVAL);
+        assert_eq!(timestamp_of(&[]), None, "no options");
+        assert_eq!(timestamp_of(&[2, 4, 5, 0xb4]), None, "MSS alone");
+        // The end of the list, a length below 2 or past the header stop the walk.
+        for first in [[0, 1], [3, 1], [3, 13]] {
+            let mut broken = [0, 0, 8, 10, 0x12, 0x34, 0x56, 0x78, 0, 0, 0, 9];
+            broken[..2].copy_from_slice(&first);
+            assert_eq!(timestamp_of(&broken), None, "{first:?}");
+        }
+        // A timestamp option of the wrong length is skipped, as the kernel skips it.
+        let short = [8, 2, 8, 10, 0x12, 0x34, 0x56, 0x78, 0, 0, 0, 9];
+        assert_eq!(timestamp_of(&short), TSVAL);
+        // A timestamp cut off by the header's end is none.
+        let cut = [1, 1, 1, 1, 1, 1, 8, 10, 0x12, 0x34, 0x56, 0x78];
+        assert_eq!(timestamp_of(&cut), None);
     }
 
     #[test]

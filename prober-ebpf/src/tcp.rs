@@ -98,7 +98,14 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
         target: ip.src,
         target_port: segment.source,
     };
+    let timestamp = if filter.tcp_timestamp == 1 {
+        timestamp(frame, ip)
+    } else {
+        0
+    };
     let mut decision = reply::matched(filter, ip, ports, &probe, arrived_ns, |record| {
+        record.tcp_tsval = timestamp as u32;
+        record.tcp_timestamp = (timestamp >> 32) as u8;
         record.src_port = segment.source;
         record.dst_port = segment.dest;
         record.tcp_seq = segment.seq;
@@ -122,6 +129,14 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
         };
     }
     decision
+}
+
+/// --tcp-timestamp: the TSval of the reply's timestamp option with bit 32 set, or 0 without
+/// one (no `Option`, see [`Decision`]). A function of its own, whose option walk keeps its
+/// locals off [`reply`]'s frame.
+#[inline(never)]
+fn timestamp(frame: &impl Frame, ip: &IpPacket) -> u64 {
+    wire::tcp_timestamp(frame, ip).map_or(0, |tsval| 1 << 32 | u64::from(tsval))
 }
 
 /// Answers a sweep's matched SYN-ACK with its RST, for the hook to send straight back (XDP_TX,

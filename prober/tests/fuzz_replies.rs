@@ -297,6 +297,7 @@ fn check_ping(case: &Case, record: &ReplyRecord) {
         window: case.window,
         seq: 1,
         ack: 0,
+        timestamp: None,
     };
     check_ping_line(case, record, &tcp, 3);
     // The probe that left from the port the reply is addressed to has the reply's sequence.

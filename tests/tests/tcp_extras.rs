@@ -1,9 +1,10 @@
 //! TCP probe extras side by side with hping3 on namespace hosts: -Q (the replies' sequence
 //! numbers), -f (fragments, as a packet socket in the namespace sees them arrive), -a and
-//! --rand-source (the probes' source address, on the wire too).
+//! --rand-source (the probes' source address, on the wire too), --tcp-timestamp (hping3's
+//! option on the wire, and its uptime guess's lines).
 
 use prober_tests::capture::Arrivals;
-use prober_tests::output::{compare_with_hping3, parse_footer};
+use prober_tests::output::{compare_with_hping3, normalize, parse_footer};
 use prober_tests::proc::{run, Finished};
 use prober_tests::{
     hping3_command, prober_command, require_root, run_checked, TestHost, OPEN_PORT,
@@ -154,14 +155,21 @@ fn the_first_fragment_is_seen_leaving() {
     }
 }
 
-/// The sources of the SYNs to `to`:`port` that arrived, in order.
-fn syn_sources(arrivals: &Arrivals, to: Ipv4Addr, port: u16) -> Vec<Ipv4Addr> {
+/// The SYNs over IPv4 (without IP options) to `to`:`port` that arrived, in order.
+fn syns_to(arrivals: &Arrivals, to: Ipv4Addr, port: u16) -> Vec<Vec<u8>> {
     arrivals
         .ip_packets()
-        .iter()
+        .into_iter()
         .filter(|packet| packet.len() >= 40 && packet[0] == 0x45 && packet[9] == 6)
         .filter(|packet| packet[16..20] == to.octets() && packet[22..24] == port.to_be_bytes())
         .filter(|packet| packet[33] & 0x02 != 0)
+        .collect()
+}
+
+/// The sources of the SYNs to `to`:`port` that arrived, in order.
+fn syn_sources(arrivals: &Arrivals, to: Ipv4Addr, port: u16) -> Vec<Ipv4Addr> {
+    syns_to(arrivals, to, port)
+        .iter()
         .map(|packet| Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]))
         .collect()
 }
@@ -211,4 +219,94 @@ fn random_sources_change_per_probe_and_their_replies_are_lost_as_hping3s() {
     }
     compare_with_hping3(&hping3, &prober, false);
     assert_eq!(prober.code(), Some(1), "every probe lost: {prober}");
+}
+
+/// The TCP options of the SYNs to `to`:`port` that arrived.
+fn syn_options(arrivals: &Arrivals, to: Ipv4Addr, port: u16) -> Vec<Vec<u8>> {
+    syns_to(arrivals, to, port)
+        .iter()
+        .map(|packet| packet[40..20 + usize::from(packet[32] >> 4) * 4].to_vec())
+        .collect()
+}
+
+/// A --tcp-timestamp run's stdout but its header, numbers masked: reply lines as `normalize`
+/// masks them, every other number as `N`, but for the clock rate guessed.
+fn timestamp_shapes(run: &Finished) -> Vec<String> {
+    let numbers = |line: &str| {
+        let mut masked = String::new();
+        for c in line.chars() {
+            match (c.is_ascii_digit(), masked.ends_with('N')) {
+                (true, true) => {}
+                (true, false) => masked.push('N'),
+                (false, _) => masked.push(c),
+            }
+        }
+        masked
+    };
+    run.stdout_lines()
+        .iter()
+        .skip(1)
+        // With -k hping3 takes every reply after the first for a duplicate (`DUP! `, timed
+        // from the first probe); prober times each against its own probe, and shows none so.
+        .map(|line| line.strip_prefix("DUP! ").unwrap_or(line))
+        .map(|line| match line.starts_with("len=") {
+            true => normalize(line, false).unwrap().0,
+            false if line.starts_with("  HZ seems hz=") => line.to_string(),
+            false => numbers(line),
+        })
+        .collect()
+}
+
+#[test]
+fn tcp_timestamps_same_as_hping3s() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let port = OPEN_PORT.to_string();
+    // One source port: Linux offsets its timestamps per connection, so only replies to the
+    // same ports count up from one another, at its 1000 Hz; and an interval of whole seconds,
+    // without which hping3 guesses nothing.
+    let target = host.addr.to_string();
+    let args = [
+        "-n",
+        "-c",
+        "3",
+        "-i",
+        "1",
+        "-S",
+        "-p",
+        &port,
+        "-k",
+        "--tcp-timestamp",
+        &target,
+    ]
+    .map(String::from);
+    let options = |arrivals: &Arrivals| syn_options(arrivals, host.addr, OPEN_PORT);
+    let ((hping3, hping3_options), (prober, prober_options)) = side_by_side(&host, &args, options);
+    for (options, run) in [(hping3_options, &hping3), (prober_options, &prober)] {
+        assert_eq!(options.len(), 3, "{run}");
+        for option in options {
+            // Two NOPs, the timestamp option with its TSval, and a TSecr of 0.
+            assert_eq!(option.len(), 12, "{option:?}: {run}");
+            assert_eq!(
+                (&option[..4], &option[8..]),
+                (&[1, 1, 8, 10][..], &[0; 4][..])
+            );
+        }
+    }
+    let shapes = timestamp_shapes(&prober);
+    assert_eq!(shapes, timestamp_shapes(&hping3), "{hping3}\n{prober}");
+    assert_eq!(
+        shapes
+            .iter()
+            .filter(|line| *line == "  HZ seems hz=1000")
+            .count(),
+        2,
+        "a guess from the second reply on: {prober}"
+    );
+    assert_eq!(
+        hping3.stdout_lines()[0],
+        prober.stdout_lines()[0],
+        "40 headers, as hping3 counts"
+    );
+    same_ending(&hping3, &prober);
 }

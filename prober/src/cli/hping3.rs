@@ -32,7 +32,7 @@ const MISSING: [(&[&str], &str); 16] = [
         "is hping3's traceroute, which prober does not have yet",
     ),
     (
-        &["--tcp-timestamp", "--tcp-mss"],
+        &["--tcp-mss"],
         "is a TCP option of hping3's, which prober does not have yet",
     ),
     (

@@ -222,6 +222,11 @@ struct TcpArgs {
     /// TCP acknowledgement number of every probe [default: random]
     #[arg(short = 'L', long = "setack", value_name = "ACK", value_parser = values::tcp_number)]
     setack: Option<u32>,
+    /// Send a TCP timestamp option and show each reply's, with hping3's guess at the
+    /// target's clock rate and uptime (Linux has offset timestamps by a random amount per
+    /// connection since 4.10: the guess is only as good as that allows)
+    #[arg(long)]
+    tcp_timestamp: bool,
     /// Print only each TCP reply's sequence number and its difference from the last one's
     /// (hping3's, to see how the target picks initial sequence numbers)
     #[arg(short = 'Q', long = "seqnum")]
@@ -400,6 +405,9 @@ impl Cli {
             if self.tcp.seqnum {
                 bail!("-Q prints TCP replies' sequence numbers: it needs TCP mode, not -1");
             }
+            if self.tcp.tcp_timestamp {
+                bail!("--tcp-timestamp is a TCP option: it needs TCP mode, not -1");
+            }
             PingKind::IcmpEcho
         } else {
             let Some(DestPorts::One { port, step }) = self.tcp.port else {
@@ -414,6 +422,7 @@ impl Cli {
                 window: self.tcp.window,
                 seq: self.tcp.setseq,
                 ack: self.tcp.setack,
+                timestamp: self.tcp.tcp_timestamp,
             }
         };
         let data = usize::from(self.ip.data.unwrap_or(0));
@@ -484,6 +493,7 @@ impl Cli {
             (self.ip.frag, "-f"),
             (self.ip.spoof.is_some(), "-a"),
             (self.ip.rand_source, "--rand-source"),
+            (self.tcp.tcp_timestamp, "--tcp-timestamp"),
         ];
         if let Some(option) = first_given(&single_target_options) {
             bail!("{option} has no meaning in a sweep (sweeps send one TCP SYN per port and host; see --rate and --retries)");
@@ -745,8 +755,16 @@ mod tests {
             "-2 is hping3's UDP mode, which prober does not have yet"
         );
         assert_eq!(
-            line(&["prober", "-S", "-p", "80", "--tcp-timestamp", "198.18.4.2"]),
-            "--tcp-timestamp is a TCP option of hping3's, which prober does not have yet"
+            line(&[
+                "prober",
+                "-S",
+                "-p",
+                "80",
+                "--tcp-mss",
+                "1460",
+                "198.18.4.2"
+            ]),
+            "--tcp-mss is a TCP option of hping3's, which prober does not have yet"
         );
         assert_eq!(
             line(&["prober", "--no-such-option", "198.18.4.2"]),
@@ -1076,7 +1094,7 @@ mod tests {
         assert_eq!(sweep.tos, 0x10);
         // Options of TCP pings alone, each refused with -1 and in sweeps.
         type Given = fn(&ping::Options) -> bool;
-        let tcp_only: [(&str, Given, &str); 2] = [
+        let tcp_only: [(&str, Given, &str); 3] = [
             (
                 "--tcpexitcode",
                 |options| options.tcp_exit_code,
@@ -1086,6 +1104,19 @@ mod tests {
                 "-Q",
                 |options| options.seqnum,
                 "-Q prints TCP replies' sequence numbers",
+            ),
+            (
+                "--tcp-timestamp",
+                |options| {
+                    matches!(
+                        options.kind,
+                        PingKind::Tcp {
+                            timestamp: true,
+                            ..
+                        }
+                    )
+                },
+                "--tcp-timestamp is a TCP option",
             ),
         ];
         for (option, given, why) in tcp_only {

@@ -322,6 +322,10 @@ impl Session {
             log: &log,
             summary: Summary::default(),
             last_remote_seq: 0,
+            uptime: text::UptimeGuess::new(match options.pacing {
+                Pacing::Interval(interval) => interval,
+                Pacing::Flood => Duration::ZERO,
+            }),
             out,
         };
         let sources = Sources {
@@ -355,6 +359,8 @@ struct ReplyPrinter<'a> {
     /// The sequence number of the last TCP reply shown with -Q (0 before the first, as
     /// hping3's difference starts from).
     last_remote_seq: u32,
+    /// --tcp-timestamp's lines after each first reply.
+    uptime: text::UptimeGuess,
     out: LineOutput,
 }
 
@@ -398,15 +404,23 @@ impl ReplyHandler for ReplyPrinter<'_> {
                 Some(error) => {
                     text::icmp_error_line(error, reply.icmp_code, reply.icmp_from.into())
                 }
-                None => text::reply_line(
-                    self.probe,
-                    reply,
-                    seq,
-                    rtt_ns as f64 / 1e6,
-                    self.options.rtt_precision,
-                    duplicate,
-                    self.options.verbose,
-                ),
+                None => {
+                    let mut line = text::reply_line(
+                        self.probe,
+                        reply,
+                        seq,
+                        rtt_ns as f64 / 1e6,
+                        self.options.rtt_precision,
+                        duplicate,
+                        self.options.verbose,
+                    );
+                    // Only a filter that asks (--tcp-timestamp) has TSvals recorded; hping3
+                    // shows a duplicate's too.
+                    if let Some(tsval) = reply.tcp_timestamp() {
+                        line += &self.uptime.lines(tsval);
+                    }
+                    line
+                }
             };
             self.out.push(line);
         }

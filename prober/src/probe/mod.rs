@@ -125,7 +125,13 @@ pub trait PingProbe: Send + Sync {
 
     /// Room to build one of its probes in.
     fn buffer(&self) -> Vec<u8> {
-        vec![0; MAX_PROBE_LEN + self.payload().size()]
+        vec![0; MAX_PROBE_LEN + self.options_len() + self.payload().size()]
+    }
+
+    /// The bytes of transport options its probes carry, which hping3's header line leaves
+    /// out of its count.
+    fn options_len(&self) -> usize {
+        0
     }
 
     /// hping3's sequence number of the probe a reply answers.
@@ -163,6 +169,8 @@ pub enum PingKind {
         /// The sequence and acknowledgement numbers every probe carries (-M, -L); None: random.
         seq: Option<u32>,
         ack: Option<u32>,
+        /// hping3's --tcp-timestamp: every probe carries a timestamp option.
+        timestamp: bool,
     },
     IcmpEcho,
 }
@@ -179,6 +187,7 @@ impl PingKind {
                 window,
                 seq,
                 ack,
+                timestamp,
             } => {
                 let random = TcpProbe::new(
                     endpoints,
@@ -191,6 +200,10 @@ impl PingKind {
                 Arc::new(TcpProbe {
                     seq: seq.unwrap_or(random.seq),
                     ack: ack.unwrap_or(random.ack),
+                    timestamp: match timestamp {
+                        true => Some(crate::random()? as u32),
+                        false => None,
+                    },
                     ..random
                 })
             }
@@ -353,6 +366,7 @@ mod tests {
             window: 512,
             seq: 0x0102_0304,
             ack: 0x0a0b_0c0d,
+            timestamp: None,
         }
     }
 
@@ -622,6 +636,7 @@ mod tests {
             window: 64,
             seq: Some(0xdead_beef),
             ack: Some(7),
+            timestamp: false,
         };
         let probe = kind.probe(endpoints()).unwrap();
         for n in 0..2 {
@@ -745,6 +760,37 @@ mod tests {
             0,
             "over the random source"
         );
+    }
+
+    #[test]
+    fn tcp_timestamp_probes_carry_hping3s_option() {
+        for (endpoints, ip_len) in [(endpoints(), 20), (ipv6_endpoints(), 40)] {
+            let probe = TcpProbe {
+                endpoints,
+                timestamp: Some(u32::MAX),
+                ..syn(false)
+            };
+            for n in 0..2 {
+                let packet = build(&probe, n);
+                assert_eq!(packet.len(), ip_len + 32, "a 32-byte TCP header");
+                let tcp = &packet[ip_len..];
+                assert_eq!(tcp[12] >> 4, 8, "data offset");
+                let tsval = u32::MAX.wrapping_add(n as u32).to_be_bytes();
+                let options = [&[1, 1, 8, 10][..], &tsval, &[0; 4]].concat();
+                assert_eq!(&tcp[20..], &options[..], "NOP, NOP, TSval, TSecr 0");
+                if ip_len == 20 {
+                    assert_eq!(u16::from_be_bytes([packet[2], packet[3]]), 52);
+                    let pseudo_header =
+                        [&packet[12..20], &[0, 6], &32u16.to_be_bytes()[..]].concat();
+                    assert_eq!(internet_checksum(&[&pseudo_header[..], tcp].concat()), 0);
+                } else {
+                    assert_eq!(ipv6_upper_layer_checksum(&packet), 0);
+                }
+            }
+            assert_eq!(probe.filter().tcp_timestamp, 1, "replies' TSval recorded");
+            assert_eq!(probe.options_len(), 12);
+        }
+        assert_eq!(syn(false).filter().tcp_timestamp, 0);
     }
 
     #[test]
@@ -974,6 +1020,7 @@ mod tests {
                     ack: 0,
                     flags: TcpFlags(TcpFlags::SYN),
                     window: 65535,
+                    timestamp: None,
                 }
                 .write(&[], &mut written);
                 assert_eq!(built.len, len);
