@@ -131,27 +131,47 @@ fn fragments_same_as_hping3s_and_answered() {
 }
 
 #[test]
+fn icmp_echoes_with_data_leave_in_fragments_and_are_answered_as_hping3s() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let args = args(&["-1", "-d", "40", "-f"], host.addr);
+    let ((hping3, hping3_fragments), (prober, prober_fragments)) =
+        side_by_side(&host, &args, |arrivals| {
+            fragments_from(arrivals, host.host_addr)
+        });
+    // The echo request's 8 bytes and 40 of data: three fragments of 16.
+    let each_probe = [(36, true, 0), (36, true, 2), (36, false, 4)];
+    assert_eq!(hping3_fragments, each_probe.repeat(3), "{hping3}");
+    assert_eq!(prober_fragments, hping3_fragments, "{prober}");
+    // The echo replies carry the data back; their IP ids vary.
+    compare_with_hping3(&hping3, &prober, true);
+    assert_eq!(prober.stdout_lines().len(), 4, "{prober}");
+}
+
+#[test]
 fn the_first_fragment_is_seen_leaving() {
     require_root();
     let host = TestHost::standard().expect("test host");
     let port = OPEN_PORT.to_string();
-    let run = run(
-        prober_command(&args(
-            &["--bpf-trace", "-S", "-p", &port, "-s", "41000", "-f"],
-            host.addr,
-        )),
-        TIMEOUT,
-    );
-    assert_eq!(run.code(), Some(0), "{run}");
-    for slot in 0..3 {
-        let left = format!(
-            "bpf: tc: probe to {} port {port} left, slot {slot}",
-            host.addr
-        );
-        assert!(
-            run.stderr_lines().contains(&left.as_str()),
-            "want {left:?}: {run}"
-        );
+    let target = host.addr;
+    // The TC egress program names each probe by its first fragment: TCP by the start of its
+    // header, ICMP by its echo header (with 40 bytes of data, in the first of three).
+    let tcp = ["-S", "-p", &port, "-s", "41000"];
+    let kinds = [
+        (&tcp[..], format!("bpf: tc: probe to {target} port {port}")),
+        (&["-1", "-d", "40"], format!("bpf: tc: probe to {target}")),
+    ];
+    for (options, probe) in kinds {
+        let traced = [&["--bpf-trace", "-f"], options].concat();
+        let run = run(prober_command(&args(&traced, target)), TIMEOUT);
+        assert_eq!(run.code(), Some(0), "{run}");
+        for slot in 0..3 {
+            let left = format!("{probe} left, slot {slot}");
+            assert!(
+                run.stderr_lines().contains(&left.as_str()),
+                "want {left:?}: {run}"
+            );
+        }
     }
 }
 
