@@ -70,7 +70,9 @@ pub struct ProbeFilter {
     pub ip_id_base: u16,
     pub ip_id_max_offset: u16,
     pub ip_protocol: u8,
-    pub _pad2: [u8; 3],
+    /// TCP, one target: 1 to record each reply's TSval (--tcp-timestamp), 0 not to.
+    pub tcp_timestamp: u8,
+    pub _pad2: [u8; 2],
 }
 
 impl ProbeFilter {
@@ -211,16 +213,26 @@ pub struct ReplyRecord {
     pub tcp_flags: u8,
     /// IPv6's flow label (0 for IPv4).
     pub flow_label: u32,
+    /// The TSval of the reply's TCP timestamp option, when the filter asks for it and
+    /// `tcp_timestamp` is 1 (it had one); 0 otherwise.
+    pub tcp_tsval: u32,
     /// An ICMP error (`protocol` is ICMP or ICMPv6 for a kind whose probes are not): its type
     /// and code (see [`wire::IcmpErrorKind::of`]); 0 for other replies.
     pub icmp_type: u8,
     pub icmp_code: u8,
-    pub _pad: [u8; 6],
+    /// 1 when `tcp_tsval` holds the reply's TSval.
+    pub tcp_timestamp: u8,
+    pub _pad: [u8; 1],
     /// An ICMP error's sender (the target, or a router on the way); zero for other replies.
     pub icmp_from: IpAddress,
 }
 
 impl ReplyRecord {
+    /// The TSval of the reply's TCP timestamp option, if it had one (and the filter asked).
+    pub fn tcp_timestamp(&self) -> Option<u32> {
+        (self.tcp_timestamp == 1).then_some(self.tcp_tsval)
+    }
+
     /// What the ICMP error this record is says, if it is one that answers a TCP or UDP probe.
     pub fn icmp_error(&self) -> Option<wire::IcmpErrorKind> {
         let version = match self.protocol {

@@ -59,6 +59,7 @@ const NEXT_HEADER_ROUTING: u8 = 43;
 const NEXT_HEADER_FRAGMENT: u8 = 44;
 const NEXT_HEADER_DESTINATION: u8 = 60;
 const IP_MORE_FRAGMENTS_AND_OFFSET: u16 = 0x3fff;
+const IP_MORE_FRAGMENTS: u16 = 0x2000;
 pub const TCP_HEADER_LEN: usize = 20;
 pub const ICMP_ECHO_LEN: usize = 8;
 pub const UDP_HEADER_LEN: usize = 8;
@@ -178,10 +179,15 @@ impl IpPacket {
 /// Why [`parse`] found no packet for prober in a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NoPacket {
-    /// Not IP, a fragment (whose payload is no transport header; no reply or probe is
-    /// fragmented), or an IPv6 packet whose extension headers go on past
+    /// Not IP, a fragment (whose payload is no transport header; no reply is fragmented) but
+    /// an IPv4 packet's first, or an IPv6 packet whose extension headers go on past
     /// [`MAX_EXTENSION_HEADERS`]: nothing for prober.
     Other,
+    /// The first fragment of an IPv4 packet, its header fields parsed as a whole packet's
+    /// (`l4_len` is the fragment's share): only the start of its transport header is there.
+    /// Replies are never taken from one; a one-target probe's (-f) is, at TC egress, by
+    /// that start ([`segment_start`], [`echo`]).
+    FirstFragment,
     /// An IP frame whose headers the kernel would drop, with its destination when the fixed
     /// header was there to read (who it was aimed at decides whether prober counts it).
     Malformed(Option<IpAddress>),
@@ -257,7 +263,8 @@ fn parse_ipv4(frame: &(impl Frame + ?Sized), packet: &mut IpPacket) -> Result<()
         return Err(NoPacket::Malformed(Some(dst)));
     }
     let frag = u16::from_be_bytes([ip(6), ip(7)]);
-    if frag & IP_MORE_FRAGMENTS_AND_OFFSET != 0 {
+    let first_fragment = frag & IP_MORE_FRAGMENTS_AND_OFFSET == IP_MORE_FRAGMENTS;
+    if frag & IP_MORE_FRAGMENTS_AND_OFFSET != 0 && !first_fragment {
         return Err(NoPacket::Other);
     }
     packet.to_mac = mac_of(head);
@@ -273,6 +280,9 @@ fn parse_ipv4(frame: &(impl Frame + ?Sized), packet: &mut IpPacket) -> Result<()
     packet.frag = frag;
     packet.header_sum = words_in(head, ETH_HEADER_LEN, SHORT_HEAD_LEN);
     packet.address_sum = words_in(head, ETH_HEADER_LEN + 12, SHORT_HEAD_LEN);
+    if first_fragment {
+        return Err(NoPacket::FirstFragment);
+    }
     Ok(())
 }
 
@@ -392,6 +402,59 @@ pub struct Segment {
     pub urgent: u16,
 }
 
+/// The first 12 bytes of a TCP header: its ports and sequence numbers, which name a probe. A
+/// probe's first fragment (-f, 16 bytes of its segment) holds them, but not the whole header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentStart {
+    pub source: u16,
+    pub dest: u16,
+    pub seq: u32,
+    pub ack: u32,
+}
+
+const SEGMENT_START_LEN: usize = 12;
+
+impl SegmentStart {
+    #[inline(always)]
+    fn of(bytes: &[u8; SEGMENT_START_LEN]) -> SegmentStart {
+        let word = |at: usize| u16::from_be_bytes([bytes[at], bytes[at + 1]]);
+        let long = |at: usize| {
+            u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
+        SegmentStart {
+            source: word(0),
+            dest: word(2),
+            seq: long(4),
+            ack: long(8),
+        }
+    }
+}
+
+impl Segment {
+    #[inline(always)]
+    pub fn start(&self) -> SegmentStart {
+        SegmentStart {
+            source: self.source,
+            dest: self.dest,
+            seq: self.seq,
+            ack: self.ack,
+        }
+    }
+}
+
+/// The start of `ip`'s TCP header, whole packet or first fragment, if it holds that much.
+#[inline(always)]
+pub fn segment_start(frame: &(impl Frame + ?Sized), ip: &IpPacket) -> Option<SegmentStart> {
+    if ip.l4_len < SEGMENT_START_LEN {
+        return None;
+    }
+    let bytes = match ip.transport_head() {
+        Some(in_head) => *in_head.first_chunk()?,
+        None => frame.read::<SEGMENT_START_LEN>(ip.l4_offset)?,
+    };
+    Some(SegmentStart::of(&bytes))
+}
+
 /// The TCP header of `ip`, if the packet holds one whose data offset `tcp_v4_rcv` would take:
 /// at least 5 words, and no more than the segment the IP header states.
 #[inline(always)]
@@ -408,19 +471,61 @@ pub fn segment(frame: &(impl Frame + ?Sized), ip: &IpPacket) -> Option<Segment> 
         return None;
     }
     let word = |at: usize| u16::from_be_bytes([header[at], header[at + 1]]);
-    let long = |at: usize| {
-        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
-    };
+    let start = SegmentStart::of(header.first_chunk()?);
     Some(Segment {
-        source: word(0),
-        dest: word(2),
-        seq: long(4),
-        ack: long(8),
+        source: start.source,
+        dest: start.dest,
+        seq: start.seq,
+        ack: start.ack,
         flags: header[13],
         window: word(14),
         checksum: word(16),
         urgent: word(18),
     })
+}
+
+/// TCP's timestamp option (RFC 7323): kind 8, ten bytes with its TSval and TSecr.
+const TCP_OPTION_END: u8 = 0;
+const TCP_OPTION_NOP: u8 = 1;
+const TCP_OPTION_TIMESTAMP: u8 = 8;
+const TCP_OPTION_TIMESTAMP_LEN: usize = 10;
+/// The most option bytes a TCP header holds (a data offset of 15 words, less the fixed 20),
+/// and so the most options there are to walk.
+const MAX_TCP_OPTIONS_LEN: usize = 40;
+
+/// The TSval of the timestamp option in the TCP header of `ip` (whose header [`segment`]
+/// took), walked as the kernel's `tcp_parse_options` walks them: the end of the list stops
+/// the walk, a NOP is one byte, any other option as long as its length byte says (at least
+/// 2, within the header); a timestamp option of another length is skipped. None without one.
+#[inline(always)]
+pub fn tcp_timestamp(frame: &(impl Frame + ?Sized), ip: &IpPacket) -> Option<u32> {
+    let [data_offset] = frame.read::<1>(ip.l4_offset + 12)?;
+    let end = ip.l4_offset + usize::from(data_offset >> 4) * 4;
+    let mut at = ip.l4_offset + TCP_HEADER_LEN;
+    for _ in 0..MAX_TCP_OPTIONS_LEN {
+        if at >= end {
+            return None;
+        }
+        let [kind] = frame.read::<1>(at)?;
+        match kind {
+            TCP_OPTION_END => return None,
+            TCP_OPTION_NOP => {
+                at += 1;
+                continue;
+            }
+            _ => {}
+        }
+        let [len] = frame.read::<1>(at + 1)?;
+        let len = usize::from(len);
+        if len < 2 || at + len > end {
+            return None;
+        }
+        if kind == TCP_OPTION_TIMESTAMP && len == TCP_OPTION_TIMESTAMP_LEN {
+            return frame.read::<4>(at + 2).map(u32::from_be_bytes);
+        }
+        at += len;
+    }
+    None
 }
 
 /// The fields of a UDP header.
@@ -1236,6 +1341,113 @@ mod tests {
             let ours = IpAddress::from_ipv4([198, 18, 4, 1]);
             assert_eq!(parse(&frame[..]), Err(NoPacket::Malformed(Some(ours))));
         }
+    }
+
+    /// The SYN-ACK's first 16 bytes of TCP as the first fragment of its packet (hping3's -f
+    /// sizes), or with `offset` (in 8-byte units) as a later one.
+    fn fragment(more: bool, offset: u16) -> [u8; 50] {
+        let mut frame = [0u8; 50];
+        frame.copy_from_slice(&syn_ack()[..50]);
+        frame[16..18].copy_from_slice(&36u16.to_be_bytes());
+        let flags = if more { 0x2000 } else { 0 };
+        frame[20..22].copy_from_slice(&(flags | offset).to_be_bytes());
+        frame
+    }
+
+    #[test]
+    fn a_first_fragment_gives_its_header_fields_and_the_start_of_its_segment() {
+        let first = fragment(true, 0);
+        let mut ip = IpPacket::EMPTY;
+        assert_eq!(
+            parse_into(&first[..], &mut ip),
+            Err(NoPacket::FirstFragment)
+        );
+        assert_eq!(
+            (ip.src, ip.dst, ip.protocol, ip.l4_len),
+            (
+                IpAddress::from_ipv4([198, 18, 4, 2]),
+                IpAddress::from_ipv4([198, 18, 4, 1]),
+                6,
+                16
+            )
+        );
+        assert_eq!(segment(&first[..], &ip), None, "no whole TCP header");
+        assert_eq!(
+            segment_start(&first[..], &ip),
+            Some(SegmentStart {
+                source: 80,
+                dest: 61440,
+                seq: 1,
+                ack: 2
+            })
+        );
+        // Whole packets give the same start as their segment.
+        let whole = syn_ack();
+        let ip = parse(&whole[..]).unwrap();
+        assert_eq!(
+            segment_start(&whole[..], &ip),
+            segment(&whole[..], &ip).map(|segment| segment.start())
+        );
+    }
+
+    #[test]
+    fn later_fragments_are_none_of_probers() {
+        for (more, offset) in [(true, 2), (false, 2), (false, 1)] {
+            assert_eq!(
+                parse(&fragment(more, offset)[..]),
+                Err(NoPacket::Other),
+                "{more} {offset}"
+            );
+        }
+    }
+
+    /// The SYN-ACK with `options` after its fixed TCP header (a multiple of 4 bytes), and the
+    /// frame's length.
+    fn syn_ack_with_options(options: &[u8]) -> ([u8; 94], usize) {
+        let mut frame = [0u8; 94];
+        frame[..54].copy_from_slice(&syn_ack()[..54]);
+        frame[54..54 + options.len()].copy_from_slice(options);
+        let total = (40 + options.len()) as u16;
+        frame[16..18].copy_from_slice(&total.to_be_bytes());
+        frame[46] = (((20 + options.len()) / 4) << 4) as u8;
+        let len = 54 + options.len();
+        fix_checksums(&mut frame[..len]);
+        (frame, len)
+    }
+
+    fn timestamp_of(options: &[u8]) -> Option<u32> {
+        let (frame, len) = syn_ack_with_options(options);
+        let frame = &frame[..len];
+        let ip = parse(frame).unwrap();
+        assert!(segment(frame, &ip).is_some(), "a valid header");
+        tcp_timestamp(frame, &ip)
+    }
+
+    #[test]
+    fn the_timestamp_option_is_found_as_the_kernel_walks_options() {
+        const TSVAL: Option<u32> = Some(0x1234_5678);
+        // Linux's SYN-ACK: MSS, SACK permitted, timestamp, NOP, window scale.
+        let linux = [
+            2, 4, 5, 0xb4, 4, 2, 8, 10, 0x12, 0x34, 0x56, 0x78, 0, 0, 0, 9, 1, 3, 3, 7,
+        ];
+        assert_eq!(timestamp_of(&linux), TSVAL);
+        // hping3's probe: two NOPs, then the timestamp.
+        let nops = [1, 1, 8, 10, 0x12, 0x34, 0x56, 0x78, 0, 0, 0, 9];
+        assert_eq!(timestamp_of(&nops), TSVAL);
+        assert_eq!(timestamp_of(&[]), None, "no options");
+        assert_eq!(timestamp_of(&[2, 4, 5, 0xb4]), None, "MSS alone");
+        // The end of the list, a length below 2 or past the header stop the walk.
+        for first in [[0, 1], [3, 1], [3, 13]] {
+            let mut broken = [0, 0, 8, 10, 0x12, 0x34, 0x56, 0x78, 0, 0, 0, 9];
+            broken[..2].copy_from_slice(&first);
+            assert_eq!(timestamp_of(&broken), None, "{first:?}");
+        }
+        // A timestamp option of the wrong length is skipped, as the kernel skips it.
+        let short = [8, 2, 8, 10, 0x12, 0x34, 0x56, 0x78, 0, 0, 0, 9];
+        assert_eq!(timestamp_of(&short), TSVAL);
+        // A timestamp cut off by the header's end is none.
+        let cut = [1, 1, 1, 1, 1, 1, 8, 10, 0x12, 0x34, 0x56, 0x78];
+        assert_eq!(timestamp_of(&cut), None);
     }
 
     #[test]

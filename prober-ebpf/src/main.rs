@@ -137,7 +137,9 @@ pub fn prober_egress(ctx: TcContext) -> i32 {
             _ => {}
         }
     }
-    if parsed.is_ok() {
+    // A one-target probe's first fragment (-f) holds the start of its transport header,
+    // which names the probe.
+    if matches!(parsed, Ok(()) | Err(NoPacket::FirstFragment)) {
         let ours = ip.src == filter.local_addr
             && (filter.mode == MODE_SWEEP || ip.dst == filter.target_addr);
         let probe = match filter.kind {

@@ -98,7 +98,14 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
         target: ip.src,
         target_port: segment.source,
     };
+    let timestamp = if filter.tcp_timestamp == 1 {
+        timestamp(frame, ip)
+    } else {
+        0
+    };
     let mut decision = reply::matched(filter, ip, ports, &probe, arrived_ns, |record| {
+        record.tcp_tsval = timestamp as u32;
+        record.tcp_timestamp = (timestamp >> 32) as u8;
         record.src_port = segment.source;
         record.dst_port = segment.dest;
         record.tcp_seq = segment.seq;
@@ -122,6 +129,14 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
         };
     }
     decision
+}
+
+/// --tcp-timestamp: the TSval of the reply's timestamp option with bit 32 set, or 0 without
+/// one (no `Option`, see [`Decision`]). A function of its own, whose option walk keeps its
+/// locals off [`reply`]'s frame.
+#[inline(never)]
+fn timestamp(frame: &impl Frame, ip: &IpPacket) -> u64 {
+    wire::tcp_timestamp(frame, ip).map_or(0, |tsval| 1 << 32 | u64::from(tsval))
 }
 
 /// Answers a sweep's matched SYN-ACK with its RST, for the hook to send straight back (XDP_TX,
@@ -175,33 +190,42 @@ pub fn departure(packet: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Op
     if ip.protocol != IPPROTO_TCP {
         return None;
     }
-    let segment = wire::segment(packet, ip)?;
     // Only our probes: the host's own segments on these ports (its RST to a SYN-ACK, a
     // target's answers leaving `lo`) must not take their slots. A probe of one flow carries
     // its number in its sequence and acknowledgement numbers alike (see
     // ProbeFilter::tcp_rest).
-    let seq_offset = segment.seq.wrapping_sub(filter.tcp_seq);
-    let probe = if reply::sweep(filter) {
-        segment.flags & (SYN | ACK) == SYN
+    let start = if reply::sweep(filter) {
+        let segment = wire::segment(packet, ip)?;
+        if segment.flags & (SYN | ACK) != SYN {
+            return None;
+        }
+        segment.start()
     } else {
-        filter.probes_port(segment.dest)
+        // All that a one-target probe's first fragment (-f) is sure to hold of its header.
+        let start = wire::segment_start(packet, ip)?;
+        let seq_offset = start.seq.wrapping_sub(filter.tcp_seq);
+        let probe = filter.probes_port(start.dest)
             && filter.tcp_rest(seq_offset) == 0
-            && segment.ack.wrapping_sub(filter.tcp_ack) == seq_offset
+            && start.ack.wrapping_sub(filter.tcp_ack) == seq_offset;
+        if !probe {
+            return None;
+        }
+        start
     };
-    if !filter.is_our_port(segment.source) || !probe {
+    if !filter.is_our_port(start.source) {
         return None;
     }
     if reply::sweep(filter) {
         maps::note_sweep_departure(
-            segment.source.wrapping_sub(filter.sport_base),
+            start.source.wrapping_sub(filter.sport_base),
             reply::epoch(ip),
-            segment.seq,
+            start.seq,
         );
     }
     Some(Probe {
-        slot: filter.tcp_slot(segment.source, seq_offset),
+        slot: filter.tcp_slot(start.source, start.seq.wrapping_sub(filter.tcp_seq)),
         target: ip.dst,
-        target_port: segment.dest,
+        target_port: start.dest,
     })
 }
 

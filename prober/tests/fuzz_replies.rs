@@ -281,6 +281,7 @@ fn check_ping_line(case: &Case, record: &ReplyRecord, probe: &dyn PingProbe, lin
 fn check_ping(case: &Case, record: &ReplyRecord) {
     let endpoints = Endpoints {
         source: Ipv4Addr::new(198, 18, 0, 1).into(),
+        random_source: None,
         target: IpAddr::from(record.src_addr),
         ttl: 64,
         first_ip_id: 0,
@@ -299,6 +300,7 @@ fn check_ping(case: &Case, record: &ReplyRecord) {
         window: case.window,
         seq: 1,
         ack: 0,
+        timestamp: None,
     };
     check_ping_line(case, record, &tcp, 3);
     // The probe that left from the port the reply is addressed to has the reply's sequence.

@@ -13,7 +13,7 @@
 //! [`proc`] runs programs with timeouts and reads their output line by line while they run;
 //! [`output`] parses and checks hping3-style output, [`sweep`] the output of sweep mode;
 //! [`packets`] builds forged replies to send with [`TestHost::send_raw_from_namespace`];
-//! [`forger`] answers each probe from inside a namespace with replies the kernel would drop;
+//! [`capture`] reads what arrives in a namespace; [`forger`] answers each probe from inside a namespace with replies the kernel would drop;
 //! [`unprivileged`] runs prober as an ordinary user, with file capabilities if asked;
 //! [`responder`] plays a host behind a TAP device that answers after a delay it controls and
 //! measures (ground truth for RTTs).
@@ -29,6 +29,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod capture;
 pub mod forger;
 pub mod neighbour_forger;
 pub mod output;

@@ -36,7 +36,7 @@ fn against_test_host(args: &[&str]) -> Finished {
 /// sent (before: clap's `unexpected argument '-T' found`).
 #[test]
 fn hping3_options_prober_lacks_are_refused_with_what_they_are() {
-    for (option, what) in [("-9", "hping3's listen mode"), ("-f", "fragments probes")] {
+    for (option, what) in [("-9", "hping3's listen mode"), ("-G", "sets IP options")] {
         let refused = run(
             prober_command(&[option, "-S", "-p", "80", "198.18.4.2"]),
             TIMEOUT,

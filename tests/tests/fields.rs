@@ -2,70 +2,31 @@
 //! namespace host: the same lines (but for RTTs), and on the wire, as a packet socket inside the
 //! namespace reads the probes as they arrive, the fields asked for.
 
+use prober_tests::capture::Arrivals;
 use prober_tests::output::{check_error, check_run, compare_with_hping3, tcp_reply, Expected};
 use prober_tests::proc::{run, Finished};
 use prober_tests::{
-    forger, hping3_command, prober_command, require_root, TestHost, CLOSED_PORT, FILTERED_PORT,
-    OPEN_PORT,
+    hping3_command, prober_command, require_root, TestHost, CLOSED_PORT, FILTERED_PORT, OPEN_PORT,
 };
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 const VETH_SYNACK_WIN: u32 = 64240;
 
-/// The frames arriving on the namespace's end of the veth, from the moment it is opened.
-struct Arrivals {
-    socket: OwnedFd,
-}
-
-impl Arrivals {
-    fn open(host: &TestHost) -> Arrivals {
-        let interface = host.peer_if.clone();
-        let socket = host
-            .in_ns(move || forger::open_socket(&interface))
-            .expect("entering the namespace")
-            .expect("a packet socket in the namespace");
-        Arrivals { socket }
-    }
-
-    /// The TCP SYNs over IPv4 from `from` to `port` read so far (their IP packets).
-    fn syns(&self, from: Ipv4Addr, port: u16) -> Vec<Vec<u8>> {
-        const ETHERNET: usize = 14;
-        let mut syns = Vec::new();
-        let mut buffer = vec![0u8; 65536];
-        loop {
-            // SAFETY: the buffer outlives the call and its length is given.
-            let length = unsafe {
-                libc::recv(
-                    self.socket.as_raw_fd(),
-                    buffer.as_mut_ptr().cast(),
-                    buffer.len(),
-                    0,
-                )
-            };
-            if length < 0 {
-                // The socket's receive timeout: everything queued has been read.
-                let error = std::io::Error::last_os_error();
-                assert_eq!(error.kind(), std::io::ErrorKind::WouldBlock, "{error}");
-                return syns;
-            }
-            let frame = &buffer[..length as usize];
-            if frame.len() < ETHERNET + 40 || frame[12..14] != [0x08, 0x00] {
-                continue;
-            }
-            let packet = &frame[ETHERNET..];
-            let tcp = &packet[usize::from(packet[0] & 0x0f) * 4..];
-            let is_syn = packet[9] == 6 && tcp[13] & 0x02 != 0;
-            if packet[12..16] == from.octets()
-                && is_syn
-                && u16::from_be_bytes([tcp[2], tcp[3]]) == port
-            {
-                syns.push(packet.to_vec());
-            }
+/// The TCP SYNs over IPv4 from `from` to `port` that arrived (their IP packets).
+fn syns(arrivals: &Arrivals, from: Ipv4Addr, port: u16) -> Vec<Vec<u8>> {
+    let syn = |packet: &Vec<u8>| {
+        if packet.len() < 40 || packet[0] >> 4 != 4 {
+            return false;
         }
-    }
+        let tcp = &packet[usize::from(packet[0] & 0x0f) * 4..];
+        packet[9] == 6
+            && tcp[13] & 0x02 != 0
+            && packet[12..16] == from.octets()
+            && u16::from_be_bytes([tcp[2], tcp[3]]) == port
+    };
+    arrivals.ip_packets().into_iter().filter(syn).collect()
 }
 
 /// `-n -c 2 -i u200000 <options> TARGET`.
@@ -88,7 +49,7 @@ fn side_by_side(
     let args = args(options, host.addr);
     let hping3 = run(hping3_command(&args), TIMEOUT);
     let prober = run(prober_command(&args), TIMEOUT);
-    (hping3, prober, arrivals.syns(host.host_addr, port))
+    (hping3, prober, syns(&arrivals, host.host_addr, port))
 }
 
 /// Two SYNs carrying `data` bytes to `port` of the standard host, answered by its kernel: SYN-ACKs
@@ -176,7 +137,7 @@ fn file_data_and_header_fields_on_the_wire() {
     let prober = run(prober_command(&args(&options, host.addr)), TIMEOUT);
     std::fs::remove_file(&file).expect("removing the data file");
     check_run(&prober, &expected(&host, 4, CLOSED_PORT));
-    let syns = arrivals.syns(host.host_addr, CLOSED_PORT);
+    let syns = syns(&arrivals, host.host_addr, CLOSED_PORT);
     assert_eq!(syns.len(), 2, "{prober}");
     assert_fields(&syns[..1], 0x10, b"abcd");
     assert_fields(&syns[1..], 0x10, b"efg\0");
@@ -205,7 +166,7 @@ fn data_beyond_the_mtu_is_refused_before_anything_is_sent() {
     );
     assert!(refused.stdout.is_empty(), "no header: {line}");
     assert!(
-        arrivals.syns(host.host_addr, OPEN_PORT).is_empty(),
+        syns(&arrivals, host.host_addr, OPEN_PORT).is_empty(),
         "nothing sent"
     );
     let fits = run(
@@ -295,7 +256,7 @@ fn sweep_probes_carry_the_tos() {
             .any(|row| row.trim_start().starts_with("80 http")),
         "the open port's row: {sweep}"
     );
-    let syns = arrivals.syns(host.host_addr, OPEN_PORT);
+    let syns = syns(&arrivals, host.host_addr, OPEN_PORT);
     assert_eq!(syns.len(), 1, "{sweep}");
     assert_eq!(syns[0][1], 0xb8, "TOS of {:02x?}", syns[0]);
     assert_eq!(syns[0][6] & 0x40, 0x40, "a sweep's probes carry DF");

@@ -5,6 +5,7 @@ mod values;
 
 use std::{
     io::{self, IsTerminal as _},
+    net::IpAddr,
     path::PathBuf,
     time::Duration,
 };
@@ -20,7 +21,7 @@ use crate::{
     bpf::AttachMode,
     discover, echo,
     net::{self, Family, Interface},
-    ping::{self, traceroute, Pacing, RttPrecision},
+    ping::{self, traceroute, Pacing, RttPrecision, SourceAddress},
     probe::{
         IcmpMessage, IpFields, Payload, PingKind, PortStep, SweepKind, TcpFlags,
         DEFAULT_RAW_IP_PROTOCOL,
@@ -187,8 +188,20 @@ struct IpArgs {
     #[arg(short = 'o', long = "tos", value_name = "HEX", value_parser = values::tos)]
     tos: Option<u8>,
     /// Set the don't-fragment bit (IPv4; a sweep's probes always carry it)
-    #[arg(short = 'y', long = "dontfrag")]
+    #[arg(short = 'y', long = "dontfrag", conflicts_with = "frag")]
     dontfrag: bool,
+    /// Source address of the probes (lab use: replies go to it, and are taken only if they
+    /// are routed to this host)
+    #[arg(short = 'a', long = "spoof", value_name = "ADDR", value_parser = values::source_address)]
+    spoof: Option<IpAddr>,
+    /// A random source address for each probe, of the target's family (lab use: replies go to
+    /// those addresses, and none is taken: every probe counts as lost)
+    #[arg(long, conflicts_with = "spoof")]
+    rand_source: bool,
+    /// Send each probe as IPv4 fragments of 16 data bytes, as hping3 (the target reassembles
+    /// them; one target only, IPv4 only)
+    #[arg(short = 'f', long = "frag")]
+    frag: bool,
     /// Data bytes each probe carries after its headers: X's as hping3's, or -E's file [default: 0]
     #[arg(short = 'd', long = "data", value_name = "SIZE", value_parser = values::data_size)]
     data: Option<u16>,
@@ -253,6 +266,15 @@ struct TcpArgs {
     /// TCP acknowledgement number of every probe [default: random]
     #[arg(short = 'L', long = "setack", value_name = "ACK", value_parser = values::tcp_number)]
     setack: Option<u32>,
+    /// Send a TCP timestamp option and show each reply's, with hping3's guess at the
+    /// target's clock rate and uptime (Linux has offset timestamps by a random amount per
+    /// connection since 4.10: the guess is only as good as that allows)
+    #[arg(long)]
+    tcp_timestamp: bool,
+    /// Print only each TCP reply's sequence number and its difference from the last one's
+    /// (hping3's, to see how the target picks initial sequence numbers)
+    #[arg(short = 'Q', long = "seqnum")]
+    seqnum: bool,
 }
 
 #[derive(Args, Debug)]
@@ -387,6 +409,8 @@ impl Cli {
             (tcp.setseq.is_some(), "-M"),
             (tcp.setack.is_some(), "-L"),
             (tcp.tcpexitcode, "--tcpexitcode"),
+            (tcp.seqnum, "-Q"),
+            (tcp.tcp_timestamp, "--tcp-timestamp"),
         ];
         match first_given(&tcp_only) {
             Some(option) => bail!("{option} is for TCP's header, which {mode} does not send"),
@@ -487,6 +511,12 @@ impl Cli {
             if self.tcp.tcpexitcode {
                 bail!("--tcpexitcode exits with a TCP reply's flags: it needs TCP mode, not -1");
             }
+            if self.tcp.seqnum {
+                bail!("-Q prints TCP replies' sequence numbers: it needs TCP mode, not -1");
+            }
+            if self.tcp.tcp_timestamp {
+                bail!("--tcp-timestamp is a TCP option: it needs TCP mode, not -1");
+            }
             if !message.carries_data() && self.ip.data.is_some() {
                 bail!("-d: timestamp and address mask requests carry their own fields, no data");
             }
@@ -515,6 +545,7 @@ impl Cli {
                 window: self.tcp.window,
                 seq: self.tcp.setseq,
                 ack: self.tcp.setack,
+                timestamp: self.tcp.tcp_timestamp,
             }
         };
         let data = usize::from(self.ip.data.unwrap_or(0));
@@ -524,6 +555,19 @@ impl Cli {
         };
         let destination = net::resolve(target, self.family())?;
         kind.check_target(destination.ip)?;
+        if self.ip.frag && destination.ip.is_ipv6() {
+            bail!("-f fragments IPv4 probes, as hping3: IPv6 probes are sent whole");
+        }
+        let source = match (self.ip.spoof, self.ip.rand_source) {
+            (Some(address), _) if address.is_ipv4() != destination.ip.is_ipv4() => bail!(
+                "-a {address} is not of the target's family ({} is {})",
+                destination.ip,
+                Family::of(destination.ip).name()
+            ),
+            (Some(address), _) => SourceAddress::Spoofed(address),
+            (None, true) => SourceAddress::Random,
+            (None, false) => SourceAddress::Route,
+        };
         let base = &self.base;
         Ok(ping::Options {
             target_name: target.clone(),
@@ -556,6 +600,9 @@ impl Cli {
                 keep_ttl: self.ip.tr_keep_ttl,
                 no_rtt: self.ip.tr_no_rtt,
             }),
+            seqnum: self.tcp.seqnum,
+            fragments: self.ip.frag,
+            source,
         })
     }
 
@@ -580,6 +627,11 @@ impl Cli {
             (self.tcp.setack.is_some(), "-L"),
             (self.tcp.tcpexitcode, "--tcpexitcode"),
             (self.ip.traceroute, "-T"),
+            (self.tcp.seqnum, "-Q"),
+            (self.ip.frag, "-f"),
+            (self.ip.spoof.is_some(), "-a"),
+            (self.ip.rand_source, "--rand-source"),
+            (self.tcp.tcp_timestamp, "--tcp-timestamp"),
         ];
         let single_target_options =
             [&single_target_options[..], &self.traceroute_options()].concat();
@@ -849,8 +901,16 @@ mod tests {
             "-9 is hping3's listen mode, which prober does not have"
         );
         assert_eq!(
-            line(&["prober", "-S", "-p", "80", "--tcp-timestamp", "198.18.4.2"]),
-            "--tcp-timestamp is a TCP option of hping3's, which prober does not have yet"
+            line(&[
+                "prober",
+                "-S",
+                "-p",
+                "80",
+                "--tcp-mss",
+                "1460",
+                "198.18.4.2"
+            ]),
+            "--tcp-mss is a TCP option of hping3's, which prober does not have yet"
         );
         assert_eq!(
             line(&["prober", "--no-such-option", "198.18.4.2"]),
@@ -1278,18 +1338,89 @@ mod tests {
             panic!("a sweep");
         };
         assert_eq!(sweep.tos, 0x10);
-        let Mode::Ping(exit_code) =
-            mode(&["-S", "-p", "80", "--tcpexitcode", "198.18.4.2"]).unwrap()
-        else {
+        // Options of TCP pings alone, each refused with -1 and in sweeps.
+        type Given = fn(&ping::Options) -> bool;
+        let tcp_only: [(&str, Given, &str); 3] = [
+            (
+                "--tcpexitcode",
+                |options| options.tcp_exit_code,
+                "--tcpexitcode exits with a TCP reply's flags",
+            ),
+            (
+                "-Q",
+                |options| options.seqnum,
+                "-Q prints TCP replies' sequence numbers",
+            ),
+            (
+                "--tcp-timestamp",
+                |options| {
+                    matches!(
+                        options.kind,
+                        PingKind::Tcp {
+                            timestamp: true,
+                            ..
+                        }
+                    )
+                },
+                "--tcp-timestamp is a TCP option",
+            ),
+        ];
+        for (option, given, why) in tcp_only {
+            let Mode::Ping(with) = mode(&["-S", "-p", "80", option, "198.18.4.2"]).unwrap() else {
+                panic!("a ping");
+            };
+            assert!(given(&with) && !given(&options), "{option}");
+            assert_eq!(
+                refusal(&["-1", option, "198.18.4.2"]),
+                format!("{why}: it needs TCP mode, not -1")
+            );
+            assert!(refusal(&["-p", "80,81", option, "198.18.4.2"])
+                .starts_with(&format!("{option} has no meaning in a sweep")));
+        }
+        let Mode::Ping(fragments) = mode(&["-S", "-p", "80", "-f", "198.18.4.2"]).unwrap() else {
             panic!("a ping");
         };
-        assert!(exit_code.tcp_exit_code && !options.tcp_exit_code);
+        assert!(fragments.fragments && !options.fragments);
         assert_eq!(
-            refusal(&["-1", "--tcpexitcode", "198.18.4.2"]),
-            "--tcpexitcode exits with a TCP reply's flags: it needs TCP mode, not -1"
+            refusal(&["-S", "-p", "80", "-f", "2001:db8::2"]),
+            "-f fragments IPv4 probes, as hping3: IPv6 probes are sent whole"
         );
-        assert!(refusal(&["-p", "80,81", "--tcpexitcode", "198.18.4.2"])
-            .starts_with("--tcpexitcode has no meaning in a sweep"));
+        assert!(refusal(&["-p", "80,81", "-f", "198.18.4.2"])
+            .starts_with("-f has no meaning in a sweep"));
+        assert!(Cli::try_parse_from(["prober", "-p", "80", "-f", "-y", "198.18.4.2"]).is_err());
+        let source = |args: &[&str]| {
+            let Mode::Ping(ping) = mode(&[&["-S", "-p", "80"], args].concat()).unwrap() else {
+                panic!("a ping");
+            };
+            ping.source
+        };
+        assert_eq!(options.source, SourceAddress::Route);
+        assert_eq!(
+            source(&["-a", "198.18.9.9", "198.18.4.2"]),
+            SourceAddress::Spoofed("198.18.9.9".parse().unwrap())
+        );
+        assert_eq!(
+            source(&["--spoof", "2001:db8::9", "2001:db8::2"]),
+            SourceAddress::Spoofed("2001:db8::9".parse().unwrap())
+        );
+        assert_eq!(
+            source(&["--rand-source", "198.18.4.2"]),
+            SourceAddress::Random
+        );
+        assert_eq!(
+            refusal(&["-S", "-p", "80", "-a", "2001:db8::9", "198.18.4.2"]),
+            "-a 2001:db8::9 is not of the target's family (198.18.4.2 is IPv4)"
+        );
+        for sweep_refused in [&["-a", "198.18.9.9"][..], &["--rand-source"]] {
+            assert!(
+                refusal(&[&["-p", "80,81"], sweep_refused, &["198.18.4.2"]].concat())
+                    .starts_with(&format!("{} has no meaning in a sweep", sweep_refused[0]))
+            );
+        }
+        let names = Cli::try_parse_from(["prober", "-p", "80", "-a", "host", "198.18.4.2"]);
+        assert!(names.unwrap_err().to_string().contains(
+            "invalid source address 'host': expected an IPv4 or IPv6 address without a zone"
+        ));
         for (option, value) in [("-N", "5"), ("-M", "1"), ("-L", "1")] {
             assert!(
                 refusal(&["-p", "80,81", option, value, "198.18.4.2"])

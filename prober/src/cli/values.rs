@@ -1,9 +1,10 @@
 //! Parsers of option values: each turns text into a validated value, or says in one line
 //! what was expected.
-use std::{fmt::Display, ops::RangeInclusive, str::FromStr, time::Duration};
+use std::{fmt::Display, net::IpAddr, ops::RangeInclusive, str::FromStr, time::Duration};
 
 use crate::{
     echo,
+    net::resolve::Host,
     probe::PortStep,
     sweep::{ports::PortList, Shard},
 };
@@ -172,6 +173,19 @@ pub fn tos(text: &str) -> Result<u8, String> {
             echo::value(text)
         )
     })
+}
+
+/// -a: a source address, IPv4 or IPv6, as typed (never a name to look up).
+pub fn source_address(text: &str) -> Result<IpAddr, String> {
+    match Host::parse(text) {
+        Ok(Host::Address { ip, zone: None }) => Ok(ip),
+        Ok(_) => Err(format!(
+            "invalid source address '{}': expected an IPv4 or IPv6 address without a zone \
+             (198.18.0.1, 2001:db8::1)",
+            echo::value(text)
+        )),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 /// -M and -L: a 32-bit TCP number, decimal or `0x` hexadecimal.

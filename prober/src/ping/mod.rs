@@ -75,6 +75,23 @@ pub struct Options {
     pub tcp_exit_code: bool,
     /// hping3's traceroute (-T): the TTL starts at `ttl` and rises hop by hop.
     pub traceroute: Option<traceroute::Options>,
+    /// Show TCP replies as their sequence numbers alone (hping3's -Q).
+    pub seqnum: bool,
+    /// Send each IPv4 probe as fragments (hping3's -f).
+    pub fragments: bool,
+    pub source: SourceAddress,
+}
+
+/// Where the probes say they come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceAddress {
+    /// The route's source address: ours.
+    Route,
+    /// -a: this address, whose replies are taken if they are routed to this host.
+    Spoofed(IpAddr),
+    /// --rand-source: a random address of the target's family for each probe. Their replies
+    /// go to those addresses, and none is taken: every probe counts as lost.
+    Random,
 }
 
 /// What a run counted, as hping3's footer reports it.
@@ -180,8 +197,11 @@ pub fn run(options: Options) -> Result<Conclusion> {
 }
 
 /// Refuses probes longer than the route's interface takes (or a transmit ring's frame holds):
-/// prober does not fragment.
-fn fits_the_path(probe: &dyn PingProbe, route: &Route) -> Result<()> {
+/// prober fragments them only when asked (-f), into fragments that always fit.
+fn fits_the_path(probe: &dyn PingProbe, route: &Route, fragments: bool) -> Result<()> {
+    if fragments {
+        return Ok(());
+    }
     let length = probe.build(0, &mut probe.buffer());
     let mtu = route.interface.mtu()? as usize;
     let longest = mtu.min(transmit::tx_ring::MAX_PACKET_LEN);
@@ -189,7 +209,7 @@ fn fits_the_path(probe: &dyn PingProbe, route: &Route) -> Result<()> {
         let data = probe.payload().size();
         bail!(
             "-d {data}: probes of {length} bytes are longer than {} takes ({longest} bytes; MTU \
-             {mtu}), and prober does not fragment: at most -d {}",
+             {mtu}), and prober fragments them only with -f: at most -d {}",
             route.interface.name,
             data.saturating_sub(length - longest)
         );
@@ -215,8 +235,15 @@ impl Session {
             );
         }
         let route = route::lookup(options.target, options.interface.as_ref())?;
+        let (source, random_source) = match options.source {
+            SourceAddress::Route => (route.source, None),
+            SourceAddress::Spoofed(address) => (address, None),
+            // The filter keeps our own address, to which no reply comes.
+            SourceAddress::Random => (route.source, Some([random()?, random()?])),
+        };
         let endpoints = Endpoints {
-            source: route.source,
+            source,
+            random_source,
             target: options.target,
             ttl: options.ttl,
             first_ip_id: random()? as u16,
@@ -225,7 +252,7 @@ impl Session {
             one_flow: options.traceroute.is_some(),
         };
         let probe = options.kind.probe(endpoints)?;
-        fits_the_path(probe.as_ref(), &route)?;
+        fits_the_path(probe.as_ref(), &route, options.fragments)?;
         let wiring = Wiring {
             neighbours: 0,
             senders: 1,
@@ -309,6 +336,11 @@ impl Session {
             log: &log,
             hops,
             summary: Summary::default(),
+            last_remote_seq: 0,
+            uptime: text::UptimeGuess::new(match options.pacing {
+                Pacing::Interval(interval) => interval,
+                Pacing::Flood => Duration::ZERO,
+            }),
             out,
         };
         let sources = Sources {
@@ -341,6 +373,11 @@ struct ReplyPrinter<'a> {
     /// A traceroute's hops (-T).
     hops: Option<traceroute::Hops>,
     summary: Summary,
+    /// The sequence number of the last TCP reply shown with -Q (0 before the first, as
+    /// hping3's difference starts from).
+    last_remote_seq: u32,
+    /// --tcp-timestamp's lines after each first reply.
+    uptime: text::UptimeGuess,
     out: LineOutput,
 }
 
@@ -388,8 +425,12 @@ impl ReplyHandler for ReplyPrinter<'_> {
         if reply.protocol == IPPROTO_TCP {
             self.summary.last_tcp_flags = Some(reply.tcp_flags);
         }
-        // hping3's -q leaves a traceroute's hop lines in.
-        if !self.options.quiet || hop.is_some() {
+        // hping3's -Q shows its line even with -q, and -q leaves a traceroute's hop lines in.
+        if self.options.seqnum && reply.protocol == IPPROTO_TCP && hop.is_none() {
+            let line = text::seqnum_line(reply.tcp_seq, self.last_remote_seq);
+            self.last_remote_seq = reply.tcp_seq;
+            self.out.push(line);
+        } else if !self.options.quiet || hop.is_some() {
             let lines = match (hop, error) {
                 (Some(hop), _) => hop.lines,
                 (None, Some(error)) => {
@@ -398,15 +439,23 @@ impl ReplyHandler for ReplyPrinter<'_> {
                     self.probe.write_error_trailer(error, reply, seq, &mut line);
                     vec![line]
                 }
-                (None, None) => vec![text::reply_line(
-                    self.probe,
-                    reply,
-                    seq,
-                    rtt_ms,
-                    self.options.rtt_precision,
-                    duplicate,
-                    self.options.verbose,
-                )],
+                (None, None) => {
+                    let mut line = text::reply_line(
+                        self.probe,
+                        reply,
+                        seq,
+                        rtt_ms,
+                        self.options.rtt_precision,
+                        duplicate,
+                        self.options.verbose,
+                    );
+                    // Only a filter that asks (--tcp-timestamp) has TSvals recorded; hping3
+                    // shows a duplicate's too.
+                    if let Some(tsval) = reply.tcp_timestamp() {
+                        line += &self.uptime.lines(tsval);
+                    }
+                    vec![line]
+                }
             };
             for line in lines {
                 self.out.push(line);

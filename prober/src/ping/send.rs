@@ -8,7 +8,7 @@ use std::{
 use super::{Options, Pacing};
 use crate::{
     monotonic_ns,
-    probe::{set_ttl, PingProbe},
+    probe::{for_each_fragment, set_ttl, PingProbe},
     reply_loop::StopSignal,
     transmit::{Transmit, FLOOD_BATCH},
 };
@@ -112,7 +112,11 @@ pub fn send_probes(
             set_ttl(&mut packet[..length], ttl.load(Ordering::Relaxed));
         }
         log.sending(probe.sequence_of(n));
-        transmit.send(&packet[..length])?;
+        if options.fragments {
+            for_each_fragment(&packet[..length], |fragment| transmit.send(fragment))?;
+        } else {
+            transmit.send(&packet[..length])?;
+        }
         if options.pacing != Pacing::Flood {
             transmit.flush()?;
         }

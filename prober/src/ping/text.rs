@@ -1,5 +1,5 @@
 //! hping3's text: the header, one line per reply, and the statistic footer.
-use std::{fmt::Write as _, net::IpAddr};
+use std::{fmt::Write as _, net::IpAddr, time::Duration};
 
 use prober_common::{wire::IcmpErrorKind, ReplyRecord};
 
@@ -7,8 +7,8 @@ use super::Summary;
 use crate::probe::PingProbe;
 
 /// `HPING <target> (<ifname> <ip>): <mode>, <n> headers + <d> data bytes`, where n is the
-/// length of the probes' headers as built (IPv4 + TCP 40, IPv6 + TCP 60, IPv4 + ICMP 28, IPv6 +
-/// ICMPv6 48) and d that of their data (-d).
+/// length of the probes' headers as built but for their TCP options, as hping3 counts (IPv4 +
+/// TCP 40, IPv6 + TCP 60, IPv4 + ICMP 28, IPv6 + ICMPv6 48) and d that of their data (-d).
 pub fn header(target_name: &str, interface: &str, target: IpAddr, probe: &dyn PingProbe) -> String {
     let (data, headers) = (probe.payload().size(), probe.headers_len());
     format!(
@@ -63,6 +63,70 @@ pub fn reply_line(
     }
     probe.write_after(reply, &mut line);
     line
+}
+
+/// hping3's -Q line for a TCP reply with sequence number `seq`, after one with `last`: the
+/// number right-aligned in ten columns and its distance from `last`, which hping3 takes one
+/// short when the numbers wrap (`(2^32 - 1 - last) + seq`).
+pub fn seqnum_line(seq: u32, last: u32) -> String {
+    let distance = if seq >= last {
+        seq - last
+    } else {
+        u32::MAX - last + seq
+    };
+    format!("{seq:10} +{distance}")
+}
+
+/// hping3's --tcp-timestamp lines after a reply line: the reply's TSval; with an interval of
+/// whole seconds (hping3's `-i N`, not `-i uN`), from the second reply on, its guess at the
+/// target's timestamp clock (the nearest of 2, 10, 100 and 1000 Hz to the ticks per second
+/// since the last reply's TSval, so the last probe's interval apart) and the uptime that clock
+/// gives; then a blank line. The arithmetic is hping3's, its 32-bit wrap included.
+#[derive(Debug)]
+pub struct UptimeGuess {
+    /// The interval in whole seconds; None: no guess (`-i uN`, `--fast`).
+    interval_seconds: Option<u32>,
+    /// The last reply's TSval; hping3 takes 0 for none.
+    last: u32,
+}
+
+impl UptimeGuess {
+    pub fn new(interval: Duration) -> UptimeGuess {
+        let whole = interval.subsec_nanos() == 0 && interval.as_secs() > 0;
+        UptimeGuess {
+            interval_seconds: whole.then(|| interval.as_secs().try_into().unwrap_or(u32::MAX)),
+            last: 0,
+        }
+    }
+
+    /// What follows the line of a reply with `tsval`, starting with the line break after it.
+    pub fn lines(&mut self, tsval: u32) -> String {
+        const CLOCK_RATES: [i32; 4] = [2, 10, 100, 1000];
+        let mut lines = format!("\n  TCP timestamp: tcpts={tsval}");
+        let per_second = self
+            .interval_seconds
+            .filter(|_| self.last != 0)
+            .map(|seconds| (tsval.wrapping_sub(self.last) / seconds) as i32);
+        if let Some(measured) = per_second.filter(|&rate| rate > 0) {
+            let hz = CLOCK_RATES
+                .into_iter()
+                .min_by_key(|hz| (measured - hz).unsigned_abs())
+                .expect("rates to pick from");
+            let seconds = (tsval / hz as u32) as i32;
+            let _ = write!(
+                lines,
+                "\n  HZ seems hz={hz}\n  System uptime seems: {} days, {} hours, {} minutes, \
+                 {} seconds",
+                seconds / 86_400,
+                seconds % 86_400 / 3600,
+                seconds % 3600 / 60,
+                seconds % 60
+            );
+        }
+        self.last = tsval;
+        lines.push('\n');
+        lines
+    }
 }
 
 /// hping3's line for an ICMP error that answers a probe, from `from` (the router or the target
@@ -159,6 +223,7 @@ mod tests {
     fn endpoints() -> Endpoints {
         Endpoints {
             source: Ipv4Addr::new(198, 18, 0, 1).into(),
+            random_source: None,
             target: Ipv4Addr::new(198, 18, 0, 2).into(),
             ttl: 64,
             first_ip_id: 0,
@@ -180,6 +245,7 @@ mod tests {
             window: 64,
             seq: 1000,
             ack: 0,
+            timestamp: None,
         }
     }
 
@@ -199,6 +265,45 @@ mod tests {
             l4_checksum: 0x468c,
             ..ReplyRecord::default()
         }
+    }
+
+    #[test]
+    fn uptime_guesses_are_hping3s() {
+        let mut guess = UptimeGuess::new(Duration::from_secs(2));
+        assert_eq!(guess.lines(0,), "\n  TCP timestamp: tcpts=0\n", "no last");
+        assert_eq!(
+            guess.lines(93_782_000),
+            "\n  TCP timestamp: tcpts=93782000\n"
+        );
+        // 2 004 ticks in 2 s: 1000 Hz, and 93 785 s of uptime.
+        assert_eq!(
+            guess.lines(93_784_004),
+            "\n  TCP timestamp: tcpts=93784004\n  HZ seems hz=1000\n  \
+             System uptime seems: 1 days, 2 hours, 3 minutes, 4 seconds\n"
+        );
+        // 60 ticks a second is nearest to 100 Hz; on a tie the slower rate wins, as hping3's.
+        assert!(guess.lines(93_784_124).contains("HZ seems hz=100\n"));
+        assert!(guess.lines(93_784_136).contains("HZ seems hz=2\n"));
+        // A clock that went back wraps as hping3's 32-bit difference does: a tick back in 2 s
+        // is 2^31 - 1 ticks a second forward; in 1 s, a negative rate and no guess.
+        assert!(guess.lines(93_784_135).contains("hz=1000"));
+        let mut each_second = UptimeGuess::new(Duration::from_secs(1));
+        each_second.lines(1000);
+        assert_eq!(each_second.lines(999), "\n  TCP timestamp: tcpts=999\n");
+        // Intervals of microseconds, or none: no guess.
+        for interval in [Duration::from_millis(200), Duration::ZERO] {
+            let mut guess = UptimeGuess::new(interval);
+            guess.lines(1000);
+            assert_eq!(guess.lines(2000), "\n  TCP timestamp: tcpts=2000\n");
+        }
+    }
+
+    #[test]
+    fn seqnum_lines_are_hping3s() {
+        assert_eq!(seqnum_line(12345, 0), "     12345 +12345");
+        assert_eq!(seqnum_line(3218665143, 12345), "3218665143 +3218652798");
+        // hping3 counts a wrap one short.
+        assert_eq!(seqnum_line(5, u32::MAX - 1), "         5 +6");
     }
 
     #[test]

@@ -273,6 +273,7 @@ mod tests {
             fields: IpFields::default(),
             payload: Payload::filler(3),
             one_flow: false,
+            random_source: None,
         }
     }
 

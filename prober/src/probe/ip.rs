@@ -3,8 +3,8 @@
 use std::{io::Write as _, net::IpAddr};
 
 use etherparse::{
-    Icmpv4Header, Icmpv4Type, Icmpv6Header, Icmpv6Type, IpDscp, IpEcn, IpNumber, Ipv4Header,
-    Ipv6FlowLabel, Ipv6Header, UdpHeader,
+    Icmpv4Header, Icmpv4Type, Icmpv6Header, Icmpv6Type, IpDscp, IpEcn, IpFragOffset, IpNumber,
+    Ipv4Header, Ipv6FlowLabel, Ipv6Header, UdpHeader,
 };
 use prober_common::IpAddress;
 
@@ -182,6 +182,44 @@ pub fn set_ttl(packet: &mut [u8], ttl: u8) {
         Some(6) => packet[7] = ttl,
         _ => unreachable!("probes are IPv4 or IPv6"),
     }
+}
+
+/// hping3's -f: the bytes of a probe's IP payload each fragment carries (hping3's default
+/// virtual MTU; a multiple of 8, as fragment offsets count 8-byte units).
+pub const FRAGMENT_PAYLOAD: usize = 16;
+
+/// hping3's -f: hands `each` the fragments of the IPv4 `packet` (one without options, as
+/// [`IpHeader`] writes them), each with [`FRAGMENT_PAYLOAD`] bytes of its payload (the last
+/// with the rest), all but the last with more-fragments set, DF clear, and its own header
+/// checksum. A packet whose payload fits in one goes whole, as hping3 sends it.
+pub fn for_each_fragment<E>(
+    packet: &[u8],
+    mut each: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<(), E> {
+    let (header, payload) =
+        Ipv4Header::from_slice(packet).expect("fragmented probes are IPv4 packets prober wrote");
+    if payload.len() <= FRAGMENT_PAYLOAD {
+        return each(packet);
+    }
+    let mut fragment = [0u8; Ipv4Header::MIN_LEN + FRAGMENT_PAYLOAD];
+    let chunks = payload.chunks(FRAGMENT_PAYLOAD);
+    let last = chunks.len() - 1;
+    for (index, chunk) in chunks.enumerate() {
+        let mut piece = header.clone();
+        piece.total_len = (Ipv4Header::MIN_LEN + chunk.len()) as u16;
+        piece.dont_fragment = false;
+        piece.more_fragments = index < last;
+        piece.fragment_offset = IpFragOffset::try_new((index * FRAGMENT_PAYLOAD / 8) as u16)
+            .expect("probes fit in an IPv4 packet");
+        piece.header_checksum = piece.calc_header_checksum();
+        let mut rest: &mut [u8] = &mut fragment;
+        piece
+            .write(&mut rest)
+            .and_then(|()| rest.write_all(chunk))
+            .expect("a fragment fits in its buffer");
+        each(&fragment[..Ipv4Header::MIN_LEN + chunk.len()])?;
+    }
+    Ok(())
 }
 
 /// The transport headers etherparse can write, behind one object-safe method.

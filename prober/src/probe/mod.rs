@@ -11,13 +11,16 @@ mod raw_ip;
 mod tcp;
 mod udp;
 
-use std::{net::IpAddr, sync::Arc};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
+};
 
 use anyhow::Result;
-use prober_common::{wire::IcmpErrorKind, ProbeFilter, ReplyRecord};
+use prober_common::{siphash_2_4, wire::IcmpErrorKind, ProbeFilter, ReplyRecord};
 
 pub use icmp::{IcmpEcho, IcmpMessage};
-pub use ip::set_ttl;
+pub use ip::{for_each_fragment, set_ttl, FRAGMENT_PAYLOAD};
 pub use payload::Payload;
 pub use raw_ip::{RawIp, DEFAULT_PROTOCOL as DEFAULT_RAW_IP_PROTOCOL};
 pub use tcp::{DestPort, PortStep, ProbePorts, TcpFlags, TcpProbe, TcpSegment, TcpSyn};
@@ -43,8 +46,12 @@ pub struct IpFields {
 /// Fields every one-target probe shares.
 #[derive(Clone, Debug)]
 pub struct Endpoints {
-    /// Our address, of the target's family.
+    /// The probes' source address, of the target's family: ours, or -a's; replies are taken
+    /// when they come to it.
     pub source: IpAddr,
+    /// --rand-source: the key that makes probe `n`'s source a random address of `source`'s
+    /// family (a keyed hash of `n`); None: every probe from `source`.
+    pub random_source: Option<[u64; 2]>,
     pub target: IpAddr,
     pub ttl: u8,
     /// IP identification of the first probe; later probes count up from it (IPv4), unless
@@ -62,6 +69,21 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
+    /// The source address of probe `n`.
+    fn source_of(&self, n: u64) -> IpAddr {
+        let Some(key) = self.random_source else {
+            return self.source;
+        };
+        let bits = |half: u8| {
+            let [b0, b1, b2, b3, b4, b5, b6, b7] = n.to_le_bytes();
+            siphash_2_4(key, &[b0, b1, b2, b3, b4, b5, b6, b7, half])
+        };
+        match self.source {
+            IpAddr::V4(_) => Ipv4Addr::from(bits(0) as u32).into(),
+            IpAddr::V6(_) => Ipv6Addr::from(u128::from(bits(0)) << 64 | u128::from(bits(1))).into(),
+        }
+    }
+
     /// What tells probe `n`'s IP header from its neighbours'.
     fn mark(&self, n: u64) -> ip::IpMark {
         ip::IpMark::Id {
@@ -76,7 +98,7 @@ impl Endpoints {
     /// The IP header of probe `n`, with `payload_len` bytes of `protocol` after it.
     fn ip_header(&self, n: u64, transport: ip::Transport, payload_len: u16) -> ip::IpHeader {
         ip::IpHeader::new(
-            self.source,
+            self.source_of(n),
             self.target,
             self.ttl,
             self.fields.tos,
@@ -112,14 +134,21 @@ pub trait PingProbe: Send + Sync {
     /// The data each probe carries after its headers.
     fn payload(&self) -> &Payload;
 
-    /// The length of the headers hping3's header line gives: what is built, less the data.
+    /// The length of the headers hping3's header line gives: what is built, less the data
+    /// and the transport options.
     fn headers_len(&self) -> usize {
-        self.build(0, &mut self.buffer()) - self.payload().size()
+        self.build(0, &mut self.buffer()) - self.payload().size() - self.options_len()
     }
 
     /// Room to build one of its probes in.
     fn buffer(&self) -> Vec<u8> {
-        vec![0; MAX_PROBE_LEN + self.payload().size()]
+        vec![0; MAX_PROBE_LEN + self.options_len() + self.payload().size()]
+    }
+
+    /// The bytes of transport options its probes carry, which hping3's header line leaves
+    /// out of its count.
+    fn options_len(&self) -> usize {
+        0
     }
 
     /// hping3's sequence number of the probe a reply answers.
@@ -177,6 +206,8 @@ pub enum PingKind {
         /// The sequence and acknowledgement numbers every probe carries (-M, -L); None: random.
         seq: Option<u32>,
         ack: Option<u32>,
+        /// hping3's --tcp-timestamp: every probe carries a timestamp option.
+        timestamp: bool,
     },
     Icmp(IcmpMessage),
     Udp {
@@ -214,12 +245,17 @@ impl PingKind {
                 window,
                 seq,
                 ack,
+                timestamp,
             } => {
                 let ports = ProbePorts::new(DestPort::new(port, port_step), base_port, keep_port)?;
                 let random = TcpProbe::new(endpoints, flags, ports, window)?;
                 Arc::new(TcpProbe {
                     seq: seq.unwrap_or(random.seq),
                     ack: ack.unwrap_or(random.ack),
+                    timestamp: match timestamp {
+                        true => Some(crate::random()? as u32),
+                        false => None,
+                    },
                     ..random
                 })
             }
@@ -384,6 +420,7 @@ mod tests {
     fn endpoints() -> Endpoints {
         Endpoints {
             source: Ipv4Addr::new(198, 18, 0, 1).into(),
+            random_source: None,
             target: Ipv4Addr::new(198, 18, 0, 2).into(),
             ttl: 63,
             first_ip_id: 0xfffe,
@@ -405,6 +442,7 @@ mod tests {
             window: 512,
             seq: 0x0102_0304,
             ack: 0x0a0b_0c0d,
+            timestamp: None,
         }
     }
 
@@ -683,6 +721,7 @@ mod tests {
             window: 64,
             seq: Some(0xdead_beef),
             ack: Some(7),
+            timestamp: false,
         };
         let probe = kind.probe(endpoints()).unwrap();
         for n in 0..2 {
@@ -699,6 +738,146 @@ mod tests {
             (0xdead_beef, 7),
             "what XDP matches"
         );
+    }
+
+    /// The fragments `for_each_fragment` makes of `packet`.
+    fn fragments_of(packet: &[u8]) -> Vec<Vec<u8>> {
+        let mut fragments = Vec::new();
+        for_each_fragment(packet, |fragment| {
+            fragments.push(fragment.to_vec());
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        fragments
+    }
+
+    #[test]
+    fn fragments_carry_sixteen_bytes_each_and_reassemble_into_the_probe() {
+        let probe = TcpProbe {
+            endpoints: Endpoints {
+                fields: IpFields {
+                    dont_fragment: true,
+                    ..IpFields::default()
+                },
+                payload: Payload::filler(20),
+                ..endpoints()
+            },
+            ..syn(false)
+        };
+        let packet = build(&probe, 1);
+        assert_eq!(packet.len(), 60);
+        let fragments = fragments_of(&packet);
+        assert_eq!(
+            fragments.iter().map(Vec::len).collect::<Vec<_>>(),
+            [36, 36, 28],
+            "16, 16 and the last 8 of the 40 bytes after the IP header"
+        );
+        let mut reassembled = Vec::new();
+        for (index, fragment) in fragments.iter().enumerate() {
+            assert_eq!(&fragment[..2], &packet[..2], "version, length, TOS");
+            assert_eq!(
+                usize::from(u16::from_be_bytes([fragment[2], fragment[3]])),
+                fragment.len()
+            );
+            assert_eq!(&fragment[4..6], &packet[4..6], "the probe's identification");
+            let flags_offset = u16::from_be_bytes([fragment[6], fragment[7]]);
+            let more = if index < 2 { 0x2000 } else { 0 };
+            assert_eq!(flags_offset, more | (2 * index as u16), "MF, no DF, offset");
+            assert_eq!(&fragment[8..10], &packet[8..10], "TTL, protocol");
+            assert_eq!(&fragment[12..20], &packet[12..20], "addresses");
+            assert_eq!(internet_checksum(&fragment[..20]), 0, "header checksum");
+            reassembled.extend_from_slice(&fragment[20..]);
+        }
+        assert_eq!(
+            reassembled,
+            packet[20..],
+            "the probe's TCP segment and data"
+        );
+    }
+
+    #[test]
+    fn a_probe_of_sixteen_bytes_or_less_goes_whole() {
+        let echo = IcmpEcho {
+            endpoints: endpoints(),
+            id: 7,
+            message: IcmpMessage::new(8, 0).unwrap(),
+        };
+        let packet = build(&echo, 0);
+        assert_eq!(fragments_of(&packet), [packet]);
+    }
+
+    #[test]
+    fn random_sources_differ_per_probe_and_keep_the_checksums_right() {
+        let probe = TcpProbe {
+            endpoints: Endpoints {
+                random_source: Some([3, 4]),
+                ..endpoints()
+            },
+            ..syn(false)
+        };
+        let packets: Vec<Vec<u8>> = (0..4).map(|n| build(&probe, n)).collect();
+        let mut sources: Vec<&[u8]> = packets.iter().map(|packet| &packet[12..16]).collect();
+        assert!(!sources.contains(&&[198, 18, 0, 1][..]), "not ours");
+        for packet in &packets {
+            assert_eq!(internet_checksum(&packet[..20]), 0, "IP header checksum");
+            let pseudo_header = [&packet[12..20], &[0, 6], &20u16.to_be_bytes()[..]].concat();
+            let segment = [&pseudo_header[..], &packet[20..]].concat();
+            assert_eq!(internet_checksum(&segment), 0, "TCP checksum");
+        }
+        assert_eq!(build(&probe, 2), packets[2], "probe n's source is fixed");
+        sources.dedup();
+        assert_eq!(sources.len(), 4, "one source per probe");
+        assert_eq!(
+            probe.filter().local_addr,
+            IpAddress::from_ipv4([198, 18, 0, 1]),
+            "no reply to a random source is taken"
+        );
+        let echo = IcmpEcho {
+            endpoints: Endpoints {
+                random_source: Some([3, 4]),
+                ..ipv6_endpoints()
+            },
+            id: 1,
+            message: IcmpMessage::new(8, 0).unwrap(),
+        };
+        let (first, second) = (build(&echo, 0), build(&echo, 1));
+        assert_ne!(first[8..24], second[8..24], "IPv6 sources too");
+        assert_eq!(
+            ipv6_upper_layer_checksum(&first),
+            0,
+            "over the random source"
+        );
+    }
+
+    #[test]
+    fn tcp_timestamp_probes_carry_hping3s_option() {
+        for (endpoints, ip_len) in [(endpoints(), 20), (ipv6_endpoints(), 40)] {
+            let probe = TcpProbe {
+                endpoints,
+                timestamp: Some(u32::MAX),
+                ..syn(false)
+            };
+            for n in 0..2 {
+                let packet = build(&probe, n);
+                assert_eq!(packet.len(), ip_len + 32, "a 32-byte TCP header");
+                let tcp = &packet[ip_len..];
+                assert_eq!(tcp[12] >> 4, 8, "data offset");
+                let tsval = u32::MAX.wrapping_add(n as u32).to_be_bytes();
+                let options = [&[1, 1, 8, 10][..], &tsval, &[0; 4]].concat();
+                assert_eq!(&tcp[20..], &options[..], "NOP, NOP, TSval, TSecr 0");
+                if ip_len == 20 {
+                    assert_eq!(u16::from_be_bytes([packet[2], packet[3]]), 52);
+                    let pseudo_header =
+                        [&packet[12..20], &[0, 6], &32u16.to_be_bytes()[..]].concat();
+                    assert_eq!(internet_checksum(&[&pseudo_header[..], tcp].concat()), 0);
+                } else {
+                    assert_eq!(ipv6_upper_layer_checksum(&packet), 0);
+                }
+            }
+            assert_eq!(probe.filter().tcp_timestamp, 1, "replies' TSval recorded");
+            assert_eq!(probe.options_len(), 12);
+        }
+        assert_eq!(syn(false).filter().tcp_timestamp, 0);
     }
 
     #[test]
@@ -1034,6 +1213,7 @@ mod tests {
                     ack: 0,
                     flags: TcpFlags(TcpFlags::SYN),
                     window: 65535,
+                    timestamp: None,
                 }
                 .write(&[], &mut written);
                 assert_eq!(built.len, len);

@@ -101,6 +101,7 @@ mod tests {
             },
             payload: Payload::filler(data),
             one_flow: false,
+            random_source: None,
         };
         RawIp::new(endpoints, 200).unwrap()
     }

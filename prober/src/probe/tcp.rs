@@ -7,7 +7,7 @@ use std::{
 };
 
 use anyhow::Result;
-use etherparse::TcpHeader;
+use etherparse::{TcpHeader, TcpOptionElement};
 use prober_common::{
     syn_cookie,
     wire::{fold, sum_of, IcmpErrorKind},
@@ -69,6 +69,8 @@ impl TcpFlags {
 }
 
 const TCP_HEADER_LEN: u16 = 20;
+/// --tcp-timestamp's options: two NOPs and the ten-byte timestamp option.
+pub const TIMESTAMP_OPTIONS_LEN: usize = 12;
 
 /// How a one-target run's destination port moves: hping3's `-p N`, `-p +N`, `-p ++N`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -198,8 +200,7 @@ impl ProbePorts {
     }
 }
 
-/// One TCP segment without options, in its IP packet: what every TCP probe (one
-/// target or a sweep) sends.
+/// One TCP segment, in its IP packet: what every TCP probe (one target or a sweep) sends.
 #[derive(Clone, Copy, Debug)]
 pub struct TcpSegment {
     pub source: IpAddr,
@@ -214,11 +215,23 @@ pub struct TcpSegment {
     pub ack: u32,
     pub flags: TcpFlags,
     pub window: u16,
+    /// The TSval of a timestamp option (hping3's --tcp-timestamp: two NOPs, then the option
+    /// with a TSecr of 0); None: no options.
+    pub timestamp: Option<u32>,
 }
 
 impl TcpSegment {
     /// Writes the packet, carrying `payload`, into `buf` with its checksums; returns its length.
     pub fn write(&self, payload: &[u8], buf: &mut [u8]) -> usize {
+        let mut tcp = TcpHeader::new(self.source_port, self.target_port, self.seq, self.window);
+        if let Some(tsval) = self.timestamp {
+            tcp.set_options(&[
+                TcpOptionElement::Noop,
+                TcpOptionElement::Noop,
+                TcpOptionElement::Timestamp(tsval, 0),
+            ])
+            .expect("twelve bytes of options fit");
+        }
         let ip = IpHeader::new(
             self.source,
             self.target,
@@ -226,9 +239,8 @@ impl TcpSegment {
             self.tos,
             self.mark,
             Transport::Tcp,
-            TCP_HEADER_LEN + payload.len() as u16,
+            tcp.header_len_u16() + payload.len() as u16,
         );
-        let mut tcp = TcpHeader::new(self.source_port, self.target_port, self.seq, self.window);
         let bits = self.flags.0;
         tcp.fin = bits & TcpFlags::FIN != 0;
         tcp.syn = bits & TcpFlags::SYN != 0;
@@ -254,6 +266,9 @@ pub struct TcpProbe {
     /// Sequence and acknowledgement numbers carried by every probe (random per run).
     pub seq: u32,
     pub ack: u32,
+    /// --tcp-timestamp: the TSval of probe 0's timestamp option (random per run; probe n's is
+    /// n more); None: no options.
+    pub timestamp: Option<u32>,
 }
 
 impl TcpProbe {
@@ -276,6 +291,7 @@ impl TcpProbe {
             window,
             seq: random()? as u32,
             ack: random()? as u32,
+            timestamp: None,
         })
     }
 
@@ -303,14 +319,13 @@ impl PingProbe for TcpProbe {
 
     fn build(&self, n: u64, buf: &mut [u8]) -> usize {
         let Endpoints {
-            source,
             target,
             ttl,
             fields,
             ..
         } = self.endpoints;
         TcpSegment {
-            source,
+            source: self.endpoints.source_of(n),
             target,
             ttl,
             tos: fields.tos,
@@ -321,8 +336,17 @@ impl PingProbe for TcpProbe {
             ack: self.ack.wrapping_add(self.number(n)),
             flags: self.flags,
             window: self.window,
+            timestamp: self.timestamp.map(|first| first.wrapping_add(n as u32)),
         }
         .write(self.endpoints.payload.of_probe(n), buf)
+    }
+
+    /// hping3 counts the fixed TCP header only.
+    fn options_len(&self) -> usize {
+        match self.timestamp {
+            Some(_) => TIMESTAMP_OPTIONS_LEN,
+            None => 0,
+        }
     }
 
     fn filter(&self) -> ProbeFilter {
@@ -331,6 +355,7 @@ impl PingProbe for TcpProbe {
             tcp_seq: self.seq,
             tcp_ack: self.ack,
             tcp_data_len: self.endpoints.payload.size() as u16,
+            tcp_timestamp: u8::from(self.timestamp.is_some()),
             ..self.ports.filter(self.endpoints.filter())
         }
     }
@@ -446,6 +471,7 @@ impl SynTemplate {
             ack: 0,
             flags: TcpFlags(TcpFlags::SYN),
             window,
+            timestamp: None,
         }
         .write(&[], &mut packet);
         let tcp = len - usize::from(TCP_HEADER_LEN);
