@@ -540,3 +540,36 @@ fn a_udp_sweep_refuses_a_block_holding_a_udp_socket() {
     assert!(refused.stderr.contains(&why), "want {why:?}\n{refused}");
     assert!(refused.stdout.is_empty(), "nothing probed\n{refused}");
 }
+
+/// `--retries 1` probes the silent ports again, from the next pass's source ports, and takes
+/// the answers to either pass: the open port answered the first, the dropped one stays
+/// open|filtered after both.
+#[test]
+fn retries_probe_silent_udp_ports_again() {
+    let (host, _server) = udp_host(Family::V4);
+    let target = host.target(Family::V4);
+    let swept = udp_sweep("json", &["--retries", "1"], target);
+    let results = swept.json();
+    let status = |port: u16| results.iter().find(|r| r.port == port).map(|r| r.status);
+    assert_eq!(status(OPEN_PORT), Some(Status::Open), "{}", swept.run);
+    assert_eq!(
+        status(DROPPED_PORT),
+        Some(Status::OpenFiltered),
+        "{}",
+        swept.run
+    );
+    let dropped = host
+        .counter_packets(&format!("udp_{DROPPED_PORT}"))
+        .expect("nft counter");
+    assert_eq!(
+        dropped, 2,
+        "two passes reached the dropped port\n{}",
+        swept.run
+    );
+    assert_eq!(
+        swept.footer().sent,
+        5,
+        "4 probes, then the silent one again\n{}",
+        swept.run
+    );
+}
