@@ -38,6 +38,10 @@ pub enum Status {
     Closed,
     /// No answer.
     Filtered,
+    /// No answer where an open port gives none either (FIN and Xmas scans).
+    OpenFiltered,
+    /// Answered RST to an ACK: open or closed, but not filtered.
+    Unfiltered,
     /// Answered by an ICMP error about the probe (from the target or a router on the way).
     IcmpFiltered(IcmpReason),
     /// No answer seen, but replies were lost on the way to the output (a full ring buffer), so
@@ -81,6 +85,8 @@ impl Status {
             ("open", "syn-ack") => Ok(Status::Open),
             ("closed", "rst") => Ok(Status::Closed),
             ("filtered", "timeout") => Ok(Status::Filtered),
+            ("open|filtered", "timeout") => Ok(Status::OpenFiltered),
+            ("unfiltered", "rst") => Ok(Status::Unfiltered),
             ("filtered", "admin-prohibited") => Ok(Status::IcmpFiltered(AdminProhibited)),
             ("filtered", "icmp-unreach") => Ok(Status::IcmpFiltered(Unreachable)),
             ("filtered", "ttl-exceeded") => Ok(Status::IcmpFiltered(TtlExceeded)),
@@ -93,6 +99,7 @@ impl Status {
             _ => Err(format!(
                 "status/reason {status:?}/{reason:?} is none of open/syn-ack, closed/rst, \
                  filtered/(timeout, admin-prohibited, icmp-unreach, ttl-exceeded), \
+                 open|filtered/timeout, unfiltered/rst, \
                  unknown/reply-lost, refused/(broadcast, firewall, no-route, \
                  own-address), down/(no-arp-response, no-nd-response)"
             )),
@@ -274,9 +281,10 @@ pub fn linux_peer_field_errors(results: &[SweepResult]) -> Vec<String> {
             };
             let win = match r.status {
                 Status::Open => syn_ack_win,
-                Status::Closed => 0,
+                Status::Closed | Status::Unfiltered => 0,
                 // An ICMP error's IP id is the kernel's own count, not a TCP reply's 0.
                 Status::Filtered
+                | Status::OpenFiltered
                 | Status::IcmpFiltered(_)
                 | Status::Unknown
                 | Status::Refused(_)
@@ -307,6 +315,9 @@ pub struct SweepFooter {
     pub open: u64,
     pub closed: u64,
     pub filtered: u64,
+    /// Counted only when there are any (FIN and ACK scans).
+    pub open_filtered: u64,
+    pub unfiltered: u64,
     pub unknown: u64,
     pub duplicates: u64,
     pub matched: u64,
@@ -361,8 +372,24 @@ pub fn parse_sweep_footer(stderr: &str) -> Result<SweepFooter, String> {
         line.replace(one, many)
     });
     let first = first.as_str();
+    // The counts only some kinds give stand between `filtered,` and `unknown` when not 0.
+    let mut counts = body[1].to_string();
+    let mut other = |word: &str| -> Result<u64, String> {
+        let Some(end) = counts.find(&format!(" {word},")) else {
+            return Ok(0);
+        };
+        let start = counts[..end].rfind(' ').unwrap_or(0);
+        let count = counts[start + 1..end]
+            .parse()
+            .map_err(|_| format!("footer line {counts:?}: no count of {word}"))?;
+        counts.replace_range(start..end + word.len() + 2, "");
+        Ok(count)
+    };
+    let (open_filtered, unfiltered) = (other("open|filtered")?, other("unfiltered")?);
+    let counts = counts.as_str();
     let mut values = Vec::new();
-    for (line, template) in std::iter::once(&first).chain(&body[1..]).zip(TEMPLATES) {
+    let lines = [&first, &counts].into_iter().chain(&body[2..]);
+    for (line, template) in lines.zip(TEMPLATES) {
         let fields = fill(template, line)
             .ok_or_else(|| format!("footer line {line:?} is not {template:?}"))?;
         values.extend(fields);
@@ -390,6 +417,8 @@ pub fn parse_sweep_footer(stderr: &str) -> Result<SweepFooter, String> {
         open: count(6)?,
         closed: count(7)?,
         filtered: count(8)?,
+        open_filtered,
+        unfiltered,
         unknown: count(9)?,
         duplicates: count(10)?,
         matched: count(11)?,
@@ -547,7 +576,10 @@ impl Swept {
             ));
         }
         let silent = |r: &&SweepResult| {
-            matches!(r.status, Status::Filtered | Status::Unknown | Status::Down)
+            matches!(
+                r.status,
+                Status::Filtered | Status::OpenFiltered | Status::Unknown | Status::Down
+            )
         };
         let first_silent = results.iter().position(|r| silent(&r));
         if let Some(late) = first_silent.and_then(|i| results[i..].iter().find(|r| !silent(r))) {
@@ -564,20 +596,27 @@ impl Swept {
             count(Status::Filtered),
             count(Status::Unknown),
         );
-        let counted = (footer.open, footer.closed, footer.filtered, footer.unknown);
-        if counted != (open, closed, filtered, unknown) {
+        let (open_filtered, unfiltered) = (count(Status::OpenFiltered), count(Status::Unfiltered));
+        let counted = (
+            footer.open,
+            footer.closed,
+            footer.filtered,
+            footer.open_filtered,
+            footer.unfiltered,
+            footer.unknown,
+        );
+        let wanted = (open, closed, filtered, open_filtered, unfiltered, unknown);
+        if counted != wanted {
             self.fail(&format!(
-                "footer counts {} open, {} closed, {} filtered, {} unknown; the results have \
-                 {open}, {closed}, {filtered}, {unknown}",
-                footer.open, footer.closed, footer.filtered, footer.unknown
+                "footer counts (open, closed, filtered, open|filtered, unfiltered, unknown) \
+                 {counted:?}; the results have {wanted:?}"
             ));
         }
-        if footer.matched != open + closed + footer.duplicates {
+        let answered = open + closed + unfiltered;
+        if footer.matched != answered + footer.duplicates {
             self.fail(&format!(
-                "footer: {} replies matched, want the {} answered ports plus {} duplicates",
-                footer.matched,
-                open + closed,
-                footer.duplicates
+                "footer: {} replies matched, want the {answered} answered ports plus {} duplicates",
+                footer.matched, footer.duplicates
             ));
         }
         if footer.bounced < open {
@@ -588,7 +627,7 @@ impl Swept {
         }
         let want_code = if unknown > 0 {
             3
-        } else if open + closed > 0 {
+        } else if answered > 0 {
             0
         } else {
             1

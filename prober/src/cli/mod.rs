@@ -213,7 +213,9 @@ struct TcpArgs {
 
 #[derive(Args, Debug)]
 struct SweepArgs {
-    /// Sweep these ports with SYN probes (hping3's scan mode): 1-1024,8080 | all | known
+    /// Sweep these ports (hping3's scan mode): 1-1024,8080 | all | known. With SYN probes, or
+    /// with the flags given: -A an ACK scan (a RST unfiltered, silence filtered), -F or
+    /// -F -P -U a FIN or Xmas scan (a RST closed, silence open|filtered)
     #[arg(short = '8', long = "scan", value_name = "PORTS")]
     scan: Option<String>,
     /// Find the hosts of a directly connected network by ARP (IPv6: neighbour discovery): a
@@ -446,15 +448,9 @@ impl Cli {
             (self.tcp.tcpexitcode, "--tcpexitcode"),
         ];
         if let Some(option) = first_given(&single_target_options) {
-            bail!("{option} has no meaning in a sweep (sweeps send one TCP SYN per port and host; see --rate and --retries)");
+            bail!("{option} has no meaning in a sweep (sweeps send one TCP probe per port and host; see --rate and --retries)");
         }
-        let flags = self.tcp_flags();
-        if flags.0 & !TcpFlags::SYN != 0 {
-            bail!(
-                "sweeps send SYN probes only: drop -{}",
-                TcpFlags(flags.0 & !TcpFlags::SYN).letters()
-            );
-        }
+        let kind = SweepKind::tcp(self.tcp_flags(), self.tcp.window).map_err(anyhow::Error::msg)?;
         let ports = match (&sweep.scan, &self.tcp.port) {
             (Some(_), Some(_)) => bail!("give the ports once: --scan PORTS or -p PORTS"),
             (Some(spec), None) => PortList::parse(spec)?,
@@ -484,9 +480,7 @@ impl Cli {
             targets,
             first_target_name: self.targets[0].clone(),
             ports,
-            kind: SweepKind::TcpSyn {
-                window: self.tcp.window,
-            },
+            kind,
             rate: if base.flood {
                 None
             } else {
@@ -1232,6 +1226,36 @@ mod tests {
         assert_eq!(one.shard, Shard::WHOLE);
         assert_eq!(one.ports.len(), 1024);
         assert_eq!(one.kind, SweepKind::TcpSyn { window: 64 });
+        for (flags, kind) in [
+            (&["-S"][..], SweepKind::TcpSyn { window: 64 }),
+            (
+                &["-A"],
+                SweepKind::TcpAck {
+                    flags: TcpFlags(TcpFlags::ACK),
+                    window: 64,
+                },
+            ),
+            (
+                &["-F"],
+                SweepKind::TcpFin {
+                    flags: TcpFlags(TcpFlags::FIN),
+                    window: 64,
+                },
+            ),
+            (
+                &["-F", "-P", "-U"],
+                SweepKind::TcpFin {
+                    flags: TcpFlags(TcpFlags::FIN | TcpFlags::PSH | TcpFlags::URG),
+                    window: 64,
+                },
+            ),
+        ] {
+            let args = [flags, &["--scan", "80", "198.18.4.2"]].concat();
+            let Mode::Sweep(sweep) = mode(&args).unwrap() else {
+                panic!("a sweep");
+            };
+            assert_eq!(sweep.kind, kind, "{flags:?}");
+        }
         let Mode::Sweep(many) = mode(&["-p", "80", "198.18.4.0/30", "--flood"]).unwrap() else {
             panic!("a sweep");
         };
@@ -1244,7 +1268,12 @@ mod tests {
     fn sweeps_refuse_what_they_cannot_do() {
         assert!(refusal(&["-1", "--scan", "80", "198.18.4.2"]).starts_with("-1 has no meaning"));
         assert!(refusal(&["-k", "--scan", "80", "198.18.4.2"]).starts_with("-k has no meaning"));
-        assert!(refusal(&["-A", "--scan", "80", "198.18.4.2"]).contains("SYN probes only"));
+        assert_eq!(
+            refusal(&["-R", "--scan", "80", "198.18.4.2"]),
+            "a sweep cannot send -R: nothing answers a RST"
+        );
+        assert!(refusal(&["-S", "-F", "--scan", "80", "198.18.4.2"])
+            .starts_with("a SYN sweep sends SYN alone: drop -F"));
         assert!(refusal(&["--shard", "1/2", "--scan", "80", "198.18.4.2"]).contains("needs --seed"));
         assert!(refusal(&["-p", "80", "--scan", "80", "198.18.4.2"]).contains("ports once"));
         assert!(refusal(&["-p", "+80", "198.18.4.2", "198.18.4.3"]).starts_with("-p +N and ++N"));

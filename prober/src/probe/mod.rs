@@ -16,7 +16,7 @@ use prober_common::{ProbeFilter, ReplyRecord};
 
 pub use icmp::IcmpEcho;
 pub use payload::Payload;
-pub use tcp::{DestPort, PortStep, TcpFlags, TcpProbe, TcpSegment, TcpSyn};
+pub use tcp::{DestPort, PortStep, TcpFlags, TcpProbe, TcpScan, TcpSegment, TcpSweep};
 
 /// Longest sweep probe (IPv6 + TCP, no payload).
 pub const MAX_PROBE_LEN: usize = 60;
@@ -205,7 +205,12 @@ pub trait SweepProbe: Send + Sync {
 /// What a sweep sends, as the command line asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SweepKind {
+    /// SYNs (hping3's -8 -S, nmap's -sS; the default).
     TcpSyn { window: u16 },
+    /// Probes carrying ACK (-A, nmap's -sA): which ports a firewall lets through.
+    TcpAck { flags: TcpFlags, window: u16 },
+    /// Probes with neither SYN nor ACK (-F, -F -P -U: nmap's -sF, -sX).
+    TcpFin { flags: TcpFlags, window: u16 },
 }
 
 /// A sweep's fixed parts, which its probes share.
@@ -225,9 +230,12 @@ pub struct SweepEndpoints {
 
 impl SweepKind {
     pub fn probe(&self, endpoints: SweepEndpoints) -> Arc<dyn SweepProbe> {
-        match *self {
-            SweepKind::TcpSyn { window } => Arc::new(TcpSyn::new(endpoints, window)),
-        }
+        let (scan, flags, window) = match *self {
+            SweepKind::TcpSyn { window } => (TcpScan::Syn, TcpFlags(TcpFlags::SYN), window),
+            SweepKind::TcpAck { flags, window } => (TcpScan::Ack, flags, window),
+            SweepKind::TcpFin { flags, window } => (TcpScan::Fin, flags, window),
+        };
+        Arc::new(TcpSweep::new(endpoints, scan, flags, window))
     }
 }
 
@@ -264,15 +272,21 @@ pub enum Status {
     Open,
     Closed,
     Filtered,
+    /// Open or filtered: what silence says where an open port would not answer either.
+    OpenFiltered,
+    /// Not filtered, open or closed: what a port's answer to an ACK says.
+    Unfiltered,
 }
 
 impl Status {
-    /// The word every format prints.
+    /// The word every format prints (nmap's).
     pub fn word(self) -> &'static str {
         match self {
             Status::Open => "open",
             Status::Closed => "closed",
             Status::Filtered => "filtered",
+            Status::OpenFiltered => "open|filtered",
+            Status::Unfiltered => "unfiltered",
         }
     }
 }
@@ -573,7 +587,7 @@ mod tests {
 
     #[test]
     fn sweep_syns_carry_the_tos() {
-        let probe = TcpSyn::new(
+        let probe = syn_sweep(
             SweepEndpoints {
                 tos: 0xb8,
                 ..sweep_endpoints()
@@ -751,8 +765,12 @@ mod tests {
         }
     }
 
-    fn sweep_syn() -> TcpSyn {
-        TcpSyn::new(sweep_endpoints(), 1024)
+    fn syn_sweep(endpoints: SweepEndpoints, window: u16) -> TcpSweep {
+        TcpSweep::new(endpoints, TcpScan::Syn, TcpFlags(TcpFlags::SYN), window)
+    }
+
+    fn sweep_syn() -> TcpSweep {
+        syn_sweep(sweep_endpoints(), 1024)
     }
 
     #[test]
@@ -795,9 +813,43 @@ mod tests {
         assert_eq!(filter.cookie_key, [5, 6]);
     }
 
-    /// The sweep's template writes exactly what the general writer does, checksums included.
+    /// The sweep kinds beside the flags their probes carry and whether they carry the cookie
+    /// as the acknowledgement number too.
+    fn tcp_sweep_kinds() -> [(SweepKind, u8, bool); 4] {
+        let fin_psh_urg = TcpFlags::FIN | TcpFlags::PSH | TcpFlags::URG;
+        [
+            (SweepKind::TcpSyn { window: 65535 }, TcpFlags::SYN, false),
+            (
+                SweepKind::TcpAck {
+                    flags: TcpFlags(TcpFlags::ACK),
+                    window: 65535,
+                },
+                TcpFlags::ACK,
+                true,
+            ),
+            (
+                SweepKind::TcpFin {
+                    flags: TcpFlags(TcpFlags::FIN),
+                    window: 65535,
+                },
+                TcpFlags::FIN,
+                false,
+            ),
+            (
+                SweepKind::TcpFin {
+                    flags: TcpFlags(fin_psh_urg),
+                    window: 65535,
+                },
+                fin_psh_urg,
+                false,
+            ),
+        ]
+    }
+
+    /// The sweep's template writes exactly what the general writer does, checksums included,
+    /// for every kind.
     #[test]
-    fn sweep_syns_are_the_segments_the_general_writer_makes() {
+    fn sweep_probes_are_the_segments_the_general_writer_makes() {
         let sources: [IpAddr; 2] = [
             "198.18.0.1".parse().unwrap(),
             "2001:db8::1".parse().unwrap(),
@@ -810,15 +862,19 @@ mod tests {
             state ^= state << 17;
             state
         };
-        for source in sources {
+        for (source, (kind, flags, acks)) in sources
+            .into_iter()
+            .flat_map(|source| tcp_sweep_kinds().map(|kind| (source, kind)))
+        {
             let endpoints = SweepEndpoints {
                 source,
                 ttl: 61,
                 tos: 0xb8,
                 ..sweep_endpoints()
             };
-            let probe = TcpSyn::new(endpoints, 65535);
-            for _ in 0..2000 {
+            let probe = kind.probe(endpoints);
+            assert_eq!(probe.filter().tcp_flags, flags, "what XDP expects");
+            for _ in 0..500 {
                 let bits = next();
                 let target = match source {
                     IpAddr::V4(_) => IpAddr::from((bits as u32).to_be_bytes()),
@@ -840,8 +896,8 @@ mod tests {
                     source_port,
                     target_port: port,
                     seq: built.cookie,
-                    ack: 0,
-                    flags: TcpFlags(TcpFlags::SYN),
+                    ack: if acks { built.cookie } else { 0 },
+                    flags: TcpFlags(flags),
                     window: 65535,
                 }
                 .write(&[], &mut written);
@@ -849,7 +905,7 @@ mod tests {
                 assert_eq!(
                     templated[..len],
                     written[..len],
-                    "to {target}:{port} from {source_port}, epoch {epoch}"
+                    "{kind:?} to {target}:{port} from {source_port}, epoch {epoch}"
                 );
             }
         }
@@ -858,7 +914,7 @@ mod tests {
     #[test]
     fn ipv6_sweep_syns_carry_the_cookie_of_the_sixteen_byte_addresses() {
         let source: IpAddr = "2001:db8::1".parse().unwrap();
-        let probe = TcpSyn::new(
+        let probe = syn_sweep(
             SweepEndpoints {
                 source,
                 ..sweep_endpoints()
@@ -928,6 +984,65 @@ mod tests {
         );
         assert_eq!(probe.protocol(), "tcp");
     }
+    /// nmap's -sA, -sF and -sX: what a RST and silence say, and the cookie read from where
+    /// each kind's RST carries it.
+    #[test]
+    fn ack_and_fin_sweeps_classify_as_nmap_does() {
+        let target = IpAddr::from([198, 18, 7, 9]);
+        let rst = |flags, seq, ack| ReplyRecord {
+            src_addr: target.into(),
+            src_port: 8080,
+            dst_port: 61441,
+            tcp_flags: flags,
+            tcp_seq: seq,
+            tcp_ack: ack,
+            ..ReplyRecord::default()
+        };
+        for (kind, _, acks) in tcp_sweep_kinds() {
+            let probe = kind.probe(sweep_endpoints());
+            let mut buf = [0u8; MAX_PROBE_LEN];
+            let built = probe.build(target, 8080, 61441, 7, &mut buf);
+            let tcp = &buf[20..built.len];
+            let cookie = built.cookie;
+            assert_eq!(u32::from_be_bytes(tcp[4..8].try_into().unwrap()), cookie);
+            assert_eq!(
+                u32::from_be_bytes(tcp[8..12].try_into().unwrap()),
+                if acks { cookie } else { 0 },
+                "{kind:?}: the acknowledgement number"
+            );
+            let fin = u32::from(tcp[13] & TcpFlags::FIN);
+            let (reply, status, silence) = match kind {
+                SweepKind::TcpSyn { .. } => continue,
+                SweepKind::TcpAck { .. } => (
+                    rst(TcpFlags::RST, cookie, 0),
+                    Status::Unfiltered,
+                    Status::Filtered,
+                ),
+                SweepKind::TcpFin { .. } => (
+                    rst(TcpFlags::RST | TcpFlags::ACK, 0, cookie.wrapping_add(fin)),
+                    Status::Closed,
+                    Status::OpenFiltered,
+                ),
+            };
+            let answer = probe.classify(&reply);
+            assert_eq!(
+                (answer.verdict.status, answer.verdict.reason, answer.cookie),
+                (status, "rst", cookie),
+                "{kind:?}"
+            );
+            assert_eq!((answer.port, answer.source_port), (8080, 61441));
+            assert_eq!(
+                probe.silence(),
+                Verdict {
+                    status: silence,
+                    reason: "timeout"
+                }
+            );
+        }
+        assert_eq!(Status::OpenFiltered.word(), "open|filtered");
+        assert_eq!(Status::Unfiltered.word(), "unfiltered");
+    }
+
     #[test]
     fn icmp_errors_about_sweep_probes_are_filtered_with_their_reason_and_sender() {
         let probe = sweep_syn();

@@ -18,7 +18,7 @@ use crate::{
     bpf::Counters,
     monotonic_ns,
     output::{Finishing, Output},
-    probe::{Status, SweepProbe},
+    probe::SweepProbe,
     reply_loop::ReplyHandler,
 };
 
@@ -47,11 +47,7 @@ impl ReplyHandler for Collector<'_> {
             self.summary.duplicates += 1;
             return Ok(());
         }
-        match answer.verdict.status {
-            Status::Open => self.summary.open += 1,
-            Status::Closed => self.summary.closed += 1,
-            Status::Filtered => self.summary.filtered += 1,
-        }
+        *self.summary.count_of(answer.verdict.status) += 1;
         let probe = (answer.source_port, answer.cookie);
         let sent_ns = departure_of(&self.plan, &self.progress, target, probe, reply.kernel_ns);
         answer.fields.rtt_ns = sent_ns.map(|sent_ns| reply.kernel_ns - sent_ns);
@@ -120,9 +116,10 @@ impl ReplyHandler for Collector<'_> {
             let (finding, count) = if self.progress.last_pass_lost() {
                 (Finding::Unknown, &mut self.summary.unknown)
             } else {
+                let silence = self.probe.silence();
                 (
-                    Finding::Verdict(self.probe.silence()),
-                    &mut self.summary.filtered,
+                    Finding::Verdict(silence),
+                    self.summary.count_of(silence.status),
                 )
             };
             *count += silent(&self.plan, &self.progress);

@@ -28,12 +28,13 @@ pub struct PortResult {
 }
 
 impl PortResult {
-    /// The reply fields JSON and CSV show: an open or closed port's answer; for any other
-    /// result null, as documented, whatever came (an ICMP error's fields are not the port's).
+    /// The reply fields JSON and CSV show: an open, closed or unfiltered port's answer; for
+    /// any other result null, as documented, whatever came (an ICMP error's fields are not the
+    /// port's).
     fn answer(&self) -> Option<ReplyFields> {
         match self.finding {
             Finding::Verdict(Verdict {
-                status: Status::Open | Status::Closed,
+                status: Status::Open | Status::Closed | Status::Unfiltered,
                 ..
             }) => self.reply,
             _ => None,
@@ -139,14 +140,14 @@ impl Shown {
     }
 
     /// masscan's list: open ports, unknown ones as they might be open, and refused ones and
-    /// hosts down, which nothing else would tell; the table: closed ports only under -V
-    /// (hping3's); JSON and CSV: everything. With `--open`, open ports only but for the
-    /// table's lists.
+    /// hosts down, which nothing else would tell; the table: closed (and unfiltered) ports
+    /// only under -V (hping3's rows of RSTs); JSON and CSV: everything. With `--open`, open
+    /// ports only but for the table's lists.
     pub fn lists(self, finding: Finding) -> bool {
         let closed = matches!(
             finding,
             Finding::Verdict(Verdict {
-                status: Status::Closed,
+                status: Status::Closed | Status::Unfiltered,
                 ..
             })
         );
@@ -324,9 +325,9 @@ impl ResultWriter {
             }
         };
         match (status, result.reply) {
-            (Status::Filtered, _) => self.not_responding.push(port),
+            (Status::Filtered | Status::OpenFiltered, _) => self.not_responding.push(port),
             (_, Some(reply)) if self.verbose => self.rows.push((port, reply)),
-            (Status::Closed, _) => {}
+            (Status::Closed | Status::Unfiltered, _) => {}
             (_, Some(reply)) => self.write_row(port, &reply)?,
             (_, None) => {}
         }

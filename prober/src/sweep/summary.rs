@@ -1,5 +1,5 @@
 //! What a sweep counted, and its statistic footer (stderr), in the spirit of hping3's.
-use crate::{reading::Reading, rtt::RttStats};
+use crate::{probe::Status, reading::Reading, rtt::RttStats};
 
 /// The totals of a sweep, for its footer.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -13,6 +13,9 @@ pub struct SweepSummary {
     pub open: u64,
     pub closed: u64,
     pub filtered: u64,
+    /// Of a FIN sweep's silent ports, and an ACK sweep's answered ones.
+    pub open_filtered: u64,
+    pub unfiltered: u64,
     /// Silent, but replies were lost while theirs could have come (see
     /// [`super::results::Finding::Unknown`]).
     pub unknown: u64,
@@ -44,7 +47,18 @@ pub struct SweepSummary {
 
 impl SweepSummary {
     pub fn answered(&self) -> u64 {
-        self.open + self.closed
+        self.open + self.closed + self.unfiltered
+    }
+
+    /// The count of results with `status`.
+    pub fn count_of(&mut self, status: Status) -> &mut u64 {
+        match status {
+            Status::Open => &mut self.open,
+            Status::Closed => &mut self.closed,
+            Status::Filtered => &mut self.filtered,
+            Status::OpenFiltered => &mut self.open_filtered,
+            Status::Unfiltered => &mut self.unfiltered,
+        }
     }
 
     /// The counts read from the kernel, for the lines that explain any that failed.
@@ -80,7 +94,7 @@ pub fn footer(summary: &SweepSummary) -> String {
     format!(
         "\n--- prober sweep statistic ---\n\
          {} sent to {} x {} in {sending:.2} s ({:.0} pps), {:.2} s in all{}\n\
-         {} open, {} closed, {} filtered, {} unknown, {} duplicate replies\n\
+         {} open, {} closed, {} filtered,{} {} unknown, {} duplicate replies\n\
          xdp: {} replies matched, {} unmatched or forged passed, {} malformed, {} RSTs bounced, {} lost to a full ring buffer\n\
          tx: {} waits for a full TX ring, {} probes refused by the kernel; kernel drops: {} tx, {} rx{down}",
         counted(summary.sent, "probe"),
@@ -92,6 +106,7 @@ pub fn footer(summary: &SweepSummary) -> String {
         summary.open,
         summary.closed,
         summary.filtered,
+        other_statuses(summary),
         summary.unknown,
         summary.duplicates,
         summary.matched,
@@ -104,6 +119,18 @@ pub fn footer(summary: &SweepSummary) -> String {
         summary.kernel_tx_dropped,
         summary.kernel_rx_dropped,
     )
+}
+
+/// The counts of the statuses only some kinds give, where there are any: ` 3 open|filtered,`.
+fn other_statuses(summary: &SweepSummary) -> String {
+    [
+        (summary.open_filtered, Status::OpenFiltered),
+        (summary.unfiltered, Status::Unfiltered),
+    ]
+    .iter()
+    .filter(|(count, _)| *count > 0)
+    .map(|(count, status)| format!(" {count} {},", status.word()))
+    .collect()
 }
 
 /// `-V`: how many replies have an RTT, and why the others have none.
@@ -147,6 +174,20 @@ mod tests {
              xdp: 2 replies matched, 0 unmatched or forged passed, 0 malformed, 1 RSTs bounced, 0 lost to a full ring buffer\n\
              tx: 0 waits for a full TX ring, 0 probes refused by the kernel; kernel drops: unknown tx, unknown rx"
         );
+    }
+
+    #[test]
+    fn the_statuses_of_ack_and_fin_scans_are_counted_where_there_are_any() {
+        let mut summary = SweepSummary::default();
+        *summary.count_of(Status::OpenFiltered) += 2;
+        let fin = footer(&summary);
+        assert!(
+            fin.contains("\n0 open, 0 closed, 0 filtered, 2 open|filtered, 0 unknown, "),
+            "{fin}"
+        );
+        *summary.count_of(Status::Unfiltered) += 3;
+        assert!(footer(&summary).contains(" 0 filtered, 2 open|filtered, 3 unfiltered, 0 unknown"));
+        assert_eq!(summary.answered(), 3, "an ACK scan's RSTs are answers");
     }
 
     #[test]
