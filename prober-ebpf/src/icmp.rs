@@ -1,6 +1,10 @@
 //! The ICMP echo kind, ICMPv6's for IPv6: echo replies carrying our identifier, and our echo
-//! requests leaving.
+//! requests leaving. A sweep's echo carries a source-port slot of the sweep's as its
+//! identifier and the low half of the cookie of (target, 0, us, identifier) as its sequence
+//! number, as zmap's icmp_echoscan validates its replies: an echo reply is ours when it echoes
+//! both.
 use prober_common::{
+    syn_cookie,
     trace::Reason,
     wire::{self, Checksum, Echo, EchoKind, Frame, IpPacket},
     ProbeFilter,
@@ -31,14 +35,22 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
     if echo.kind != EchoKind::Reply {
         return reply::foreign(ip, numbers, Reason::NotAnEchoReply);
     }
-    if echo.id != filter.icmp_id {
+    let sweep = reply::sweep(filter);
+    if !carries_our_id(filter, &echo) {
         return reply::unmatched(ip, numbers, Reason::AnotherIdentifier);
     }
     if let Err(refused) = reply::validated(frame, ip, filter, numbers, Checksum::Message) {
         return refused;
     }
+    if sweep && echo.seq != sweep_cookie(filter, ip, echo.id) {
+        return reply::unmatched(ip, numbers, Reason::AcknowledgesNoProbe);
+    }
     let probe = Probe {
-        slot: echo.seq,
+        slot: if sweep {
+            echo.id.wrapping_sub(filter.sport_base)
+        } else {
+            echo.seq
+        },
         target: ip.src,
         target_port: 0,
     };
@@ -49,15 +61,41 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
     })
 }
 
-/// The probe this is, if it is one of our echo requests leaving (TC egress).
+/// Whether the echo's identifier is ours: one target's, or one of a sweep's source-port slots.
+#[inline(always)]
+fn carries_our_id(filter: &ProbeFilter, echo: &Echo) -> bool {
+    if reply::sweep(filter) {
+        filter.is_our_port(echo.id)
+    } else {
+        echo.id == filter.icmp_id
+    }
+}
+
+/// The sequence number of a sweep's echo with identifier `id` to the sender of the reply `ip`:
+/// the low half of the cookie of (that target, 0, us, `id`).
+#[inline(always)]
+fn sweep_cookie(filter: &ProbeFilter, ip: &IpPacket, id: u16) -> u16 {
+    syn_cookie(filter.cookie_key, &ip.src, 0, &ip.dst, id) as u16
+}
+
+/// The probe this is, if it is one of our echo requests leaving (TC egress); a sweep's is
+/// filed here, in its own slot.
 #[inline(always)]
 pub fn departure(packet: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Option<Probe> {
     let echo = echo(packet, ip)?.ok()?;
-    if echo.kind != EchoKind::Request || echo.id != filter.icmp_id {
+    let sweep = reply::sweep(filter);
+    if echo.kind != EchoKind::Request || !carries_our_id(filter, &echo) {
         return None;
     }
+    let slot = if sweep {
+        let slot = echo.id.wrapping_sub(filter.sport_base);
+        reply::note_sweep_departure(ip, slot, u32::from(echo.seq));
+        slot
+    } else {
+        echo.seq
+    };
     Some(Probe {
-        slot: echo.seq,
+        slot,
         target: ip.dst,
         target_port: 0,
     })

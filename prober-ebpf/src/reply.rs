@@ -104,6 +104,17 @@ pub fn sweep(filter: &ProbeFilter) -> bool {
     filter.mode == MODE_SWEEP
 }
 
+/// Files a sweep probe leaving (TC egress) in its departure slot, by its source-port slot
+/// `port_offset` and the epoch the sender put where replies and the kernel ignore it.
+#[inline(always)]
+pub fn note_sweep_departure(ip: &IpPacket, port_offset: u16, cookie: u32) {
+    let epoch = match ip.version {
+        IpVersion::V4 => ip.id,
+        IpVersion::V6 => ip.flow_label as u16,
+    };
+    maps::note_sweep_departure(port_offset, epoch, cookie);
+}
+
 /// Whether a direct answer (not an ICMP error) may come from this packet's source: any source
 /// in a sweep, whose cookies vouch for it; the target alone otherwise.
 #[inline(always)]

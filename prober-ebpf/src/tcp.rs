@@ -176,14 +176,9 @@ pub fn departure(packet: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Op
         return None;
     }
     if reply::sweep(filter) {
-        // The sender put the probe's epoch where replies and the kernel ignore it.
-        let epoch = match ip.version {
-            IpVersion::V4 => ip.id,
-            IpVersion::V6 => ip.flow_label as u16,
-        };
-        maps::note_sweep_departure(
+        reply::note_sweep_departure(
+            ip,
             segment.source.wrapping_sub(filter.sport_base),
-            epoch,
             segment.seq,
         );
     }

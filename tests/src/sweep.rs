@@ -42,6 +42,8 @@ pub enum Status {
     OpenFiltered,
     /// Answered RST to an ACK: open or closed, but not filtered.
     Unfiltered,
+    /// The whole host (port null, kept as 0): it answered an echo request (`echo-reply`).
+    Up,
     /// Answered by an ICMP error about the probe (from the target or a router on the way).
     IcmpFiltered(IcmpReason),
     /// No answer seen, but replies were lost on the way to the output (a full ring buffer), so
@@ -50,7 +52,7 @@ pub enum Status {
     /// Not probed: the kernel refused the probe, or prober did not send it.
     Refused(Refusal),
     /// The whole host (port null, kept as 0): it answered no ARP (`no-arp-response`) or
-    /// neighbour solicitation (`no-nd-response`).
+    /// neighbour solicitation (`no-nd-response`), or no echo request (`timeout`).
     Down,
 }
 
@@ -87,6 +89,8 @@ impl Status {
             ("filtered", "timeout") => Ok(Status::Filtered),
             ("open|filtered", "timeout") => Ok(Status::OpenFiltered),
             ("unfiltered", "rst") => Ok(Status::Unfiltered),
+            ("up", "echo-reply") => Ok(Status::Up),
+            ("down", "timeout") => Ok(Status::Down),
             ("filtered", "admin-prohibited") => Ok(Status::IcmpFiltered(AdminProhibited)),
             ("filtered", "icmp-unreach") => Ok(Status::IcmpFiltered(Unreachable)),
             ("filtered", "ttl-exceeded") => Ok(Status::IcmpFiltered(TtlExceeded)),
@@ -99,9 +103,9 @@ impl Status {
             _ => Err(format!(
                 "status/reason {status:?}/{reason:?} is none of open/syn-ack, closed/rst, \
                  filtered/(timeout, admin-prohibited, icmp-unreach, ttl-exceeded), \
-                 open|filtered/timeout, unfiltered/rst, \
+                 open|filtered/timeout, unfiltered/rst, up/echo-reply, \
                  unknown/reply-lost, refused/(broadcast, firewall, no-route, \
-                 own-address), down/(no-arp-response, no-nd-response)"
+                 own-address), down/(no-arp-response, no-nd-response, timeout)"
             )),
         }
     }
@@ -285,6 +289,7 @@ pub fn linux_peer_field_errors(results: &[SweepResult]) -> Vec<String> {
                 // An ICMP error's IP id is the kernel's own count, not a TCP reply's 0.
                 Status::Filtered
                 | Status::OpenFiltered
+                | Status::Up
                 | Status::IcmpFiltered(_)
                 | Status::Unknown
                 | Status::Refused(_)
@@ -315,9 +320,11 @@ pub struct SweepFooter {
     pub open: u64,
     pub closed: u64,
     pub filtered: u64,
-    /// Counted only when there are any (FIN and ACK scans).
+    /// Counted only when there are any (FIN and ACK scans, echo sweeps).
     pub open_filtered: u64,
     pub unfiltered: u64,
+    pub up: u64,
+    pub echo_down: u64,
     pub unknown: u64,
     pub duplicates: u64,
     pub matched: u64,
@@ -386,6 +393,7 @@ pub fn parse_sweep_footer(stderr: &str) -> Result<SweepFooter, String> {
         Ok(count)
     };
     let (open_filtered, unfiltered) = (other("open|filtered")?, other("unfiltered")?);
+    let (up, echo_down) = (other("up")?, other("down")?);
     let counts = counts.as_str();
     let mut values = Vec::new();
     let lines = [&first, &counts].into_iter().chain(&body[2..]);
@@ -419,6 +427,8 @@ pub fn parse_sweep_footer(stderr: &str) -> Result<SweepFooter, String> {
         filtered: count(8)?,
         open_filtered,
         unfiltered,
+        up,
+        echo_down,
         unknown: count(9)?,
         duplicates: count(10)?,
         matched: count(11)?,
@@ -711,17 +721,20 @@ fn result_from_fields(fields: Vec<(String, Value)>) -> Result<SweepResult, Strin
             .ok_or_else(|| format!("{} is not a string", FIELDS[i]))
     };
     let ip = canonical_address(text(0)?)?;
-    if text(2)? != "tcp" {
-        return Err("proto is not \"tcp\"".into());
-    }
     let status = Status::parse(text(3)?, text(4)?)?;
-    let host_level = matches!(
-        status,
-        Status::Down | Status::Refused(Refusal::Broadcast | Refusal::OwnAddress)
-    );
+    // An echo sweep's results are about hosts: up, down, or refused.
+    let echo = text(2)? == "icmp";
+    if !echo && text(2)? != "tcp" {
+        return Err("proto is not \"tcp\" or \"icmp\"".into());
+    }
+    let host_level = echo
+        || matches!(
+            status,
+            Status::Down | Status::Refused(Refusal::Broadcast | Refusal::OwnAddress)
+        );
     let port = match integer::<u16>(v[1], "port")? {
         None if host_level => 0,
-        Some(port) if port != 0 => port,
+        Some(port) if port != 0 && !echo => port,
         _ => return Err("port is not 1-65535 (or null for a host down or refused)".into()),
     };
     let ttl = integer::<u8>(v[5], "ttl")?;
@@ -748,6 +761,7 @@ fn result_from_fields(fields: Vec<(String, Value)>) -> Result<SweepResult, Strin
     // An ICMP error's own fields are not the port's: of it, only its sender is shown.
     match status {
         Status::Filtered
+        | Status::OpenFiltered
         | Status::IcmpFiltered(_)
         | Status::Unknown
         | Status::Refused(_)
@@ -759,10 +773,14 @@ fn result_from_fields(fields: Vec<(String, Value)>) -> Result<SweepResult, Strin
                     .into(),
             )
         }
-        Status::Open | Status::Closed if header_fields.contains(&false) => {
+        Status::Open | Status::Closed | Status::Unfiltered | Status::Up
+            if header_fields.contains(&false) =>
+        {
             return Err("an answered result must have ttl and win".into())
         }
-        Status::Open | Status::Closed if ipid.is_some() != has_ipid => {
+        Status::Open | Status::Closed | Status::Unfiltered | Status::Up
+            if ipid.is_some() != has_ipid =>
+        {
             return Err("an answered result must have an ipid over IPv4, and none over IPv6".into())
         }
         _ => {}

@@ -4,9 +4,11 @@
 //! closed port `closed` by its RST and both a dropped port and an open one `open|filtered`,
 //! since Linux drops a FIN to a listener. Their answers are RSTs, which the XDP program matches
 //! by the cookie they echo and never answers; a forged RST without the cookie decides nothing.
+//! An echo sweep (`-1` of a block: zmap's icmp_echoscan) finds the hosts that answer `up`,
+//! with their RTTs, and the others `down`.
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, SystemTime};
 
 use prober_tests::{
@@ -223,3 +225,124 @@ fn fin_and_ack_scan_tables_are_hping3s() {
         );
     }
 }
+
+/// A block of four routed to the namespace: two addresses that answer, one whose packets the
+/// namespace's nftables drops, and one nobody holds (the namespace does not forward). While the
+/// sweep waits, the silent host sends echo replies to the sweep's identifiers that echo another
+/// cookie (7): counted as unmatched, and it stays down.
+fn echo_sweep_finds_the_hosts_that_answer(family: Family) {
+    require_root();
+    let mut host = TestHost::new().expect("test host");
+    let (block, addrs): (String, Vec<IpAddr>) = match family {
+        Family::V4 => {
+            let addrs = host.add_routed_addresses(3).expect("routed addresses");
+            (
+                format!("{}/30", addrs[0]),
+                addrs.into_iter().map(IpAddr::from).collect(),
+            )
+        }
+        Family::V6 => {
+            let addrs = host.add_routed_addresses6(3).expect("routed addresses");
+            (
+                format!("{}/126", addrs[0]),
+                addrs.into_iter().map(IpAddr::from).collect(),
+            )
+        }
+    };
+    host.drop_all_to(addrs[2]).expect("nft drop");
+    let unheld = match addrs[0] {
+        IpAddr::V4(first) => Ipv4Addr::from(u32::from(first) + 3).into(),
+        IpAddr::V6(first) => Ipv6Addr::from(u128::from(first) + 3).into(),
+    };
+    let started = SystemTime::now();
+    let mut prober = Proc::spawn(prober_command(&["-1", "--wait", "2", "-O", "json", &block]));
+    prober.expect_line(Duration::from_secs(10), "the first host up");
+    let (silent, source) = (addrs[2], host.source(family));
+    let protocol = packets::icmp_protocol(silent);
+    let reply_type = match family {
+        Family::V4 => 0,
+        Family::V6 => 129,
+    };
+    let forged = (0..4u16)
+        .map(|i| {
+            let [id0, id1] = (SWEEP_BASE_PORT + i).to_be_bytes();
+            let mut message = [reply_type, 0, 0, 0, id0, id1, 0, 7];
+            packets::fill_checksum(silent, source, protocol, &mut message);
+            packets::IpHeader::new(silent, source, protocol).packet(&message)
+        })
+        .collect();
+    host.send_raw_from_namespace(forged)
+        .expect("sending forged echo replies");
+    let swept = Swept::new(prober.wait(TIMEOUT), started);
+    let results = swept.json();
+    let got: Outcome = results.iter().map(|r| ((r.ip, r.port), r.status)).collect();
+    let want: Outcome = [
+        (addrs[0], Status::Up),
+        (addrs[1], Status::Up),
+        (addrs[2], Status::Down),
+        (unheld, Status::Down),
+    ]
+    .into_iter()
+    .map(|(ip, status)| ((ip, 0), status))
+    .collect();
+    assert_eq!(got, want, "{}", swept.run);
+    assert_eq!(results.len(), 4, "a result per host\n{}", swept.run);
+    for result in &results {
+        let up = result.status == Status::Up;
+        assert_eq!(result.rtt_ns.is_some(), up, "{result:?}\n{}", swept.run);
+        assert_eq!(result.ttl.is_some(), up, "{result:?}\n{}", swept.run);
+    }
+    let footer = swept.footer();
+    assert_eq!(
+        (footer.up, footer.echo_down, footer.matched, footer.sent),
+        (2, 2, 2, 4),
+        "{}",
+        swept.run
+    );
+    assert_eq!(footer.unmatched, 4, "the forgeries, counted\n{}", swept.run);
+    assert_eq!(swept.run.code(), Some(0), "{}", swept.run);
+    assert!(
+        host.dropped_packets_to(addrs[2]).expect("nft counter") >= 1,
+        "the dropped host got its echo"
+    );
+}
+
+/// On a directly connected network the sweep asks for its targets' MACs itself (ARP, IPv6
+/// neighbour discovery): the hosts that answer get echoes, and are up; an address nobody holds
+/// is down for want of a MAC, and gets none.
+fn echo_sweep_of_neighbours(family: Family) {
+    require_root();
+    let host = TestHost::new().expect("test host");
+    let on_link = host.add_on_link(family, 2, 1, 29).expect("on-link hosts");
+    let targets: Vec<String> = on_link
+        .live
+        .iter()
+        .chain(&on_link.dead)
+        .map(IpAddr::to_string)
+        .collect();
+    let mut args = vec!["-1", "--wait", "1", "-O", "json"];
+    args.extend(targets.iter().map(String::as_str));
+    let swept = sweep(&args, TIMEOUT);
+    let results = swept.json();
+    let got: Outcome = results.iter().map(|r| ((r.ip, r.port), r.status)).collect();
+    let want: Outcome = on_link
+        .live
+        .iter()
+        .map(|&ip| ((ip, 0), Status::Up))
+        .chain(on_link.dead.iter().map(|&ip| ((ip, 0), Status::Down)))
+        .collect();
+    assert_eq!(got, want, "{}", swept.run);
+    assert!(
+        results
+            .iter()
+            .all(|r| r.rtt_ns.is_some() == (r.status == Status::Up)),
+        "{}",
+        swept.run
+    );
+    assert_eq!(swept.footer().up, 2, "{}", swept.run);
+}
+
+test_both_families!(
+    echo_sweep_finds_the_hosts_that_answer,
+    echo_sweep_of_neighbours
+);

@@ -120,7 +120,7 @@ struct BaseArgs {
 
 #[derive(Args, Debug)]
 struct ModeArgs {
-    /// ICMP mode: echo requests
+    /// ICMP mode: echo requests (of several targets or a block: a sweep of hosts, up or down)
     #[arg(short = '1', long = "icmp")]
     icmp: bool,
 }
@@ -434,7 +434,6 @@ impl Cli {
     fn sweep_options(&self) -> Result<sweep::Options> {
         let (base, sweep) = (&self.base, &self.sweep);
         let single_target_options = [
-            (self.mode.icmp, "-1"),
             (base.count.is_some(), "-c"),
             (base.interval.is_some(), "-i"),
             (base.fast, "--fast"),
@@ -450,8 +449,21 @@ impl Cli {
         if let Some(option) = first_given(&single_target_options) {
             bail!("{option} has no meaning in a sweep (sweeps send one TCP probe per port and host; see --rate and --retries)");
         }
-        let kind = SweepKind::tcp(self.tcp_flags(), self.tcp.window).map_err(anyhow::Error::msg)?;
+        let kind = if self.mode.icmp {
+            if self.tcp_flags().0 != 0 {
+                bail!("-1 sweeps send echo requests: drop the TCP flags");
+            }
+            SweepKind::IcmpEcho
+        } else {
+            SweepKind::tcp(self.tcp_flags(), self.tcp.window).map_err(anyhow::Error::msg)?
+        };
         let ports = match (&sweep.scan, &self.tcp.port) {
+            _ if kind == SweepKind::IcmpEcho => {
+                if sweep.scan.is_some() || self.tcp.port.is_some() {
+                    bail!("-1 sweeps probe hosts, not ports: drop -p and --scan");
+                }
+                PortList::hosts_only()
+            }
             (Some(_), Some(_)) => bail!("give the ports once: --scan PORTS or -p PORTS"),
             (Some(spec), None) => PortList::parse(spec)?,
             (None, Some(DestPorts::Sweep(ports))) => ports.clone(),
@@ -468,11 +480,15 @@ impl Cli {
         }
         let (targets, interface) = self.targets_and_interface()?;
         let one_host = targets.len() == 1;
-        let format = sweep.output_format.unwrap_or(if one_host {
+        let echo = kind == SweepKind::IcmpEcho;
+        let format = sweep.output_format.unwrap_or(if one_host && !echo {
             Format::Table
         } else {
             Format::List
         });
+        if format == Format::Table && echo {
+            bail!("-O table is hping3's table of one host's ports; a -1 sweep's are -O list, json or csv");
+        }
         if format == Format::Table && !one_host {
             bail!("-O table shows one host; for several use -O list, json or csv");
         }
@@ -1266,7 +1282,14 @@ mod tests {
 
     #[test]
     fn sweeps_refuse_what_they_cannot_do() {
-        assert!(refusal(&["-1", "--scan", "80", "198.18.4.2"]).starts_with("-1 has no meaning"));
+        assert_eq!(
+            refusal(&["-1", "--scan", "80", "198.18.4.2"]),
+            "-1 sweeps probe hosts, not ports: drop -p and --scan"
+        );
+        assert!(refusal(&["-1", "-S", "198.18.4.0/30"]).starts_with("-1 sweeps send echo requests"));
+        assert!(
+            refusal(&["-1", "-O", "table", "198.18.4.0/30"]).starts_with("-O table is hping3's")
+        );
         assert!(refusal(&["-k", "--scan", "80", "198.18.4.2"]).starts_with("-k has no meaning"));
         assert_eq!(
             refusal(&["-R", "--scan", "80", "198.18.4.2"]),
@@ -1293,9 +1316,12 @@ mod tests {
         assert!(refusal(&["-p", "80", "198.18.4.0/24", "--exclude", "x"])
             .starts_with("invalid exclusion 'x'"));
         // A range was a host name to look up: it is a sweep's block, in either mode.
-        assert!(
-            refusal(&["-1", "198.18.4.1-198.18.4.9"]).starts_with("-1 has no meaning in a sweep")
-        );
+        let Mode::Sweep(echoes) = mode(&["-1", "198.18.4.1-198.18.4.9"]).unwrap() else {
+            panic!("a sweep of echoes");
+        };
+        assert_eq!(echoes.kind, SweepKind::IcmpEcho);
+        assert_eq!((echoes.targets.len(), echoes.ports.len()), (9, 1));
+        assert_eq!(echoes.format, Format::List);
         let Mode::Sweep(range) = mode(&[
             "-p",
             "80",

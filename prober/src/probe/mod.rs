@@ -12,9 +12,9 @@ mod tcp;
 use std::{net::IpAddr, sync::Arc};
 
 use anyhow::Result;
-use prober_common::{ProbeFilter, ReplyRecord};
+use prober_common::{ProbeFilter, ReplyRecord, MODE_SWEEP};
 
-pub use icmp::IcmpEcho;
+pub use icmp::{IcmpEcho, IcmpEchoSweep};
 pub use payload::Payload;
 pub use tcp::{DestPort, PortStep, TcpFlags, TcpProbe, TcpScan, TcpSegment, TcpSweep};
 
@@ -200,6 +200,12 @@ pub trait SweepProbe: Send + Sync {
 
     /// What no reply after `--wait` says.
     fn silence(&self) -> Verdict;
+
+    /// Whether results name ports: a kind without them probes each host once, and its
+    /// results have `port` null.
+    fn has_ports(&self) -> bool {
+        true
+    }
 }
 
 /// What a sweep sends, as the command line asked.
@@ -211,6 +217,8 @@ pub enum SweepKind {
     TcpAck { flags: TcpFlags, window: u16 },
     /// Probes with neither SYN nor ACK (-F, -F -P -U: nmap's -sF, -sX).
     TcpFin { flags: TcpFlags, window: u16 },
+    /// Echo requests (-1; zmap's icmp_echoscan): an echo reply says the host is up.
+    IcmpEcho,
 }
 
 /// A sweep's fixed parts, which its probes share.
@@ -228,12 +236,29 @@ pub struct SweepEndpoints {
     pub source_ports: u16,
 }
 
+impl SweepEndpoints {
+    /// The filter's part every sweep kind shares: our address, the source-port block (a
+    /// probe's slot), the cookies' key.
+    fn filter(&self, kind: u8) -> ProbeFilter {
+        ProbeFilter {
+            local_addr: self.source.into(),
+            kind,
+            mode: MODE_SWEEP,
+            sport_base: self.first_source_port,
+            sport_max_offset: self.source_ports - 1,
+            cookie_key: self.cookie_key,
+            ..ProbeFilter::default()
+        }
+    }
+}
+
 impl SweepKind {
     pub fn probe(&self, endpoints: SweepEndpoints) -> Arc<dyn SweepProbe> {
         let (scan, flags, window) = match *self {
             SweepKind::TcpSyn { window } => (TcpScan::Syn, TcpFlags(TcpFlags::SYN), window),
             SweepKind::TcpAck { flags, window } => (TcpScan::Ack, flags, window),
             SweepKind::TcpFin { flags, window } => (TcpScan::Fin, flags, window),
+            SweepKind::IcmpEcho => return Arc::new(IcmpEchoSweep { endpoints }),
         };
         Arc::new(TcpSweep::new(endpoints, scan, flags, window))
     }
@@ -276,6 +301,10 @@ pub enum Status {
     OpenFiltered,
     /// Not filtered, open or closed: what a port's answer to an ACK says.
     Unfiltered,
+    /// A host's: it answered an echo request (nmap's "Host is up").
+    Up,
+    /// A host's: no echo reply came.
+    Down,
 }
 
 impl Status {
@@ -287,6 +316,8 @@ impl Status {
             Status::Filtered => "filtered",
             Status::OpenFiltered => "open|filtered",
             Status::Unfiltered => "unfiltered",
+            Status::Up => "up",
+            Status::Down => "down",
         }
     }
 }
@@ -984,6 +1015,73 @@ mod tests {
         );
         assert_eq!(probe.protocol(), "tcp");
     }
+    /// zmap's icmp_echoscan: each echo's identifier is its source-port slot and its sequence
+    /// number the low half of the cookie, which the reply echoes; a reply is the host up.
+    #[test]
+    fn sweep_echoes_carry_their_cookie_and_find_hosts_up() {
+        for (source, target, len, icmp_type) in [
+            ("198.18.0.1", "198.18.7.9", 28, 8),
+            ("2001:db8::1", "2001:db8::2", 48, 128),
+        ] {
+            let (source, target): (IpAddr, IpAddr) =
+                (source.parse().unwrap(), target.parse().unwrap());
+            let probe = SweepKind::IcmpEcho.probe(SweepEndpoints {
+                source,
+                ..sweep_endpoints()
+            });
+            let mut buf = [0u8; MAX_PROBE_LEN];
+            let built = probe.build(target, 0, 61443, 77, &mut buf);
+            let packet = &buf[..built.len];
+            assert_eq!(built.len, len);
+            let icmp = &packet[len - 8..];
+            assert_eq!((icmp[0], icmp[1]), (icmp_type, 0), "echo request");
+            let cookie = syn_cookie([5, 6], &target.into(), 0, &source.into(), 61443) as u16;
+            assert_eq!(u16::from_be_bytes([icmp[4], icmp[5]]), 61443, "identifier");
+            assert_eq!(u16::from_be_bytes([icmp[6], icmp[7]]), cookie, "sequence");
+            assert_eq!(built.cookie, u32::from(cookie));
+            match source {
+                IpAddr::V4(_) => {
+                    assert_eq!(u16::from_be_bytes([packet[4], packet[5]]), 77, "epoch");
+                    assert_eq!(internet_checksum(&packet[..20]), 0, "IP header checksum");
+                    assert_eq!(internet_checksum(icmp), 0, "ICMP checksum");
+                }
+                IpAddr::V6(_) => {
+                    assert_eq!(packet[6], 58, "ICMPv6");
+                    assert_eq!(ipv6_upper_layer_checksum(packet), 0, "ICMPv6 checksum");
+                }
+            }
+            let filter = probe.filter();
+            assert_eq!((filter.kind, filter.mode), (KIND_ICMP_ECHO, MODE_SWEEP));
+            assert_eq!((filter.sport_base, filter.sport_max_offset), (61440, 4095));
+            let reply = ReplyRecord {
+                src_addr: target.into(),
+                icmp_id: 61443,
+                icmp_seq: cookie,
+                ttl: 64,
+                ip_len: len as u16,
+                ..ReplyRecord::default()
+            };
+            let up = probe.classify(&reply);
+            assert_eq!(
+                (up.host, up.source_port, up.cookie),
+                (target, 61443, built.cookie)
+            );
+            assert_eq!(
+                (up.verdict.status, up.verdict.reason),
+                (Status::Up, "echo-reply")
+            );
+            assert_eq!((up.fields.ttl, up.fields.icmp_from), (64, None));
+            assert_eq!(
+                probe.silence(),
+                Verdict {
+                    status: Status::Down,
+                    reason: "timeout"
+                }
+            );
+            assert!(!probe.has_ports() && probe.protocol() == "icmp");
+        }
+    }
+
     /// nmap's -sA, -sF and -sX: what a RST and silence say, and the cookie read from where
     /// each kind's RST carries it.
     #[test]
@@ -1012,7 +1110,7 @@ mod tests {
             );
             let fin = u32::from(tcp[13] & TcpFlags::FIN);
             let (reply, status, silence) = match kind {
-                SweepKind::TcpSyn { .. } => continue,
+                SweepKind::TcpSyn { .. } | SweepKind::IcmpEcho => continue,
                 SweepKind::TcpAck { .. } => (
                     rst(TcpFlags::RST, cookie, 0),
                     Status::Unfiltered,

@@ -14,7 +14,7 @@ use etherparse::TcpHeader;
 use prober_common::{
     echoed_cookie, syn_cookie,
     wire::{fold, sum_of, IcmpErrorKind},
-    IpAddress, ProbeFilter, ReplyRecord, KIND_TCP, MODE_SWEEP,
+    IpAddress, ProbeFilter, ReplyRecord, KIND_TCP,
 };
 
 use super::{
@@ -522,22 +522,9 @@ impl SweepProbe for TcpSweep {
     }
 
     fn filter(&self) -> ProbeFilter {
-        let SweepEndpoints {
-            source,
-            cookie_key,
-            first_source_port,
-            source_ports,
-            ..
-        } = self.endpoints;
         ProbeFilter {
-            local_addr: source.into(),
-            kind: KIND_TCP,
-            mode: MODE_SWEEP,
-            sport_base: first_source_port,
-            sport_max_offset: source_ports - 1,
-            cookie_key,
             tcp_flags: self.flags.0,
-            ..ProbeFilter::default()
+            ..self.endpoints.filter(KIND_TCP)
         }
     }
 

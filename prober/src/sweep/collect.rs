@@ -59,7 +59,7 @@ impl ReplyHandler for Collector<'_> {
         if self.shown.lists(finding) {
             self.results.push(PortResult {
                 ip: answer.host,
-                port: Some(answer.port),
+                port: self.probe.has_ports().then_some(answer.port),
                 protocol: self.probe.protocol(),
                 finding,
                 reply: Some(answer.fields),
@@ -150,7 +150,7 @@ impl ReplyHandler for Collector<'_> {
             }
             if let Some(finding) = silence {
                 let down = |host| resolved.is_some_and(|resolved| resolved.mac(host).is_none());
-                write_silence(&plan, &progress, probe.protocol(), finding, down, results)?;
+                write_silence(&plan, &progress, probe.as_ref(), finding, down, results)?;
             }
             results.finish(waited)
         })))
@@ -164,7 +164,7 @@ impl Collector<'_> {
             let (ip, port) = self.plan.endpoint(target);
             self.results.push(PortResult {
                 ip,
-                port: Some(port),
+                port: self.probe.has_ports().then_some(port),
                 protocol: self.probe.protocol(),
                 finding: Finding::Refused(reason),
                 reply: None,
@@ -226,7 +226,7 @@ fn silent(plan: &Plan, progress: &Progress) -> u64 {
 fn write_silence(
     plan: &Plan,
     progress: &Progress,
-    protocol: &'static str,
+    probe: &dyn SweepProbe,
     finding: Finding,
     down: impl Fn(u64) -> bool,
     results: &mut ResultWriter,
@@ -243,8 +243,8 @@ fn write_silence(
             let (ip, port) = plan.endpoint(target);
             results.write(&PortResult {
                 ip,
-                port: Some(port),
-                protocol,
+                port: probe.has_ports().then_some(port),
+                protocol: probe.protocol(),
                 finding,
                 reply: None,
             })?;

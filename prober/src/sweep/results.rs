@@ -34,7 +34,7 @@ impl PortResult {
     fn answer(&self) -> Option<ReplyFields> {
         match self.finding {
             Finding::Verdict(Verdict {
-                status: Status::Open | Status::Closed | Status::Unfiltered,
+                status: Status::Open | Status::Closed | Status::Unfiltered | Status::Up,
                 ..
             }) => self.reply,
             _ => None,
@@ -151,10 +151,11 @@ impl Shown {
                 ..
             })
         );
+        // An echo sweep's hosts up are its open ports.
         let open = matches!(
             finding,
             Finding::Verdict(Verdict {
-                status: Status::Open,
+                status: Status::Open | Status::Up,
                 ..
             })
         );
@@ -162,16 +163,12 @@ impl Shown {
             return open || (self.format == Format::Table && !closed);
         }
         match self.format {
-            Format::List => matches!(
-                finding,
-                Finding::Unknown
-                    | Finding::Refused(_)
-                    | Finding::Down(_)
-                    | Finding::Verdict(Verdict {
-                        status: Status::Open,
-                        ..
-                    })
-            ),
+            Format::List => {
+                open || matches!(
+                    finding,
+                    Finding::Unknown | Finding::Refused(_) | Finding::Down(_)
+                )
+            }
             Format::Table => !closed || self.verbose,
             Format::Json | Format::Csv => true,
         }

@@ -16,6 +16,9 @@ pub struct SweepSummary {
     /// Of a FIN sweep's silent ports, and an ACK sweep's answered ones.
     pub open_filtered: u64,
     pub unfiltered: u64,
+    /// Of an echo sweep's hosts.
+    pub up: u64,
+    pub echo_down: u64,
     /// Silent, but replies were lost while theirs could have come (see
     /// [`super::results::Finding::Unknown`]).
     pub unknown: u64,
@@ -47,7 +50,7 @@ pub struct SweepSummary {
 
 impl SweepSummary {
     pub fn answered(&self) -> u64 {
-        self.open + self.closed + self.unfiltered
+        self.open + self.closed + self.unfiltered + self.up
     }
 
     /// The count of results with `status`.
@@ -58,6 +61,8 @@ impl SweepSummary {
             Status::Filtered => &mut self.filtered,
             Status::OpenFiltered => &mut self.open_filtered,
             Status::Unfiltered => &mut self.unfiltered,
+            Status::Up => &mut self.up,
+            Status::Down => &mut self.echo_down,
         }
     }
 
@@ -121,11 +126,14 @@ pub fn footer(summary: &SweepSummary) -> String {
     )
 }
 
-/// The counts of the statuses only some kinds give, where there are any: ` 3 open|filtered,`.
+/// The counts of the statuses only some kinds give, where there are any: ` 3 open|filtered,`,
+/// ` 2 up, 1 down,`.
 fn other_statuses(summary: &SweepSummary) -> String {
     [
         (summary.open_filtered, Status::OpenFiltered),
         (summary.unfiltered, Status::Unfiltered),
+        (summary.up, Status::Up),
+        (summary.echo_down, Status::Down),
     ]
     .iter()
     .filter(|(count, _)| *count > 0)
