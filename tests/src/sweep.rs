@@ -773,10 +773,11 @@ fn result_from_fields(fields: Vec<(String, Value)>) -> Result<SweepResult, Strin
                     .into(),
             )
         }
-        Status::Open | Status::Closed | Status::Unfiltered | Status::Up
-            if header_fields.contains(&false) =>
-        {
+        Status::Open | Status::Closed | Status::Unfiltered if header_fields.contains(&false) => {
             return Err("an answered result must have ttl and win".into())
+        }
+        Status::Up if header_fields != [true, false] => {
+            return Err("a host up must have its echo reply's ttl, and no win".into())
         }
         Status::Open | Status::Closed | Status::Unfiltered | Status::Up
             if ipid.is_some() != has_ipid =>

@@ -328,7 +328,8 @@ pub struct ReplyFields {
     pub ttl: u8,
     /// IPv4's identification; IPv6 has none.
     pub ip_id: Option<u16>,
-    pub window: u16,
+    /// TCP's window; None for a kind without one (ICMP).
+    pub window: Option<u16>,
     pub ip_len: u16,
     pub tcp_flags: u8,
     /// None when the probe's send time is unknown (not seen by TC egress, and forgotten by

@@ -568,7 +568,7 @@ impl SweepProbe for TcpSweep {
             fields: ReplyFields {
                 ttl: reply.ttl,
                 ip_id: reply.src_addr.ipv4().map(|_| reply.ip_id),
-                window: reply.tcp_window,
+                window: Some(reply.tcp_window),
                 ip_len: reply.ip_len,
                 tcp_flags: reply.tcp_flags,
                 rtt_ns: None,

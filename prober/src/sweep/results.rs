@@ -247,7 +247,7 @@ impl ResultWriter {
                     reason,
                     ttl: reply.map(|r| r.ttl),
                     ipid: reply.and_then(|r| r.ip_id),
-                    win: reply.map(|r| r.window),
+                    win: reply.and_then(|r| r.window),
                     rtt_us: reply.and_then(|r| r.rtt_ns).map(|ns| ns / 1000),
                     rtt_ns: reply.and_then(|r| r.rtt_ns),
                     ts,
@@ -269,7 +269,7 @@ impl ResultWriter {
                     reason,
                     field(reply.map(|r| u64::from(r.ttl))),
                     field(reply.and_then(|r| r.ip_id).map(u64::from)),
-                    field(reply.map(|r| u64::from(r.window))),
+                    field(reply.and_then(|r| r.window).map(u64::from)),
                     field(reply.and_then(|r| r.rtt_ns).map(|ns| ns / 1000)),
                     field(reply.and_then(|r| r.rtt_ns)),
                     result
@@ -341,7 +341,7 @@ impl ResultWriter {
             reply.ttl,
             // A numeric column, as hping3's: 0 for IPv6, which has no identification.
             reply.ip_id.unwrap_or(0),
-            reply.window,
+            reply.window.unwrap_or(0),
             reply.ip_len,
         )
         .context("writing results")
@@ -510,7 +510,7 @@ mod tests {
         let reply = |flags, window, ip_len| ReplyFields {
             ttl: 64,
             ip_id: Some(0),
-            window,
+            window: Some(window),
             ip_len,
             tcp_flags: flags,
             rtt_ns: Some(87_654),
