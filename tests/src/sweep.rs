@@ -378,6 +378,13 @@ pub fn parse_sweep_footer(stderr: &str) -> Result<SweepFooter, String> {
     .fold(first.to_string(), |line, (one, many)| {
         line.replace(one, many)
     });
+    // An echo sweep's hosts have no ports: as `x 0 ports`.
+    let first = match first.contains(" hosts x ") {
+        true => first,
+        false => first
+            .replace(" hosts in ", " hosts x 0 ports in ")
+            .replace(" host in ", " hosts x 0 ports in "),
+    };
     let first = first.as_str();
     // The counts only some kinds give stand between `filtered,` and `unknown` when not 0.
     let mut counts = body[1].to_string();

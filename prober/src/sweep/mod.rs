@@ -408,7 +408,12 @@ impl Sweep {
 
         let dropped_after = route.interface.dropped_packets();
         summary.hosts = options.targets.len();
-        summary.ports = options.ports.len();
+        // An echo sweep's one position per host is no port.
+        summary.ports = if probe.has_ports() {
+            options.ports.len()
+        } else {
+            0
+        };
         summary.sent = progress.sent();
         summary.refused = progress.refused();
         summary.elapsed = started.elapsed();

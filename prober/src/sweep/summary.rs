@@ -5,6 +5,7 @@ use crate::{probe::Status, reading::Reading, rtt::RttStats};
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SweepSummary {
     pub hosts: u64,
+    /// 0 for a kind without ports (an echo sweep).
     pub ports: u64,
     pub sent: u64,
     /// The whole run, and the part of it spent sending (all passes).
@@ -98,13 +99,16 @@ pub fn footer(summary: &SweepSummary) -> String {
     };
     format!(
         "\n--- prober sweep statistic ---\n\
-         {} sent to {} x {} in {sending:.2} s ({:.0} pps), {:.2} s in all{}\n\
+         {} sent to {}{} in {sending:.2} s ({:.0} pps), {:.2} s in all{}\n\
          {} open, {} closed, {} filtered,{} {} unknown, {} duplicate replies\n\
          xdp: {} replies matched, {} unmatched or forged passed, {} malformed, {} RSTs bounced, {} lost to a full ring buffer\n\
          tx: {} waits for a full TX ring, {} probes refused by the kernel; kernel drops: {} tx, {} rx{down}",
         counted(summary.sent, "probe"),
         counted(summary.hosts, "host"),
-        counted(summary.ports, "port"),
+        match summary.ports {
+            0 => String::new(),
+            ports => format!(" x {}", counted(ports, "port")),
+        },
         summary.sent as f64 / sending.max(1e-9),
         summary.elapsed.as_secs_f64(),
         if summary.interrupted { ", interrupted" } else { "" },
@@ -194,6 +198,16 @@ mod tests {
             "{fin}"
         );
         *summary.count_of(Status::Unfiltered) += 3;
+        let echoes = SweepSummary {
+            hosts: 4,
+            sent: 4,
+            ..SweepSummary::default()
+        };
+        assert!(
+            footer(&echoes).contains("\n4 probes sent to 4 hosts in "),
+            "an echo sweep's hosts have no ports: {}",
+            footer(&echoes)
+        );
         assert!(footer(&summary).contains(" 0 filtered, 2 open|filtered, 3 unfiltered, 0 unknown"));
         assert_eq!(summary.answered(), 3, "an ACK scan's RSTs are answers");
     }
