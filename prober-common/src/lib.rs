@@ -72,7 +72,10 @@ pub struct ProbeFilter {
     pub ip_protocol: u8,
     /// TCP, one target: 1 to record each reply's TSval (--tcp-timestamp), 0 not to.
     pub tcp_timestamp: u8,
-    pub _pad2: [u8; 2],
+    /// TCP sweeps: the flags every probe carries, which say what answers it (see
+    /// [`KIND_TCP`]).
+    pub tcp_flags: u8,
+    pub _pad2: u8,
 }
 
 impl ProbeFilter {
@@ -144,7 +147,11 @@ pub fn ones_complement_sum(a: u16, b: u16) -> u16 {
 
 /// The filter matches nothing (the programs pass every packet untouched).
 pub const KIND_NONE: u8 = 0;
-/// TCP probes with any flags; sweeps send SYNs and take SYN-ACKs and RST-ACKs.
+/// TCP probes with any flags. Sweeps carry their cookie as the sequence number, and as the
+/// acknowledgement number too when they carry ACK; what answers them is what a Linux host
+/// sends back ([`ProbeFilter::tcp_flags`]): to a SYN a SYN-ACK or a RST-ACK acknowledging the
+/// cookie + 1, to a probe with ACK a RST whose sequence number is the cookie, to one with
+/// neither (FIN, NULL, Xmas) a RST-ACK acknowledging the cookie + its FIN.
 pub const KIND_TCP: u8 = 1;
 /// ICMP echo requests, answered by echo replies (ICMPv6's for IPv6 targets), or ICMP's other
 /// queries with the same identifier and sequence number: timestamp and address mask requests.
@@ -166,6 +173,12 @@ pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 pub const IPPROTO_ICMPV6: u8 = 58;
+
+/// TCP's flag bits, as the header's flags byte holds them.
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
 
 /// One reply a kind's eBPF module matched, with the header fields hping3 prints.
 /// Every field but the address is in host byte order.
@@ -398,6 +411,27 @@ pub fn syn_cookie(
     hash as u32
 }
 
+/// The cookie a TCP segment echoes if it is what a host answers a sweep's probes carrying
+/// `probe_flags` with (see [`KIND_TCP`]); None for any other segment. The XDP program takes a
+/// reply when this is the cookie of the reply's own (target, port, us, our port); userspace
+/// reads the cookie of a matched reply from it.
+#[inline(always)]
+pub fn echoed_cookie(probe_flags: u8, flags: u8, seq: u32, ack: u32) -> Option<u32> {
+    if probe_flags & TCP_ACK != 0 {
+        // RFC 9293 3.10.7.1: the reset to a segment with ACK takes its ack as its sequence
+        // number and acknowledges nothing.
+        return (flags & (TCP_SYN | TCP_RST | TCP_ACK) == TCP_RST).then_some(seq);
+    }
+    let answer = if probe_flags & TCP_SYN != 0 {
+        flags & TCP_ACK != 0 && flags & (TCP_SYN | TCP_RST) != 0
+    } else {
+        flags & (TCP_SYN | TCP_RST | TCP_ACK) == TCP_RST | TCP_ACK
+    };
+    // Otherwise it acknowledges our sequence number and the SYN and FIN it carried (no data).
+    let consumed = u32::from(probe_flags & TCP_SYN != 0) + u32::from(probe_flags & TCP_FIN != 0);
+    answer.then_some(ack.wrapping_sub(consumed))
+}
+
 /// Names the eBPF object defines, shared so neither side can misspell them.
 pub const FILTER_MAP: &str = "FILTER";
 pub const REPLIES_MAP: &str = "REPLIES";
@@ -525,6 +559,41 @@ mod tests {
         let cookie = syn_cookie(key, &target, 80, &local, 61440);
         assert_eq!(cookie, siphash_2_4(key, &message) as u32);
         assert_ne!(cookie, syn_cookie(key, &local, 80, &target, 61440));
+    }
+
+    #[test]
+    fn each_sweep_kind_takes_the_answers_a_host_gives_it_and_reads_their_cookie() {
+        const FIN: u8 = TCP_FIN;
+        const SYN: u8 = TCP_SYN;
+        const RST: u8 = TCP_RST;
+        const ACK: u8 = TCP_ACK;
+        const PSH_URG: u8 = 0x08 | 0x20;
+        let (seq, ack) = (0x1111_1111, 0x2222_2222);
+        for (probe, reply, cookie) in [
+            // SYN: SYN-ACK or RST-ACK acknowledging the cookie + 1.
+            (SYN, SYN | ACK, Some(ack - 1)),
+            (SYN, RST | ACK, Some(ack - 1)),
+            (SYN, RST, None),
+            (SYN, ACK, None),
+            // ACK: a bare RST whose sequence number is the cookie.
+            (ACK, RST, Some(seq)),
+            (ACK | FIN | PSH_URG, RST, Some(seq)),
+            (ACK, RST | ACK, None),
+            (ACK, SYN | ACK, None),
+            // FIN, Xmas, NULL: a RST-ACK acknowledging the cookie + the FIN.
+            (FIN, RST | ACK, Some(ack - 1)),
+            (FIN | PSH_URG, RST | ACK, Some(ack - 1)),
+            (PSH_URG, RST | ACK, Some(ack)),
+            (FIN, SYN | ACK, None),
+            (FIN, RST, None),
+            (FIN, ACK, None),
+        ] {
+            assert_eq!(
+                echoed_cookie(probe, reply, seq, ack),
+                cookie,
+                "probe {probe:#x}, reply {reply:#x}"
+            );
+        }
     }
 
     #[test]

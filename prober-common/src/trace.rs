@@ -78,7 +78,7 @@ impl Reason {
     pub fn words(self) -> &'static str {
         match self {
             Reason::AnswersAProbe => "answers a probe",
-            Reason::NotSynAckOrRstAck => "not a SYN-ACK or RST-ACK",
+            Reason::NotSynAckOrRstAck => "not the SYN-ACK or RST that answers the sweep's probes",
             Reason::AcknowledgesNoProbe => "acknowledges none of our probes",
             Reason::NotAnEchoReply => "not an echo reply",
             Reason::AnotherIdentifier => "another identifier than ours",

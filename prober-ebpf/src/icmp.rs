@@ -1,6 +1,10 @@
 //! The ICMP echo kind, ICMPv6's for IPv6: replies of the type the filter names (echo, or
 //! timestamp or address mask: hping3's -C) carrying our identifier, and our requests leaving.
+//! A sweep's echo carries a source-port slot of the sweep's as its identifier and the low half
+//! of the cookie of (target, 0, us, identifier) as its sequence number, as zmap's
+//! icmp_echoscan validates its replies: an echo reply is ours when it echoes both.
 use prober_common::{
+    syn_cookie,
     trace::Reason,
     wire::{self, Checksum, Echo, Frame, IpPacket},
     ProbeFilter,
@@ -31,14 +35,22 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
     if echo.icmp_type != filter.icmp_reply_type {
         return reply::foreign(ip, numbers, Reason::NotAnEchoReply);
     }
-    if !filter.is_our_echo(echo.id, echo.seq) {
+    let sweep = reply::sweep(filter);
+    if !carries_our_id(filter, &echo) {
         return reply::unmatched(ip, numbers, Reason::AnotherIdentifier);
     }
     if let Err(refused) = reply::validated(frame, ip, filter, numbers, Checksum::Message) {
         return refused;
     }
+    if sweep && echo.seq != sweep_cookie(filter, ip, echo.id) {
+        return reply::unmatched(ip, numbers, Reason::AcknowledgesNoProbe);
+    }
     let probe = Probe {
-        slot: echo.seq,
+        slot: if sweep {
+            echo.id.wrapping_sub(filter.sport_base)
+        } else {
+            echo.seq
+        },
         target: ip.src,
         target_port: 0,
     };
@@ -50,15 +62,42 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
     })
 }
 
-/// The probe this is, if it is one of our requests leaving (TC egress).
+/// Whether the echo's identifier is ours: one target's (with its sequence number, for probes
+/// of one flow), or one of a sweep's source-port slots.
+#[inline(always)]
+fn carries_our_id(filter: &ProbeFilter, echo: &Echo) -> bool {
+    if reply::sweep(filter) {
+        filter.is_our_port(echo.id)
+    } else {
+        filter.is_our_echo(echo.id, echo.seq)
+    }
+}
+
+/// The sequence number of a sweep's echo with identifier `id` to the sender of the reply `ip`:
+/// the low half of the cookie of (that target, 0, us, `id`).
+#[inline(always)]
+fn sweep_cookie(filter: &ProbeFilter, ip: &IpPacket, id: u16) -> u16 {
+    syn_cookie(filter.cookie_key, &ip.src, 0, &ip.dst, id) as u16
+}
+
+/// The probe this is, if it is one of our requests leaving (TC egress); a sweep's is filed
+/// here, in its own slot.
 #[inline(always)]
 pub fn departure(packet: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Option<Probe> {
     let echo = echo(packet, ip)?.ok()?;
-    if echo.icmp_type != filter.icmp_type || !filter.is_our_echo(echo.id, echo.seq) {
+    let sweep = reply::sweep(filter);
+    if echo.icmp_type != filter.icmp_type || !carries_our_id(filter, &echo) {
         return None;
     }
+    let slot = if sweep {
+        let slot = echo.id.wrapping_sub(filter.sport_base);
+        reply::note_sweep_departure(ip, slot, u32::from(echo.seq));
+        slot
+    } else {
+        echo.seq
+    };
     Some(Probe {
-        slot: echo.seq,
+        slot,
         target: ip.dst,
         target_port: 0,
     })

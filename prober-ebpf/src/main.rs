@@ -104,9 +104,13 @@ fn judge(frame: &impl Frame, filter: &ProbeFilter, arrived_ns: u64) -> Decision 
     if icmp_error::wanted(frame, ip, filter) {
         return icmp_error::reply(frame, ip, filter, arrived_ns);
     }
-    // Only TCP sweeps resolve neighbours: no kind of theirs takes ICMPv6.
+    // A sweep resolving its neighbours takes their adverts; of the other ICMPv6 messages an
+    // echo sweep's kind takes its replies.
     if neighbour::resolving(filter) && ip.protocol == IPPROTO_ICMPV6 {
-        return neighbour::advert(frame, ip, filter, arrived_ns);
+        let advert = neighbour::advert(frame, ip, filter, arrived_ns);
+        if filter.kind != KIND_ICMP_ECHO || advert.traced {
+            return advert;
+        }
     }
     match filter.kind {
         KIND_TCP => tcp::reply(frame, ip, filter, arrived_ns),

@@ -114,6 +114,13 @@ pub fn epoch(ip: &IpPacket) -> u16 {
     }
 }
 
+/// Files a sweep probe leaving (TC egress) in its departure slot, by its source-port slot
+/// `port_offset` and its [`epoch`].
+#[inline(always)]
+pub fn note_sweep_departure(ip: &IpPacket, port_offset: u16, cookie: u32) {
+    maps::note_sweep_departure(port_offset, epoch(ip), cookie);
+}
+
 /// Whether a direct answer (not an ICMP error) may come from this packet's source: any source
 /// in a sweep, whose cookies vouch for it; the target alone otherwise.
 #[inline(always)]

@@ -1,18 +1,20 @@
 //! The TCP kind: SYN-ACKs and RSTs that answer our probes, and our probes leaving.
 //!
 //! One target: a reply comes from the probed port to one of our source ports and acknowledges
-//! the sequence number every probe carries. A sweep: the reply's ack − 1 must be the SYN
-//! cookie of its own (target, port, our address, our port); a SYN-ACK is then sent back to its
-//! sender as the RST that ends the half-open connection.
+//! the sequence number every probe carries. A sweep: the cookie the reply echoes (where the
+//! answer to the sweep's flags carries it, see [`echoed_cookie`]) must be the cookie of its
+//! own (target, port, our address, our port); a SYN-ACK is then sent back to its sender as the
+//! RST that ends the half-open connection (the other kinds' answers are RSTs themselves).
 use aya_ebpf::Global;
 use prober_common::{
-    syn_cookie,
+    echoed_cookie, syn_cookie,
     trace::{Fate, Reason},
     wire::{
         self, Checksum, ChecksumField, Frame, IpPacket, IpVersion, Segment, ETH_HEADER_LEN,
         IPV4_HEADER_LEN, IPV6_HEADER_LEN, TCP_HEADER_LEN,
     },
-    Counter, ProbeFilter, IPPROTO_TCP,
+    Counter, ProbeFilter, IPPROTO_TCP, TCP_ACK as ACK, TCP_FIN as FIN, TCP_RST as RST,
+    TCP_SYN as SYN,
 };
 
 use crate::{
@@ -21,10 +23,6 @@ use crate::{
     reply::{self, Decision, Probe, Rst},
 };
 
-const FIN: u8 = 0x01;
-const SYN: u8 = 0x02;
-const RST: u8 = 0x04;
-const ACK: u8 = 0x10;
 /// The bounced RST: an Ethernet frame holding a bare IP header and a bare TCP header.
 const RST_FRAME_LEN_V4: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN + TCP_HEADER_LEN;
 const RST_FRAME_LEN_V6: usize = ETH_HEADER_LEN + IPV6_HEADER_LEN + TCP_HEADER_LEN;
@@ -69,11 +67,12 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
     };
     let sweep = reply::sweep(filter);
     let answers = if sweep {
-        // A sweep's SYNs carry cookies and no ACK, so every answer is a SYN-ACK or a RST-ACK;
-        // other segments to these ports (the host's own traffic) pass untouched.
-        if segment.flags & ACK == 0 || segment.flags & (SYN | RST) == 0 {
+        // Only what answers the sweep's probes echoes a cookie; other segments to these ports
+        // (the host's own traffic) pass untouched.
+        let Some(echoed) = echoed_cookie(filter.tcp_flags, segment.flags, segment.seq, segment.ack)
+        else {
             return reply::foreign(ip, ports, Reason::NotSynAckOrRstAck);
-        }
+        };
         let cookie = syn_cookie(
             filter.cookie_key,
             &ip.src,
@@ -81,7 +80,7 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
             &ip.dst,
             segment.dest,
         );
-        segment.ack.wrapping_sub(1) == cookie
+        echoed == cookie
     } else {
         // Without -k every port is one of ours: the target's other traffic to us (an SSH
         // session, on `lo` our own probes) is no reply, and not traced either.
@@ -196,7 +195,7 @@ pub fn departure(packet: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Op
     // ProbeFilter::tcp_rest).
     let start = if reply::sweep(filter) {
         let segment = wire::segment(packet, ip)?;
-        if segment.flags & (SYN | ACK) != SYN {
+        if segment.flags != filter.tcp_flags {
             return None;
         }
         segment.start()
@@ -216,11 +215,7 @@ pub fn departure(packet: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Op
         return None;
     }
     if reply::sweep(filter) {
-        maps::note_sweep_departure(
-            start.source.wrapping_sub(filter.sport_base),
-            reply::epoch(ip),
-            start.seq,
-        );
+        reply::note_sweep_departure(ip, start.source.wrapping_sub(filter.sport_base), start.seq);
     }
     Some(Probe {
         slot: filter.tcp_slot(start.source, start.seq.wrapping_sub(filter.tcp_seq)),

@@ -14,10 +14,7 @@ use prober_common::{
     ProbeFilter, IPPROTO_UDP,
 };
 
-use crate::{
-    maps,
-    reply::{self, Decision, Probe},
-};
+use crate::reply::{self, Decision, Probe};
 
 #[inline(never)]
 pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns: u64) -> Decision {
@@ -73,7 +70,7 @@ pub fn departure(packet: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Op
             &ip.src,
             datagram.source,
         );
-        maps::note_sweep_departure(slot, reply::epoch(ip), cookie);
+        reply::note_sweep_departure(ip, slot, cookie);
     }
     Some(Probe {
         slot,

@@ -1,8 +1,8 @@
 //! Fuzzing the reply side in userspace with any record the ring buffer could hand over: read as
 //! a `ReplyRecord`, read by each probe kind, and written in every output format. Whatever the
-//! bytes, a sweep's reply is open or closed, or filtered when it is an ICMP error, one-target reply
-//! lines are one line (three and two with `-V`, as hping3's) and map back to the probe they
-//! answer, JSON lines are one valid object with the documented keys in order, CSV lines have
+//! bytes, a sweep's reply is what its kind (SYN, ACK, FIN) makes of a RST or of another answer,
+//! or filtered when it is an ICMP error, one-target reply lines are one line (three and two
+//! with `-V`, as hping3's) and map back to the probe they answer, JSON lines are one valid object with the documented keys in order, CSV lines have
 //! every column, and each result shows the fields the reply carried.
 
 mod fuzzing;
@@ -37,6 +37,8 @@ struct Case {
     base_port: u16,
     keep_port: bool,
     window: u16,
+    /// Which TCP sweep: SYN, ACK or FIN.
+    scan: u8,
     duplicate: bool,
     microseconds: bool,
 }
@@ -102,7 +104,10 @@ fn check_json(line: &str, result: &PortResult) {
         value["ipid"],
         serde_json::json!(reply.and_then(|r| r.ip_id))
     );
-    assert_eq!(value["win"], serde_json::json!(reply.map(|r| r.window)));
+    assert_eq!(
+        value["win"],
+        serde_json::json!(reply.and_then(|r| r.window))
+    );
     let rtt_ns = reply.and_then(|r| r.rtt_ns);
     assert_eq!(value["rtt_ns"], serde_json::json!(rtt_ns));
     assert_eq!(
@@ -126,17 +131,43 @@ fn check_sweep(case: &Case, record: &ReplyRecord) {
         first_source_port: case.base_port,
         source_ports: 4096,
     };
-    let probe = SweepKind::TcpSyn {
-        window: case.window,
-    }
-    .probe(endpoints);
+    let window = case.window;
+    // Each kind's answer to a RST, to another answer, and its silence.
+    let (kind, rst, other, silence) = match case.scan % 3 {
+        0 => (
+            SweepKind::TcpSyn { window },
+            Status::Closed,
+            Status::Open,
+            Status::Filtered,
+        ),
+        1 => (
+            SweepKind::TcpAck {
+                flags: TcpFlags(TcpFlags::ACK),
+                window,
+            },
+            Status::Unfiltered,
+            Status::Unfiltered,
+            Status::Filtered,
+        ),
+        _ => (
+            SweepKind::TcpFin {
+                flags: TcpFlags(TcpFlags::FIN),
+                window,
+            },
+            Status::Closed,
+            // Only a SYN sweep takes these, but the kind reads what the record says.
+            Status::Open,
+            Status::OpenFiltered,
+        ),
+    };
+    let probe = kind.probe(endpoints);
     let answer = probe.classify(record);
     let icmp_error = record.icmp_error().is_some();
     let closed = record.tcp_flags & TcpFlags::RST != 0;
     let status = match (icmp_error, closed) {
         (true, _) => Status::Filtered,
-        (false, true) => Status::Closed,
-        (false, false) => Status::Open,
+        (false, true) => rst,
+        (false, false) => other,
     };
     assert_eq!(answer.verdict.status, status);
     assert_eq!(
@@ -163,7 +194,7 @@ fn check_sweep(case: &Case, record: &ReplyRecord) {
         (
             record.ttl,
             record.src_addr.ipv4().map(|_| record.ip_id),
-            record.tcp_window,
+            Some(record.tcp_window),
             record.ip_len
         )
     );
@@ -184,7 +215,7 @@ fn check_sweep(case: &Case, record: &ReplyRecord) {
         reply: None,
         ..replied
     };
-    assert_eq!(silent.finding.words().0, Status::Filtered.word());
+    assert_eq!(silent.finding.words().0, silence.word());
     let results = [replied, silent];
 
     let json = written(Format::Json, false, &results);
@@ -220,7 +251,8 @@ fn check_sweep(case: &Case, record: &ReplyRecord) {
 
     for verbose in [false, true] {
         let table = written(Format::Table, verbose, &results);
-        let rows = usize::from(status == Status::Open || (status == Status::Closed && verbose));
+        let rst_row = matches!(status, Status::Closed | Status::Unfiltered);
+        let rows = usize::from(status == Status::Open || (rst_row && verbose));
         assert_eq!(table.len(), rows + 1, "{table:?}");
         if rows == 1 {
             assert!(

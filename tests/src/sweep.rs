@@ -38,6 +38,13 @@ pub enum Status {
     Closed,
     /// No answer.
     Filtered,
+    /// No answer where an open port gives none either (FIN and Xmas scans: `timeout`; UDP:
+    /// `no-response`).
+    OpenFiltered,
+    /// Answered RST to an ACK: open or closed, but not filtered.
+    Unfiltered,
+    /// The whole host (port null, kept as 0): it answered an echo request (`echo-reply`).
+    Up,
     /// Answered by an ICMP error about the probe (from the target or a router on the way).
     IcmpFiltered(IcmpReason),
     /// No answer seen, but replies were lost on the way to the output (a full ring buffer), so
@@ -46,13 +53,11 @@ pub enum Status {
     /// Not probed: the kernel refused the probe, or prober did not send it.
     Refused(Refusal),
     /// The whole host (port null, kept as 0): it answered no ARP (`no-arp-response`) or
-    /// neighbour solicitation (`no-nd-response`).
+    /// neighbour solicitation (`no-nd-response`), or no echo request (`timeout`).
     Down,
     /// UDP: closed, by the target's ICMP port unreachable (`port-unreach`), whose sender is
     /// `icmp_from` and whose header fields are shown.
     PortUnreachable,
-    /// UDP: no answer (`no-response`), which an open port may give too.
-    OpenFiltered,
 }
 
 /// What an ICMP error said (the `reason` of a `filtered` result that has a reply).
@@ -101,6 +106,10 @@ impl Status {
             ("open", "syn-ack") => Ok(Status::Open),
             ("closed", "rst") => Ok(Status::Closed),
             ("filtered", "timeout") => Ok(Status::Filtered),
+            ("open|filtered", "timeout") => Ok(Status::OpenFiltered),
+            ("unfiltered", "rst") => Ok(Status::Unfiltered),
+            ("up", "echo-reply") => Ok(Status::Up),
+            ("down", "timeout") => Ok(Status::Down),
             ("filtered", "admin-prohibited") => Ok(Status::IcmpFiltered(AdminProhibited)),
             ("filtered", "icmp-unreach") => Ok(Status::IcmpFiltered(Unreachable)),
             ("filtered", "ttl-exceeded") => Ok(Status::IcmpFiltered(TtlExceeded)),
@@ -113,8 +122,9 @@ impl Status {
             _ => Err(format!(
                 "status/reason {status:?}/{reason:?} is none of open/syn-ack, closed/rst, \
                  filtered/(timeout, admin-prohibited, icmp-unreach, ttl-exceeded), \
+                 open|filtered/timeout, unfiltered/rst, up/echo-reply, \
                  unknown/reply-lost, refused/(broadcast, firewall, no-route, \
-                 own-address), down/(no-arp-response, no-nd-response)"
+                 own-address), down/(no-arp-response, no-nd-response, timeout)"
             )),
         }
     }
@@ -294,15 +304,16 @@ pub fn linux_peer_field_errors(results: &[SweepResult]) -> Vec<String> {
             };
             let win = match r.status {
                 Status::Open => syn_ack_win,
-                Status::Closed => 0,
+                Status::Closed | Status::Unfiltered => 0,
                 // An ICMP error's IP id is the kernel's own count, not a TCP reply's 0.
                 Status::Filtered
+                | Status::OpenFiltered
+                | Status::Up
                 | Status::IcmpFiltered(_)
                 | Status::Unknown
                 | Status::Refused(_)
                 | Status::Down
-                | Status::PortUnreachable
-                | Status::OpenFiltered => return None,
+                | Status::PortUnreachable => return None,
             };
             (r.ttl != Some(64) || r.ipid != ipid || r.win != Some(win)).then(|| {
                 format!(
@@ -329,8 +340,11 @@ pub struct SweepFooter {
     pub open: u64,
     pub closed: u64,
     pub filtered: u64,
-    /// A UDP sweep's silent ports (`N open|filtered, ` after `filtered`); None for TCP's.
-    pub open_filtered: Option<u64>,
+    /// Counted only when there are any (FIN and ACK scans, echo sweeps).
+    pub open_filtered: u64,
+    pub unfiltered: u64,
+    pub up: u64,
+    pub echo_down: u64,
     pub unknown: u64,
     pub duplicates: u64,
     pub matched: u64,
@@ -384,21 +398,33 @@ pub fn parse_sweep_footer(stderr: &str) -> Result<SweepFooter, String> {
     .fold(first.to_string(), |line, (one, many)| {
         line.replace(one, many)
     });
-    let first = first.as_str();
-    // A UDP sweep's count of silent ports, between filtered and unknown.
-    let (counts, open_filtered) = match body[1].split_once(" filtered, ") {
-        Some((before, after)) if after.contains(" open|filtered, ") => {
-            let (count, rest) = after.split_once(" open|filtered, ").expect("contained");
-            let count = count
-                .parse::<u64>()
-                .map_err(|_| format!("footer value {count:?} is not a count"))?;
-            (format!("{before} filtered, {rest}"), Some(count))
-        }
-        _ => (body[1].to_string(), None),
+    // An echo sweep's hosts have no ports: as `x 0 ports`.
+    let first = match first.contains(" hosts x ") {
+        true => first,
+        false => first
+            .replace(" hosts in ", " hosts x 0 ports in ")
+            .replace(" host in ", " hosts x 0 ports in "),
     };
-    let lines = [first, counts.as_str(), body[2], body[3]];
+    let first = first.as_str();
+    // The counts only some kinds give stand between `filtered,` and `unknown` when not 0.
+    let mut counts = body[1].to_string();
+    let mut other = |word: &str| -> Result<u64, String> {
+        let Some(end) = counts.find(&format!(" {word},")) else {
+            return Ok(0);
+        };
+        let start = counts[..end].rfind(' ').unwrap_or(0);
+        let count = counts[start + 1..end]
+            .parse()
+            .map_err(|_| format!("footer line {counts:?}: no count of {word}"))?;
+        counts.replace_range(start..end + word.len() + 2, "");
+        Ok(count)
+    };
+    let (open_filtered, unfiltered) = (other("open|filtered")?, other("unfiltered")?);
+    let (up, echo_down) = (other("up")?, other("down")?);
+    let counts = counts.as_str();
     let mut values = Vec::new();
-    for (line, template) in lines.iter().zip(TEMPLATES) {
+    let lines = [&first, &counts].into_iter().chain(&body[2..]);
+    for (line, template) in lines.zip(TEMPLATES) {
         let fields = fill(template, line)
             .ok_or_else(|| format!("footer line {line:?} is not {template:?}"))?;
         values.extend(fields);
@@ -427,6 +453,9 @@ pub fn parse_sweep_footer(stderr: &str) -> Result<SweepFooter, String> {
         closed: count(7)?,
         filtered: count(8)?,
         open_filtered,
+        unfiltered,
+        up,
+        echo_down,
         unknown: count(9)?,
         duplicates: count(10)?,
         matched: count(11)?,
@@ -604,20 +633,27 @@ impl Swept {
             count(Status::Filtered),
             count(Status::Unknown),
         );
-        let counted = (footer.open, footer.closed, footer.filtered, footer.unknown);
-        if counted != (open, closed, filtered, unknown) {
+        let (open_filtered, unfiltered) = (count(Status::OpenFiltered), count(Status::Unfiltered));
+        let counted = (
+            footer.open,
+            footer.closed,
+            footer.filtered,
+            footer.open_filtered,
+            footer.unfiltered,
+            footer.unknown,
+        );
+        let wanted = (open, closed, filtered, open_filtered, unfiltered, unknown);
+        if counted != wanted {
             self.fail(&format!(
-                "footer counts {} open, {} closed, {} filtered, {} unknown; the results have \
-                 {open}, {closed}, {filtered}, {unknown}",
-                footer.open, footer.closed, footer.filtered, footer.unknown
+                "footer counts (open, closed, filtered, open|filtered, unfiltered, unknown) \
+                 {counted:?}; the results have {wanted:?}"
             ));
         }
-        if footer.matched != open + closed + footer.duplicates {
+        let answered = open + closed + unfiltered;
+        if footer.matched != answered + footer.duplicates {
             self.fail(&format!(
-                "footer: {} replies matched, want the {} answered ports plus {} duplicates",
-                footer.matched,
-                open + closed,
-                footer.duplicates
+                "footer: {} replies matched, want the {answered} answered ports plus {} duplicates",
+                footer.matched, footer.duplicates
             ));
         }
         if footer.bounced < open {
@@ -628,7 +664,7 @@ impl Swept {
         }
         let want_code = if unknown > 0 {
             3
-        } else if open + closed > 0 {
+        } else if answered > 0 {
             0
         } else {
             1
@@ -713,17 +749,19 @@ fn result_from_fields(fields: Vec<(String, Value)>) -> Result<SweepResult, Strin
     };
     let ip = canonical_address(text(0)?)?;
     let proto = text(2)?;
-    if proto != "tcp" && proto != "udp" {
-        return Err("proto is not \"tcp\" or \"udp\"".into());
+    if !["tcp", "udp", "icmp"].contains(&proto) {
+        return Err("proto is not \"tcp\", \"udp\" or \"icmp\"".into());
     }
     let status = Status::parse(proto, text(3)?, text(4)?)?;
-    let host_level = matches!(
-        status,
-        Status::Down | Status::Refused(Refusal::Broadcast | Refusal::OwnAddress)
-    );
+    // An echo sweep's results are about hosts: up, down, or refused.
+    let host_level = proto == "icmp"
+        || matches!(
+            status,
+            Status::Down | Status::Refused(Refusal::Broadcast | Refusal::OwnAddress)
+        );
     let port = match integer::<u16>(v[1], "port")? {
         None if host_level => 0,
-        Some(port) if port != 0 => port,
+        Some(port) if port != 0 && proto != "icmp" => port,
         _ => return Err("port is not 1-65535 (or null for a host down or refused)".into()),
     };
     let ttl = integer::<u8>(v[5], "ttl")?;
@@ -765,12 +803,21 @@ fn result_from_fields(fields: Vec<(String, Value)>) -> Result<SweepResult, Strin
                     .into(),
             )
         }
-        Status::Open | Status::Closed | Status::PortUnreachable
+        Status::Open | Status::Closed | Status::PortUnreachable | Status::Unfiltered
             if header_fields.contains(&false) =>
         {
             return Err("an answered result must have ttl and win".into())
         }
-        Status::Open | Status::Closed | Status::PortUnreachable if ipid.is_some() != has_ipid => {
+        Status::Up if header_fields != [true, false] => {
+            return Err("a host up must have its echo reply's ttl, and no win".into())
+        }
+        Status::Open
+        | Status::Closed
+        | Status::PortUnreachable
+        | Status::Unfiltered
+        | Status::Up
+            if ipid.is_some() != has_ipid =>
+        {
             return Err("an answered result must have an ipid over IPv4, and none over IPv6".into())
         }
         _ => {}

@@ -390,7 +390,7 @@ fn what_icmpv6_and_sweeps_lack_is_refused() {
         ),
         (
             &["--icmp-ts", "198.18.0.0/30"][..],
-            "prober: --icmp-ts has no meaning in a sweep (sweeps send one TCP SYN, or with -2 one empty datagram, per port and host; see --rate and --retries)",
+            "prober: --icmp-ts has no meaning in a sweep (sweeps send one probe per port and host, or with -1 per host; see --rate and --retries)",
         ),
     ] {
         let refused = run(prober_command(args), TIMEOUT);

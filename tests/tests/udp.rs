@@ -344,7 +344,7 @@ fn sweeps_classify_every_state(family: Family) {
             footer.filtered,
             footer.open_filtered
         ),
-        (1, 1, 1, Some(1)),
+        (1, 1, 1, 1),
         "{}",
         swept.run
     );

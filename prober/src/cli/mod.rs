@@ -125,7 +125,7 @@ struct BaseArgs {
 
 #[derive(Args, Debug)]
 struct ModeArgs {
-    /// ICMP mode: echo requests
+    /// ICMP mode: echo requests (of several targets or a block: a sweep of hosts, up or down)
     #[arg(short = '1', long = "icmp")]
     icmp: bool,
     /// UDP mode: datagrams to -p (a sweep's: closed, open, or open|filtered when silent)
@@ -279,7 +279,9 @@ struct TcpArgs {
 
 #[derive(Args, Debug)]
 struct SweepArgs {
-    /// Sweep these ports with SYN probes (hping3's scan mode): 1-1024,8080 | all | known
+    /// Sweep these ports (hping3's scan mode): 1-1024,8080 | all | known. With SYN probes, or
+    /// with the flags given: -A an ACK scan (a RST unfiltered, silence filtered), -F or
+    /// -F -P -U a FIN or Xmas scan (a RST closed, silence open|filtered)
     #[arg(short = '8', long = "scan", value_name = "PORTS")]
     scan: Option<String>,
     /// Find the hosts of a directly connected network by ARP (IPv6: neighbour discovery): a
@@ -609,7 +611,6 @@ impl Cli {
     fn sweep_options(&self) -> Result<sweep::Options> {
         let (base, sweep) = (&self.base, &self.sweep);
         let single_target_options = [
-            (self.mode.icmp, "-1"),
             (self.mode.icmp_type.is_some(), "-C"),
             (self.mode.icmp_code.is_some(), "-K"),
             (self.mode.icmp_ts, "--icmp-ts"),
@@ -636,18 +637,26 @@ impl Cli {
         let single_target_options =
             [&single_target_options[..], &self.traceroute_options()].concat();
         if let Some(option) = first_given(&single_target_options) {
-            bail!("{option} has no meaning in a sweep (sweeps send one TCP SYN, or with -2 one empty datagram, per port and host; see --rate and --retries)");
+            bail!("{option} has no meaning in a sweep (sweeps send one probe per port and host, or with -1 per host; see --rate and --retries)");
         }
-        let flags = self.tcp_flags();
-        if self.mode.udp {
+        let kind = if self.mode.icmp {
+            if self.tcp_flags().0 != 0 {
+                bail!("-1 sweeps send echo requests: drop the TCP flags");
+            }
+            SweepKind::IcmpEcho
+        } else if self.mode.udp {
             self.refuse_tcp_only("a UDP sweep (-2)")?;
-        } else if flags.0 & !TcpFlags::SYN != 0 {
-            bail!(
-                "sweeps send SYN probes only: drop -{}",
-                TcpFlags(flags.0 & !TcpFlags::SYN).letters()
-            );
-        }
+            SweepKind::Udp
+        } else {
+            SweepKind::tcp(self.tcp_flags(), self.tcp.window).map_err(anyhow::Error::msg)?
+        };
         let ports = match (&sweep.scan, &self.tcp.port) {
+            _ if kind == SweepKind::IcmpEcho => {
+                if sweep.scan.is_some() || self.tcp.port.is_some() {
+                    bail!("-1 sweeps probe hosts, not ports: drop -p and --scan");
+                }
+                PortList::hosts_only()
+            }
             (Some(_), Some(_)) => bail!("give the ports once: --scan PORTS or -p PORTS"),
             (Some(spec), None) => PortList::parse(spec)?,
             (None, Some(DestPorts::Sweep(ports))) => ports.clone(),
@@ -664,11 +673,15 @@ impl Cli {
         }
         let (targets, interface) = self.targets_and_interface()?;
         let one_host = targets.len() == 1;
-        let format = sweep.output_format.unwrap_or(if one_host {
+        let echo = kind == SweepKind::IcmpEcho;
+        let format = sweep.output_format.unwrap_or(if one_host && !echo {
             Format::Table
         } else {
             Format::List
         });
+        if format == Format::Table && echo {
+            bail!("-O table is hping3's table of one host's ports; a -1 sweep's are -O list, json or csv");
+        }
         if format == Format::Table && !one_host {
             bail!("-O table shows one host; for several use -O list, json or csv");
         }
@@ -676,13 +689,7 @@ impl Cli {
             targets,
             first_target_name: self.targets[0].clone(),
             ports,
-            kind: if self.mode.udp {
-                SweepKind::Udp
-            } else {
-                SweepKind::TcpSyn {
-                    window: self.tcp.window,
-                }
-            },
+            kind,
             rate: if base.flood {
                 None
             } else {
@@ -1288,7 +1295,7 @@ mod tests {
         );
         assert_eq!(
             refusal(&["-T", "-p", "80,81", "198.18.4.2"]),
-            "-T has no meaning in a sweep (sweeps send one TCP SYN, or with -2 one empty datagram, per port and host; see --rate and --retries)"
+            "-T has no meaning in a sweep (sweeps send one probe per port and host, or with -1 per host; see --rate and --retries)"
         );
     }
 
@@ -1607,6 +1614,36 @@ mod tests {
         assert_eq!(one.shard, Shard::WHOLE);
         assert_eq!(one.ports.len(), 1024);
         assert_eq!(one.kind, SweepKind::TcpSyn { window: 64 });
+        for (flags, kind) in [
+            (&["-S"][..], SweepKind::TcpSyn { window: 64 }),
+            (
+                &["-A"],
+                SweepKind::TcpAck {
+                    flags: TcpFlags(TcpFlags::ACK),
+                    window: 64,
+                },
+            ),
+            (
+                &["-F"],
+                SweepKind::TcpFin {
+                    flags: TcpFlags(TcpFlags::FIN),
+                    window: 64,
+                },
+            ),
+            (
+                &["-F", "-P", "-U"],
+                SweepKind::TcpFin {
+                    flags: TcpFlags(TcpFlags::FIN | TcpFlags::PSH | TcpFlags::URG),
+                    window: 64,
+                },
+            ),
+        ] {
+            let args = [flags, &["--scan", "80", "198.18.4.2"]].concat();
+            let Mode::Sweep(sweep) = mode(&args).unwrap() else {
+                panic!("a sweep");
+            };
+            assert_eq!(sweep.kind, kind, "{flags:?}");
+        }
         let Mode::Sweep(many) = mode(&["-p", "80", "198.18.4.0/30", "--flood"]).unwrap() else {
             panic!("a sweep");
         };
@@ -1653,9 +1690,21 @@ mod tests {
 
     #[test]
     fn sweeps_refuse_what_they_cannot_do() {
-        assert!(refusal(&["-1", "--scan", "80", "198.18.4.2"]).starts_with("-1 has no meaning"));
+        assert_eq!(
+            refusal(&["-1", "--scan", "80", "198.18.4.2"]),
+            "-1 sweeps probe hosts, not ports: drop -p and --scan"
+        );
+        assert!(refusal(&["-1", "-S", "198.18.4.0/30"]).starts_with("-1 sweeps send echo requests"));
+        assert!(
+            refusal(&["-1", "-O", "table", "198.18.4.0/30"]).starts_with("-O table is hping3's")
+        );
         assert!(refusal(&["-k", "--scan", "80", "198.18.4.2"]).starts_with("-k has no meaning"));
-        assert!(refusal(&["-A", "--scan", "80", "198.18.4.2"]).contains("SYN probes only"));
+        assert_eq!(
+            refusal(&["-R", "--scan", "80", "198.18.4.2"]),
+            "a sweep cannot send -R: nothing answers a RST"
+        );
+        assert!(refusal(&["-S", "-F", "--scan", "80", "198.18.4.2"])
+            .starts_with("a SYN sweep sends SYN alone: drop -F"));
         assert!(refusal(&["--shard", "1/2", "--scan", "80", "198.18.4.2"]).contains("needs --seed"));
         assert!(refusal(&["-p", "80", "--scan", "80", "198.18.4.2"]).contains("ports once"));
         assert!(refusal(&["-p", "+80", "198.18.4.2", "198.18.4.3"]).starts_with("-p +N and ++N"));
@@ -1675,9 +1724,12 @@ mod tests {
         assert!(refusal(&["-p", "80", "198.18.4.0/24", "--exclude", "x"])
             .starts_with("invalid exclusion 'x'"));
         // A range was a host name to look up: it is a sweep's block, in either mode.
-        assert!(
-            refusal(&["-1", "198.18.4.1-198.18.4.9"]).starts_with("-1 has no meaning in a sweep")
-        );
+        let Mode::Sweep(echoes) = mode(&["-1", "198.18.4.1-198.18.4.9"]).unwrap() else {
+            panic!("a sweep of echoes");
+        };
+        assert_eq!(echoes.kind, SweepKind::IcmpEcho);
+        assert_eq!((echoes.targets.len(), echoes.ports.len()), (9, 1));
+        assert_eq!(echoes.format, Format::List);
         let Mode::Sweep(range) = mode(&[
             "-p",
             "80",

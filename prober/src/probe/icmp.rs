@@ -2,7 +2,9 @@
 //! echo replies; with -C (or --icmp-ts, --icmp-addr) the other query messages hping3 sends,
 //! timestamp and address mask requests, matched by the same identifier and sequence number.
 //! An IPv6 target gets ICMPv6's echo request (type 128) and answers with its echo reply (129);
-//! ICMPv6 has no timestamps or address masks.
+//! ICMPv6 has no timestamps or address masks. A sweep of echoes (zmap's icmp_echoscan) finds
+//! the hosts that are up: each echo carries its source-port slot as its identifier and the low
+//! half of its target's cookie as its sequence number, which the reply echoes.
 use std::{
     fmt::Write as _,
     net::{IpAddr, Ipv4Addr},
@@ -11,11 +13,16 @@ use std::{
 
 use anyhow::{bail, Result};
 use prober_common::{
+    syn_cookie,
     wire::{ICMP_ADDRESS_MASK, ICMP_ADDRESS_MASK_REPLY, ICMP_TIMESTAMP, ICMP_TIMESTAMP_REPLY},
     ProbeFilter, ReplyRecord, KIND_ICMP_ECHO,
 };
 
-use super::{ip::Transport, Endpoints, Payload, PingProbe};
+use super::{
+    ip::{IpHeader, IpMark, Transport},
+    Answer, BuiltProbe, Endpoints, Payload, PingProbe, ProbeBuffer, ReplyFields, Status,
+    SweepEndpoints, SweepProbe, Verdict,
+};
 use crate::random;
 
 /// The ICMP message a run sends (hping3's -C TYPE and -K CODE), in ICMP's numbering.
@@ -247,6 +254,92 @@ impl PingProbe for IcmpEcho {
                     Ipv4Addr::new(a, b, c, d)
                 );
             }
+        }
+    }
+}
+
+/// A sweep's echo requests, one per host.
+#[derive(Clone, Copy, Debug)]
+pub struct IcmpEchoSweep {
+    pub endpoints: SweepEndpoints,
+}
+
+impl SweepProbe for IcmpEchoSweep {
+    fn protocol(&self) -> &'static str {
+        "icmp"
+    }
+
+    fn has_ports(&self) -> bool {
+        false
+    }
+
+    fn filter(&self) -> ProbeFilter {
+        self.endpoints.filter(KIND_ICMP_ECHO)
+    }
+
+    /// `port` is none of ICMP's: the sweep's one position per host.
+    fn build(
+        &self,
+        target: IpAddr,
+        _port: u16,
+        source_port: u16,
+        epoch: u16,
+        buf: &mut ProbeBuffer,
+    ) -> BuiltProbe {
+        let SweepEndpoints {
+            source,
+            ttl,
+            tos,
+            cookie_key,
+            ..
+        } = self.endpoints;
+        let seq = syn_cookie(cookie_key, &target.into(), 0, &source.into(), source_port) as u16;
+        let ip = IpHeader::new(
+            source,
+            target,
+            ttl,
+            tos,
+            IpMark::Epoch(epoch),
+            Transport::Icmp,
+            ICMP_HEADER_LEN as u16,
+        );
+        let (request, _) = IcmpMessage::ECHO_REQUEST
+            .types(target)
+            .expect("echo requests go to either family");
+        let echo = ip.icmp_query((request, 0), (source_port, seq), &[]);
+        BuiltProbe {
+            len: ip.write_with(&echo, &[], buf),
+            cookie: u32::from(seq),
+        }
+    }
+
+    fn classify(&self, reply: &ReplyRecord) -> Answer {
+        Answer {
+            host: reply.src_addr.into(),
+            port: 0,
+            source_port: reply.icmp_id,
+            cookie: u32::from(reply.icmp_seq),
+            verdict: Verdict {
+                status: Status::Up,
+                reason: "echo-reply",
+            },
+            fields: ReplyFields {
+                ttl: reply.ttl,
+                ip_id: reply.src_addr.ipv4().map(|_| reply.ip_id),
+                window: None,
+                ip_len: reply.ip_len,
+                tcp_flags: 0,
+                rtt_ns: None,
+                kernel_ns: reply.kernel_ns,
+                icmp_from: None,
+            },
+        }
+    }
+
+    fn silence(&self) -> Verdict {
+        Verdict {
+            status: Status::Down,
+            reason: "timeout",
         }
     }
 }

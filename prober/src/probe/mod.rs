@@ -17,13 +17,13 @@ use std::{
 };
 
 use anyhow::Result;
-use prober_common::{siphash_2_4, wire::IcmpErrorKind, ProbeFilter, ReplyRecord};
+use prober_common::{siphash_2_4, wire::IcmpErrorKind, ProbeFilter, ReplyRecord, MODE_SWEEP};
 
-pub use icmp::{IcmpEcho, IcmpMessage};
+pub use icmp::{IcmpEcho, IcmpEchoSweep, IcmpMessage};
 pub use ip::{for_each_fragment, set_ttl, FRAGMENT_PAYLOAD};
 pub use payload::Payload;
 pub use raw_ip::{RawIp, DEFAULT_PROTOCOL as DEFAULT_RAW_IP_PROTOCOL};
-pub use tcp::{DestPort, PortStep, ProbePorts, TcpFlags, TcpProbe, TcpSegment, TcpSyn};
+pub use tcp::{DestPort, PortStep, ProbePorts, TcpFlags, TcpProbe, TcpScan, TcpSegment, TcpSweep};
 pub use udp::{UdpProbe, UdpSweep};
 
 /// Longest sweep probe (IPv6 + TCP, no payload).
@@ -299,6 +299,12 @@ pub trait SweepProbe: Send + Sync {
     /// What no reply after `--wait` says.
     fn silence(&self) -> Verdict;
 
+    /// Whether results name ports: a kind without them probes each host once, and its
+    /// results have `port` null.
+    fn has_ports(&self) -> bool {
+        true
+    }
+
     /// Whether a reply the XDP program matched echoes its probe's cookie, which vouches for
     /// it; otherwise (UDP) it is taken only at the source port its probe left from.
     fn vouched_by_cookie(&self) -> bool {
@@ -309,8 +315,23 @@ pub trait SweepProbe: Send + Sync {
 /// What a sweep sends, as the command line asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SweepKind {
-    TcpSyn { window: u16 },
+    /// SYNs (hping3's -8 -S, nmap's -sS; the default).
+    TcpSyn {
+        window: u16,
+    },
     Udp,
+    /// Probes carrying ACK (-A, nmap's -sA): which ports a firewall lets through.
+    TcpAck {
+        flags: TcpFlags,
+        window: u16,
+    },
+    /// Probes with neither SYN nor ACK (-F, -F -P -U: nmap's -sF, -sX).
+    TcpFin {
+        flags: TcpFlags,
+        window: u16,
+    },
+    /// Echo requests (-1; zmap's icmp_echoscan): an echo reply says the host is up.
+    IcmpEcho,
 }
 
 /// A sweep's fixed parts, which its probes share.
@@ -328,12 +349,32 @@ pub struct SweepEndpoints {
     pub source_ports: u16,
 }
 
+impl SweepEndpoints {
+    /// The filter's part every sweep kind shares: our address, the source-port block (a
+    /// probe's slot), the cookies' key.
+    fn filter(&self, kind: u8) -> ProbeFilter {
+        ProbeFilter {
+            local_addr: self.source.into(),
+            kind,
+            mode: MODE_SWEEP,
+            sport_base: self.first_source_port,
+            sport_max_offset: self.source_ports - 1,
+            cookie_key: self.cookie_key,
+            ..ProbeFilter::default()
+        }
+    }
+}
+
 impl SweepKind {
     pub fn probe(&self, endpoints: SweepEndpoints) -> Arc<dyn SweepProbe> {
-        match *self {
-            SweepKind::TcpSyn { window } => Arc::new(TcpSyn::new(endpoints, window)),
-            SweepKind::Udp => Arc::new(UdpSweep::new(endpoints)),
-        }
+        let (scan, flags, window) = match *self {
+            SweepKind::TcpSyn { window } => (TcpScan::Syn, TcpFlags(TcpFlags::SYN), window),
+            SweepKind::TcpAck { flags, window } => (TcpScan::Ack, flags, window),
+            SweepKind::TcpFin { flags, window } => (TcpScan::Fin, flags, window),
+            SweepKind::IcmpEcho => return Arc::new(IcmpEchoSweep { endpoints }),
+            SweepKind::Udp => return Arc::new(UdpSweep::new(endpoints)),
+        };
+        Arc::new(TcpSweep::new(endpoints, scan, flags, window))
     }
 }
 
@@ -370,18 +411,28 @@ pub enum Status {
     Open,
     Closed,
     Filtered,
-    /// No answer where an open port may stay silent too (UDP).
+    /// Open or filtered: what silence says where an open port would not answer either (UDP,
+    /// FIN scans).
     OpenFiltered,
+    /// Not filtered, open or closed: what a port's answer to an ACK says.
+    Unfiltered,
+    /// A host's: it answered an echo request (nmap's "Host is up").
+    Up,
+    /// A host's: no echo reply came.
+    Down,
 }
 
 impl Status {
-    /// The word every format prints.
+    /// The word every format prints (nmap's).
     pub fn word(self) -> &'static str {
         match self {
             Status::Open => "open",
             Status::Closed => "closed",
             Status::Filtered => "filtered",
             Status::OpenFiltered => "open|filtered",
+            Status::Unfiltered => "unfiltered",
+            Status::Up => "up",
+            Status::Down => "down",
         }
     }
 }
@@ -392,7 +443,8 @@ pub struct ReplyFields {
     pub ttl: u8,
     /// IPv4's identification; IPv6 has none.
     pub ip_id: Option<u16>,
-    pub window: u16,
+    /// TCP's window; None for a kind without one (ICMP).
+    pub window: Option<u16>,
     pub ip_len: u16,
     pub tcp_flags: u8,
     /// None when the probe's send time is unknown (not seen by TC egress, and forgotten by
@@ -696,7 +748,7 @@ mod tests {
 
     #[test]
     fn sweep_syns_carry_the_tos() {
-        let probe = TcpSyn::new(
+        let probe = syn_sweep(
             SweepEndpoints {
                 tos: 0xb8,
                 ..sweep_endpoints()
@@ -1121,8 +1173,12 @@ mod tests {
         }
     }
 
-    fn sweep_syn() -> TcpSyn {
-        TcpSyn::new(sweep_endpoints(), 1024)
+    fn syn_sweep(endpoints: SweepEndpoints, window: u16) -> TcpSweep {
+        TcpSweep::new(endpoints, TcpScan::Syn, TcpFlags(TcpFlags::SYN), window)
+    }
+
+    fn sweep_syn() -> TcpSweep {
+        syn_sweep(sweep_endpoints(), 1024)
     }
 
     #[test]
@@ -1165,9 +1221,43 @@ mod tests {
         assert_eq!(filter.cookie_key, [5, 6]);
     }
 
-    /// The sweep's template writes exactly what the general writer does, checksums included.
+    /// The sweep kinds beside the flags their probes carry and whether they carry the cookie
+    /// as the acknowledgement number too.
+    fn tcp_sweep_kinds() -> [(SweepKind, u8, bool); 4] {
+        let fin_psh_urg = TcpFlags::FIN | TcpFlags::PSH | TcpFlags::URG;
+        [
+            (SweepKind::TcpSyn { window: 65535 }, TcpFlags::SYN, false),
+            (
+                SweepKind::TcpAck {
+                    flags: TcpFlags(TcpFlags::ACK),
+                    window: 65535,
+                },
+                TcpFlags::ACK,
+                true,
+            ),
+            (
+                SweepKind::TcpFin {
+                    flags: TcpFlags(TcpFlags::FIN),
+                    window: 65535,
+                },
+                TcpFlags::FIN,
+                false,
+            ),
+            (
+                SweepKind::TcpFin {
+                    flags: TcpFlags(fin_psh_urg),
+                    window: 65535,
+                },
+                fin_psh_urg,
+                false,
+            ),
+        ]
+    }
+
+    /// The sweep's template writes exactly what the general writer does, checksums included,
+    /// for every kind.
     #[test]
-    fn sweep_syns_are_the_segments_the_general_writer_makes() {
+    fn sweep_probes_are_the_segments_the_general_writer_makes() {
         let sources: [IpAddr; 2] = [
             "198.18.0.1".parse().unwrap(),
             "2001:db8::1".parse().unwrap(),
@@ -1180,15 +1270,19 @@ mod tests {
             state ^= state << 17;
             state
         };
-        for source in sources {
+        for (source, (kind, flags, acks)) in sources
+            .into_iter()
+            .flat_map(|source| tcp_sweep_kinds().map(|kind| (source, kind)))
+        {
             let endpoints = SweepEndpoints {
                 source,
                 ttl: 61,
                 tos: 0xb8,
                 ..sweep_endpoints()
             };
-            let probe = TcpSyn::new(endpoints, 65535);
-            for _ in 0..2000 {
+            let probe = kind.probe(endpoints);
+            assert_eq!(probe.filter().tcp_flags, flags, "what XDP expects");
+            for _ in 0..500 {
                 let bits = next();
                 let target = match source {
                     IpAddr::V4(_) => IpAddr::from((bits as u32).to_be_bytes()),
@@ -1210,8 +1304,8 @@ mod tests {
                     source_port,
                     target_port: port,
                     seq: built.cookie,
-                    ack: 0,
-                    flags: TcpFlags(TcpFlags::SYN),
+                    ack: if acks { built.cookie } else { 0 },
+                    flags: TcpFlags(flags),
                     window: 65535,
                     timestamp: None,
                 }
@@ -1220,7 +1314,7 @@ mod tests {
                 assert_eq!(
                     templated[..len],
                     written[..len],
-                    "to {target}:{port} from {source_port}, epoch {epoch}"
+                    "{kind:?} to {target}:{port} from {source_port}, epoch {epoch}"
                 );
             }
         }
@@ -1229,7 +1323,7 @@ mod tests {
     #[test]
     fn ipv6_sweep_syns_carry_the_cookie_of_the_sixteen_byte_addresses() {
         let source: IpAddr = "2001:db8::1".parse().unwrap();
-        let probe = TcpSyn::new(
+        let probe = syn_sweep(
             SweepEndpoints {
                 source,
                 ..sweep_endpoints()
@@ -1299,6 +1393,132 @@ mod tests {
         );
         assert_eq!(probe.protocol(), "tcp");
     }
+    /// zmap's icmp_echoscan: each echo's identifier is its source-port slot and its sequence
+    /// number the low half of the cookie, which the reply echoes; a reply is the host up.
+    #[test]
+    fn sweep_echoes_carry_their_cookie_and_find_hosts_up() {
+        for (source, target, len, icmp_type) in [
+            ("198.18.0.1", "198.18.7.9", 28, 8),
+            ("2001:db8::1", "2001:db8::2", 48, 128),
+        ] {
+            let (source, target): (IpAddr, IpAddr) =
+                (source.parse().unwrap(), target.parse().unwrap());
+            let probe = SweepKind::IcmpEcho.probe(SweepEndpoints {
+                source,
+                ..sweep_endpoints()
+            });
+            let mut buf = [0u8; MAX_PROBE_LEN];
+            let built = probe.build(target, 0, 61443, 77, &mut buf);
+            let packet = &buf[..built.len];
+            assert_eq!(built.len, len);
+            let icmp = &packet[len - 8..];
+            assert_eq!((icmp[0], icmp[1]), (icmp_type, 0), "echo request");
+            let cookie = syn_cookie([5, 6], &target.into(), 0, &source.into(), 61443) as u16;
+            assert_eq!(u16::from_be_bytes([icmp[4], icmp[5]]), 61443, "identifier");
+            assert_eq!(u16::from_be_bytes([icmp[6], icmp[7]]), cookie, "sequence");
+            assert_eq!(built.cookie, u32::from(cookie));
+            match source {
+                IpAddr::V4(_) => {
+                    assert_eq!(u16::from_be_bytes([packet[4], packet[5]]), 77, "epoch");
+                    assert_eq!(internet_checksum(&packet[..20]), 0, "IP header checksum");
+                    assert_eq!(internet_checksum(icmp), 0, "ICMP checksum");
+                }
+                IpAddr::V6(_) => {
+                    assert_eq!(packet[6], 58, "ICMPv6");
+                    assert_eq!(ipv6_upper_layer_checksum(packet), 0, "ICMPv6 checksum");
+                }
+            }
+            let filter = probe.filter();
+            assert_eq!((filter.kind, filter.mode), (KIND_ICMP_ECHO, MODE_SWEEP));
+            assert_eq!((filter.sport_base, filter.sport_max_offset), (61440, 4095));
+            let reply = ReplyRecord {
+                src_addr: target.into(),
+                icmp_id: 61443,
+                icmp_seq: cookie,
+                ttl: 64,
+                ip_len: len as u16,
+                ..ReplyRecord::default()
+            };
+            let up = probe.classify(&reply);
+            assert_eq!(
+                (up.host, up.source_port, up.cookie),
+                (target, 61443, built.cookie)
+            );
+            assert_eq!(
+                (up.verdict.status, up.verdict.reason),
+                (Status::Up, "echo-reply")
+            );
+            assert_eq!((up.fields.ttl, up.fields.icmp_from), (64, None));
+            assert_eq!(
+                probe.silence(),
+                Verdict {
+                    status: Status::Down,
+                    reason: "timeout"
+                }
+            );
+            assert!(!probe.has_ports() && probe.protocol() == "icmp");
+        }
+    }
+
+    /// nmap's -sA, -sF and -sX: what a RST and silence say, and the cookie read from where
+    /// each kind's RST carries it.
+    #[test]
+    fn ack_and_fin_sweeps_classify_as_nmap_does() {
+        let target = IpAddr::from([198, 18, 7, 9]);
+        let rst = |flags, seq, ack| ReplyRecord {
+            src_addr: target.into(),
+            src_port: 8080,
+            dst_port: 61441,
+            tcp_flags: flags,
+            tcp_seq: seq,
+            tcp_ack: ack,
+            ..ReplyRecord::default()
+        };
+        for (kind, _, acks) in tcp_sweep_kinds() {
+            let probe = kind.probe(sweep_endpoints());
+            let mut buf = [0u8; MAX_PROBE_LEN];
+            let built = probe.build(target, 8080, 61441, 7, &mut buf);
+            let tcp = &buf[20..built.len];
+            let cookie = built.cookie;
+            assert_eq!(u32::from_be_bytes(tcp[4..8].try_into().unwrap()), cookie);
+            assert_eq!(
+                u32::from_be_bytes(tcp[8..12].try_into().unwrap()),
+                if acks { cookie } else { 0 },
+                "{kind:?}: the acknowledgement number"
+            );
+            let fin = u32::from(tcp[13] & TcpFlags::FIN);
+            let (reply, status, silence) = match kind {
+                SweepKind::TcpSyn { .. } | SweepKind::IcmpEcho | SweepKind::Udp => continue,
+                SweepKind::TcpAck { .. } => (
+                    rst(TcpFlags::RST, cookie, 0),
+                    Status::Unfiltered,
+                    Status::Filtered,
+                ),
+                SweepKind::TcpFin { .. } => (
+                    rst(TcpFlags::RST | TcpFlags::ACK, 0, cookie.wrapping_add(fin)),
+                    Status::Closed,
+                    Status::OpenFiltered,
+                ),
+            };
+            let answer = probe.classify(&reply);
+            assert_eq!(
+                (answer.verdict.status, answer.verdict.reason, answer.cookie),
+                (status, "rst", cookie),
+                "{kind:?}"
+            );
+            assert_eq!((answer.port, answer.source_port), (8080, 61441));
+            assert_eq!(
+                probe.silence(),
+                Verdict {
+                    status: silence,
+                    reason: "timeout"
+                }
+            );
+        }
+        assert_eq!(Status::OpenFiltered.word(), "open|filtered");
+        assert_eq!(Status::Unfiltered.word(), "unfiltered");
+    }
+
     #[test]
     fn icmp_errors_about_sweep_probes_are_filtered_with_their_reason_and_sender() {
         let probe = sweep_syn();

@@ -1,5 +1,8 @@
 //! The TCP kind: probes with any combination of hping3's flags (-S -A -F -R -P -U -X -Y) for
-//! one target, and SYNs carrying cookies for sweeps. SYN-ACK means open, RST-ACK closed.
+//! one target, and for sweeps probes carrying cookies, classified as nmap does: SYNs (SYN-ACK
+//! open, RST closed, silence filtered), probes with ACK (-A, nmap's -sA: a RST unfiltered,
+//! silence filtered), and probes with neither (-F, -F -P -U: nmap's -sF and -sX: a RST closed,
+//! silence open|filtered, as an open port drops them).
 use std::{
     fmt::Write as _,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -9,15 +12,15 @@ use std::{
 use anyhow::Result;
 use etherparse::{TcpHeader, TcpOptionElement};
 use prober_common::{
-    syn_cookie,
+    echoed_cookie, syn_cookie,
     wire::{fold, sum_of, IcmpErrorKind},
-    IpAddress, ProbeFilter, ReplyRecord, KIND_TCP, MODE_SWEEP,
+    IpAddress, ProbeFilter, ReplyRecord, KIND_TCP,
 };
 
 use super::{
     ip::{IpHeader, IpMark, Transport},
     Answer, BuiltProbe, Endpoints, Payload, PingProbe, ProbeBuffer, ReplyFields, Status,
-    SweepEndpoints, SweepProbe, Verdict, MAX_PROBE_LEN,
+    SweepEndpoints, SweepKind, SweepProbe, Verdict, MAX_PROBE_LEN,
 };
 use crate::random;
 
@@ -414,34 +417,94 @@ impl PingProbe for TcpProbe {
     }
 }
 
-/// A sweep's SYNs: each carries the SYN cookie of its own (target, port, us, our port) as its
-/// sequence number, so the XDP program knows its replies without any state.
-#[derive(Clone, Copy, Debug)]
-pub struct TcpSyn {
-    endpoints: SweepEndpoints,
-    /// `endpoints.source` as the cookie hashes it, converted once rather than per probe.
-    source: IpAddress,
-    template: SynTemplate,
+impl SweepKind {
+    /// The sweep that sends TCP probes with `flags` (none: SYNs), or why there is none.
+    pub fn tcp(flags: TcpFlags, window: u16) -> Result<SweepKind, String> {
+        let bits = flags.0;
+        Ok(if bits == 0 || bits == TcpFlags::SYN {
+            SweepKind::TcpSyn { window }
+        } else if bits & TcpFlags::RST != 0 {
+            return Err("a sweep cannot send -R: nothing answers a RST".into());
+        } else if bits & TcpFlags::ACK != 0 {
+            SweepKind::TcpAck { flags, window }
+        } else if bits & TcpFlags::SYN != 0 {
+            return Err(format!(
+                "a SYN sweep sends SYN alone: drop -{} (or -S, for a FIN or Xmas scan)",
+                TcpFlags(bits & !TcpFlags::SYN).letters()
+            ));
+        } else {
+            SweepKind::TcpFin { flags, window }
+        })
+    }
 }
 
-impl TcpSyn {
-    pub fn new(endpoints: SweepEndpoints, window: u16) -> TcpSyn {
-        TcpSyn {
-            endpoints,
-            source: endpoints.source.into(),
-            template: SynTemplate::new(endpoints, window),
+/// What a TCP sweep's answers say, by the flags its probes carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpScan {
+    /// SYN: a SYN-ACK is open, a RST closed, silence filtered.
+    Syn,
+    /// With ACK: any port answers with a RST, open or closed; silence is a filter's.
+    Ack,
+    /// Neither SYN nor ACK: a closed port answers with a RST, an open one drops the probe.
+    Fin,
+}
+
+impl TcpScan {
+    fn verdict(self, reply_flags: u8) -> Verdict {
+        let rst = reply_flags & TcpFlags::RST != 0;
+        let (status, reason) = match (self, rst) {
+            (TcpScan::Ack, _) => (Status::Unfiltered, "rst"),
+            (_, true) => (Status::Closed, "rst"),
+            // Only a SYN sweep's answers can be without RST (see `echoed_cookie`).
+            (_, false) => (Status::Open, "syn-ack"),
+        };
+        Verdict { status, reason }
+    }
+
+    fn silence(self) -> Verdict {
+        Verdict {
+            status: match self {
+                TcpScan::Syn | TcpScan::Ack => Status::Filtered,
+                TcpScan::Fin => Status::OpenFiltered,
+            },
+            reason: "timeout",
         }
     }
 }
 
-/// A sweep's SYN with what every probe shares already written: a probe copies it, writes its
+/// A sweep's TCP probes: each carries the cookie of its own (target, port, us, our port) as
+/// its sequence number (and with ACK as its acknowledgement number too, which the RST
+/// echoes), so the XDP program knows its answers without any state.
+#[derive(Clone, Copy, Debug)]
+pub struct TcpSweep {
+    endpoints: SweepEndpoints,
+    /// `endpoints.source` as the cookie hashes it, converted once rather than per probe.
+    source: IpAddress,
+    scan: TcpScan,
+    flags: TcpFlags,
+    template: SweepTemplate,
+}
+
+impl TcpSweep {
+    pub fn new(endpoints: SweepEndpoints, scan: TcpScan, flags: TcpFlags, window: u16) -> TcpSweep {
+        TcpSweep {
+            endpoints,
+            source: endpoints.source.into(),
+            scan,
+            flags,
+            template: SweepTemplate::new(endpoints, flags, window),
+        }
+    }
+}
+
+/// A sweep's probe with what every probe shares already written: a probe copies it, writes its
 /// target, ports, cookie and epoch, and completes both checksums from the template's sums of
 /// the shared words (RFC 1071's sum is order-free, and the probe's own words were zero in
 /// them). perf, 16 unanswered hosts: the send thread's own work per probe went from about 211
 /// to 186 ns (of some 4 µs a probe costs the machine in all), the general writer's header
 /// building and checksums having taken about 105 ns of it.
 #[derive(Clone, Copy, Debug)]
-struct SynTemplate {
+struct SweepTemplate {
     packet: ProbeBuffer,
     len: usize,
     /// Where the TCP header starts: after IPv4's 20 bytes or IPv6's 40.
@@ -450,10 +513,12 @@ struct SynTemplate {
     ip_sum: u32,
     /// The TCP pseudo-header's and header's words, checksum field included as zero.
     tcp_sum: u32,
+    /// The probes carry ACK, and so the cookie as their acknowledgement number too.
+    acks: bool,
 }
 
-impl SynTemplate {
-    fn new(endpoints: SweepEndpoints, window: u16) -> SynTemplate {
+impl SweepTemplate {
+    fn new(endpoints: SweepEndpoints, flags: TcpFlags, window: u16) -> SweepTemplate {
         let target = match endpoints.source {
             IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
@@ -469,7 +534,7 @@ impl SynTemplate {
             target_port: 0,
             seq: 0,
             ack: 0,
-            flags: TcpFlags(TcpFlags::SYN),
+            flags,
             window,
             timestamp: None,
         }
@@ -482,12 +547,13 @@ impl SynTemplate {
         let pseudo_header = words(source_address) + sum_of(&[u16::from(protocol), TCP_HEADER_LEN]);
         let checksum_less =
             |header: &[u8], field: usize| words(header) - words(&header[field..field + 2]);
-        SynTemplate {
+        SweepTemplate {
             ip_sum: match endpoints.source {
                 IpAddr::V4(_) => checksum_less(&packet[..tcp], 10),
                 IpAddr::V6(_) => 0,
             },
             tcp_sum: pseudo_header + checksum_less(&packet[tcp..len], 16),
+            acks: flags.0 & TcpFlags::ACK != 0,
             packet,
             len,
             tcp,
@@ -501,10 +567,11 @@ impl SynTemplate {
         port: u16,
         source_port: u16,
         epoch: u16,
-        seq: u32,
+        cookie: u32,
         buf: &mut ProbeBuffer,
     ) -> usize {
         let (len, tcp) = (self.len, self.tcp);
+        let (seq, ack) = (cookie, if self.acks { cookie } else { 0 });
         buf[..len].copy_from_slice(&self.packet[..len]);
         let epoch_bytes = epoch.to_be_bytes();
         let target_sum = match target {
@@ -528,7 +595,15 @@ impl SynTemplate {
         buf[tcp..tcp + 2].copy_from_slice(&source_port.to_be_bytes());
         buf[tcp + 2..tcp + 4].copy_from_slice(&port.to_be_bytes());
         buf[tcp + 4..tcp + 8].copy_from_slice(&seq.to_be_bytes());
-        let probe_sum = sum_of(&[source_port, port, (seq >> 16) as u16, seq as u16]);
+        buf[tcp + 8..tcp + 12].copy_from_slice(&ack.to_be_bytes());
+        let probe_sum = sum_of(&[
+            source_port,
+            port,
+            (seq >> 16) as u16,
+            seq as u16,
+            (ack >> 16) as u16,
+            ack as u16,
+        ]);
         let tcp_checksum = fold(self.tcp_sum + target_sum + probe_sum);
         buf[tcp + 16..tcp + 18].copy_from_slice(&tcp_checksum.to_be_bytes());
         len
@@ -543,27 +618,15 @@ fn words(bytes: &[u8]) -> u32 {
         .sum()
 }
 
-impl SweepProbe for TcpSyn {
+impl SweepProbe for TcpSweep {
     fn protocol(&self) -> &'static str {
         "tcp"
     }
 
     fn filter(&self) -> ProbeFilter {
-        let SweepEndpoints {
-            source,
-            cookie_key,
-            first_source_port,
-            source_ports,
-            ..
-        } = self.endpoints;
         ProbeFilter {
-            local_addr: source.into(),
-            kind: KIND_TCP,
-            mode: MODE_SWEEP,
-            sport_base: first_source_port,
-            sport_max_offset: source_ports - 1,
-            cookie_key,
-            ..ProbeFilter::default()
+            tcp_flags: self.flags.0,
+            ..self.endpoints.filter(KIND_TCP)
         }
     }
 
@@ -592,7 +655,11 @@ impl SweepProbe for TcpSyn {
         // An ICMP error about the probe quotes its sequence number, the cookie itself.
         let (verdict, cookie) = match reply.icmp_error() {
             Some(error) => (icmp_verdict(error), reply.tcp_seq),
-            None => (tcp_verdict(reply), reply.tcp_ack.wrapping_sub(1)),
+            None => (
+                self.scan.verdict(reply.tcp_flags),
+                echoed_cookie(self.flags.0, reply.tcp_flags, reply.tcp_seq, reply.tcp_ack)
+                    .unwrap_or_default(),
+            ),
         };
         Answer {
             host: reply.src_addr.into(),
@@ -603,7 +670,7 @@ impl SweepProbe for TcpSyn {
             fields: ReplyFields {
                 ttl: reply.ttl,
                 ip_id: reply.src_addr.ipv4().map(|_| reply.ip_id),
-                window: reply.tcp_window,
+                window: Some(reply.tcp_window),
                 ip_len: reply.ip_len,
                 tcp_flags: reply.tcp_flags,
                 rtt_ns: None,
@@ -614,25 +681,7 @@ impl SweepProbe for TcpSyn {
     }
 
     fn silence(&self) -> Verdict {
-        Verdict {
-            status: Status::Filtered,
-            reason: "timeout",
-        }
-    }
-}
-
-/// A SYN-ACK is open, a RST closed.
-fn tcp_verdict(reply: &ReplyRecord) -> Verdict {
-    if reply.tcp_flags & TcpFlags::RST != 0 {
-        Verdict {
-            status: Status::Closed,
-            reason: "rst",
-        }
-    } else {
-        Verdict {
-            status: Status::Open,
-            reason: "syn-ack",
-        }
+        self.scan.silence()
     }
 }
 

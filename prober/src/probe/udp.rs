@@ -184,7 +184,7 @@ impl SweepProbe for UdpSweep {
             fields: ReplyFields {
                 ttl: reply.ttl,
                 ip_id: reply.src_addr.ipv4().map(|_| reply.ip_id),
-                window: 0,
+                window: None,
                 ip_len: reply.ip_len,
                 tcp_flags: 0,
                 rtt_ns: None,

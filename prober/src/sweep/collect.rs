@@ -18,7 +18,7 @@ use crate::{
     bpf::Counters,
     monotonic_ns,
     output::{Finishing, Output},
-    probe::{Status, SweepProbe},
+    probe::SweepProbe,
     reply_loop::ReplyHandler,
 };
 
@@ -57,12 +57,7 @@ impl ReplyHandler for Collector<'_> {
             self.summary.duplicates += 1;
             return Ok(());
         }
-        match answer.verdict.status {
-            Status::Open => self.summary.open += 1,
-            Status::Closed => self.summary.closed += 1,
-            Status::Filtered => self.summary.filtered += 1,
-            Status::OpenFiltered => *self.summary.open_filtered.get_or_insert(0) += 1,
-        }
+        *self.summary.count_of(answer.verdict.status) += 1;
         let sent_ns = departure_of(&self.plan, &self.progress, target, probe, reply.kernel_ns);
         answer.fields.rtt_ns = sent_ns.map(|sent_ns| reply.kernel_ns - sent_ns);
         match answer.fields.rtt_ns {
@@ -73,7 +68,7 @@ impl ReplyHandler for Collector<'_> {
         if self.shown.lists(finding) {
             self.results.push(PortResult {
                 ip: answer.host,
-                port: Some(answer.port),
+                port: self.probe.has_ports().then_some(answer.port),
                 protocol: self.probe.protocol(),
                 finding,
                 reply: Some(answer.fields),
@@ -130,11 +125,11 @@ impl ReplyHandler for Collector<'_> {
             let silence = self.probe.silence();
             let (finding, count) = if self.progress.last_pass_lost() {
                 (Finding::Unknown, &mut self.summary.unknown)
-            } else if silence.status == Status::OpenFiltered {
-                let count = self.summary.open_filtered.get_or_insert(0);
-                (Finding::Verdict(silence), count)
             } else {
-                (Finding::Verdict(silence), &mut self.summary.filtered)
+                (
+                    Finding::Verdict(silence),
+                    self.summary.count_of(silence.status),
+                )
             };
             *count += silent(&self.plan, &self.progress);
             finding
@@ -164,7 +159,7 @@ impl ReplyHandler for Collector<'_> {
             }
             if let Some(finding) = silence {
                 let down = |host| resolved.is_some_and(|resolved| resolved.mac(host).is_none());
-                write_silence(&plan, &progress, probe.protocol(), finding, down, results)?;
+                write_silence(&plan, &progress, probe.as_ref(), finding, down, results)?;
             }
             results.finish(waited)
         })))
@@ -178,7 +173,7 @@ impl Collector<'_> {
             let (ip, port) = self.plan.endpoint(target);
             self.results.push(PortResult {
                 ip,
-                port: Some(port),
+                port: self.probe.has_ports().then_some(port),
                 protocol: self.probe.protocol(),
                 finding: Finding::Refused(reason),
                 reply: None,
@@ -255,7 +250,7 @@ fn silent(plan: &Plan, progress: &Progress) -> u64 {
 fn write_silence(
     plan: &Plan,
     progress: &Progress,
-    protocol: &'static str,
+    probe: &dyn SweepProbe,
     finding: Finding,
     down: impl Fn(u64) -> bool,
     results: &mut ResultWriter,
@@ -272,8 +267,8 @@ fn write_silence(
             let (ip, port) = plan.endpoint(target);
             results.write(&PortResult {
                 ip,
-                port: Some(port),
-                protocol,
+                port: probe.has_ports().then_some(port),
+                protocol: probe.protocol(),
                 finding,
                 reply: None,
             })?;

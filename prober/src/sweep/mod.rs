@@ -38,7 +38,7 @@ use crate::{
     net::{route, topology::LocalTable, Interface, Route},
     output::{self, Output},
     privileges,
-    probe::{Status, SweepEndpoints, SweepKind, SweepProbe},
+    probe::{SweepEndpoints, SweepKind, SweepProbe},
     random,
     reading::{self, Reading},
     reply_loop::{self, Conclusion, End, Sources, Timing, Wakeup},
@@ -214,8 +214,10 @@ impl Sweep {
             );
         }
         let transport = match options.kind {
-            SweepKind::TcpSyn { .. } => source_ports::Transport::Tcp,
             SweepKind::Udp => source_ports::Transport::Udp,
+            // An echo sweep's identifiers are its block's slots, kept clear of TCP's sockets
+            // as well.
+            _ => source_ports::Transport::Tcp,
         };
         let host = source_ports::HostSockets::read(transport)?;
         let block = source_ports::choose(options.base_port, &host)?;
@@ -397,11 +399,7 @@ impl Sweep {
             counters: &counters,
             results,
             shown: options.shown(),
-            summary: SweepSummary {
-                // Shown in the footer for the kinds that report it, even when none are.
-                open_filtered: (probe.silence().status == Status::OpenFiltered).then_some(0),
-                ..SweepSummary::default()
-            },
+            summary: SweepSummary::default(),
             status: StatusLine::new(screen, plan.probes_in_first_pass()),
             started,
         };
@@ -420,7 +418,12 @@ impl Sweep {
 
         let dropped_after = route.interface.dropped_packets();
         summary.hosts = options.targets.len();
-        summary.ports = options.ports.len();
+        // An echo sweep's one position per host is no port.
+        summary.ports = if probe.has_ports() {
+            options.ports.len()
+        } else {
+            0
+        };
         summary.sent = progress.sent();
         summary.refused = progress.refused();
         summary.elapsed = started.elapsed();

@@ -63,6 +63,17 @@ impl PortList {
         })
     }
 
+    /// One position per host, port 0, for a kind without ports (an echo sweep).
+    pub fn hosts_only() -> PortList {
+        let mut index_of = vec![NOT_LISTED; 1 << 16].into_boxed_slice();
+        index_of[0] = 0;
+        PortList {
+            spec: String::new(),
+            ports: vec![0],
+            index_of,
+        }
+    }
+
     pub fn spec(&self) -> &str {
         &self.spec
     }

@@ -28,12 +28,13 @@ pub struct PortResult {
 }
 
 impl PortResult {
-    /// The reply fields JSON and CSV show: an open or closed port's answer; for any other
-    /// result null, as documented, whatever came (an ICMP error's fields are not the port's).
+    /// The reply fields JSON and CSV show: an open, closed or unfiltered port's answer; for
+    /// any other result null, as documented, whatever came (an ICMP error's fields are not the
+    /// port's).
     fn answer(&self) -> Option<ReplyFields> {
         match self.finding {
             Finding::Verdict(Verdict {
-                status: Status::Open | Status::Closed,
+                status: Status::Open | Status::Closed | Status::Unfiltered | Status::Up,
                 ..
             }) => self.reply,
             _ => None,
@@ -139,21 +140,22 @@ impl Shown {
     }
 
     /// masscan's list: open ports, unknown ones as they might be open, and refused ones and
-    /// hosts down, which nothing else would tell; the table: closed ports only under -V
-    /// (hping3's); JSON and CSV: everything. With `--open`, open ports only but for the
-    /// table's lists.
+    /// hosts down, which nothing else would tell; the table: closed (and unfiltered) ports
+    /// only under -V (hping3's rows of RSTs); JSON and CSV: everything. With `--open`, open
+    /// ports only but for the table's lists.
     pub fn lists(self, finding: Finding) -> bool {
         let closed = matches!(
             finding,
             Finding::Verdict(Verdict {
-                status: Status::Closed,
+                status: Status::Closed | Status::Unfiltered,
                 ..
             })
         );
+        // An echo sweep's hosts up are its open ports.
         let open = matches!(
             finding,
             Finding::Verdict(Verdict {
-                status: Status::Open,
+                status: Status::Open | Status::Up,
                 ..
             })
         );
@@ -161,16 +163,12 @@ impl Shown {
             return open || (self.format == Format::Table && !closed);
         }
         match self.format {
-            Format::List => matches!(
-                finding,
-                Finding::Unknown
-                    | Finding::Refused(_)
-                    | Finding::Down(_)
-                    | Finding::Verdict(Verdict {
-                        status: Status::Open,
-                        ..
-                    })
-            ),
+            Format::List => {
+                open || matches!(
+                    finding,
+                    Finding::Unknown | Finding::Refused(_) | Finding::Down(_)
+                )
+            }
             Format::Table => !closed || self.verbose,
             Format::Json | Format::Csv => true,
         }
@@ -249,7 +247,7 @@ impl ResultWriter {
                     reason,
                     ttl: reply.map(|r| r.ttl),
                     ipid: reply.and_then(|r| r.ip_id),
-                    win: reply.map(|r| r.window),
+                    win: reply.and_then(|r| r.window),
                     rtt_us: reply.and_then(|r| r.rtt_ns).map(|ns| ns / 1000),
                     rtt_ns: reply.and_then(|r| r.rtt_ns),
                     ts,
@@ -271,7 +269,7 @@ impl ResultWriter {
                     reason,
                     field(reply.map(|r| u64::from(r.ttl))),
                     field(reply.and_then(|r| r.ip_id).map(u64::from)),
-                    field(reply.map(|r| u64::from(r.window))),
+                    field(reply.and_then(|r| r.window).map(u64::from)),
                     field(reply.and_then(|r| r.rtt_ns).map(|ns| ns / 1000)),
                     field(reply.and_then(|r| r.rtt_ns)),
                     result
@@ -326,7 +324,7 @@ impl ResultWriter {
         match (status, result.reply) {
             (Status::Filtered | Status::OpenFiltered, _) => self.not_responding.push(port),
             (_, Some(reply)) if self.verbose => self.rows.push((port, reply)),
-            (Status::Closed, _) => {}
+            (Status::Closed | Status::Unfiltered, _) => {}
             (_, Some(reply)) => self.write_row(port, &reply)?,
             (_, None) => {}
         }
@@ -343,7 +341,7 @@ impl ResultWriter {
             reply.ttl,
             // A numeric column, as hping3's: 0 for IPv6, which has no identification.
             reply.ip_id.unwrap_or(0),
-            reply.window,
+            reply.window.unwrap_or(0),
             reply.ip_len,
         )
         .context("writing results")
@@ -512,7 +510,7 @@ mod tests {
         let reply = |flags, window, ip_len| ReplyFields {
             ttl: 64,
             ip_id: Some(0),
-            window,
+            window: Some(window),
             ip_len,
             tcp_flags: flags,
             rtt_ns: Some(87_654),

@@ -1,10 +1,11 @@
 //! What a sweep counted, and its statistic footer (stderr), in the spirit of hping3's.
-use crate::{reading::Reading, rtt::RttStats};
+use crate::{probe::Status, reading::Reading, rtt::RttStats};
 
 /// The totals of a sweep, for its footer.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SweepSummary {
     pub hosts: u64,
+    /// 0 for a kind without ports (an echo sweep).
     pub ports: u64,
     pub sent: u64,
     /// The whole run, and the part of it spent sending (all passes).
@@ -13,8 +14,12 @@ pub struct SweepSummary {
     pub open: u64,
     pub closed: u64,
     pub filtered: u64,
-    /// UDP's silence (nmap's open|filtered); None for a kind whose silence is `filtered`.
-    pub open_filtered: Option<u64>,
+    /// Of a FIN sweep's silent ports, and an ACK sweep's answered ones.
+    pub open_filtered: u64,
+    pub unfiltered: u64,
+    /// Of an echo sweep's hosts.
+    pub up: u64,
+    pub echo_down: u64,
     /// Silent, but replies were lost while theirs could have come (see
     /// [`super::results::Finding::Unknown`]).
     pub unknown: u64,
@@ -49,7 +54,20 @@ pub struct SweepSummary {
 
 impl SweepSummary {
     pub fn answered(&self) -> u64 {
-        self.open + self.closed
+        self.open + self.closed + self.unfiltered + self.up
+    }
+
+    /// The count of results with `status`.
+    pub fn count_of(&mut self, status: Status) -> &mut u64 {
+        match status {
+            Status::Open => &mut self.open,
+            Status::Closed => &mut self.closed,
+            Status::Filtered => &mut self.filtered,
+            Status::OpenFiltered => &mut self.open_filtered,
+            Status::Unfiltered => &mut self.unfiltered,
+            Status::Up => &mut self.up,
+            Status::Down => &mut self.echo_down,
+        }
     }
 
     /// The counts read from the kernel, for the lines that explain any that failed.
@@ -84,22 +102,23 @@ pub fn footer(summary: &SweepSummary) -> String {
     };
     format!(
         "\n--- prober sweep statistic ---\n\
-         {} sent to {} x {} in {sending:.2} s ({:.0} pps), {:.2} s in all{}\n\
-         {} open, {} closed, {} filtered, {}{} unknown, {} duplicate replies\n\
+         {} sent to {}{} in {sending:.2} s ({:.0} pps), {:.2} s in all{}\n\
+         {} open, {} closed, {} filtered,{} {} unknown, {} duplicate replies\n\
          xdp: {} replies matched, {} unmatched or forged passed, {} malformed, {} RSTs bounced, {} lost to a full ring buffer\n\
          tx: {} waits for a full TX ring, {} probes refused by the kernel; kernel drops: {} tx, {} rx{down}",
         counted(summary.sent, "probe"),
         counted(summary.hosts, "host"),
-        counted(summary.ports, "port"),
+        match summary.ports {
+            0 => String::new(),
+            ports => format!(" x {}", counted(ports, "port")),
+        },
         summary.sent as f64 / sending.max(1e-9),
         summary.elapsed.as_secs_f64(),
         if summary.interrupted { ", interrupted" } else { "" },
         summary.open,
         summary.closed,
         summary.filtered,
-        summary
-            .open_filtered
-            .map_or(String::new(), |count| format!("{count} open|filtered, ")),
+        other_statuses(summary),
         summary.unknown,
         summary.duplicates,
         summary.matched,
@@ -122,6 +141,21 @@ pub fn unsolicited_line(summary: &SweepSummary) -> Option<String> {
             counted(summary.unsolicited, "answer")
         )
     })
+}
+
+/// The counts of the statuses only some kinds give, where there are any: ` 3 open|filtered,`,
+/// ` 2 up, 1 down,`.
+fn other_statuses(summary: &SweepSummary) -> String {
+    [
+        (summary.open_filtered, Status::OpenFiltered),
+        (summary.unfiltered, Status::Unfiltered),
+        (summary.up, Status::Up),
+        (summary.echo_down, Status::Down),
+    ]
+    .iter()
+    .filter(|(count, _)| *count > 0)
+    .map(|(count, status)| format!(" {count} {},", status.word()))
+    .collect()
 }
 
 /// `-V`: how many replies have an RTT, and why the others have none.
@@ -171,11 +205,11 @@ mod tests {
     fn a_udp_sweeps_footer_counts_its_silent_ports_apart() {
         let summary = SweepSummary {
             filtered: 1,
-            open_filtered: Some(0),
+            open_filtered: 2,
             ..SweepSummary::default()
         };
         assert!(footer(&summary)
-            .contains("\n0 open, 0 closed, 1 filtered, 0 open|filtered, 0 unknown,"));
+            .contains("\n0 open, 0 closed, 1 filtered, 2 open|filtered, 0 unknown,"));
         let unanswered = SweepSummary {
             unsolicited: 2,
             ..SweepSummary::default()
@@ -185,6 +219,30 @@ mod tests {
             Some("2 answers taken for none: at a source port no probe to their host and port left from")
         );
         assert_eq!(unsolicited_line(&summary), None);
+    }
+
+    #[test]
+    fn the_statuses_of_ack_and_fin_scans_are_counted_where_there_are_any() {
+        let mut summary = SweepSummary::default();
+        *summary.count_of(Status::OpenFiltered) += 2;
+        let fin = footer(&summary);
+        assert!(
+            fin.contains("\n0 open, 0 closed, 0 filtered, 2 open|filtered, 0 unknown, "),
+            "{fin}"
+        );
+        *summary.count_of(Status::Unfiltered) += 3;
+        let echoes = SweepSummary {
+            hosts: 4,
+            sent: 4,
+            ..SweepSummary::default()
+        };
+        assert!(
+            footer(&echoes).contains("\n4 probes sent to 4 hosts in "),
+            "an echo sweep's hosts have no ports: {}",
+            footer(&echoes)
+        );
+        assert!(footer(&summary).contains(" 0 filtered, 2 open|filtered, 3 unfiltered, 0 unknown"));
+        assert_eq!(summary.answered(), 3, "an ACK scan's RSTs are answers");
     }
 
     #[test]
