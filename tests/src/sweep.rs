@@ -803,10 +803,11 @@ fn result_from_fields(fields: Vec<(String, Value)>) -> Result<SweepResult, Strin
                     .into(),
             )
         }
+        // Only TCP has a window.
         Status::Open | Status::Closed | Status::PortUnreachable | Status::Unfiltered
-            if header_fields.contains(&false) =>
+            if header_fields != [true, proto == "tcp"] =>
         {
-            return Err("an answered result must have ttl and win".into())
+            return Err("an answered result must have ttl, and win if it is TCP's".into())
         }
         Status::Up if header_fields != [true, false] => {
             return Err("a host up must have its echo reply's ttl, and no win".into())

@@ -258,6 +258,13 @@ impl PingProbe for IcmpEcho {
     }
 }
 
+/// The echo request's and reply's types of `addr`'s family's ICMP.
+fn echo_types(addr: IpAddr) -> (u8, u8) {
+    IcmpMessage::ECHO_REQUEST
+        .types(addr)
+        .expect("echo requests go to either family")
+}
+
 /// A sweep's echo requests, one per host.
 #[derive(Clone, Copy, Debug)]
 pub struct IcmpEchoSweep {
@@ -274,7 +281,12 @@ impl SweepProbe for IcmpEchoSweep {
     }
 
     fn filter(&self) -> ProbeFilter {
-        self.endpoints.filter(KIND_ICMP_ECHO)
+        let (icmp_type, icmp_reply_type) = echo_types(self.endpoints.source);
+        ProbeFilter {
+            icmp_type,
+            icmp_reply_type,
+            ..self.endpoints.filter(KIND_ICMP_ECHO)
+        }
     }
 
     /// `port` is none of ICMP's: the sweep's one position per host.
@@ -303,9 +315,7 @@ impl SweepProbe for IcmpEchoSweep {
             Transport::Icmp,
             ICMP_HEADER_LEN as u16,
         );
-        let (request, _) = IcmpMessage::ECHO_REQUEST
-            .types(target)
-            .expect("echo requests go to either family");
+        let (request, _) = echo_types(target);
         let echo = ip.icmp_query((request, 0), (source_port, seq), &[]);
         BuiltProbe {
             len: ip.write_with(&echo, &[], buf),

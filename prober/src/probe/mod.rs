@@ -1393,6 +1393,7 @@ mod tests {
         );
         assert_eq!(probe.protocol(), "tcp");
     }
+
     /// zmap's icmp_echoscan: each echo's identifier is its source-port slot and its sequence
     /// number the low half of the cookie, which the reply echoes; a reply is the host up.
     #[test]
@@ -1431,6 +1432,11 @@ mod tests {
             let filter = probe.filter();
             assert_eq!((filter.kind, filter.mode), (KIND_ICMP_ECHO, MODE_SWEEP));
             assert_eq!((filter.sport_base, filter.sport_max_offset), (61440, 4095));
+            // What the programs take as the sweep's echoes leaving and their replies.
+            assert_eq!(
+                (filter.icmp_type, filter.icmp_reply_type),
+                (icmp_type, if icmp_type == 8 { 0 } else { 129 })
+            );
             let reply = ReplyRecord {
                 src_addr: target.into(),
                 icmp_id: 61443,
