@@ -7,7 +7,7 @@ use prober_common::{
     syn_cookie,
     trace::Reason,
     wire::{self, Checksum, Echo, Frame, IpPacket},
-    ProbeFilter,
+    IpAddress, ProbeFilter,
 };
 
 use crate::reply::{self, Decision, Probe};
@@ -42,7 +42,7 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
     if let Err(refused) = reply::validated(frame, ip, filter, numbers, Checksum::Message) {
         return refused;
     }
-    if sweep && echo.seq != sweep_cookie(filter, ip, echo.id) {
+    if sweep && echo.seq != sweep_cookie(filter, &ip.src, &ip.dst, echo.id) {
         return reply::unmatched(ip, numbers, Reason::AcknowledgesNoProbe);
     }
     let probe = Probe {
@@ -73,11 +73,11 @@ fn carries_our_id(filter: &ProbeFilter, echo: &Echo) -> bool {
     }
 }
 
-/// The sequence number of a sweep's echo with identifier `id` to the sender of the reply `ip`:
-/// the low half of the cookie of (that target, 0, us, `id`).
+/// The sequence number of a sweep's echo with identifier `id` from `us` to `target`: the low
+/// half of the cookie of (target, 0, us, `id`).
 #[inline(always)]
-fn sweep_cookie(filter: &ProbeFilter, ip: &IpPacket, id: u16) -> u16 {
-    syn_cookie(filter.cookie_key, &ip.src, 0, &ip.dst, id) as u16
+pub fn sweep_cookie(filter: &ProbeFilter, target: &IpAddress, us: &IpAddress, id: u16) -> u16 {
+    syn_cookie(filter.cookie_key, target, 0, us, id) as u16
 }
 
 /// The probe this is, if it is one of our requests leaving (TC egress); a sweep's is filed

@@ -21,7 +21,10 @@ use prober_common::{
     KIND_UDP,
 };
 
-use crate::reply::{self, Decision, Probe};
+use crate::{
+    icmp,
+    reply::{self, Decision, Probe},
+};
 
 /// Room for the quote being read, off the 512-byte stack (as [`crate::maps`]' packet room is).
 #[map]
@@ -68,10 +71,15 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
     };
     // Errors about the host's own traffic (another ping's echo requests among it) are none of
     // our business, and not traced.
+    let sweep = reply::sweep(filter);
     let ours = if echo {
-        quoted.dst == filter.target_addr
-            && quoted.is_echo_request(ip.version)
-            && filter.is_our_echo(quoted.echo_id(), quoted.echo_seq())
+        quoted.is_echo_request(ip.version)
+            && if sweep {
+                filter.is_our_port(quoted.echo_id())
+            } else {
+                quoted.dst == filter.target_addr
+                    && filter.is_our_echo(quoted.echo_id(), quoted.echo_seq())
+            }
     } else {
         let protocol = if filter.kind == KIND_UDP {
             IPPROTO_UDP
@@ -88,12 +96,16 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
     if let Err(refused) = reply::validated(frame, ip, filter, numbers, Checksum::Message) {
         return refused;
     }
-    // Which of our echo requests it was is the sequence number's to say, as for echo replies
-    // (userspace knows which were sent); a TCP probe's own sequence number must be quoted, a
-    // UDP probe's length.
+    // Which of one target's echo requests it was is the sequence number's to say, as for echo
+    // replies (userspace knows which were sent); a sweep's echo must carry its target's
+    // cookie, a TCP probe its own sequence number, a UDP probe its length.
     let seq_offset = quoted.seq.wrapping_sub(tcp_probe_seq(filter, quoted));
     let quotes_a_probe = match filter.kind {
-        KIND_ICMP_ECHO => true,
+        KIND_ICMP_ECHO => {
+            !sweep
+                || quoted.echo_seq()
+                    == icmp::sweep_cookie(filter, &quoted.dst, &quoted.src, quoted.echo_id())
+        }
         KIND_UDP => {
             // A sweep's datagrams carry no data.
             let data_len = if reply::sweep(filter) {
@@ -110,7 +122,12 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
     }
     let probe = if echo {
         Probe {
-            slot: quoted.echo_seq(),
+            // As the echo reply's own (see [`icmp::reply`]).
+            slot: if sweep {
+                quoted.echo_id().wrapping_sub(filter.sport_base)
+            } else {
+                quoted.echo_seq()
+            },
             target: quoted.dst,
             target_port: 0,
         }

@@ -548,11 +548,19 @@ impl TestHost {
     /// drops: see [`TestHost::dropped_packets_to`].
     pub fn drop_all_to(&self, addr: impl Into<IpAddr>) -> Result<()> {
         let addr = addr.into();
-        let matches = match addr {
-            IpAddr::V4(a) => format!("ip daddr {a}"),
-            IpAddr::V6(a) => format!("ip6 daddr {a}"),
-        };
-        self.add_rule("input", &drop_all_counter(addr), &matches, "drop")
+        self.add_rule("input", &drop_all_counter(addr), &daddr_match(addr), "drop")
+    }
+
+    /// An nftables rule inside the namespace that rejects every packet addressed to `addr` with
+    /// the ICMP error `icmpx` names (as [`TestHost::reject_tcp_port`]): a filtered host.
+    pub fn reject_all_to(&self, addr: impl Into<IpAddr>, icmpx: &str) -> Result<()> {
+        let addr = addr.into();
+        self.add_rule(
+            "input",
+            &format!("reject_{}", drop_all_counter(addr)),
+            &daddr_match(addr),
+            &format!("reject with icmpx type {icmpx}"),
+        )
     }
 
     /// Adds a named nftables counter inside the namespace, counting incoming packets that match
@@ -1295,6 +1303,14 @@ fn parse_snmp_group(text: &str, group: &str) -> Result<BTreeMap<String, i64>> {
             Ok((name.to_owned(), value))
         })
         .collect()
+}
+
+/// nft's match of packets to `addr`.
+fn daddr_match(addr: IpAddr) -> String {
+    match addr {
+        IpAddr::V4(a) => format!("ip daddr {a}"),
+        IpAddr::V6(a) => format!("ip6 daddr {a}"),
+    }
 }
 
 /// The nftables counter of [`TestHost::drop_all_to`]'s rule for `addr`.

@@ -110,6 +110,8 @@ impl Status {
             ("unfiltered", "rst") => Ok(Status::Unfiltered),
             ("up", "echo-reply") => Ok(Status::Up),
             ("down", "timeout") => Ok(Status::Down),
+            // An echo sweep's host that an ICMP error answered.
+            ("down", "admin-prohibited" | "icmp-unreach" | "ttl-exceeded") => Ok(Status::Down),
             ("filtered", "admin-prohibited") => Ok(Status::IcmpFiltered(AdminProhibited)),
             ("filtered", "icmp-unreach") => Ok(Status::IcmpFiltered(Unreachable)),
             ("filtered", "ttl-exceeded") => Ok(Status::IcmpFiltered(TtlExceeded)),
@@ -779,9 +781,17 @@ fn result_from_fields(fields: Vec<(String, Value)>) -> Result<SweepResult, Strin
         Value::Null => None,
         _ => Some(canonical_address(text(11)?)?),
     };
-    if icmp_from.is_some() != matches!(status, Status::IcmpFiltered(_) | Status::PortUnreachable) {
+    let by_an_icmp_error = match status {
+        Status::IcmpFiltered(_) | Status::PortUnreachable => true,
+        // An echo sweep's host down for an error's reason rather than silence's.
+        Status::Down => {
+            proto == "icmp" && !["timeout", "no-arp-response", "no-nd-response"].contains(&text(4)?)
+        }
+        _ => false,
+    };
+    if icmp_from.is_some() != by_an_icmp_error {
         return Err(
-            "icmp_from is an address exactly when an ICMP error filtered or (UDP) closed the port"
+            "icmp_from is an address exactly when an ICMP error filtered or (UDP) closed the port, or put a host down"
                 .into(),
         );
     }

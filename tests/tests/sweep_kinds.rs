@@ -292,10 +292,20 @@ fn echo_sweep_finds_the_hosts_that_answer(family: Family) {
         assert_eq!(result.rtt_ns.is_some(), up, "{result:?}\n{}", swept.run);
         assert_eq!(result.ttl.is_some(), up, "{result:?}\n{}", swept.run);
     }
+    // The namespace answers an IPv6 address it does not hold with an address unreachable,
+    // which puts that host down for its reason; IPv4's it drops.
+    let unheld_error = family == Family::V6;
+    let unheld_result = results.iter().find(|r| r.ip == unheld).expect("a result");
+    assert_eq!(
+        unheld_result.icmp_from.is_some(),
+        unheld_error,
+        "{}",
+        swept.run
+    );
     let footer = swept.footer();
     assert_eq!(
         (footer.up, footer.echo_down, footer.matched),
-        (2, 2, 2),
+        (2, 2, 2 + u64::from(unheld_error)),
         "{}",
         swept.run
     );
@@ -348,7 +358,68 @@ fn echo_sweep_of_neighbours(family: Family) {
     assert_eq!(swept.footer().up, 2, "{}", swept.run);
 }
 
+/// Two routed addresses: one answers, the other's echo requests the namespace rejects with
+/// admin-prohibited. The rejected host is down for that reason, with the error's sender, as a
+/// TCP sweep's port is filtered by one (before: down, `timeout`, the error unmatched).
+fn echo_sweep_hosts_an_icmp_error_answers_are_down_for_its_reason(family: Family) {
+    require_root();
+    let mut host = TestHost::new().expect("test host");
+    let addrs: Vec<IpAddr> = match family {
+        Family::V4 => host
+            .add_routed_addresses(2)
+            .expect("routed addresses")
+            .into_iter()
+            .map(IpAddr::from)
+            .collect(),
+        Family::V6 => host
+            .add_routed_addresses6(2)
+            .expect("routed addresses")
+            .into_iter()
+            .map(IpAddr::from)
+            .collect(),
+    };
+    host.reject_all_to(addrs[1], "admin-prohibited")
+        .expect("nft reject");
+    let targets: Vec<String> = addrs.iter().map(IpAddr::to_string).collect();
+    let started = SystemTime::now();
+    let args = [
+        &["-1", "--wait", "1", "-O", "json"][..],
+        &[&targets[0], &targets[1]],
+    ]
+    .concat();
+    let swept = Swept::new(run(prober_command(&args), TIMEOUT), started);
+    let results = swept.json();
+    let rejected = results
+        .iter()
+        .find(|r| r.ip == addrs[1])
+        .unwrap_or_else(|| panic!("a result for {}\n{}", addrs[1], swept.run));
+    assert_eq!(
+        (
+            rejected.status,
+            rejected.icmp_from,
+            rejected.ttl,
+            rejected.rtt_ns
+        ),
+        (Status::Down, Some(addrs[1]), None, None),
+        "{}",
+        swept.run
+    );
+    assert!(
+        swept.run.stdout.contains("\"reason\":\"admin-prohibited\""),
+        "{}",
+        swept.run
+    );
+    let footer = swept.footer();
+    assert_eq!(
+        (footer.up, footer.echo_down, footer.matched),
+        (1, 1, 2),
+        "the error matched in XDP\n{}",
+        swept.run
+    );
+}
+
 test_both_families!(
     echo_sweep_finds_the_hosts_that_answer,
+    echo_sweep_hosts_an_icmp_error_answers_are_down_for_its_reason,
     echo_sweep_of_neighbours
 );

@@ -20,6 +20,7 @@ use prober_common::{
 
 use super::{
     ip::{IpHeader, IpMark, Transport},
+    tcp::icmp_verdict,
     Answer, BuiltProbe, Endpoints, Payload, PingProbe, ProbeBuffer, ReplyFields, Status,
     SweepEndpoints, SweepProbe, Verdict,
 };
@@ -323,15 +324,25 @@ impl SweepProbe for IcmpEchoSweep {
         }
     }
 
+    /// An echo reply says the host is up; an ICMP error about the echo (a router's host
+    /// unreachable, a filter's admin-prohibited, a time exceeded) that it is down, for that
+    /// reason and from that sender.
     fn classify(&self, reply: &ReplyRecord) -> Answer {
+        let error = reply.icmp_error();
         Answer {
             host: reply.src_addr.into(),
             port: 0,
             source_port: reply.icmp_id,
             cookie: u32::from(reply.icmp_seq),
-            verdict: Verdict {
-                status: Status::Up,
-                reason: "echo-reply",
+            verdict: match error {
+                Some(error) => Verdict {
+                    status: Status::Down,
+                    reason: icmp_verdict(error).reason,
+                },
+                None => Verdict {
+                    status: Status::Up,
+                    reason: "echo-reply",
+                },
             },
             fields: ReplyFields {
                 ttl: reply.ttl,
@@ -341,7 +352,7 @@ impl SweepProbe for IcmpEchoSweep {
                 tcp_flags: 0,
                 rtt_ns: None,
                 kernel_ns: reply.kernel_ns,
-                icmp_from: None,
+                icmp_from: error.map(|_| reply.icmp_from.into()),
             },
         }
     }

@@ -34,17 +34,35 @@ const CASES: &[(&str, &[&str])] = &[
     ),
     ("ICMP echo", &["-1", "-c", "2"]),
     ("UDP to a closed port", &["-2", "-p", "53", "-c", "2"]),
-    ("ICMP echo with TTL 1: the router's time exceeded", &["-1", "-t", "1", "-c", "2"]),
-    ("traceroute to an open port", &["-T", "-S", "-p", "80", "-c", "3"]),
-    ("the remote's sequence numbers", &["-Q", "-S", "-p", "80", "-c", "3"]),
+    (
+        "ICMP echo with TTL 1: the router's time exceeded",
+        &["-1", "-t", "1", "-c", "2"],
+    ),
+    (
+        "traceroute to an open port",
+        &["-T", "-S", "-p", "80", "-c", "3"],
+    ),
+    (
+        "the remote's sequence numbers",
+        &["-Q", "-S", "-p", "80", "-c", "3"],
+    ),
     (
         "TCP timestamps: the remote's tick and uptime",
         &["--tcp-timestamp", "-S", "-p", "80", "-c", "3", "-i", "1"],
     ),
-    ("fragments of 16 bytes", &["-f", "-S", "-p", "80", "-c", "2", "-d", "40"]),
+    (
+        "fragments of 16 bytes",
+        &["-f", "-S", "-p", "80", "-c", "2", "-d", "40"],
+    ),
     ("ICMP timestamp requests", &["--icmp-ts", "-c", "2"]),
-    ("raw IP of an unknown protocol", &["-0", "-H", "200", "-c", "2"]),
-    ("FIN to an open and a closed port", &["-F", "-p", "+79", "-c", "2"]),
+    (
+        "raw IP of an unknown protocol",
+        &["-0", "-H", "200", "-c", "2"],
+    ),
+    (
+        "FIN to an open and a closed port",
+        &["-F", "-p", "+79", "-c", "2"],
+    ),
     ("scan mode", &["-8", "24,26,79-82", "-S"]),
     ("FIN scan", &["-8", "79-82", "-F", "-V"]),
 ];
