@@ -37,8 +37,8 @@ fn traceroute(hping3: bool, args: &[&str], target: IpAddr) -> Finished {
     run(command, TIMEOUT)
 }
 
-/// A line with its round trip (`rtt=`, `hoprtt=`) and IP `id=` masked, as they differ from
-/// run to run; the round trip must be printed with hping3's one decimal.
+/// A line with its round trip (`rtt=`, `hoprtt=`), IP `id=` and UDP source `port=` masked, as
+/// they differ from run to run; the round trip must be printed with hping3's one decimal.
 fn masked(line: &str) -> String {
     line.split(' ')
         .map(|word| match word.split_once('=') {
@@ -48,6 +48,8 @@ fn masked(line: &str) -> String {
                 format!("{name}=*")
             }
             Some(("id", _)) => "id=*".to_string(),
+            // UDP's source port, in hping3's `status=0 port=… seq=…` (random per run).
+            Some(("port", _)) => "port=*".to_string(),
             _ => word.to_string(),
         })
         .collect::<Vec<_>>()
@@ -182,6 +184,39 @@ fn tr_no_rtt_leaves_out_the_hop_round_trips(family: Family) {
     );
 }
 
+/// A UDP traceroute to a closed port: the router's hop, then the target's port unreachables
+/// with hping3's `status=0 port=… seq=…` lines. (Its source port counts up as hping3's: of
+/// the kinds, only TCP's and ICMP's probes keep one flow.)
+fn udp_traceroute_finds_the_router_then_the_closed_port(family: Family) {
+    let (router, host) = two_hops();
+    let target = host.target(family);
+    let run = traced(
+        family,
+        &["-T", "-2", "-p", "53", "-c", "3", "-i", "u300000"],
+        target,
+    );
+    let out = lines(&run);
+    assert_eq!(
+        out[..2],
+        hop_lines(1, router.target(family), true)[..],
+        "{run}"
+    );
+    let unreachable = format!("ICMP Port Unreachable from ip={target}");
+    assert_eq!(
+        out[2..].iter().filter(|line| **line == unreachable).count(),
+        2,
+        "{run}"
+    );
+    for seq in 1..3 {
+        assert!(
+            out.iter()
+                .any(|line| line.starts_with("status=0 port=")
+                    && line.ends_with(&format!(" seq={seq}"))),
+            "seq {seq}\n{run}"
+        );
+    }
+}
+
 /// hping3's -q keeps the hop lines, and only them.
 fn quiet_shows_the_hops_alone(family: Family) {
     let (router, run) = across_a_router(family, "-q -T -S -p 80 -c 3 -i u300000");
@@ -190,6 +225,7 @@ fn quiet_shows_the_hops_alone(family: Family) {
 
 test_both_families!(
     quiet_shows_the_hops_alone,
+    udp_traceroute_finds_the_router_then_the_closed_port,
     tcp_traceroute_finds_the_router_then_the_port,
     icmp_traceroute_finds_the_router_then_the_host,
     tr_stop_ends_at_the_targets_answer,
