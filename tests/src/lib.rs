@@ -897,6 +897,18 @@ pub fn prober_command<S: AsRef<OsStr>>(args: &[S]) -> Command {
     cmd
 }
 
+/// prober with `args` and `target` last, once it has shown its first ICMP error line: its
+/// matcher is attached then, for a test that forges packets at it.
+pub fn prober_past_its_first_error(args: &[&str], target: IpAddr) -> proc::Proc {
+    let target = target.to_string();
+    let mut prober = proc::Proc::spawn(prober_command(&[args, &[target.as_str()]].concat()));
+    while !prober
+        .expect_line(Duration::from_secs(10), "the first error")
+        .starts_with("ICMP ")
+    {}
+    prober
+}
+
 /// `hping3 <args>` (see [`hping3_bin`]).
 pub fn hping3_command<S: AsRef<OsStr>>(args: &[S]) -> Command {
     let mut cmd = Command::new(hping3_bin());

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use prober_tests::{
     output::parse_footer,
-    packets, ping_side, prober_command,
+    packets, ping_side, prober_command, prober_past_its_first_error,
     proc::{Finished, Proc},
     require_root,
     sweep::{sweep, IcmpReason, Status, SweepResult, Swept},
@@ -148,15 +148,7 @@ fn forged_errors_are_never_shown(family: Family) {
     let args = [
         "-V", "-S", "-p", &port, "-s", &base, "-c", "3", "-i", "u500000",
     ];
-    let mut all = args.to_vec();
-    let target_text = target.to_string();
-    all.push(&target_text);
-    let mut prober = Proc::spawn(prober_command(&all));
-    // The matcher is attached once the first error is shown.
-    while !prober
-        .expect_line(Duration::from_secs(10), "the first error")
-        .starts_with("ICMP ")
-    {}
+    let mut prober = prober_past_its_first_error(&args, target);
     // Port unreachable, which the real rejects never are: from the target and a router alike,
     // quoting our address and ports but another sequence number, another probed port, or
     // another target.

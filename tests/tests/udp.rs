@@ -14,7 +14,7 @@ use std::time::Duration;
 use prober_tests::{
     output::{normalize, parse_footer},
     packets::{self, IpHeader, IPPROTO_UDP},
-    ping_side, prober_command,
+    ping_side, prober_command, prober_past_its_first_error,
     proc::{run, Finished, Proc},
     require_root,
     sweep::{sweep, IcmpReason, Status, Swept},
@@ -426,15 +426,7 @@ fn forged_errors_are_never_shown(family: Family) {
     let args = [
         "-V", "-2", "-p", &port, "-s", "40000", "-c", "3", "-i", "u500000",
     ];
-    let mut all = args.to_vec();
-    let target_text = target.to_string();
-    all.push(&target_text);
-    let mut prober = Proc::spawn(prober_command(&all));
-    // The matcher is attached once the first error is shown.
-    while !prober
-        .expect_line(Duration::from_secs(10), "the first error")
-        .starts_with("ICMP ")
-    {}
+    let mut prober = prober_past_its_first_error(&args, target);
     // Quoting a source port no probe left from, the next probe's port with another length
     // than the probes', and another probed port.
     let forged = [

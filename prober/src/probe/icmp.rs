@@ -19,10 +19,8 @@ use prober_common::{
 };
 
 use super::{
-    ip::{IpHeader, IpMark, Transport},
-    tcp::icmp_verdict,
-    Answer, BuiltProbe, Endpoints, Payload, PingProbe, ProbeBuffer, ReplyFields, Status,
-    SweepEndpoints, SweepProbe, Verdict,
+    ip::Transport, tcp::icmp_verdict, Answer, BuiltProbe, Endpoints, Payload, PingProbe,
+    ProbeBuffer, ReplyFields, Status, SweepEndpoints, SweepProbe, Verdict,
 };
 use crate::random;
 
@@ -300,22 +298,12 @@ impl SweepProbe for IcmpEchoSweep {
         buf: &mut ProbeBuffer,
     ) -> BuiltProbe {
         let SweepEndpoints {
-            source,
-            ttl,
-            tos,
-            cookie_key,
-            ..
+            source, cookie_key, ..
         } = self.endpoints;
         let seq = syn_cookie(cookie_key, &target.into(), 0, &source.into(), source_port) as u16;
-        let ip = IpHeader::new(
-            source,
-            target,
-            ttl,
-            tos,
-            IpMark::Epoch(epoch),
-            Transport::Icmp,
-            ICMP_HEADER_LEN as u16,
-        );
+        let ip = self
+            .endpoints
+            .ip_header(target, epoch, Transport::Icmp, ICMP_HEADER_LEN as u16);
         let (request, _) = echo_types(target);
         let echo = ip.icmp_query((request, 0), (source_port, seq), &[]);
         BuiltProbe {
@@ -344,16 +332,7 @@ impl SweepProbe for IcmpEchoSweep {
                     reason: "echo-reply",
                 },
             },
-            fields: ReplyFields {
-                ttl: reply.ttl,
-                ip_id: reply.src_addr.ipv4().map(|_| reply.ip_id),
-                window: None,
-                ip_len: reply.ip_len,
-                tcp_flags: 0,
-                rtt_ns: None,
-                kernel_ns: reply.kernel_ns,
-                icmp_from: error.map(|_| reply.icmp_from.into()),
-            },
+            fields: ReplyFields::of(reply, None),
         }
     }
 

@@ -352,6 +352,25 @@ pub struct SweepEndpoints {
 impl SweepEndpoints {
     /// The filter's part every sweep kind shares: our address, the source-port block (a
     /// probe's slot), the cookies' key.
+    /// The IP header of a probe to `target` in `epoch` with `len` bytes of `transport`.
+    fn ip_header(
+        &self,
+        target: IpAddr,
+        epoch: u16,
+        transport: ip::Transport,
+        len: u16,
+    ) -> ip::IpHeader {
+        ip::IpHeader::new(
+            self.source,
+            target,
+            self.ttl,
+            self.tos,
+            ip::IpMark::Epoch(epoch),
+            transport,
+            len,
+        )
+    }
+
     fn filter(&self, kind: u8) -> ProbeFilter {
         ProbeFilter {
             local_addr: self.source.into(),
@@ -455,6 +474,23 @@ pub struct ReplyFields {
     /// Who sent the ICMP error the reply is (the target, or a router on the way); None for a
     /// direct answer.
     pub icmp_from: Option<IpAddr>,
+}
+
+impl ReplyFields {
+    /// What a sweep's result shows of `reply`, with TCP's `window` (the others have none);
+    /// its round trip is the collector's to fill in.
+    fn of(reply: &ReplyRecord, window: Option<u16>) -> ReplyFields {
+        ReplyFields {
+            ttl: reply.ttl,
+            ip_id: reply.src_addr.ipv4().map(|_| reply.ip_id),
+            window,
+            ip_len: reply.ip_len,
+            tcp_flags: reply.tcp_flags,
+            rtt_ns: None,
+            kernel_ns: reply.kernel_ns,
+            icmp_from: reply.icmp_error().map(|_| reply.icmp_from.into()),
+        }
+    }
 }
 
 #[cfg(test)]

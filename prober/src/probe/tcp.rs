@@ -667,16 +667,7 @@ impl SweepProbe for TcpSweep {
             source_port: reply.dst_port,
             cookie,
             verdict,
-            fields: ReplyFields {
-                ttl: reply.ttl,
-                ip_id: reply.src_addr.ipv4().map(|_| reply.ip_id),
-                window: Some(reply.tcp_window),
-                ip_len: reply.ip_len,
-                tcp_flags: reply.tcp_flags,
-                rtt_ns: None,
-                kernel_ns: reply.kernel_ns,
-                icmp_from: reply.icmp_error().map(|_| reply.icmp_from.into()),
-            },
+            fields: ReplyFields::of(reply, Some(reply.tcp_window)),
         }
     }
 

@@ -5,11 +5,11 @@
 use std::{fmt::Write as _, net::IpAddr};
 
 use prober_common::{
-    syn_cookie, wire::IcmpErrorKind, IpAddress, ProbeFilter, ReplyRecord, KIND_UDP, MODE_SWEEP,
+    syn_cookie, wire::IcmpErrorKind, IpAddress, ProbeFilter, ReplyRecord, KIND_UDP,
 };
 
 use super::{
-    ip::{IpHeader, IpMark, Transport},
+    ip::Transport,
     tcp::{icmp_verdict, ProbePorts},
     Answer, BuiltProbe, Endpoints, Payload, PingProbe, ProbeBuffer, ReplyFields, Status,
     SweepEndpoints, SweepProbe, Verdict,
@@ -121,22 +121,7 @@ impl SweepProbe for UdpSweep {
     }
 
     fn filter(&self) -> ProbeFilter {
-        let SweepEndpoints {
-            source,
-            cookie_key,
-            first_source_port,
-            source_ports,
-            ..
-        } = self.endpoints;
-        ProbeFilter {
-            local_addr: source.into(),
-            kind: KIND_UDP,
-            mode: MODE_SWEEP,
-            sport_base: first_source_port,
-            sport_max_offset: source_ports - 1,
-            cookie_key,
-            ..ProbeFilter::default()
-        }
+        self.endpoints.filter(KIND_UDP)
     }
 
     fn build(
@@ -147,18 +132,9 @@ impl SweepProbe for UdpSweep {
         epoch: u16,
         buf: &mut ProbeBuffer,
     ) -> BuiltProbe {
-        let SweepEndpoints {
-            source, ttl, tos, ..
-        } = self.endpoints;
-        let ip = IpHeader::new(
-            source,
-            target,
-            ttl,
-            tos,
-            IpMark::Epoch(epoch),
-            Transport::Udp,
-            UDP_HEADER_LEN,
-        );
+        let ip = self
+            .endpoints
+            .ip_header(target, epoch, Transport::Udp, UDP_HEADER_LEN);
         let udp = ip.udp(source_port, port, &[]);
         BuiltProbe {
             len: ip.write_with(&udp, &[], buf),
@@ -181,16 +157,7 @@ impl SweepProbe for UdpSweep {
                     reason: "udp-response",
                 },
             },
-            fields: ReplyFields {
-                ttl: reply.ttl,
-                ip_id: reply.src_addr.ipv4().map(|_| reply.ip_id),
-                window: None,
-                ip_len: reply.ip_len,
-                tcp_flags: 0,
-                rtt_ns: None,
-                kernel_ns: reply.kernel_ns,
-                icmp_from: error.map(|_| reply.icmp_from.into()),
-            },
+            fields: ReplyFields::of(reply, None),
         }
     }
 
