@@ -52,7 +52,7 @@ pub enum Mode {
 #[command(
     name = "prober",
     version,
-    about = "hping3-compatible TCP and ICMP prober with kernel (XDP) reply timestamps",
+    about = "hping3-compatible TCP, UDP and ICMP prober with kernel (XDP) reply timestamps",
     disable_version_flag = true,
     override_usage = "prober host [options]\n       prober -p PORTS|--scan PORTS target... [sweep options]",
     after_help = EXIT_STATUS_HELP
