@@ -37,6 +37,7 @@ pub mod packets;
 pub mod proc;
 pub mod responder;
 pub mod sweep;
+pub mod udp_server;
 pub mod unprivileged;
 
 /// Port with a real listener in [`TestHost::standard`].

@@ -5,10 +5,8 @@
 //! nmap -sU does: closed, open, open|filtered, and filtered for other ICMP errors. Forged
 //! answers and errors, sent from inside the namespace, are never shown.
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::net::{IpAddr, UdpSocket};
+use std::thread;
 use std::time::Duration;
 
 use prober_tests::{
@@ -18,7 +16,9 @@ use prober_tests::{
     proc::{run, Finished, Proc},
     require_root,
     sweep::{sweep, IcmpReason, Status, Swept},
-    test_both_families, Family, TestHost,
+    test_both_families,
+    udp_server::{UdpServer, ANSWER},
+    Family, TestHost,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -31,52 +31,6 @@ const DROPPED_PORT: u16 = 161;
 /// nftables rejects UDP to it with admin-prohibited.
 const REJECTED_PORT: u16 = 162;
 const BASE_PORT: u16 = 40000;
-/// What the server answers every datagram with.
-const ANSWER: &[u8] = b"hello";
-
-/// A real UDP server in the test host's namespace: a kernel socket bound there, answering
-/// every datagram with [`ANSWER`] until dropped.
-struct UdpServer {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl UdpServer {
-    fn start(host: &TestHost, family: Family, port: u16) -> UdpServer {
-        let address = SocketAddr::new(host.target(family), port);
-        let socket = host
-            .in_ns(move || UdpSocket::bind(address))
-            .expect("entering the namespace")
-            .expect("binding the UDP server");
-        socket
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .expect("read timeout");
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
-        let thread = thread::spawn(move || {
-            let mut buf = [0u8; 2048];
-            while !stopped.load(Ordering::Relaxed) {
-                if let Ok((_, from)) = socket.recv_from(&mut buf) {
-                    socket.send_to(ANSWER, from).expect("answering");
-                }
-            }
-        });
-        UdpServer {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for UdpServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// Runs prober (or hping3, with `hping3`) with `args` and then the target.
 fn ping(hping3: bool, args: &[&str], target: IpAddr) -> Finished {
     ping_side(hping3, args, target, TIMEOUT)
