@@ -62,11 +62,14 @@ pub struct ProbeFilter {
     /// One target: 1 when every probe is of one flow, as a traceroute's are (see
     /// [`ProbeFilter::tcp_rest`] and [`ProbeFilter::is_our_echo`]); 0 otherwise.
     pub one_flow: u8,
-    /// TCP and UDP, one target: the data bytes every probe carries (-d), which a RST
-    /// acknowledges with the SYN and FIN, and which an ICMP error's quoted UDP length states.
+    /// TCP and UDP, one target: the data bytes every probe carries (-d; UDP of one flow over
+    /// IPv6 two more, see [`ProbeFilter::udp_slot`]), which a RST acknowledges with the SYN
+    /// and FIN, and which an ICMP error's quoted UDP length states.
     pub tcp_data_len: u16,
     /// Raw IP, one target: the IP ids of our probes, `ip_id_base ..= ip_id_base +
     /// ip_id_max_offset` (wrapping: one fixed id with -N), and the protocol they carry (-H).
+    /// UDP of one flow over IPv4: `ip_id_base` is probe 0's IP id (see
+    /// [`ProbeFilter::udp_slot`]).
     pub ip_id_base: u16,
     pub ip_id_max_offset: u16,
     pub ip_protocol: u8,
@@ -121,6 +124,30 @@ impl ProbeFilter {
             (offset >> 16) as u16
         } else {
             our_port.wrapping_sub(self.sport_base)
+        }
+    }
+
+    /// UDP, one target: the departure slot of the datagram from our port `our_port`, in an
+    /// IP packet of `version` with IP id `ip_id`, whose UDP checksum is `checksum`. Probes of
+    /// one flow leave from one port and are numbered by a field no router hashes but every
+    /// ICMP error quotes, as paris-traceroute's: IPv4's IP id (probe n's is `ip_id_base` + n),
+    /// IPv6's UDP checksum (probe n's is n mod 65535, plus 1 as UDP over IPv6 has no
+    /// checksum 0, which two data bytes in front of the probe's data steer it to); other
+    /// probes by their source port's offset.
+    #[inline(always)]
+    pub fn udp_slot(
+        &self,
+        version: wire::IpVersion,
+        our_port: u16,
+        ip_id: u16,
+        checksum: u16,
+    ) -> u16 {
+        if self.one_flow == 0 {
+            return our_port.wrapping_sub(self.sport_base);
+        }
+        match version {
+            wire::IpVersion::V4 => ip_id.wrapping_sub(self.ip_id_base),
+            wire::IpVersion::V6 => checksum.wrapping_sub(1),
         }
     }
 
@@ -210,6 +237,8 @@ pub struct ReplyRecord {
     /// The TCP or ICMP checksum as received.
     pub l4_checksum: u16,
     pub tcp_urgent: u16,
+    /// ICMP echo: the identifier and sequence number. An ICMP error about a TCP, UDP or raw
+    /// IP probe: `icmp_seq` is the departure slot of the probe it quotes.
     pub icmp_id: u16,
     pub icmp_seq: u16,
     /// What an ICMP reply carries after its 8-byte header, for hping3's lines about it: a

@@ -131,6 +131,18 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
             target: quoted.dst,
             target_port: 0,
         }
+    } else if filter.kind == KIND_UDP {
+        Probe {
+            // The quoted checksum is the low half of `seq` (see QuotedProbe::udp_length).
+            slot: filter.udp_slot(
+                ip.version,
+                quoted.source_port,
+                quoted.ip_id,
+                quoted.seq as u16,
+            ),
+            target: quoted.dst,
+            target_port: quoted.dest_port,
+        }
     } else {
         Probe {
             slot: filter.tcp_slot(quoted.source_port, seq_offset),
@@ -150,6 +162,9 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
             record.src_port = quoted.dest_port;
             record.dst_port = quoted.source_port;
             record.tcp_seq = quoted.seq;
+            // Which probe it quotes, for the kinds whose fields do not say (UDP of one flow
+            // over IPv4: the quoted IP id's offset).
+            record.icmp_seq = probe.slot;
         }
     })
 }

@@ -7,6 +7,11 @@
 //! anywhere; userspace takes it only from a (host, port) of the sweep and at the source port
 //! its probe to that (host, port) left from. A forger must guess which of the block's ports a
 //! probe to that host and port used, which the run's random walk decides.
+//!
+//! Probes of one flow (a traceroute's) leave from one port, so an answer cannot say which of
+//! them it answers: userspace gives it to the latest probe and times it from that probe's
+//! send (see `UdpProbe::names_its_probe`). Their departures are filed by
+//! [`ProbeFilter::udp_slot`], under which the errors quoting them are found.
 use prober_common::{
     syn_cookie,
     trace::Reason,
@@ -60,7 +65,7 @@ pub fn departure(packet: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Op
     if !probed || !filter.is_our_port(datagram.source) {
         return None;
     }
-    let slot = datagram.source.wrapping_sub(filter.sport_base);
+    let slot = filter.udp_slot(ip.version, datagram.source, ip.id, datagram.checksum);
     if reply::sweep(filter) {
         // Filed under the cookie of its endpoints, which userspace works out from an answer's.
         let cookie = syn_cookie(

@@ -11,10 +11,14 @@ use prober_tests::{
     output::{parse_footer, parse_footer_then},
     packets, prober_command,
     proc::{run, Finished, Proc},
-    require_root, test_both_families, Family, TestHost, OPEN_PORT,
+    require_root, test_both_families,
+    udp_server::UdpServer,
+    Family, TestHost, OPEN_PORT,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(30);
+/// A [`UdpServer`] answers there (only in the tests that start one).
+const UDP_OPEN_PORT: u16 = 7;
 
 /// A router namespace and a host behind it listening on [`OPEN_PORT`]: hop 1, then the host.
 fn two_hops() -> (TestHost, TestHost) {
@@ -185,8 +189,8 @@ fn tr_no_rtt_leaves_out_the_hop_round_trips(family: Family) {
 }
 
 /// A UDP traceroute to a closed port: the router's hop, then the target's port unreachables
-/// with hping3's `status=0 port=… seq=…` lines. (Its source port counts up as hping3's: of
-/// the kinds, only TCP's and ICMP's probes keep one flow.)
+/// with hping3's `status=0 port=… seq=…` lines, naming each probe by its IP id (IPv4) or
+/// checksum (IPv6), as their source port stays the same (one flow; hping3's counts up).
 fn udp_traceroute_finds_the_router_then_the_closed_port(family: Family) {
     let (router, host) = two_hops();
     let target = host.target(family);
@@ -215,6 +219,51 @@ fn udp_traceroute_finds_the_router_then_the_closed_port(family: Family) {
             "seq {seq}\n{run}"
         );
     }
+    let ports: std::collections::BTreeSet<_> = run
+        .stdout_lines()
+        .into_iter()
+        .filter_map(|line| {
+            Some(
+                line.strip_prefix("status=0 port=")?
+                    .split(' ')
+                    .next()?
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(ports.len(), 1, "one source port: {ports:?}\n{run}");
+}
+
+/// A UDP traceroute to a port a real server answers (from its namespace): an answer echoes
+/// nothing of its probe, and a traceroute's probes leave from one port, so each is given to
+/// the latest probe and timed from its send (not from probe 0's, the slot its port names).
+fn udp_traceroute_gives_answers_to_the_latest_probe(family: Family) {
+    let (_router, host) = two_hops();
+    let _server = UdpServer::start(&host, family, UDP_OPEN_PORT);
+    let port = UDP_OPEN_PORT.to_string();
+    let args = ["-T", "-2", "-p", &port, "-c", "3", "-i", "u300000"];
+    let run = traceroute(false, &args, host.target(family));
+    let field = |line: &str, name: &str| -> f64 {
+        let word = line.split(' ').find_map(|word| word.strip_prefix(name));
+        word.and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {line}\n{run}"))
+    };
+    let answers: Vec<(f64, f64)> = run
+        .stdout_lines()
+        .iter()
+        .filter(|line| line.starts_with("len="))
+        .map(|line| (field(line, "seq="), field(line, "rtt=")))
+        .collect();
+    assert_eq!(answers.len(), 2, "{run}");
+    for (answer, seq) in answers.iter().zip([1.0, 2.0]) {
+        assert_eq!(answer.0, seq, "{run}");
+        assert!(
+            answer.1 < 250.0,
+            "timed from its own probe's send: {answer:?}\n{run}"
+        );
+    }
+    let footer = parse_footer(&run.stderr).unwrap_or_else(|e| panic!("{e}\n{run}"));
+    assert_eq!((footer.transmitted, footer.received), (3, 3), "{run}");
 }
 
 /// hping3's -q keeps the hop lines, and only them.
@@ -226,6 +275,7 @@ fn quiet_shows_the_hops_alone(family: Family) {
 test_both_families!(
     quiet_shows_the_hops_alone,
     udp_traceroute_finds_the_router_then_the_closed_port,
+    udp_traceroute_gives_answers_to_the_latest_probe,
     tcp_traceroute_finds_the_router_then_the_port,
     icmp_traceroute_finds_the_router_then_the_host,
     tr_stop_ends_at_the_targets_answer,
@@ -241,9 +291,10 @@ struct SeenProbe {
     /// Its flow as equal-cost routing hashes it: addresses, protocol, the first four
     /// transport bytes.
     flow: Vec<u8>,
-    /// The four transport bytes after them: TCP's sequence number, ICMP's identifier and
-    /// sequence number.
-    number: [u8; 4],
+    /// What tells it from the flow's other probes: the four transport bytes after the flow's
+    /// (TCP's sequence number, ICMP's identifier and sequence number, UDP's length and
+    /// checksum), but for UDP over IPv4 its IP id.
+    number: Vec<u8>,
 }
 
 /// The probes from `source` to `target` that the packet socket `socket` (on the router's
@@ -286,13 +337,19 @@ fn probes_seen(
 /// A probe from `source` to `target` in an Ethernet `frame` (see [`probes_seen`]).
 fn probe_in(frame: &[u8], source: IpAddr, target: IpAddr) -> Option<SeenProbe> {
     let ip = frame.get(14..)?;
-    let (ttl, protocol, addresses, transport) = match (source, target) {
+    let (ttl, protocol, addresses, transport, ip_id) = match (source, target) {
         (IpAddr::V4(s), IpAddr::V4(t)) if ip.get(12..20)? == [s.octets(), t.octets()].concat() => {
             let header_len = usize::from(ip[0] & 0x0f) * 4;
-            (ip[8], ip[9], &ip[12..20], ip.get(header_len..)?)
+            (
+                ip[8],
+                ip[9],
+                &ip[12..20],
+                ip.get(header_len..)?,
+                Some(&ip[4..6]),
+            )
         }
         (IpAddr::V6(s), IpAddr::V6(t)) if ip.get(8..40)? == [s.octets(), t.octets()].concat() => {
-            (ip[7], ip[6], &ip[8..40], ip.get(40..)?)
+            (ip[7], ip[6], &ip[8..40], ip.get(40..)?, None)
         }
         _ => return None,
     };
@@ -303,12 +360,19 @@ fn probe_in(frame: &[u8], source: IpAddr, target: IpAddr) -> Option<SeenProbe> {
     Some(SeenProbe {
         ttl,
         flow: [addresses, &[protocol], transport.get(..4)?].concat(),
-        number: transport.get(4..8)?.try_into().unwrap(),
+        number: match ip_id {
+            Some(id) if protocol == packets::IPPROTO_UDP => id.to_vec(),
+            _ => transport.get(4..8)?.to_vec(),
+        },
     })
 }
 
 fn probes_of_a_traceroute_are_one_flow(family: Family) {
-    for args in ["-T -S -p 80 -c 3 -i u300000", "-T -1 -c 3 -i u300000"] {
+    for args in [
+        "-T -S -p 80 -c 3 -i u300000",
+        "-T -1 -c 3 -i u300000",
+        "-T -2 -p 53 -c 3 -i u300000",
+    ] {
         let (router, host) = two_hops();
         let interface = router.peer_if.clone();
         let socket = router
@@ -327,7 +391,7 @@ fn probes_of_a_traceroute_are_one_flow(family: Family) {
             "one flow: {probes:02x?}\n{run}"
         );
         let numbers: std::collections::BTreeSet<_> =
-            probes.iter().map(|probe| probe.number).collect();
+            probes.iter().map(|probe| &probe.number).collect();
         assert_eq!(numbers.len(), 3, "told apart: {probes:02x?}\n{run}");
         assert_eq!(run.code(), Some(0), "{run}");
     }
@@ -482,7 +546,9 @@ fn first_probe(socket: &std::os::fd::OwnedFd, (source, target): (IpAddr, IpAddr)
 /// probe 9's, never sent in this run.
 fn forged_time_exceeded_about_echoes_is_never_shown(family: Family) {
     let forge = |f: &Forging, _: &mut Proc| {
-        let [i0, i1, s0, s1] = first_probe(&f.capture, (f.us, f.target)).number;
+        let [i0, i1, s0, s1] = first_probe(&f.capture, (f.us, f.target)).number[..] else {
+            panic!("an echo request's identifier and sequence number");
+        };
         let (id, seq) = (u16::from_be_bytes([i0, i1]), u16::from_be_bytes([s0, s1]));
         assert_eq!(seq, 0, "the first probe");
         // Ours less 9, in one's complement.

@@ -525,6 +525,9 @@ impl Cli {
             PingKind::Icmp(message)
         } else if self.mode.udp {
             self.refuse_tcp_only("UDP mode (-2)")?;
+            if self.ip.traceroute && self.ip.id.is_some() {
+                bail!("-N: a UDP traceroute (-T -2) tells its probes apart by their IP ids, which must count up");
+            }
             let Some(DestPorts::One { port, step }) = self.tcp.port else {
                 bail!("UDP mode needs a destination port: -p PORT");
             };
@@ -1292,6 +1295,10 @@ mod tests {
         assert_eq!(
             refusal(&["--tr-no-rtt", "-1", "198.18.4.2"]),
             "--tr-no-rtt is a traceroute option: it needs -T"
+        );
+        assert_eq!(
+            refusal(&["-T", "-2", "-p", "53", "-N", "7", "198.18.4.2"]),
+            "-N: a UDP traceroute (-T -2) tells its probes apart by their IP ids, which must count up"
         );
         assert_eq!(
             refusal(&["-T", "-p", "80,81", "198.18.4.2"]),

@@ -388,7 +388,12 @@ impl ReplyHandler for ReplyPrinter<'_> {
             self.summary.stale += 1;
             return Ok(());
         }
-        let seq = self.probe.sequence(reply);
+        let named = self.probe.names_its_probe(reply);
+        let seq = if named {
+            self.probe.sequence(reply)
+        } else {
+            self.log.latest()
+        };
         let (userspace_sent_ns, duplicate) = match self.log.answer(seq) {
             Answered::NeverSent => {
                 self.summary.unsolicited += 1;
@@ -397,7 +402,12 @@ impl ReplyHandler for ReplyPrinter<'_> {
             Answered::First { sent_ns } => (sent_ns, false),
             Answered::Again { sent_ns } => (sent_ns, true),
         };
-        let rtt_ns = setup::rtt_ns(reply, || Some(userspace_sent_ns)).unwrap_or(0);
+        // The kernel's departure is of the probe the reply names, if it names one.
+        let timed = ReplyRecord {
+            sent_ns: if named { reply.sent_ns } else { 0 },
+            ..*reply
+        };
+        let rtt_ns = setup::rtt_ns(&timed, || Some(userspace_sent_ns)).unwrap_or(0);
         let rtt_ms = rtt_ns as f64 / 1e6;
         let error = reply.icmp_error();
         // A traceroute's hop: its lines, and whether its round trip counts (hping3's hoprtt).

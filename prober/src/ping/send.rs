@@ -1,7 +1,7 @@
 //! The send thread of a one-target run, and what it notes about each probe.
 use std::{
     io,
-    sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering},
+    sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicU8, Ordering},
     time::Instant,
 };
 
@@ -18,6 +18,8 @@ use crate::{
 pub struct SendLog {
     sent_ns: Box<[AtomicU64]>,
     answered: Box<[AtomicBool]>,
+    /// The sequence number of the probe noted last.
+    latest: AtomicU16,
     pub sent: AtomicU64,
 }
 
@@ -26,6 +28,7 @@ impl SendLog {
         SendLog {
             sent_ns: (0..=u16::MAX).map(|_| AtomicU64::new(0)).collect(),
             answered: (0..=u16::MAX).map(|_| AtomicBool::new(false)).collect(),
+            latest: AtomicU16::new(0),
             sent: AtomicU64::new(0),
         }
     }
@@ -35,6 +38,12 @@ impl SendLog {
         let slot = usize::from(seq);
         self.answered[slot].store(false, Ordering::Relaxed);
         self.sent_ns[slot].store(monotonic_ns(), Ordering::Release);
+        self.latest.store(seq, Ordering::Release);
+    }
+
+    /// The sequence number of the probe leaving last (0 before the first).
+    pub fn latest(&self) -> u16 {
+        self.latest.load(Ordering::Acquire)
     }
 
     /// What a reply to probe `seq` answers: nothing (no such probe was sent: a forged or

@@ -10,7 +10,7 @@ use crate::probe::PingProbe;
 /// length of the probes' headers as built but for their TCP options, as hping3 counts (IPv4 +
 /// TCP 40, IPv6 + TCP 60, IPv4 + ICMP 28, IPv6 + ICMPv6 48) and d that of their data (-d).
 pub fn header(target_name: &str, interface: &str, target: IpAddr, probe: &dyn PingProbe) -> String {
-    let (data, headers) = (probe.payload().size(), probe.headers_len());
+    let (data, headers) = (probe.data_len(), probe.headers_len());
     format!(
         "HPING {target_name} ({interface} {target}): {}, {headers} headers + {data} data bytes",
         probe.mode()

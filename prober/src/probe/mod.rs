@@ -134,15 +134,22 @@ pub trait PingProbe: Send + Sync {
     /// The data each probe carries after its headers.
     fn payload(&self) -> &Payload;
 
+    /// The data bytes each probe carries after its transport header, as hping3's header line
+    /// counts them: the payload, and whatever else the kind puts there (UDP of one flow over
+    /// IPv6: two bytes that steer the checksum).
+    fn data_len(&self) -> usize {
+        self.payload().size()
+    }
+
     /// The length of the headers hping3's header line gives: what is built, less the data
     /// and the transport options.
     fn headers_len(&self) -> usize {
-        self.build(0, &mut self.buffer()) - self.payload().size() - self.options_len()
+        self.build(0, &mut self.buffer()) - self.data_len() - self.options_len()
     }
 
     /// Room to build one of its probes in.
     fn buffer(&self) -> Vec<u8> {
-        vec![0; MAX_PROBE_LEN + self.options_len() + self.payload().size()]
+        vec![0; MAX_PROBE_LEN + self.options_len() + self.data_len()]
     }
 
     /// The bytes of transport options its probes carry, which hping3's header line leaves
@@ -157,6 +164,13 @@ pub trait PingProbe: Send + Sync {
     /// Whether a reply the XDP program matched answers the probes as they go now; taking it
     /// may move the kind on (`-p +N`: the next port).
     fn take(&self, _reply: &ReplyRecord) -> bool {
+        true
+    }
+
+    /// Whether `reply` says which probe it answers. When it does not (a UDP answer to probes
+    /// of one flow, which all leave from one port), it is the latest probe's, timed from that
+    /// probe's send as the send thread noted it rather than by the kernel's departure.
+    fn names_its_probe(&self, _reply: &ReplyRecord) -> bool {
         true
     }
 
@@ -266,10 +280,10 @@ impl PingKind {
                 port_step,
                 base_port,
                 keep_port,
-            } => Arc::new(UdpProbe {
+            } => Arc::new(UdpProbe::new(
                 endpoints,
-                ports: ProbePorts::new(DestPort::new(port, port_step), base_port, keep_port)?,
-            }),
+                ProbePorts::new(DestPort::new(port, port_step), base_port, keep_port)?,
+            )),
         })
     }
 }
@@ -498,8 +512,8 @@ mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     use prober_common::{
-        syn_cookie, IpAddress, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, KIND_ICMP_ECHO, KIND_TCP,
-        KIND_UDP, MODE_SWEEP,
+        syn_cookie, wire::IpVersion, IpAddress, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP,
+        KIND_ICMP_ECHO, KIND_TCP, KIND_UDP, MODE_SWEEP,
     };
     use prober_tests::internet_checksum;
 
@@ -1719,6 +1733,70 @@ mod tests {
         assert_eq!(packet.len(), 48);
         assert_ipv6_header(&packet, 17);
         assert_eq!(u16::from_be_bytes([packet[42], packet[43]]), 53);
+    }
+
+    #[test]
+    fn one_flows_udp_probes_keep_their_port_and_number_their_ip_id_or_checksum() {
+        for family in [endpoints(), ipv6_endpoints()] {
+            let ipv6 = family.target.is_ipv6();
+            let unkept = udp(family.clone(), PortStep::Fixed, false);
+            // UdpProbe::new keeps the port of probes of one flow.
+            let probe = UdpProbe::new(
+                Endpoints {
+                    one_flow: true,
+                    payload: Payload::filler(3),
+                    ..family
+                },
+                unkept.ports,
+            );
+            let filter = probe.filter();
+            assert_eq!((filter.one_flow, filter.sport_max_offset), (1, 0));
+            let steer = if ipv6 { 2 } else { 0 };
+            assert_eq!(probe.data_len(), 3 + steer, "the header line counts them");
+            assert_eq!(usize::from(filter.tcp_data_len), 3 + steer, "quoted length");
+            for n in [0u64, 1, 2, 0xfffe, 0xffff, 65537] {
+                let packet = build(&probe, n);
+                let (udp, ip_id) = if ipv6 {
+                    assert_ipv6_header(&packet, 17);
+                    (&packet[40..], 0)
+                } else {
+                    assert_ipv4_header(&packet, 17, n as u16);
+                    udp_header_of_ipv4(&packet);
+                    (&packet[20..], u16::from_be_bytes([packet[4], packet[5]]))
+                };
+                let word = |at: usize| u16::from_be_bytes([udp[at], udp[at + 1]]);
+                assert_eq!((word(0), word(2)), (65535, 53), "one flow's ports");
+                assert_eq!(
+                    &udp[8 + steer..],
+                    b"XXX",
+                    "the data after the steering bytes"
+                );
+                let seq = probe.sequence_of(n);
+                if ipv6 {
+                    assert_eq!(word(6), (n % 0xffff) as u16 + 1, "the checksum names it");
+                } else {
+                    assert_eq!(seq, n as u16);
+                }
+                // XDP files its departure, and finds an error quoting it, under this slot.
+                let version = if ipv6 { IpVersion::V6 } else { IpVersion::V4 };
+                let slot = filter.udp_slot(version, word(0), ip_id, word(6));
+                assert_eq!(slot, seq, "probe {n}");
+                let error = ReplyRecord {
+                    protocol: IPPROTO_ICMP,
+                    icmp_type: 11,
+                    icmp_seq: slot,
+                    ..ReplyRecord::default()
+                };
+                assert!(probe.names_its_probe(&error));
+                assert_eq!(probe.sequence(&error), seq);
+            }
+            // Its ports say nothing of which probe an answer answers.
+            assert!(!probe.names_its_probe(&ReplyRecord::default()));
+            assert_eq!(
+                build(&probe, 0).len(),
+                probe.headers_len() + probe.data_len()
+            );
+        }
     }
 
     #[test]

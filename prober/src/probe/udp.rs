@@ -5,7 +5,8 @@
 use std::{fmt::Write as _, net::IpAddr};
 
 use prober_common::{
-    syn_cookie, wire::IcmpErrorKind, IpAddress, ProbeFilter, ReplyRecord, KIND_UDP,
+    ones_complement_sum, syn_cookie, wire::IcmpErrorKind, IpAddress, ProbeFilter, ReplyRecord,
+    KIND_UDP,
 };
 
 use super::{
@@ -17,11 +18,39 @@ use super::{
 
 const UDP_HEADER_LEN: u16 = 8;
 
-/// One target's UDP probes.
+/// The bytes in front of the data of a UDP probe of one flow over IPv6, which steer its
+/// checksum (see [`UdpProbe::sequence_of`]).
+const CHECKSUM_STEER_LEN: usize = 2;
+
+/// One target's UDP probes. Probes of one flow (a traceroute's, paris-traceroute's way) leave
+/// from one port, as with -k, and are told apart by what no router hashes but every ICMP error
+/// quotes (see [`ProbeFilter::udp_slot`]): over IPv4 their IP id, which counts up from probe
+/// to probe (so -N is refused with -T -2); over IPv6, which has none, their UDP checksum, which
+/// two bytes in front of the data steer to the probe's number (mod 65535) plus 1.
 #[derive(Debug)]
 pub struct UdpProbe {
     pub endpoints: Endpoints,
     pub ports: ProbePorts,
+}
+
+impl UdpProbe {
+    pub fn new(endpoints: Endpoints, ports: ProbePorts) -> UdpProbe {
+        let ports = ProbePorts {
+            keep: ports.keep || endpoints.one_flow,
+            ..ports
+        };
+        UdpProbe { endpoints, ports }
+    }
+
+    /// Whether probes carry their number in their checksum.
+    fn steers_checksum(&self) -> bool {
+        self.endpoints.one_flow && self.endpoints.target.is_ipv6()
+    }
+
+    /// The checksum of probe `n` when it is steered: never 0, which UDP over IPv6 forbids.
+    fn steered_checksum(n: u64) -> u16 {
+        (n % u64::from(u16::MAX)) as u16 + 1
+    }
 }
 
 impl PingProbe for UdpProbe {
@@ -31,17 +60,35 @@ impl PingProbe for UdpProbe {
 
     fn build(&self, n: u64, buf: &mut [u8]) -> usize {
         let payload = self.endpoints.payload.of_probe(n);
+        let steered;
+        let data = if self.steers_checksum() {
+            steered = [&[0; CHECKSUM_STEER_LEN][..], payload].concat();
+            &steered[..]
+        } else {
+            payload
+        };
         let ip = self
             .endpoints
-            .ip_header(n, Transport::Udp, UDP_HEADER_LEN + payload.len() as u16);
-        let udp = ip.udp(self.ports.source(n), self.ports.destination(n), payload);
-        ip.write_with(&udp, payload, buf)
+            .ip_header(n, Transport::Udp, UDP_HEADER_LEN + data.len() as u16);
+        let udp = ip.udp(self.ports.source(n), self.ports.destination(n), data);
+        let len = ip.write_with(&udp, data, buf);
+        if self.steers_checksum() {
+            // The sum of the packet with the two bytes 0 is !udp.checksum; with them, it must
+            // be !wanted, so they add !wanted - !udp.checksum (RFC 1624's incremental update).
+            let wanted = Self::steered_checksum(n);
+            let steer = ones_complement_sum(!wanted, udp.checksum);
+            let at = len - data.len();
+            buf[at..at + CHECKSUM_STEER_LEN].copy_from_slice(&steer.to_be_bytes());
+            buf[at - 2..at].copy_from_slice(&wanted.to_be_bytes());
+        }
+        len
     }
 
     fn filter(&self) -> ProbeFilter {
         ProbeFilter {
             kind: KIND_UDP,
-            tcp_data_len: self.endpoints.payload.size() as u16,
+            tcp_data_len: self.data_len() as u16,
+            ip_id_base: self.endpoints.first_ip_id,
             ..self.ports.filter(self.endpoints.filter())
         }
     }
@@ -50,8 +97,28 @@ impl PingProbe for UdpProbe {
         &self.endpoints.payload
     }
 
+    fn data_len(&self) -> usize {
+        let steer = if self.steers_checksum() {
+            CHECKSUM_STEER_LEN
+        } else {
+            0
+        };
+        self.endpoints.payload.size() + steer
+    }
+
+    /// Probes of one flow: the slot the XDP program found an error's departure in, from its
+    /// quoted IP id (IPv4) or checksum (IPv6); a UDP answer is the latest probe's (see
+    /// [`PingProbe::names_its_probe`]).
     fn sequence(&self, reply: &ReplyRecord) -> u16 {
-        self.ports.sequence(reply)
+        if self.endpoints.one_flow {
+            reply.icmp_seq
+        } else {
+            self.ports.sequence(reply)
+        }
+    }
+
+    fn names_its_probe(&self, reply: &ReplyRecord) -> bool {
+        !self.endpoints.one_flow || reply.icmp_error().is_some()
     }
 
     fn take(&self, reply: &ReplyRecord) -> bool {
@@ -59,7 +126,11 @@ impl PingProbe for UdpProbe {
     }
 
     fn sequence_of(&self, n: u64) -> u16 {
-        self.ports.sequence_of(n)
+        match self.endpoints.one_flow {
+            true if self.steers_checksum() => Self::steered_checksum(n).wrapping_sub(1),
+            true => n as u16,
+            false => self.ports.sequence_of(n),
+        }
     }
 
     fn write_fields(&self, _reply: &ReplyRecord, seq: u16, line: &mut String) {
