@@ -43,6 +43,10 @@ const CASES: &[(&str, &[&str])] = &[
         &["-T", "-S", "-p", "80", "-c", "3"],
     ),
     (
+        "UDP traceroute to a closed port",
+        &["-T", "-2", "-p", "53", "-c", "3"],
+    ),
+    (
         "the remote's sequence numbers",
         &["-Q", "-S", "-p", "80", "-c", "3"],
     ),
