@@ -286,8 +286,10 @@ fn check_holds(matched: &[Matched], delay: Duration) -> Result<Vec<f64>, String>
 }
 
 /// Runs in which the responder itself was late (a busy machine) say nothing of the tool
-/// probing it: such a run is made again, this many times at most, before the test fails.
-const RESPONDER_ATTEMPTS: usize = 3;
+/// probing it: such a run is made again, this many times at most, before the test fails. (3
+/// were not enough on this 2-CPU VM: two whole suites of this session failed with
+/// the responder late in all 3, and passed when run again.)
+const RESPONDER_ATTEMPTS: usize = 5;
 
 /// Checks prober's replies against the truth: each error within [`PROBER_ERROR_US`] (its upper
 /// end raised by the reply's measured `write()` stall) but for one at most, within
@@ -343,6 +345,15 @@ fn probe_with(
                 tool.command(mode, PROBES, interval, &[], &target),
                 RUN_TIMEOUT,
             );
+            // hping3's receive loop loses replies on a loaded machine (seen: 9 of 20 at -i
+            // u300); prober's must not, which the check below asserts.
+            if matches!(tool, Tool::Hping3) && attempt < RESPONDER_ATTEMPTS {
+                let lines = run.stdout.lines().filter_map(parse_reply).count();
+                if lines != usize::from(PROBES) {
+                    println!("  {tool:?} run {attempt} not judged, again: {lines} of {PROBES} replies shown");
+                    return None;
+                }
+            }
             let replies = replies_one_per_probe(&run, PROBES);
             let matched = match_replies(&replies, &responder.answered(), tool, mode, &run);
             match check_holds(&matched, delay) {
