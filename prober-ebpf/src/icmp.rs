@@ -46,11 +46,7 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
         return reply::unmatched(ip, numbers, Reason::AcknowledgesNoProbe);
     }
     let probe = Probe {
-        slot: if sweep {
-            echo.id.wrapping_sub(filter.sport_base)
-        } else {
-            echo.seq
-        },
+        slot: slot(filter, echo.id, echo.seq),
         target: ip.src,
         target_port: 0,
     };
@@ -60,6 +56,17 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
         record.l4_checksum = echo.checksum;
         record.icmp_data = echo.data;
     })
+}
+
+/// The departure slot of the echo with identifier `id` and sequence number `seq`: a sweep's
+/// source-port slot (its identifier), one target's sequence number.
+#[inline(always)]
+pub fn slot(filter: &ProbeFilter, id: u16, seq: u16) -> u16 {
+    if reply::sweep(filter) {
+        id.wrapping_sub(filter.sport_base)
+    } else {
+        seq
+    }
 }
 
 /// Whether the echo's identifier is ours: one target's (with its sequence number, for probes
@@ -85,17 +92,13 @@ pub fn sweep_cookie(filter: &ProbeFilter, target: &IpAddress, us: &IpAddress, id
 #[inline(always)]
 pub fn departure(packet: &impl Frame, ip: &IpPacket, filter: &ProbeFilter) -> Option<Probe> {
     let echo = echo(packet, ip)?.ok()?;
-    let sweep = reply::sweep(filter);
     if echo.icmp_type != filter.icmp_type || !carries_our_id(filter, &echo) {
         return None;
     }
-    let slot = if sweep {
-        let slot = echo.id.wrapping_sub(filter.sport_base);
+    let slot = slot(filter, echo.id, echo.seq);
+    if reply::sweep(filter) {
         reply::note_sweep_departure(ip, slot, u32::from(echo.seq));
-        slot
-    } else {
-        echo.seq
-    };
+    }
     Some(Probe {
         slot,
         target: ip.dst,

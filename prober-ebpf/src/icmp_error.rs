@@ -122,12 +122,7 @@ pub fn reply(frame: &impl Frame, ip: &IpPacket, filter: &ProbeFilter, arrived_ns
     }
     let probe = if echo {
         Probe {
-            // As the echo reply's own (see [`icmp::reply`]).
-            slot: if sweep {
-                quoted.echo_id().wrapping_sub(filter.sport_base)
-            } else {
-                quoted.echo_seq()
-            },
+            slot: icmp::slot(filter, quoted.echo_id(), quoted.echo_seq()),
             target: quoted.dst,
             target_port: 0,
         }
