@@ -117,10 +117,23 @@ fn fragments_same_as_hping3s_and_answered() {
     let host = TestHost::standard().expect("test host");
     let port = OPEN_PORT.to_string();
     let args = args(&["-S", "-p", &port, "-f"], host.addr);
-    let ((hping3, hping3_fragments), (prober, prober_fragments)) =
-        side_by_side(&host, &args, |arrivals| {
+    // hping3 now and then shows no reply on this loaded VM although its fragments arrived (seen
+    // once in a whole suite: 0 of 3 received, passing alone 4 times after): such a run says
+    // nothing of prober, and is made again, 3 times at most.
+    let mut attempts = 0;
+    let ((hping3, hping3_fragments), (prober, prober_fragments)) = loop {
+        attempts += 1;
+        let runs = side_by_side(&host, &args, |arrivals| {
             fragments_from(arrivals, host.host_addr)
         });
+        if runs.0 .0.stdout_lines().len() > 1 || attempts == 3 {
+            break runs;
+        }
+        println!(
+            "hping3 run {attempts} showed no reply, again:\n{}",
+            runs.0 .0
+        );
+    };
     // The 20-byte TCP header in two: 16 bytes, then 4 at offset 16.
     let each_probe = [(36, true, 0), (24, false, 2)];
     assert_eq!(hping3_fragments, each_probe.repeat(3), "{hping3}");
