@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub mod capture;
+pub mod exporter;
 pub mod forger;
 pub mod neighbour_forger;
 pub mod output;
