@@ -36,6 +36,7 @@ pub mod neighbour_forger;
 pub mod output;
 pub mod packets;
 pub mod proc;
+pub mod prometheus;
 pub mod responder;
 pub mod sweep;
 pub mod udp_server;
