@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const PROMETHEUS_BIN: &str = "/usr/bin/prometheus";
 /// Bound on start-up until `/-/ready` answers 200 (the TSDB is new and empty).
@@ -93,8 +93,22 @@ impl Prometheus {
 
     /// The instant vector `expr` evaluates to now (`/api/v1/query`).
     pub fn query(&self, expr: &str) -> Result<Vec<Series>> {
+        self.evaluate(expr, None)
+    }
+
+    /// The instant vector `expr` evaluates to at `at`: queries that must see the same scrapes
+    /// (one metric's samples against another's) name one time.
+    pub fn query_at(&self, expr: &str, at: SystemTime) -> Result<Vec<Series>> {
+        let seconds = at.duration_since(UNIX_EPOCH)?.as_secs_f64();
+        self.evaluate(expr, Some(&format!("{seconds:.3}")))
+    }
+
+    /// `/api/v1/query` of `expr` at `time` (Unix seconds; None: now).
+    fn evaluate(&self, expr: &str, time: Option<&str>) -> Result<Vec<Series>> {
         let url = format!("http://{}/api/v1/query", self.addr);
-        let (status, _, body) = http_get(&url, &[("query", expr)], None)?;
+        let mut params = vec![("query", expr)];
+        params.extend(time.map(|time| ("time", time)));
+        let (status, _, body) = http_get(&url, &params, None)?;
         let answer: Value = serde_json::from_str(&body)
             .with_context(|| format!("query {expr:?}: HTTP {status}, not JSON: {body}"))?;
         if answer["status"] != "success" {
