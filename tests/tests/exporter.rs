@@ -35,6 +35,14 @@ const RTT_CEILING: f64 = 0.01;
 /// The default RTT buckets: 5 µs doubling, 22 of them (to 10.48576 s).
 const FIRST_BUCKET: f64 = 5e-6;
 const BUCKETS: usize = 22;
+/// The series every target has (the histogram by its count).
+const PER_TARGET: [&str; 5] = [
+    "prober_probes_sent_total",
+    "prober_timeouts_total",
+    "prober_duplicates_total",
+    "prober_send_errors_total",
+    "prober_rtt_seconds_count",
+];
 /// The XDP counter events of the contract.
 const XDP_EVENTS: [&str; 5] = ["matched", "ring_full", "unmatched", "bounced", "malformed"];
 /// What Prometheus sends when it prefers OpenMetrics (its Accept header, protobuf left out).
@@ -248,6 +256,13 @@ fn prometheus_scrapes_every_kind_of_target() {
         "up: {up:?}\n{}",
         prometheus.targets()
     );
+    let loss = "prober_timeouts_total{job=\"prober\"} / prober_probes_sent_total{job=\"prober\"}";
+    let shown = prometheus.query_at(loss, at).expect("loss");
+    println!(
+        "{loss} (probes every {INTERVAL}, scraped every 1s):\n{}",
+        show(&shown)
+    );
+    check_series_per_target(&prometheus, &targets, at);
 
     let rates = per_target(
         &prometheus,
@@ -259,15 +274,7 @@ fn prometheus_scrapes_every_kind_of_target() {
     let timeouts = per_target(&prometheus, "prober_timeouts_total", at, &targets);
     let rtt_counts = per_target(&prometheus, "prober_rtt_seconds_count", at, &targets);
     let send_errors = per_target(&prometheus, "prober_send_errors_total", at, &targets);
-    per_target(&prometheus, "prober_duplicates_total", at, &targets);
     let replies = replies_by_result(&prometheus, at);
-
-    let loss = "prober_timeouts_total{job=\"prober\"} / prober_probes_sent_total{job=\"prober\"}";
-    let shown = prometheus.query_at(loss, at).expect("loss");
-    println!(
-        "{loss} (probes every {INTERVAL}, scraped every 1s):\n{}",
-        show(&shown)
-    );
 
     for (i, target) in targets.iter().enumerate() {
         let name = format!(
@@ -316,6 +323,24 @@ fn prometheus_scrapes_every_kind_of_target() {
         }
     }
 
+    // Ground truth for "sent": the probes to the filtered port that the namespace's nftables
+    // dropped, read after `at`: at least what the exporter had counted then, at most that and
+    // what both targets have sent since (and a second more).
+    let filtered_sent: f64 = targets
+        .iter()
+        .zip(&sent)
+        .filter(|(target, _)| target.kind.answer.is_none())
+        .map(|(_, sent)| sent)
+        .sum();
+    let dropped = host.dropped_packets(FILTERED_PORT).expect("nft counter") as f64;
+    let since = at.elapsed().expect("`at` is past").as_secs_f64();
+    let later = 2.0 * PROBES_PER_SECOND * (since + 1.0);
+    assert!(
+        (filtered_sent..=filtered_sent + later).contains(&dropped),
+        "nftables dropped {dropped} probes to port {FILTERED_PORT}, the exporter had sent \
+         {filtered_sent} {since:.1} s before"
+    );
+
     let answered: Vec<Target> = targets
         .into_iter()
         .filter(|target| target.kind.answer.is_some())
@@ -348,6 +373,28 @@ fn prometheus_scrapes_every_kind_of_target() {
     check_buckets(&prometheus, &answered[0], at);
     check_process_series(&prometheus, &host, at);
     exporter.stop();
+}
+
+/// Each per-target series there for every target from its first scrape on, a counter at 0
+/// until its first event: a loss of `timeouts / sent` is then 0 rather than absent, and a rate
+/// of errors 0 rather than no data. All that is missing in one failure.
+fn check_series_per_target(prometheus: &Prometheus, targets: &[Target], at: SystemTime) {
+    let wanted: BTreeSet<Labels> = targets.iter().map(Target::labels).collect();
+    let missing: Vec<String> = PER_TARGET
+        .iter()
+        .flat_map(|name| {
+            let got = by_target(prometheus, name, at, &[]);
+            wanted
+                .iter()
+                .filter(move |labels| !got.contains_key(*labels))
+                .map(move |labels| format!("{name} {labels:?}"))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "series missing:\n{}",
+        missing.join("\n")
+    );
 }
 
 /// The default buckets of `target`'s histogram: 5 µs doubling, 22 and +Inf, cumulative, +Inf
@@ -484,8 +531,10 @@ fn probe_job(kind: &Kind, host: &TestHost, exporter: &Exporter) -> String {
 fn blackbox_style_probe_scrapes() {
     require_root();
     let host = TestHost::standard().expect("test host");
-    // No targets of its own: it only probes on demand.
-    let exporter = Exporter::start(&[], None).expect("prober exporter");
+    // One target of its own, as a deployment that also watches the host all the time; one with
+    // none is `probe_without_targets_of_its_own`.
+    let own_target = host.addr.to_string();
+    let exporter = Exporter::start(&["-1", &own_target], None).expect("prober exporter");
     let jobs: String = ALL_KINDS
         .iter()
         .map(|kind| probe_job(kind, &host, &exporter))
@@ -501,14 +550,17 @@ fn blackbox_style_probe_scrapes() {
     }
     let at = just_scraped();
     let instances = [host.addr.to_string(), host.addr6.to_string()];
-    // One value per job and instance, all of both hosts' addresses there.
-    let by_job = |expr: &str| -> BTreeMap<(String, String), f64> {
+    let by_instance = |expr: &str| -> BTreeMap<(String, String), f64> {
         let result = prometheus.query_at(expr, at).expect(expr);
-        let keyed: BTreeMap<(String, String), f64> = result
+        result
             .iter()
             .map(|(labels, value)| ((labels["job"].clone(), labels["instance"].clone()), *value))
-            .collect();
-        assert_eq!(keyed.len(), 8, "{expr}:\n{}", show(&result));
+            .collect()
+    };
+    // One value per job and instance, all of both hosts' addresses there.
+    let by_job = |expr: &str| -> BTreeMap<(String, String), f64> {
+        let keyed = by_instance(expr);
+        assert_eq!(keyed.len(), 8, "{expr}: {keyed:#?}");
         keyed
     };
     let up = by_job("up{job=~\"probe-.*\"}");
@@ -517,12 +569,7 @@ fn blackbox_style_probe_scrapes() {
     let sent = by_job("probe_sent_total");
     let replies = by_job("probe_replies_total");
     let durations = by_job("probe_duration_seconds");
-    let rtts = by_target(
-        &prometheus,
-        "count by (job, instance) (probe_rtt_seconds)",
-        at,
-        &[],
-    );
+    let rtts = by_instance("count by (job, instance) (probe_rtt_seconds)");
     println!(
         "probe_success as Prometheus recorded it:\n{}",
         show(
@@ -542,12 +589,7 @@ fn blackbox_style_probe_scrapes() {
                 prometheus.targets()
             );
             assert_eq!(sent[&key], 3.0, "{key:?}: probes sent");
-            let rtt_gauges = rtts
-                .get(&Labels::from([
-                    ("job".to_owned(), job.clone()),
-                    ("instance".to_owned(), instance.clone()),
-                ]))
-                .copied();
+            let rtt_gauges = rtts.get(&key).copied();
             match kind.answer {
                 Some(_) => {
                     assert_eq!(lowest[&key], 1.0, "{key:?}: a scrape without success");
@@ -587,6 +629,33 @@ fn blackbox_style_probe_scrapes() {
             "{bad}: not one line: {body:?}"
         );
     }
+    exporter.stop();
+}
+
+/// `/probe` from an exporter with no targets of its own, as blackbox_exporter is deployed: it
+/// serves, and probes on demand.
+#[test]
+fn probe_without_targets_of_its_own() {
+    require_root();
+    let host = TestHost::standard().expect("test host");
+    let exporter = Exporter::start(&[], None).expect("prober exporter without targets");
+    let target = host.addr6.to_string();
+    let (status, _, body) = exporter
+        .get(
+            &format!("/probe?target={target}&probe=tcp-syn&port={OPEN_PORT}"),
+            None,
+        )
+        .expect("GET /probe");
+    assert_eq!(status, 200, "{body}");
+    let samples = parse_samples(&body).expect("probe's metrics");
+    let value = |name: &str| {
+        samples
+            .iter()
+            .find(|sample| sample.name == name)
+            .map(|s| s.value)
+    };
+    assert_eq!(value("probe_success"), Some(1.0), "{body}");
+    assert_eq!(value("probe_replies_total"), Some(1.0), "{body}");
     exporter.stop();
 }
 
