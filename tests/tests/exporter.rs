@@ -136,12 +136,12 @@ fn config(host: &TestHost, kinds: &[&Kind]) -> String {
 }
 
 /// `exporter` probing both of `host`'s addresses each of the `kinds` ways, and a Prometheus
-/// (`native`: with native histograms) scraping its `/metrics` as job `prober`, once it has
-/// `WINDOW` of scrapes during which every target was being probed.
+/// (from `start_prometheus`) scraping its `/metrics` as job `prober`, once it has `WINDOW` of
+/// scrapes during which every target was being probed.
 fn scraped_exporter(
     host: &TestHost,
     kinds: &[&'static Kind],
-    native: bool,
+    start_prometheus: fn(&str) -> anyhow::Result<Prometheus>,
 ) -> (Vec<Target>, Exporter, Prometheus) {
     let targets = targets(host, kinds);
     let exporter = Exporter::start(&[], Some(&config(host, kinds))).expect("prober exporter");
@@ -149,12 +149,7 @@ fn scraped_exporter(
         "- job_name: prober\n  static_configs:\n    - targets: [\"{}\"]\n",
         exporter.addr()
     );
-    let prometheus = if native {
-        Prometheus::start_with_native_histograms(&scrape)
-    } else {
-        Prometheus::start(&scrape)
-    }
-    .expect("prometheus");
+    let prometheus = start_prometheus(&scrape).expect("prometheus");
     let sent = "prober_probes_sent_total{job=\"prober\"}";
     let warm =
         format!("min_over_time({sent}[{WINDOW}]) > 0 and count_over_time({sent}[{WINDOW}]) >= 10");
@@ -248,7 +243,7 @@ fn show(series: &[Series]) -> String {
 fn prometheus_scrapes_every_kind_of_target() {
     require_root();
     let host = TestHost::standard().expect("test host");
-    let (targets, exporter, prometheus) = scraped_exporter(&host, &ALL_KINDS, false);
+    let (targets, exporter, prometheus) = scraped_exporter(&host, &ALL_KINDS, Prometheus::start);
     let at = just_scraped();
     let up = prometheus.query_at("up{job=\"prober\"}", at).expect("up");
     assert!(
@@ -308,7 +303,10 @@ fn prometheus_scrapes_every_kind_of_target() {
                     1,
                     "{name}: replies other than {result:?}: {target_replies:?}"
                 );
-                assert!(target_replies.get(result).is_some_and(|&n| n > 0.0));
+                assert!(
+                    target_replies.get(result).is_some_and(|&n| n > 0.0),
+                    "{name}: no {result:?} replies: {target_replies:?}"
+                );
             }
             None => {
                 // Loss 100 %: nothing answered, each probe timed out but for those on their way.
@@ -667,7 +665,11 @@ fn probe_without_targets_of_its_own() {
 fn content_negotiation_and_native_histograms() {
     require_root();
     let host = TestHost::standard().expect("test host");
-    let (targets, exporter, prometheus) = scraped_exporter(&host, &[&OPEN, &ICMP], true);
+    let (targets, exporter, prometheus) = scraped_exporter(
+        &host,
+        &[&OPEN, &ICMP],
+        Prometheus::start_with_native_histograms,
+    );
     let open4 = targets[0].labels();
     let open4: Vec<(&str, &str)> = open4
         .iter()
