@@ -343,11 +343,13 @@ impl Engine {
             .with_context(|| format!("{} was removed", self.interface.name))?;
         let down = !(up && carrier);
         match change {
-            Err(change) if !down => return Err(change),
-            Err(change) if !self.link_down => {
+            // Up all along as far as we knew: a route changed (or a flap came and went).
+            Err(change) if !down && !self.link_down => return Err(change),
+            Err(change) if down && !self.link_down => {
                 super::log(format_args!("{change:#}; waiting for it to come back"));
             }
-            Ok(()) if !down && self.link_down => {
+            // Announcements of the way back up (carrier comes after the link) are the past.
+            _ if !down && self.link_down => {
                 super::log(format_args!("{} is up again", self.interface.name));
             }
             _ => {}
@@ -561,15 +563,15 @@ impl Engine {
             (Err(error), false) => {
                 self.failing = true;
                 super::log(format_args!(
-                    "{} {}: sending fails ({error}); counting prober_send_errors_total until it works",
-                    self.key.interface, self.key.source
+                    "{} {} {}: sending fails ({error}); counting prober_send_errors_total until it works",
+                    self.key.interface, self.key.source, self.key.probe
                 ));
             }
             (Ok(()), true) => {
                 self.failing = false;
                 super::log(format_args!(
-                    "{} {}: sending works again",
-                    self.key.interface, self.key.source
+                    "{} {} {}: sending works again",
+                    self.key.interface, self.key.source, self.key.probe
                 ));
             }
             _ => {}

@@ -38,7 +38,10 @@ pub struct Supervisor {
 }
 
 /// Targets grouped by engine, and those that could not be routed (with why).
-type Routed = (BTreeMap<EngineKey, Vec<Target>>, Vec<(TargetSpec, anyhow::Error)>);
+type Routed = (
+    BTreeMap<EngineKey, Vec<Target>>,
+    Vec<(TargetSpec, anyhow::Error)>,
+);
 
 struct Name {
     ip: IpAddr,
@@ -246,12 +249,7 @@ impl Supervisor {
     }
 
     /// Each target with an address, routed and grouped by engine; and those without a route.
-    fn route_all(
-        &self,
-    ) -> (
-        BTreeMap<EngineKey, Vec<Target>>,
-        Vec<(TargetSpec, anyhow::Error)>,
-    ) {
+    fn route_all(&self) -> Routed {
         let mut assigned: BTreeMap<EngineKey, Vec<Target>> = BTreeMap::new();
         let mut unrouted = Vec::new();
         for spec in &self.config.targets {
