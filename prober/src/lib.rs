@@ -13,6 +13,7 @@ pub mod bpf;
 pub mod cli;
 pub mod discover;
 pub mod echo;
+pub mod exporter;
 pub mod net;
 pub mod output;
 pub mod ping;

@@ -4,8 +4,12 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser as _;
 use prober::{
-    cli::{self, Cli, Mode},
-    discover, ping, preflight,
+    cli::{
+        self,
+        exporter::{ExporterCli, SUBCOMMAND},
+        Cli, Mode,
+    },
+    discover, exporter, ping, preflight,
     reply_loop::Conclusion,
     sweep,
 };
@@ -17,6 +21,12 @@ const EXIT_ERROR: u8 = 2;
 const EXIT_INCOMPLETE: u8 = 3;
 
 fn main() -> ExitCode {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|first| first == SUBCOMMAND)
+    {
+        return exporter();
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(help) if cli::printed_help(&help) => {
@@ -42,6 +52,27 @@ fn run(cli: Cli) -> Result<Conclusion> {
         Mode::Ping(options) => ping::run(options),
         Mode::Sweep(options) => sweep::run(options),
         Mode::Discover(options) => discover::run(options),
+    }
+}
+
+/// `prober exporter`: serves until SIGINT or SIGTERM.
+fn exporter() -> ExitCode {
+    let cli = match ExporterCli::try_parse_from(std::env::args_os().skip(1)) {
+        Ok(cli) => cli,
+        Err(help) if cli::printed_help(&help) => {
+            let _ = help.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => return fail(&cli::parse_error_line(&error)),
+    };
+    let run = || {
+        let command_line = cli.into_command_line()?;
+        preflight::check()?;
+        exporter::run(command_line)
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&cli::error_line(&error)),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The command line: hping3's options (and the sweep's), parsed by clap in groups that are
 //! also the help's sections, then validated into a [`Mode`] — everything a run needs, checked.
+pub mod exporter;
 mod hping3;
 mod values;
 

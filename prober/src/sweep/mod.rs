@@ -8,7 +8,7 @@
 
 mod bitset;
 mod collect;
-mod departures;
+pub(crate) mod departures;
 pub mod files;
 mod pacer;
 mod permutation;
@@ -19,7 +19,7 @@ pub mod resolve;
 pub mod results;
 mod send;
 mod services;
-mod source_ports;
+pub(crate) mod source_ports;
 mod status;
 mod summary;
 pub mod targets;
