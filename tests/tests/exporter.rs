@@ -12,8 +12,11 @@
 //! same scrape.
 
 use prober_tests::exporter::{has_labels, parse_samples, Exporter};
+use prober_tests::proc::run;
 use prober_tests::prometheus::{Prometheus, Series};
-use prober_tests::{require_root, Family, TestHost, CLOSED_PORT, FILTERED_PORT, OPEN_PORT};
+use prober_tests::{
+    prober_command, require_root, Family, TestHost, CLOSED_PORT, FILTERED_PORT, OPEN_PORT,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
@@ -440,7 +443,7 @@ fn check_buckets(prometheus: &Prometheus, target: &Target, at: SystemTime) {
 }
 
 /// The XDP counters of the host's veth (every event; matches, no ring-buffer overflow) and the
-/// build info.
+/// build info, of the version `prober --version` names.
 fn check_process_series(prometheus: &Prometheus, host: &TestHost, at: SystemTime) {
     let xdp = prometheus
         .query_at(
@@ -473,11 +476,14 @@ fn check_process_series(prometheus: &Prometheus, host: &TestHost, at: SystemTime
     let build = prometheus
         .query_at("prober_build_info", at)
         .expect("build info");
+    // `prober --version` prints `prober <version>`.
+    let version = run(prober_command(&["--version"]), Duration::from_secs(10));
+    let version = version.stdout.trim().strip_prefix("prober ").unwrap_or("?");
     assert!(
         build.len() == 1
             && build[0].1 == 1.0
-            && build[0].0.get("version").is_some_and(|v| !v.is_empty()),
-        "prober_build_info: {build:?}"
+            && build[0].0.get("version").map(String::as_str) == Some(version),
+        "prober_build_info: {build:?}, wanted version {version:?}"
     );
 }
 
