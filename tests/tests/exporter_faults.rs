@@ -4,11 +4,12 @@
 //! again), and SIGINT / SIGTERM. Every exporter probes namespace hosts of its own; its
 //! `/metrics` is read directly (no Prometheus server is needed for these).
 //!
-//! "Nothing left attached" is checked two ways that other probers running on the machine at
-//! the same time cannot disturb: no XDP program on the test's own interface, and, across the
-//! machine, no prober BPF program that no process holds (what a pinned program or one attached
-//! without a BPF link would be); where the exporter ran long enough, the very links it held
-//! (read from its `/proc/<pid>/fdinfo`) are gone from the kernel too.
+//! "Nothing left attached" is checked in ways that other probers running on the machine at
+//! the same time cannot disturb: across the machine, no prober BPF program that no process
+//! holds (what a pinned program or link, or an XDP program attached without a link, would
+//! be), and no XDP program on the test's own interface; where the exporter ran long enough,
+//! the very links it held (TCX or XDP, read from its `/proc/<pid>/fdinfo`) are gone from the
+//! kernel too. (This bpftool, 7.1, does not say which interface a TCX link is on.)
 
 use prober_tests::exporter::{has_labels, http_get, parse_samples, Exporter, Sample};
 use prober_tests::proc::Proc;
@@ -237,7 +238,7 @@ const REFUSALS: &[Refusal] = &[
         what: "a config file that is not YAML",
         config: Some("targets: [ {hosts: \n"),
         args: &[],
-        names: "config",
+        names: "prober.yml",
     },
     Refusal {
         what: "-S without -p on the command line",
@@ -304,7 +305,11 @@ fn refused(host: &TestHost, refusal: &Refusal) -> Option<String> {
     if xdp.contains("xdp") {
         wrong.push(format!("an XDP program is left on {}: {xdp}", host.peer_if));
     }
-    (!wrong.is_empty()).then(|| format!("{}: {}\n{run}", refusal.what, wrong.join("; ")))
+    if wrong.is_empty() {
+        println!("{}: {}", refusal.what, run.stderr.trim_end());
+        return None;
+    }
+    Some(format!("{}: {}\n{run}", refusal.what, wrong.join("; ")))
 }
 
 /// (b) Bad input at start: exit status 2, one line `prober: ...` that names the problem, no
@@ -445,18 +450,19 @@ impl Watched for Exporter {
     }
 }
 
-/// Reads `/metrics` until `ready` says yes (Some) for at most [`PATIENCE`]; a panic naming
-/// `what`, with the last `/metrics` and the exporter's stderr, when it does not.
-fn wait_for<T>(
+/// Reads `/metrics` until `ready` says yes (Some) for at most `patience`; when it does not,
+/// an error naming `what`, with the last `/metrics` and the exporter's stderr.
+fn poll<T>(
     exporter: &impl Watched,
     what: &str,
+    patience: Duration,
     mut ready: impl FnMut(&[Sample]) -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + PATIENCE;
+) -> Result<T, String> {
+    let deadline = Instant::now() + patience;
     loop {
         let samples = exporter.samples();
         if let Some(done) = ready(&samples) {
-            return done;
+            return Ok(done);
         }
         if Instant::now() >= deadline {
             let prober: Vec<String> = samples
@@ -464,14 +470,23 @@ fn wait_for<T>(
                 .filter(|sample| sample.name.starts_with("prober_"))
                 .map(|sample| format!("{} {:?} {}", sample.name, sample.labels, sample.value))
                 .collect();
-            panic!(
-                "waited {PATIENCE:?} for {what}\n----- /metrics (prober_*) -----\n{}\n----- stderr -----\n{}",
+            return Err(format!(
+                "waited {patience:?} for {what}\n----- /metrics (prober_*) -----\n{}\n----- stderr -----\n{}",
                 prober.join("\n"),
                 exporter.stderr().join("\n")
-            );
+            ));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// [`poll`] for at most [`PATIENCE`], or a panic.
+fn wait_for<T>(
+    exporter: &impl Watched,
+    what: &str,
+    ready: impl FnMut(&[Sample]) -> Option<T>,
+) -> T {
+    poll(exporter, what, PATIENCE, ready).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Waits until `target` has sent `sent` probes and had `replies` replies at least; the
@@ -548,6 +563,7 @@ fn sighup_reload_keeps_the_counters_of_targets_that_stay() {
         .wait_for_line("reload", PATIENCE)
         .unwrap_or_else(|e| panic!("{e:#}"));
     assert!(line.starts_with("prober exporter: "), "{line:?}");
+    println!("{line}");
     let after = wait_for_counts(&exporter, &added, 3.0, 3.0);
 
     assert!(
@@ -589,6 +605,7 @@ fn a_bad_config_at_reload_keeps_the_old_one() {
         .wait_for_line("colour", PATIENCE)
         .unwrap_or_else(|e| panic!("{e:#}"));
     assert!(line.starts_with("prober exporter: "), "{line:?}");
+    println!("{line}");
     let later = wait_for_more(&exporter, &kept);
     assert_eq!(reloads(&later), (0.0, 1.0, Some(0.0)), "reload counters");
     assert!(
@@ -661,38 +678,69 @@ fn attached_to(pid: i32, dev: &str) -> bool {
         .any(|link| link.ifindex == Some(index))
 }
 
-/// What a fault of the veth is given to call while the veth is away: it waits for the line
-/// that says so and for sends to fail, and returns that line and how many lines there are by
-/// then (so that the line saying the veth is back is looked for after them).
-type WhileAway<'a> = &'a dyn Fn() -> (String, usize);
+/// How long [`WhileAway`] waits for sends to fail: 25 intervals, and not so long that the
+/// testbed's allocator lock, which [`TestHost::remake_veth`] holds meanwhile, is held long.
+const AWAY: Duration = Duration::from_secs(5);
+
+/// What [`WhileAway`] saw while the veth was away.
+struct Away {
+    /// How many stderr lines there were by then (the line that says the veth is back is
+    /// looked for after them).
+    lines: usize,
+    /// Whether sends failed meanwhile (`prober_send_errors_total` grew by 3).
+    sends_failed: Result<(), String>,
+}
+
+/// What a fault of the veth is given to call while the veth is away: it waits for a stderr
+/// line that names the veth, and (without failing the test yet, so that the rest of it still
+/// runs) for sends to fail.
+type WhileAway<'a> = &'a dyn Fn() -> Away;
 
 /// An exporter probing `host`'s open port through a fault of its veth: `fault` takes the veth
 /// away, calls the [`WhileAway`] it is given and brings the veth back, returning what that
-/// returned. While the veth is away a stderr line names it and sends fail (`prober_send_errors_total`
-/// grows); once it is back another line names it and replies count again. The exporter and the
-/// two lines.
-fn probed_through(
-    host: &TestHost,
-    fault: impl FnOnce(WhileAway) -> (String, usize),
-) -> (Exporter, String, String) {
+/// returned. While the veth is away a stderr line names it and sends fail; once it is back
+/// another line names it and replies count again; no line is written twice. The exporter,
+/// once all that has been seen (its stderr printed, phase by phase).
+fn probed_through(host: &TestHost, fault: impl FnOnce(WhileAway) -> Away) -> Exporter {
     let target = Target::tcp_syn(host.addr, OPEN_PORT);
     let exporter = exporter_with(&config("", &[&target]));
     wait_for_counts(&exporter, &target, 3.0, 3.0);
-    let mark = exporter.stderr_lines().len();
+    let before = exporter.stderr_lines().len();
     let while_away = || {
-        let line = line_after(&exporter, mark, &host.host_if);
-        let before = send_errors(&target, &exporter.metrics());
-        wait_for(
+        line_after(&exporter, before, &host.host_if);
+        let errors = send_errors(&target, &exporter.metrics());
+        let sends_failed = poll(
             &exporter,
             "sends to fail while the veth is away",
-            |samples| (send_errors(&target, samples) >= before + 3.0).then_some(()),
-        );
-        (line, exporter.stderr_lines().len())
+            AWAY,
+            |samples| (send_errors(&target, samples) >= errors + 3.0).then_some(()),
+        )
+        .map(|_| ());
+        Away {
+            lines: exporter.stderr_lines().len(),
+            sends_failed,
+        }
     };
-    let (away, mark) = fault(&while_away);
-    let back = line_after(&exporter, mark, &host.host_if);
+    let away = fault(&while_away);
+    line_after(&exporter, away.lines, &host.host_if);
     wait_for_more(&exporter, &target);
-    (exporter, away, back)
+    let lines = exporter.stderr_lines();
+    println!(
+        "----- stderr while the veth was away -----\n{}\n----- after it was back -----\n{}",
+        lines[before..away.lines].join("\n"),
+        lines[away.lines..].join("\n")
+    );
+    if let Err(e) = away.sends_failed {
+        panic!("probing resumed, but while the veth was away: {e}");
+    }
+    // A line per event, not one per failed probe.
+    let mut said = BTreeSet::new();
+    let again: Vec<&String> = lines[before..]
+        .iter()
+        .filter(|line| !said.insert(*line))
+        .collect();
+    assert!(again.is_empty(), "lines written again: {again:#?}");
+    exporter
 }
 
 /// (d) The veth goes down under a running exporter and comes back up: it keeps serving, its
@@ -701,13 +749,12 @@ fn probed_through(
 fn an_interface_that_goes_down_and_comes_back_is_probed_again() {
     require_root();
     let host = TestHost::standard().expect("test host");
-    let (_exporter, down, up) = probed_through(&host, |while_down| {
+    probed_through(&host, |while_down| {
         set_link(&host.host_if, "down");
         let seen = while_down();
         set_link(&host.host_if, "up");
         seen
     });
-    println!("down: {down}\nup: {up}");
 }
 
 /// (d) The veth is deleted under a running exporter and made again under the same name (a
@@ -718,7 +765,7 @@ fn an_interface_deleted_and_made_again_is_probed_again() {
     require_root();
     let host = TestHost::standard().expect("test host");
     let old_index = ifindex(&host.host_if);
-    let (exporter, gone, back) = probed_through(&host, |while_gone| {
+    let exporter = probed_through(&host, |while_gone| {
         host.remake_veth(while_gone)
             .expect("deleting and making the veth again")
     });
@@ -729,7 +776,6 @@ fn an_interface_deleted_and_made_again_is_probed_again() {
         host.host_if,
         held_links(exporter.pid())
     );
-    println!("gone: {gone}\nback: {back}");
 }
 
 /// The links `pid` holds that are still in the kernel, or the programs they ran that are
@@ -791,6 +837,7 @@ fn a_signal_stops_it_cleanly(signal: i32) {
         std::thread::sleep(Duration::from_millis(100));
     }
     let links = held_links(exporter.pid());
+    println!("its links: {links:?}");
 
     exporter.signal(signal);
     let run = exporter.wait(Duration::from_secs(5));
