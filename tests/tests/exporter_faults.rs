@@ -20,7 +20,7 @@ use prober_tests::{
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -254,12 +254,17 @@ const REFUSALS: &[Refusal] = &[
     },
 ];
 
+/// `text` of a [`Refusal`] with its target: the host side of `host`'s veth, as seen from
+/// inside its namespace.
+fn filled(text: &str, host: &TestHost) -> String {
+    text.replace("{T}", &host.host_addr.to_string())
+}
+
 /// What is wrong with how `prober exporter` met `refusal` (run in `host`'s namespace, which
 /// has a resolver of its own, probing the host side of its veth), or None when it exited 2
 /// with one line naming the problem and left nothing attached.
 fn refused(host: &TestHost, refusal: &Refusal) -> Option<String> {
-    let target = host.host_addr.to_string();
-    let fill = |text: &str| text.replace("{T}", &target);
+    let fill = |text: &str| filled(text, host);
     let dir = ScratchDir::new("refused").expect("scratch dir");
     let mut args = vec![
         "exporter".to_owned(),
@@ -733,14 +738,15 @@ fn probed_through(host: &TestHost, fault: impl FnOnce(WhileAway) -> Away) -> Exp
     if let Err(e) = away.sends_failed {
         panic!("probing resumed, but while the veth was away: {e}");
     }
-    // A line per event, not one per failed probe.
-    let mut said = BTreeSet::new();
-    let again: Vec<&String> = lines[before..]
-        .iter()
-        .filter(|line| !said.insert(*line))
-        .collect();
-    assert!(again.is_empty(), "lines written again: {again:#?}");
+    no_line_twice(&lines[before..]);
     exporter
+}
+
+/// A line per event, not one per failed probe or lookup: no line of `lines` is written twice.
+fn no_line_twice(lines: &[String]) {
+    let mut said = BTreeSet::new();
+    let again: Vec<&String> = lines.iter().filter(|line| !said.insert(*line)).collect();
+    assert!(again.is_empty(), "lines written again: {again:#?}");
 }
 
 /// (d) The veth goes down under a running exporter and comes back up: it keeps serving, its
@@ -880,6 +886,7 @@ struct NsExporter<'a> {
     proc: Proc,
     /// `http://ADDR:PORT`.
     url: String,
+    config: PathBuf,
     /// Holds the config file.
     _dir: ScratchDir,
 }
@@ -896,11 +903,18 @@ impl<'a> NsExporter<'a> {
             host,
             proc: Proc::spawn(cmd),
             url: String::new(),
+            config: path,
             _dir: dir,
         };
         let line = line_after(&exporter, 0, LISTENING);
         exporter.url = line[LISTENING.len()..].trim().to_owned();
         exporter
+    }
+
+    /// Rewrites the config file with `yaml` and sends SIGHUP.
+    fn reload(&mut self, yaml: &str) {
+        fs::write(&self.config, yaml).expect("writing the config");
+        self.proc.signal(libc::SIGHUP);
     }
 
     /// SIGTERM; it must exit 0 within 5 s.
@@ -964,7 +978,7 @@ fn a_name_that_stops_resolving_keeps_its_address_and_one_that_moves_is_followed(
 
     let mark = exporter.stderr().len();
     rewrite_hosts(&router, &[]);
-    let unresolved = line_after(&exporter, mark, NAME);
+    line_after(&exporter, mark, NAME);
     let errors = |samples: &[Sample]| {
         total(samples, "prober_resolve_errors_total", &[("host", NAME)]).unwrap_or(0.0)
     };
@@ -975,7 +989,7 @@ fn a_name_that_stops_resolving_keeps_its_address_and_one_that_moves_is_followed(
 
     let mark = exporter.stderr().len();
     rewrite_hosts(&router, &[(NAME, second.addr.into())]);
-    let moved = line_after(&exporter, mark, &second.addr.to_string());
+    line_after(&exporter, mark, &second.addr.to_string());
     wait_for_counts(&exporter, &at_second, 3.0, 3.0);
     let sent_at_first = at_first.sent(&exporter.samples());
     std::thread::sleep(Duration::from_secs(1));
@@ -985,6 +999,53 @@ fn a_name_that_stops_resolving_keeps_its_address_and_one_that_moves_is_followed(
         "{NAME} has moved to {}, but {} is still probed",
         second.addr, first.addr
     );
-    println!("unresolved: {unresolved}\nmoved: {moved}");
+    let lines = exporter.stderr();
+    println!("{}", lines.join("\n"));
+    no_line_twice(&lines);
+    exporter.stop();
+}
+
+/// (b) Each config file refused at start, given at a reload instead (inside a namespace, for
+/// the name that does not resolve): each is refused with one line that names the problem and
+/// counted as a failure, and the exporter goes on probing its old target, and nothing else.
+#[test]
+fn every_config_refused_at_start_is_refused_at_reload_too() {
+    require_root();
+    let host = TestHost::new().expect("test host");
+    let old = Target::icmp(host.host_addr, host.host_addr);
+    let mut exporter = NsExporter::start(&host, &config("", &[&old]));
+    wait_for_counts(&exporter, &old, 3.0, 3.0);
+    let broken = REFUSALS
+        .iter()
+        .filter_map(|refusal| Some((refusal, refusal.config?)));
+    for (failures, (refusal, yaml)) in broken.enumerate() {
+        let mark = exporter.stderr().len();
+        exporter.reload(&filled(yaml, &host));
+        let names = filled(refusal.names, &host);
+        let line = line_after(&exporter, mark, &names);
+        assert!(
+            line.starts_with("prober exporter: "),
+            "{}: {line:?}",
+            refusal.what
+        );
+        let failed = failures as f64 + 1.0;
+        wait_for(&exporter, &format!("{failed} failed reloads"), |samples| {
+            (reloads(samples) == (0.0, failed, Some(0.0))).then_some(())
+        });
+        let about_it = exporter.stderr()[mark..]
+            .iter()
+            .filter(|line| line.contains(&names))
+            .count();
+        assert_eq!(about_it, 1, "{}: lines naming {names:?}", refusal.what);
+    }
+    let samples = wait_for_more(&exporter, &old);
+    let others: Vec<&Sample> = samples
+        .iter()
+        .filter(|sample| {
+            sample.name == "prober_probes_sent_total" && !has_labels(sample, &old.labels())
+        })
+        .collect();
+    assert!(others.is_empty(), "targets of refused files: {others:#?}");
+    println!("{}", exporter.stderr().join("\n"));
     exporter.stop();
 }
