@@ -207,13 +207,27 @@ impl TestHost {
             routes_here: Vec::new(),
             routed6_used: 0,
         };
+        run_ip(&["netns", "add", &host.ns])?;
+        host.add_veth()?;
+        run_ip(&["-n", &host.ns, "link", "set", "dev", "lo", "up"])?;
+        if let Some(router) = router {
+            host.route_through(router, net)?;
+        }
+        host.write_etc()?;
+        Ok(host)
+    }
+
+    /// The veth pair with both ends' addresses, up: `host_if` where the host side is,
+    /// `peer_if` in the namespace.
+    fn add_veth(&self) -> Result<()> {
         let (ns, h, p) = (
-            host.ns.as_str(),
-            host.host_if.as_str(),
-            host.peer_if.as_str(),
+            self.ns.as_str(),
+            self.host_if.as_str(),
+            self.peer_if.as_str(),
         );
-        run_ip(&["netns", "add", ns])?;
-        host.upstream_ip(&[
+        let (host_addr, addr) = (self.host_addr, self.addr);
+        let (host_addr6, addr6) = (self.host_addr6, self.addr6);
+        self.upstream_ip(&[
             "link", "add", h, "type", "veth", "peer", "name", p, "netns", ns,
         ])?;
         // Before the links come up: their link-local addresses are then usable at once too, and
@@ -224,15 +238,14 @@ impl TestHost {
             move || fs::write(&path, "0").with_context(|| format!("writing {path}"))
         };
         // /proc/sys/net is the namespace of the thread that opens it.
-        host.in_upstream(no_dad(h))??;
-        host.in_ns(no_dad(p))??;
-        host.upstream_ip(&["addr", "add", &format!("{host_addr}/30"), "dev", h])?;
-        host.upstream_ip(&["link", "set", "dev", h, "up"])?;
+        self.in_upstream(no_dad(h))??;
+        self.in_ns(no_dad(p))??;
+        self.upstream_ip(&["addr", "add", &format!("{host_addr}/30"), "dev", h])?;
+        self.upstream_ip(&["link", "set", "dev", h, "up"])?;
         run_ip(&["-n", ns, "addr", "add", &format!("{addr}/30"), "dev", p])?;
         run_ip(&["-n", ns, "link", "set", "dev", p, "up"])?;
-        run_ip(&["-n", ns, "link", "set", "dev", "lo", "up"])?;
         // nodad: usable at once, rather than after duplicate address detection's second or so.
-        host.upstream_ip(&[
+        self.upstream_ip(&[
             "addr",
             "add",
             &format!("{host_addr6}/64"),
@@ -250,11 +263,23 @@ impl TestHost {
             p,
             "nodad",
         ])?;
-        if let Some(router) = router {
-            host.route_through(router, net)?;
+        Ok(())
+    }
+
+    /// Deletes the veth pair (both ends), runs `while_gone`, then makes the pair again under the
+    /// same names with the same addresses: an interface that vanishes and comes back. Holds the
+    /// allocator's lock meanwhile, so that nobody takes the /30 while it is on no interface. For
+    /// hosts from [`TestHost::new`]: routes through the veth that were added later (routed
+    /// addresses, on-link networks) are not made again.
+    pub fn remake_veth<T>(&self, while_gone: impl FnOnce() -> T) -> Result<T> {
+        if self.upstream.is_some() {
+            bail!("remake_veth is for hosts from TestHost::new, not ones behind a router");
         }
-        host.write_etc()?;
-        Ok(host)
+        let _alloc = FileLock::acquire(ALLOC_LOCK, Duration::from_secs(60))?;
+        run_ip(&["link", "del", "dev", &self.host_if])?;
+        let result = while_gone();
+        self.add_veth()?;
+        Ok(result)
     }
 
     /// For a host behind `router`, whose /30 is `net`: forwarding in the router, routes to this
