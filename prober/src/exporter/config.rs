@@ -94,15 +94,17 @@ impl CommandLine {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        let mut config = file.validated()?;
+        let mut config = match &self.config_file {
+            Some(path) => file
+                .validated()
+                .with_context(|| path.display().to_string())?,
+            None => file.validated()?,
+        };
         if let Some(listen) = &self.listen {
             config.listen = listen.clone();
         }
         config.targets.extend(self.targets.iter().cloned());
         refuse_duplicates(&config.targets)?;
-        if config.targets.is_empty() {
-            bail!("no targets: give hosts on the command line or in --config's targets");
-        }
         Ok(config)
     }
 }

@@ -384,6 +384,7 @@ impl Engine {
                     }
                 }
                 None => {
+                    self.metrics.announce(&target.labels);
                     let spread = target.interval.as_nanos() as u64 * n as u64 / count;
                     let index = self.insert(Entry {
                         owner: Owner::Configured(target),

@@ -62,6 +62,14 @@ struct BuildLabels {
 /// router's, not the target's, so no RTT of it is observed).
 pub const RESULTS: [&str; 4] = ["open", "closed", "echo", "unreachable"];
 
+/// The results a probe's replies can have.
+fn results_of(probe: &str) -> &'static [&'static str] {
+    match probe {
+        "icmp" => &["echo", "unreachable"],
+        _ => &["open", "closed", "unreachable"],
+    }
+}
+
 /// Histograms with the configured classic buckets and a native (exponential) histogram of the
 /// finest schema: 2^(1/256), 0.27 % wide, a few µs at a millisecond.
 #[derive(Clone, Debug)]
@@ -204,6 +212,26 @@ impl Metrics {
             port: labels.port.clone(),
             source: labels.source.clone(),
             result,
+        }
+    }
+
+    /// Creates a new target's counters and histogram at zero, so that its loss and rates
+    /// read 0 rather than nothing before its first timeout, duplicate or error.
+    pub fn announce(&self, labels: &TargetLabels) {
+        for family in [
+            &self.sent,
+            &self.timeouts,
+            &self.duplicates,
+            &self.send_errors,
+        ] {
+            drop(family.get_or_create(labels));
+        }
+        drop(self.rtt.get_or_create(labels));
+        for result in results_of(&labels.probe) {
+            drop(
+                self.replies
+                    .get_or_create(&Metrics::reply_labels(labels, result)),
+            );
         }
     }
 

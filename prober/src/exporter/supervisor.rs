@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context as _, Result};
 
 use super::{
     config::{Config, Probe, TargetSpec},
@@ -35,6 +35,30 @@ pub struct Supervisor {
     /// What last went wrong per target or engine, said once until it changes.
     problems: HashMap<String, String>,
     next_retry: Instant,
+    /// Each target's labels when it was last probed, and for a target no engine probes now
+    /// (its interface gone, no route), when its next probe is due: each one due meanwhile is
+    /// a send error under those labels, so that its loss does not read 0 of 0.
+    last_labels: HashMap<Identity, TargetLabels>,
+    unsent: HashMap<Identity, Instant>,
+}
+
+/// A configured target, whatever its address and route: host as written, probe, port.
+type Identity = (String, String, String);
+
+fn identity(spec: &TargetSpec) -> Identity {
+    (
+        spec.host.clone(),
+        spec.probe.name().to_owned(),
+        spec.port.map(|port| port.to_string()).unwrap_or_default(),
+    )
+}
+
+fn identity_of(labels: &TargetLabels) -> Identity {
+    (
+        labels.host.clone(),
+        labels.probe.clone(),
+        labels.port.clone(),
+    )
 }
 
 /// Targets grouped by engine, and those that could not be routed (with why).
@@ -66,6 +90,8 @@ impl Supervisor {
             on_demand: Vec::new(),
             problems: HashMap::new(),
             next_retry: Instant::now(),
+            last_labels: HashMap::new(),
+            unsent: HashMap::new(),
         };
         supervisor.names = supervisor.resolve_new(&supervisor.config.targets)?;
         let (assigned, unrouted) = supervisor.route_all();
@@ -83,6 +109,7 @@ impl Supervisor {
             supervisor.engines.insert(key.clone(), handle);
             supervisor.assigned.insert(key, targets);
         }
+        supervisor.note_unsent();
         Ok(supervisor)
     }
 
@@ -142,10 +169,53 @@ impl Supervisor {
         for host in due {
             changed |= self.look_up_again(&host, now);
         }
-        let unrouted = self.config.targets.len() > self.assigned.values().map(Vec::len).sum();
-        if changed || (unrouted && now >= self.next_retry) {
+        if changed || (!self.unsent.is_empty() && now >= self.next_retry) {
             self.next_retry = now + RETRY_AFTER;
             self.apply();
+        }
+        self.count_unsent(now);
+    }
+
+    /// Notes which targets no engine probes now, and the labels of those that one does.
+    fn note_unsent(&mut self) {
+        let probed: HashMap<Identity, &TargetLabels> = self
+            .assigned
+            .values()
+            .flatten()
+            .map(|target| (identity_of(&target.labels), &target.labels))
+            .collect();
+        for (identity, labels) in &probed {
+            self.last_labels.insert(identity.clone(), (*labels).clone());
+        }
+        let now = Instant::now();
+        let mut unsent = HashMap::new();
+        for spec in &self.config.targets {
+            let identity = identity(spec);
+            if !probed.contains_key(&identity) {
+                let due = self.unsent.get(&identity).copied();
+                unsent.insert(identity, due.unwrap_or(now + spec.interval));
+            }
+        }
+        self.unsent = unsent;
+        let configured: Vec<Identity> = self.config.targets.iter().map(identity).collect();
+        self.last_labels
+            .retain(|identity, _| configured.contains(identity));
+    }
+
+    /// Counts a send error for each probe due by `now` to a target no engine probes.
+    fn count_unsent(&mut self, now: Instant) {
+        for spec in &self.config.targets {
+            let identity = identity(spec);
+            let (Some(due), Some(labels)) = (
+                self.unsent.get_mut(&identity),
+                self.last_labels.get(&identity),
+            ) else {
+                continue;
+            };
+            while *due <= now {
+                self.metrics.send_errors.get_or_create(labels).inc();
+                *due += spec.interval;
+            }
         }
     }
 
@@ -175,11 +245,15 @@ impl Supervisor {
             .collect()
     }
 
-    /// Stops every engine and waits for it to detach.
+    /// Stops every engine and waits for them to detach (all at once: each detach waits for
+    /// the kernel).
     pub fn stop(&mut self) {
-        for (_, handle) in std::mem::take(&mut self.engines) {
-            drop(handle.commands);
-            let _ = handle.thread.join();
+        let threads: Vec<_> = std::mem::take(&mut self.engines)
+            .into_values()
+            .map(|handle| handle.thread)
+            .collect();
+        for thread in threads {
+            let _ = thread.join();
         }
     }
 
@@ -246,6 +320,7 @@ impl Supervisor {
             .into_iter()
             .filter(|(key, _)| self.engines.contains_key(key))
             .collect();
+        self.note_unsent();
     }
 
     /// Each target with an address, routed and grouped by engine; and those without a route.
@@ -288,7 +363,9 @@ impl Supervisor {
             if self.names.contains_key(&target.host) || names.contains_key(&target.host) {
                 continue;
             }
-            let ip = resolve::resolve(&target.host, None)?.ip;
+            let ip = resolve::resolve(&target.host, None)
+                .with_context(|| format!("target {} {}", target.host, target.probe))?
+                .ip;
             let next_lookup = Instant::now() + self.config.resolve_interval;
             names.insert(target.host.clone(), Name { ip, next_lookup });
         }
