@@ -13,6 +13,7 @@ pub const SUBCOMMAND: &str = "exporter";
 #[derive(Debug, Parser)]
 #[command(
     name = "prober exporter",
+    bin_name = "prober exporter",
     version,
     about = "Kernel-timed TCP SYN and ICMP round trips for Prometheus: GET /metrics, /probe, /",
     after_help = "Example: prober exporter -1 198.18.0.2 2001:db8::2 --interval 1s --listen :9374\n\

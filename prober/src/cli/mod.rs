@@ -55,7 +55,7 @@ pub enum Mode {
     version,
     about = "hping3-compatible TCP, UDP and ICMP prober with kernel (XDP) reply timestamps",
     disable_version_flag = true,
-    override_usage = "prober host [options]\n       prober -p PORTS|--scan PORTS target... [sweep options]",
+    override_usage = "prober host [options]\n       prober -p PORTS|--scan PORTS target... [sweep options]\n       prober exporter [--config FILE] [HOST...] (see prober exporter --help)",
     after_help = EXIT_STATUS_HELP
 )]
 pub struct Cli {
