@@ -21,9 +21,8 @@ use super::{
     config::{self, Probe},
     engine::{OnDemand, OnDemandResult},
     metrics::{FloatGauge, Metrics, RESULTS},
-    State,
+    supervisor, State,
 };
-use crate::net::resolve;
 
 const PROTOBUF: &str =
     "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
@@ -122,9 +121,9 @@ async fn probe(
     let started = tokio::time::Instant::now();
     let target = request.target.clone();
     // getaddrinfo blocks: off the runtime's one thread.
-    let resolved = tokio::task::spawn_blocking(move || resolve::resolve(&target, None)).await;
+    let resolved = tokio::task::spawn_blocking(move || supervisor::address(&target)).await;
     let ip = match resolved {
-        Ok(Ok(destination)) => destination.ip,
+        Ok(Ok(ip)) => ip,
         Ok(Err(error)) => return bad_request(&error),
         Err(error) => return bad_request(&anyhow::anyhow!("resolving: {error}")),
     };

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{anyhow, Context as _, Result};
+use anyhow::{anyhow, bail, Context as _, Result};
 
 use super::{
     config::{Config, Probe, TargetSpec},
@@ -363,9 +363,8 @@ impl Supervisor {
             if self.names.contains_key(&target.host) || names.contains_key(&target.host) {
                 continue;
             }
-            let ip = resolve::resolve(&target.host, None)
-                .with_context(|| format!("target {} {}", target.host, target.probe))?
-                .ip;
+            let ip = address(&target.host)
+                .with_context(|| format!("target {} {}", target.host, target.probe))?;
             let next_lookup = Instant::now() + self.config.resolve_interval;
             names.insert(target.host.clone(), Name { ip, next_lookup });
         }
@@ -382,19 +381,19 @@ impl Supervisor {
         if resolve::Host::is_literal(host) {
             return false;
         }
-        match resolve::resolve(host, None) {
-            Ok(destination) if destination.ip == name.ip => {
+        match address(host) {
+            Ok(ip) if ip == name.ip => {
                 if self.problems.remove(host).is_some() {
                     log(format_args!("{host} resolves again, to {}", name.ip));
                 }
                 false
             }
-            Ok(destination) => {
+            Ok(ip) => {
                 log(format_args!(
-                    "{host} now resolves to {} (was {}): probing it there",
-                    destination.ip, name.ip
+                    "{host} now resolves to {ip} (was {}): probing it there",
+                    name.ip
                 ));
-                name.ip = destination.ip;
+                name.ip = ip;
                 self.problems.remove(host);
                 true
             }
@@ -424,10 +423,33 @@ impl Supervisor {
     }
 }
 
+/// The address a target's host names now.
+pub fn address(host: &str) -> Result<IpAddr> {
+    let destination = resolve::resolve(host, None)?;
+    // A zone names an interface, which the routes the engines follow do not.
+    if destination.zone.is_some() {
+        bail!("link-local addresses are not probed by the exporter");
+    }
+    Ok(destination.ip)
+}
+
 fn key_of(route: &Route, probe: Probe) -> EngineKey {
     EngineKey {
         interface: route.interface.name.clone(),
         source: route.source,
         probe,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_local_targets_are_refused_and_literals_are_their_own_address() {
+        let refused = address("fe80::1%lo").expect_err("a zone");
+        assert!(format!("{refused:#}").contains("link-local"), "{refused:#}");
+        assert_eq!(address("2001:db8::2").ok(), "2001:db8::2".parse().ok());
+        assert_eq!(address("198.18.0.2").ok(), "198.18.0.2".parse().ok());
     }
 }
