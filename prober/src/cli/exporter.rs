@@ -5,7 +5,10 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::{bail, Result};
 use clap::Parser;
 
-use crate::exporter::config::{self, CommandLine, Probe, TargetSpec};
+use crate::{
+    bpf::AttachMode,
+    exporter::config::{self, CommandLine, Probe, TargetSpec},
+};
 
 /// The name it is run by, `prober exporter`, as the first argument.
 pub const SUBCOMMAND: &str = "exporter";
@@ -41,6 +44,10 @@ pub struct ExporterCli {
     /// A probe unanswered by then is lost [default: the interval, at most 10s]
     #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
     timeout: Option<Duration>,
+    /// Where the reply matcher runs: generic or native XDP (in the driver: the most exact
+    /// arrival times; can reset a NIC's link) [default: TCX ingress]
+    #[arg(long, value_name = "MODE")]
+    xdp_mode: Option<AttachMode>,
     /// Targets probed besides the file's
     #[arg(value_name = "HOST")]
     hosts: Vec<String>,
@@ -61,6 +68,7 @@ impl ExporterCli {
         Ok(CommandLine {
             config_file: self.config,
             listen: self.listen,
+            xdp_mode: self.xdp_mode,
             targets: self
                 .hosts
                 .into_iter()

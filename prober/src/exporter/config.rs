@@ -84,6 +84,8 @@ pub struct Config {
 pub struct CommandLine {
     pub config_file: Option<std::path::PathBuf>,
     pub listen: Option<String>,
+    /// `--xdp-mode`: None for TCX ingress.
+    pub xdp_mode: Option<crate::bpf::AttachMode>,
     pub targets: Vec<TargetSpec>,
 }
 

@@ -103,6 +103,7 @@ pub struct Handle {
 pub fn start(
     key: EngineKey,
     route: Route,
+    xdp_mode: Option<bpf::AttachMode>,
     metrics: Arc<Metrics>,
     targets: Vec<Target>,
 ) -> Result<Handle> {
@@ -129,7 +130,7 @@ pub fn start(
         via: None,
         destinations: &targets.iter().map(|target| target.ip).collect::<Vec<_>>(),
         answers_replies: true,
-        xdp_mode: None,
+        xdp_mode,
         trace: false,
         sweep_epochs: Some(EPOCHS),
         neighbours: 0,

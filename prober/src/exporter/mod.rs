@@ -44,7 +44,7 @@ pub fn run(command_line: CommandLine) -> Result<()> {
     let config = command_line.load()?;
     let metrics = Arc::new(Metrics::new(&config.rtt_buckets));
     let listen = config.listen.clone();
-    let supervisor = Supervisor::start(config, metrics.clone())?;
+    let supervisor = Supervisor::start(config, command_line.xdp_mode, metrics.clone())?;
     let state = Arc::new(State {
         metrics,
         supervisor: Mutex::new(supervisor),

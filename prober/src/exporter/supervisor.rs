@@ -17,13 +17,17 @@ use super::{
     log,
     metrics::{HostLabel, Metrics, TargetLabels},
 };
-use crate::net::{resolve, route, Route};
+use crate::{
+    bpf::AttachMode,
+    net::{resolve, route, Route},
+};
 
 /// How long an engine that cannot be built waits before the next try.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 pub struct Supervisor {
     config: Config,
+    xdp_mode: Option<AttachMode>,
     metrics: Arc<Metrics>,
     /// Each name's address, and when it is looked up next. Literals are their own.
     names: HashMap<String, Name>,
@@ -80,8 +84,13 @@ pub struct Listed {
 impl Supervisor {
     /// Resolves every target (a name that does not resolve is an error here) and starts the
     /// engines.
-    pub fn start(config: Config, metrics: Arc<Metrics>) -> Result<Supervisor> {
+    pub fn start(
+        config: Config,
+        xdp_mode: Option<AttachMode>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Supervisor> {
         let mut supervisor = Supervisor {
+            xdp_mode,
             names: HashMap::new(),
             config,
             metrics,
@@ -103,6 +112,7 @@ impl Supervisor {
             let handle = engine::start(
                 key.clone(),
                 route,
+                supervisor.xdp_mode,
                 supervisor.metrics.clone(),
                 targets.clone(),
             )?;
@@ -224,7 +234,13 @@ impl Supervisor {
         let route = route::lookup(request.ip, None)?;
         let key = key_of(&route, probe);
         if !self.engines.contains_key(&key) {
-            let handle = engine::start(key.clone(), route, self.metrics.clone(), Vec::new())?;
+            let handle = engine::start(
+                key.clone(),
+                route,
+                self.xdp_mode,
+                self.metrics.clone(),
+                Vec::new(),
+            )?;
             self.engines.insert(key.clone(), handle);
             self.on_demand.push(key.clone());
         }
@@ -275,7 +291,13 @@ impl Supervisor {
                 continue;
             }
             let started = route::lookup(targets[0].ip, None).and_then(|route| {
-                engine::start(key.clone(), route, self.metrics.clone(), targets.clone())
+                engine::start(
+                    key.clone(),
+                    route,
+                    self.xdp_mode,
+                    self.metrics.clone(),
+                    targets.clone(),
+                )
             });
             match started {
                 Ok(handle) => {
