@@ -274,10 +274,7 @@ impl Engine {
             channel,
             watch,
         } = plumbing;
-        let departures = match (&matcher.departures, channel.sweep_departures) {
-            (bpf::Departures::TcEgress, Some(words)) => Departures::in_kernel(words, EPOCHS),
-            _ => Departures::in_process(EPOCHS),
-        };
+        let departures = Departures::of(&matcher.departures, channel.sweep_departures, EPOCHS);
         Ok(Engine {
             key,
             interface,

@@ -59,6 +59,19 @@ enum Words {
 }
 
 impl Departures {
+    /// The table of `epochs` rows: the one TC egress fills (`words`) where it times
+    /// departures, else one the send threads fill.
+    pub fn of(
+        source: &crate::bpf::Departures,
+        words: Option<MappedWords>,
+        epochs: u32,
+    ) -> Departures {
+        match (source, words) {
+            (crate::bpf::Departures::TcEgress, Some(words)) => Departures::in_kernel(words, epochs),
+            _ => Departures::in_process(epochs),
+        }
+    }
+
     /// The table the TC egress program fills, `epochs` rows.
     pub fn in_kernel(words: MappedWords, epochs: u32) -> Departures {
         Departures {

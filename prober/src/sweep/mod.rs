@@ -337,10 +337,7 @@ impl Sweep {
         } = channel;
         let (neighbours, answers) = neighbours.unzip();
         let userspace_send_times = matcher.departures != bpf::Departures::TcEgress;
-        let departures = match (&matcher.departures, sweep_departures) {
-            (bpf::Departures::TcEgress, Some(words)) => Departures::in_kernel(words, epochs),
-            _ => Departures::in_process(epochs),
-        };
+        let departures = Departures::of(&matcher.departures, sweep_departures, epochs);
         let progress = Arc::new(Progress::new(plan.len(), plan.senders, departures));
         let plan = Arc::new(plan);
         let dropped_before = route.interface.dropped_packets();
