@@ -370,20 +370,23 @@ impl Engine {
             }
         }
         let now = monotonic_ns();
-        let count = targets.len().max(1) as u64;
+        let count = targets.len();
         for (n, target) in targets.into_iter().enumerate() {
             match kept.remove(&target.labels) {
                 Some(index) => {
                     let entry = self.entries[index].as_mut().expect("kept");
                     let rescheduled = entry.timing().0 != target.interval;
+                    let first = now + spread(target.interval, n, count);
                     entry.owner = Owner::Configured(target);
+                    // A new interval starts over at the target's place in the spread, not at
+                    // once with every other target whose interval changed.
                     if rescheduled {
-                        self.schedule_send(index, now);
+                        self.schedule_send(index, first);
                     }
                 }
                 None => {
                     self.metrics.announce(&target.labels);
-                    let spread = target.interval.as_nanos() as u64 * n as u64 / count;
+                    let first = now + spread(target.interval, n, count);
                     let index = self.insert(Entry {
                         owner: Owner::Configured(target),
                         recent: Vec::with_capacity(2),
@@ -391,7 +394,7 @@ impl Engine {
                         next_due_ns: now,
                         remaining: u32::MAX,
                     });
-                    self.schedule_send(index, now + spread);
+                    self.schedule_send(index, first);
                 }
             }
         }
@@ -498,8 +501,8 @@ impl Engine {
         };
         let (interval, timeout) = entry.timing();
         let (ip, port) = entry.endpoint();
-        let number = self.next_number;
-        self.next_number += 1;
+        let number = free_number(self.next_number, &entry.recent);
+        self.next_number = number + 1;
         let port_offset = (number % u64::from(SOURCE_PORTS)) as u16;
         let epoch = (number / u64::from(SOURCE_PORTS)) as u16;
         let built = self
@@ -702,6 +705,26 @@ impl Engine {
     }
 }
 
+/// When the `n`th of `count` targets probed every `interval` is first probed, after now:
+/// evenly over the interval, so that they never leave together.
+fn spread(interval: Duration, n: usize, count: usize) -> u64 {
+    (interval.as_nanos() * n as u128 / count.max(1) as u128) as u64
+}
+
+/// The number for a target's next probe: `next`, or the first after it whose port offset none
+/// of the target's recent probes has. Their cookies are the same at one port offset (the
+/// cookie hashes the endpoints alone), so a late answer to one would pass for the other's.
+fn free_number(next: u64, recent: &[Sent]) -> u64 {
+    let offset = |number: u64| number % u64::from(SOURCE_PORTS);
+    (next..)
+        .find(|&number| {
+            recent
+                .iter()
+                .all(|sent| offset(sent.number) != offset(number))
+        })
+        .expect("fewer recent probes than port offsets")
+}
+
 /// Waits up to `timeout` for the ring buffer to have data (the XDP program wakes it in sweep
 /// mode only when it fills, so mostly this is the timeout).
 fn wait_readable(fd: std::os::fd::RawFd, timeout: Duration) {
@@ -713,4 +736,44 @@ fn wait_readable(fd: std::os::fd::RawFd, timeout: Duration) {
     let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
     // SAFETY: one pollfd we own, for the duration of the call.
     unsafe { libc::poll(&mut poll, 1, millis) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent(number: u64) -> Sent {
+        Sent {
+            number,
+            cookie: 0,
+            sent_ns: 0,
+            answered: false,
+            expired: false,
+            sequence: 0,
+        }
+    }
+
+    #[test]
+    fn a_targets_recent_probes_never_share_a_port_offset() {
+        let ports = u64::from(SOURCE_PORTS);
+        // An engine sending exactly 4096 probes an interval would give the target the same
+        // port offset every time.
+        let recent = [sent(5 + ports), sent(5)];
+        assert_eq!(free_number(5 + 2 * ports, &recent), 5 + 2 * ports + 1);
+        assert_eq!(
+            free_number(6, &recent),
+            6,
+            "a free offset is taken as it is"
+        );
+        let crowded = [sent(7), sent(8 + ports)];
+        assert_eq!(free_number(7 + ports, &crowded), 9 + ports);
+    }
+
+    #[test]
+    fn targets_start_spread_evenly_over_their_interval() {
+        let second = Duration::from_secs(1);
+        let starts: Vec<u64> = (0..4).map(|n| spread(second, n, 4)).collect();
+        assert_eq!(starts, [0, 250_000_000, 500_000_000, 750_000_000]);
+        assert_eq!(spread(second, 0, 0), 0);
+    }
 }

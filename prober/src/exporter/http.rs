@@ -148,9 +148,13 @@ async fn probe(
             .into_response();
     }
     let bound = request.timeout + ON_DEMAND_MARGIN * (request.count + 1);
-    let result = match tokio::time::timeout(bound, answered).await {
-        Ok(Ok(result)) => result,
-        _ => OnDemandResult::default(),
+    // No answer means the engine went away meanwhile: what it sent is unknown, not none.
+    let Ok(Ok(result)) = tokio::time::timeout(bound, answered).await else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the engine stopped before the probes were settled\n",
+        )
+            .into_response();
     };
     let registry = probe_registry(&result, ip, started.elapsed());
     exposition(&registry, &headers)
