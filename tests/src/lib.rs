@@ -36,6 +36,7 @@ pub mod output;
 pub mod packets;
 pub mod proc;
 pub mod responder;
+pub mod smokeping;
 pub mod sweep;
 pub mod udp_server;
 pub mod unprivileged;
