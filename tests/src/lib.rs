@@ -30,11 +30,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub mod capture;
+pub mod exporter;
 pub mod forger;
 pub mod neighbour_forger;
 pub mod output;
 pub mod packets;
 pub mod proc;
+pub mod prometheus;
 pub mod responder;
 pub mod smokeping;
 pub mod sweep;

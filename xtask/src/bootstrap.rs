@@ -21,7 +21,9 @@ const BUILD_PACKAGES: &[&str] = &[
     "libxml2-dev",
 ];
 /// Tests: hping3 (reference peer), nft, ip and ss, ethtool, bpftool, setpriv, setcap, tmux (a
-/// terminal for the status line's tests), masscan (the list format's reference).
+/// terminal for the status line's tests), masscan (the list format's reference), Prometheus (the
+/// server that scrapes the exporter's tests) and smokeping_prober (the exporter's peer); the
+/// tests start both themselves, on loopback ports.
 const TEST_PACKAGES: &[&str] = &[
     "hping3",
     "nftables",
@@ -32,6 +34,8 @@ const TEST_PACKAGES: &[&str] = &[
     "libcap2-bin",
     "tmux",
     "masscan",
+    "prometheus",
+    "prometheus-smokeping-prober",
 ];
 /// 0.13.0 defaults to LLVM 23; it is built with the llvm-22 feature to match the eBPF rustc.
 const BPF_LINKER_VERSION: &str = "0.13.0";
