@@ -17,6 +17,7 @@ use anyhow::{bail, Context, Result};
 use prometheus_parse::{Scrape, Value};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -26,8 +27,9 @@ pub const SMOKEPING_RTT: &str = "smokeping_response_duration_seconds";
 /// Its counter of echo requests sent, labelled like [`SMOKEPING_RTT`].
 pub const SMOKEPING_SENT: &str = "smokeping_requests_total";
 /// How long it may take to serve /metrics: it starts its pingers one after the other, spread
-/// over one `--ping.interval`, and listens only after the last.
-const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// over one `--ping.interval`, and listens only after the last; with a thousand privileged
+/// pingers busying both CPUs of this machine that took more than 20 s.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long one HTTP request may take (a scrape of a thousand fine histograms is megabytes).
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -40,15 +42,25 @@ pub struct Smokeping {
 
 impl Smokeping {
     /// Starts it pinging `hosts` (numeric, so nothing is looked up) every `interval`, its RTT
-    /// histogram with the upper bounds `buckets` (seconds, ascending), serving on a free port of
-    /// 127.0.0.1; returns once /metrics answers.
-    pub fn start(hosts: &[IpAddr], interval: Duration, buckets: &[f64]) -> Result<Smokeping> {
+    /// histogram with the upper bounds `buckets` (seconds, ascending; None: its own, from 50 µs
+    /// doubling), serving on a free port of 127.0.0.1; returns once /metrics answers.
+    pub fn start(
+        hosts: &[IpAddr],
+        interval: Duration,
+        buckets: Option<&[f64]>,
+    ) -> Result<Smokeping> {
+        if !Path::new(SMOKEPING_BIN).is_file() {
+            bail!("{SMOKEPING_BIN} is missing: apt-get install prometheus-smokeping-prober");
+        }
         let config = ScratchFile::new("smokeping.yml", &config_yaml(hosts, interval))?;
         let address = free_loopback_port()?;
         let mut cmd = Command::new(SMOKEPING_BIN);
         cmd.arg(format!("--config.file={}", config.path.display()))
-            .arg(format!("--web.listen-address={address}"))
-            .arg(format!("--buckets={}", bucket_list(buckets)))
+            .arg(format!("--web.listen-address={address}"));
+        if let Some(buckets) = buckets {
+            cmd.arg(format!("--buckets={}", bucket_list(buckets)));
+        }
+        cmd
             // Only spreads the pingers' start over this (its config's interval is their own).
             .arg(format!("--ping.interval={}", go_duration(interval)))
             .arg("--log.level=warn");
@@ -72,7 +84,7 @@ impl Smokeping {
 
     /// GET /metrics: its text exposition.
     pub fn metrics(&self) -> Result<String> {
-        http_get(&format!("http://{}/metrics", self.address))
+        get_metrics(self.address)
     }
 
     /// Stops it with SIGTERM; what it wrote.
@@ -85,7 +97,7 @@ impl Smokeping {
 /// Polls /metrics until it answers; an error if the process exits first or takes too long.
 fn wait_until_serving(proc: &mut Proc, address: SocketAddr) -> Result<()> {
     let deadline = Instant::now() + START_TIMEOUT;
-    while http_get(&format!("http://{address}/metrics")).is_err() {
+    while get_metrics(address).is_err() {
         if !proc.running() {
             bail!(
                 "smokeping_prober exited before serving /metrics:\n{}",
@@ -142,14 +154,17 @@ fn free_loopback_port() -> Result<SocketAddr> {
     Ok(listener.local_addr()?)
 }
 
-/// GET `url` (plain HTTP): the body of a 200 answer, else an error.
-pub fn http_get(url: &str) -> Result<String> {
+/// GET http://`address`/metrics: the body of a 200 answer, however large (a thousand targets'
+/// fine histograms are tens of MB, past ureq's default limit of 10 MB), else an error.
+pub fn get_metrics(address: SocketAddr) -> Result<String> {
+    let url = format!("http://{address}/metrics");
     let agent: ureq::Agent = ureq::Agent::config_builder()
+        .proxy(None)
         .timeout_global(Some(HTTP_TIMEOUT))
         .build()
         .into();
     let mut response = agent
-        .get(url)
+        .get(&url)
         .call()
         .with_context(|| format!("GET {url}"))?;
     response
@@ -207,6 +222,19 @@ impl Metrics {
             bail!("histogram {name} {labels:?} has no +Inf bucket: {buckets:?}");
         }
         Ok(Histogram { buckets })
+    }
+
+    /// The sum of the counters, gauges or untyped samples `name` (over all their labels).
+    pub fn sum(&self, name: &str) -> f64 {
+        self.scrape
+            .samples
+            .iter()
+            .filter(|sample| sample.metric == name)
+            .map(|sample| match sample.value {
+                Value::Counter(value) | Value::Gauge(value) | Value::Untyped(value) => value,
+                _ => 0.0,
+            })
+            .sum()
     }
 
     /// The value of the counter, gauge or untyped sample `name` whose labels include `labels`.
@@ -349,6 +377,7 @@ smokeping_requests_total{host=\"a\",ip=\"198.18.4.2\"} 5
         );
         let count = format!("{SMOKEPING_RTT}_count");
         assert_eq!(metrics.value(&count, &[("host", "a")]).unwrap(), 4.0);
+        assert_eq!(metrics.sum(&count), 4.0);
     }
 
     #[test]
