@@ -28,8 +28,8 @@ pub const SMOKEPING_RTT: &str = "smokeping_response_duration_seconds";
 pub const SMOKEPING_SENT: &str = "smokeping_requests_total";
 /// How long it may take to serve /metrics: it starts its pingers one after the other, spread
 /// over one `--ping.interval`, and listens only after the last; with a thousand privileged
-/// pingers busying both CPUs of this machine that took more than 20 s.
-const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// pingers busying both CPUs of this machine that took from 43 s to more than 120 s.
+const START_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long one HTTP request may take (a scrape of a thousand fine histograms is megabytes).
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
