@@ -30,8 +30,10 @@ pub const SMOKEPING_SENT: &str = "smokeping_requests_total";
 /// over one `--ping.interval`, and listens only after the last; with a thousand privileged
 /// pingers busying both CPUs of this machine that took from 43 s to more than 120 s.
 const START_TIMEOUT: Duration = Duration::from_secs(300);
-/// How long one HTTP request may take (a scrape of a thousand fine histograms is megabytes).
-const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one HTTP request may take: a scrape of a thousand fine histograms is tens of MB,
+/// which smokeping_prober, its CPUs taken by a thousand privileged pingers, did not answer
+/// within 30 s (nor prober exporter within 15 s while its engine took a core).
+const HTTP_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// A running smokeping_prober. Dropping it SIGKILLs it (by PID) and removes its configuration.
 pub struct Smokeping {

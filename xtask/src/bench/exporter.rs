@@ -553,7 +553,7 @@ fn write_table(
             let ratio = pa.error_us().abs() / sa.error_us().abs();
             let _ = writeln!(
                 out,
-                "  prober / smokeping: |median error| {ratio:.3} (aim: at most {ERROR_AIM}: {})",
+                "  prober / smokeping: |median error| {ratio:.4} (aim: at most {ERROR_AIM}: {})",
                 verdict(ratio <= ERROR_AIM)
             );
         }
