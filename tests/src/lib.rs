@@ -38,6 +38,7 @@ pub mod packets;
 pub mod proc;
 pub mod prometheus;
 pub mod responder;
+pub mod smokeping;
 pub mod sweep;
 pub mod udp_server;
 pub mod unprivileged;

@@ -15,6 +15,7 @@
 
 mod bpf_cost;
 mod built;
+mod exporter;
 pub mod measure;
 mod rtt;
 mod tools;
@@ -34,6 +35,7 @@ use tools::{Covers, Found, Invocation, Program, Tool, WhenUnanswered, SINGLE_POR
 
 use bpf_cost::ProgramCost;
 
+pub use exporter::run as exporter;
 pub use rtt::run as rtt;
 
 /// Ports with a real listener on every address of the bed. The ends of the range are among
@@ -171,7 +173,8 @@ impl BenchTool for Tool {
 /// versions printed, Ctrl-C caught, and an empty work directory for their outputs.
 struct Setup<'a, T> {
     tools: Vec<&'a T>,
-    /// The release build of prober, or why there is none (its rows fail, not the peers').
+    /// The release build of prober (or `$PROBER_BIN`), or why there is none (its rows fail, not
+    /// the peers').
     prober: Result<PathBuf>,
     workdir: PathBuf,
     /// Held for the benchmark's duration: a bed whose veth is gone means "no route".
@@ -202,7 +205,8 @@ impl<'a, T: BenchTool> Setup<'a, T> {
             .iter()
             .any(|tool| matches!(tool.program(), Program::Prober))
         {
-            env::build_prober(true).and_then(|()| env::prober_bin(true))
+            env::prebuilt_prober()
+                .unwrap_or_else(|| env::build_prober(true).and_then(|()| env::prober_bin(true)))
         } else {
             Err(anyhow!("not selected"))
         };

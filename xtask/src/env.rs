@@ -108,6 +108,17 @@ pub fn prober_bin(release: bool) -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// `$PROBER_BIN`, when set: a prober built elsewhere, which a benchmark then runs instead of
+/// building its own. An error if it names no file.
+pub fn prebuilt_prober() -> Option<Result<PathBuf>> {
+    let bin = PathBuf::from(std::env::var_os("PROBER_BIN").filter(|v| !v.is_empty())?);
+    Some(if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(anyhow::anyhow!("PROBER_BIN={} is no file", bin.display()))
+    })
+}
+
 /// Cargo's target directory (honours CARGO_TARGET_DIR and build.target-dir), from `cargo metadata`.
 pub fn target_dir() -> Result<PathBuf> {
     let json = output(&mut cargo([

@@ -90,6 +90,21 @@ enum Bench {
         #[arg(long = "tool", value_name = "NAME")]
         tools: Vec<String>,
     },
+    /// prober exporter and smokeping_prober, one after the other, each pinging the same 1000
+    /// namespace addresses (or --targets) and a delayed responder every second: the CPU and memory of each,
+    /// its RTT error on the responder, and its memory per target. With PROBER_BIN set, that
+    /// prober is run rather than a release build of this workspace.
+    Exporter {
+        /// How many namespace addresses each tool probes (besides the responder).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(11..=4096))]
+        targets: u32,
+        /// How long each tool's measured run lasts.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        seconds: u64,
+        /// Run only these tools (repeatable): prober, smokeping.
+        #[arg(long = "tool", value_name = "NAME")]
+        tools: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -114,6 +129,14 @@ fn main() -> ExitCode {
         Task::Bench {
             bench: Bench::Rtt { tools },
         } => bench::rtt(&tools),
+        Task::Bench {
+            bench:
+                Bench::Exporter {
+                    targets,
+                    seconds,
+                    tools,
+                },
+        } => bench::exporter(targets, seconds, &tools),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
