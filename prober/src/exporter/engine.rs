@@ -733,7 +733,9 @@ fn wait_readable(fd: std::os::fd::RawFd, timeout: Duration) {
         events: libc::POLLIN,
         revents: 0,
     };
-    let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // Rounded up: a send due in less than a millisecond waits for it rather than spinning
+    // through polls of 0 (it leaves at most that late; its RTT is the kernel's either way).
+    let millis = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
     // SAFETY: one pollfd we own, for the duration of the call.
     unsafe { libc::poll(&mut poll, 1, millis) };
 }
