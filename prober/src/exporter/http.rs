@@ -279,9 +279,10 @@ async fn page(Shared(state): Shared<Arc<State>>) -> Html<String> {
                 metrics.replies.get(&series).map(|c| c.get())
             })
             .sum();
-        let loss = match sent {
+        // Of the probes settled: the one awaiting its timeout is neither lost nor answered.
+        let loss = match timeouts + replies {
             0 => "-".to_owned(),
-            _ => format!("{:.1} %", 100.0 * timeouts as f64 / sent as f64),
+            settled => format!("{:.1} %", 100.0 * timeouts as f64 / settled as f64),
         };
         let last = metrics
             .last_rtt

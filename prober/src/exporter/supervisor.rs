@@ -36,6 +36,8 @@ pub struct Supervisor {
     assigned: BTreeMap<EngineKey, Vec<Target>>,
     /// Engines started for `/probe` alone, kept for the next requests.
     on_demand: Vec<EngineKey>,
+    /// Engines that hold their interface's XDP hook (`--xdp-mode native`).
+    native: Vec<EngineKey>,
     /// What last went wrong per target or engine, said once until it changes.
     problems: HashMap<String, String>,
     next_retry: Instant,
@@ -97,6 +99,7 @@ impl Supervisor {
             engines: BTreeMap::new(),
             assigned: BTreeMap::new(),
             on_demand: Vec::new(),
+            native: Vec::new(),
             problems: HashMap::new(),
             next_retry: Instant::now(),
             last_labels: HashMap::new(),
@@ -109,13 +112,7 @@ impl Supervisor {
         }
         for (key, targets) in assigned {
             let route = route::lookup(targets[0].ip, None)?;
-            let handle = engine::start(
-                key.clone(),
-                route,
-                supervisor.xdp_mode,
-                supervisor.metrics.clone(),
-                targets.clone(),
-            )?;
+            let handle = supervisor.start_engine(&key, route, targets.clone())?;
             supervisor.engines.insert(key.clone(), handle);
             supervisor.assigned.insert(key, targets);
         }
@@ -234,13 +231,7 @@ impl Supervisor {
         let route = route::lookup(request.ip, None)?;
         let key = key_of(&route, probe);
         if !self.engines.contains_key(&key) {
-            let handle = engine::start(
-                key.clone(),
-                route,
-                self.xdp_mode,
-                self.metrics.clone(),
-                Vec::new(),
-            )?;
+            let handle = self.start_engine(&key, route, Vec::new())?;
             self.engines.insert(key.clone(), handle);
             self.on_demand.push(key.clone());
         }
@@ -259,6 +250,41 @@ impl Supervisor {
                 labels: target.labels.clone(),
             })
             .collect()
+    }
+
+    /// Starts the engine for `key`. An interface's XDP hook holds one program: with
+    /// `--xdp-mode native` the first engine on an interface takes it, and the others there
+    /// (other probe kinds, the other family) match at TCX ingress, as said once.
+    fn start_engine(
+        &mut self,
+        key: &EngineKey,
+        route: Route,
+        targets: Vec<Target>,
+    ) -> Result<Handle> {
+        let hook_held = self
+            .native
+            .iter()
+            .any(|other| other.interface == key.interface && self.engines.contains_key(other));
+        let mode = match self.xdp_mode {
+            Some(AttachMode::Native) if hook_held => {
+                self.say_once(
+                    format!("{} {} {} hook", key.interface, key.source, key.probe),
+                    format!(
+                        "{} {} {}: the XDP hook is another engine's (native XDP holds one \
+                         program): matching at TCX ingress",
+                        key.interface, key.source, key.probe
+                    ),
+                );
+                None
+            }
+            mode => mode,
+        };
+        let handle = engine::start(key.clone(), route, mode, self.metrics.clone(), targets)?;
+        self.native.retain(|other| other != key);
+        if mode == Some(AttachMode::Native) {
+            self.native.push(key.clone());
+        }
+        Ok(handle)
     }
 
     /// Stops every engine and waits for them to detach (all at once: each detach waits for
@@ -290,15 +316,8 @@ impl Supervisor {
                 }
                 continue;
             }
-            let started = route::lookup(targets[0].ip, None).and_then(|route| {
-                engine::start(
-                    key.clone(),
-                    route,
-                    self.xdp_mode,
-                    self.metrics.clone(),
-                    targets.clone(),
-                )
-            });
+            let started = route::lookup(targets[0].ip, None)
+                .and_then(|route| self.start_engine(key, route, targets.clone()));
             match started {
                 Ok(handle) => {
                     self.problems.remove(&key.interface);
