@@ -257,3 +257,46 @@ fn exported_median_rtt_is_within_microseconds_of_the_truth_beside_smokeping_prob
         );
     }
 }
+
+/// With `--xdp-mode native`, an interface's XDP hook holds one program: the first engine on the
+/// responder's TAP (TCP SYN, IPv4) takes it, and the ICMP engine there matches at TCX ingress,
+/// saying so, rather than failing to attach and stopping the exporter. Both kinds' replies count.
+#[test]
+fn native_xdp_holds_one_engine_per_interface_and_the_others_match_at_tcx() {
+    require_root();
+    let responder = DelayedResponder::start(Duration::ZERO, &[OPEN_PORT]).expect("responder");
+    let target = responder.target();
+    let yaml = format!(
+        "targets:\n\
+         \x20 - hosts: [\"{target}\"]\n    probe: icmp\n    interval: 100ms\n\
+         \x20 - hosts: [\"{target}\"]\n    probe: tcp-syn\n    port: {OPEN_PORT}\n    interval: 100ms\n"
+    );
+    let exporter =
+        Exporter::start(&["--xdp-mode", "native"], Some(&yaml)).expect("prober exporter");
+    // Said while starting, before the exporter serves.
+    let lines = exporter.stderr_lines();
+    let said: Vec<&String> = lines
+        .iter()
+        .filter(|line| line.contains("matching at TCX ingress"))
+        .collect();
+    assert!(
+        said.len() == 1 && said[0].contains(" icmp: "),
+        "one line for the ICMP engine: {lines:?}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let ip = target.to_string();
+    for (probe, result) in [("icmp", "echo"), ("tcp-syn", "open")] {
+        let replies = exporter
+            .sample(
+                "prober_replies_total",
+                &[("ip", &ip), ("probe", probe), ("result", result)],
+            )
+            .unwrap_or(0.0);
+        assert!(
+            replies >= 5.0,
+            "{probe}: {replies} replies in 1 s at 100ms\n{:?}",
+            exporter.stderr_lines()
+        );
+    }
+    exporter.stop();
+}
