@@ -25,7 +25,7 @@ use prober_common::{Counter, ReplyRecord};
 
 use super::{
     config::Probe,
-    metrics::{Metrics, TargetLabels, XdpLabels},
+    metrics::{Metrics, Series, TargetLabels, XdpLabels},
 };
 use crate::{
     bpf::{self, Counters},
@@ -164,7 +164,7 @@ struct Sent {
 
 /// Whose probes a schedule entry sends.
 enum Owner {
-    Configured(Target),
+    Configured(Target, Series),
     OnDemand {
         request: OnDemand,
         result: OnDemandResult,
@@ -186,14 +186,14 @@ struct Entry {
 impl Entry {
     fn endpoint(&self) -> (IpAddr, u16) {
         match &self.owner {
-            Owner::Configured(target) => (target.ip, target.port),
+            Owner::Configured(target, _) => (target.ip, target.port),
             Owner::OnDemand { request, .. } => (request.ip, request.port),
         }
     }
 
     fn timing(&self) -> (Duration, Duration) {
         match &self.owner {
-            Owner::Configured(target) => (target.interval, target.timeout),
+            Owner::Configured(target, _) => (target.interval, target.timeout),
             Owner::OnDemand { request, .. } => (ON_DEMAND_SPACING, request.timeout),
         }
     }
@@ -362,7 +362,7 @@ impl Engine {
         let mut kept: HashMap<TargetLabels, usize> = HashMap::new();
         for (index, slot) in self.entries.iter().enumerate() {
             if let Some(Entry {
-                owner: Owner::Configured(target),
+                owner: Owner::Configured(target, _),
                 ..
             }) = slot
             {
@@ -377,7 +377,9 @@ impl Engine {
                     let entry = self.entries[index].as_mut().expect("kept");
                     let rescheduled = entry.timing().0 != target.interval;
                     let first = now + spread(target.interval, n, count);
-                    entry.owner = Owner::Configured(target);
+                    if let Owner::Configured(kept, _) = &mut entry.owner {
+                        *kept = target;
+                    }
                     // A new interval starts over at the target's place in the spread, not at
                     // once with every other target whose interval changed.
                     if rescheduled {
@@ -385,10 +387,10 @@ impl Engine {
                     }
                 }
                 None => {
-                    self.metrics.announce(&target.labels);
+                    let series = self.metrics.announce(&target.labels);
                     let first = now + spread(target.interval, n, count);
                     let index = self.insert(Entry {
-                        owner: Owner::Configured(target),
+                        owner: Owner::Configured(target, series),
                         recent: Vec::with_capacity(2),
                         keep: 2,
                         next_due_ns: now,
@@ -449,7 +451,7 @@ impl Engine {
             }
         }
         match entry.owner {
-            Owner::Configured(target) => self.metrics.forget(&target.labels),
+            Owner::Configured(target, _) => self.metrics.forget(&target.labels),
             Owner::OnDemand { request, result } => {
                 let _ = request.answer.send(result);
             }
@@ -513,20 +515,18 @@ impl Engine {
         let result = self.transmit.send(&buffer[..built.len]);
         let sequence = match &entry.owner {
             Owner::OnDemand { request, .. } => request.count - entry.remaining,
-            Owner::Configured(_) => 0,
+            Owner::Configured(..) => 0,
         };
         if entry.remaining != u32::MAX {
             entry.remaining -= 1;
         }
         let ok = result.is_ok();
         match &mut entry.owner {
-            Owner::Configured(target) => {
-                let family = if ok {
-                    &self.metrics.sent
-                } else {
-                    &self.metrics.send_errors
+            Owner::Configured(_, series) => {
+                match ok {
+                    true => series.sent.inc(),
+                    false => series.send_errors.inc(),
                 };
-                family.get_or_create(&target.labels).inc();
             }
             Owner::OnDemand { result, .. } => match ok {
                 true => result.sent += 1,
@@ -591,8 +591,8 @@ impl Engine {
             return;
         }
         sent.expired = true;
-        if let Owner::Configured(target) = &entry.owner {
-            self.metrics.timeouts.get_or_create(&target.labels).inc();
+        if let Owner::Configured(_, series) = &entry.owner {
+            series.timeouts.inc();
         }
         self.finish_on_demand(index);
     }
@@ -648,8 +648,8 @@ impl Engine {
         };
         if sent.answered || sent.expired {
             if sent.answered {
-                if let Owner::Configured(target) = &entry.owner {
-                    self.metrics.duplicates.get_or_create(&target.labels).inc();
+                if let Owner::Configured(_, series) = &entry.owner {
+                    series.duplicates.inc();
                 }
             }
             return;
@@ -664,19 +664,17 @@ impl Engine {
             probe.answered = true;
         }
         match &mut entry.owner {
-            Owner::Configured(target) => {
-                let labels = &target.labels;
-                self.metrics
-                    .replies
-                    .get_or_create(&Metrics::reply_labels(labels, result))
-                    .inc();
+            Owner::Configured(target, series) => {
+                if let Some(replies) = series.replies(result) {
+                    replies.inc();
+                }
                 if result != "unreachable" {
-                    self.metrics.rtt.get_or_create(labels).observe(rtt);
-                    self.metrics.last_rtt.get_or_create(labels).set(rtt);
-                    self.metrics
-                        .ttl
-                        .get_or_create(labels)
-                        .set(i64::from(answer.fields.ttl));
+                    series.rtt.observe(rtt);
+                    let (last_rtt, ttl) = series
+                        .last
+                        .get_or_insert_with(|| self.metrics.last_reply(&target.labels));
+                    last_rtt.set(rtt);
+                    ttl.set(i64::from(answer.fields.ttl));
                 }
             }
             Owner::OnDemand { result: done, .. } => {

@@ -90,6 +90,28 @@ impl MetricConstructor<Histogram> for RttHistogram {
 }
 
 pub type Rtts = Family<TargetLabels, Histogram, RttHistogram>;
+
+/// One target's series, as handles into the families (each shares its value with its family's).
+pub struct Series {
+    pub sent: Counter,
+    pub timeouts: Counter,
+    pub duplicates: Counter,
+    pub send_errors: Counter,
+    pub rtt: Histogram,
+    /// `prober_replies_total` by each result the target's probe can have.
+    pub replies: Vec<(&'static str, Counter)>,
+    /// The last reply's round trip and TTL, from its first reply on.
+    pub last: Option<(FloatGauge, Gauge)>,
+}
+
+impl Series {
+    pub fn replies(&self, result: &str) -> Option<&Counter> {
+        self.replies
+            .iter()
+            .find(|(name, _)| *name == result)
+            .map(|(_, counter)| counter)
+    }
+}
 pub type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// Every family, registered.
@@ -215,24 +237,33 @@ impl Metrics {
         }
     }
 
-    /// Creates a new target's counters and histogram at zero, so that its loss and rates
-    /// read 0 rather than nothing before its first timeout, duplicate or error.
-    pub fn announce(&self, labels: &TargetLabels) {
-        for family in [
-            &self.sent,
-            &self.timeouts,
-            &self.duplicates,
-            &self.send_errors,
-        ] {
-            drop(family.get_or_create(labels));
+    /// A new target's series, its counters and histogram created at zero (so that its loss
+    /// and rates read 0 rather than nothing before its first timeout, duplicate or error), as
+    /// handles its engine updates without looking its labels up per probe.
+    pub fn announce(&self, labels: &TargetLabels) -> Series {
+        Series {
+            sent: self.sent.get_or_create_owned(labels),
+            timeouts: self.timeouts.get_or_create_owned(labels),
+            duplicates: self.duplicates.get_or_create_owned(labels),
+            send_errors: self.send_errors.get_or_create_owned(labels),
+            rtt: self.rtt.get_or_create_owned(labels),
+            replies: results_of(&labels.probe)
+                .iter()
+                .map(|&result| {
+                    let series = Metrics::reply_labels(labels, result);
+                    (result, self.replies.get_or_create_owned(&series))
+                })
+                .collect(),
+            last: None,
         }
-        drop(self.rtt.get_or_create(labels));
-        for result in results_of(&labels.probe) {
-            drop(
-                self.replies
-                    .get_or_create(&Metrics::reply_labels(labels, result)),
-            );
-        }
+    }
+
+    /// The gauges of a target's last reply, created with it (none reads 0 before one came).
+    pub fn last_reply(&self, labels: &TargetLabels) -> (FloatGauge, Gauge) {
+        (
+            self.last_rtt.get_or_create_owned(labels),
+            self.ttl.get_or_create_owned(labels),
+        )
     }
 
     /// Removes every series of a target no longer configured.
