@@ -178,7 +178,6 @@ struct Entry {
     /// on-demand request's every probe.
     recent: Vec<Sent>,
     keep: usize,
-    next_due_ns: u64,
     /// On-demand: probes still to send.
     remaining: u32,
 }
@@ -393,7 +392,6 @@ impl Engine {
                         owner: Owner::Configured(target, series),
                         recent: Vec::with_capacity(2),
                         keep: 2,
-                        next_due_ns: now,
                         remaining: u32::MAX,
                     });
                     self.schedule_send(index, first);
@@ -414,7 +412,6 @@ impl Engine {
                 request,
                 result: OnDemandResult::default(),
             },
-            next_due_ns: 0,
             remaining,
         });
         self.schedule_send(index, monotonic_ns());
@@ -460,9 +457,6 @@ impl Engine {
 
     fn schedule_send(&mut self, index: usize, at: u64) {
         self.generations[index] += 1;
-        if let Some(entry) = self.entries[index].as_mut() {
-            entry.next_due_ns = at;
-        }
         let generation = self.generations[index];
         self.queue.push(Reverse((
             at,

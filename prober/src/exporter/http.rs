@@ -267,8 +267,7 @@ async fn page(Shared(state): Shared<Arc<State>>) -> Html<String> {
     let listed = state.supervisor.lock().expect("supervisor").listed();
     let metrics = &state.metrics;
     let mut rows = String::new();
-    for target in listed {
-        let labels = &target.labels;
+    for labels in &listed {
         let count = |family: &Family<_, Counter>| family.get(labels).map_or(0, |c| c.get());
         let sent = count(&metrics.sent);
         let timeouts = count(&metrics.timeouts);

@@ -78,11 +78,6 @@ struct Name {
     next_lookup: Instant,
 }
 
-/// A target, as the page at `/` lists it.
-pub struct Listed {
-    pub labels: TargetLabels,
-}
-
 impl Supervisor {
     /// Resolves every target (a name that does not resolve is an error here) and starts the
     /// engines.
@@ -241,14 +236,12 @@ impl Supervisor {
             .map_err(|_| anyhow!("the engine on {} has stopped", key.interface))
     }
 
-    /// Every target probed now, in the configuration's order of engines.
-    pub fn listed(&self) -> Vec<Listed> {
+    /// The labels of every target probed now, engine by engine.
+    pub fn listed(&self) -> Vec<TargetLabels> {
         self.assigned
             .values()
             .flatten()
-            .map(|target| Listed {
-                labels: target.labels.clone(),
-            })
+            .map(|target| target.labels.clone())
             .collect()
     }
 
